@@ -1,0 +1,21 @@
+// Helpers shared by the subcommands: token-id lists, error reporting, JSON number output.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace qb::cli {
+
+// "1,2,3" -> {1, 2, 3}. Spaces allowed around commas; anything else is an error.
+Result<std::vector<int32_t>> ParseIds(const std::string& text);
+
+// Prints "qwenbox <command>: error: <message>" to stderr and returns the exit code (1).
+int ReportError(const std::string& command, const Status& status);
+
+// Appends a float as JSON with round-trip precision (%.9g); non-finite values become null.
+void AppendJsonFloat(std::string& out, float v);
+
+}  // namespace qb::cli

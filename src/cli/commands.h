@@ -1,0 +1,13 @@
+// Each subcommand registers itself on the app; its callback stores the process exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace qb::cli {
+
+void AddLogitsCommand(CLI::App& app, int* exit_code);
+void AddGenerateCommand(CLI::App& app, int* exit_code);
+void AddInfoCommand(CLI::App& app, int* exit_code);
+void AddMakeModelCommand(CLI::App& app, int* exit_code);
+
+}  // namespace qb::cli

@@ -1,0 +1,58 @@
+// qwenbox logits --model PATH --ids 1,2,3 [--all-positions]
+// The correctness tool: prints {"n_vocab": V, "logits": [[...], ...]} computed in f32 with an
+// f32 KV cache. External checks depend on this exact interface.
+#include <cstdio>
+#include <memory>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "model/loader.h"
+
+namespace qb::cli {
+
+namespace {
+
+struct LogitsOptions {
+  std::string model;
+  std::string ids;
+  bool all_positions = false;
+};
+
+Status RunLogits(const LogitsOptions& o) {
+  QB_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseIds(o.ids));
+  QB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(o.model));
+  const Qwen2Model& model = *loaded.model;
+  ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
+  QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(ids, 0, cache, o.all_positions));
+  std::string out = "{\"n_vocab\": " + std::to_string(logits.cols()) + ", \"logits\": [";
+  out.reserve(out.size() + static_cast<size_t>(logits.numel()) * 14);
+  for (int64_t r = 0; r < logits.rows(); ++r) {
+    out += r == 0 ? "[" : ", [";
+    const float* row = logits.data<float>() + r * logits.cols();
+    for (int64_t i = 0; i < logits.cols(); ++i) {
+      if (i) out += ", ";
+      AppendJsonFloat(out, row[i]);
+    }
+    out += "]";
+  }
+  out += "]}\n";
+  if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0)
+    return IoError("cannot write to stdout");
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddLogitsCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<LogitsOptions>();
+  CLI::App* cmd = app.add_subcommand("logits", "Print the model's logits for a list of token ids, as JSON");
+  cmd->add_option("--model", o->model, "Model: a Hugging Face directory or a .gguf file")->required();
+  cmd->add_option("--ids", o->ids, "Comma-separated token ids, e.g. 1,2,3")->required();
+  cmd->add_flag("--all-positions", o->all_positions, "One row of logits per position (default: last only)");
+  cmd->callback([o, exit_code] {
+    Status s = RunLogits(*o);
+    *exit_code = s.ok() ? 0 : ReportError("logits", s);
+  });
+}
+
+}  // namespace qb::cli

@@ -1,0 +1,116 @@
+#include "kernels/ops.h"
+
+#include <cstring>
+
+#include "kernels/ref/ref_ops.h"
+
+namespace qb::kernels {
+
+namespace {
+
+void CheckCpu(const Tensor& t, const char* op) {
+  QB_CHECK(t.device() == Device::kCpu, "{}: {} tensors have no implementation in this build", op,
+           DeviceName(t.device()));
+}
+
+void CheckF32(const Tensor& t, const char* op, const char* name) {
+  CheckCpu(t, op);
+  QB_CHECK(t.dtype() == DType::kF32, "{}: {} must be f32, is {}", op, name, Name(t.dtype()));
+}
+
+}  // namespace
+
+void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+  CheckF32(x, "Linear", "x");
+  CheckF32(y, "Linear", "y");
+  CheckCpu(w, "Linear");
+  QB_CHECK(w.rank() == 2 && x.cols() == w.dim(1) && y.cols() == w.dim(0) && x.rows() == y.rows(),
+           "Linear: x {} w {} y {}", ShapeToString(x.shape()), ShapeToString(w.shape()),
+           ShapeToString(y.shape()));
+  if (bias != nullptr) {
+    CheckF32(*bias, "Linear", "bias");
+    QB_CHECK(bias->numel() == w.dim(0), "Linear: bias {} for {} outputs", bias->numel(), w.dim(0));
+  }
+  ref::Linear(x.data<float>(), x.rows(), x.cols(), w.raw(), w.dtype(), w.dim(0),
+              bias ? bias->data<float>() : nullptr, y.mutable_data<float>());
+}
+
+void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) {
+  CheckF32(x, "RmsNorm", "x");
+  CheckF32(weight, "RmsNorm", "weight");
+  CheckF32(y, "RmsNorm", "y");
+  QB_CHECK(weight.numel() == x.cols() && y.shape() == x.shape(), "RmsNorm: x {} weight {} y {}",
+           ShapeToString(x.shape()), ShapeToString(weight.shape()), ShapeToString(y.shape()));
+  ref::RmsNorm(x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
+}
+
+void Rope(Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
+  CheckF32(x, "Rope", "x");
+  QB_CHECK(head_dim % 2 == 0 && x.cols() % head_dim == 0 &&
+               static_cast<int64_t>(rope.inv_freq.size()) == head_dim / 2 &&
+               static_cast<int64_t>(positions.size()) == x.rows(),
+           "Rope: x {} head_dim {} positions {}", ShapeToString(x.shape()), head_dim, positions.size());
+  ref::Rope(x.mutable_data<float>(), x.rows(), x.cols() / head_dim, head_dim, positions.data(),
+            rope.inv_freq.data(), rope.attention_scale);
+}
+
+void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
+  CheckF32(gate, "SiluMul", "gate");
+  CheckF32(up, "SiluMul", "up");
+  CheckF32(out, "SiluMul", "out");
+  QB_CHECK(gate.shape() == up.shape() && out.shape() == gate.shape(), "SiluMul shapes");
+  ref::SiluMul(gate.data<float>(), up.data<float>(), gate.numel(), out.mutable_data<float>());
+}
+
+void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
+               std::span<const int32_t> positions, float scale, Tensor& out) {
+  CheckF32(q, "Attention", "q");
+  CheckF32(k, "Attention", "k");
+  CheckF32(v, "Attention", "v");
+  CheckF32(out, "Attention", "out");
+  QB_CHECK(q.cols() % head_dim == 0 && k.cols() % head_dim == 0 && k.shape() == v.shape() &&
+               out.shape() == q.shape() && static_cast<int64_t>(positions.size()) == q.rows(),
+           "Attention: q {} k {} v {} out {}", ShapeToString(q.shape()), ShapeToString(k.shape()),
+           ShapeToString(v.shape()), ShapeToString(out.shape()));
+  const int64_t n_heads = q.cols() / head_dim, n_kv = k.cols() / head_dim;
+  QB_CHECK(n_kv > 0 && n_heads % n_kv == 0, "Attention: {} heads over {} kv heads", n_heads, n_kv);
+  for (int32_t p : positions) QB_CHECK(p >= 0 && p < k.rows(), "Attention: position {} of {} keys", p, k.rows());
+  ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.data<float>(), v.data<float>(),
+                 positions.data(), scale, out.mutable_data<float>());
+}
+
+void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {
+  CheckCpu(table, "Embedding");
+  CheckF32(out, "Embedding", "out");
+  QB_CHECK(table.rank() == 2 && out.cols() == table.dim(1) &&
+               out.rows() == static_cast<int64_t>(ids.size()),
+           "Embedding: table {} out {} ids {}", ShapeToString(table.shape()), ShapeToString(out.shape()),
+           ids.size());
+  for (int32_t id : ids) QB_CHECK(id >= 0 && id < table.dim(0), "Embedding: id {} of {}", id, table.dim(0));
+  ref::Embedding(ids.data(), static_cast<int64_t>(ids.size()), table.raw(), table.dtype(), table.dim(1),
+                 out.mutable_data<float>());
+}
+
+void AddInPlace(Tensor& acc, const Tensor& x) {
+  CheckF32(acc, "AddInPlace", "acc");
+  CheckF32(x, "AddInPlace", "x");
+  QB_CHECK(acc.shape() == x.shape(), "AddInPlace shapes {} {}", ShapeToString(acc.shape()),
+           ShapeToString(x.shape()));
+  ref::Add(acc.mutable_data<float>(), x.data<float>(), acc.numel());
+}
+
+void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {
+  CheckCpu(src, "ScatterRows");
+  CheckCpu(dst, "ScatterRows");
+  QB_CHECK(src.dtype() == dst.dtype() && src.cols() == dst.cols() &&
+               src.rows() == static_cast<int64_t>(rows.size()),
+           "ScatterRows: src {} dst {}", ShapeToString(src.shape()), ShapeToString(dst.shape()));
+  const int64_t rb = src.row_bytes();
+  auto* d = static_cast<uint8_t*>(dst.mutable_raw());
+  for (size_t t = 0; t < rows.size(); ++t) {
+    QB_CHECK(rows[t] >= 0 && rows[t] < dst.rows(), "ScatterRows: row {} of {}", rows[t], dst.rows());
+    std::memcpy(d + rows[t] * rb, src.row(static_cast<int64_t>(t)), static_cast<size_t>(rb));
+  }
+}
+
+}  // namespace qb::kernels

@@ -1,0 +1,52 @@
+// The op API the model calls. Ops know nothing about models. Each op checks its operands'
+// shapes and devices (a mismatch is a bug: QB_CHECK), then dispatches to the implementation for
+// the device the tensors live on: the scalar reference (kernels/ref) on the CPU today, SIMD and
+// CUDA implementations behind the same calls later.
+//
+// Activations are f32, row-major [tokens, features]. Weights may be any DType.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace qb::kernels {
+
+// Rotary embedding parameters: angle(pos, i) = pos * inv_freq[i] for i < head_dim / 2, and
+// cos/sin multiplied by attention_scale (1 except for YaRN).
+struct RopeTable {
+  std::vector<float> inv_freq;
+  float attention_scale = 1.0f;
+};
+
+// y[n, out] = x[n, in] · w[out, in]^T + bias[out] (bias f32 [out], optional).
+void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+
+// y = x / sqrt(mean(x^2) + eps) * weight, per row; weight f32 [d]. y may alias x.
+void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y);
+
+// NEOX-style ("rotate half") rotary embedding, in place. x: [n, heads * head_dim]; token t is at
+// positions[t]. Pairs are (i, i + head_dim / 2).
+void Rope(Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope);
+
+// out = silu(gate) * up, elementwise. out may alias gate.
+void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out);
+
+// Causal grouped-query attention of queries q [n, n_heads * head_dim] over keys/values
+// k, v [T, n_kv_heads * head_dim] (f32). Query t sees keys 0..positions[t]; query head h uses
+// kv head h / (n_heads / n_kv_heads). Scores are scaled by `scale`.
+void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
+               std::span<const int32_t> positions, float scale, Tensor& out);
+
+// out[t] = table[ids[t]] as f32. ids must be < table rows (checked by the caller).
+void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out);
+
+// acc += x, elementwise.
+void AddInPlace(Tensor& acc, const Tensor& x);
+
+// Writes rows of src [n, d] into dst [T, d] at rows[t].
+void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
+
+}  // namespace qb::kernels

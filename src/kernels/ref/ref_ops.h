@@ -1,0 +1,23 @@
+// Scalar reference implementations of every op (plain loops, f64 accumulation). They define
+// what the ops compute; fast kernels are tested against them.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+
+namespace qb::kernels::ref {
+
+void Linear(const float* x, int64_t n, int64_t in, const void* w, DType w_type, int64_t out,
+            const float* bias, float* y);
+void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
+void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* positions,
+          const float* inv_freq, float attention_scale);
+void SiluMul(const float* gate, const float* up, int64_t count, float* out);
+void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+               const float* k, const float* v, const int32_t* positions, float scale, float* out);
+void Embedding(const int32_t* ids, int64_t n, const void* table, DType table_type, int64_t d,
+               float* out);
+void Add(float* acc, const float* x, int64_t count);
+
+}  // namespace qb::kernels::ref

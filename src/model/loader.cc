@@ -1,0 +1,158 @@
+#include "model/loader.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "model/tensor_source.h"
+#include "model/weight_names.h"
+#include "tensor/dequantize.h"
+
+namespace qb {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool IsGgufPath(const std::string& path) {
+  std::error_code ec;
+  return fs::is_regular_file(path, ec) && fs::path(path).extension() != ".safetensors";
+}
+
+// The directory of a Hugging Face checkpoint (PATH itself, or the folder of a .safetensors file).
+std::string HfDir(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) return fs::path(path).parent_path().string();
+  return path;
+}
+
+Result<ModelConfig> ReadHfConfig(const std::string& dir) {
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  QB_ASSIGN_OR_RETURN(Json j, ReadJsonFile(config_path));
+  return ParseHfConfig(j, config_path);
+}
+
+Status CheckSupportedQuantization(const ModelConfig& c, const std::string& dir) {
+  if (!c.quantization) return Status::Ok();
+  const QuantizationConfig& q = *c.quantization;
+  return Unimplemented(fmt::format(
+      "{}/config.json: quantization_config quant_method \"{}\" ({} bits, group size {}) is not "
+      "supported yet; GPTQ and AWQ INT4 loading is planned. Use a BF16/F16 checkpoint or a GGUF file",
+      dir, q.method, q.bits, q.group_size));
+}
+
+Tensor ToF32(const Tensor& t) {
+  if (t.dtype() == DType::kF32) return t;
+  Tensor out = Tensor::Empty(DType::kF32, t.shape());
+  for (int64_t r = 0; r < t.rows(); ++r)
+    DequantizeRow(t.dtype(), t.row(r), out.mutable_data<float>() + r * t.cols(), t.cols());
+  return out;
+}
+
+class WeightReader {
+ public:
+  WeightReader(const TensorSource& src, WeightNaming naming) : src_(src), naming_(naming) {}
+
+  // A matrix or vector of the expected shape; vectors (norms, biases) are converted to f32.
+  Result<Tensor> Read(WeightRole role, int64_t layer, const Shape& want) {
+    const std::string name = WeightName(naming_, role, layer);
+    QB_ASSIGN_OR_RETURN(Tensor t, src_.Get(name));
+    if (t.shape() != want)
+      return InvalidArgument(fmt::format("{}: tensor {} has shape {}, expected {}", src_.FileOf(name),
+                                         name, ShapeToString(t.shape()), ShapeToString(want)));
+    if (want.size() == 1) {
+      if (!Info(t.dtype()).is_float)
+        return InvalidArgument(fmt::format("{}: tensor {} is {}, expected a float type", src_.FileOf(name),
+                                           name, Name(t.dtype())));
+      return ToF32(t);
+    }
+    if (t.dtype() == DType::kI32 || t.dtype() == DType::kI8 || t.dtype() == DType::kU8)
+      return InvalidArgument(fmt::format("{}: tensor {} is {}, not a weight type", src_.FileOf(name), name,
+                                         Name(t.dtype())));
+    return t;
+  }
+
+ private:
+  const TensorSource& src_;
+  WeightNaming naming_;
+};
+
+Result<Qwen2Weights> ReadWeights(const ModelConfig& c, const TensorSource& src, WeightNaming naming) {
+  WeightReader r(src, naming);
+  Qwen2Weights w;
+  const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
+  QB_ASSIGN_OR_RETURN(w.token_embedding, r.Read(WeightRole::kTokenEmbedding, 0, {c.vocab_size, H}));
+  for (int64_t l = 0; l < c.num_layers; ++l) {
+    LayerWeights lw;
+    QB_ASSIGN_OR_RETURN(lw.attn_norm, r.Read(WeightRole::kAttnNorm, l, {H}));
+    QB_ASSIGN_OR_RETURN(lw.wq, r.Read(WeightRole::kQ, l, {Q, H}));
+    QB_ASSIGN_OR_RETURN(lw.bq, r.Read(WeightRole::kQBias, l, {Q}));
+    QB_ASSIGN_OR_RETURN(lw.wk, r.Read(WeightRole::kK, l, {KV, H}));
+    QB_ASSIGN_OR_RETURN(lw.bk, r.Read(WeightRole::kKBias, l, {KV}));
+    QB_ASSIGN_OR_RETURN(lw.wv, r.Read(WeightRole::kV, l, {KV, H}));
+    QB_ASSIGN_OR_RETURN(lw.bv, r.Read(WeightRole::kVBias, l, {KV}));
+    QB_ASSIGN_OR_RETURN(lw.wo, r.Read(WeightRole::kO, l, {H, Q}));
+    QB_ASSIGN_OR_RETURN(lw.ffn_norm, r.Read(WeightRole::kFfnNorm, l, {H}));
+    QB_ASSIGN_OR_RETURN(lw.w_gate, r.Read(WeightRole::kGate, l, {I, H}));
+    QB_ASSIGN_OR_RETURN(lw.w_up, r.Read(WeightRole::kUp, l, {I, H}));
+    QB_ASSIGN_OR_RETURN(lw.w_down, r.Read(WeightRole::kDown, l, {H, I}));
+    w.layers.push_back(std::move(lw));
+  }
+  QB_ASSIGN_OR_RETURN(w.final_norm, r.Read(WeightRole::kFinalNorm, 0, {H}));
+  if (c.tie_word_embeddings) {
+    w.lm_head = w.token_embedding;
+  } else {
+    QB_ASSIGN_OR_RETURN(w.lm_head, r.Read(WeightRole::kLmHead, 0, {c.vocab_size, H}));
+  }
+  return w;
+}
+
+}  // namespace
+
+Result<ModelConfig> LoadModelConfig(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound(fmt::format("{}: no such file or directory", path));
+  if (IsGgufPath(path)) {
+    QB_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
+    return ConfigFromGguf(g);
+  }
+  return ReadHfConfig(HfDir(path));
+}
+
+Result<LoadedModel> LoadModel(const std::string& path) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return NotFound(fmt::format("{}: no such file or directory", path));
+  LoadedModel out;
+  out.path = path;
+  ModelConfig config;
+  Qwen2Weights weights;
+  if (IsGgufPath(path)) {
+    out.format = CheckpointFormat::kGguf;
+    QB_ASSIGN_OR_RETURN(GgufFile g, GgufFile::Open(path));
+    auto gguf = std::make_shared<const GgufFile>(std::move(g));
+    QB_ASSIGN_OR_RETURN(config, ConfigFromGguf(*gguf));
+    out.generation = GenerationConfigFromGguf(*gguf);
+    auto src = MakeGgufSource(gguf);
+    QB_ASSIGN_OR_RETURN(weights, ReadWeights(config, *src, WeightNaming::kGguf));
+  } else {
+    out.format = CheckpointFormat::kSafetensors;
+    const std::string dir = HfDir(path);
+    QB_ASSIGN_OR_RETURN(config, ReadHfConfig(dir));
+    QB_RETURN_IF_ERROR(CheckSupportedQuantization(config, dir));
+    const std::string gen_path = (fs::path(dir) / "generation_config.json").string();
+    if (fs::exists(gen_path, ec)) {
+      QB_ASSIGN_OR_RETURN(Json gj, ReadJsonFile(gen_path));
+      QB_ASSIGN_OR_RETURN(out.generation, ParseGenerationConfig(gj, gen_path));
+    }
+    if (out.generation.eos_token_ids.empty()) out.generation.eos_token_ids = config.eos_token_ids;
+    QB_ASSIGN_OR_RETURN(SafetensorsCheckpoint ck, SafetensorsCheckpoint::Open(dir));
+    auto src = MakeSafetensorsSource(std::make_shared<const SafetensorsCheckpoint>(std::move(ck)), dir);
+    QB_ASSIGN_OR_RETURN(weights, ReadWeights(config, *src, WeightNaming::kHuggingFace));
+  }
+  out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
+  return out;
+}
+
+}  // namespace qb

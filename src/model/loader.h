@@ -1,0 +1,27 @@
+// Loads a model PATH: a directory in Hugging Face layout (config.json, generation_config.json,
+// model.safetensors or sharded safetensors) or a .gguf file. Weights stay in the mmap'd files.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "model/config.h"
+#include "model/qwen2.h"
+#include "util/status.h"
+
+namespace qb {
+
+enum class CheckpointFormat { kSafetensors, kGguf };
+
+struct LoadedModel {
+  std::string path;
+  CheckpointFormat format = CheckpointFormat::kSafetensors;
+  GenerationConfig generation;
+  std::shared_ptr<const Qwen2Model> model;
+};
+
+// Reads only the configuration (cheap: no tensor data is touched).
+Result<ModelConfig> LoadModelConfig(const std::string& path);
+Result<LoadedModel> LoadModel(const std::string& path);
+
+}  // namespace qb

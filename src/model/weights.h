@@ -1,0 +1,44 @@
+// The Qwen2 weights as the forward pass uses them. Matrices are [out_features, in_features] in
+// any DType (views into the checkpoint's mapping); norms and biases are f32.
+#pragma once
+
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace qb {
+
+struct LayerWeights {
+  Tensor attn_norm;  // [hidden]
+  Tensor wq, bq;     // [q_dim, hidden], [q_dim]
+  Tensor wk, bk;     // [kv_dim, hidden], [kv_dim]
+  Tensor wv, bv;     // [kv_dim, hidden], [kv_dim]
+  Tensor wo;         // [hidden, q_dim]
+  Tensor ffn_norm;   // [hidden]
+  Tensor w_gate;     // [intermediate, hidden]
+  Tensor w_up;       // [intermediate, hidden]
+  Tensor w_down;     // [hidden, intermediate]
+};
+
+struct Qwen2Weights {
+  Tensor token_embedding;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  Tensor final_norm;  // [hidden]
+  Tensor lm_head;     // [vocab, hidden]; the same tensor as token_embedding when tied
+};
+
+}  // namespace qb
+
+#include <map>
+
+namespace qb {
+
+struct WeightsSummary {
+  std::map<DType, int64_t> tensors_by_dtype;
+  int64_t parameters = 0;
+  int64_t bytes = 0;  // as held in memory (tied embeddings counted once)
+};
+
+WeightsSummary Summarize(const Qwen2Weights& w);
+
+}  // namespace qb

@@ -1,0 +1,20 @@
+// Reference conversion of a row of any DType to f32. Slow and simple: the truth that fast
+// kernels are tested against.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/dtype.h"
+#include "tensor/quant_blocks.h"
+
+namespace qb {
+
+// Converts `n` elements starting at `src` (n a multiple of the type's block size) to f32.
+void DequantizeRow(DType type, const void* src, float* dst, int64_t n);
+
+// Reference quantization of f32 values into block types (round to nearest), used by
+// make-model and on-load quantization. `n` must be a multiple of the block size.
+void QuantizeRowQ8_0(const float* src, BlockQ8_0* dst, int64_t n);
+void QuantizeRowQ4_0(const float* src, BlockQ4_0* dst, int64_t n);
+
+}  // namespace qb

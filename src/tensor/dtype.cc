@@ -1,0 +1,39 @@
+#include "tensor/dtype.h"
+
+#include <array>
+#include <cctype>
+
+#include "tensor/quant_blocks.h"
+
+namespace qb {
+
+namespace {
+constexpr std::array<DTypeInfo, 10> kInfos = {{
+    {"f32", 1, 4, true, false, 4},
+    {"f16", 1, 2, true, false, 2},
+    {"bf16", 1, 2, true, false, 2},
+    {"i32", 1, 4, false, false, 4},
+    {"i8", 1, 1, false, false, 1},
+    {"u8", 1, 1, false, false, 1},
+    {"q8_0", kQK8_0, sizeof(BlockQ8_0), false, true, alignof(BlockQ8_0)},
+    {"q4_0", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0)},
+    {"q4_k", kQK_K, sizeof(BlockQ4_K), false, true, alignof(BlockQ4_K)},
+    {"q6_k", kQK_K, sizeof(BlockQ6_K), false, true, alignof(BlockQ6_K)},
+}};
+}  // namespace
+
+const DTypeInfo& Info(DType t) { return kInfos[static_cast<size_t>(t)]; }
+
+std::optional<DType> DTypeFromName(std::string_view name) {
+  for (size_t i = 0; i < kInfos.size(); ++i) {
+    const std::string_view n = kInfos[i].name;
+    if (n.size() != name.size()) continue;
+    bool same = true;
+    for (size_t k = 0; k < n.size(); ++k)
+      same = same && std::tolower(static_cast<unsigned char>(name[k])) == n[k];
+    if (same) return static_cast<DType>(i);
+  }
+  return std::nullopt;
+}
+
+}  // namespace qb

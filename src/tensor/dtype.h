@@ -1,0 +1,43 @@
+// Element types of tensors. Quantized types store blocks of `block_size` elements along the
+// last (innermost) dimension, with GGUF's byte layouts (see quant_blocks.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+
+namespace qb {
+
+enum class DType : uint8_t {
+  kF32,
+  kF16,
+  kBF16,
+  kI32,
+  kI8,
+  kU8,
+  kQ8_0,
+  kQ4_0,
+  kQ4_K,
+  kQ6_K,
+};
+
+struct DTypeInfo {
+  std::string_view name;  // "f32", "q4_k", ...
+  int64_t block_size;     // elements per block (1 for plain types)
+  int64_t block_bytes;    // bytes per block
+  bool is_float;          // plain floating point (f32/f16/bf16)
+  bool is_quantized;      // block-quantized weights
+  int64_t alignment;      // required byte alignment of the data
+};
+
+const DTypeInfo& Info(DType t);
+inline std::string_view Name(DType t) { return Info(t).name; }
+std::optional<DType> DTypeFromName(std::string_view name);  // case-insensitive
+
+// Bytes for `n` consecutive elements (n must be a multiple of the block size).
+inline int64_t RowBytes(DType t, int64_t n) {
+  const DTypeInfo& i = Info(t);
+  return n / i.block_size * i.block_bytes;
+}
+
+}  // namespace qb

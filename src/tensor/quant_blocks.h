@@ -1,0 +1,47 @@
+// Byte layouts of GGUF's block-quantized types (as ggml defines them; these are file formats).
+#pragma once
+
+#include <cstdint>
+
+namespace qb {
+
+inline constexpr int kQK8_0 = 32;
+inline constexpr int kQK4_0 = 32;
+inline constexpr int kQK_K = 256;
+inline constexpr int kKScaleBytes = 12;
+
+// 32 values: x = d * q, q int8.
+struct BlockQ8_0 {
+  uint16_t d;  // f16 scale
+  int8_t qs[kQK8_0];
+};
+static_assert(sizeof(BlockQ8_0) == 34);
+
+// 32 values: x = d * (q - 8), q in [0, 16); byte j holds element j (low nibble) and j+16 (high).
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ4_0) == 18);
+
+// 256 values in 8 sub-blocks of 32: x = d * sc[s] * q - dmin * m[s], 6-bit sc/m packed in
+// `scales`, 4-bit q. Each 32-byte group of qs holds two sub-blocks (low nibbles, then high).
+struct BlockQ4_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[kKScaleBytes];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == 144);
+
+// 256 values in 16 sub-blocks of 16: x = d * sc[s] * (q - 32), q 6-bit = 4 low bits in ql and
+// 2 high bits in qh, sc int8.
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];
+  uint8_t qh[kQK_K / 4];
+  int8_t scales[kQK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210);
+
+}  // namespace qb
