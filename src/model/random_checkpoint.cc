@@ -53,10 +53,11 @@ uint64_t NameSeed(uint64_t seed, const std::string& name) {
   return seed * 0x100000001b3ull ^ std::hash<std::string>{}(name);
 }
 
-PendingTensor RandomTensor(std::string name, DType dtype, Shape shape, double mean, double stddev,
-                           uint64_t seed) {
+// `key` (the Hugging Face name) seeds the values, so both formats get the same numbers.
+PendingTensor RandomTensor(std::string name, const std::string& key, DType dtype, Shape shape,
+                           double mean, double stddev, uint64_t seed) {
   PendingTensor t{std::move(name), dtype, std::move(shape), {}};
-  const uint64_t s = NameSeed(seed, t.name);
+  const uint64_t s = NameSeed(seed, key);
   int64_t n = 1;
   for (int64_t d : t.shape) n *= d;
   t.fill = [dtype, n, mean, stddev, s](uint8_t* dst) {
@@ -79,10 +80,12 @@ std::vector<PendingTensor> RandomWeights(const ModelConfig& c, WeightNaming nami
   constexpr double kStd = 0.02;  // the usual initializer_range
   std::vector<PendingTensor> out;
   auto matrix = [&](WeightRole r, int64_t l, Shape s) {
-    out.push_back(RandomTensor(WeightName(naming, r, l), matrix_type, std::move(s), 0.0, kStd, seed));
+    out.push_back(RandomTensor(WeightName(naming, r, l), WeightName(WeightNaming::kHuggingFace, r, l),
+                               matrix_type, std::move(s), 0.0, kStd, seed));
   };
   auto vec = [&](WeightRole r, int64_t l, int64_t n, double mean, double stddev) {
-    out.push_back(RandomTensor(WeightName(naming, r, l), vector_type, {n}, mean, stddev, seed));
+    out.push_back(RandomTensor(WeightName(naming, r, l), WeightName(WeightNaming::kHuggingFace, r, l),
+                               vector_type, {n}, mean, stddev, seed));
   };
   const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
   matrix(WeightRole::kTokenEmbedding, 0, {c.vocab_size, H});

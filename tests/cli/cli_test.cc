@@ -1,0 +1,133 @@
+// The qwenbox binary end to end: the CLI contracts external checks rely on, and bad input that
+// must end in a clear message and exit code 1, never a crash.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "common/reference.h"
+#include "common/run_command.h"
+#include "common/test_paths.h"
+#include "util/json.h"
+
+namespace qb {
+namespace {
+
+using test::DataPath;
+using test::RunCommand;
+
+const std::string kQwenbox = QB_BINARY;
+
+std::string Ids(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(id);
+  }
+  return s;
+}
+
+void ExpectCleanFailure(const test::CommandResult& r, const std::string& expect) {
+  EXPECT_TRUE(r.exited) << "killed by signal " << r.signal << "\n" << r.err;
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_NE(r.err.find(expect), std::string::npos) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST(CliTest, LogitsJsonContract) {
+  const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/f32/zh_sentence.json"));
+  auto r = RunCommand({kQwenbox, "logits", "--model", DataPath("micro-qwen2"), "--ids", Ids(ref.token_ids)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = ParseJson(r.out, "stdout");
+  ASSERT_TRUE(j.ok()) << j.status().ToString();
+  EXPECT_EQ((*j)["n_vocab"], 1024);
+  ASSERT_EQ((*j)["logits"].size(), 1u);
+  const auto row = (*j)["logits"][0].get<std::vector<float>>();
+  EXPECT_LE(test::MaxAbsDiff(row.data(), ref.last_logits.data(), row.size()), 1e-4f);
+
+  auto all = RunCommand({kQwenbox, "logits", "--model", DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), "--ids",
+                         "1, 2,3", "--all-positions"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_EQ(ParseJson(all.out, "stdout").value()["logits"].size(), 3u);
+}
+
+TEST(CliTest, GenerateGreedyMatchesTheReference) {
+  const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/q4_k_m_dequant_f32/en_sentence.json"));
+  auto r = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2/micro-qwen2-q4_k_m.gguf"), "--ids",
+                       Ids(ref.token_ids), "--max-tokens", "16", "--temperature", "0", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ParseJson(r.out, "stdout").value()["ids"].get<std::vector<int32_t>>(), ref.greedy_ids);
+}
+
+TEST(CliTest, SeededSamplingIsReproducible) {
+  const std::vector<std::string> cmd = {kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", "5,6,7",
+                                        "--max-tokens", "12", "--temperature", "1.5", "--top-k", "50",
+                                        "--top-p", "0.95", "--seed", "9", "--json"};
+  auto a = RunCommand(cmd), b = RunCommand(cmd);
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  auto ids = ParseJson(a.out, "stdout").value()["ids"].get<std::vector<int32_t>>();
+  EXPECT_EQ(ids.size(), 12u);
+  auto greedy = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", "5,6,7", "--max-tokens",
+                            "12", "--json"});
+  EXPECT_NE(a.out, greedy.out);  // generation_config says greedy; sampling at 1.5 differs
+}
+
+TEST(CliTest, MakeModelThenInfoAndLogits) {
+  const std::string dir = test::ScratchDir();
+  for (const std::string fmt : {"safetensors", "gguf"}) {
+    const std::string out = dir + (fmt == "gguf" ? "/micro.gguf" : "/micro");
+    auto mk = RunCommand({kQwenbox, "make-model", "--preset", "micro", "--out", out, "--format", fmt, "--seed", "3"});
+    ASSERT_EQ(mk.exit_code, 0) << mk.err;
+    auto info = RunCommand({kQwenbox, "info", "--model", out, "--json"});
+    ASSERT_EQ(info.exit_code, 0) << info.err;
+    auto j = ParseJson(info.out, "stdout").value();
+    EXPECT_EQ(j["parameters"], 2099456);
+    EXPECT_EQ(j["num_layers"], 2);
+    EXPECT_EQ(j["format"], fmt);
+    auto lg = RunCommand({kQwenbox, "logits", "--model", out, "--ids", "1,2"});
+    EXPECT_EQ(lg.exit_code, 0) << lg.err;
+  }
+  EXPECT_TRUE(std::filesystem::exists(dir + "/micro/tokenizer.json"));
+  auto text = RunCommand({kQwenbox, "info", "--model", dir + "/micro"});
+  EXPECT_NE(text.out.find("parameters:     2099456"), std::string::npos) << text.out;
+}
+
+TEST(CliTest, BadInputFailsCleanly) {
+  const std::string dir = test::ScratchDir();
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", "/no/such/model", "--ids", "1"}), "/no/such/model");
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", DataPath("micro-qwen2"), "--ids", "1,x"}),
+                     "comma-separated");
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", DataPath("micro-qwen2"), "--ids", "1,99999"}),
+                     "outside the vocabulary");
+  ExpectCleanFailure(RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", "1",
+                                 "--max-tokens", "100000"}),
+                     "context length");
+  ExpectCleanFailure(RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", "1",
+                                 "--top-p", "0"}),
+                     "--top-p");
+  ExpectCleanFailure(RunCommand({kQwenbox, "make-model", "--preset", "huge", "--out", dir + "/x"}), "unknown preset");
+
+  // Truncated and corrupt checkpoints.
+  const std::string gguf = test::ReadBytes(DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"));
+  test::WriteBytes(dir + "/cut.gguf", gguf.substr(0, gguf.size() / 2));
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", dir + "/cut.gguf", "--ids", "1"}), "truncated");
+  test::WriteBytes(dir + "/v9.gguf", std::string("GGUF\x09\0\0\0", 8) + std::string(16, '\0'));
+  ExpectCleanFailure(RunCommand({kQwenbox, "info", "--model", dir + "/v9.gguf"}), "version 9 is not supported");
+  const std::string st_dir = dir + "/st";
+  std::filesystem::create_directories(st_dir);
+  std::filesystem::copy_file(DataPath("micro-qwen2/config.json"), st_dir + "/config.json");
+  const std::string st = test::ReadBytes(DataPath("micro-qwen2/model.safetensors"));
+  test::WriteBytes(st_dir + "/model.safetensors", st.substr(0, st.size() - 100));
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", st_dir, "--ids", "1"}), "past the end of the data");
+  test::WriteBytes(st_dir + "/config.json", "{\"hidden_size\": ");
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", st_dir, "--ids", "1"}), "config.json");
+
+  // Usage errors come from the option parser: non-zero, no crash.
+  auto usage = RunCommand({kQwenbox, "logits", "--ids", "1"});
+  EXPECT_TRUE(usage.exited);
+  EXPECT_NE(usage.exit_code, 0);
+  EXPECT_NE(usage.err.find("--model"), std::string::npos) << usage.err;
+}
+
+}  // namespace
+}  // namespace qb

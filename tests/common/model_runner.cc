@@ -1,0 +1,45 @@
+#include "common/model_runner.h"
+
+#include <gtest/gtest.h>
+
+#include "sampling/sampler.h"
+
+namespace qb::test {
+
+std::vector<std::vector<float>> AllPositionLogits(const Qwen2Model& model, const std::vector<int32_t>& ids) {
+  ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
+  auto logits = model.Forward(ids, 0, cache, true);
+  EXPECT_TRUE(logits.ok()) << logits.status().ToString();
+  std::vector<std::vector<float>> rows;
+  if (!logits.ok()) return rows;
+  for (int64_t r = 0; r < logits->rows(); ++r) {
+    const float* p = logits->data<float>() + r * logits->cols();
+    rows.emplace_back(p, p + logits->cols());
+  }
+  return rows;
+}
+
+std::vector<float> LastLogits(const Qwen2Model& model, const std::vector<int32_t>& ids) {
+  ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
+  auto logits = model.Forward(ids, 0, cache, false);
+  EXPECT_TRUE(logits.ok()) << logits.status().ToString();
+  if (!logits.ok()) return {};
+  return {logits->data<float>(), logits->data<float>() + logits->cols()};
+}
+
+std::vector<int32_t> Greedy(const Qwen2Model& model, const std::vector<int32_t>& ids, int n) {
+  ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()) + n);
+  std::vector<int32_t> out, step = ids;
+  int64_t pos = 0;
+  for (int i = 0; i < n; ++i) {
+    auto logits = model.Forward(step, pos, cache, false);
+    EXPECT_TRUE(logits.ok()) << logits.status().ToString();
+    if (!logits.ok()) break;
+    pos += static_cast<int64_t>(step.size());
+    out.push_back(Argmax({logits->data<float>(), static_cast<size_t>(logits->cols())}));
+    step = {out.back()};
+  }
+  return out;
+}
+
+}  // namespace qb::test

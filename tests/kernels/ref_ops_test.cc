@@ -1,0 +1,221 @@
+// The ops through their public API, against direct float64 evaluations of their definitions.
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "tensor/dequantize.h"
+#include "util/half.h"
+
+namespace qb::kernels {
+namespace {
+
+Tensor Random(Shape shape, uint32_t seed, float scale = 1.0f) {
+  Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = d(rng);
+  return t;
+}
+
+// The same values stored as `type` (quantized types round them).
+Tensor Convert(const Tensor& f32, DType type) {
+  Tensor out = Tensor::Empty(type, f32.shape());
+  for (int64_t r = 0; r < f32.rows(); ++r) {
+    const float* src = f32.data<float>() + r * f32.cols();
+    auto* dst = static_cast<uint8_t*>(out.mutable_raw()) + r * out.row_bytes();
+    for (int64_t i = 0; i < f32.cols(); ++i) {
+      if (type == DType::kF16) reinterpret_cast<uint16_t*>(dst)[i] = F32ToF16(src[i]);
+      if (type == DType::kBF16) reinterpret_cast<uint16_t*>(dst)[i] = F32ToBF16(src[i]);
+    }
+    if (type == DType::kQ8_0) QuantizeRowQ8_0(src, reinterpret_cast<BlockQ8_0*>(dst), f32.cols());
+    if (type == DType::kQ4_0) QuantizeRowQ4_0(src, reinterpret_cast<BlockQ4_0*>(dst), f32.cols());
+    if (type == DType::kF32) std::memcpy(dst, src, static_cast<size_t>(out.row_bytes()));
+  }
+  return out;
+}
+
+class LinearTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(LinearTest, MatchesDequantizedDotProducts) {
+  const DType type = GetParam();
+  Tensor x = Random({3, 64}, 1);
+  Tensor w32 = Random({5, 64}, 2, 0.1f);
+  Tensor w = Convert(w32, type);
+  Tensor bias = Random({5}, 3);
+  Tensor y = Tensor::Empty(DType::kF32, {3, 5});
+  Linear(x, w, &bias, y);
+  std::vector<float> row(64);
+  for (int o = 0; o < 5; ++o) {
+    DequantizeRow(type, w.row(o), row.data(), 64);
+    for (int t = 0; t < 3; ++t) {
+      double acc = bias.data<float>()[o];
+      for (int i = 0; i < 64; ++i) acc += static_cast<double>(x.data<float>()[t * 64 + i]) * row[i];
+      EXPECT_NEAR(y.data<float>()[t * 5 + o], acc, 1e-5) << Name(type);
+    }
+  }
+  Tensor y2 = Tensor::Empty(DType::kF32, {3, 5});
+  Linear(x, w, nullptr, y2);
+  EXPECT_NEAR(y.data<float>()[0] - y2.data<float>()[0], bias.data<float>()[0], 1e-5);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllWeightTypes, LinearTest,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0),
+                         [](const auto& p) { return std::string(Name(p.param)); });
+
+TEST(RmsNormTest, MatchesDefinition) {
+  Tensor x = Random({2, 16}, 4);
+  Tensor w = Random({16}, 5);
+  Tensor y = Tensor::Empty(DType::kF32, {2, 16});
+  RmsNorm(x, w, 1e-6f, y);
+  for (int t = 0; t < 2; ++t) {
+    double ss = 0;
+    for (int i = 0; i < 16; ++i) ss += std::pow(x.data<float>()[t * 16 + i], 2);
+    const double inv = 1.0 / std::sqrt(ss / 16 + 1e-6);
+    for (int i = 0; i < 16; ++i)
+      EXPECT_NEAR(y.data<float>()[t * 16 + i], x.data<float>()[t * 16 + i] * inv * w.data<float>()[i], 1e-6);
+  }
+  RmsNorm(x, w, 1e-6f, x);  // in place gives the same
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(x.data<float>()[i], y.data<float>()[i]);
+}
+
+RopeTable Table(int64_t head_dim, double theta) {
+  RopeTable r;
+  for (int64_t i = 0; i < head_dim / 2; ++i)
+    r.inv_freq.push_back(static_cast<float>(std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim))));
+  return r;
+}
+
+TEST(RopeTest, RotatesHalvesAsNeox) {
+  const int64_t hd = 8, heads = 2;
+  Tensor x = Random({3, heads * hd}, 6);
+  Tensor orig = x.Copy();
+  const std::vector<int32_t> pos = {0, 5, 1000};
+  RopeTable table = Table(hd, 10000.0);
+  Rope(x, hd, pos, table);
+  for (int t = 0; t < 3; ++t)
+    for (int h = 0; h < heads; ++h)
+      for (int i = 0; i < hd / 2; ++i) {
+        const float* o = orig.data<float>() + (t * heads + h) * hd;
+        const float* r = x.data<float>() + (t * heads + h) * hd;
+        const double a = pos[t] * static_cast<double>(table.inv_freq[i]);
+        EXPECT_NEAR(r[i], o[i] * std::cos(a) - o[i + hd / 2] * std::sin(a), 1e-5);
+        EXPECT_NEAR(r[i + hd / 2], o[i + hd / 2] * std::cos(a) + o[i] * std::sin(a), 1e-5);
+      }
+  for (int i = 0; i < heads * hd; ++i) EXPECT_EQ(x.data<float>()[i], orig.data<float>()[i]);  // position 0
+}
+
+TEST(RopeTest, ScoresDependOnlyOnRelativePosition) {
+  const int64_t hd = 16;
+  RopeTable table = Table(hd, 1e6);
+  Tensor q = Random({1, hd}, 7), k = Random({1, hd}, 8);
+  auto score = [&](int32_t pq, int32_t pk) {
+    Tensor a = q.Copy(), b = k.Copy();
+    Rope(a, hd, std::vector<int32_t>{pq}, table);
+    Rope(b, hd, std::vector<int32_t>{pk}, table);
+    double s = 0;
+    for (int i = 0; i < hd; ++i) s += static_cast<double>(a.data<float>()[i]) * b.data<float>()[i];
+    return s;
+  };
+  EXPECT_NEAR(score(10, 3), score(107, 100), 1e-4);
+  EXPECT_GT(std::fabs(score(10, 3) - score(10, 9)), 1e-3);
+}
+
+TEST(RopeTest, AttentionScaleMultipliesCosAndSin) {
+  const int64_t hd = 4;
+  RopeTable table = Table(hd, 10000.0);
+  table.attention_scale = 2.0f;
+  Tensor x = Random({1, hd}, 9);
+  Tensor orig = x.Copy();
+  Rope(x, hd, std::vector<int32_t>{0}, table);
+  for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(x.data<float>()[i], 2.0f * orig.data<float>()[i]);
+}
+
+TEST(SiluMulTest, MatchesDefinition) {
+  Tensor g = Random({4, 8}, 10, 3.0f), u = Random({4, 8}, 11);
+  Tensor out = Tensor::Empty(DType::kF32, {4, 8});
+  SiluMul(g, u, out);
+  for (int i = 0; i < 32; ++i) {
+    const double gv = g.data<float>()[i];
+    EXPECT_NEAR(out.data<float>()[i], gv / (1 + std::exp(-gv)) * u.data<float>()[i], 1e-6);
+  }
+}
+
+// Naive causal GQA attention for query t over keys 0..pos[t].
+std::vector<double> NaiveAttention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t hd,
+                                   const std::vector<int32_t>& pos, int64_t t, int64_t h) {
+  const int64_t n_heads = q.cols() / hd, n_kv = k.cols() / hd, kvh = h / (n_heads / n_kv);
+  std::vector<double> s;
+  for (int64_t j = 0; j <= pos[static_cast<size_t>(t)]; ++j) {
+    double d = 0;
+    for (int64_t i = 0; i < hd; ++i)
+      d += static_cast<double>(q.data<float>()[t * q.cols() + h * hd + i]) * k.data<float>()[j * k.cols() + kvh * hd + i];
+    s.push_back(d / std::sqrt(static_cast<double>(hd)));
+  }
+  double mx = -1e300, sum = 0;
+  for (double x : s) mx = std::max(mx, x);
+  for (double& x : s) sum += (x = std::exp(x - mx));
+  std::vector<double> out(static_cast<size_t>(hd), 0.0);
+  for (size_t j = 0; j < s.size(); ++j)
+    for (int64_t i = 0; i < hd; ++i)
+      out[static_cast<size_t>(i)] += s[j] / sum * v.data<float>()[static_cast<int64_t>(j) * v.cols() + kvh * hd + i];
+  return out;
+}
+
+TEST(AttentionTest, CausalGroupedQueryAttention) {
+  const int64_t hd = 8, n_heads = 4, n_kv = 2, n_keys = 6;
+  Tensor q = Random({3, n_heads * hd}, 12), k = Random({n_keys, n_kv * hd}, 13), v = Random({n_keys, n_kv * hd}, 14);
+  const std::vector<int32_t> pos = {3, 4, 5};  // three new tokens after three cached ones
+  Tensor out = Tensor::Empty(DType::kF32, {3, n_heads * hd});
+  Attention(q, k, v, hd, pos, 1.0f / std::sqrt(static_cast<float>(hd)), out);
+  for (int64_t t = 0; t < 3; ++t)
+    for (int64_t h = 0; h < n_heads; ++h) {
+      const auto want = NaiveAttention(q, k, v, hd, pos, t, h);
+      for (int64_t i = 0; i < hd; ++i) EXPECT_NEAR(out.data<float>()[t * n_heads * hd + h * hd + i], want[static_cast<size_t>(i)], 1e-5);
+    }
+}
+
+TEST(AttentionTest, FirstPositionSeesOnlyItself) {
+  const int64_t hd = 4;
+  Tensor q = Random({1, hd}, 15), k = Random({3, hd}, 16), v = Random({3, hd}, 17);
+  Tensor out = Tensor::Empty(DType::kF32, {1, hd});
+  Attention(q, k, v, hd, std::vector<int32_t>{0}, 0.5f, out);
+  for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(out.data<float>()[i], v.data<float>()[i]);
+}
+
+TEST(EmbeddingTest, LooksUpAndDequantizesRows) {
+  Tensor table32 = Random({10, 32}, 18);
+  Tensor table = Convert(table32, DType::kQ8_0);
+  Tensor out = Tensor::Empty(DType::kF32, {2, 32});
+  const std::vector<int32_t> ids = {7, 2};
+  Embedding(ids, table, out);
+  std::vector<float> row(32);
+  DequantizeRow(DType::kQ8_0, table.row(7), row.data(), 32);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(out.data<float>()[i], row[i]);
+}
+
+TEST(ElementwiseTest, AddAndScatter) {
+  Tensor a = Random({2, 3}, 19), b = Random({2, 3}, 20);
+  Tensor a0 = a.Copy();
+  AddInPlace(a, b);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(a.data<float>()[i], a0.data<float>()[i] + b.data<float>()[i]);
+  Tensor dst = Tensor::Empty(DType::kF32, {5, 3});
+  ScatterRows(b, std::vector<int32_t>{4, 1}, dst);
+  EXPECT_EQ(dst.data<float>()[12], b.data<float>()[0]);
+  EXPECT_EQ(dst.data<float>()[3], b.data<float>()[3]);
+  EXPECT_EQ(dst.data<float>()[0], 0.f);
+}
+
+TEST(OpsDeathTest, ShapeMismatchIsABug) {
+  Tensor x = Tensor::Empty(DType::kF32, {2, 8});
+  Tensor w = Tensor::Empty(DType::kF32, {4, 7});
+  Tensor y = Tensor::Empty(DType::kF32, {2, 4});
+  EXPECT_DEATH(Linear(x, w, nullptr, y), "Linear");
+}
+
+}  // namespace
+}  // namespace qb::kernels

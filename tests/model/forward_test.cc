@@ -1,0 +1,134 @@
+// The Qwen2 forward pass against llama.cpp's reference logits for micro-qwen2, for every
+// weight file (see tests/data/micro-qwen2/reference/README.md for what each reference is).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "common/model_runner.h"
+#include "common/reference.h"
+#include "common/test_paths.h"
+#include "model/loader.h"
+#include "sampling/sampler.h"
+
+namespace qb {
+namespace {
+
+using test::DataPath;
+
+struct Case {
+  const char* name;
+  const char* model;      // relative to tests/data/micro-qwen2 ("" = the safetensors dir)
+  const char* reference;  // reference/<dir>
+  float tolerance;        // max |logit difference|
+  bool exact_greedy;      // greedy continuation must match where the reference margin allows
+};
+
+std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
+
+std::vector<int32_t> Top(const std::vector<float>& v, size_t k) {
+  std::vector<int32_t> ids(v.size());
+  std::iota(ids.begin(), ids.end(), 0);
+  std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k), ids.end(),
+                    [&](int32_t a, int32_t b) { return v[static_cast<size_t>(a)] > v[static_cast<size_t>(b)]; });
+  ids.resize(k);
+  std::sort(ids.begin(), ids.end());
+  return ids;
+}
+
+class MicroReferenceTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(MicroReferenceTest, LogitsMatchLlamaCpp) {
+  const Case& c = GetParam();
+  const std::string path = DataPath(std::string("micro-qwen2/") + c.model);
+  auto loaded = LoadModel(path);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  const Qwen2Model& model = *loaded->model;
+  float worst = 0.f;
+  for (const std::string& ref_path : test::ReferenceFiles(DataPath(std::string("micro-qwen2/reference/") + c.reference))) {
+    const test::Reference ref = test::LoadReference(ref_path);
+    const std::vector<float> got = test::LastLogits(model, ref.token_ids);
+    ASSERT_EQ(got.size(), ref.last_logits.size());
+    const float diff = test::MaxAbsDiff(got.data(), ref.last_logits.data(), got.size());
+    worst = std::max(worst, diff);
+    EXPECT_LE(diff, c.tolerance) << ref.name;
+    if (c.exact_greedy) {
+      EXPECT_EQ(Argmax(got), Argmax(ref.last_logits)) << ref.name;
+      EXPECT_EQ(Top(got, 20), Top(ref.last_logits, 20)) << ref.name;
+      // Compare greedy ids up to the first step whose top1-top2 margin is within 10x tolerance.
+      size_t comparable = 0;
+      while (comparable < ref.greedy_ids.size() && ref.greedy_margins[comparable] > 10 * c.tolerance) ++comparable;
+      const auto greedy = test::Greedy(model, ref.token_ids, static_cast<int>(comparable));
+      EXPECT_EQ(greedy, std::vector<int32_t>(ref.greedy_ids.begin(), ref.greedy_ids.begin() + static_cast<std::ptrdiff_t>(comparable)))
+          << ref.name;
+      EXPECT_GE(comparable, 16u) << ref.name << ": margins too small to compare the whole continuation";
+    }
+  }
+  RecordProperty("max_abs_logit_diff", std::to_string(worst));
+  std::printf("[ %s ] max |logit diff| over 3 prompts: %.3g\n", c.name, static_cast<double>(worst));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllWeightFiles, MicroReferenceTest,
+    ::testing::Values(Case{"bf16_safetensors_vs_f32", "", "f32", 1e-4f, true},
+                      Case{"f16_gguf_vs_f32", "micro-qwen2-f16.gguf", "f32", 1e-4f, true},
+                      Case{"q8_0_vs_dequant_f32", "micro-qwen2-q8_0.gguf", "q8_0_dequant_f32", 1e-4f, true},
+                      Case{"q4_0_vs_dequant_f32", "micro-qwen2-q4_0.gguf", "q4_0_dequant_f32", 1e-4f, true},
+                      Case{"q4_k_m_vs_dequant_f32", "micro-qwen2-q4_k_m.gguf", "q4_k_m_dequant_f32", 1e-4f, true},
+                      Case{"q8_0_vs_llamacpp_q8_0", "micro-qwen2-q8_0.gguf", "q8_0", 0.25f, false},
+                      Case{"q4_0_vs_llamacpp_q4_0", "micro-qwen2-q4_0.gguf", "q4_0", 0.25f, false},
+                      Case{"q4_k_m_vs_llamacpp_q4_k_m", "micro-qwen2-q4_k_m.gguf", "q4_k_m", 0.25f, false}),
+    [](const auto& p) { return std::string(p.param.name); });
+
+TEST(ForwardTest, BothFormatsOfTheSameWeightsGiveTheSameLogits) {
+  // model.safetensors (BF16) and micro-qwen2-f16.gguf hold identical numbers.
+  auto st = LoadModel(DataPath("micro-qwen2"));
+  auto gg = LoadModel(DataPath("micro-qwen2/micro-qwen2-f16.gguf"));
+  ASSERT_TRUE(st.ok() && gg.ok());
+  const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/f32/en_sentence.json"));
+  const auto a = test::AllPositionLogits(*st->model, ref.token_ids);
+  const auto b = test::AllPositionLogits(*gg->model, ref.token_ids);
+  ASSERT_EQ(a.size(), ref.token_ids.size());
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t p = 0; p < a.size(); ++p) EXPECT_EQ(test::MaxAbsDiff(a[p].data(), b[p].data(), a[p].size()), 0.f) << p;
+}
+
+TEST(ForwardTest, IncrementalDecodingMatchesTheFullPrompt) {
+  auto loaded = LoadModel(DataPath("micro-qwen2"));
+  ASSERT_TRUE(loaded.ok());
+  const Qwen2Model& model = *loaded->model;
+  const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/f32/code_python.json"));
+  const auto full = test::AllPositionLogits(model, ref.token_ids);
+  // Same prompt fed in chunks of 1, 7 and the rest through the KV cache.
+  ContiguousKvCache cache(model.config(), static_cast<int64_t>(ref.token_ids.size()));
+  std::vector<int64_t> cuts = {0, 1, 8, static_cast<int64_t>(ref.token_ids.size())};
+  for (size_t c = 0; c + 1 < cuts.size(); ++c) {
+    std::vector<int32_t> chunk(ref.token_ids.begin() + cuts[c], ref.token_ids.begin() + cuts[c + 1]);
+    auto logits = model.Forward(chunk, cuts[c], cache, true);
+    ASSERT_TRUE(logits.ok());
+    for (int64_t r = 0; r < logits->rows(); ++r)
+      EXPECT_LE(test::MaxAbsDiff(logits->data<float>() + r * logits->cols(), full[static_cast<size_t>(cuts[c] + r)].data(),
+                                 static_cast<size_t>(logits->cols())),
+                1e-5f)
+          << "position " << cuts[c] + r;
+  }
+  // The last row of the all-positions output is the last-position output.
+  EXPECT_LE(test::MaxAbsDiff(full.back().data(), ref.last_logits.data(), full.back().size()), 1e-4f);
+}
+
+TEST(ForwardTest, BadTokensAndPositionsAreErrors) {
+  auto loaded = LoadModel(DataPath("micro-qwen2"));
+  ASSERT_TRUE(loaded.ok());
+  const Qwen2Model& model = *loaded->model;
+  ContiguousKvCache cache(model.config(), 4);
+  auto r = model.Forward(std::vector<int32_t>{1, 1024}, 0, cache, false);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("1024 is outside the vocabulary"), std::string::npos);
+  EXPECT_FALSE(model.Forward(std::vector<int32_t>{-1}, 0, cache, false).ok());
+  EXPECT_FALSE(model.Forward(std::vector<int32_t>{1, 2, 3}, 2, cache, false).ok());  // past the cache
+  EXPECT_FALSE(model.Forward(std::vector<int32_t>{}, 0, cache, false).ok());
+}
+
+}  // namespace
+}  // namespace qb

@@ -1,0 +1,132 @@
+// Block formats checked element by element against the layouts as documented (ggml's
+// block_q8_0 / q4_0 / q4_K / q6_K), built here by independent packing code.
+#include "tensor/dequantize.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "util/half.h"
+
+namespace qb {
+namespace {
+
+TEST(DequantizeTest, Q8_0) {
+  BlockQ8_0 b{};
+  b.d = F32ToF16(0.5f);
+  for (int j = 0; j < 32; ++j) b.qs[j] = static_cast<int8_t>(j * 8 - 128);
+  std::vector<float> y(32);
+  DequantizeRow(DType::kQ8_0, &b, y.data(), 32);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], 0.5f * static_cast<float>(j * 8 - 128)) << j;
+}
+
+TEST(DequantizeTest, Q4_0NibbleOrder) {
+  BlockQ4_0 b{};
+  b.d = F32ToF16(2.0f);
+  // element j in the low nibble of byte j, element j+16 in the high nibble.
+  for (int j = 0; j < 16; ++j) b.qs[j] = static_cast<uint8_t>((j & 15) | ((15 - j) << 4));
+  std::vector<float> y(32);
+  DequantizeRow(DType::kQ4_0, &b, y.data(), 32);
+  for (int j = 0; j < 16; ++j) {
+    EXPECT_EQ(y[j], 2.0f * static_cast<float>(j - 8));
+    EXPECT_EQ(y[j + 16], 2.0f * static_cast<float>(15 - j - 8));
+  }
+}
+
+// Packs 8 six-bit (scale, min) pairs the way Q4_K stores them.
+void PackQ4KScales(const int sc[8], const int m[8], uint8_t out[12]) {
+  for (int s = 0; s < 4; ++s) {
+    out[s] = static_cast<uint8_t>((sc[s] & 63) | ((sc[s + 4] >> 4) << 6));
+    out[s + 4] = static_cast<uint8_t>((m[s] & 63) | ((m[s + 4] >> 4) << 6));
+    out[s + 8] = static_cast<uint8_t>((sc[s + 4] & 15) | ((m[s + 4] & 15) << 4));
+  }
+}
+
+TEST(DequantizeTest, Q4_K) {
+  BlockQ4_K b{};
+  b.d = F32ToF16(0.25f);
+  b.dmin = F32ToF16(0.125f);
+  const int sc[8] = {1, 7, 13, 63, 32, 17, 50, 5};
+  const int m[8] = {0, 63, 2, 40, 33, 9, 61, 16};
+  PackQ4KScales(sc, m, b.scales);
+  // value e (0..255): sub-block s = e / 32, q = (e * 7) % 16; sub-blocks 2g and 2g+1 share
+  // bytes 32g..32g+31 (low then high nibble).
+  auto q_of = [](int e) { return (e * 7) % 16; };
+  for (int g = 0; g < 4; ++g)
+    for (int l = 0; l < 32; ++l)
+      b.qs[32 * g + l] = static_cast<uint8_t>(q_of(64 * g + l) | (q_of(64 * g + 32 + l) << 4));
+  std::vector<float> y(256);
+  DequantizeRow(DType::kQ4_K, &b, y.data(), 256);
+  for (int e = 0; e < 256; ++e) {
+    const int s = e / 32;
+    const float want = 0.25f * static_cast<float>(sc[s]) * static_cast<float>(q_of(e)) - 0.125f * static_cast<float>(m[s]);
+    ASSERT_FLOAT_EQ(y[e], want) << e;
+  }
+}
+
+TEST(DequantizeTest, Q6_K) {
+  BlockQ6_K b{};
+  b.d = F32ToF16(0.5f);
+  for (int s = 0; s < 16; ++s) b.scales[s] = static_cast<int8_t>(s * 9 - 70);
+  // value e: q6 = (e * 13) % 64; stored as 4 low bits in ql and 2 high bits in qh. Within each
+  // half of 128: elements l, l+32, l+64, l+96 (l < 32) use ql[l] low, ql[l+32] low, ql[l] high,
+  // ql[l+32] high, and bits 0-1, 2-3, 4-5, 6-7 of qh[l].
+  auto q_of = [](int e) { return (e * 13) % 64; };
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const int base = 128 * h;
+      const int q0 = q_of(base + l), q1 = q_of(base + l + 32), q2 = q_of(base + l + 64), q3 = q_of(base + l + 96);
+      b.ql[64 * h + l] = static_cast<uint8_t>((q0 & 15) | ((q2 & 15) << 4));
+      b.ql[64 * h + l + 32] = static_cast<uint8_t>((q1 & 15) | ((q3 & 15) << 4));
+      b.qh[32 * h + l] = static_cast<uint8_t>((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
+    }
+  std::vector<float> y(256);
+  DequantizeRow(DType::kQ6_K, &b, y.data(), 256);
+  for (int e = 0; e < 256; ++e) {
+    const int s = e / 16;
+    ASSERT_FLOAT_EQ(y[e], 0.5f * static_cast<float>(b.scales[s]) * static_cast<float>(q_of(e) - 32)) << e;
+  }
+}
+
+TEST(DequantizeTest, PlainTypes) {
+  const uint16_t h[3] = {F32ToF16(1.5f), F32ToF16(-0.25f), F32ToF16(3.0f)};
+  const uint16_t bf[3] = {F32ToBF16(1.5f), F32ToBF16(-0.25f), F32ToBF16(3.0f)};
+  float y[3];
+  DequantizeRow(DType::kF16, h, y, 3);
+  EXPECT_EQ(y[0], 1.5f);
+  EXPECT_EQ(y[1], -0.25f);
+  DequantizeRow(DType::kBF16, bf, y, 3);
+  EXPECT_EQ(y[2], 3.0f);
+  const int8_t i8[3] = {-5, 0, 7};
+  DequantizeRow(DType::kI8, i8, y, 3);
+  EXPECT_EQ(y[0], -5.f);
+}
+
+// Q8_0: within half a step (plus the f16 rounding of the scale). Q4_0: the value of largest
+// magnitude maps to -8, so values of the other sign clamp at +7: within one step.
+TEST(QuantizeTest, Q8_0AndQ4_0RoundTripWithinTheirStep) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> x(256);
+  for (float& v : x) v = dist(rng);
+  std::vector<BlockQ8_0> q8(8);
+  std::vector<BlockQ4_0> q4(8);
+  QuantizeRowQ8_0(x.data(), q8.data(), 256);
+  QuantizeRowQ4_0(x.data(), q4.data(), 256);
+  std::vector<float> y8(256), y4(256);
+  DequantizeRow(DType::kQ8_0, q8.data(), y8.data(), 256);
+  DequantizeRow(DType::kQ4_0, q4.data(), y4.data(), 256);
+  for (int b = 0; b < 8; ++b) {
+    const float d8 = std::fabs(F16ToF32(q8[b].d)), d4 = std::fabs(F16ToF32(q4[b].d));
+    for (int j = 0; j < 32; ++j) {
+      const int i = b * 32 + j;
+      EXPECT_LE(std::fabs(x[i] - y8[i]), d8 * 0.6f) << i;
+      EXPECT_LE(std::fabs(x[i] - y4[i]), d4 * 1.01f) << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace qb
