@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up and runs every test: installs dependencies, builds (Release, warnings as errors), runs
+# all ctest labels, then builds with AddressSanitizer + UBSan and runs the unit tests there.
+#   scripts/test.sh           everything (what CI runs)
+#   scripts/test.sh --quick   the Release build and its tests only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+JOBS="${JOBS:-$(nproc)}"
+
+echo "== Release build and all tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQWENBOX_WERROR=ON >/dev/null
+cmake --build build -j "$JOBS"
+ctest --test-dir build -j "$JOBS" --output-on-failure
+
+[ "${1:-}" = "--quick" ] && exit 0
+
+echo "== AddressSanitizer + UBSan build, unit tests"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DQWENBOX_SANITIZE=ON -DQWENBOX_WERROR=ON >/dev/null
+cmake --build build-asan -j "$JOBS"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan -j "$JOBS" -L unit --output-on-failure
