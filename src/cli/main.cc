@@ -21,6 +21,9 @@ int main(int argc, char** argv) {
   qb::cli::AddLogitsCommand(app, &exit_code);
   qb::cli::AddGenerateCommand(app, &exit_code);
   qb::cli::AddInfoCommand(app, &exit_code);
+  qb::cli::AddTokenizeCommand(app, &exit_code);
+  qb::cli::AddDetokenizeCommand(app, &exit_code);
+  qb::cli::AddChatTemplateCommand(app, &exit_code);
   qb::cli::AddMakeModelCommand(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
