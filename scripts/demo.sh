@@ -20,6 +20,4 @@ else
 fi
 
 build/qwenbox info --model "$MODEL"
-# "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n" in Qwen2.5 token ids.
-build/qwenbox generate --model "$MODEL" --ids 151644,872,198,9707,151645,198,151644,77091,198 \
-  --max-tokens 16 --json
+build/qwenbox generate --model "$MODEL" --chat "Hello! Who are you?" --max-tokens 32 --json

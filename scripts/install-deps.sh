@@ -9,6 +9,9 @@ PACKAGES=(
   nlohmann-json3-dev        # JSON
   libcli11-dev              # command line
   libspdlog-dev libfmt-dev  # logging and formatting
+  libutf8proc-dev           # Unicode categories and NFC (tokenizer)
+  libsimdjson-dev           # fast JSON for the 7 MB tokenizer.json
+  pkg-config                # finds utf8proc
 )
 
 missing=()

@@ -92,6 +92,51 @@ TEST(CliTest, MakeModelThenInfoAndLogits) {
   EXPECT_NE(text.out.find("parameters:     2099456"), std::string::npos) << text.out;
 }
 
+TEST(CliTest, TokenizerCommands) {
+  const std::string dir = test::ScratchDir();
+  const std::string tok = DataPath("tokenizer/qwen2.5");
+  test::WriteBytes(dir + "/in.jsonl", "{\"text\": \"Hello world\"}\n\n{\"text\": \"<|im_end|>\"}\n");
+  auto r = RunCommand({kQwenbox, "tokenize", "--model", tok, "--jsonl", dir + "/in.jsonl"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "{\"ids\": [9707, 1879]}\n{\"ids\": [151645]}\n");
+  auto t = RunCommand({kQwenbox, "tokenize", "--model", tok, "--text", "Hello world"});
+  EXPECT_EQ(t.out, "{\"ids\": [9707, 1879]}\n");
+  auto d = RunCommand({kQwenbox, "detokenize", "--model", tok, "--ids", "9707,1879,151645"});
+  EXPECT_EQ(d.out, "Hello world<|im_end|>");
+  test::WriteBytes(dir + "/m.json", R"([{"role": "user", "content": "Hi"}])");
+  auto c = RunCommand({kQwenbox, "chat-template", "--model", tok, "--messages", dir + "/m.json", "--add-generation-prompt"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  ExpectCleanFailure(RunCommand({kQwenbox, "chat-template", "--model", DataPath("micro-qwen2"), "--messages", dir + "/m.json"}),
+                     "no chat template");
+  test::WriteBytes(dir + "/bad.jsonl", "{\"txt\": 1}\n");
+  ExpectCleanFailure(RunCommand({kQwenbox, "tokenize", "--model", tok, "--jsonl", dir + "/bad.jsonl"}), "line 1");
+  ExpectCleanFailure(RunCommand({kQwenbox, "detokenize", "--model", tok, "--ids", "99999999"}), "not in the vocabulary");
+}
+
+TEST(CliTest, GenerateFromTextAndChat) {
+  const std::string dir = test::ScratchDir() + "/tiny";
+  ASSERT_EQ(RunCommand({kQwenbox, "make-model", "--preset", "tiny", "--out", dir}).exit_code, 0);
+  auto p = RunCommand({kQwenbox, "generate", "--model", dir, "--prompt", "Hello", "--max-tokens", "5", "--temperature",
+                       "0", "--ignore-eos", "--json"});
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  auto j = ParseJson(p.out, "stdout").value();
+  EXPECT_EQ(j["ids"].size(), 5u);
+  ASSERT_TRUE(j["text"].is_string());
+  // The text is the decode of the ids.
+  const std::string ids = Ids(j["ids"].get<std::vector<int32_t>>());
+  auto d = RunCommand({kQwenbox, "detokenize", "--model", dir, "--ids", ids});
+  EXPECT_EQ(d.out, j["text"].get<std::string>());
+  auto streamed = RunCommand({kQwenbox, "generate", "--model", dir, "--prompt", "Hello", "--max-tokens", "5",
+                              "--temperature", "0", "--ignore-eos"});
+  EXPECT_EQ(streamed.out, j["text"].get<std::string>() + "\n");
+  auto c = RunCommand({kQwenbox, "generate", "--model", dir, "--chat", "Hi there", "--max-tokens", "3", "--json"});
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  ExpectCleanFailure(RunCommand({kQwenbox, "generate", "--model", dir, "--prompt", "a", "--ids", "1"}), "exactly one");
+}
+
 TEST(CliTest, BadInputFailsCleanly) {
   const std::string dir = test::ScratchDir();
   ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", "/no/such/model", "--ids", "1"}), "/no/such/model");
