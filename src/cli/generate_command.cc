@@ -11,6 +11,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/exec_options.h"
 #include "model/loader.h"
 #include "sampling/sampler.h"
 #include "tokenizer/chat_template.h"
@@ -34,6 +35,7 @@ struct GenerateOptions {
   uint64_t seed = 0;
   bool ignore_eos = false;
   bool json = false;
+  ExecOptions exec;
 };
 
 // Flags override the checkpoint's generation_config.json; with neither, decoding is greedy.
@@ -65,7 +67,10 @@ Status RunGenerate(const GenerateOptions& o) {
   if (o.temperature && *o.temperature < 0) return InvalidArgument("--temperature must be >= 0");
   if (o.top_p && (*o.top_p <= 0 || *o.top_p > 1)) return InvalidArgument("--top-p must be in (0, 1]");
   if (o.top_k && *o.top_k < 0) return InvalidArgument("--top-k must be >= 0");
-  QB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(o.model));
+  std::unique_ptr<ThreadPool> pool;
+  kernels::ExecContext ctx;
+  QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
+  QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
   // The tokenizer is optional with --ids (a checkpoint may come without one).
   auto tok_result = LoadTokenizer(o.model);
   const Tokenizer* tok = tok_result.ok() ? tok_result->get() : nullptr;
@@ -87,7 +92,7 @@ Status RunGenerate(const GenerateOptions& o) {
   const auto& eos = loaded.generation.eos_token_ids;
   int64_t pos = 0;
   while (static_cast<int64_t>(generated.size()) < o.max_tokens) {
-    QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(step, pos, cache, false));
+    QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(step, pos, cache, false, ctx));
     pos += static_cast<int64_t>(step.size());
     const int32_t next = sampler.Sample({logits.data<float>(), static_cast<size_t>(logits.cols())});
     generated.push_back(next);
@@ -138,6 +143,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling threshold in (0, 1]");
   cmd->add_option("--top-k", o->top_k, "Sample among the K most likely tokens (0 = all)");
   cmd->add_option("--seed", o->seed, "Random seed for sampling")->capture_default_str();
+  o->exec.Add(cmd, "fast");
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-sequence token");
   cmd->add_flag("--json", o->json, "Print {\"ids\": [...], \"text\": \"...\"} at the end instead of streaming text");
   cmd->callback([o, exit_code] {

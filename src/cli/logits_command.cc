@@ -1,11 +1,13 @@
-// qwenbox logits --model PATH --ids 1,2,3 [--all-positions]
-// The correctness tool: prints {"n_vocab": V, "logits": [[...], ...]} computed in f32 with an
-// f32 KV cache. External checks depend on this exact interface.
+// qwenbox logits --model PATH --ids 1,2,3 [--all-positions] [--kernels reference|fast] [-t N]
+// The correctness tool: prints {"n_vocab": V, "logits": [[...], ...]} with an f32 KV cache, by
+// default through the reference kernels (f32 activations). External checks depend on this
+// exact interface.
 #include <cstdio>
 #include <memory>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/exec_options.h"
 #include "model/loader.h"
 
 namespace qb::cli {
@@ -16,14 +18,18 @@ struct LogitsOptions {
   std::string model;
   std::string ids;
   bool all_positions = false;
+  ExecOptions exec;
 };
 
 Status RunLogits(const LogitsOptions& o) {
   QB_ASSIGN_OR_RETURN(std::vector<int32_t> ids, ParseIds(o.ids));
-  QB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(o.model));
+  std::unique_ptr<ThreadPool> pool;
+  kernels::ExecContext ctx;
+  QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
+  QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
   const Qwen2Model& model = *loaded.model;
   ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
-  QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(ids, 0, cache, o.all_positions));
+  QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(ids, 0, cache, o.all_positions, ctx));
   std::string out = "{\"n_vocab\": " + std::to_string(logits.cols()) + ", \"logits\": [";
   out.reserve(out.size() + static_cast<size_t>(logits.numel()) * 14);
   for (int64_t r = 0; r < logits.rows(); ++r) {
@@ -49,6 +55,7 @@ void AddLogitsCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", o->model, "Model: a Hugging Face directory or a .gguf file")->required();
   cmd->add_option("--ids", o->ids, "Comma-separated token ids, e.g. 1,2,3")->required();
   cmd->add_flag("--all-positions", o->all_positions, "One row of logits per position (default: last only)");
+  o->exec.Add(cmd, "reference");
   cmd->callback([o, exit_code] {
     Status s = RunLogits(*o);
     *exit_code = s.ok() ? 0 : ReportError("logits", s);

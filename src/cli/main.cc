@@ -25,6 +25,8 @@ int main(int argc, char** argv) {
   qb::cli::AddDetokenizeCommand(app, &exit_code);
   qb::cli::AddChatTemplateCommand(app, &exit_code);
   qb::cli::AddMakeModelCommand(app, &exit_code);
+  qb::cli::AddBenchCommand(app, &exit_code);
+  qb::cli::AddQuantizeCommand(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/ref/ref_ops.h"
 
 namespace qb::kernels {
@@ -20,7 +21,7 @@ void CheckF32(const Tensor& t, const char* op, const char* name) {
 
 }  // namespace
 
-void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+void Linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
   CheckF32(x, "Linear", "x");
   CheckF32(y, "Linear", "y");
   CheckCpu(w, "Linear");
@@ -31,38 +32,48 @@ void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
     CheckF32(*bias, "Linear", "bias");
     QB_CHECK(bias->numel() == w.dim(0), "Linear: bias {} for {} outputs", bias->numel(), w.dim(0));
   }
-  ref::Linear(x.data<float>(), x.rows(), x.cols(), w.raw(), w.dtype(), w.dim(0),
-              bias ? bias->data<float>() : nullptr, y.mutable_data<float>());
+  const float* b = bias ? bias->data<float>() : nullptr;
+  if (ctx.isa == Isa::kReference)
+    ref::Linear(x.data<float>(), x.rows(), x.cols(), w.raw(), w.dtype(), w.dim(0), b, y.mutable_data<float>());
+  else
+    cpu::Linear(ctx, x.data<float>(), x.rows(), x.cols(), w.raw(), w.dtype(), w.dim(0), b, y.mutable_data<float>());
 }
 
-void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y) {
+void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& y) {
   CheckF32(x, "RmsNorm", "x");
   CheckF32(weight, "RmsNorm", "weight");
   CheckF32(y, "RmsNorm", "y");
   QB_CHECK(weight.numel() == x.cols() && y.shape() == x.shape(), "RmsNorm: x {} weight {} y {}",
            ShapeToString(x.shape()), ShapeToString(weight.shape()), ShapeToString(y.shape()));
-  ref::RmsNorm(x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
+  if (ctx.isa == Isa::kReference)
+    ref::RmsNorm(x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
+  else
+    cpu::RmsNorm(x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
 }
 
-void Rope(Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
+void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
   CheckF32(x, "Rope", "x");
   QB_CHECK(head_dim % 2 == 0 && x.cols() % head_dim == 0 &&
                static_cast<int64_t>(rope.inv_freq.size()) == head_dim / 2 &&
                static_cast<int64_t>(positions.size()) == x.rows(),
            "Rope: x {} head_dim {} positions {}", ShapeToString(x.shape()), head_dim, positions.size());
-  ref::Rope(x.mutable_data<float>(), x.rows(), x.cols() / head_dim, head_dim, positions.data(),
-            rope.inv_freq.data(), rope.attention_scale);
+  auto* impl = ctx.isa == Isa::kReference ? &ref::Rope : &cpu::Rope;
+  impl(x.mutable_data<float>(), x.rows(), x.cols() / head_dim, head_dim, positions.data(), rope.inv_freq.data(),
+       rope.attention_scale);
 }
 
-void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out) {
+void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out) {
   CheckF32(gate, "SiluMul", "gate");
   CheckF32(up, "SiluMul", "up");
   CheckF32(out, "SiluMul", "out");
   QB_CHECK(gate.shape() == up.shape() && out.shape() == gate.shape(), "SiluMul shapes");
-  ref::SiluMul(gate.data<float>(), up.data<float>(), gate.numel(), out.mutable_data<float>());
+  if (ctx.isa == Isa::kReference)
+    ref::SiluMul(gate.data<float>(), up.data<float>(), gate.numel(), out.mutable_data<float>());
+  else
+    cpu::SiluMul(ctx, gate.data<float>(), up.data<float>(), gate.numel(), out.mutable_data<float>());
 }
 
-void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
+void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
                std::span<const int32_t> positions, float scale, Tensor& out) {
   CheckF32(q, "Attention", "q");
   CheckF32(k, "Attention", "k");
@@ -75,8 +86,12 @@ void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_d
   const int64_t n_heads = q.cols() / head_dim, n_kv = k.cols() / head_dim;
   QB_CHECK(n_kv > 0 && n_heads % n_kv == 0, "Attention: {} heads over {} kv heads", n_heads, n_kv);
   for (int32_t p : positions) QB_CHECK(p >= 0 && p < k.rows(), "Attention: position {} of {} keys", p, k.rows());
-  ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.data<float>(), v.data<float>(),
-                 positions.data(), scale, out.mutable_data<float>());
+  if (ctx.isa == Isa::kReference)
+    ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.data<float>(), v.data<float>(),
+                   positions.data(), scale, out.mutable_data<float>());
+  else
+    cpu::Attention(ctx, q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.data<float>(), v.data<float>(),
+                   positions.data(), scale, out.mutable_data<float>());
 }
 
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {

@@ -1,7 +1,8 @@
 // The op API the model calls. Ops know nothing about models. Each op checks its operands'
 // shapes and devices (a mismatch is a bug: QB_CHECK), then dispatches to the implementation for
-// the device the tensors live on: the scalar reference (kernels/ref) on the CPU today, SIMD and
-// CUDA implementations behind the same calls later.
+// the device the tensors live on and the context's ISA: the scalar reference (kernels/ref) for
+// Isa::kReference, the threaded SIMD kernels (kernels/cpu) otherwise; CUDA will slot in beside
+// them.
 //
 // Activations are f32, row-major [tokens, features]. Weights may be any DType.
 #pragma once
@@ -10,6 +11,7 @@
 #include <span>
 #include <vector>
 
+#include "kernels/exec_context.h"
 #include "tensor/tensor.h"
 
 namespace qb::kernels {
@@ -22,22 +24,22 @@ struct RopeTable {
 };
 
 // y[n, out] = x[n, in] · w[out, in]^T + bias[out] (bias f32 [out], optional).
-void Linear(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+void Linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
 
 // y = x / sqrt(mean(x^2) + eps) * weight, per row; weight f32 [d]. y may alias x.
-void RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor& y);
+void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& y);
 
 // NEOX-style ("rotate half") rotary embedding, in place. x: [n, heads * head_dim]; token t is at
 // positions[t]. Pairs are (i, i + head_dim / 2).
-void Rope(Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope);
+void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope);
 
 // out = silu(gate) * up, elementwise. out may alias gate.
-void SiluMul(const Tensor& gate, const Tensor& up, Tensor& out);
+void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out);
 
 // Causal grouped-query attention of queries q [n, n_heads * head_dim] over keys/values
 // k, v [T, n_kv_heads * head_dim] (f32). Query t sees keys 0..positions[t]; query head h uses
 // kv head h / (n_heads / n_kv_heads). Scores are scaled by `scale`.
-void Attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
+void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
                std::span<const int32_t> positions, float scale, Tensor& out);
 
 // out[t] = table[ids[t]] as f32. ids must be < table rows (checked by the caller).

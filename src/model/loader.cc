@@ -6,6 +6,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/quantize.h"
 #include "model/tensor_source.h"
 #include "model/weight_names.h"
 #include "tensor/dequantize.h"
@@ -121,7 +122,7 @@ Result<ModelConfig> LoadModelConfig(const std::string& path) {
   return ReadHfConfig(HfDir(path));
 }
 
-Result<LoadedModel> LoadModel(const std::string& path) {
+Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFound(fmt::format("{}: no such file or directory", path));
   LoadedModel out;
@@ -150,6 +151,10 @@ Result<LoadedModel> LoadModel(const std::string& path) {
     QB_ASSIGN_OR_RETURN(SafetensorsCheckpoint ck, SafetensorsCheckpoint::Open(dir));
     auto src = MakeSafetensorsSource(std::make_shared<const SafetensorsCheckpoint>(std::move(ck)), dir);
     QB_ASSIGN_OR_RETURN(weights, ReadWeights(config, *src, WeightNaming::kHuggingFace));
+  }
+  if (!options.quant.empty()) {
+    QB_ASSIGN_OR_RETURN(QuantPlan plan, FindQuantPlan(options.quant));
+    QuantizeWeights(weights, config.tie_word_embeddings, plan, options.pool);
   }
   out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
   return out;

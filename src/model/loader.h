@@ -7,6 +7,7 @@
 
 #include "model/config.h"
 #include "model/qwen2.h"
+#include "util/thread_pool.h"
 #include "util/status.h"
 
 namespace qb {
@@ -20,8 +21,13 @@ struct LoadedModel {
   std::shared_ptr<const Qwen2Model> model;
 };
 
+struct LoadOptions {
+  std::string quant;           // "" = weights as stored; else q8_0, q4_0, q4_k, f16, bf16 (--quant)
+  ThreadPool* pool = nullptr;  // threads for on-load quantization
+};
+
 // Reads only the configuration (cheap: no tensor data is touched).
 Result<ModelConfig> LoadModelConfig(const std::string& path);
-Result<LoadedModel> LoadModel(const std::string& path);
+Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});
 
 }  // namespace qb

@@ -16,7 +16,8 @@ Qwen2Model::Qwen2Model(ModelConfig config, Qwen2Weights weights)
     : config_(std::move(config)), weights_(std::move(weights)), rope_(MakeRopeTable(config_)) {}
 
 Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t start_pos,
-                                   ContiguousKvCache& cache, bool all_logits) const {
+                                   ContiguousKvCache& cache, bool all_logits,
+                                   const kernels::ExecContext& ctx) const {
   const ModelConfig& c = config_;
   const auto n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgument("no tokens to run");
@@ -44,32 +45,32 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x).
-    k::RmsNorm(x, w.attn_norm, static_cast<float>(c.rms_norm_eps), h);
-    k::Linear(h, w.wq, &w.bq, q);
-    k::Linear(h, w.wk, &w.bk, kk);
-    k::Linear(h, w.wv, &w.bv, v);
-    k::Rope(q, c.head_dim, pos, rope_);
-    k::Rope(kk, c.head_dim, pos, rope_);
+    k::RmsNorm(ctx, x, w.attn_norm, static_cast<float>(c.rms_norm_eps), h);
+    k::Linear(ctx, h, w.wq, &w.bq, q);
+    k::Linear(ctx, h, w.wk, &w.bk, kk);
+    k::Linear(ctx, h, w.wv, &w.bv, v);
+    k::Rope(ctx, q, c.head_dim, pos, rope_);
+    k::Rope(ctx, kk, c.head_dim, pos, rope_);
     k::ScatterRows(kk, pos, cache.keys(l));
     k::ScatterRows(v, pos, cache.values(l));
     const int64_t n_keys = start_pos + n;
-    k::Attention(q, cache.keys(l).Slice(0, n_keys), cache.values(l).Slice(0, n_keys), c.head_dim, pos,
+    k::Attention(ctx, q, cache.keys(l).Slice(0, n_keys), cache.values(l).Slice(0, n_keys), c.head_dim, pos,
                  scale, attn);
-    k::Linear(attn, w.wo, nullptr, proj);
+    k::Linear(ctx, attn, w.wo, nullptr, proj);
     k::AddInPlace(x, proj);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
-    k::RmsNorm(x, w.ffn_norm, static_cast<float>(c.rms_norm_eps), h);
-    k::Linear(h, w.w_gate, nullptr, gate);
-    k::Linear(h, w.w_up, nullptr, up);
-    k::SiluMul(gate, up, gate);
-    k::Linear(gate, w.w_down, nullptr, proj);
+    k::RmsNorm(ctx, x, w.ffn_norm, static_cast<float>(c.rms_norm_eps), h);
+    k::Linear(ctx, h, w.w_gate, nullptr, gate);
+    k::Linear(ctx, h, w.w_up, nullptr, up);
+    k::SiluMul(ctx, gate, up, gate);
+    k::Linear(ctx, gate, w.w_down, nullptr, proj);
     k::AddInPlace(x, proj);
   }
   Tensor last = all_logits ? x : x.Slice(n - 1, n);
   Tensor normed = Tensor::Empty(DType::kF32, last.shape());
-  k::RmsNorm(last, weights_.final_norm, static_cast<float>(c.rms_norm_eps), normed);
+  k::RmsNorm(ctx, last, weights_.final_norm, static_cast<float>(c.rms_norm_eps), normed);
   Tensor logits = Tensor::Empty(DType::kF32, {normed.rows(), c.vocab_size});
-  k::Linear(normed, weights_.lm_head, nullptr, logits);
+  k::Linear(ctx, normed, weights_.lm_head, nullptr, logits);
   return logits;
 }
 

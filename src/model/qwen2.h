@@ -22,8 +22,9 @@ class Qwen2Model {
   // Runs `tokens` of one sequence at positions [start_pos, start_pos + n), storing their keys and
   // values in `cache` (which must already hold positions [0, start_pos)). Returns logits
   // [1, vocab] for the last token, or [n, vocab] for every token when all_logits is set.
+  // `ctx` picks the threads and kernels (default: one thread, fastest kernels).
   Result<Tensor> Forward(std::span<const int32_t> tokens, int64_t start_pos, ContiguousKvCache& cache,
-                         bool all_logits) const;
+                         bool all_logits, const kernels::ExecContext& ctx = kernels::ExecContext::Default()) const;
 
  private:
   ModelConfig config_;

@@ -9,6 +9,7 @@
 
 #include "formats/gguf_writer.h"
 #include "formats/safetensors_writer.h"
+#include "model/gguf_export.h"
 #include "model/weight_names.h"
 #include "util/half.h"
 #include "util/json.h"
@@ -119,22 +120,6 @@ Status WriteText(const std::string& path, const std::string& text) {
   return Status::Ok();
 }
 
-void AddGgufModelMetadata(const ModelPreset& p, DType dtype, GgufWriter& w) {
-  const ModelConfig& c = p.config;
-  w.Add("general.architecture", GgufString("qwen2"));
-  w.Add("general.name", GgufString("qwenbox random " + p.name));
-  // llama.cpp's file types: 0 all F32, 1 mostly F16, 32 mostly BF16.
-  w.Add("general.file_type", GgufU32(dtype == DType::kF32 ? 0 : dtype == DType::kF16 ? 1 : 32));
-  w.Add("qwen2.context_length", GgufU32(static_cast<uint32_t>(c.max_position_embeddings)));
-  w.Add("qwen2.embedding_length", GgufU32(static_cast<uint32_t>(c.hidden_size)));
-  w.Add("qwen2.block_count", GgufU32(static_cast<uint32_t>(c.num_layers)));
-  w.Add("qwen2.feed_forward_length", GgufU32(static_cast<uint32_t>(c.intermediate_size)));
-  w.Add("qwen2.attention.head_count", GgufU32(static_cast<uint32_t>(c.num_heads)));
-  w.Add("qwen2.attention.head_count_kv", GgufU32(static_cast<uint32_t>(c.num_kv_heads)));
-  w.Add("qwen2.rope.freq_base", GgufF32(static_cast<float>(c.rope_theta)));
-  w.Add("qwen2.attention.layer_norm_rms_epsilon", GgufF32(static_cast<float>(c.rms_norm_eps)));
-}
-
 }  // namespace
 
 std::string HfConfigJson(const ModelConfig& c, DType dtype) {
@@ -187,7 +172,9 @@ Status WriteRandomCheckpoint(const ModelPreset& p, const RandomCheckpointOptions
   if (o.gguf) {
     if (!fs::path(o.out).parent_path().empty()) fs::create_directories(fs::path(o.out).parent_path(), ec);
     GgufWriter w;
-    AddGgufModelMetadata(p, o.dtype, w);
+    // llama.cpp's file types: 0 all F32, 1 mostly F16, 32 mostly BF16.
+    AddGgufModelMetadata(p.config, "qwenbox random " + p.name,
+                         o.dtype == DType::kF32 ? 0 : o.dtype == DType::kF16 ? 1 : 32, w);
     for (const auto& [k, v] : o.gguf_metadata) w.Add(k, v);
     // As llama.cpp does, norms and biases stay F32 in GGUF.
     for (auto& t : RandomWeights(p.config, WeightNaming::kGguf, o.dtype, DType::kF32, o.seed)) w.AddTensor(std::move(t));

@@ -164,4 +164,107 @@ void QuantizeRowQ4_0(const float* src, BlockQ4_0* dst, int64_t n) {
   }
 }
 
+// Q4_K: per 32-value sub-block, x ~= scale * q - min with q in 0..15; the sub-blocks' scales
+// and mins are then quantized to 6 bits against the super-block's d and dmin.
+void QuantizeRowQ4_K(const float* src, BlockQ4_K* dst, int64_t n) {
+  QB_CHECK(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float* x = src + i * kQK_K;
+    float scale[8], min[8];
+    float max_scale = 0.f, max_min = 0.f;
+    for (int s = 0; s < 8; ++s) {
+      float lo = x[32 * s], hi = x[32 * s];
+      for (int j = 1; j < 32; ++j) {
+        lo = std::min(lo, x[32 * s + j]);
+        hi = std::max(hi, x[32 * s + j]);
+      }
+      lo = std::min(lo, 0.f);  // the offset only ever lowers the grid's origin
+      scale[s] = (hi - lo) / 15.f;
+      min[s] = -lo;
+      max_scale = std::max(max_scale, scale[s]);
+      max_min = std::max(max_min, min[s]);
+    }
+    const float d = max_scale / 63.f, dmin = max_min / 63.f;
+    BlockQ4_K& b = dst[i];
+    b.d = F32ToF16(d);
+    b.dmin = F32ToF16(dmin);
+    const float d16 = F16ToF32(b.d), dmin16 = F16ToF32(b.dmin);
+    int sc[8], m[8];
+    for (int s = 0; s < 8; ++s) {
+      sc[s] = d16 > 0.f ? static_cast<int>(std::clamp(std::lround(scale[s] / d16), 0L, 63L)) : 0;
+      m[s] = dmin16 > 0.f ? static_cast<int>(std::clamp(std::lround(min[s] / dmin16), 0L, 63L)) : 0;
+    }
+    for (int s = 0; s < 4; ++s) {
+      b.scales[s] = static_cast<uint8_t>((sc[s] & 63) | ((sc[s + 4] >> 4) << 6));
+      b.scales[s + 4] = static_cast<uint8_t>((m[s] & 63) | ((m[s + 4] >> 4) << 6));
+      b.scales[s + 8] = static_cast<uint8_t>((sc[s + 4] & 15) | ((m[s + 4] & 15) << 4));
+    }
+    for (int g = 0; g < 4; ++g) {
+      uint8_t q[2][32];
+      for (int h = 0; h < 2; ++h) {
+        const int s = 2 * g + h;
+        const float step = d16 * static_cast<float>(sc[s]), off = dmin16 * static_cast<float>(m[s]);
+        for (int j = 0; j < 32; ++j)
+          q[h][j] = step > 0.f ? static_cast<uint8_t>(std::clamp(std::lround((x[32 * s + j] + off) / step), 0L, 15L)) : 0;
+      }
+      for (int j = 0; j < 32; ++j) b.qs[32 * g + j] = static_cast<uint8_t>(q[0][j] | (q[1][j] << 4));
+    }
+  }
+}
+
+// Q6_K: per 16-value sub-block, x ~= scale * (q - 32) with q in 0..63; the value of largest
+// magnitude maps to -32; scales quantized to int8 against the super-block's d.
+void QuantizeRowQ6_K(const float* src, BlockQ6_K* dst, int64_t n) {
+  QB_CHECK(n % kQK_K == 0);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float* x = src + i * kQK_K;
+    float scale[16];
+    float max_abs_scale = 0.f;
+    for (int s = 0; s < 16; ++s) {
+      float extreme = 0.f;
+      for (int j = 0; j < 16; ++j)
+        if (std::fabs(x[16 * s + j]) > std::fabs(extreme)) extreme = x[16 * s + j];
+      scale[s] = extreme / -32.f;
+      max_abs_scale = std::max(max_abs_scale, std::fabs(scale[s]));
+    }
+    BlockQ6_K& b = dst[i];
+    const float d = max_abs_scale / 127.f;
+    b.d = F32ToF16(d);
+    const float d16 = F16ToF32(b.d);
+    int q[kQK_K];
+    for (int s = 0; s < 16; ++s) {
+      const int sc = d16 > 0.f ? static_cast<int>(std::clamp(std::lround(scale[s] / d16), -127L, 127L)) : 0;
+      b.scales[s] = static_cast<int8_t>(sc);
+      const float step = d16 * static_cast<float>(sc);
+      for (int j = 0; j < 16; ++j)
+        q[16 * s + j] = step != 0.f ? static_cast<int>(std::clamp(std::lround(x[16 * s + j] / step) + 32, 0L, 63L)) : 32;
+    }
+    for (int h = 0; h < 2; ++h)
+      for (int l = 0; l < 32; ++l) {
+        const int* qq = q + 128 * h;
+        b.ql[64 * h + l] = static_cast<uint8_t>((qq[l] & 15) | ((qq[l + 64] & 15) << 4));
+        b.ql[64 * h + l + 32] = static_cast<uint8_t>((qq[l + 32] & 15) | ((qq[l + 96] & 15) << 4));
+        b.qh[32 * h + l] = static_cast<uint8_t>((qq[l] >> 4) | ((qq[l + 32] >> 4) << 2) | ((qq[l + 64] >> 4) << 4) |
+                                                ((qq[l + 96] >> 4) << 6));
+      }
+  }
+}
+
+void QuantizeRow(DType type, const float* src, void* dst, int64_t n) {
+  switch (type) {
+    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * 4); return;
+    case DType::kF16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = F32ToF16(src[i]);
+      return;
+    case DType::kBF16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(dst)[i] = F32ToBF16(src[i]);
+      return;
+    case DType::kQ8_0: QuantizeRowQ8_0(src, static_cast<BlockQ8_0*>(dst), n); return;
+    case DType::kQ4_0: QuantizeRowQ4_0(src, static_cast<BlockQ4_0*>(dst), n); return;
+    case DType::kQ4_K: QuantizeRowQ4_K(src, static_cast<BlockQ4_K*>(dst), n); return;
+    case DType::kQ6_K: QuantizeRowQ6_K(src, static_cast<BlockQ6_K*>(dst), n); return;
+    default: QB_CHECK(false, "cannot quantize to {}", Name(type));
+  }
+}
+
 }  // namespace qb

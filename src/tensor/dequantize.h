@@ -16,5 +16,10 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n);
 // make-model and on-load quantization. `n` must be a multiple of the block size.
 void QuantizeRowQ8_0(const float* src, BlockQ8_0* dst, int64_t n);
 void QuantizeRowQ4_0(const float* src, BlockQ4_0* dst, int64_t n);
+void QuantizeRowQ4_K(const float* src, BlockQ4_K* dst, int64_t n);
+void QuantizeRowQ6_K(const float* src, BlockQ6_K* dst, int64_t n);
+// Any type from f32: copies/rounds for F32/F16/BF16, quantizes the block types. `dst` holds
+// RowBytes(type, n) bytes.
+void QuantizeRow(DType type, const float* src, void* dst, int64_t n);
 
 }  // namespace qb

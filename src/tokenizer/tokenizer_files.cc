@@ -77,6 +77,14 @@ Result<TokenizerFiles> Qwen25TokenizerFiles(int64_t vocab_size) {
   return Subset(vocab_size);
 }
 
+Result<TokenizerFiles> ReadTokenizerFiles(const std::string& dir) {
+  TokenizerFiles f;
+  QB_ASSIGN_OR_RETURN(f.tokenizer_json, ReadFileToString(dir + "/tokenizer.json"));
+  auto cfg = ReadFileToString(dir + "/tokenizer_config.json");
+  f.tokenizer_config_json = cfg.ok() ? *cfg : "{}";
+  return f;
+}
+
 Result<std::vector<std::pair<std::string, GgufValue>>> TokenizerGgufMetadata(
     const TokenizerFiles& files, int64_t vocab_size, const SpecialTokenIds& ids) {
   QB_ASSIGN_OR_RETURN(Json tok, ParseJson(files.tokenizer_json, "tokenizer.json"));

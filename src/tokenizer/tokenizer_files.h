@@ -20,6 +20,8 @@ struct TokenizerFiles {
 
 // vocab_size >= 151,665 gives the real files; smaller sizes give the subset.
 Result<TokenizerFiles> Qwen25TokenizerFiles(int64_t vocab_size);
+// tokenizer.json and tokenizer_config.json (optional) of a model directory.
+Result<TokenizerFiles> ReadTokenizerFiles(const std::string& dir);
 
 struct SpecialTokenIds {
   int64_t bos = 0;

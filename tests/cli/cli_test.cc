@@ -53,7 +53,7 @@ TEST(CliTest, LogitsJsonContract) {
 TEST(CliTest, GenerateGreedyMatchesTheReference) {
   const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/q4_k_m_dequant_f32/en_sentence.json"));
   auto r = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2/micro-qwen2-q4_k_m.gguf"), "--ids",
-                       Ids(ref.token_ids), "--max-tokens", "16", "--temperature", "0", "--json"});
+                       Ids(ref.token_ids), "--max-tokens", "16", "--temperature", "0", "--kernels", "reference", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ParseJson(r.out, "stdout").value()["ids"].get<std::vector<int32_t>>(), ref.greedy_ids);
 }

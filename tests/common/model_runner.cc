@@ -6,9 +6,10 @@
 
 namespace qb::test {
 
-std::vector<std::vector<float>> AllPositionLogits(const Qwen2Model& model, const std::vector<int32_t>& ids) {
+std::vector<std::vector<float>> AllPositionLogits(const Qwen2Model& model, const std::vector<int32_t>& ids,
+                                                  const ExecContext& ctx) {
   ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
-  auto logits = model.Forward(ids, 0, cache, true);
+  auto logits = model.Forward(ids, 0, cache, true, ctx);
   EXPECT_TRUE(logits.ok()) << logits.status().ToString();
   std::vector<std::vector<float>> rows;
   if (!logits.ok()) return rows;
@@ -19,20 +20,20 @@ std::vector<std::vector<float>> AllPositionLogits(const Qwen2Model& model, const
   return rows;
 }
 
-std::vector<float> LastLogits(const Qwen2Model& model, const std::vector<int32_t>& ids) {
+std::vector<float> LastLogits(const Qwen2Model& model, const std::vector<int32_t>& ids, const ExecContext& ctx) {
   ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
-  auto logits = model.Forward(ids, 0, cache, false);
+  auto logits = model.Forward(ids, 0, cache, false, ctx);
   EXPECT_TRUE(logits.ok()) << logits.status().ToString();
   if (!logits.ok()) return {};
   return {logits->data<float>(), logits->data<float>() + logits->cols()};
 }
 
-std::vector<int32_t> Greedy(const Qwen2Model& model, const std::vector<int32_t>& ids, int n) {
+std::vector<int32_t> Greedy(const Qwen2Model& model, const std::vector<int32_t>& ids, int n, const ExecContext& ctx) {
   ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()) + n);
   std::vector<int32_t> out, step = ids;
   int64_t pos = 0;
   for (int i = 0; i < n; ++i) {
-    auto logits = model.Forward(step, pos, cache, false);
+    auto logits = model.Forward(step, pos, cache, false, ctx);
     EXPECT_TRUE(logits.ok()) << logits.status().ToString();
     if (!logits.ok()) break;
     pos += static_cast<int64_t>(step.size());

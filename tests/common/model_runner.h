@@ -9,8 +9,13 @@
 namespace qb::test {
 
 // Logits of every prompt position, [n][vocab].
-std::vector<std::vector<float>> AllPositionLogits(const Qwen2Model& model, const std::vector<int32_t>& ids);
-std::vector<float> LastLogits(const Qwen2Model& model, const std::vector<int32_t>& ids);
-std::vector<int32_t> Greedy(const Qwen2Model& model, const std::vector<int32_t>& ids, int n);
+// By default the reference kernels run (f32 activations, exact); pass a context for the fast ones.
+using kernels::ExecContext;
+std::vector<std::vector<float>> AllPositionLogits(const Qwen2Model& model, const std::vector<int32_t>& ids,
+                                                  const ExecContext& ctx = ExecContext::Reference());
+std::vector<float> LastLogits(const Qwen2Model& model, const std::vector<int32_t>& ids,
+                              const ExecContext& ctx = ExecContext::Reference());
+std::vector<int32_t> Greedy(const Qwen2Model& model, const std::vector<int32_t>& ids, int n,
+                            const ExecContext& ctx = ExecContext::Reference());
 
 }  // namespace qb::test

@@ -14,6 +14,8 @@
 namespace qb::kernels {
 namespace {
 
+const ExecContext& kRef = ExecContext::Reference();
+
 Tensor Random(Shape shape, uint32_t seed, float scale = 1.0f) {
   Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
   std::mt19937 rng(seed);
@@ -48,7 +50,7 @@ TEST_P(LinearTest, MatchesDequantizedDotProducts) {
   Tensor w = Convert(w32, type);
   Tensor bias = Random({5}, 3);
   Tensor y = Tensor::Empty(DType::kF32, {3, 5});
-  Linear(x, w, &bias, y);
+  Linear(kRef, x, w, &bias, y);
   std::vector<float> row(64);
   for (int o = 0; o < 5; ++o) {
     DequantizeRow(type, w.row(o), row.data(), 64);
@@ -59,7 +61,7 @@ TEST_P(LinearTest, MatchesDequantizedDotProducts) {
     }
   }
   Tensor y2 = Tensor::Empty(DType::kF32, {3, 5});
-  Linear(x, w, nullptr, y2);
+  Linear(kRef, x, w, nullptr, y2);
   EXPECT_NEAR(y.data<float>()[0] - y2.data<float>()[0], bias.data<float>()[0], 1e-5);
 }
 
@@ -71,7 +73,7 @@ TEST(RmsNormTest, MatchesDefinition) {
   Tensor x = Random({2, 16}, 4);
   Tensor w = Random({16}, 5);
   Tensor y = Tensor::Empty(DType::kF32, {2, 16});
-  RmsNorm(x, w, 1e-6f, y);
+  RmsNorm(kRef, x, w, 1e-6f, y);
   for (int t = 0; t < 2; ++t) {
     double ss = 0;
     for (int i = 0; i < 16; ++i) ss += std::pow(x.data<float>()[t * 16 + i], 2);
@@ -79,7 +81,7 @@ TEST(RmsNormTest, MatchesDefinition) {
     for (int i = 0; i < 16; ++i)
       EXPECT_NEAR(y.data<float>()[t * 16 + i], x.data<float>()[t * 16 + i] * inv * w.data<float>()[i], 1e-6);
   }
-  RmsNorm(x, w, 1e-6f, x);  // in place gives the same
+  RmsNorm(kRef, x, w, 1e-6f, x);  // in place gives the same
   for (int i = 0; i < 32; ++i) EXPECT_EQ(x.data<float>()[i], y.data<float>()[i]);
 }
 
@@ -96,7 +98,7 @@ TEST(RopeTest, RotatesHalvesAsNeox) {
   Tensor orig = x.Copy();
   const std::vector<int32_t> pos = {0, 5, 1000};
   RopeTable table = Table(hd, 10000.0);
-  Rope(x, hd, pos, table);
+  Rope(kRef, x, hd, pos, table);
   for (int t = 0; t < 3; ++t)
     for (int h = 0; h < heads; ++h)
       for (int i = 0; i < hd / 2; ++i) {
@@ -115,8 +117,8 @@ TEST(RopeTest, ScoresDependOnlyOnRelativePosition) {
   Tensor q = Random({1, hd}, 7), k = Random({1, hd}, 8);
   auto score = [&](int32_t pq, int32_t pk) {
     Tensor a = q.Copy(), b = k.Copy();
-    Rope(a, hd, std::vector<int32_t>{pq}, table);
-    Rope(b, hd, std::vector<int32_t>{pk}, table);
+    Rope(kRef, a, hd, std::vector<int32_t>{pq}, table);
+    Rope(kRef, b, hd, std::vector<int32_t>{pk}, table);
     double s = 0;
     for (int i = 0; i < hd; ++i) s += static_cast<double>(a.data<float>()[i]) * b.data<float>()[i];
     return s;
@@ -131,14 +133,14 @@ TEST(RopeTest, AttentionScaleMultipliesCosAndSin) {
   table.attention_scale = 2.0f;
   Tensor x = Random({1, hd}, 9);
   Tensor orig = x.Copy();
-  Rope(x, hd, std::vector<int32_t>{0}, table);
+  Rope(kRef, x, hd, std::vector<int32_t>{0}, table);
   for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(x.data<float>()[i], 2.0f * orig.data<float>()[i]);
 }
 
 TEST(SiluMulTest, MatchesDefinition) {
   Tensor g = Random({4, 8}, 10, 3.0f), u = Random({4, 8}, 11);
   Tensor out = Tensor::Empty(DType::kF32, {4, 8});
-  SiluMul(g, u, out);
+  SiluMul(kRef, g, u, out);
   for (int i = 0; i < 32; ++i) {
     const double gv = g.data<float>()[i];
     EXPECT_NEAR(out.data<float>()[i], gv / (1 + std::exp(-gv)) * u.data<float>()[i], 1e-6);
@@ -171,7 +173,7 @@ TEST(AttentionTest, CausalGroupedQueryAttention) {
   Tensor q = Random({3, n_heads * hd}, 12), k = Random({n_keys, n_kv * hd}, 13), v = Random({n_keys, n_kv * hd}, 14);
   const std::vector<int32_t> pos = {3, 4, 5};  // three new tokens after three cached ones
   Tensor out = Tensor::Empty(DType::kF32, {3, n_heads * hd});
-  Attention(q, k, v, hd, pos, 1.0f / std::sqrt(static_cast<float>(hd)), out);
+  Attention(kRef, q, k, v, hd, pos, 1.0f / std::sqrt(static_cast<float>(hd)), out);
   for (int64_t t = 0; t < 3; ++t)
     for (int64_t h = 0; h < n_heads; ++h) {
       const auto want = NaiveAttention(q, k, v, hd, pos, t, h);
@@ -183,7 +185,7 @@ TEST(AttentionTest, FirstPositionSeesOnlyItself) {
   const int64_t hd = 4;
   Tensor q = Random({1, hd}, 15), k = Random({3, hd}, 16), v = Random({3, hd}, 17);
   Tensor out = Tensor::Empty(DType::kF32, {1, hd});
-  Attention(q, k, v, hd, std::vector<int32_t>{0}, 0.5f, out);
+  Attention(kRef, q, k, v, hd, std::vector<int32_t>{0}, 0.5f, out);
   for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(out.data<float>()[i], v.data<float>()[i]);
 }
 
@@ -214,7 +216,7 @@ TEST(OpsDeathTest, ShapeMismatchIsABug) {
   Tensor x = Tensor::Empty(DType::kF32, {2, 8});
   Tensor w = Tensor::Empty(DType::kF32, {4, 7});
   Tensor y = Tensor::Empty(DType::kF32, {2, 4});
-  EXPECT_DEATH(Linear(x, w, nullptr, y), "Linear");
+  EXPECT_DEATH(Linear(kRef, x, w, nullptr, y), "Linear");
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "common/test_paths.h"
 #include "model/loader.h"
 #include "sampling/sampler.h"
+#include "util/thread_pool.h"
 
 namespace qb {
 namespace {
@@ -23,6 +24,7 @@ struct Case {
   const char* reference;  // reference/<dir>
   float tolerance;        // max |logit difference|
   bool exact_greedy;      // greedy continuation must match where the reference margin allows
+  bool fast = false;      // the fast kernels (2 threads, best ISA) instead of the reference ones
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
@@ -45,10 +47,13 @@ TEST_P(MicroReferenceTest, LogitsMatchLlamaCpp) {
   auto loaded = LoadModel(path);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   const Qwen2Model& model = *loaded->model;
+  ThreadPool pool(2);
+  const kernels::ExecContext fast_ctx{&pool, kernels::DetectIsa()};
+  const kernels::ExecContext& ctx = c.fast ? fast_ctx : kernels::ExecContext::Reference();
   float worst = 0.f;
   for (const std::string& ref_path : test::ReferenceFiles(DataPath(std::string("micro-qwen2/reference/") + c.reference))) {
     const test::Reference ref = test::LoadReference(ref_path);
-    const std::vector<float> got = test::LastLogits(model, ref.token_ids);
+    const std::vector<float> got = test::LastLogits(model, ref.token_ids, ctx);
     ASSERT_EQ(got.size(), ref.last_logits.size());
     const float diff = test::MaxAbsDiff(got.data(), ref.last_logits.data(), got.size());
     worst = std::max(worst, diff);
@@ -59,7 +64,7 @@ TEST_P(MicroReferenceTest, LogitsMatchLlamaCpp) {
       // Compare greedy ids up to the first step whose top1-top2 margin is within 10x tolerance.
       size_t comparable = 0;
       while (comparable < ref.greedy_ids.size() && ref.greedy_margins[comparable] > 10 * c.tolerance) ++comparable;
-      const auto greedy = test::Greedy(model, ref.token_ids, static_cast<int>(comparable));
+      const auto greedy = test::Greedy(model, ref.token_ids, static_cast<int>(comparable), ctx);
       EXPECT_EQ(greedy, std::vector<int32_t>(ref.greedy_ids.begin(), ref.greedy_ids.begin() + static_cast<std::ptrdiff_t>(comparable)))
           << ref.name;
       EXPECT_GE(comparable, 16u) << ref.name << ": margins too small to compare the whole continuation";
@@ -78,7 +83,17 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"q4_k_m_vs_dequant_f32", "micro-qwen2-q4_k_m.gguf", "q4_k_m_dequant_f32", 1e-4f, true},
                       Case{"q8_0_vs_llamacpp_q8_0", "micro-qwen2-q8_0.gguf", "q8_0", 0.25f, false},
                       Case{"q4_0_vs_llamacpp_q4_0", "micro-qwen2-q4_0.gguf", "q4_0", 0.25f, false},
-                      Case{"q4_k_m_vs_llamacpp_q4_k_m", "micro-qwen2-q4_k_m.gguf", "q4_k_m", 0.25f, false}),
+                      Case{"q4_k_m_vs_llamacpp_q4_k_m", "micro-qwen2-q4_k_m.gguf", "q4_k_m", 0.25f, false},
+                      // The fast kernels: float weights keep f32 activations (tight); quantized
+                      // weights meet 8-bit activations, as in llama.cpp (0.25).
+                      Case{"fast_bf16_safetensors_vs_f32", "", "f32", 1e-4f, true, true},
+                      Case{"fast_f16_gguf_vs_f32", "micro-qwen2-f16.gguf", "f32", 1e-4f, true, true},
+                      Case{"fast_q8_0_vs_llamacpp_q8_0", "micro-qwen2-q8_0.gguf", "q8_0", 0.25f, false, true},
+                      Case{"fast_q4_0_vs_llamacpp_q4_0", "micro-qwen2-q4_0.gguf", "q4_0", 0.25f, false, true},
+                      Case{"fast_q4_k_m_vs_llamacpp_q4_k_m", "micro-qwen2-q4_k_m.gguf", "q4_k_m", 0.25f, false, true},
+                      Case{"fast_q8_0_vs_dequant_f32", "micro-qwen2-q8_0.gguf", "q8_0_dequant_f32", 0.25f, false, true},
+                      Case{"fast_q4_0_vs_dequant_f32", "micro-qwen2-q4_0.gguf", "q4_0_dequant_f32", 0.25f, false, true},
+                      Case{"fast_q4_k_m_vs_dequant_f32", "micro-qwen2-q4_k_m.gguf", "q4_k_m_dequant_f32", 0.25f, false, true}),
     [](const auto& p) { return std::string(p.param.name); });
 
 TEST(ForwardTest, BothFormatsOfTheSameWeightsGiveTheSameLogits) {

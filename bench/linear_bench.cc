@@ -1,0 +1,63 @@
+// Linear kernel speed: y[n, out] = x[n, in] . W^T for one weight type, on 1..T threads.
+//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS]
+// Prints the median time and ns per (weight block x token) and GB/s of weights read.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "tensor/dequantize.h"
+
+int main(int argc, char** argv) {
+  const std::string type_name = argc > 1 ? argv[1] : "q4_0";
+  const int64_t in = argc > 2 ? std::atoll(argv[2]) : 896;
+  const int64_t out = argc > 3 ? std::atoll(argv[3]) : 4864;
+  const int64_t n = argc > 4 ? std::atoll(argv[4]) : 1;
+  const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
+  const int reps = argc > 6 ? std::atoi(argv[6]) : 21;
+  auto type = qb::DTypeFromName(type_name);
+  if (!type) {
+    std::fprintf(stderr, "unknown type %s\n", type_name.c_str());
+    return 2;
+  }
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  qb::Tensor w = qb::Tensor::Empty(*type, {out, in});
+  std::vector<float> row(static_cast<size_t>(in));
+  for (int64_t r = 0; r < out; ++r) {
+    for (auto& v : row) v = nd(rng);
+    qb::QuantizeRow(*type, row.data(), static_cast<uint8_t*>(w.mutable_raw()) + r * w.row_bytes(), in);
+  }
+  qb::Tensor x = qb::Tensor::Empty(qb::DType::kF32, {n, in});
+  for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = nd(rng) * 20;
+  qb::Tensor y = qb::Tensor::Empty(qb::DType::kF32, {n, out});
+  qb::ThreadPool pool(threads);
+  const qb::kernels::ExecContext ctx{&pool, qb::kernels::DetectIsa()};
+  std::vector<double> ms;
+  // Enough calls per sample to take ~20 ms.
+  int inner = 1;
+  for (;;) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < inner; ++i) qb::kernels::Linear(ctx, x, w, nullptr, y);
+    const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (dt > 20 || inner > 1 << 20) break;
+    inner *= 2;
+  }
+  for (int r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < inner; ++i) qb::kernels::Linear(ctx, x, w, nullptr, y);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / inner);
+  }
+  std::sort(ms.begin(), ms.end());
+  const double med = ms[ms.size() / 2];
+  const double blocks = static_cast<double>(out) * static_cast<double>(in) / 32.0 * static_cast<double>(n);
+  std::printf("%s %lldx%lld n=%lld t=%d isa=%s: %.3f ms median (min %.3f), %.2f ns per 32-block x token, %.1f GB/s of weights\n",
+              type_name.c_str(), static_cast<long long>(out), static_cast<long long>(in), static_cast<long long>(n), threads,
+              std::string(qb::kernels::IsaName(ctx.isa)).c_str(), med, ms.front(), med * 1e6 / blocks,
+              static_cast<double>(w.nbytes()) / (med * 1e-3) / 1e9);
+  return 0;
+}

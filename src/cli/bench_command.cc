@@ -1,0 +1,128 @@
+// qwenbox bench --model PATH [-p 512] [-n 128] [-t THREADS] [--reps 5] [--json]
+// Prompt processing (one forward pass over p tokens) and generation (n tokens one at a time)
+// in tokens/s, min/median/max over the repetitions, like llama-bench; and peak RSS.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/exec_options.h"
+#include "model/loader.h"
+
+namespace qb::cli {
+
+namespace {
+
+struct BenchOptions {
+  std::string model;
+  int64_t prompt = 512;
+  int64_t gen = 128;
+  int reps = 5;
+  bool json = false;
+  ExecOptions exec;
+};
+
+struct Stats {
+  double min = 0, median = 0, max = 0;
+};
+
+Stats Summarize(std::vector<double> v) {
+  if (v.empty()) return {};
+  std::sort(v.begin(), v.end());
+  return {v.front(), v[v.size() / 2], v.back()};
+}
+
+int64_t PeakRssBytes() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+Status RunBench(const BenchOptions& o) {
+  if (o.prompt < 0 || o.gen < 0 || o.reps < 1) return InvalidArgument("-p and -n must be >= 0, --reps >= 1");
+  std::unique_ptr<ThreadPool> pool;
+  kernels::ExecContext ctx;
+  QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
+  QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
+  const Qwen2Model& model = *loaded.model;
+  const int64_t total = std::max<int64_t>(o.prompt, o.gen);
+  if (total > model.config().max_position_embeddings)
+    return InvalidArgument(fmt::format("{} tokens exceed the context length {}", total, model.config().max_position_embeddings));
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(model.config().vocab_size, 151643) - 1));
+  std::vector<int32_t> prompt(static_cast<size_t>(o.prompt));
+  for (auto& t : prompt) t = id(rng);
+  ContiguousKvCache cache(model.config(), std::max<int64_t>(total, 1));
+  using Clock = std::chrono::steady_clock;
+  auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
+  // Warm-up: touch every weight page once.
+  { QB_ASSIGN_OR_RETURN(Tensor w, model.Forward(std::vector<int32_t>{1}, 0, cache, false, ctx)); }
+  std::vector<double> pp, tg;
+  for (int r = 0; r < o.reps; ++r) {
+    if (o.prompt > 0) {
+      const auto t0 = Clock::now();
+      QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(prompt, 0, cache, false, ctx));
+      pp.push_back(static_cast<double>(o.prompt) / seconds(Clock::now() - t0));
+    }
+    if (o.gen > 0) {
+      const auto t0 = Clock::now();
+      int32_t tok = id(rng);
+      for (int64_t i = 0; i < o.gen; ++i) {
+        QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(std::vector<int32_t>{tok}, i, cache, false, ctx));
+        tok = std::max_element(logits.data<float>(), logits.data<float>() + logits.cols()) - logits.data<float>();
+      }
+      tg.push_back(static_cast<double>(o.gen) / seconds(Clock::now() - t0));
+    }
+  }
+  const Stats p = Summarize(pp), g = Summarize(tg);
+  const int64_t rss = PeakRssBytes();
+  const int64_t weight_bytes = Summarize(model.weights()).bytes;
+  if (o.json) {
+    std::printf("{\"pp_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, "
+                "\"tg_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, \"peak_rss_bytes\": %lld, "
+                "\"prompt_tokens\": %lld, \"gen_tokens\": %lld, \"threads\": %d, \"isa\": \"%s\", \"weight_bytes\": %lld}\n",
+                p.min, p.median, p.max, g.min, g.median, g.max, static_cast<long long>(rss),
+                static_cast<long long>(o.prompt), static_cast<long long>(o.gen), pool->size(),
+                std::string(kernels::IsaName(ctx.isa)).c_str(), static_cast<long long>(weight_bytes));
+    return Status::Ok();
+  }
+  std::printf("%s", fmt::format("model {} ({:.3f} B parameters, {:.1f} MiB of weights), {} threads, {} kernels\n",
+                                o.model, static_cast<double>(model.config().ParameterCount()) / 1e9,
+                                static_cast<double>(weight_bytes) / 1048576.0, pool->size(), kernels::IsaName(ctx.isa))
+                        .c_str());
+  if (o.prompt > 0)
+    std::printf("pp%-5lld %8.2f tok/s median (min %.2f, max %.2f) over %d runs\n", static_cast<long long>(o.prompt),
+                p.median, p.min, p.max, o.reps);
+  if (o.gen > 0)
+    std::printf("tg%-5lld %8.2f tok/s median (min %.2f, max %.2f); weights read at %.1f GB/s\n",
+                static_cast<long long>(o.gen), g.median, g.min, g.max,
+                g.median * static_cast<double>(weight_bytes) / 1e9);
+  std::printf("peak RSS %.1f MiB\n", static_cast<double>(rss) / 1048576.0);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddBenchCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<BenchOptions>();
+  CLI::App* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed, like llama-bench");
+  cmd->add_option("--model", o->model, "Model: a Hugging Face directory or a .gguf file")->required();
+  cmd->add_option("-p,--prompt", o->prompt, "Prompt tokens per prompt-processing run")->capture_default_str();
+  cmd->add_option("-n,--gen", o->gen, "Tokens generated per generation run")->capture_default_str();
+  cmd->add_option("--reps", o->reps, "Repetitions")->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON");
+  o->exec.Add(cmd, "fast");
+  cmd->callback([o, exit_code] {
+    Status s = RunBench(*o);
+    *exit_code = s.ok() ? 0 : ReportError("bench", s);
+  });
+}
+
+}  // namespace qb::cli

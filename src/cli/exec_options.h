@@ -1,0 +1,31 @@
+// --threads and --kernels, shared by the commands that run the model.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "kernels/exec_context.h"
+#include "model/loader.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace qb::cli {
+
+struct ExecOptions {
+  int threads = 0;                 // 0: one per available core
+  std::string kernels = "fast";  // "fast" or "reference"
+  std::string quant;             // --quant: convert the weights at load
+
+  void Add(CLI::App* cmd, const std::string& default_kernels);
+  // Builds the pool and context (the context points into the pool: keep both alive).
+  Status Make(std::unique_ptr<ThreadPool>* pool, kernels::ExecContext* ctx) const;
+  // Loads PATH with --quant applied, quantizing on `pool`.
+  Result<LoadedModel> Load(const std::string& path, ThreadPool* pool) const;
+};
+
+// Cores this process may run on (the affinity mask; the cgroup quota is not read yet).
+int AvailableCores();
+
+}  // namespace qb::cli

@@ -1,0 +1,165 @@
+#include "kernels/cpu/cpu_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/linear_kernels.h"
+#include "util/check.h"
+
+namespace qb::kernels::cpu {
+
+namespace {
+
+const LinearKernels& KernelsFor(Isa isa) { return isa >= Isa::kAvx2 ? Avx2LinearKernels() : ScalarLinearKernels(); }
+
+void ParallelFor(const ExecContext& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1) {
+  if (ctx.pool != nullptr) ctx.pool->ParallelFor(n, fn, grain);
+  else if (n > 0) fn(0, n);
+}
+
+QuantDot QuantKernel(const LinearKernels& k, DType t) {
+  switch (t) {
+    case DType::kQ8_0: return k.q8_0;
+    case DType::kQ4_0: return k.q4_0;
+    case DType::kQ4_K: return k.q4_k;
+    case DType::kQ6_K: return k.q6_k;
+    default: return nullptr;
+  }
+}
+
+FloatDot FloatKernel(const LinearKernels& k, DType t) {
+  switch (t) {
+    case DType::kF32: return k.f32;
+    case DType::kF16: return k.f16;
+    case DType::kBF16: return k.bf16;
+    default: return nullptr;
+  }
+}
+
+// Rows per tile: a tile of weight rows stays in cache while every token group passes over it.
+int64_t RowTile(int64_t row_bytes) { return std::clamp<int64_t>(64 * 1024 / std::max<int64_t>(row_bytes, 1), 4, 256); }
+
+}  // namespace
+
+void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type, int64_t out,
+            const float* bias, float* y) {
+  const LinearKernels& k = KernelsFor(ctx.isa);
+  const int64_t row_bytes = RowBytes(w_type, in);
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const int64_t tile = RowTile(row_bytes);
+  auto store = [&](int64_t t, int64_t r, float v) { y[t * out + r] = bias ? v + bias[r] : v; };
+
+  if (QuantDot qk = QuantKernel(k, w_type)) {
+    const int64_t nb = in / 32;
+    thread_local std::vector<ActBlock> acts;
+    acts.resize(static_cast<size_t>(n * nb));
+    ActBlock* a = acts.data();
+    ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) k.quantize(x + t * in, in, a + t * nb);
+    });
+    ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
+      const ActBlock* ptrs[kMaxTokens];
+      float res[kMaxTokens];
+      for (int64_t r0 = rb; r0 < re; r0 += tile) {
+        const int64_t r1 = std::min(re, r0 + tile);
+        for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
+          for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
+          for (int64_t r = r0; r < r1; ++r) {
+            qk(wb + r * row_bytes, ptrs, nt, in, res);
+            for (int j = 0; j < nt; ++j) store(t0 + j, r, res[j]);
+          }
+        }
+      }
+    }, 8);
+    return;
+  }
+  FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarLinearKernels(), w_type);
+  QB_CHECK(fk != nullptr, "Linear: no CPU kernel for {} weights", Name(w_type));
+  ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
+    const float* ptrs[kMaxTokens];
+    float res[kMaxTokens];
+    for (int64_t r0 = rb; r0 < re; r0 += tile) {
+      const int64_t r1 = std::min(re, r0 + tile);
+      for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
+        const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
+        for (int j = 0; j < nt; ++j) ptrs[j] = x + (t0 + j) * in;
+        for (int64_t r = r0; r < r1; ++r) {
+          fk(wb + r * row_bytes, ptrs, nt, in, res);
+          for (int j = 0; j < nt; ++j) store(t0 + j, r, res[j]);
+        }
+      }
+    }
+  }, 8);
+}
+
+void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
+               int64_t head_dim, const float* k, const float* v, const int32_t* positions, float scale, float* out) {
+  const LinearKernels& kk = KernelsFor(ctx.isa);
+  const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
+  ParallelFor(ctx, n * n_heads, [&](int64_t b, int64_t e) {
+    std::vector<float> scores;
+    for (int64_t th = b; th < e; ++th) {
+      const int64_t t = th / n_heads, h = th % n_heads, kvh = h / group;
+      const float* qh = q + t * q_stride + h * head_dim;
+      const int64_t n_keys = positions[t] + 1;
+      scores.resize(static_cast<size_t>(n_keys));
+      float mx = -INFINITY;
+      for (int64_t j = 0; j < n_keys; ++j) {
+        scores[static_cast<size_t>(j)] = kk.dot(qh, k + j * kv_stride + kvh * head_dim, head_dim) * scale;
+        mx = std::max(mx, scores[static_cast<size_t>(j)]);
+      }
+      float sum = 0.f;
+      for (float& s : scores) sum += (s = std::exp(s - mx));
+      float* oh = out + t * q_stride + h * head_dim;
+      std::fill(oh, oh + head_dim, 0.f);
+      const float inv = 1.f / sum;
+      for (int64_t j = 0; j < n_keys; ++j)
+        kk.axpy(scores[static_cast<size_t>(j)] * inv, v + j * kv_stride + kvh * head_dim, oh, head_dim);
+    }
+  });
+}
+
+void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y) {
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * d;
+    float ss = 0.f;
+    for (int64_t i = 0; i < d; ++i) ss += xt[i] * xt[i];
+    const float inv = 1.f / std::sqrt(ss / static_cast<float>(d) + eps);
+    float* yt = y + t * d;
+    for (int64_t i = 0; i < d; ++i) yt[i] = xt[i] * inv * weight[i];
+  }
+}
+
+void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* positions, const float* inv_freq,
+          float attention_scale) {
+  const int64_t half = head_dim / 2;
+  std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < half; ++i) {
+      const double angle = static_cast<double>(positions[t]) * inv_freq[i];
+      cs[static_cast<size_t>(i)] = static_cast<float>(std::cos(angle) * attention_scale);
+      sn[static_cast<size_t>(i)] = static_cast<float>(std::sin(angle) * attention_scale);
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      float* v = x + (t * heads + h) * head_dim;
+      for (int64_t i = 0; i < half; ++i) {
+        const float a = v[i], b = v[i + half];
+        v[i] = a * cs[static_cast<size_t>(i)] - b * sn[static_cast<size_t>(i)];
+        v[i + half] = b * cs[static_cast<size_t>(i)] + a * sn[static_cast<size_t>(i)];
+      }
+    }
+  }
+}
+
+void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t count, float* out) {
+  ParallelFor(ctx, count, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float g = gate[i];
+      out[i] = g / (1.f + std::exp(-g)) * up[i];
+    }
+  }, 256);
+}
+
+}  // namespace qb::kernels::cpu

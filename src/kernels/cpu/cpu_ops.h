@@ -1,0 +1,21 @@
+// The CPU implementations of the ops (threaded, ISA-dispatched). ops.cc routes here for every
+// ExecContext except Isa::kReference. Arguments are raw, already checked by ops.cc.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/exec_context.h"
+#include "tensor/dtype.h"
+
+namespace qb::kernels::cpu {
+
+void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type,
+            int64_t out, const float* bias, float* y);
+void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
+               int64_t head_dim, const float* k, const float* v, const int32_t* positions, float scale, float* out);
+void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
+void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* positions, const float* inv_freq,
+          float attention_scale);
+void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t count, float* out);
+
+}  // namespace qb::kernels::cpu

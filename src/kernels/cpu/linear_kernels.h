@@ -1,0 +1,39 @@
+// Per-ISA micro-kernels of Linear: the dot products of one weight row with up to kMaxTokens
+// activation rows. Quantized weights meet activations quantized to 8 bits in blocks of 32
+// (ActBlock); float weights meet float activations.
+#pragma once
+
+#include <cstdint>
+
+namespace qb::kernels::cpu {
+
+inline constexpr int kMaxTokens = 4;  // activation rows per micro-kernel call
+
+// 32 activations as int8 with one scale: x[i] ~= d * q[i]. ds16[h] = d * (sum of q[16h..16h+15]),
+// the block's sums for the zero points and mins of Q4_K / Q6_K.
+// 64 bytes and 64-byte aligned, so that loading q never splits a cache line.
+struct alignas(64) ActBlock {
+  int8_t q[32];
+  float d;
+  float ds16[2];
+};
+static_assert(sizeof(ActBlock) == 64);
+
+// row: one weight row; acts[t]: ActBlocks (or floats) of token t; nt <= kMaxTokens;
+// n: elements in the row. Writes out[t] for t < nt.
+using QuantDot = void (*)(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out);
+using FloatDot = void (*)(const void* row, const float* const* xs, int nt, int64_t n, float* out);
+
+struct LinearKernels {
+  void (*quantize)(const float* x, int64_t n, ActBlock* out);  // n a multiple of 32
+  QuantDot q8_0, q4_0, q4_k, q6_k;
+  FloatDot f32, f16, bf16;
+  // Vector helpers for attention: sum a[i] * b[i]; y[i] += alpha * x[i].
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+};
+
+const LinearKernels& ScalarLinearKernels();
+const LinearKernels& Avx2LinearKernels();  // only call when the CPU has AVX2, FMA and F16C
+
+}  // namespace qb::kernels::cpu

@@ -1,0 +1,328 @@
+// AVX2 + FMA + F16C versions of the Linear micro-kernels (this file is compiled with
+// -mavx2 -mfma -mf16c and only called after a CPU check). Integer dot products use
+// vpmaddubsw (u8 x s8 -> s16 pairs) then vpmaddwd (-> s32); one float FMA per 32 values.
+#include <immintrin.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/linear_kernels.h"
+#include "tensor/quant_blocks.h"
+#include "util/half.h"
+
+namespace qb::kernels::cpu {
+
+namespace {
+
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float H(uint16_t h) { return _cvtsh_ss(h); }
+
+// f16 -> f32 by table (256 KiB, built once): one load instead of an insert and a convert.
+const float* MakeF16Table() {
+  static float* table = [] {
+    auto* t = new float[65536];
+    for (uint32_t i = 0; i < 65536; ++i) t[i] = _cvtsh_ss(static_cast<uint16_t>(i));
+    return t;
+  }();
+  return table;
+}
+const float* const kF16Table = MakeF16Table();
+inline float F16Table(uint16_t h) { return kF16Table[h]; }
+
+// u8 (0..255) x s8 -> 8 x s32 sums of 4 products each.
+inline __m256i DotU8S8(__m256i u, __m256i s) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+}
+
+inline __m256i LoadQ(const ActBlock& a) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(a.q)); }
+
+void Quantize(const float* x, int64_t n, ActBlock* out) {
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* v = x + b * 32;
+    __m256 v0 = _mm256_loadu_ps(v), v1 = _mm256_loadu_ps(v + 8), v2 = _mm256_loadu_ps(v + 16), v3 = _mm256_loadu_ps(v + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign_mask, v0), _mm256_andnot_ps(sign_mask, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign_mask, v2), _mm256_andnot_ps(sign_mask, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.f;
+    const __m256 inv = _mm256_set1_ps(d > 0.f ? 1.f / d : 0.f);
+    // Round to nearest even, as std::nearbyint does in the scalar path.
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, inv)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, inv));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, inv)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, inv));
+    // Pack 32 int32 -> 32 int8 in order (packs interleave 128-bit lanes; fix with a permute).
+    __m256i p01 = _mm256_packs_epi32(i0, i1), p23 = _mm256_packs_epi32(i2, i3);
+    __m256i p = _mm256_packs_epi16(p01, p23);
+    p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    ActBlock& a = out[b];
+    a.d = d;
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(a.q), p);
+    // Sums of each 16: sign-extend to 16 bits and add horizontally.
+    const __m256i w = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.q))),
+                                        _mm256_set1_epi16(1));
+    const __m256i w2 = _mm256_madd_epi16(
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.q + 16))), _mm256_set1_epi16(1));
+    auto hsum_i = [](__m256i s) {
+      __m128i x4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      x4 = _mm_add_epi32(x4, _mm_shuffle_epi32(x4, 0x4e));
+      x4 = _mm_add_epi32(x4, _mm_shuffle_epi32(x4, 0xb1));
+      return _mm_cvtsi128_si32(x4);
+    };
+    a.ds16[0] = d * static_cast<float>(hsum_i(w));
+    a.ds16[1] = d * static_cast<float>(hsum_i(w2));
+  }
+}
+
+// The kernels are templates on the number of tokens NT so that the per-token accumulators
+// live in registers; Dispatch picks the instance.
+// With one or two tokens a single accumulator chain would be bound by FMA latency: alternate
+// blocks between two accumulators (U = 2) there.
+template <int NT>
+void DotQ8_0T(const BlockQ8_0* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  constexpr int U = NT <= 2 ? 2 : 1;
+  __m256 acc[NT][U];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
+    for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
+  int64_t b = 0;
+  auto step = [&](int64_t blk, int u) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[blk].qs));
+    const __m256i aq = _mm256_sign_epi8(q, q);
+    const __m256 dw = _mm256_set1_ps(F16Table(w[blk].d));
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][blk];
+      const __m256i s = DotU8S8(aq, _mm256_sign_epi8(LoadQ(a), q));
+      acc[t][u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t][u]);
+    }
+  };
+  for (; b + U <= nb; b += U)
+    _Pragma("GCC unroll 2") for (int u = 0; u < U; ++u) step(b + u, u);
+  for (; b < nb; ++b) step(b, 0);
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+    __m256 s = acc[t][0];
+    for (int u = 1; u < U; ++u) s = _mm256_add_ps(s, acc[t][u]);
+    out[t] = Hsum(s);
+  }
+}
+
+inline __m256i UnpackNibbles(const uint8_t* qs) {  // 16 bytes -> 32 u8: low nibbles, then high
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+// Q4_0: the nibbles minus 8 are signed int8; the sign trick makes them the unsigned operand.
+// Q4_0: x . (q - 8) = x . q - 8 * sum(x); the nibbles are the unsigned operand of vpmaddubsw
+// directly, and sum(x) comes with the activation block (ds16), so the 8 costs one scalar FMA.
+template <int NT>
+void DotQ4_0T(const BlockQ4_0* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  constexpr int U = NT <= 2 ? 2 : 1;
+  __m256 acc[NT][U];
+  float corr[NT] = {};
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
+    for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
+  auto step = [&](int64_t blk, int u) {
+    const __m256i q = UnpackNibbles(w[blk].qs);
+    const float dwf = F16Table(w[blk].d);
+    const __m256 dw = _mm256_set1_ps(dwf);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][blk];
+      const __m256i s = DotU8S8(q, LoadQ(a));
+      acc[t][u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t][u]);
+      corr[t] += dwf * (a.ds16[0] + a.ds16[1]);
+    }
+  };
+  int64_t b = 0;
+  for (; b + U <= nb; b += U)
+    _Pragma("GCC unroll 2") for (int u = 0; u < U; ++u) step(b + u, u);
+  for (; b < nb; ++b) step(b, 0);
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+    __m256 sum = acc[t][0];
+    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[t][u]);
+    out[t] = Hsum(sum) - 8.f * corr[t];
+  }
+}
+
+inline void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
+  if (s < 4) {
+    *sc = scales[s] & 63;
+    *m = scales[s + 4] & 63;
+  } else {
+    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
+    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
+  }
+}
+
+template <int NT>
+void DotQ4_KT(const BlockQ4_K* w, const ActBlock* const* acts, int64_t nsb, float* out) {
+  __m256 acc[NT];
+  float corr[NT] = {};
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  for (int64_t b = 0; b < nsb; ++b) {
+    const __m256 d = _mm256_set1_ps(H(w[b].d));
+    const float dmin = H(w[b].dmin);
+    int sc[8], m[8];
+    for (int s = 0; s < 8; ++s) ScaleMinK4(w[b].scales, s, &sc[s], &m[s]);
+    for (int g = 0; g < 4; ++g) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
+      const __m256i q0 = _mm256_and_si256(v, low), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      // The 6-bit sub-block scales are folded into the integer sums (madd with the scale).
+      const __m256i s0 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g]));
+      const __m256i s1 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g + 1]));
+      const float m0 = dmin * static_cast<float>(m[2 * g]), m1 = dmin * static_cast<float>(m[2 * g + 1]);
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+        const ActBlock& a0 = acts[t][b * 8 + 2 * g];
+        const ActBlock& a1 = acts[t][b * 8 + 2 * g + 1];
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, LoadQ(a0)), s0);
+        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, LoadQ(a1)), s1);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_mul_ps(d, _mm256_broadcast_ss(&a0.d)), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_mul_ps(d, _mm256_broadcast_ss(&a1.d)), acc[t]);
+        corr[t] += m0 * (a0.ds16[0] + a0.ds16[1]) + m1 * (a1.ds16[0] + a1.ds16[1]);
+      }
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - corr[t];
+}
+
+template <int NT>
+void DotQ6_KT(const BlockQ6_K* w, const ActBlock* const* acts, int64_t nsb, float* out) {
+  __m256 acc[NT];
+  float corr[NT] = {};
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x03);
+  for (int64_t b = 0; b < nsb; ++b) {
+    const float df = H(w[b].d);
+    const __m256 d = _mm256_set1_ps(df);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh + 32 * h));
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(hb, two), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(l1, low),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4));
+      const int8_t* sc = w[b].scales + 8 * h;
+      for (int g = 0; g < 4; ++g) {
+        // Scales of the two 16-value halves, one per 128-bit lane of the 16-bit pair sums.
+        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
+        const float c0 = 32.f * df * static_cast<float>(sc[2 * g]), c1 = 32.f * df * static_cast<float>(sc[2 * g + 1]);
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+          const ActBlock& a = acts[t][b * 8 + 4 * h + g];
+          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[g], LoadQ(a)), s);
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(d, _mm256_broadcast_ss(&a.d)), acc[t]);
+          corr[t] += c0 * a.ds16[0] + c1 * a.ds16[1];
+        }
+      }
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - corr[t];
+}
+
+// nt (1..kMaxTokens) -> the template instance.
+template <typename Block, template <int> class K>
+void Dispatch(const void* row, const ActBlock* const* acts, int nt, int64_t nb, float* out) {
+  const auto* w = static_cast<const Block*>(row);
+  switch (nt) {
+    case 1: K<1>::Run(w, acts, nb, out); break;
+    case 2: K<2>::Run(w, acts, nb, out); break;
+    case 3: K<3>::Run(w, acts, nb, out); break;
+    default: K<4>::Run(w, acts, nb, out); break;
+  }
+}
+
+template <int NT> struct Q8_0K { static void Run(const BlockQ8_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ8_0T<NT>(w, a, nb, o); } };
+template <int NT> struct Q4_0K { static void Run(const BlockQ4_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0T<NT>(w, a, nb, o); } };
+template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_KT<NT>(w, a, nb, o); } };
+template <int NT> struct Q6_KK { static void Run(const BlockQ6_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ6_KT<NT>(w, a, nb, o); } };
+
+void DotQ8_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ8_0, Q8_0K>(row, acts, nt, n / 32, out);
+}
+void DotQ4_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ4_0, Q4_0K>(row, acts, nt, n / 32, out);
+}
+void DotQ4_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ4_K, Q4_KK>(row, acts, nt, n / 256, out);
+}
+void DotQ6_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ6_K, Q6_KK>(row, acts, nt, n / 256, out);
+}
+
+// Float weights: 8 lanes at a time, two accumulators per token to hide FMA latency. The
+// driver only sends rows whose length is a multiple of 8.
+template <typename Load8>
+void FloatDotT(const void* row, const float* const* xs, int nt, int64_t n, float* out, Load8 load8) {
+  __m256 acc[kMaxTokens][2];
+  for (int t = 0; t < nt; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 w0 = load8(row, i), w1 = load8(row, i + 8);
+    for (int t = 0; t < nt; ++t) {
+      acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[t] + i), acc[t][0]);
+      acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xs[t] + i + 8), acc[t][1]);
+    }
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m256 w0 = load8(row, i);
+    for (int t = 0; t < nt; ++t) acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[t] + i), acc[t][0]);
+  }
+  for (int t = 0; t < nt; ++t) out[t] = Hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
+}
+
+void DotF32(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return _mm256_loadu_ps(static_cast<const float*>(r) + i); });
+}
+
+void DotF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(r) + i)));
+  });
+}
+
+void DotBF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(r) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  });
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = Hsum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void Axpy(float alpha, const float* x, float* y, int64_t n) {
+  const __m256 a = _mm256_set1_ps(alpha);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(a, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  for (; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+const LinearKernels& Avx2LinearKernels() {
+  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotF32, DotF16, DotBF16, Dot, Axpy};
+  return k;
+}
+
+}  // namespace qb::kernels::cpu

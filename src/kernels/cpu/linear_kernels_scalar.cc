@@ -1,0 +1,154 @@
+// Portable versions of the Linear micro-kernels: the same arithmetic as the SIMD ones (integer
+// block sums, one float multiply-add per block) in plain C++.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/cpu/linear_kernels.h"
+#include "tensor/quant_blocks.h"
+#include "util/half.h"
+
+namespace qb::kernels::cpu {
+
+namespace {
+
+void Quantize(const float* x, int64_t n, ActBlock* out) {
+  for (int64_t b = 0; b < n / 32; ++b) {
+    const float* v = x + b * 32;
+    float amax = 0.f;
+    for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(v[i]));
+    const float d = amax / 127.f;
+    const float inv = d > 0.f ? 1.f / d : 0.f;
+    ActBlock& a = out[b];
+    a.d = d;
+    int s[2] = {0, 0};
+    for (int i = 0; i < 32; ++i) {
+      a.q[i] = static_cast<int8_t>(std::nearbyint(v[i] * inv));
+      s[i / 16] += a.q[i];
+    }
+    a.ds16[0] = d * static_cast<float>(s[0]);
+    a.ds16[1] = d * static_cast<float>(s[1]);
+  }
+}
+
+void DotQ8_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ8_0*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      int s = 0;
+      for (int i = 0; i < 32; ++i) s += w[b].qs[i] * acts[t][b].q[i];
+      acc += F16ToF32(w[b].d) * acts[t][b].d * static_cast<float>(s);
+    }
+    out[t] = acc;
+  }
+}
+
+void DotQ4_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ4_0*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      const ActBlock& a = acts[t][b];
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += ((w[b].qs[i] & 15) - 8) * a.q[i] + ((w[b].qs[i] >> 4) - 8) * a.q[i + 16];
+      acc += F16ToF32(w[b].d) * a.d * static_cast<float>(s);
+    }
+    out[t] = acc;
+  }
+}
+
+void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
+  if (s < 4) {
+    *sc = scales[s] & 63;
+    *m = scales[s + 4] & 63;
+  } else {
+    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
+    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
+  }
+}
+
+void DotQ4_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ4_K*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 256; ++b) {
+      const float d = F16ToF32(w[b].d), dmin = F16ToF32(w[b].dmin);
+      for (int s = 0; s < 8; ++s) {
+        const ActBlock& a = acts[t][b * 8 + s];
+        int sc, m;
+        ScaleMinK4(w[b].scales, s, &sc, &m);
+        const uint8_t* q = w[b].qs + 32 * (s / 2);
+        int dot = 0;
+        for (int i = 0; i < 32; ++i) dot += ((s & 1) ? (q[i] >> 4) : (q[i] & 15)) * a.q[i];
+        acc += d * a.d * static_cast<float>(sc * dot) - dmin * static_cast<float>(m) * (a.ds16[0] + a.ds16[1]);
+      }
+    }
+    out[t] = acc;
+  }
+}
+
+void DotQ6_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ6_K*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 256; ++b) {
+      const float d = F16ToF32(w[b].d);
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = w[b].ql + 64 * h;
+        const uint8_t* qh = w[b].qh + 32 * h;
+        for (int g = 0; g < 4; ++g) {  // 32 values: elements 128h + 32g + l
+          const ActBlock& a = acts[t][b * 8 + h * 4 + g];
+          int part[2] = {0, 0};
+          for (int l = 0; l < 32; ++l) {
+            const uint8_t lo = g & 1 ? ql[l + 32] : ql[l];
+            const int q = ((g < 2 ? lo & 15 : lo >> 4) | (((qh[l] >> (2 * g)) & 3) << 4));
+            part[l / 16] += q * a.q[l];
+          }
+          const int s0 = w[b].scales[8 * h + 2 * g], s1 = w[b].scales[8 * h + 2 * g + 1];
+          acc += d * a.d * static_cast<float>(s0 * part[0] + s1 * part[1]) -
+                 32.f * d * (static_cast<float>(s0) * a.ds16[0] + static_cast<float>(s1) * a.ds16[1]);
+        }
+      }
+    }
+    out[t] = acc;
+  }
+}
+
+template <typename Load>
+void FloatDotT(const void* row, const float* const* xs, int nt, int64_t n, float* out, Load load) {
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t i = 0; i < n; ++i) acc += load(row, i) * xs[t][i];
+    out[t] = acc;
+  }
+}
+
+void DotF32(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return static_cast<const float*>(r)[i]; });
+}
+void DotF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return F16ToF32(static_cast<const uint16_t*>(r)[i]); });
+}
+void DotBF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return BF16ToF32(static_cast<const uint16_t*>(r)[i]); });
+}
+
+float Dot(const float* a, const float* b, int64_t n) {
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void Axpy(float alpha, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+}  // namespace
+
+const LinearKernels& ScalarLinearKernels() {
+  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotF32, DotF16, DotBF16, Dot, Axpy};
+  return k;
+}
+
+}  // namespace qb::kernels::cpu

@@ -1,0 +1,39 @@
+#include "kernels/exec_context.h"
+
+namespace qb::kernels {
+
+std::string_view IsaName(Isa isa) {
+  switch (isa) {
+    case Isa::kReference: return "reference";
+    case Isa::kScalar: return "scalar";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kAvx512: return "avx512";
+  }
+  return "?";
+}
+
+Isa DetectIsa() {
+#if defined(__x86_64__)
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+      return Isa::kAvx2;
+    return Isa::kScalar;
+  }();
+  return isa;
+#else
+  return Isa::kScalar;
+#endif
+}
+
+const ExecContext& ExecContext::Default() {
+  static const ExecContext ctx{nullptr, DetectIsa()};
+  return ctx;
+}
+
+const ExecContext& ExecContext::Reference() {
+  static const ExecContext ctx{nullptr, Isa::kReference};
+  return ctx;
+}
+
+}  // namespace qb::kernels

@@ -1,0 +1,30 @@
+// How ops run: on which threads and with which instruction set. The caller (model, engine, CLI)
+// owns the thread pool; ops only borrow it.
+#pragma once
+
+#include <string_view>
+
+#include "util/thread_pool.h"
+
+namespace qb::kernels {
+
+// CPU code paths, slowest to fastest. kReference is the scalar definition of every op (f32
+// activations, f64 sums): exact, slow. The others quantize activations to 8 bits for
+// quantized weights (as llama.cpp does) and use plain C++ (kScalar) or SIMD intrinsics.
+enum class Isa { kReference, kScalar, kAvx2, kAvx512 };
+
+std::string_view IsaName(Isa isa);
+// The fastest path this CPU supports (and this build contains).
+Isa DetectIsa();
+
+struct ExecContext {
+  ThreadPool* pool = nullptr;  // nullptr: run on the calling thread
+  Isa isa = DetectIsa();
+
+  // Single-threaded, fastest ISA.
+  static const ExecContext& Default();
+  // Single-threaded reference kernels (the correctness tool).
+  static const ExecContext& Reference();
+};
+
+}  // namespace qb::kernels

@@ -1,0 +1,45 @@
+// A fixed pool of worker threads for data-parallel kernels. The caller is one of the threads
+// (a pool of N runs work on N threads: the caller and N-1 workers), so a 1-thread pool spawns
+// nothing. Between jobs workers spin briefly (a forward pass issues jobs back to back), then
+// block on a condition variable, so an idle process uses no CPU.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace qb {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return n_threads_; }
+  // Runs fn(thread_index) on every thread (index 0 is the caller) and waits for all.
+  void Run(const std::function<void(int)>& fn);
+  // Splits [0, n) into one contiguous range per thread (some may be empty) and runs
+  // fn(begin, end) on each; `grain` rounds range boundaries to multiples of itself.
+  void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+
+ private:
+  void WorkerLoop(int index);
+
+  const int n_threads_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::mutex run_mu_;  // one job at a time
+};
+
+}  // namespace qb

@@ -1,0 +1,189 @@
+// The fast CPU kernels (every ISA path this machine runs, scalar included) against the
+// reference ops. Quantized weights meet 8-bit activations there, so the bound on the
+// difference is derived from the activation rounding error; float weights must agree to float
+// rounding. The SIMD paths must also agree with the portable path on the same arithmetic.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "kernels/ops.h"
+#include "tensor/dequantize.h"
+#include "util/half.h"
+#include "util/thread_pool.h"
+
+namespace qb::kernels {
+namespace {
+
+std::vector<Isa> FastIsas() {
+  std::vector<Isa> v = {Isa::kScalar};
+  if (DetectIsa() >= Isa::kAvx2) v.push_back(Isa::kAvx2);
+  return v;
+}
+
+Tensor RandomF32(Shape shape, uint32_t seed, float scale = 1.0f) {
+  Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = d(rng);
+  return t;
+}
+
+// Random weights of any type: random bytes for the quantized payloads, sane scales.
+Tensor RandomWeights(DType type, int64_t rows, int64_t cols, uint32_t seed) {
+  Tensor t = Tensor::Empty(type, {rows, cols});
+  std::mt19937 rng(seed);
+  auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
+  for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(rng());
+  std::normal_distribution<float> nd(0.f, 0.05f);
+  std::uniform_real_distribution<float> ud(0.001f, 0.01f);
+  const int64_t nb = rows * cols / Info(type).block_size;
+  switch (type) {
+    case DType::kF32:
+      for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = nd(rng);
+      break;
+    case DType::kF16:
+      for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<uint16_t>()[i] = F32ToF16(nd(rng));
+      break;
+    case DType::kBF16:
+      for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<uint16_t>()[i] = F32ToBF16(nd(rng));
+      break;
+    case DType::kQ8_0:
+      for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ8_0>()[b].d = F32ToF16(ud(rng) * 0.1f);
+      break;
+    case DType::kQ4_0:
+      for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ4_0>()[b].d = F32ToF16(ud(rng));
+      break;
+    case DType::kQ4_K:
+      for (int64_t b = 0; b < nb; ++b) {
+        t.mutable_data<BlockQ4_K>()[b].d = F32ToF16(ud(rng) * 0.1f);
+        t.mutable_data<BlockQ4_K>()[b].dmin = F32ToF16(ud(rng) * 0.1f);
+      }
+      break;
+    case DType::kQ6_K:
+      for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ6_K>()[b].d = F32ToF16(ud(rng) * 0.01f);
+      break;
+    default: break;
+  }
+  return t;
+}
+
+struct LinearCase {
+  DType type;
+  int64_t in;
+};
+
+class FastLinearTest : public ::testing::TestWithParam<LinearCase> {};
+
+TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
+  const auto [type, in] = GetParam();
+  const int64_t out = 37;
+  Tensor w = RandomWeights(type, out, in, 11);
+  Tensor bias = RandomF32({out}, 12);
+  std::vector<float> deq(static_cast<size_t>(in));
+  for (int64_t n : {1, 3, 4, 9}) {
+    Tensor x = RandomF32({n, in}, static_cast<uint32_t>(13 + n));
+    Tensor want = Tensor::Empty(DType::kF32, {n, out});
+    Linear(ExecContext::Reference(), x, w, &bias, want);
+    // Bound per output: sum over blocks of sum|w| * (block amax / 254), the activation rounding.
+    std::vector<double> bound(static_cast<size_t>(n * out), 0.0);
+    for (int64_t r = 0; r < out; ++r) {
+      DequantizeRow(type, w.row(r), deq.data(), in);
+      for (int64_t t = 0; t < n; ++t) {
+        double b = 0, mag = 0;
+        for (int64_t k = 0; k < in; k += 32) {
+          double amax = 0, wsum = 0;
+          for (int64_t i = k; i < k + 32; ++i) {
+            amax = std::max(amax, std::fabs(static_cast<double>(x.data<float>()[t * in + i])));
+            wsum += std::fabs(deq[static_cast<size_t>(i)]);
+            mag += std::fabs(deq[static_cast<size_t>(i)] * x.data<float>()[t * in + i]);
+          }
+          b += wsum * amax / 254.0;
+        }
+        const bool quantized = Info(type).is_quantized;
+        bound[static_cast<size_t>(t * out + r)] = (quantized ? b * 1.001 : 0.0) + 1e-5 * mag + 1e-5;
+      }
+    }
+    std::vector<Tensor> results;
+    for (Isa isa : FastIsas()) {
+      for (int threads : {1, 2}) {
+        ThreadPool pool(threads);
+        ExecContext ctx{&pool, isa};
+        Tensor got = Tensor::Empty(DType::kF32, {n, out});
+        Linear(ctx, x, w, &bias, got);
+        for (int64_t i = 0; i < n * out; ++i)
+          ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], bound[static_cast<size_t>(i)])
+              << Name(type) << " isa " << IsaName(isa) << " threads " << threads << " n " << n << " i " << i;
+        results.push_back(std::move(got));
+      }
+    }
+    // All fast paths compute the same arithmetic: they agree to float summation order.
+    for (size_t k = 1; k < results.size(); ++k)
+      for (int64_t i = 0; i < n * out; ++i)
+        ASSERT_NEAR(results[k].data<float>()[i], results[0].data<float>()[i],
+                    1e-5 + 1e-5 * std::fabs(results[0].data<float>()[i]))
+            << Name(type) << " path " << k;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    AllWeightTypes, FastLinearTest,
+    ::testing::Values(LinearCase{DType::kF32, 72}, LinearCase{DType::kF32, 64}, LinearCase{DType::kF16, 96},
+                      LinearCase{DType::kBF16, 64}, LinearCase{DType::kQ8_0, 128}, LinearCase{DType::kQ4_0, 96},
+                      LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256}),
+    [](const auto& p) { return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in); });
+
+TEST(FastOpsTest, ElementwiseAndAttentionMatchReference) {
+  const int64_t hd = 16, heads = 4, kv = 2, n_keys = 9;
+  Tensor q = RandomF32({3, heads * hd}, 21), k = RandomF32({n_keys, kv * hd}, 22), v = RandomF32({n_keys, kv * hd}, 23);
+  const std::vector<int32_t> pos = {6, 7, 8};
+  Tensor want = Tensor::Empty(DType::kF32, {3, heads * hd});
+  Attention(ExecContext::Reference(), q, k, v, hd, pos, 0.25f, want);
+  RopeTable table;
+  for (int i = 0; i < hd / 2; ++i) table.inv_freq.push_back(std::pow(10000.f, -2.f * i / hd));
+  Tensor nw = RandomF32({heads * hd}, 24);
+  for (Isa isa : FastIsas()) {
+    ThreadPool pool(2);
+    ExecContext ctx{&pool, isa};
+    Tensor got = Tensor::Empty(DType::kF32, {3, heads * hd});
+    Attention(ctx, q, k, v, hd, pos, 0.25f, got);
+    for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5);
+    Tensor a = q.Copy(), b = q.Copy();
+    Rope(ctx, a, hd, pos, table);
+    Rope(ExecContext::Reference(), b, hd, pos, table);
+    for (int64_t i = 0; i < a.numel(); ++i) ASSERT_NEAR(a.data<float>()[i], b.data<float>()[i], 1e-5);
+    Tensor r1 = Tensor::Empty(DType::kF32, q.shape()), r2 = Tensor::Empty(DType::kF32, q.shape());
+    RmsNorm(ctx, q, nw, 1e-6f, r1);
+    RmsNorm(ExecContext::Reference(), q, nw, 1e-6f, r2);
+    for (int64_t i = 0; i < r1.numel(); ++i) ASSERT_NEAR(r1.data<float>()[i], r2.data<float>()[i], 1e-5);
+    Tensor s1 = Tensor::Empty(DType::kF32, q.shape()), s2 = Tensor::Empty(DType::kF32, q.shape());
+    Tensor up = RandomF32(q.shape(), 25);
+    SiluMul(ctx, q, up, s1);
+    SiluMul(ExecContext::Reference(), q, up, s2);
+    for (int64_t i = 0; i < s1.numel(); ++i) ASSERT_NEAR(s1.data<float>()[i], s2.data<float>()[i], 1e-5);
+  }
+}
+
+TEST(ThreadPoolTest, ParallelForCoversTheRangeOnce) {
+  for (int threads : {1, 2, 3, 8}) {
+    ThreadPool pool(threads);
+    EXPECT_EQ(pool.size(), threads);
+    for (int64_t n : {0, 1, 5, 64, 1000}) {
+      for (int64_t grain : {1, 8}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        pool.ParallelFor(n, [&](int64_t b, int64_t e) {
+          for (int64_t i = b; i < e; ++i) hits[static_cast<size_t>(i)]++;
+        }, grain);
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << threads << " " << n;
+      }
+    }
+    std::atomic<int> ran{0};
+    for (int rep = 0; rep < 200; ++rep) pool.Run([&](int) { ran++; });
+    EXPECT_EQ(ran.load(), 200 * threads);
+  }
+}
+
+}  // namespace
+}  // namespace qb::kernels
