@@ -20,7 +20,9 @@ struct InfoOptions {
 };
 
 Status RunInfo(const InfoOptions& o) {
-  QB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(o.model));
+  LoadOptions lo;
+  lo.interleave = false;  // report the file's own types
+  QB_ASSIGN_OR_RETURN(LoadedModel loaded, LoadModel(o.model, lo));
   const ModelConfig& c = loaded.model->config();
   const WeightsSummary s = Summarize(loaded.model->weights());
   const char* format = loaded.format == CheckpointFormat::kGguf ? "gguf" : "safetensors";

@@ -52,7 +52,9 @@ Status RunQuantize(const QuantizeOptions& o) {
   std::unique_ptr<ThreadPool> pool;
   kernels::ExecContext ctx;
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
-  QB_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(o.in));
+  LoadOptions lo;
+  lo.interleave = false;
+  QB_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(o.in, lo));
   QB_ASSIGN_OR_RETURN(auto md, TokenizerMetadata(o.in, m));
   const std::string name = std::filesystem::path(o.in).filename().string() + "-" + o.type;
   QB_RETURN_IF_ERROR(ExportGguf(m.model->config(), m.model->weights(), plan, name, md, o.out, pool.get()));

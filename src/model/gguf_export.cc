@@ -4,6 +4,7 @@
 
 #include "model/weight_names.h"
 #include "tensor/dequantize.h"
+#include "tensor/interleave.h"
 
 namespace qb {
 
@@ -42,7 +43,7 @@ PendingTensor Converted(std::string name, const Tensor& src, DType type, ThreadP
     auto rows = [&](int64_t b, int64_t e) {
       std::vector<float> row(static_cast<size_t>(cols));
       for (int64_t r = b; r < e; ++r) {
-        DequantizeRow(src.dtype(), src.row(r), row.data(), cols);
+        DequantizeMatrixRow(src.raw(), src.dtype(), cols, r, row.data());
         QuantizeRow(type, row.data(), dst + r * out_row, cols);
       }
     };

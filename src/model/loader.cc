@@ -156,6 +156,7 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
     QB_ASSIGN_OR_RETURN(QuantPlan plan, FindQuantPlan(options.quant));
     QuantizeWeights(weights, config.tie_word_embeddings, plan, options.pool);
   }
+  if (options.interleave) InterleaveWeights(weights, config.tie_word_embeddings);
   out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
   return out;
 }

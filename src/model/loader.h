@@ -24,6 +24,7 @@ struct LoadedModel {
 struct LoadOptions {
   std::string quant;           // "" = weights as stored; else q8_0, q4_0, q4_k, f16, bf16 (--quant)
   ThreadPool* pool = nullptr;  // threads for on-load quantization
+  bool interleave = true;      // repack Q4_0 matrices into the CPU kernels' 8-row layout
 };
 
 // Reads only the configuration (cheap: no tensor data is touched).

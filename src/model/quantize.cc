@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "tensor/dequantize.h"
+#include "tensor/interleave.h"
 
 namespace qb {
 
@@ -32,7 +33,7 @@ Tensor ConvertTensor(const Tensor& src, DType type, ThreadPool* pool) {
   auto rows = [&](int64_t b, int64_t e) {
     std::vector<float> row(static_cast<size_t>(cols));
     for (int64_t r = b; r < e; ++r) {
-      DequantizeRow(src.dtype(), src.row(r), row.data(), cols);
+      DequantizeMatrixRow(src.raw(), src.dtype(), cols, r, row.data());
       QuantizeRow(type, row.data(), static_cast<uint8_t*>(out.mutable_raw()) + r * out.row_bytes(), cols);
     }
   };
@@ -55,6 +56,16 @@ void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPo
     convert(w.token_embedding, plan.embedding);
     convert(w.lm_head, plan.output);
   }
+}
+
+void InterleaveWeights(Qwen2Weights& w, bool tied) {
+  auto repack = [](Tensor& t) {
+    if (CanInterleave(t)) t = Interleave(t);
+  };
+  for (LayerWeights& l : w.layers)
+    for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) repack(*t);
+  repack(w.lm_head);
+  if (tied) w.token_embedding = w.lm_head;
 }
 
 }  // namespace qb

@@ -29,5 +29,7 @@ DType FitType(DType want, int64_t cols);
 Tensor ConvertTensor(const Tensor& src, DType type, ThreadPool* pool = nullptr);
 // Converts every matrix of the weights in place per the plan (for --quant at load).
 void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPool* pool = nullptr);
+// Repacks the matrices that have a row-interleaved layout (Q4_0 -> Q4_0x8) for the CPU kernels.
+void InterleaveWeights(Qwen2Weights& w, bool tied);
 
 }  // namespace qb

@@ -8,17 +8,18 @@
 namespace qb {
 
 namespace {
-constexpr std::array<DTypeInfo, 10> kInfos = {{
-    {"f32", 1, 4, true, false, 4},
-    {"f16", 1, 2, true, false, 2},
-    {"bf16", 1, 2, true, false, 2},
-    {"i32", 1, 4, false, false, 4},
-    {"i8", 1, 1, false, false, 1},
-    {"u8", 1, 1, false, false, 1},
-    {"q8_0", kQK8_0, sizeof(BlockQ8_0), false, true, alignof(BlockQ8_0)},
-    {"q4_0", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0)},
-    {"q4_k", kQK_K, sizeof(BlockQ4_K), false, true, alignof(BlockQ4_K)},
-    {"q6_k", kQK_K, sizeof(BlockQ6_K), false, true, alignof(BlockQ6_K)},
+constexpr std::array<DTypeInfo, 11> kInfos = {{
+    {"f32", 1, 4, true, false, 4, 1},
+    {"f16", 1, 2, true, false, 2, 1},
+    {"bf16", 1, 2, true, false, 2, 1},
+    {"i32", 1, 4, false, false, 4, 1},
+    {"i8", 1, 1, false, false, 1, 1},
+    {"u8", 1, 1, false, false, 1, 1},
+    {"q8_0", kQK8_0, sizeof(BlockQ8_0), false, true, alignof(BlockQ8_0), 1},
+    {"q4_0", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0), 1},
+    {"q4_k", kQK_K, sizeof(BlockQ4_K), false, true, alignof(BlockQ4_K), 1},
+    {"q6_k", kQK_K, sizeof(BlockQ6_K), false, true, alignof(BlockQ6_K), 1},
+    {"q4_0x8", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0x8), 8},
 }};
 }  // namespace
 

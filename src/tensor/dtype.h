@@ -19,6 +19,7 @@ enum class DType : uint8_t {
   kQ4_0,
   kQ4_K,
   kQ6_K,
+  kQ4_0x8,  // Q4_0 repacked for the CPU kernels: 8 rows interleaved per block column
 };
 
 struct DTypeInfo {
@@ -28,6 +29,7 @@ struct DTypeInfo {
   bool is_float;          // plain floating point (f32/f16/bf16)
   bool is_quantized;      // block-quantized weights
   int64_t alignment;      // required byte alignment of the data
+  int64_t row_group;      // rows stored interleaved together (1: rows are contiguous)
 };
 
 const DTypeInfo& Info(DType t);

@@ -44,4 +44,14 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
+// Q4_0 of 8 rows, one block column: the 8 scales, then 128 bytes in which 32-bit lane r holds
+// row r's values. Lane r of byte group c (c = 0..3, 32 bytes each) has elements 4c..4c+3 of row
+// r in its low nibbles and elements 16+4c..16+4c+3 in its high nibbles, so one load, a mask
+// and a shift give 4 consecutive values of all 8 rows, one row per 32-bit lane.
+struct BlockQ4_0x8 {
+  uint16_t d[8];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
+
 }  // namespace qb

@@ -55,7 +55,11 @@ class Tensor {
   T* mutable_data() const {
     return static_cast<T*>(mutable_raw());
   }
-  const void* row(int64_t r) const { return static_cast<const uint8_t*>(data_) + r * row_bytes(); }
+  // Row r (only for layouts whose rows are contiguous: not the interleaved ones).
+  const void* row(int64_t r) const {
+    QB_CHECK(Info(dtype_).row_group == 1, "row() of an interleaved {} tensor", Name(dtype_));
+    return static_cast<const uint8_t*>(data_) + r * row_bytes();
+  }
 
   // View of rows [begin, end) of the outermost dimension.
   Tensor Slice(int64_t begin, int64_t end) const;

@@ -11,6 +11,7 @@
 
 #include "kernels/ops.h"
 #include "tensor/dequantize.h"
+#include "tensor/interleave.h"
 #include "util/half.h"
 #include "util/thread_pool.h"
 
@@ -79,8 +80,9 @@ class FastLinearTest : public ::testing::TestWithParam<LinearCase> {};
 
 TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
   const auto [type, in] = GetParam();
-  const int64_t out = 37;
-  Tensor w = RandomWeights(type, out, in, 11);
+  const bool interleaved = Info(type).row_group > 1;
+  const int64_t out = interleaved ? 40 : 37;
+  Tensor w = interleaved ? Interleave(RandomWeights(DType::kQ4_0, out, in, 11)) : RandomWeights(type, out, in, 11);
   Tensor bias = RandomF32({out}, 12);
   std::vector<float> deq(static_cast<size_t>(in));
   for (int64_t n : {1, 3, 4, 9}) {
@@ -90,7 +92,7 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
     // Bound per output: sum over blocks of sum|w| * (block amax / 254), the activation rounding.
     std::vector<double> bound(static_cast<size_t>(n * out), 0.0);
     for (int64_t r = 0; r < out; ++r) {
-      DequantizeRow(type, w.row(r), deq.data(), in);
+      DequantizeMatrixRow(w.raw(), type, in, r, deq.data());
       for (int64_t t = 0; t < n; ++t) {
         double b = 0, mag = 0;
         for (int64_t k = 0; k < in; k += 32) {
@@ -132,6 +134,7 @@ INSTANTIATE_TEST_SUITE_P(
     AllWeightTypes, FastLinearTest,
     ::testing::Values(LinearCase{DType::kF32, 72}, LinearCase{DType::kF32, 64}, LinearCase{DType::kF16, 96},
                       LinearCase{DType::kBF16, 64}, LinearCase{DType::kQ8_0, 128}, LinearCase{DType::kQ4_0, 96},
+                      LinearCase{DType::kQ4_0x8, 128},
                       LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256}),
     [](const auto& p) { return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in); });
 

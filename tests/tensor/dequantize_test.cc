@@ -8,6 +8,8 @@
 #include <random>
 #include <vector>
 
+#include "tensor/interleave.h"
+#include "tensor/tensor.h"
 #include "util/half.h"
 
 namespace qb {
@@ -106,6 +108,48 @@ TEST(DequantizeTest, PlainTypes) {
 
 // Q8_0: within half a step (plus the f16 rounding of the scale). Q4_0: the value of largest
 // magnitude maps to -8, so values of the other sign clamp at +7: within one step.
+TEST(InterleaveTest, Q4_0x8KeepsEveryValue) {
+  std::mt19937 rng(3);
+  Tensor t = Tensor::Empty(DType::kQ4_0, {16, 64});
+  auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
+  for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(rng());
+  for (int64_t b = 0; b < 16 * 2; ++b) t.mutable_data<BlockQ4_0>()[b].d = F32ToF16(0.01f * static_cast<float>(b + 1));
+  ASSERT_TRUE(CanInterleave(t));
+  EXPECT_FALSE(CanInterleave(Tensor::Empty(DType::kQ4_0, {12, 64})));
+  Tensor x = Interleave(t);
+  EXPECT_EQ(x.dtype(), DType::kQ4_0x8);
+  EXPECT_EQ(x.nbytes(), t.nbytes());
+  std::vector<float> a(64), b(64);
+  for (int64_t r = 0; r < 16; ++r) {
+    DequantizeRow(DType::kQ4_0, t.row(r), a.data(), 64);
+    DequantizeMatrixRow(x.raw(), DType::kQ4_0x8, 64, r, b.data());
+    EXPECT_EQ(a, b) << r;
+  }
+}
+
+TEST(QuantizeTest, Q4_KAndQ6_KRoundTrip) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  std::vector<float> x(512), y(512);
+  for (float& v : x) v = dist(rng);
+  std::vector<BlockQ4_K> q4(2);
+  std::vector<BlockQ6_K> q6(2);
+  QuantizeRowQ4_K(x.data(), q4.data(), 512);
+  DequantizeRow(DType::kQ4_K, q4.data(), y.data(), 512);
+  double err4 = 0, err6 = 0, norm = 0;
+  for (int i = 0; i < 512; ++i) {
+    err4 += (x[i] - y[i]) * (x[i] - y[i]);
+    norm += x[i] * x[i];
+  }
+  QuantizeRowQ6_K(x.data(), q6.data(), 512);
+  DequantizeRow(DType::kQ6_K, q6.data(), y.data(), 512);
+  for (int i = 0; i < 512; ++i) err6 += (x[i] - y[i]) * (x[i] - y[i]);
+  // Relative RMS error of 4-bit and 6-bit grids on Gaussian data.
+  EXPECT_LT(std::sqrt(err4 / norm), 0.12);
+  EXPECT_LT(std::sqrt(err6 / norm), 0.03);
+  EXPECT_LT(err6, err4);
+}
+
 TEST(QuantizeTest, Q8_0AndQ4_0RoundTripWithinTheirStep) {
   std::mt19937 rng(7);
   std::normal_distribution<float> dist(0.f, 1.f);

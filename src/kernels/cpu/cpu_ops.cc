@@ -50,6 +50,33 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const int64_t tile = RowTile(row_bytes);
   auto store = [&](int64_t t, int64_t r, float v) { y[t * out + r] = bias ? v + bias[r] : v; };
 
+  if (w_type == DType::kQ4_0x8) {  // 8 rows per kernel call
+    const int64_t nb = in / 32, groups = out / 8, group_bytes = 8 * row_bytes;
+    thread_local std::vector<ActBlock> acts;
+    acts.resize(static_cast<size_t>(n * nb));
+    ActBlock* a = acts.data();
+    ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) k.quantize(x + t * in, in, a + t * nb);
+    });
+    const int64_t gtile = std::max<int64_t>(1, tile / 8);
+    ParallelFor(ctx, groups, [&](int64_t gb, int64_t ge) {
+      const ActBlock* ptrs[kMaxTokens];
+      float res[kMaxTokens * 8];
+      for (int64_t g0 = gb; g0 < ge; g0 += gtile) {
+        const int64_t g1 = std::min(ge, g0 + gtile);
+        for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
+          const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
+          for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
+          for (int64_t g = g0; g < g1; ++g) {
+            k.q4_0x8(wb + g * group_bytes, ptrs, nt, in, res);
+            for (int j = 0; j < nt; ++j)
+              for (int r = 0; r < 8; ++r) store(t0 + j, g * 8 + r, res[j * 8 + r]);
+          }
+        }
+      }
+    });
+    return;
+  }
   if (QuantDot qk = QuantKernel(k, w_type)) {
     const int64_t nb = in / 32;
     thread_local std::vector<ActBlock> acts;

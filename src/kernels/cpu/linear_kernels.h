@@ -24,9 +24,13 @@ static_assert(sizeof(ActBlock) == 64);
 using QuantDot = void (*)(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out);
 using FloatDot = void (*)(const void* row, const float* const* xs, int nt, int64_t n, float* out);
 
+// For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
+using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
+
 struct LinearKernels {
   void (*quantize)(const float* x, int64_t n, ActBlock* out);  // n a multiple of 32
   QuantDot q8_0, q4_0, q4_k, q6_k;
+  QuantDot8 q4_0x8;
   FloatDot f32, f16, bf16;
   // Vector helpers for attention: sum a[i] * b[i]; y[i] += alpha * x[i].
   float (*dot)(const float* a, const float* b, int64_t n);

@@ -230,6 +230,36 @@ void DotQ6_KT(const BlockQ6_K* w, const ActBlock* const* acts, int64_t nsb, floa
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - corr[t];
 }
 
+// Q4_0x8: one 32-bit lane per row. For each group of 4 elements, the activations' 4 bytes are
+// broadcast to all lanes; vpmaddubsw then multiplies 8 rows at once. The eight int16 partial
+// sums of a block fit without overflow (8 x 2 x 15 x 127 < 32768), so one vpmaddwd per block.
+template <int NT>
+void DotQ4_0x8T(const BlockQ4_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m256 acc[NT], corr[NT];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = corr[t] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q[8];
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
+      q[c] = _mm256_and_si256(v, low);
+      q[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][b];
+      const int32_t* x4 = reinterpret_cast<const int32_t*>(a.q);
+      __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(x4[0]));
+      _Pragma("GCC unroll 8") for (int c = 1; c < 8; ++c)
+        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[c], _mm256_set1_epi32(x4[c])));
+      const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+      acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+      corr[t] = _mm256_fmadd_ps(dw, _mm256_set1_ps(8.f * (a.ds16[0] + a.ds16[1])), corr[t]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, _mm256_sub_ps(acc[t], corr[t]));
+}
+
 // nt (1..kMaxTokens) -> the template instance.
 template <typename Block, template <int> class K>
 void Dispatch(const void* row, const ActBlock* const* acts, int nt, int64_t nb, float* out) {
@@ -246,6 +276,12 @@ template <int NT> struct Q8_0K { static void Run(const BlockQ8_0* w, const ActBl
 template <int NT> struct Q4_0K { static void Run(const BlockQ4_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0T<NT>(w, a, nb, o); } };
 template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_KT<NT>(w, a, nb, o); } };
 template <int NT> struct Q6_KK { static void Run(const BlockQ6_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ6_KT<NT>(w, a, nb, o); } };
+
+template <int NT> struct Q4_0x8K { static void Run(const BlockQ4_0x8* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0x8T<NT>(w, a, nb, o); } };
+
+void DotQ4_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ4_0x8, Q4_0x8K>(group, acts, nt, n / 32, out);
+}
 
 void DotQ8_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
   Dispatch<BlockQ8_0, Q8_0K>(row, acts, nt, n / 32, out);
@@ -321,7 +357,7 @@ void Axpy(float alpha, const float* x, float* y, int64_t n) {
 }  // namespace
 
 const LinearKernels& Avx2LinearKernels() {
-  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotF32, DotF16, DotBF16, Dot, Axpy};
+  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
   return k;
 }
 

@@ -134,6 +134,26 @@ void DotBF16(const void* row, const float* const* xs, int nt, int64_t n, float* 
   FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return BF16ToF32(static_cast<const uint16_t*>(r)[i]); });
 }
 
+void DotQ4_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ4_0x8*>(group);
+  for (int t = 0; t < nt; ++t)
+    for (int r = 0; r < 8; ++r) {
+      float acc = 0.f;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const ActBlock& a = acts[t][b];
+        int s = 0;
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k) {
+            const uint8_t v = w[b].qs[32 * c + 4 * r + k];
+            s += (v & 15) * a.q[4 * c + k] + (v >> 4) * a.q[16 + 4 * c + k];
+          }
+        const float dw = F16ToF32(w[b].d[r]);
+        acc += dw * a.d * static_cast<float>(s) - 8.f * dw * (a.ds16[0] + a.ds16[1]);
+      }
+      out[t * 8 + r] = acc;
+    }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -147,7 +167,7 @@ void Axpy(float alpha, const float* x, float* y, int64_t n) {
 }  // namespace
 
 const LinearKernels& ScalarLinearKernels() {
-  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotF32, DotF16, DotBF16, Dot, Axpy};
+  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
   return k;
 }
 

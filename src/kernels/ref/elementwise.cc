@@ -2,7 +2,7 @@
 #include <cmath>
 
 #include "kernels/ref/ref_ops.h"
-#include "tensor/dequantize.h"
+#include "tensor/interleave.h"
 
 namespace qb::kernels::ref {
 
@@ -30,9 +30,7 @@ void Add(float* acc, const float* x, int64_t count) {
 
 void Embedding(const int32_t* ids, int64_t n, const void* table, DType table_type, int64_t d,
                float* out) {
-  const int64_t row_bytes = RowBytes(table_type, d);
-  for (int64_t t = 0; t < n; ++t)
-    DequantizeRow(table_type, static_cast<const uint8_t*>(table) + ids[t] * row_bytes, out + t * d, d);
+  for (int64_t t = 0; t < n; ++t) DequantizeMatrixRow(table, table_type, d, ids[t], out + t * d);
 }
 
 }  // namespace qb::kernels::ref

@@ -1,16 +1,15 @@
 #include <vector>
 
 #include "kernels/ref/ref_ops.h"
-#include "tensor/dequantize.h"
+#include "tensor/interleave.h"
 
 namespace qb::kernels::ref {
 
 void Linear(const float* x, int64_t n, int64_t in, const void* w, DType w_type, int64_t out,
             const float* bias, float* y) {
-  const int64_t row_bytes = RowBytes(w_type, in);
   std::vector<float> row(static_cast<size_t>(in));
   for (int64_t o = 0; o < out; ++o) {
-    DequantizeRow(w_type, static_cast<const uint8_t*>(w) + o * row_bytes, row.data(), in);
+    DequantizeMatrixRow(w, w_type, in, o, row.data());
     for (int64_t t = 0; t < n; ++t) {
       const float* xt = x + t * in;
       double acc = 0.0;

@@ -1,0 +1,60 @@
+#include "tensor/interleave.h"
+
+#include <cstring>
+
+#include "tensor/dequantize.h"
+#include "tensor/quant_blocks.h"
+#include "util/check.h"
+#include "util/half.h"
+
+namespace qb {
+
+DType InterleavedType(DType t) { return t == DType::kQ4_0 ? DType::kQ4_0x8 : t; }
+
+bool CanInterleave(const Tensor& t) {
+  return t.rank() == 2 && InterleavedType(t.dtype()) != t.dtype() && t.dim(0) % Info(InterleavedType(t.dtype())).row_group == 0;
+}
+
+Tensor Interleave(const Tensor& t) {
+  QB_CHECK(CanInterleave(t), "cannot interleave {} {}", Name(t.dtype()), ShapeToString(t.shape()));
+  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
+  Tensor out = Tensor::Empty(DType::kQ4_0x8, t.shape());
+  auto* dst = static_cast<BlockQ4_0x8*>(out.mutable_raw());
+  const auto* src = static_cast<const BlockQ4_0*>(t.raw());
+  for (int64_t g = 0; g < rows / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      BlockQ4_0x8& o = dst[g * nb + b];
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ4_0& in = src[(g * 8 + r) * nb + b];
+        o.d[r] = in.d;
+        // Element e of row r: low nibble of qs[e] (e < 16) or high nibble of qs[e - 16].
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k) {
+            const int lo_e = 4 * c + k, hi_e = 16 + 4 * c + k;
+            const uint8_t lo = in.qs[lo_e] & 0x0f, hi = in.qs[hi_e - 16] >> 4;
+            o.qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
+          }
+      }
+    }
+  return out;
+}
+
+void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, float* out) {
+  if (type != DType::kQ4_0x8) {
+    DequantizeRow(type, static_cast<const uint8_t*>(data) + r * RowBytes(type, cols), out, cols);
+    return;
+  }
+  const int64_t nb = cols / kQK4_0, g = r / 8, lane = r % 8;
+  const auto* blocks = static_cast<const BlockQ4_0x8*>(data) + g * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = F16ToF32(blocks[b].d[lane]);
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t v = blocks[b].qs[32 * c + 4 * lane + k];
+        out[b * 32 + 4 * c + k] = d * static_cast<float>((v & 0x0f) - 8);
+        out[b * 32 + 16 + 4 * c + k] = d * static_cast<float>((v >> 4) - 8);
+      }
+  }
+}
+
+}  // namespace qb

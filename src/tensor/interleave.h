@@ -1,0 +1,20 @@
+// Row-interleaved weight layouts that the CPU kernels prefer (see BlockQ4_0x8), made from the
+// file's layout at load time (lossless), and row access that works on either layout.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace qb {
+
+// The interleaved type for `t`, if there is one (Q4_0 -> Q4_0x8), else t.
+DType InterleavedType(DType t);
+// Whether `t` (a matrix) can be interleaved: it has such a type and whole groups of rows.
+bool CanInterleave(const Tensor& t);
+// A new tensor in the interleaved layout (same shape, same values).
+Tensor Interleave(const Tensor& t);
+// Row r of a weight matrix in any layout, as f32.
+void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, float* out);
+
+}  // namespace qb
