@@ -128,7 +128,8 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ4_0: DequantQ4_0(static_cast<const BlockQ4_0*>(src), dst, nb); return;
     case DType::kQ4_K: DequantQ4_K(static_cast<const BlockQ4_K*>(src), dst, nb); return;
     case DType::kQ6_K: DequantQ6_K(static_cast<const BlockQ6_K*>(src), dst, nb); return;
-    case DType::kQ4_0x8: break;  // rows are interleaved: use DequantizeMatrixRow
+    case DType::kQ4_0x8:
+    case DType::kQ8_0x8: break;  // rows are interleaved: use DequantizeMatrixRow
   }
   QB_CHECK(false, "unhandled dtype {}", static_cast<int>(type));
 }

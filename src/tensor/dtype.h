@@ -20,6 +20,7 @@ enum class DType : uint8_t {
   kQ4_K,
   kQ6_K,
   kQ4_0x8,  // Q4_0 repacked for the CPU kernels: 8 rows interleaved per block column
+  kQ8_0x8,  // Q8_0 likewise
 };
 
 struct DTypeInfo {

@@ -9,14 +9,41 @@
 
 namespace qb {
 
-DType InterleavedType(DType t) { return t == DType::kQ4_0 ? DType::kQ4_0x8 : t; }
+DType InterleavedType(DType t) {
+  if (t == DType::kQ4_0) return DType::kQ4_0x8;
+  if (t == DType::kQ8_0) return DType::kQ8_0x8;
+  return t;
+}
 
 bool CanInterleave(const Tensor& t) {
   return t.rank() == 2 && InterleavedType(t.dtype()) != t.dtype() && t.dim(0) % Info(InterleavedType(t.dtype())).row_group == 0;
 }
 
+namespace {
+
+Tensor InterleaveQ8_0(const Tensor& t) {
+  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK8_0;
+  Tensor out = Tensor::Empty(DType::kQ8_0x8, t.shape());
+  auto* dst = static_cast<BlockQ8_0x8*>(out.mutable_raw());
+  const auto* src = static_cast<const BlockQ8_0*>(t.raw());
+  for (int64_t g = 0; g < rows / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      BlockQ8_0x8& o = dst[g * nb + b];
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ8_0& in = src[(g * 8 + r) * nb + b];
+        o.d[r] = in.d;
+        for (int c = 0; c < 8; ++c)
+          for (int k = 0; k < 4; ++k) o.qs[32 * c + 4 * r + k] = in.qs[4 * c + k];
+      }
+    }
+  return out;
+}
+
+}  // namespace
+
 Tensor Interleave(const Tensor& t) {
   QB_CHECK(CanInterleave(t), "cannot interleave {} {}", Name(t.dtype()), ShapeToString(t.shape()));
+  if (t.dtype() == DType::kQ8_0) return InterleaveQ8_0(t);
   const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
   Tensor out = Tensor::Empty(DType::kQ4_0x8, t.shape());
   auto* dst = static_cast<BlockQ4_0x8*>(out.mutable_raw());
@@ -40,6 +67,16 @@ Tensor Interleave(const Tensor& t) {
 }
 
 void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, float* out) {
+  if (type == DType::kQ8_0x8) {
+    const int64_t nb = cols / kQK8_0, lane = r % 8;
+    const auto* blocks = static_cast<const BlockQ8_0x8*>(data) + (r / 8) * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float d = F16ToF32(blocks[b].d[lane]);
+      for (int c = 0; c < 8; ++c)
+        for (int k = 0; k < 4; ++k) out[b * 32 + 4 * c + k] = d * static_cast<float>(blocks[b].qs[32 * c + 4 * lane + k]);
+    }
+    return;
+  }
   if (type != DType::kQ4_0x8) {
     DequantizeRow(type, static_cast<const uint8_t*>(data) + r * RowBytes(type, cols), out, cols);
     return;

@@ -54,4 +54,12 @@ struct BlockQ4_0x8 {
 };
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
 
+// Q8_0 of 8 rows, one block column: the 8 scales, then 256 bytes in which byte group c
+// (c = 0..7, 32 bytes each) holds elements 4c..4c+3 of row r in 32-bit lane r.
+struct BlockQ8_0x8 {
+  uint16_t d[8];
+  int8_t qs[256];
+};
+static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
+
 }  // namespace qb

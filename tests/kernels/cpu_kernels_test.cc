@@ -82,7 +82,8 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
   const auto [type, in] = GetParam();
   const bool interleaved = Info(type).row_group > 1;
   const int64_t out = interleaved ? 40 : 37;
-  Tensor w = interleaved ? Interleave(RandomWeights(DType::kQ4_0, out, in, 11)) : RandomWeights(type, out, in, 11);
+  const DType file_type = type == DType::kQ4_0x8 ? DType::kQ4_0 : type == DType::kQ8_0x8 ? DType::kQ8_0 : type;
+  Tensor w = interleaved ? Interleave(RandomWeights(file_type, out, in, 11)) : RandomWeights(type, out, in, 11);
   Tensor bias = RandomF32({out}, 12);
   std::vector<float> deq(static_cast<size_t>(in));
   for (int64_t n : {1, 3, 4, 9}) {
@@ -134,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(
     AllWeightTypes, FastLinearTest,
     ::testing::Values(LinearCase{DType::kF32, 72}, LinearCase{DType::kF32, 64}, LinearCase{DType::kF16, 96},
                       LinearCase{DType::kBF16, 64}, LinearCase{DType::kQ8_0, 128}, LinearCase{DType::kQ4_0, 96},
-                      LinearCase{DType::kQ4_0x8, 128},
+                      LinearCase{DType::kQ4_0x8, 128}, LinearCase{DType::kQ8_0x8, 64},
                       LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256}),
     [](const auto& p) { return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in); });
 

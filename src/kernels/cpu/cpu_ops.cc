@@ -50,7 +50,8 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const int64_t tile = RowTile(row_bytes);
   auto store = [&](int64_t t, int64_t r, float v) { y[t * out + r] = bias ? v + bias[r] : v; };
 
-  if (w_type == DType::kQ4_0x8) {  // 8 rows per kernel call
+  if (Info(w_type).row_group == 8) {  // interleaved: 8 rows per kernel call
+    const QuantDot8 k8 = w_type == DType::kQ4_0x8 ? k.q4_0x8 : k.q8_0x8;
     const int64_t nb = in / 32, groups = out / 8, group_bytes = 8 * row_bytes;
     thread_local std::vector<ActBlock> acts;
     acts.resize(static_cast<size_t>(n * nb));
@@ -68,7 +69,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
           const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
           for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
           for (int64_t g = g0; g < g1; ++g) {
-            k.q4_0x8(wb + g * group_bytes, ptrs, nt, in, res);
+            k8(wb + g * group_bytes, ptrs, nt, in, res);
             for (int j = 0; j < nt; ++j)
               for (int r = 0; r < 8; ++r) store(t0 + j, g * 8 + r, res[j * 8 + r]);
           }

@@ -30,7 +30,7 @@ using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int n
 struct LinearKernels {
   void (*quantize)(const float* x, int64_t n, ActBlock* out);  // n a multiple of 32
   QuantDot q8_0, q4_0, q4_k, q6_k;
-  QuantDot8 q4_0x8;
+  QuantDot8 q4_0x8, q8_0x8;
   FloatDot f32, f16, bf16;
   // Vector helpers for attention: sum a[i] * b[i]; y[i] += alpha * x[i].
   float (*dot)(const float* a, const float* b, int64_t n);

@@ -260,6 +260,33 @@ void DotQ4_0x8T(const BlockQ4_0x8* w, const ActBlock* const* acts, int64_t nb, f
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, _mm256_sub_ps(acc[t], corr[t]));
 }
 
+// Q8_0x8: signed x signed, so per group of 4 elements |w| meets sign(x, w) (the sign trick);
+// the int16 pair sums can reach 2 x 128 x 127, so each group is widened to int32 at once.
+template <int NT>
+void DotQ8_0x8T(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m256 acc[NT];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i q[8], aq[8];
+    _Pragma("GCC unroll 8") for (int c = 0; c < 8; ++c) {
+      q[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
+      aq[c] = _mm256_sign_epi8(q[c], q[c]);
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][b];
+      const int32_t* x4 = reinterpret_cast<const int32_t*>(a.q);
+      __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq[0], _mm256_sign_epi8(_mm256_set1_epi32(x4[0]), q[0])), ones);
+      _Pragma("GCC unroll 8") for (int c = 1; c < 8; ++c)
+        s32 = _mm256_add_epi32(
+            s32, _mm256_madd_epi16(_mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), q[c])), ones));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 // nt (1..kMaxTokens) -> the template instance.
 template <typename Block, template <int> class K>
 void Dispatch(const void* row, const ActBlock* const* acts, int nt, int64_t nb, float* out) {
@@ -278,6 +305,12 @@ template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBl
 template <int NT> struct Q6_KK { static void Run(const BlockQ6_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ6_KT<NT>(w, a, nb, o); } };
 
 template <int NT> struct Q4_0x8K { static void Run(const BlockQ4_0x8* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0x8T<NT>(w, a, nb, o); } };
+
+template <int NT> struct Q8_0x8K { static void Run(const BlockQ8_0x8* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ8_0x8T<NT>(w, a, nb, o); } };
+
+void DotQ8_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ8_0x8, Q8_0x8K>(group, acts, nt, n / 32, out);
+}
 
 void DotQ4_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
   Dispatch<BlockQ4_0x8, Q4_0x8K>(group, acts, nt, n / 32, out);
@@ -357,7 +390,7 @@ void Axpy(float alpha, const float* x, float* y, int64_t n) {
 }  // namespace
 
 const LinearKernels& Avx2LinearKernels() {
-  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
+  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
   return k;
 }
 

@@ -154,6 +154,21 @@ void DotQ4_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n
     }
 }
 
+void DotQ8_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ8_0x8*>(group);
+  for (int t = 0; t < nt; ++t)
+    for (int r = 0; r < 8; ++r) {
+      float acc = 0.f;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        int s = 0;
+        for (int c = 0; c < 8; ++c)
+          for (int k = 0; k < 4; ++k) s += w[b].qs[32 * c + 4 * r + k] * acts[t][b].q[4 * c + k];
+        acc += F16ToF32(w[b].d[r]) * acts[t][b].d * static_cast<float>(s);
+      }
+      out[t * 8 + r] = acc;
+    }
+}
+
 float Dot(const float* a, const float* b, int64_t n) {
   float s = 0.f;
   for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
@@ -167,7 +182,7 @@ void Axpy(float alpha, const float* x, float* y, int64_t n) {
 }  // namespace
 
 const LinearKernels& ScalarLinearKernels() {
-  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
+  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
   return k;
 }
 
