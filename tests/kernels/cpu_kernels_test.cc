@@ -139,8 +139,12 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256}),
     [](const auto& p) { return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in); });
 
-TEST(FastOpsTest, ElementwiseAndAttentionMatchReference) {
-  const int64_t hd = 16, heads = 4, kv = 2, n_keys = 9;
+class FastOpsTest : public ::testing::TestWithParam<int64_t> {};
+
+// head_dim 16 takes the generic path; 64 and 128 (Qwen2.5's) the register-blocked one; 9 keys
+// leave a remainder after the groups of four.
+TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
+  const int64_t hd = GetParam(), heads = 4, kv = 2, n_keys = 9;
   Tensor q = RandomF32({3, heads * hd}, 21), k = RandomF32({n_keys, kv * hd}, 22), v = RandomF32({n_keys, kv * hd}, 23);
   const std::vector<int32_t> pos = {6, 7, 8};
   Tensor want = Tensor::Empty(DType::kF32, {3, heads * hd});
@@ -169,6 +173,8 @@ TEST(FastOpsTest, ElementwiseAndAttentionMatchReference) {
     for (int64_t i = 0; i < s1.numel(); ++i) ASSERT_NEAR(s1.data<float>()[i], s2.data<float>()[i], 1e-5);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(HeadDims, FastOpsTest, ::testing::Values(16, 64, 128));
 
 TEST(ThreadPoolTest, ParallelForCoversTheRangeOnce) {
   for (int threads : {1, 2, 3, 8}) {

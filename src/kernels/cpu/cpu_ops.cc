@@ -11,14 +11,14 @@ namespace qb::kernels::cpu {
 
 namespace {
 
-const LinearKernels& KernelsFor(Isa isa) { return isa >= Isa::kAvx2 ? Avx2LinearKernels() : ScalarLinearKernels(); }
+const CpuKernels& KernelsFor(Isa isa) { return isa >= Isa::kAvx2 ? Avx2CpuKernels() : ScalarCpuKernels(); }
 
 void ParallelFor(const ExecContext& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1) {
   if (ctx.pool != nullptr) ctx.pool->ParallelFor(n, fn, grain);
   else if (n > 0) fn(0, n);
 }
 
-QuantDot QuantKernel(const LinearKernels& k, DType t) {
+QuantDot QuantKernel(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kQ8_0: return k.q8_0;
     case DType::kQ4_0: return k.q4_0;
@@ -28,7 +28,7 @@ QuantDot QuantKernel(const LinearKernels& k, DType t) {
   }
 }
 
-FloatDot FloatKernel(const LinearKernels& k, DType t) {
+FloatDot FloatKernel(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kF32: return k.f32;
     case DType::kF16: return k.f16;
@@ -44,7 +44,7 @@ int64_t RowTile(int64_t row_bytes) { return std::clamp<int64_t>(64 * 1024 / std:
 
 void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type, int64_t out,
             const float* bias, float* y) {
-  const LinearKernels& k = KernelsFor(ctx.isa);
+  const CpuKernels& k = KernelsFor(ctx.isa);
   const int64_t row_bytes = RowBytes(w_type, in);
   const auto* wb = static_cast<const uint8_t*>(w);
   const int64_t tile = RowTile(row_bytes);
@@ -103,7 +103,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     }, 8);
     return;
   }
-  FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarLinearKernels(), w_type);
+  FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarCpuKernels(), w_type);
   QB_CHECK(fk != nullptr, "Linear: no CPU kernel for {} weights", Name(w_type));
   ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
     const float* ptrs[kMaxTokens];
@@ -124,27 +124,16 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
 
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, const float* k, const float* v, const int32_t* positions, float scale, float* out) {
-  const LinearKernels& kk = KernelsFor(ctx.isa);
+  const CpuKernels& kk = KernelsFor(ctx.isa);
   const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
   ParallelFor(ctx, n * n_heads, [&](int64_t b, int64_t e) {
     std::vector<float> scores;
     for (int64_t th = b; th < e; ++th) {
       const int64_t t = th / n_heads, h = th % n_heads, kvh = h / group;
-      const float* qh = q + t * q_stride + h * head_dim;
       const int64_t n_keys = positions[t] + 1;
       scores.resize(static_cast<size_t>(n_keys));
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < n_keys; ++j) {
-        scores[static_cast<size_t>(j)] = kk.dot(qh, k + j * kv_stride + kvh * head_dim, head_dim) * scale;
-        mx = std::max(mx, scores[static_cast<size_t>(j)]);
-      }
-      float sum = 0.f;
-      for (float& s : scores) sum += (s = std::exp(s - mx));
-      float* oh = out + t * q_stride + h * head_dim;
-      std::fill(oh, oh + head_dim, 0.f);
-      const float inv = 1.f / sum;
-      for (int64_t j = 0; j < n_keys; ++j)
-        kk.axpy(scores[static_cast<size_t>(j)] * inv, v + j * kv_stride + kvh * head_dim, oh, head_dim);
+      kk.attend(q + t * q_stride + h * head_dim, k + kvh * head_dim, v + kvh * head_dim, kv_stride, n_keys, head_dim,
+                scale, scores.data(), out + t * q_stride + h * head_dim);
     }
   });
 }
@@ -182,12 +171,8 @@ void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* p
 }
 
 void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t count, float* out) {
-  ParallelFor(ctx, count, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      const float g = gate[i];
-      out[i] = g / (1.f + std::exp(-g)) * up[i];
-    }
-  }, 256);
+  const CpuKernels& k = KernelsFor(ctx.isa);
+  ParallelFor(ctx, count, [&](int64_t b, int64_t e) { k.silu_mul(gate + b, up + b, e - b, out + b); }, 256);
 }
 
 }  // namespace qb::kernels::cpu

@@ -27,7 +27,7 @@ using FloatDot = void (*)(const void* row, const float* const* xs, int nt, int64
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
 
-struct LinearKernels {
+struct CpuKernels {
   void (*quantize)(const float* x, int64_t n, ActBlock* out);  // n a multiple of 32
   QuantDot q8_0, q4_0, q4_k, q6_k;
   QuantDot8 q4_0x8, q8_0x8;
@@ -35,9 +35,17 @@ struct LinearKernels {
   // Vector helpers for attention: sum a[i] * b[i]; y[i] += alpha * x[i].
   float (*dot)(const float* a, const float* b, int64_t n);
   void (*axpy)(float alpha, const float* x, float* y, int64_t n);
+  // out[i] = silu(gate[i]) * up[i]
+  void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
+  // x[i] = exp(x[i] - max(x)); returns the sum of the new values.
+  float (*exp_shifted)(float* x, int64_t n);
+  // One query head over n_keys keys/values (rows `stride` floats apart): softmax(q.k * scale) . v
+  // into out[head_dim]; `scores` is scratch of n_keys floats.
+  void (*attend)(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys, int64_t head_dim,
+                 float scale, float* scores, float* out);
 };
 
-const LinearKernels& ScalarLinearKernels();
-const LinearKernels& Avx2LinearKernels();  // only call when the CPU has AVX2, FMA and F16C
+const CpuKernels& ScalarCpuKernels();
+const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C
 
 }  // namespace qb::kernels::cpu

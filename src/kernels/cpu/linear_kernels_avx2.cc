@@ -3,6 +3,7 @@
 // vpmaddubsw (u8 x s8 -> s16 pairs) then vpmaddwd (-> s32); one float FMA per 32 values.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -333,6 +334,18 @@ void DotQ6_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, fl
 // driver only sends rows whose length is a multiple of 8.
 template <typename Load8>
 void FloatDotT(const void* row, const float* const* xs, int nt, int64_t n, float* out, Load8 load8) {
+  if (nt == 1 && n % 32 == 0) {  // decode: four chains to keep loads in flight
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const float* x = xs[0];
+    for (int64_t i = 0; i < n; i += 32) {
+      a0 = _mm256_fmadd_ps(load8(row, i), _mm256_loadu_ps(x + i), a0);
+      a1 = _mm256_fmadd_ps(load8(row, i + 8), _mm256_loadu_ps(x + i + 8), a1);
+      a2 = _mm256_fmadd_ps(load8(row, i + 16), _mm256_loadu_ps(x + i + 16), a2);
+      a3 = _mm256_fmadd_ps(load8(row, i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    out[0] = Hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    return;
+  }
   __m256 acc[kMaxTokens][2];
   for (int t = 0; t < nt; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   int64_t i = 0;
@@ -387,10 +400,101 @@ void Axpy(float alpha, const float* x, float* y, int64_t n) {
   for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
+// exp(x) for 8 lanes: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial
+// (relative error ~1e-7 on the range used here), 2^n built in the exponent bits.
+inline __m256 Exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365447504f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x - n ln2 in two steps (ln2 split into a high and a low part) for accuracy.
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.f), zero = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, Exp8(_mm256_sub_ps(zero, g))));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+}
+
+float ExpShifted(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  const __m256 m = _mm256_set1_ps(mx);
+  __m256 sum = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+    _mm256_storeu_ps(x + i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float s = Hsum(sum);
+  for (; i < n; ++i) s += (x[i] = std::exp(x[i] - mx));
+  return s;
+}
+
+// Scores four keys at a time (four accumulators, one horizontal reduction for all four), then
+// the weighted sum of values 64 dimensions at a time with the output held in registers.
+void Attend(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys, int64_t head_dim,
+            float scale, float* scores, float* out) {
+  if (head_dim % 64 != 0) {
+    for (int64_t j = 0; j < n_keys; ++j) scores[j] = Dot(q, k + j * stride, head_dim) * scale;
+  } else {
+    int64_t j = 0;
+    for (; j + 4 <= n_keys; j += 4) {
+      const float* k0 = k + j * stride;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t d = 0; d < head_dim; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + stride + d), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * stride + d), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * stride + d), a3);
+      }
+      // hadd pairs -> [a0 a0 a1 a1 | a0 a0 a1 a1]-style partial sums; add the two 128-bit halves.
+      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+      const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+      _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+    }
+    for (; j < n_keys; ++j) scores[j] = Dot(q, k + j * stride, head_dim) * scale;
+  }
+  const float inv = 1.f / ExpShifted(scores, n_keys);
+  if (head_dim % 64 != 0) {
+    std::fill(out, out + head_dim, 0.f);
+    for (int64_t j = 0; j < n_keys; ++j) Axpy(scores[j] * inv, v + j * stride, out, head_dim);
+    return;
+  }
+  for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+    __m256 o[8];
+    for (int i = 0; i < 8; ++i) o[i] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const __m256 p = _mm256_set1_ps(scores[j]);
+      const float* vj = v + j * stride + d0;
+      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * i), o[i]);
+    }
+    const __m256 s = _mm256_set1_ps(inv);
+    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + d0 + 8 * i, _mm256_mul_ps(o[i], s));
+  }
+}
+
 }  // namespace
 
-const LinearKernels& Avx2LinearKernels() {
-  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
+const CpuKernels& Avx2CpuKernels() {
+  static const CpuKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
   return k;
 }
 

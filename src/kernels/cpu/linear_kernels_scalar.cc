@@ -179,10 +179,29 @@ void Axpy(float alpha, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
 }
 
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
+}
+
+float ExpShifted(float* x, int64_t n) {
+  float mx = -INFINITY, sum = 0.f;
+  for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+  for (int64_t i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - mx));
+  return sum;
+}
+
+void Attend(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys, int64_t head_dim,
+            float scale, float* scores, float* out) {
+  for (int64_t j = 0; j < n_keys; ++j) scores[j] = Dot(q, k + j * stride, head_dim) * scale;
+  const float inv = 1.f / ExpShifted(scores, n_keys);
+  std::fill(out, out + head_dim, 0.f);
+  for (int64_t j = 0; j < n_keys; ++j) Axpy(scores[j] * inv, v + j * stride, out, head_dim);
+}
+
 }  // namespace
 
-const LinearKernels& ScalarLinearKernels() {
-  static const LinearKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy};
+const CpuKernels& ScalarCpuKernels() {
+  static const CpuKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
   return k;
 }
 
