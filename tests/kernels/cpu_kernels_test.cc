@@ -90,15 +90,17 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
     Tensor x = RandomF32({n, in}, static_cast<uint32_t>(13 + n));
     Tensor want = Tensor::Empty(DType::kF32, {n, out});
     Linear(ExecContext::Reference(), x, w, &bias, want);
-    // Bound per output: sum over blocks of sum|w| * (block amax / 254), the activation rounding.
+    // Bound per output: sum over blocks of sum|w| * (block amax / 254), the activation rounding;
+    // activation blocks are 256 values for the K-quants, 32 otherwise.
+    const int64_t act_block = type == DType::kQ4_K || type == DType::kQ6_K ? 256 : 32;
     std::vector<double> bound(static_cast<size_t>(n * out), 0.0);
     for (int64_t r = 0; r < out; ++r) {
       DequantizeMatrixRow(w.raw(), type, in, r, deq.data());
       for (int64_t t = 0; t < n; ++t) {
         double b = 0, mag = 0;
-        for (int64_t k = 0; k < in; k += 32) {
+        for (int64_t k = 0; k < in; k += act_block) {
           double amax = 0, wsum = 0;
-          for (int64_t i = k; i < k + 32; ++i) {
+          for (int64_t i = k; i < k + act_block; ++i) {
             amax = std::max(amax, std::fabs(static_cast<double>(x.data<float>()[t * in + i])));
             wsum += std::fabs(deq[static_cast<size_t>(i)]);
             mag += std::fabs(deq[static_cast<size_t>(i)] * x.data<float>()[t * in + i]);

@@ -22,10 +22,47 @@ QuantDot QuantKernel(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kQ8_0: return k.q8_0;
     case DType::kQ4_0: return k.q4_0;
+    default: return nullptr;
+  }
+}
+
+QuantDotK QuantKernelK(const CpuKernels& k, DType t) {
+  switch (t) {
     case DType::kQ4_K: return k.q4_k;
     case DType::kQ6_K: return k.q6_k;
     default: return nullptr;
   }
+}
+
+// Rows of weights against quantized activations: activations quantized once (in parallel over
+// tokens), then tiles of rows, each tile passed over by every group of up to kMaxTokens tokens.
+template <typename Act, typename Kernel>
+void QuantLinear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const uint8_t* wb, int64_t row_bytes,
+                 int64_t out, int64_t tile, void (*quantize)(const float*, int64_t, Act*), Kernel kernel,
+                 const std::function<void(int64_t, int64_t, float)>& store) {
+  constexpr int64_t kBlock = sizeof(Act::q);
+  const int64_t nb = in / kBlock;
+  thread_local std::vector<Act> acts;
+  acts.resize(static_cast<size_t>(n * nb));
+  Act* a = acts.data();
+  ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) quantize(x + t * in, in, a + t * nb);
+  });
+  ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
+    const Act* ptrs[kMaxTokens];
+    float res[kMaxTokens];
+    for (int64_t r0 = rb; r0 < re; r0 += tile) {
+      const int64_t r1 = std::min(re, r0 + tile);
+      for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
+        const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
+        for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
+        for (int64_t r = r0; r < r1; ++r) {
+          kernel(wb + r * row_bytes, ptrs, nt, in, res);
+          for (int j = 0; j < nt; ++j) store(t0 + j, r, res[j]);
+        }
+      }
+    }
+  }, 8);
 }
 
 FloatDot FloatKernel(const CpuKernels& k, DType t) {
@@ -48,7 +85,9 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const int64_t row_bytes = RowBytes(w_type, in);
   const auto* wb = static_cast<const uint8_t*>(w);
   const int64_t tile = RowTile(row_bytes);
-  auto store = [&](int64_t t, int64_t r, float v) { y[t * out + r] = bias ? v + bias[r] : v; };
+  const std::function<void(int64_t, int64_t, float)> store = [&](int64_t t, int64_t r, float v) {
+    y[t * out + r] = bias ? v + bias[r] : v;
+  };
 
   if (Info(w_type).row_group == 8) {  // interleaved: 8 rows per kernel call
     const QuantDot8 k8 = w_type == DType::kQ4_0x8 ? k.q4_0x8 : k.q8_0x8;
@@ -79,28 +118,11 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     return;
   }
   if (QuantDot qk = QuantKernel(k, w_type)) {
-    const int64_t nb = in / 32;
-    thread_local std::vector<ActBlock> acts;
-    acts.resize(static_cast<size_t>(n * nb));
-    ActBlock* a = acts.data();
-    ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) k.quantize(x + t * in, in, a + t * nb);
-    });
-    ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
-      const ActBlock* ptrs[kMaxTokens];
-      float res[kMaxTokens];
-      for (int64_t r0 = rb; r0 < re; r0 += tile) {
-        const int64_t r1 = std::min(re, r0 + tile);
-        for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
-          const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
-          for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
-          for (int64_t r = r0; r < r1; ++r) {
-            qk(wb + r * row_bytes, ptrs, nt, in, res);
-            for (int j = 0; j < nt; ++j) store(t0 + j, r, res[j]);
-          }
-        }
-      }
-    }, 8);
+    QuantLinear<ActBlock>(ctx, x, n, in, wb, row_bytes, out, tile, k.quantize, qk, store);
+    return;
+  }
+  if (QuantDotK qk = QuantKernelK(k, w_type)) {
+    QuantLinear<ActBlockK>(ctx, x, n, in, wb, row_bytes, out, tile, k.quantize_k, qk, store);
     return;
   }
   FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarCpuKernels(), w_type);

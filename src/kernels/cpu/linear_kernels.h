@@ -19,17 +19,30 @@ struct alignas(64) ActBlock {
 };
 static_assert(sizeof(ActBlock) == 64);
 
+// 256 activations as int8 with one scale, for the K-quants (whose 6-bit sub-block scales are
+// applied in integers, so one float multiply per 256 values): x[i] ~= d * q[i];
+// bsums[j] = sum of q[16j..16j+15]; bsums32[j] = sum of q[32j..32j+31].
+struct alignas(64) ActBlockK {
+  int8_t q[256];
+  float d;
+  int16_t bsums[16];
+  int16_t bsums32[8];
+};
+
 // row: one weight row; acts[t]: ActBlocks (or floats) of token t; nt <= kMaxTokens;
 // n: elements in the row. Writes out[t] for t < nt.
 using QuantDot = void (*)(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out);
+using QuantDotK = void (*)(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out);
 using FloatDot = void (*)(const void* row, const float* const* xs, int nt, int64_t n, float* out);
 
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
 
 struct CpuKernels {
-  void (*quantize)(const float* x, int64_t n, ActBlock* out);  // n a multiple of 32
-  QuantDot q8_0, q4_0, q4_k, q6_k;
+  void (*quantize)(const float* x, int64_t n, ActBlock* out);     // n a multiple of 32
+  void (*quantize_k)(const float* x, int64_t n, ActBlockK* out);  // n a multiple of 256
+  QuantDot q8_0, q4_0;
+  QuantDotK q4_k, q6_k;
   QuantDot8 q4_0x8, q8_0x8;
   FloatDot f32, f16, bf16;
   // Vector helpers for attention: sum a[i] * b[i]; y[i] += alpha * x[i].

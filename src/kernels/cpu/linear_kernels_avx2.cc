@@ -161,47 +161,81 @@ inline void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
   }
 }
 
-template <int NT>
-void DotQ4_KT(const BlockQ4_K* w, const ActBlock* const* acts, int64_t nsb, float* out) {
-  __m256 acc[NT];
-  float corr[NT] = {};
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  const __m256i low = _mm256_set1_epi8(0x0f);
-  for (int64_t b = 0; b < nsb; ++b) {
-    const __m256 d = _mm256_set1_ps(H(w[b].d));
-    const float dmin = H(w[b].dmin);
-    int sc[8], m[8];
-    for (int s = 0; s < 8; ++s) ScaleMinK4(w[b].scales, s, &sc[s], &m[s]);
-    for (int g = 0; g < 4; ++g) {
-      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
-      const __m256i q0 = _mm256_and_si256(v, low), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
-      // The 6-bit sub-block scales are folded into the integer sums (madd with the scale).
-      const __m256i s0 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g]));
-      const __m256i s1 = _mm256_set1_epi16(static_cast<int16_t>(sc[2 * g + 1]));
-      const float m0 = dmin * static_cast<float>(m[2 * g]), m1 = dmin * static_cast<float>(m[2 * g + 1]);
-      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const ActBlock& a0 = acts[t][b * 8 + 2 * g];
-        const ActBlock& a1 = acts[t][b * 8 + 2 * g + 1];
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, LoadQ(a0)), s0);
-        const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, LoadQ(a1)), s1);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_mul_ps(d, _mm256_broadcast_ss(&a0.d)), acc[t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_mul_ps(d, _mm256_broadcast_ss(&a1.d)), acc[t]);
-        corr[t] += m0 * (a0.ds16[0] + a0.ds16[1]) + m1 * (a1.ds16[0] + a1.ds16[1]);
-      }
-    }
-  }
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - corr[t];
+// K-quants meet 256-value activation blocks: the sub-block scales multiply the integer sums
+// (vpmaddwd with the scale), so a whole super-block is one int32 vector and one float FMA.
+// The 8 six-bit scales and mins of a Q4_K block, unpacked with 32-bit word arithmetic:
+// bytes 0-3 hold scales 0-3 (+ the high bits of scales 4-7), bytes 4-7 mins 0-3 (+ high bits of
+// mins 4-7), bytes 8-11 the low nibbles of scales and mins 4-7.
+inline void UnpackQ4KScales(const uint8_t* s, uint64_t* scales, uint64_t* mins) {
+  uint32_t w0, w1, w2;
+  std::memcpy(&w0, s, 4);
+  std::memcpy(&w1, s + 4, 4);
+  std::memcpy(&w2, s + 8, 4);
+  const uint32_t sc_lo = w0 & 0x3f3f3f3fu, m_lo = w1 & 0x3f3f3f3fu;
+  const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
+  const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
+  *scales = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
+  *mins = m_lo | (static_cast<uint64_t>(m_hi) << 32);
 }
 
+// Shuffle masks that broadcast int16 element k of a 128-bit lane to the whole lane.
+inline __m256i BroadcastMask16(int k) { return _mm256_set1_epi16(static_cast<int16_t>((2 * k) | ((2 * k + 1) << 8))); }
+
+// K-quants meet 256-value activation blocks: the sub-block scales multiply the integer sums
+// (vpmaddwd with the scale), so a whole super-block is one int32 vector and one float FMA.
 template <int NT>
-void DotQ6_KT(const BlockQ6_K* w, const ActBlock* const* acts, int64_t nsb, float* out) {
+void DotQ4_KT(const BlockQ4_K* w, const ActBlockK* const* acts, int64_t nsb, float* out) {
   __m256 acc[NT];
-  float corr[NT] = {};
+  __m128 corr[NT];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+    acc[t] = _mm256_setzero_ps();
+    corr[t] = _mm_setzero_ps();
+  }
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  for (int64_t b = 0; b < nsb; ++b) {
+    uint64_t sc8, m8;
+    UnpackQ4KScales(w[b].scales, &sc8, &m8);
+    const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc8))));
+    const __m128i m16 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(m8)));
+    __m256i isum[NT];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
+    _Pragma("GCC unroll 4") for (int g = 0; g < 4; ++g) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * g));
+      const __m256i q0 = _mm256_and_si256(v, low), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      const __m256i s0 = _mm256_shuffle_epi8(sc16, BroadcastMask16(2 * g));
+      const __m256i s1 = _mm256_shuffle_epi8(sc16, BroadcastMask16(2 * g + 1));
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+        const int8_t* x = acts[t][b].q + 64 * g;
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, _mm256_load_si256(reinterpret_cast<const __m256i*>(x))), s0);
+        const __m256i p1 =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(q1, _mm256_load_si256(reinterpret_cast<const __m256i*>(x + 32))), s1);
+        isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
+      }
+    }
+    const float d = F16Table(w[b].d), dmin = F16Table(w[b].dmin);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlockK& a = acts[t][b];
+      const __m128i ms = _mm_madd_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.bsums32)), m16);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_set1_ps(d * a.d), acc[t]);
+      corr[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(ms), _mm_set1_ps(dmin * a.d), corr[t]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+    __m128 c = _mm_add_ps(corr[t], _mm_movehl_ps(corr[t], corr[t]));
+    c = _mm_add_ss(c, _mm_movehdup_ps(c));
+    out[t] = Hsum(acc[t]) - _mm_cvtss_f32(c);
+  }
+}
+
+// Q6_K: (q - 32) * x * scale summed in integers; the -32 goes through the 16-value sums.
+template <int NT>
+void DotQ6_KT(const BlockQ6_K* w, const ActBlockK* const* acts, int64_t nsb, float* out) {
+  __m256 acc[NT];
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(0x03);
   for (int64_t b = 0; b < nsb; ++b) {
-    const float df = H(w[b].d);
-    const __m256 d = _mm256_set1_ps(df);
+    __m256i isum[NT];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h));
       const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h + 32));
@@ -214,21 +248,65 @@ void DotQ6_KT(const BlockQ6_K* w, const ActBlock* const* acts, int64_t nsb, floa
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4));
       q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
                              _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4));
-      const int8_t* sc = w[b].scales + 8 * h;
-      for (int g = 0; g < 4; ++g) {
-        // Scales of the two 16-value halves, one per 128-bit lane of the 16-bit pair sums.
-        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * g + 1]), _mm_set1_epi16(sc[2 * g]));
-        const float c0 = 32.f * df * static_cast<float>(sc[2 * g]), c1 = 32.f * df * static_cast<float>(sc[2 * g + 1]);
+      // The half's 8 scales as int16 in both 128-bit lanes; group g takes scale 2g in the low
+      // lane (values 0-15) and 2g+1 in the high lane (values 16-31).
+      const __m256i sc8 = _mm256_broadcastsi128_si256(
+          _mm_cvtepi8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[b].scales + 8 * h))));
+      _Pragma("GCC unroll 4") for (int g = 0; g < 4; ++g) {
+        const __m256i mask = _mm256_set_m128i(_mm256_castsi256_si128(BroadcastMask16(2 * g + 1)),
+                                              _mm256_castsi256_si128(BroadcastMask16(2 * g)));
+        const __m256i s = _mm256_shuffle_epi8(sc8, mask);
         _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-          const ActBlock& a = acts[t][b * 8 + 4 * h + g];
-          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[g], LoadQ(a)), s);
-          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(d, _mm256_broadcast_ss(&a.d)), acc[t]);
-          corr[t] += c0 * a.ds16[0] + c1 * a.ds16[1];
+          const int8_t* x = acts[t][b].q + 128 * h + 32 * g;
+          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q[g], _mm256_load_si256(reinterpret_cast<const __m256i*>(x))), s);
+          isum[t] = _mm256_add_epi32(isum[t], p);
         }
       }
     }
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
+    const float d = F16Table(w[b].d);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlockK& a = acts[t][b];
+      const __m256i c = _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.bsums)), sc16);
+      const __m256i total = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(c, 5));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_set1_ps(d * a.d), acc[t]);
+    }
   }
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - corr[t];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]);
+}
+
+void QuantizeK(const float* x, int64_t n, ActBlockK* out) {
+  const __m256 sign_mask = _mm256_set1_ps(-0.0f);
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float* v = x + b * 256;
+    __m256 m = _mm256_setzero_ps();
+    for (int i = 0; i < 256; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign_mask, _mm256_loadu_ps(v + i)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float d = _mm_cvtss_f32(m4) / 127.f;
+    const __m256 inv = _mm256_set1_ps(d > 0.f ? 1.f / d : 0.f);
+    ActBlockK& a = out[b];
+    a.d = d;
+    for (int i = 0; i < 256; i += 32) {
+      const __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + i), inv));
+      const __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + i + 8), inv));
+      const __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + i + 16), inv));
+      const __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(v + i + 24), inv));
+      __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+      p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(a.q + i), p);
+    }
+    for (int j = 0; j < 16; ++j) {
+      const __m128i q16 = _mm_load_si128(reinterpret_cast<const __m128i*>(a.q + 16 * j));
+      __m128i s = _mm_madd_epi16(_mm_add_epi16(_mm_cvtepi8_epi16(q16), _mm_cvtepi8_epi16(_mm_srli_si128(q16, 8))),
+                                 _mm_set1_epi16(1));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+      s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+      a.bsums[j] = static_cast<int16_t>(_mm_cvtsi128_si32(s));
+    }
+    for (int j = 0; j < 8; ++j) a.bsums32[j] = static_cast<int16_t>(a.bsums[2 * j] + a.bsums[2 * j + 1]);
+  }
 }
 
 // Q4_0x8: one 32-bit lane per row. For each group of 4 elements, the activations' 4 bytes are
@@ -289,8 +367,8 @@ void DotQ8_0x8T(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, f
 }
 
 // nt (1..kMaxTokens) -> the template instance.
-template <typename Block, template <int> class K>
-void Dispatch(const void* row, const ActBlock* const* acts, int nt, int64_t nb, float* out) {
+template <typename Block, template <int> class K, typename Act = ActBlock>
+void Dispatch(const void* row, const Act* const* acts, int nt, int64_t nb, float* out) {
   const auto* w = static_cast<const Block*>(row);
   switch (nt) {
     case 1: K<1>::Run(w, acts, nb, out); break;
@@ -302,8 +380,8 @@ void Dispatch(const void* row, const ActBlock* const* acts, int nt, int64_t nb, 
 
 template <int NT> struct Q8_0K { static void Run(const BlockQ8_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ8_0T<NT>(w, a, nb, o); } };
 template <int NT> struct Q4_0K { static void Run(const BlockQ4_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0T<NT>(w, a, nb, o); } };
-template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_KT<NT>(w, a, nb, o); } };
-template <int NT> struct Q6_KK { static void Run(const BlockQ6_K* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ6_KT<NT>(w, a, nb, o); } };
+template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ4_KT<NT>(w, a, nb, o); } };
+template <int NT> struct Q6_KK { static void Run(const BlockQ6_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ6_KT<NT>(w, a, nb, o); } };
 
 template <int NT> struct Q4_0x8K { static void Run(const BlockQ4_0x8* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0x8T<NT>(w, a, nb, o); } };
 
@@ -323,11 +401,11 @@ void DotQ8_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, fl
 void DotQ4_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
   Dispatch<BlockQ4_0, Q4_0K>(row, acts, nt, n / 32, out);
 }
-void DotQ4_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  Dispatch<BlockQ4_K, Q4_KK>(row, acts, nt, n / 256, out);
+void DotQ4_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ4_K, Q4_KK, ActBlockK>(row, acts, nt, n / 256, out);
 }
-void DotQ6_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  Dispatch<BlockQ6_K, Q6_KK>(row, acts, nt, n / 256, out);
+void DotQ6_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ6_K, Q6_KK, ActBlockK>(row, acts, nt, n / 256, out);
 }
 
 // Float weights: 8 lanes at a time, two accumulators per token to hide FMA latency. The
@@ -494,7 +572,7 @@ void Attend(const float* q, const float* k, const float* v, int64_t stride, int6
 }  // namespace
 
 const CpuKernels& Avx2CpuKernels() {
-  static const CpuKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
   return k;
 }
 

@@ -58,6 +58,27 @@ void DotQ4_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, fl
   }
 }
 
+void QuantizeK(const float* x, int64_t n, ActBlockK* out) {
+  for (int64_t b = 0; b < n / 256; ++b) {
+    const float* v = x + b * 256;
+    float amax = 0.f;
+    for (int i = 0; i < 256; ++i) amax = std::max(amax, std::fabs(v[i]));
+    const float d = amax / 127.f;
+    const float inv = d > 0.f ? 1.f / d : 0.f;
+    ActBlockK& a = out[b];
+    a.d = d;
+    for (int j = 0; j < 16; ++j) {
+      int s = 0;
+      for (int i = 16 * j; i < 16 * j + 16; ++i) {
+        a.q[i] = static_cast<int8_t>(std::nearbyint(v[i] * inv));
+        s += a.q[i];
+      }
+      a.bsums[j] = static_cast<int16_t>(s);
+    }
+    for (int j = 0; j < 8; ++j) a.bsums32[j] = static_cast<int16_t>(a.bsums[2 * j] + a.bsums[2 * j + 1]);
+  }
+}
+
 void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
   if (s < 4) {
     *sc = scales[s] & 63;
@@ -68,48 +89,49 @@ void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
   }
 }
 
-void DotQ4_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+void DotQ4_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
   const auto* w = static_cast<const BlockQ4_K*>(row);
   for (int t = 0; t < nt; ++t) {
     float acc = 0.f;
     for (int64_t b = 0; b < n / 256; ++b) {
-      const float d = F16ToF32(w[b].d), dmin = F16ToF32(w[b].dmin);
+      const ActBlockK& a = acts[t][b];
+      int isum = 0, msum = 0;
       for (int s = 0; s < 8; ++s) {
-        const ActBlock& a = acts[t][b * 8 + s];
         int sc, m;
         ScaleMinK4(w[b].scales, s, &sc, &m);
         const uint8_t* q = w[b].qs + 32 * (s / 2);
         int dot = 0;
-        for (int i = 0; i < 32; ++i) dot += ((s & 1) ? (q[i] >> 4) : (q[i] & 15)) * a.q[i];
-        acc += d * a.d * static_cast<float>(sc * dot) - dmin * static_cast<float>(m) * (a.ds16[0] + a.ds16[1]);
+        for (int i = 0; i < 32; ++i) dot += ((s & 1) ? (q[i] >> 4) : (q[i] & 15)) * a.q[32 * s + i];
+        isum += sc * dot;
+        msum += m * (a.bsums[2 * s] + a.bsums[2 * s + 1]);
       }
+      acc += a.d * (F16ToF32(w[b].d) * static_cast<float>(isum) - F16ToF32(w[b].dmin) * static_cast<float>(msum));
     }
     out[t] = acc;
   }
 }
 
-void DotQ6_K(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+void DotQ6_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
   const auto* w = static_cast<const BlockQ6_K*>(row);
   for (int t = 0; t < nt; ++t) {
     float acc = 0.f;
     for (int64_t b = 0; b < n / 256; ++b) {
-      const float d = F16ToF32(w[b].d);
+      const ActBlockK& a = acts[t][b];
+      int isum = 0;
       for (int h = 0; h < 2; ++h) {
         const uint8_t* ql = w[b].ql + 64 * h;
         const uint8_t* qh = w[b].qh + 32 * h;
         for (int g = 0; g < 4; ++g) {  // 32 values: elements 128h + 32g + l
-          const ActBlock& a = acts[t][b * 8 + h * 4 + g];
           int part[2] = {0, 0};
           for (int l = 0; l < 32; ++l) {
             const uint8_t lo = g & 1 ? ql[l + 32] : ql[l];
-            const int q = ((g < 2 ? lo & 15 : lo >> 4) | (((qh[l] >> (2 * g)) & 3) << 4));
-            part[l / 16] += q * a.q[l];
+            const int q = ((g < 2 ? lo & 15 : lo >> 4) | (((qh[l] >> (2 * g)) & 3) << 4)) - 32;
+            part[l / 16] += q * a.q[128 * h + 32 * g + l];
           }
-          const int s0 = w[b].scales[8 * h + 2 * g], s1 = w[b].scales[8 * h + 2 * g + 1];
-          acc += d * a.d * static_cast<float>(s0 * part[0] + s1 * part[1]) -
-                 32.f * d * (static_cast<float>(s0) * a.ds16[0] + static_cast<float>(s1) * a.ds16[1]);
+          isum += w[b].scales[8 * h + 2 * g] * part[0] + w[b].scales[8 * h + 2 * g + 1] * part[1];
         }
       }
+      acc += a.d * F16ToF32(w[b].d) * static_cast<float>(isum);
     }
     out[t] = acc;
   }
@@ -201,7 +223,7 @@ void Attend(const float* q, const float* k, const float* v, int64_t stride, int6
 }  // namespace
 
 const CpuKernels& ScalarCpuKernels() {
-  static const CpuKernels k{Quantize, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
   return k;
 }
 
