@@ -21,7 +21,22 @@ void CheckF32(const Tensor& t, const char* op, const char* name) {
 
 }  // namespace
 
-void Linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y) {
+void Linear(const ExecContext& ctx, const Tensor& x_in, const Tensor& w, const Tensor* bias, Tensor& y,
+            const Tensor* perm) {
+  Tensor gathered;
+  if (perm != nullptr && perm->defined()) {
+    CheckCpu(*perm, "Linear");
+    QB_CHECK(perm->dtype() == DType::kI32 && perm->numel() == x_in.cols(), "Linear: perm {} for {} inputs",
+             ShapeToString(perm->shape()), x_in.cols());
+    gathered = Tensor::Empty(DType::kF32, x_in.shape());
+    const int32_t* p = perm->data<int32_t>();
+    for (int64_t t = 0; t < x_in.rows(); ++t) {
+      const float* src = x_in.data<float>() + t * x_in.cols();
+      float* dst = gathered.mutable_data<float>() + t * x_in.cols();
+      for (int64_t i = 0; i < x_in.cols(); ++i) dst[i] = src[p[i]];
+    }
+  }
+  const Tensor& x = gathered.defined() ? gathered : x_in;
   CheckF32(x, "Linear", "x");
   CheckF32(y, "Linear", "y");
   CheckCpu(w, "Linear");

@@ -23,8 +23,11 @@ struct RopeTable {
   float attention_scale = 1.0f;
 };
 
-// y[n, out] = x[n, in] · w[out, in]^T + bias[out] (bias f32 [out], optional).
-void Linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y);
+// y[n, out] = x[n, in] · w[out, in]^T + bias[out] (bias f32 [out], optional). With `perm`
+// (i32 [in], GPTQ act-order), w's columns are in permuted order: column p multiplies
+// x[:, perm[p]].
+void Linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tensor* bias, Tensor& y,
+            const Tensor* perm = nullptr);
 
 // y = x / sqrt(mean(x^2) + eps) * weight, per row; weight f32 [d]. y may alias x.
 void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& y);

@@ -6,6 +6,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/int4_checkpoint.h"
 #include "model/quantize.h"
 #include "model/tensor_source.h"
 #include "model/weight_names.h"
@@ -37,11 +38,7 @@ Result<ModelConfig> ReadHfConfig(const std::string& dir) {
 
 Status CheckSupportedQuantization(const ModelConfig& c, const std::string& dir) {
   if (!c.quantization) return Status::Ok();
-  const QuantizationConfig& q = *c.quantization;
-  return Unimplemented(fmt::format(
-      "{}/config.json: quantization_config quant_method \"{}\" ({} bits, group size {}) is not "
-      "supported yet; GPTQ and AWQ INT4 loading is planned. Use a BF16/F16 checkpoint or a GGUF file",
-      dir, q.method, q.bits, q.group_size));
+  return CheckInt4Config(*c.quantization, dir + "/config.json: quantization_config");
 }
 
 Tensor ToF32(const Tensor& t) {
@@ -82,23 +79,36 @@ class WeightReader {
 
 Result<Qwen2Weights> ReadWeights(const ModelConfig& c, const TensorSource& src, WeightNaming naming) {
   WeightReader r(src, naming);
+  // GPTQ/AWQ checkpoints hold the decoder's matrices as qweight/qzeros/scales(/g_idx).
+  auto matrix = [&](WeightRole role, int64_t l, const Shape& shape, Tensor* w, Tensor* perm) -> Status {
+    if (!c.quantization) {
+      QB_ASSIGN_OR_RETURN(*w, r.Read(role, l, shape));
+      return Status::Ok();
+    }
+    std::string prefix = WeightName(naming, role, l);
+    prefix.resize(prefix.size() - std::string(".weight").size());
+    QB_ASSIGN_OR_RETURN(Int4Matrix m, ReadInt4Linear(src, *c.quantization, prefix, shape[1], shape[0]));
+    *w = std::move(m.weight);
+    *perm = std::move(m.perm);
+    return Status::Ok();
+  };
   Qwen2Weights w;
   const int64_t H = c.hidden_size, I = c.intermediate_size, Q = c.q_dim(), KV = c.kv_dim();
   QB_ASSIGN_OR_RETURN(w.token_embedding, r.Read(WeightRole::kTokenEmbedding, 0, {c.vocab_size, H}));
   for (int64_t l = 0; l < c.num_layers; ++l) {
     LayerWeights lw;
     QB_ASSIGN_OR_RETURN(lw.attn_norm, r.Read(WeightRole::kAttnNorm, l, {H}));
-    QB_ASSIGN_OR_RETURN(lw.wq, r.Read(WeightRole::kQ, l, {Q, H}));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kQ, l, {Q, H}, &lw.wq, &lw.wq_perm));
     QB_ASSIGN_OR_RETURN(lw.bq, r.Read(WeightRole::kQBias, l, {Q}));
-    QB_ASSIGN_OR_RETURN(lw.wk, r.Read(WeightRole::kK, l, {KV, H}));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kK, l, {KV, H}, &lw.wk, &lw.wk_perm));
     QB_ASSIGN_OR_RETURN(lw.bk, r.Read(WeightRole::kKBias, l, {KV}));
-    QB_ASSIGN_OR_RETURN(lw.wv, r.Read(WeightRole::kV, l, {KV, H}));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kV, l, {KV, H}, &lw.wv, &lw.wv_perm));
     QB_ASSIGN_OR_RETURN(lw.bv, r.Read(WeightRole::kVBias, l, {KV}));
-    QB_ASSIGN_OR_RETURN(lw.wo, r.Read(WeightRole::kO, l, {H, Q}));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kO, l, {H, Q}, &lw.wo, &lw.wo_perm));
     QB_ASSIGN_OR_RETURN(lw.ffn_norm, r.Read(WeightRole::kFfnNorm, l, {H}));
-    QB_ASSIGN_OR_RETURN(lw.w_gate, r.Read(WeightRole::kGate, l, {I, H}));
-    QB_ASSIGN_OR_RETURN(lw.w_up, r.Read(WeightRole::kUp, l, {I, H}));
-    QB_ASSIGN_OR_RETURN(lw.w_down, r.Read(WeightRole::kDown, l, {H, I}));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kGate, l, {I, H}, &lw.w_gate, &lw.gate_perm));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kUp, l, {I, H}, &lw.w_up, &lw.up_perm));
+    QB_RETURN_IF_ERROR(matrix(WeightRole::kDown, l, {H, I}, &lw.w_down, &lw.down_perm));
     w.layers.push_back(std::move(lw));
   }
   QB_ASSIGN_OR_RETURN(w.final_norm, r.Read(WeightRole::kFinalNorm, 0, {H}));

@@ -46,9 +46,9 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x).
     k::RmsNorm(ctx, x, w.attn_norm, static_cast<float>(c.rms_norm_eps), h);
-    k::Linear(ctx, h, w.wq, &w.bq, q);
-    k::Linear(ctx, h, w.wk, &w.bk, kk);
-    k::Linear(ctx, h, w.wv, &w.bv, v);
+    k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
+    k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
+    k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
     k::Rope(ctx, q, c.head_dim, pos, rope_);
     k::Rope(ctx, kk, c.head_dim, pos, rope_);
     k::ScatterRows(kk, pos, cache.keys(l));
@@ -56,14 +56,14 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
     const int64_t n_keys = start_pos + n;
     k::Attention(ctx, q, cache.keys(l).Slice(0, n_keys), cache.values(l).Slice(0, n_keys), c.head_dim, pos,
                  scale, attn);
-    k::Linear(ctx, attn, w.wo, nullptr, proj);
+    k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);
     k::AddInPlace(x, proj);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
     k::RmsNorm(ctx, x, w.ffn_norm, static_cast<float>(c.rms_norm_eps), h);
-    k::Linear(ctx, h, w.w_gate, nullptr, gate);
-    k::Linear(ctx, h, w.w_up, nullptr, up);
+    k::Linear(ctx, h, w.w_gate, nullptr, gate, &w.gate_perm);
+    k::Linear(ctx, h, w.w_up, nullptr, up, &w.up_perm);
     k::SiluMul(ctx, gate, up, gate);
-    k::Linear(ctx, gate, w.w_down, nullptr, proj);
+    k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
     k::AddInPlace(x, proj);
   }
   Tensor last = all_logits ? x : x.Slice(n - 1, n);

@@ -18,6 +18,8 @@ struct LayerWeights {
   Tensor w_gate;     // [intermediate, hidden]
   Tensor w_up;       // [intermediate, hidden]
   Tensor w_down;     // [hidden, intermediate]
+  // GPTQ act-order: the input permutation of each matrix (i32 [in]); undefined when none.
+  Tensor wq_perm, wk_perm, wv_perm, wo_perm, gate_perm, up_perm, down_perm;
 };
 
 struct Qwen2Weights {

@@ -31,6 +31,19 @@ void DequantQ4_0(const BlockQ4_0* b, float* y, int64_t nb) {
   }
 }
 
+void DequantQ4Z(const BlockQ4Z* b, float* y, int64_t nb) {
+  constexpr int kHalf = kQK4_0 / 2;
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = F16ToF32(b[i].d);
+    const int z = b[i].z;
+    float* out = y + i * kQK4_0;
+    for (int j = 0; j < kHalf; ++j) {
+      out[j] = d * static_cast<float>((b[i].qs[j] & 0x0f) - z);
+      out[j + kHalf] = d * static_cast<float>((b[i].qs[j] >> 4) - z);
+    }
+  }
+}
+
 // The 6-bit scale and min of sub-block s (0..7) of a Q4_K block. Sub-blocks 0-3 keep their
 // values in the low 6 bits of bytes s and s+4; sub-blocks 4-7 split theirs between a nibble of
 // byte s+4 and the top two bits of bytes s-4 (scale) and s (min).
@@ -128,6 +141,7 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ4_0: DequantQ4_0(static_cast<const BlockQ4_0*>(src), dst, nb); return;
     case DType::kQ4_K: DequantQ4_K(static_cast<const BlockQ4_K*>(src), dst, nb); return;
     case DType::kQ6_K: DequantQ6_K(static_cast<const BlockQ6_K*>(src), dst, nb); return;
+    case DType::kQ4Z: DequantQ4Z(static_cast<const BlockQ4Z*>(src), dst, nb); return;
     case DType::kQ4_0x8:
     case DType::kQ8_0x8: break;  // rows are interleaved: use DequantizeMatrixRow
   }

@@ -8,7 +8,7 @@
 namespace qb {
 
 namespace {
-constexpr std::array<DTypeInfo, 12> kInfos = {{
+constexpr std::array<DTypeInfo, 13> kInfos = {{
     {"f32", 1, 4, true, false, 4, 1},
     {"f16", 1, 2, true, false, 2, 1},
     {"bf16", 1, 2, true, false, 2, 1},
@@ -19,6 +19,7 @@ constexpr std::array<DTypeInfo, 12> kInfos = {{
     {"q4_0", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0), 1},
     {"q4_k", kQK_K, sizeof(BlockQ4_K), false, true, alignof(BlockQ4_K), 1},
     {"q6_k", kQK_K, sizeof(BlockQ6_K), false, true, alignof(BlockQ6_K), 1},
+    {"q4z", kQK4_0, sizeof(BlockQ4Z), false, true, alignof(BlockQ4Z), 1},
     {"q4_0x8", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0x8), 8},
     {"q8_0x8", kQK8_0, sizeof(BlockQ8_0), false, true, alignof(BlockQ8_0x8), 8},
 }};

@@ -19,6 +19,7 @@ enum class DType : uint8_t {
   kQ4_0,
   kQ4_K,
   kQ6_K,
+  kQ4Z,     // 4-bit with a 4-bit zero point per block: GPTQ/AWQ weights repacked at load
   kQ4_0x8,  // Q4_0 repacked for the CPU kernels: 8 rows interleaved per block column
   kQ8_0x8,  // Q8_0 likewise
 };

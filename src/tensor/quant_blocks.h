@@ -24,6 +24,17 @@ struct BlockQ4_0 {
 };
 static_assert(sizeof(BlockQ4_0) == 18);
 
+// 32 values: x = d * (q - z), q and z in [0, 16), nibbles laid out as in Q4_0. GPTQ and AWQ
+// weights (an fp16 scale and a 4-bit zero per group of 32..128 inputs) become this at load,
+// exactly.
+struct BlockQ4Z {
+  uint16_t d;
+  uint8_t z;
+  uint8_t pad;
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ4Z) == 20);
+
 // 256 values in 8 sub-blocks of 32: x = d * sc[s] * q - dmin * m[s], 6-bit sc/m packed in
 // `scales`, 4-bit q. Each 32-byte group of qs holds two sub-blocks (low nibbles, then high).
 struct BlockQ4_K {

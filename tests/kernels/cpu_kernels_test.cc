@@ -57,6 +57,12 @@ Tensor RandomWeights(DType type, int64_t rows, int64_t cols, uint32_t seed) {
     case DType::kQ4_0:
       for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ4_0>()[b].d = F32ToF16(ud(rng));
       break;
+    case DType::kQ4Z:
+      for (int64_t b = 0; b < nb; ++b) {
+        t.mutable_data<BlockQ4Z>()[b].d = F32ToF16(ud(rng));
+        t.mutable_data<BlockQ4Z>()[b].z = static_cast<uint8_t>(rng() & 15);
+      }
+      break;
     case DType::kQ4_K:
       for (int64_t b = 0; b < nb; ++b) {
         t.mutable_data<BlockQ4_K>()[b].d = F32ToF16(ud(rng) * 0.1f);
@@ -137,7 +143,7 @@ INSTANTIATE_TEST_SUITE_P(
     AllWeightTypes, FastLinearTest,
     ::testing::Values(LinearCase{DType::kF32, 72}, LinearCase{DType::kF32, 64}, LinearCase{DType::kF16, 96},
                       LinearCase{DType::kBF16, 64}, LinearCase{DType::kQ8_0, 128}, LinearCase{DType::kQ4_0, 96},
-                      LinearCase{DType::kQ4_0x8, 128}, LinearCase{DType::kQ8_0x8, 64},
+                      LinearCase{DType::kQ4_0x8, 128}, LinearCase{DType::kQ8_0x8, 64}, LinearCase{DType::kQ4Z, 96},
                       LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256}),
     [](const auto& p) { return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in); });
 

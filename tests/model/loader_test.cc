@@ -11,6 +11,8 @@
 #include "formats/safetensors_writer.h"
 #include "model/presets.h"
 #include "model/random_checkpoint.h"
+#include "tensor/interleave.h"
+#include "util/json.h"
 
 namespace qb {
 namespace {
@@ -64,13 +66,44 @@ TEST(LoaderTest, DirectoryWithoutConfig) {
   EXPECT_NE(r.status().message().find("config.json"), std::string::npos) << r.status().message();
 }
 
-TEST(LoaderTest, QuantizedCheckpointsAreRefusedClearly) {
-  for (const char* dir : {"micro-qwen2-gptq", "micro-qwen2-awq"}) {
-    auto r = LoadModel(DataPath(dir));
-    ASSERT_FALSE(r.ok()) << dir;
-    EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
-    EXPECT_NE(r.status().message().find("not supported yet"), std::string::npos) << r.status().message();
-  }
+TEST(LoaderTest, Int4CheckpointsLoadAsQ4Z) {
+  auto gptq = LoadModel(DataPath("micro-qwen2-gptq"));
+  ASSERT_TRUE(gptq.ok()) << gptq.status().ToString();
+  const LayerWeights& l = gptq->model->weights().layers[0];
+  EXPECT_EQ(l.wq.dtype(), DType::kQ4Z);
+  EXPECT_FALSE(l.wq_perm.defined());  // group 128 in order: no permutation
+  // The worked example of the fixture's README: W[0][0..3] of layer 0's q_proj.
+  std::vector<float> row(256);
+  DequantizeMatrixRow(l.wq.raw(), l.wq.dtype(), 256, 0, row.data());
+  EXPECT_EQ(row[0], 0.037628173828125f);
+  EXPECT_EQ(row[1], 0.06584930419921875f);
+  EXPECT_EQ(row[2], 0.0f);
+  auto act = LoadModel(DataPath("micro-qwen2-gptq-descact"));
+  ASSERT_TRUE(act.ok()) << act.status().ToString();
+  EXPECT_TRUE(act->model->weights().layers[0].wq_perm.defined());
+  auto awq = LoadModel(DataPath("micro-qwen2-awq"));
+  ASSERT_TRUE(awq.ok()) << awq.status().ToString();
+  DequantizeMatrixRow(awq->model->weights().layers[0].wq.raw(), DType::kQ4Z, 256, 0, row.data());
+  EXPECT_EQ(row[0], -0.016357421875f);
+}
+
+TEST(LoaderTest, UnsupportedQuantizationIsRefusedClearly) {
+  const std::string dir = ScratchDir();
+  for (const char* f : {"model.safetensors", "generation_config.json"})
+    fs::copy_file(DataPath(std::string("micro-qwen2-gptq/") + f), dir + "/" + f);
+  Json cfg = ReadJsonFile(DataPath("micro-qwen2-gptq/config.json")).value();
+  cfg["quantization_config"]["bits"] = 8;
+  test::WriteBytes(dir + "/config.json", cfg.dump());
+  auto r = LoadModel(dir);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(r.status().message().find("8-bit gptq is not supported"), std::string::npos) << r.status().message();
+  cfg["quantization_config"]["bits"] = 4;
+  cfg["quantization_config"]["quant_method"] = "bitsandbytes";
+  test::WriteBytes(dir + "/config.json", cfg.dump());
+  auto b = LoadModel(dir);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("\"bitsandbytes\" is not supported"), std::string::npos) << b.status().message();
 }
 
 TEST(LoaderTest, MissingTensorIsNamed) {

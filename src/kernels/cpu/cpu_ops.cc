@@ -22,6 +22,7 @@ QuantDot QuantKernel(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kQ8_0: return k.q8_0;
     case DType::kQ4_0: return k.q4_0;
+    case DType::kQ4Z: return k.q4z;
     default: return nullptr;
   }
 }

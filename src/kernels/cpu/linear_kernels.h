@@ -41,7 +41,7 @@ using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int n
 struct CpuKernels {
   void (*quantize)(const float* x, int64_t n, ActBlock* out);     // n a multiple of 32
   void (*quantize_k)(const float* x, int64_t n, ActBlockK* out);  // n a multiple of 256
-  QuantDot q8_0, q4_0;
+  QuantDot q8_0, q4_0, q4z;
   QuantDotK q4_k, q6_k;
   QuantDot8 q4_0x8, q8_0x8;
   FloatDot f32, f16, bf16;

@@ -151,6 +151,37 @@ void DotQ4_0T(const BlockQ4_0* w, const ActBlock* const* acts, int64_t nb, float
   }
 }
 
+// Q4Z (GPTQ/AWQ): as Q4_0 with the block's own zero point in place of 8.
+template <int NT>
+void DotQ4ZT(const BlockQ4Z* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  constexpr int U = NT <= 2 ? 2 : 1;
+  __m256 acc[NT][U];
+  float corr[NT] = {};
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
+    for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
+  auto step = [&](int64_t blk, int u) {
+    const __m256i q = UnpackNibbles(w[blk].qs);
+    const float dwf = F16Table(w[blk].d);
+    const float dz = dwf * static_cast<float>(w[blk].z);
+    const __m256 dw = _mm256_set1_ps(dwf);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][blk];
+      const __m256i s = DotU8S8(q, LoadQ(a));
+      acc[t][u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t][u]);
+      corr[t] += dz * (a.ds16[0] + a.ds16[1]);
+    }
+  };
+  int64_t b = 0;
+  for (; b + U <= nb; b += U)
+    _Pragma("GCC unroll 2") for (int u = 0; u < U; ++u) step(b + u, u);
+  for (; b < nb; ++b) step(b, 0);
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+    __m256 sum = acc[t][0];
+    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[t][u]);
+    out[t] = Hsum(sum) - corr[t];
+  }
+}
+
 inline void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
   if (s < 4) {
     *sc = scales[s] & 63;
@@ -378,6 +409,10 @@ void Dispatch(const void* row, const Act* const* acts, int nt, int64_t nb, float
   }
 }
 
+template <int NT> struct Q4ZK { static void Run(const BlockQ4Z* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4ZT<NT>(w, a, nb, o); } };
+void DotQ4Z(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  Dispatch<BlockQ4Z, Q4ZK>(row, acts, nt, n / 32, out);
+}
 template <int NT> struct Q8_0K { static void Run(const BlockQ8_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ8_0T<NT>(w, a, nb, o); } };
 template <int NT> struct Q4_0K { static void Run(const BlockQ4_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0T<NT>(w, a, nb, o); } };
 template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ4_KT<NT>(w, a, nb, o); } };
@@ -572,7 +607,7 @@ void Attend(const float* q, const float* k, const float* v, int64_t stride, int6
 }  // namespace
 
 const CpuKernels& Avx2CpuKernels() {
-  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
   return k;
 }
 

@@ -58,6 +58,21 @@ void DotQ4_0(const void* row, const ActBlock* const* acts, int nt, int64_t n, fl
   }
 }
 
+void DotQ4Z(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ4Z*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      const ActBlock& a = acts[t][b];
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += (w[b].qs[i] & 15) * a.q[i] + (w[b].qs[i] >> 4) * a.q[i + 16];
+      const float dw = F16ToF32(w[b].d);
+      acc += dw * a.d * static_cast<float>(s) - dw * static_cast<float>(w[b].z) * (a.ds16[0] + a.ds16[1]);
+    }
+    out[t] = acc;
+  }
+}
+
 void QuantizeK(const float* x, int64_t n, ActBlockK* out) {
   for (int64_t b = 0; b < n / 256; ++b) {
     const float* v = x + b * 256;
@@ -223,7 +238,7 @@ void Attend(const float* q, const float* k, const float* v, int64_t stride, int6
 }  // namespace
 
 const CpuKernels& ScalarCpuKernels() {
-  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
   return k;
 }
 
