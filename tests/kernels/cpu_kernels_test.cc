@@ -4,6 +4,7 @@
 // rounding. The SIMD paths must also agree with the portable path on the same arithmetic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -106,7 +107,7 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
         double b = 0, mag = 0;
         for (int64_t k = 0; k < in; k += act_block) {
           double amax = 0, wsum = 0;
-          for (int64_t i = k; i < k + act_block; ++i) {
+          for (int64_t i = k; i < std::min(k + act_block, in); ++i) {
             amax = std::max(amax, std::fabs(static_cast<double>(x.data<float>()[t * in + i])));
             wsum += std::fabs(deq[static_cast<size_t>(i)]);
             mag += std::fabs(deq[static_cast<size_t>(i)] * x.data<float>()[t * in + i]);
