@@ -82,7 +82,7 @@ Status RunGenerate(const GenerateOptions& o) {
   if (total > model.config().max_position_embeddings)
     return InvalidArgument(fmt::format("prompt ({}) + max tokens ({}) exceeds the context length {}",
                                        prompt.size(), o.max_tokens, model.config().max_position_embeddings));
-  Sampler sampler(ResolveSampling(o, loaded.generation));
+  Sampler sampler(ResolveSampling(o, loaded.generation), prompt);
   ContiguousKvCache cache(model.config(), total);
   std::vector<int32_t> generated;
   std::vector<int32_t> step = prompt;
@@ -94,7 +94,7 @@ Status RunGenerate(const GenerateOptions& o) {
   while (static_cast<int64_t>(generated.size()) < o.max_tokens) {
     QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(step, pos, cache, false, ctx));
     pos += static_cast<int64_t>(step.size());
-    const int32_t next = sampler.Sample({logits.data<float>(), static_cast<size_t>(logits.cols())});
+    const int32_t next = sampler.Sample({logits.data<float>(), static_cast<size_t>(logits.cols())}).token;
     generated.push_back(next);
     const bool stop = !o.ignore_eos && std::find(eos.begin(), eos.end(), next) != eos.end();
     if (stream && !stop) {

@@ -4,6 +4,7 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ref/ref_ops.h"
+#include "tensor/dequantize.h"
 
 namespace qb::kernels {
 
@@ -89,24 +90,40 @@ void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tenso
 }
 
 void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
-               std::span<const int32_t> positions, float scale, Tensor& out) {
+               int64_t block_size, std::span<const int32_t> positions,
+               std::span<const std::span<const int32_t>> tables, float scale, Tensor& out) {
   CheckF32(q, "Attention", "q");
-  CheckF32(k, "Attention", "k");
-  CheckF32(v, "Attention", "v");
   CheckF32(out, "Attention", "out");
+  CheckCpu(k, "Attention");
+  CheckCpu(v, "Attention");
+  QB_CHECK(k.dtype() == v.dtype() && Info(k.dtype()).is_float, "Attention: kv dtype {}", Name(k.dtype()));
   QB_CHECK(q.cols() % head_dim == 0 && k.cols() % head_dim == 0 && k.shape() == v.shape() &&
-               out.shape() == q.shape() && static_cast<int64_t>(positions.size()) == q.rows(),
+               out.shape() == q.shape() && static_cast<int64_t>(positions.size()) == q.rows() &&
+               tables.size() == positions.size() && block_size > 0,
            "Attention: q {} k {} v {} out {}", ShapeToString(q.shape()), ShapeToString(k.shape()),
            ShapeToString(v.shape()), ShapeToString(out.shape()));
   const int64_t n_heads = q.cols() / head_dim, n_kv = k.cols() / head_dim;
   QB_CHECK(n_kv > 0 && n_heads % n_kv == 0, "Attention: {} heads over {} kv heads", n_heads, n_kv);
-  for (int32_t p : positions) QB_CHECK(p >= 0 && p < k.rows(), "Attention: position {} of {} keys", p, k.rows());
+  // Physical rows of every token's keys, flattened (shared by all heads of the token).
+  std::vector<int64_t> offsets(positions.size() + 1, 0);
+  for (size_t t = 0; t < positions.size(); ++t) {
+    QB_CHECK(positions[t] >= 0 && (positions[t] / block_size) < static_cast<int64_t>(tables[t].size()),
+             "Attention: position {} beyond a table of {} blocks", positions[t], tables[t].size());
+    offsets[t + 1] = offsets[t] + positions[t] + 1;
+  }
+  std::vector<int32_t> rows(static_cast<size_t>(offsets.back()));
+  for (size_t t = 0; t < positions.size(); ++t)
+    for (int64_t j = 0; j <= positions[t]; ++j) {
+      const int64_t row = tables[t][static_cast<size_t>(j / block_size)] * block_size + j % block_size;
+      QB_CHECK(row >= 0 && row < k.rows(), "Attention: key row {} of {}", row, k.rows());
+      rows[static_cast<size_t>(offsets[t] + j)] = static_cast<int32_t>(row);
+    }
   if (ctx.isa == Isa::kReference)
-    ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.data<float>(), v.data<float>(),
-                   positions.data(), scale, out.mutable_data<float>());
+    ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.raw(), v.raw(), k.dtype(), rows.data(),
+                   offsets.data(), scale, out.mutable_data<float>());
   else
-    cpu::Attention(ctx, q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.data<float>(), v.data<float>(),
-                   positions.data(), scale, out.mutable_data<float>());
+    cpu::Attention(ctx, q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.raw(), v.raw(), k.dtype(), rows.data(),
+                   offsets.data(), scale, out.mutable_data<float>());
 }
 
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {
@@ -130,16 +147,15 @@ void AddInPlace(Tensor& acc, const Tensor& x) {
 }
 
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {
-  CheckCpu(src, "ScatterRows");
+  CheckF32(src, "ScatterRows", "src");
   CheckCpu(dst, "ScatterRows");
-  QB_CHECK(src.dtype() == dst.dtype() && src.cols() == dst.cols() &&
-               src.rows() == static_cast<int64_t>(rows.size()),
-           "ScatterRows: src {} dst {}", ShapeToString(src.shape()), ShapeToString(dst.shape()));
-  const int64_t rb = src.row_bytes();
-  auto* d = static_cast<uint8_t*>(dst.mutable_raw());
+  QB_CHECK(Info(dst.dtype()).is_float && src.cols() == dst.cols() && src.rows() == static_cast<int64_t>(rows.size()),
+           "ScatterRows: src {} dst {} {}", ShapeToString(src.shape()), Name(dst.dtype()), ShapeToString(dst.shape()));
+  const int64_t d = src.cols(), rb = dst.row_bytes();
+  auto* base = static_cast<uint8_t*>(dst.mutable_raw());
   for (size_t t = 0; t < rows.size(); ++t) {
     QB_CHECK(rows[t] >= 0 && rows[t] < dst.rows(), "ScatterRows: row {} of {}", rows[t], dst.rows());
-    std::memcpy(d + rows[t] * rb, src.row(static_cast<int64_t>(t)), static_cast<size_t>(rb));
+    QuantizeRow(dst.dtype(), src.data<float>() + static_cast<int64_t>(t) * d, base + rows[t] * rb, d);
   }
 }
 

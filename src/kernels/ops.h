@@ -39,11 +39,14 @@ void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const i
 // out = silu(gate) * up, elementwise. out may alias gate.
 void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out);
 
-// Causal grouped-query attention of queries q [n, n_heads * head_dim] over keys/values
-// k, v [T, n_kv_heads * head_dim] (f32). Query t sees keys 0..positions[t]; query head h uses
-// kv head h / (n_heads / n_kv_heads). Scores are scaled by `scale`.
+// Causal grouped-query attention over a paged KV cache. q: [n, n_heads * head_dim] f32;
+// k, v: [rows, n_kv_heads * head_dim] (f32, f16 or bf16), where key j of token t's sequence is
+// row tables[t][j / block_size] * block_size + j % block_size. Query t sees keys 0..positions[t];
+// query head h uses kv head h / (n_heads / n_kv_heads); scores are scaled by `scale`.
+// (A contiguous cache is one block of block_size = rows with table {0}.)
 void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
-               std::span<const int32_t> positions, float scale, Tensor& out);
+               int64_t block_size, std::span<const int32_t> positions,
+               std::span<const std::span<const int32_t>> tables, float scale, Tensor& out);
 
 // out[t] = table[ids[t]] as f32. ids must be < table rows (checked by the caller).
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out);
@@ -51,7 +54,7 @@ void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out);
 // acc += x, elementwise.
 void AddInPlace(Tensor& acc, const Tensor& x);
 
-// Writes rows of src [n, d] into dst [T, d] at rows[t].
+// Writes rows of src [n, d] (f32) into dst [T, d] (f32, f16 or bf16) at rows[t].
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
 
 }  // namespace qb::kernels

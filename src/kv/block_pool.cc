@@ -8,7 +8,7 @@ namespace qb {
 
 uint64_t HashBlock(uint64_t parent_hash, std::span<const int32_t> tokens) {
   // FNV-1a over the parent hash and the ids, then a 64-bit finaliser.
-  uint64_t h = 0xcbf29ce484222325ull ^ parent_hash;
+  uint64_t h = 0xcbf29ce484222325ull;
   auto mix = [&h](uint64_t v) {
     for (int i = 0; i < 8; ++i) {
       h ^= (v >> (8 * i)) & 0xff;

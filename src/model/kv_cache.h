@@ -1,25 +1,23 @@
-// A contiguous f32 key/value cache for one sequence: per layer K and V of [capacity, kv_dim].
-// (The paged, multi-sequence cache of the serving engine lives in kv/.)
+// A contiguous f32 key/value cache for one sequence (the correctness tools and single-stream
+// generation): KvStorage with one block as long as the capacity. The serving engine uses paged
+// KvStorage directly.
 #pragma once
 
-#include <vector>
-
+#include "kv/kv_storage.h"
 #include "model/config.h"
-#include "tensor/tensor.h"
 
 namespace qb {
 
 class ContiguousKvCache {
  public:
-  ContiguousKvCache(const ModelConfig& config, int64_t capacity);
+  ContiguousKvCache(const ModelConfig& config, int64_t capacity, DType dtype = DType::kF32)
+      : storage_(config.num_layers, config.kv_dim(), KvLayout{1, capacity, dtype}) {}
 
-  int64_t capacity() const { return capacity_; }
-  Tensor& keys(int64_t layer) { return k_[static_cast<size_t>(layer)]; }
-  Tensor& values(int64_t layer) { return v_[static_cast<size_t>(layer)]; }
+  int64_t capacity() const { return storage_.layout().block_size; }
+  KvStorage& storage() { return storage_; }
 
  private:
-  int64_t capacity_;
-  std::vector<Tensor> k_, v_;
+  KvStorage storage_;
 };
 
 }  // namespace qb

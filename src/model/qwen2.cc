@@ -1,6 +1,7 @@
 #include "model/qwen2.h"
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
@@ -15,20 +16,42 @@ namespace k = kernels;
 Qwen2Model::Qwen2Model(ModelConfig config, Qwen2Weights weights)
     : config_(std::move(config)), weights_(std::move(weights)), rope_(MakeRopeTable(config_)) {}
 
-Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t start_pos,
-                                   ContiguousKvCache& cache, bool all_logits,
-                                   const kernels::ExecContext& ctx) const {
-  const ModelConfig& c = config_;
+Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t start_pos, ContiguousKvCache& cache,
+                                   bool all_logits, const kernels::ExecContext& ctx) const {
   const auto n = static_cast<int64_t>(tokens.size());
   if (n == 0) return InvalidArgument("no tokens to run");
-  for (int32_t id : tokens)
-    if (id < 0 || id >= c.vocab_size)
-      return InvalidArgument(fmt::format("token id {} is outside the vocabulary (0..{})", id, c.vocab_size - 1));
   if (start_pos < 0 || start_pos + n > cache.capacity())
     return OutOfRange(fmt::format("positions {}..{} exceed the KV cache of {} tokens", start_pos,
                                   start_pos + n - 1, cache.capacity()));
-  std::vector<int32_t> pos(static_cast<size_t>(n));
-  std::iota(pos.begin(), pos.end(), static_cast<int32_t>(start_pos));
+  static const int32_t kOneBlock[1] = {0};
+  ForwardBatch b;
+  b.tokens.assign(tokens.begin(), tokens.end());
+  for (int64_t i = 0; i < n; ++i) {
+    b.positions.push_back(static_cast<int32_t>(start_pos + i));
+    b.slots.push_back(static_cast<int32_t>(start_pos + i));
+    b.tables.emplace_back(kOneBlock, 1);
+  }
+  if (all_logits) {
+    for (int64_t i = 0; i < n; ++i) b.logit_rows.push_back(static_cast<int32_t>(i));
+  } else {
+    b.logit_rows.push_back(static_cast<int32_t>(n - 1));
+  }
+  return Forward(b, cache.storage(), ctx);
+}
+
+Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, const kernels::ExecContext& ctx) const {
+  const ModelConfig& c = config_;
+  const auto n = static_cast<int64_t>(batch.tokens.size());
+  if (n == 0) return InvalidArgument("no tokens to run");
+  QB_CHECK(batch.positions.size() == batch.tokens.size() && batch.slots.size() == batch.tokens.size() &&
+               batch.tables.size() == batch.tokens.size(),
+           "ForwardBatch: inconsistent sizes");
+  for (int32_t id : batch.tokens)
+    if (id < 0 || id >= c.vocab_size)
+      return InvalidArgument(fmt::format("token id {} is outside the vocabulary (0..{})", id, c.vocab_size - 1));
+  const std::span<const int32_t> pos(batch.positions);
+  const std::span<const int32_t> slots(batch.slots);
+  const int64_t block_size = kv.layout().block_size;
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   Tensor x = Tensor::Empty(DType::kF32, {n, c.hidden_size});       // residual stream
@@ -41,7 +64,7 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
   Tensor gate = Tensor::Empty(DType::kF32, {n, c.intermediate_size});
   Tensor up = Tensor::Empty(DType::kF32, {n, c.intermediate_size});
 
-  k::Embedding(tokens, weights_.token_embedding, x);
+  k::Embedding(batch.tokens, weights_.token_embedding, x);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x).
@@ -51,11 +74,9 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
     k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
     k::Rope(ctx, q, c.head_dim, pos, rope_);
     k::Rope(ctx, kk, c.head_dim, pos, rope_);
-    k::ScatterRows(kk, pos, cache.keys(l));
-    k::ScatterRows(v, pos, cache.values(l));
-    const int64_t n_keys = start_pos + n;
-    k::Attention(ctx, q, cache.keys(l).Slice(0, n_keys), cache.values(l).Slice(0, n_keys), c.head_dim, pos,
-                 scale, attn);
+    k::ScatterRows(kk, slots, kv.keys(l));
+    k::ScatterRows(v, slots, kv.values(l));
+    k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);
     k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);
     k::AddInPlace(x, proj);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
@@ -66,10 +87,18 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
     k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
     k::AddInPlace(x, proj);
   }
-  Tensor last = all_logits ? x : x.Slice(n - 1, n);
+  // Final norm and lm_head, only for the rows that need logits.
+  const auto m = static_cast<int64_t>(batch.logit_rows.size());
+  Tensor last = Tensor::Empty(DType::kF32, {m, c.hidden_size});
+  for (int64_t i = 0; i < m; ++i) {
+    const int32_t r = batch.logit_rows[static_cast<size_t>(i)];
+    QB_CHECK(r >= 0 && r < n, "logit row {} of {}", r, n);
+    std::memcpy(last.mutable_data<float>() + i * c.hidden_size, x.data<float>() + r * c.hidden_size,
+                static_cast<size_t>(c.hidden_size) * sizeof(float));
+  }
   Tensor normed = Tensor::Empty(DType::kF32, last.shape());
   k::RmsNorm(ctx, last, weights_.final_norm, static_cast<float>(c.rms_norm_eps), normed);
-  Tensor logits = Tensor::Empty(DType::kF32, {normed.rows(), c.vocab_size});
+  Tensor logits = Tensor::Empty(DType::kF32, {m, c.vocab_size});
   k::Linear(ctx, normed, weights_.lm_head, nullptr, logits);
   return logits;
 }

@@ -3,14 +3,26 @@
 #pragma once
 
 #include <span>
+#include <vector>
 
 #include "kernels/ops.h"
 #include "model/config.h"
+#include "kv/kv_storage.h"
 #include "model/kv_cache.h"
 #include "model/weights.h"
 #include "util/status.h"
 
 namespace qb {
+
+// One step's tokens, possibly from several sequences (continuous batching): each token has its
+// position, the KV slot it writes (block * block_size + offset) and its sequence's block table.
+struct ForwardBatch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> positions;
+  std::vector<int32_t> slots;
+  std::vector<std::span<const int32_t>> tables;
+  std::vector<int32_t> logit_rows;  // the tokens whose logits are returned, in this order
+};
 
 class Qwen2Model {
  public:
@@ -19,10 +31,13 @@ class Qwen2Model {
   const ModelConfig& config() const { return config_; }
   const Qwen2Weights& weights() const { return weights_; }
 
-  // Runs `tokens` of one sequence at positions [start_pos, start_pos + n), storing their keys and
-  // values in `cache` (which must already hold positions [0, start_pos)). Returns logits
-  // [1, vocab] for the last token, or [n, vocab] for every token when all_logits is set.
-  // `ctx` picks the threads and kernels (default: one thread, fastest kernels).
+  // One forward pass over a batch: writes the tokens' keys and values into `kv` (whose earlier
+  // positions of each sequence must be there already) and returns logits
+  // [batch.logit_rows.size(), vocab]. `ctx` picks the threads and kernels.
+  Result<Tensor> Forward(const ForwardBatch& batch, KvStorage& kv, const kernels::ExecContext& ctx) const;
+
+  // One sequence in a contiguous cache: `tokens` at positions [start_pos, start_pos + n).
+  // Returns logits [1, vocab] for the last token, or [n, vocab] with all_logits.
   Result<Tensor> Forward(std::span<const int32_t> tokens, int64_t start_pos, ContiguousKvCache& cache,
                          bool all_logits, const kernels::ExecContext& ctx = kernels::ExecContext::Default()) const;
 

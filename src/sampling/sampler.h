@@ -1,10 +1,17 @@
-// Picks the next token from a row of logits: greedy (temperature 0) or sampling with
-// temperature, top-k and top-p, from a seeded generator (same seed, same choices).
+// Picks the next token of one sequence from its logits: penalties (repetition over prompt and
+// output, as Hugging Face; presence and frequency over the output, as OpenAI), temperature,
+// top-k, top-p, min-p, then a draw from the sequence's own seeded generator, so a request's
+// output depends only on its seed and prompt, never on what else is in the batch. Temperature 0
+// is greedy (lowest id on ties). Optionally reports log-probabilities (of the model's raw
+// distribution) for the chosen token and the top alternatives.
 #pragma once
 
 #include <cstdint>
 #include <random>
 #include <span>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
 
 namespace qb {
 
@@ -12,20 +19,44 @@ struct SamplingParams {
   float temperature = 0.0f;  // 0 = greedy
   int64_t top_k = 0;         // 0 = off
   float top_p = 1.0f;        // 1 = off
+  float min_p = 0.0f;        // 0 = off
+  float repetition_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
   uint64_t seed = 0;
+  bool logprobs = false;  // report the chosen token's log-probability
+  int32_t top_logprobs = 0;  // and this many alternatives
 };
 
 // The index of the largest logit; the lowest index on ties.
 int32_t Argmax(std::span<const float> logits);
 
+struct TokenLogprob {
+  int32_t id;
+  float logprob;
+};
+
+struct SampleResult {
+  int32_t token = 0;
+  float logprob = 0.0f;            // when requested
+  std::vector<TokenLogprob> top;   // when requested, best first
+};
+
 class Sampler {
  public:
-  explicit Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
-  int32_t Sample(std::span<const float> logits);
+  explicit Sampler(const SamplingParams& params, std::span<const int32_t> prompt = {});
+  // Chooses the next token and remembers it (for the penalties).
+  SampleResult Sample(std::span<const float> logits);
 
  private:
+  void Penalize(std::vector<float>& logits) const;
+
   SamplingParams params_;
   std::mt19937_64 rng_;
+  std::unordered_set<int32_t> seen_;                // prompt and output (repetition penalty)
+  std::unordered_map<int32_t, int32_t> generated_;  // output counts (presence, frequency)
+  std::vector<float> work_;
+  std::vector<int32_t> ids_;
 };
 
 }  // namespace qb

@@ -157,7 +157,19 @@ TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
   Tensor q = RandomF32({3, heads * hd}, 21), k = RandomF32({n_keys, kv * hd}, 22), v = RandomF32({n_keys, kv * hd}, 23);
   const std::vector<int32_t> pos = {6, 7, 8};
   Tensor want = Tensor::Empty(DType::kF32, {3, heads * hd});
-  Attention(ExecContext::Reference(), q, k, v, hd, pos, 0.25f, want);
+  static const int32_t kZero[1] = {0};
+  const std::vector<std::span<const int32_t>> one(pos.size(), std::span<const int32_t>(kZero, 1));
+  Attention(ExecContext::Reference(), q, k, v, hd, n_keys, pos, one, 0.25f, want);
+  // The same keys in an f16 paged pool (blocks of 4: 2, 0, 1), for the f16 path.
+  const std::vector<int32_t> block_table = {2, 0, 1};
+  std::vector<int32_t> slots;
+  for (int32_t j = 0; j < n_keys; ++j) slots.push_back(block_table[static_cast<size_t>(j / 4)] * 4 + j % 4);
+  Tensor kh = Tensor::Empty(DType::kF16, {12, kv * hd}), vh = Tensor::Empty(DType::kF16, {12, kv * hd});
+  ScatterRows(k, slots, kh);
+  ScatterRows(v, slots, vh);
+  const std::vector<std::span<const int32_t>> paged(pos.size(), std::span<const int32_t>(block_table));
+  Tensor want16 = Tensor::Empty(DType::kF32, {3, heads * hd});
+  Attention(ExecContext::Reference(), q, kh, vh, hd, 4, pos, paged, 0.25f, want16);
   RopeTable table;
   for (int i = 0; i < hd / 2; ++i) table.inv_freq.push_back(std::pow(10000.f, -2.f * i / hd));
   Tensor nw = RandomF32({heads * hd}, 24);
@@ -165,8 +177,10 @@ TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
     ThreadPool pool(2);
     ExecContext ctx{&pool, isa};
     Tensor got = Tensor::Empty(DType::kF32, {3, heads * hd});
-    Attention(ctx, q, k, v, hd, pos, 0.25f, got);
+    Attention(ctx, q, k, v, hd, n_keys, pos, one, 0.25f, got);
     for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5);
+    Attention(ctx, q, kh, vh, hd, 4, pos, paged, 0.25f, got);
+    for (int64_t i = 0; i < got.numel(); ++i) ASSERT_NEAR(got.data<float>()[i], want16.data<float>()[i], 1e-5);
     Tensor a = q.Copy(), b = q.Copy();
     Rope(ctx, a, hd, pos, table);
     Rope(ExecContext::Reference(), b, hd, pos, table);

@@ -16,6 +16,12 @@ namespace {
 
 const ExecContext& kRef = ExecContext::Reference();
 
+// Every token's table: the one block that is the whole contiguous K/V.
+std::vector<std::span<const int32_t>> OneBlock(size_t n_tokens) {
+  static const int32_t kZero[1] = {0};
+  return std::vector<std::span<const int32_t>>(n_tokens, std::span<const int32_t>(kZero, 1));
+}
+
 Tensor Random(Shape shape, uint32_t seed, float scale = 1.0f) {
   Tensor t = Tensor::Empty(DType::kF32, std::move(shape));
   std::mt19937 rng(seed);
@@ -173,7 +179,7 @@ TEST(AttentionTest, CausalGroupedQueryAttention) {
   Tensor q = Random({3, n_heads * hd}, 12), k = Random({n_keys, n_kv * hd}, 13), v = Random({n_keys, n_kv * hd}, 14);
   const std::vector<int32_t> pos = {3, 4, 5};  // three new tokens after three cached ones
   Tensor out = Tensor::Empty(DType::kF32, {3, n_heads * hd});
-  Attention(kRef, q, k, v, hd, pos, 1.0f / std::sqrt(static_cast<float>(hd)), out);
+  Attention(kRef, q, k, v, hd, n_keys, pos, OneBlock(pos.size()), 1.0f / std::sqrt(static_cast<float>(hd)), out);
   for (int64_t t = 0; t < 3; ++t)
     for (int64_t h = 0; h < n_heads; ++h) {
       const auto want = NaiveAttention(q, k, v, hd, pos, t, h);
@@ -185,8 +191,32 @@ TEST(AttentionTest, FirstPositionSeesOnlyItself) {
   const int64_t hd = 4;
   Tensor q = Random({1, hd}, 15), k = Random({3, hd}, 16), v = Random({3, hd}, 17);
   Tensor out = Tensor::Empty(DType::kF32, {1, hd});
-  Attention(kRef, q, k, v, hd, std::vector<int32_t>{0}, 0.5f, out);
+  Attention(kRef, q, k, v, hd, 3, std::vector<int32_t>{0}, OneBlock(1), 0.5f, out);
   for (int i = 0; i < hd; ++i) EXPECT_FLOAT_EQ(out.data<float>()[i], v.data<float>()[i]);
+}
+
+TEST(AttentionTest, PagedLayoutGivesTheSameResult) {
+  // 11 keys in blocks of 4 scattered over a pool of 6 blocks, in the order 5, 0, 3.
+  const int64_t hd = 8, heads = 2, kv = 1, bs = 4, n_keys = 11;
+  Tensor q = Random({2, heads * hd}, 30), k = Random({n_keys, kv * hd}, 31), v = Random({n_keys, kv * hd}, 32);
+  const std::vector<int32_t> table = {5, 0, 3};
+  Tensor kp = Tensor::Empty(DType::kF32, {6 * bs, kv * hd}), vp = Tensor::Empty(DType::kF32, {6 * bs, kv * hd});
+  std::vector<int32_t> slots;
+  for (int32_t j = 0; j < n_keys; ++j) slots.push_back(table[static_cast<size_t>(j / bs)] * bs + j % bs);
+  ScatterRows(k, slots, kp);
+  ScatterRows(v, slots, vp);
+  const std::vector<int32_t> pos = {7, 10};
+  Tensor want = Tensor::Empty(DType::kF32, q.shape()), got = Tensor::Empty(DType::kF32, q.shape());
+  Attention(kRef, q, k, v, hd, n_keys, pos, OneBlock(2), 0.3f, want);
+  const std::vector<std::span<const int32_t>> tables(2, std::span<const int32_t>(table));
+  Attention(kRef, q, kp, vp, hd, bs, pos, tables, 0.3f, got);
+  for (int64_t i = 0; i < got.numel(); ++i) EXPECT_EQ(got.data<float>()[i], want.data<float>()[i]);
+  // The same in an f16 pool: within f16 rounding of K and V.
+  Tensor kh = Tensor::Empty(DType::kF16, kp.shape()), vh = Tensor::Empty(DType::kF16, vp.shape());
+  ScatterRows(k, slots, kh);
+  ScatterRows(v, slots, vh);
+  Attention(kRef, q, kh, vh, hd, bs, pos, tables, 0.3f, got);
+  for (int64_t i = 0; i < got.numel(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 5e-3);
 }
 
 TEST(EmbeddingTest, LooksUpAndDequantizesRows) {

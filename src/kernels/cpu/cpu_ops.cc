@@ -146,17 +146,18 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
 }
 
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
-               int64_t head_dim, const float* k, const float* v, const int32_t* positions, float scale, float* out) {
+               int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
+               const int64_t* offsets, float scale, float* out) {
   const CpuKernels& kk = KernelsFor(ctx.isa);
   const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
   ParallelFor(ctx, n * n_heads, [&](int64_t b, int64_t e) {
     std::vector<float> scores;
     for (int64_t th = b; th < e; ++th) {
       const int64_t t = th / n_heads, h = th % n_heads, kvh = h / group;
-      const int64_t n_keys = positions[t] + 1;
+      const int64_t n_keys = offsets[t + 1] - offsets[t];
       scores.resize(static_cast<size_t>(n_keys));
-      kk.attend(q + t * q_stride + h * head_dim, k + kvh * head_dim, v + kvh * head_dim, kv_stride, n_keys, head_dim,
-                scale, scores.data(), out + t * q_stride + h * head_dim);
+      kk.attend(q + t * q_stride + h * head_dim, k, v, kv_type, rows + offsets[t], n_keys, kv_stride, kvh * head_dim,
+                head_dim, scale, scores.data(), out + t * q_stride + h * head_dim);
     }
   });
 }

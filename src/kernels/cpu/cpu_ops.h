@@ -12,7 +12,8 @@ namespace qb::kernels::cpu {
 void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type,
             int64_t out, const float* bias, float* y);
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
-               int64_t head_dim, const float* k, const float* v, const int32_t* positions, float scale, float* out);
+               int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
+               const int64_t* offsets, float scale, float* out);
 void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
 void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* positions, const float* inv_freq,
           float attention_scale);

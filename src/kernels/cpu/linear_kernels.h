@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "tensor/dtype.h"
+
 namespace qb::kernels::cpu {
 
 inline constexpr int kMaxTokens = 4;  // activation rows per micro-kernel call
@@ -52,10 +54,11 @@ struct CpuKernels {
   void (*silu_mul)(const float* gate, const float* up, int64_t n, float* out);
   // x[i] = exp(x[i] - max(x)); returns the sum of the new values.
   float (*exp_shifted)(float* x, int64_t n);
-  // One query head over n_keys keys/values (rows `stride` floats apart): softmax(q.k * scale) . v
+  // One query head over n_keys keys/values: key j is row rows[j] of k/v (rows of `stride`
+  // elements of kv_type: f32, f16 or bf16), from element `offset` on. softmax(q.k * scale) . v
   // into out[head_dim]; `scores` is scratch of n_keys floats.
-  void (*attend)(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys, int64_t head_dim,
-                 float scale, float* scores, float* out);
+  void (*attend)(const float* q, const void* k, const void* v, DType kv_type, const int32_t* rows, int64_t n_keys,
+                 int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out);
 };
 
 const CpuKernels& ScalarCpuKernels();

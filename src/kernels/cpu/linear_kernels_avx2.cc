@@ -84,11 +84,12 @@ void Quantize(const float* x, int64_t n, ActBlock* out) {
 
 // The kernels are templates on the number of tokens NT so that the per-token accumulators
 // live in registers; Dispatch picks the instance.
-// With one or two tokens a single accumulator chain would be bound by FMA latency: alternate
-// blocks between two accumulators (U = 2) there.
+// Blocks alternate between two accumulators per token (one chain would be bound by FMA
+// latency), in the same order whatever the number of tokens, so that a token's result is
+// bit-identical alone or batched.
 template <int NT>
 void DotQ8_0T(const BlockQ8_0* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  constexpr int U = NT <= 2 ? 2 : 1;
+  constexpr int U = 2;  // the same for every NT: a token's sums never depend on its batch
   __m256 acc[NT][U];
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
     for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
@@ -124,7 +125,7 @@ inline __m256i UnpackNibbles(const uint8_t* qs) {  // 16 bytes -> 32 u8: low nib
 // directly, and sum(x) comes with the activation block (ds16), so the 8 costs one scalar FMA.
 template <int NT>
 void DotQ4_0T(const BlockQ4_0* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  constexpr int U = NT <= 2 ? 2 : 1;
+  constexpr int U = 2;  // the same for every NT: a token's sums never depend on its batch
   __m256 acc[NT][U];
   float corr[NT] = {};
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
@@ -154,7 +155,7 @@ void DotQ4_0T(const BlockQ4_0* w, const ActBlock* const* acts, int64_t nb, float
 // Q4Z (GPTQ/AWQ): as Q4_0 with the block's own zero point in place of 8.
 template <int NT>
 void DotQ4ZT(const BlockQ4Z* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  constexpr int U = NT <= 2 ? 2 : 1;
+  constexpr int U = 2;  // the same for every NT: a token's sums never depend on its batch
   __m256 acc[NT][U];
   float corr[NT] = {};
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
@@ -447,18 +448,6 @@ void DotQ6_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
 // driver only sends rows whose length is a multiple of 8.
 template <typename Load8>
 void FloatDotT(const void* row, const float* const* xs, int nt, int64_t n, float* out, Load8 load8) {
-  if (nt == 1 && n % 32 == 0) {  // decode: four chains to keep loads in flight
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    const float* x = xs[0];
-    for (int64_t i = 0; i < n; i += 32) {
-      a0 = _mm256_fmadd_ps(load8(row, i), _mm256_loadu_ps(x + i), a0);
-      a1 = _mm256_fmadd_ps(load8(row, i + 8), _mm256_loadu_ps(x + i + 8), a1);
-      a2 = _mm256_fmadd_ps(load8(row, i + 16), _mm256_loadu_ps(x + i + 16), a2);
-      a3 = _mm256_fmadd_ps(load8(row, i + 24), _mm256_loadu_ps(x + i + 24), a3);
-    }
-    out[0] = Hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-    return;
-  }
   __m256 acc[kMaxTokens][2];
   for (int t = 0; t < nt; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   int64_t i = 0;
@@ -560,47 +549,82 @@ float ExpShifted(float* x, int64_t n) {
   return s;
 }
 
+// 8 KV elements as f32, for each storage type.
+struct KvF32 {
+  using T = float;
+  static __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+};
+struct KvF16 {
+  using T = uint16_t;
+  static __m256 Load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+};
+struct KvBF16 {
+  using T = uint16_t;
+  static __m256 Load8(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+};
+
 // Scores four keys at a time (four accumulators, one horizontal reduction for all four), then
 // the weighted sum of values 64 dimensions at a time with the output held in registers.
-void Attend(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys, int64_t head_dim,
-            float scale, float* scores, float* out) {
-  if (head_dim % 64 != 0) {
-    for (int64_t j = 0; j < n_keys; ++j) scores[j] = Dot(q, k + j * stride, head_dim) * scale;
-  } else {
-    int64_t j = 0;
-    for (; j + 4 <= n_keys; j += 4) {
-      const float* k0 = k + j * stride;
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t d = 0; d < head_dim; d += 8) {
-        const __m256 qv = _mm256_loadu_ps(q + d);
-        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
-        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + stride + d), a1);
-        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * stride + d), a2);
-        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * stride + d), a3);
-      }
-      // hadd pairs -> [a0 a0 a1 a1 | a0 a0 a1 a1]-style partial sums; add the two 128-bit halves.
-      const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-      const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-      _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+// head_dim must be a multiple of 64 (the dispatcher sends others to the portable version).
+template <typename Kv>
+void AttendT(const float* q, const typename Kv::T* k, const typename Kv::T* v, const int32_t* rows, int64_t n_keys,
+             int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+  auto key = [&](int64_t j) { return k + rows[j] * stride + offset; };
+  int64_t j = 0;
+  for (; j + 4 <= n_keys; j += 4) {
+    const auto *k0 = key(j), *k1 = key(j + 1), *k2 = key(j + 2), *k3 = key(j + 3);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t d = 0; d < head_dim; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      a0 = _mm256_fmadd_ps(qv, Kv::Load8(k0 + d), a0);
+      a1 = _mm256_fmadd_ps(qv, Kv::Load8(k1 + d), a1);
+      a2 = _mm256_fmadd_ps(qv, Kv::Load8(k2 + d), a2);
+      a3 = _mm256_fmadd_ps(qv, Kv::Load8(k3 + d), a3);
     }
-    for (; j < n_keys; ++j) scores[j] = Dot(q, k + j * stride, head_dim) * scale;
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+  }
+  for (; j < n_keys; ++j) {
+    const auto* kj = key(j);
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t d = 0; d < head_dim; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), Kv::Load8(kj + d), a);
+    scores[j] = Hsum(a) * scale;
   }
   const float inv = 1.f / ExpShifted(scores, n_keys);
-  if (head_dim % 64 != 0) {
-    std::fill(out, out + head_dim, 0.f);
-    for (int64_t j = 0; j < n_keys; ++j) Axpy(scores[j] * inv, v + j * stride, out, head_dim);
-    return;
-  }
   for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
     __m256 o[8];
     for (int i = 0; i < 8; ++i) o[i] = _mm256_setzero_ps();
-    for (int64_t j = 0; j < n_keys; ++j) {
-      const __m256 p = _mm256_set1_ps(scores[j]);
-      const float* vj = v + j * stride + d0;
-      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + 8 * i), o[i]);
+    for (int64_t jj = 0; jj < n_keys; ++jj) {
+      const __m256 p = _mm256_set1_ps(scores[jj]);
+      const auto* vj = v + rows[jj] * stride + offset + d0;
+      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(p, Kv::Load8(vj + 8 * i), o[i]);
     }
     const __m256 s = _mm256_set1_ps(inv);
     for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + d0 + 8 * i, _mm256_mul_ps(o[i], s));
+  }
+}
+
+void Attend(const float* q, const void* k, const void* v, DType kv_type, const int32_t* rows, int64_t n_keys,
+            int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+  if (head_dim % 64 != 0) {
+    ScalarCpuKernels().attend(q, k, v, kv_type, rows, n_keys, stride, offset, head_dim, scale, scores, out);
+    return;
+  }
+  switch (kv_type) {
+    case DType::kF16:
+      AttendT<KvF16>(q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), rows, n_keys, stride, offset,
+                     head_dim, scale, scores, out);
+      return;
+    case DType::kBF16:
+      AttendT<KvBF16>(q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), rows, n_keys, stride, offset,
+                      head_dim, scale, scores, out);
+      return;
+    default:
+      AttendT<KvF32>(q, static_cast<const float*>(k), static_cast<const float*>(v), rows, n_keys, stride, offset, head_dim,
+                     scale, scores, out);
   }
 }
 

@@ -227,12 +227,29 @@ float ExpShifted(float* x, int64_t n) {
   return sum;
 }
 
-void Attend(const float* q, const float* k, const float* v, int64_t stride, int64_t n_keys, int64_t head_dim,
-            float scale, float* scores, float* out) {
-  for (int64_t j = 0; j < n_keys; ++j) scores[j] = Dot(q, k + j * stride, head_dim) * scale;
+float LoadKv(const void* base, DType t, int64_t i) {
+  switch (t) {
+    case DType::kF16: return F16ToF32(static_cast<const uint16_t*>(base)[i]);
+    case DType::kBF16: return BF16ToF32(static_cast<const uint16_t*>(base)[i]);
+    default: return static_cast<const float*>(base)[i];
+  }
+}
+
+void Attend(const float* q, const void* k, const void* v, DType kv_type, const int32_t* rows, int64_t n_keys,
+            int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const int64_t base = rows[j] * stride + offset;
+    float s = 0.f;
+    for (int64_t i = 0; i < head_dim; ++i) s += q[i] * LoadKv(k, kv_type, base + i);
+    scores[j] = s * scale;
+  }
   const float inv = 1.f / ExpShifted(scores, n_keys);
   std::fill(out, out + head_dim, 0.f);
-  for (int64_t j = 0; j < n_keys; ++j) Axpy(scores[j] * inv, v + j * stride, out, head_dim);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const int64_t base = rows[j] * stride + offset;
+    const float p = scores[j] * inv;
+    for (int64_t i = 0; i < head_dim; ++i) out[i] += p * LoadKv(v, kv_type, base + i);
+  }
 }
 
 }  // namespace

@@ -2,26 +2,33 @@
 #include <vector>
 
 #include "kernels/ref/ref_ops.h"
+#include "tensor/dequantize.h"
 
 namespace qb::kernels::ref {
 
-void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
-               const float* k, const float* v, const int32_t* positions, float scale, float* out) {
+void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const void* k,
+               const void* v, DType kv_type, const int32_t* rows, const int64_t* offsets, float scale, float* out) {
   const int64_t group = n_heads / n_kv_heads;
   const int64_t q_stride = n_heads * head_dim;
-  const int64_t kv_stride = n_kv_heads * head_dim;
+  const int64_t kv_row_bytes = RowBytes(kv_type, n_kv_heads * head_dim);
+  const int64_t head_bytes = RowBytes(kv_type, head_dim);
   std::vector<double> scores;
+  std::vector<float> kj(static_cast<size_t>(head_dim)), vj(static_cast<size_t>(head_dim));
+  auto head_row = [&](const void* base, int32_t row, int64_t kvh, float* dst) {
+    DequantizeRow(kv_type, static_cast<const uint8_t*>(base) + row * kv_row_bytes + kvh * head_bytes, dst, head_dim);
+  };
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t n_keys = positions[t] + 1;
+    const int64_t n_keys = offsets[t + 1] - offsets[t];
+    const int32_t* tr = rows + offsets[t];
     scores.assign(static_cast<size_t>(n_keys), 0.0);
     for (int64_t h = 0; h < n_heads; ++h) {
       const int64_t kvh = h / group;
       const float* qh = q + t * q_stride + h * head_dim;
       double max_score = -INFINITY;
       for (int64_t j = 0; j < n_keys; ++j) {
-        const float* kj = k + j * kv_stride + kvh * head_dim;
+        head_row(k, tr[j], kvh, kj.data());
         double dot = 0.0;
-        for (int64_t i = 0; i < head_dim; ++i) dot += static_cast<double>(qh[i]) * kj[i];
+        for (int64_t i = 0; i < head_dim; ++i) dot += static_cast<double>(qh[i]) * kj[static_cast<size_t>(i)];
         scores[static_cast<size_t>(j)] = dot * scale;
         max_score = std::max(max_score, scores[static_cast<size_t>(j)]);
       }
@@ -30,13 +37,13 @@ void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, i
         s = std::exp(s - max_score);
         sum += s;
       }
-      float* oh = out + t * q_stride + h * head_dim;
-      for (int64_t i = 0; i < head_dim; ++i) {
-        double acc = 0.0;
-        for (int64_t j = 0; j < n_keys; ++j)
-          acc += scores[static_cast<size_t>(j)] * v[j * kv_stride + kvh * head_dim + i];
-        oh[i] = static_cast<float>(acc / sum);
+      std::vector<double> acc(static_cast<size_t>(head_dim), 0.0);
+      for (int64_t j = 0; j < n_keys; ++j) {
+        head_row(v, tr[j], kvh, vj.data());
+        for (int64_t i = 0; i < head_dim; ++i) acc[static_cast<size_t>(i)] += scores[static_cast<size_t>(j)] * vj[static_cast<size_t>(i)];
       }
+      float* oh = out + t * q_stride + h * head_dim;
+      for (int64_t i = 0; i < head_dim; ++i) oh[i] = static_cast<float>(acc[static_cast<size_t>(i)] / sum);
     }
   }
 }

@@ -1,0 +1,303 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "tokenizer/unicode.h"
+
+namespace qb {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+}  // namespace
+
+struct Engine::Active {
+  int64_t seq_id = 0;
+  GenerationRequest request;
+  std::shared_ptr<RequestStream> stream;
+  Sampler sampler;
+  std::unique_ptr<StreamDecoder> decoder;
+  std::string text;          // generated text so far (stop strings not yet excluded)
+  size_t emitted = 0;        // bytes of `text` already sent
+  size_t hold = 0;           // bytes held back: the longest stop string minus one
+  int64_t generated = 0;
+  int64_t cached_tokens = 0;
+  Clock::time_point arrival, scheduled, first_token;
+  bool was_scheduled = false;
+
+  Active(GenerationRequest r, std::shared_ptr<RequestStream> s)
+      : request(std::move(r)), stream(std::move(s)), sampler(request.sampling, request.prompt) {}
+};
+
+Engine::Engine(std::shared_ptr<const Qwen2Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+               EngineConfig config, kernels::ExecContext ctx)
+    : model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)),
+      config_(std::move(config)),
+      ctx_(ctx),
+      pool_(static_cast<int32_t>(config_.kv_blocks)),
+      kv_(model_->config().num_layers, model_->config().kv_dim(),
+          KvLayout{config_.kv_blocks, config_.scheduler.block_size, config_.kv_dtype}),
+      scheduler_(config_.scheduler, &pool_) {
+  if (config_.max_total_tokens <= 0) config_.max_total_tokens = model_->config().max_position_embeddings;
+  if (config_.max_input_tokens <= 0) config_.max_input_tokens = config_.max_total_tokens - 1;
+  counters_.kv_blocks_total = stats_.kv_blocks_total = config_.kv_blocks;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Engine::~Engine() { Shutdown(); }
+
+void Engine::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest r) {
+  const auto prompt = static_cast<int64_t>(r.prompt.size());
+  if (prompt == 0) return InvalidArgument("the prompt is empty");
+  for (int32_t id : r.prompt)
+    if (id < 0 || id >= model_->config().vocab_size)
+      return InvalidArgument(fmt::format("token id {} is outside the vocabulary", id));
+  if (prompt > config_.max_input_tokens)
+    return InvalidArgument(fmt::format("the prompt has {} tokens, more than the limit of {} (--max-input-tokens)",
+                                       prompt, config_.max_input_tokens));
+  if (r.max_tokens < 1) return InvalidArgument("max_tokens must be at least 1");
+  if (prompt + r.max_tokens > config_.max_total_tokens)
+    return InvalidArgument(fmt::format(
+        "the prompt ({} tokens) plus max_tokens ({}) exceeds the limit of {} tokens (--max-total-tokens)", prompt,
+        r.max_tokens, config_.max_total_tokens));
+  const int64_t blocks = (prompt + r.max_tokens + config_.scheduler.block_size - 1) / config_.scheduler.block_size;
+  if (blocks > config_.kv_blocks)
+    return ResourceExhausted(fmt::format("the request needs {} KV blocks, the cache has {}", blocks, config_.kv_blocks));
+  if (!r.stop.empty() && !tokenizer_) return InvalidArgument("stop strings need the model's tokenizer");
+  for (const auto& s : r.stop)
+    if (s.empty()) return InvalidArgument("a stop string is empty");
+  auto stream = std::make_shared<RequestStream>(r.id);
+  auto a = std::make_unique<Active>(std::move(r), stream);
+  a->arrival = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_) return Unimplemented("the engine is shutting down");
+    if (config_.max_queue > 0 &&
+        static_cast<int64_t>(inbox_.size()) + Stats().waiting >= config_.max_queue)
+      return ResourceExhausted("the waiting queue is full");
+    inbox_.push_back(std::move(a));
+  }
+  wake_.notify_all();
+  return stream;
+}
+
+EngineStats Engine::Stats() const {
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  return stats_;
+}
+
+void Engine::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || !inbox_.empty() || !active_.empty(); });
+      if (stop_) break;
+    }
+    Admit();
+    Step();
+    PublishStats();
+  }
+  // Shutdown: everything still queued or running ends as cancelled.
+  Admit();
+  std::vector<int64_t> ids;
+  for (const auto& [id, a] : active_) ids.push_back(id);
+  for (int64_t id : ids) FinishRequest(id, FinishReason::kCancelled);
+  PublishStats();
+}
+
+void Engine::PublishStats() {
+  counters_.running = static_cast<int64_t>(scheduler_.num_running());
+  counters_.waiting = static_cast<int64_t>(scheduler_.num_waiting());
+  counters_.kv_blocks_used = pool_.num_used();
+  counters_.kv_blocks_total = pool_.num_blocks();
+  counters_.prefix_hit_blocks = pool_.stats().prefix_hits;
+  counters_.preemptions = scheduler_.total_preemptions();
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_ = counters_;
+}
+
+void Engine::Admit() {
+  std::vector<std::unique_ptr<Active>> incoming;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    incoming.swap(inbox_);
+  }
+  for (auto& a : incoming) {
+    a->seq_id = next_id_++;
+    if (tokenizer_) a->decoder = std::make_unique<StreamDecoder>(*tokenizer_, a->request.skip_special_tokens);
+    for (const auto& s : a->request.stop) a->hold = std::max(a->hold, s.size() - 1);
+    Sequence seq;
+    seq.id = a->seq_id;
+    seq.priority = a->request.priority;
+    seq.tokens = a->request.prompt;
+    scheduler_.Add(std::move(seq));
+    active_.emplace(a->seq_id, std::move(a));
+  }
+  // Cancellations (a client went away, or asked).
+  std::vector<int64_t> cancelled;
+  for (const auto& [id, a] : active_)
+    if (a->stream->cancelled()) cancelled.push_back(id);
+  for (int64_t id : cancelled) FinishRequest(id, FinishReason::kCancelled);
+}
+
+void Engine::FinishRequest(int64_t id, FinishReason reason, const std::string& error) {
+  auto it = active_.find(id);
+  if (it == active_.end()) return;
+  Active& a = *it->second;
+  scheduler_.Finish(id);
+  StreamEvent ev;
+  ev.kind = StreamEvent::Kind::kFinished;
+  ev.reason = reason;
+  ev.error = error;
+  // Text held back (an incomplete character, a possible stop string) is final now.
+  if (reason != FinishReason::kCancelled) {
+    if (a.decoder) a.text += a.decoder->Finish();
+    if (a.text.size() > a.emitted) ev.text = a.text.substr(a.emitted);
+  }
+  ev.prompt_tokens = static_cast<int64_t>(a.request.prompt.size());
+  ev.generated_tokens = a.generated;
+  ev.cached_tokens = a.cached_tokens;
+  const auto now = Clock::now();
+  ev.timing.e2e_s = Seconds(now - a.arrival);
+  if (a.was_scheduled) ev.timing.queue_s = Seconds(a.scheduled - a.arrival);
+  if (a.generated > 0) {
+    ev.timing.ttft_s = Seconds(a.first_token - a.arrival);
+    ev.timing.prefill_s = Seconds(a.first_token - a.scheduled);
+    ev.timing.decode_s = Seconds(now - a.first_token);
+  }
+  a.stream->Push(std::move(ev));
+  active_.erase(it);
+}
+
+bool Engine::Emit(Active& a, const SampleResult& s) {
+  StreamEvent ev;
+  ev.token = s.token;
+  ev.logprob = s.logprob;
+  ev.top_logprobs = s.top;
+  bool stopped = false;
+  if (a.decoder) {
+    const size_t before = a.text.size();
+    auto piece = a.decoder->Push(s.token);
+    if (piece.ok()) a.text += *piece;
+    // A stop string can only end in the new text: search from where it could start.
+    size_t cut = std::string::npos;
+    const size_t from = before > a.hold ? before - a.hold : 0;
+    for (const auto& stop : a.request.stop) cut = std::min(cut, a.text.find(stop, from));
+    size_t ready;
+    if (cut != std::string::npos) {
+      a.text.resize(cut);  // the stop string and anything after it are not output
+      ready = cut;
+      stopped = true;
+    } else {
+      // Hold back what could be the start of a stop string, cut at a character boundary.
+      ready = a.text.size() > a.hold ? a.text.size() - a.hold : 0;
+      while (ready > a.emitted && ready < a.text.size() && (static_cast<uint8_t>(a.text[ready]) & 0xc0) == 0x80) --ready;
+    }
+    if (ready > a.emitted) {
+      ev.text = a.text.substr(a.emitted, ready - a.emitted);
+      a.emitted = ready;
+    }
+  }
+  a.stream->Push(std::move(ev));
+  return stopped;
+}
+
+void Engine::Step() {
+  if (scheduler_.num_running() == 0 && scheduler_.num_waiting() == 0) return;
+  const StepPlan plan = scheduler_.Schedule();
+  if (plan.chunks.empty()) {
+    // Nothing fits (cannot happen for admitted requests, which were sized against the pool).
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return;
+  }
+  const int64_t bs = config_.scheduler.block_size;
+  ForwardBatch batch;
+  batch.tokens.reserve(static_cast<size_t>(plan.num_tokens));
+  std::vector<int64_t> sample_ids;
+  const auto now = Clock::now();
+  int64_t prompt_tokens = 0;
+  for (const ScheduledChunk& c : plan.chunks) {
+    Sequence* s = scheduler_.Find(c.seq_id);
+    Active& a = *active_.at(c.seq_id);
+    if (!a.was_scheduled) {
+      a.was_scheduled = true;
+      a.scheduled = now;
+      a.cached_tokens = s->cached_tokens;
+    }
+    for (int64_t p = c.start; p < c.start + c.count; ++p) {
+      batch.tokens.push_back(s->tokens[static_cast<size_t>(p)]);
+      batch.positions.push_back(static_cast<int32_t>(p));
+      batch.slots.push_back(static_cast<int32_t>(s->blocks[static_cast<size_t>(p / bs)] * bs + p % bs));
+      batch.tables.emplace_back(s->blocks);
+      if (p < static_cast<int64_t>(a.request.prompt.size())) ++prompt_tokens;
+    }
+    if (c.sample) {
+      batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+      sample_ids.push_back(c.seq_id);
+    }
+  }
+  const auto t0 = Clock::now();
+  auto logits = model_->Forward(batch, kv_, ctx_);
+  const auto t1 = Clock::now();
+  if (!logits.ok()) {
+    spdlog::error("forward pass failed: {}", logits.status().ToString());
+    for (int64_t id : sample_ids) FinishRequest(id, FinishReason::kError, logits.status().message());
+    return;
+  }
+  std::vector<int32_t> next;
+  std::vector<std::pair<int64_t, FinishReason>> finished;
+  for (size_t i = 0; i < sample_ids.size(); ++i) {
+    Active& a = *active_.at(sample_ids[i]);
+    const float* row = logits->data<float>() + static_cast<int64_t>(i) * logits->cols();
+    const SampleResult s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())});
+    next.push_back(s.token);
+    if (a.generated == 0) a.first_token = Clock::now();
+    ++a.generated;
+    const auto& eos = config_.eos_token_ids;
+    const auto& stop_ids = a.request.stop_token_ids;
+    const bool is_eos = !a.request.ignore_eos && std::find(eos.begin(), eos.end(), s.token) != eos.end();
+    const bool is_stop_id = std::find(stop_ids.begin(), stop_ids.end(), s.token) != stop_ids.end();
+    if (is_eos || is_stop_id) {
+      StreamEvent ev;  // the stop token itself carries no text
+      ev.token = s.token;
+      ev.logprob = s.logprob;
+      ev.top_logprobs = s.top;
+      a.stream->Push(std::move(ev));
+      finished.emplace_back(sample_ids[i], FinishReason::kStop);
+      continue;
+    }
+    if (Emit(a, s)) {
+      a.decoder.reset();  // the text is final: nothing held back is sent after the stop string
+      finished.emplace_back(sample_ids[i], FinishReason::kStop);
+      continue;
+    }
+    const int64_t total = static_cast<int64_t>(a.request.prompt.size()) + a.generated;
+    if (a.generated >= a.request.max_tokens || total >= config_.max_total_tokens)
+      finished.emplace_back(sample_ids[i], FinishReason::kLength);
+  }
+  scheduler_.Complete(plan, next);
+  for (const auto& [id, reason] : finished) FinishRequest(id, reason);
+  const auto t2 = Clock::now();
+  ++counters_.steps;
+  counters_.prompt_tokens += prompt_tokens;
+  counters_.generated_tokens += static_cast<int64_t>(next.size());
+  counters_.forward_s += Seconds(t1 - t0);
+  counters_.sample_s += Seconds(t2 - t1);
+}
+
+}  // namespace qb

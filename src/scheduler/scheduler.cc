@@ -1,0 +1,171 @@
+#include "scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "util/check.h"
+
+namespace qb {
+
+void Scheduler::InsertWaiting(Sequence seq, bool front) {
+  // Preempted sequences go before everything of their priority; new ones after it.
+  auto pos = std::find_if(waiting_.begin(), waiting_.end(), [&](const Sequence& w) {
+    return front ? w.priority >= seq.priority : w.priority > seq.priority;
+  });
+  waiting_.insert(pos, std::move(seq));
+}
+
+void Scheduler::Add(Sequence seq) {
+  QB_CHECK(!seq.tokens.empty(), "sequence {} has no tokens", seq.id);
+  seq.arrival = next_arrival_++;
+  seq.num_computed = 0;
+  seq.blocks.clear();
+  seq.hashes.clear();
+  InsertWaiting(std::move(seq), false);
+}
+
+Sequence* Scheduler::Find(int64_t id) {
+  for (auto& s : running_)
+    if (s.id == id) return &s;
+  for (auto& s : waiting_)
+    if (s.id == id) return &s;
+  return nullptr;
+}
+
+void Scheduler::ReleaseBlocks(Sequence& s) {
+  for (int32_t b : s.blocks) pool_->Release(b);
+  s.blocks.clear();
+  s.hashes.clear();
+  s.num_computed = 0;
+}
+
+bool Scheduler::Abort(int64_t id) {
+  for (size_t i = 0; i < running_.size(); ++i)
+    if (running_[i].id == id) {
+      ReleaseBlocks(running_[i]);
+      running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+      return true;
+    }
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
+    if (it->id == id) {
+      ReleaseBlocks(*it);
+      waiting_.erase(it);
+      return true;
+    }
+  return false;
+}
+
+void Scheduler::Preempt(size_t i) {
+  Sequence s = std::move(running_[i]);
+  running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
+  ReleaseBlocks(s);
+  ++s.preemptions;
+  ++total_preemptions_;
+  InsertWaiting(std::move(s), true);
+}
+
+void Scheduler::MatchPrefix(Sequence& s) {
+  s.cached_tokens = 0;
+  if (!config_.prefix_caching) return;
+  const int64_t bs = config_.block_size;
+  const auto n = static_cast<int64_t>(s.tokens.size());
+  uint64_t parent = 0;
+  for (int64_t b = 0; (b + 1) * bs <= n - 1; ++b) {  // leave at least one token to compute
+    std::span<const int32_t> toks(s.tokens.data() + b * bs, static_cast<size_t>(bs));
+    const uint64_t h = HashBlock(parent, toks);
+    const int32_t blk = pool_->Lookup(h, parent, toks);
+    if (blk < 0) break;
+    s.blocks.push_back(blk);
+    s.hashes.push_back(h);
+    parent = h;
+  }
+  s.num_computed = static_cast<int64_t>(s.blocks.size()) * bs;
+  s.cached_tokens = s.num_computed;
+}
+
+StepPlan Scheduler::Schedule() {
+  StepPlan plan;
+  int64_t budget = config_.max_batch_tokens;
+  // 1. Running sequences, oldest first.
+  for (size_t i = 0; i < running_.size() && budget > 0;) {
+    Sequence& s = running_[i];
+    const int64_t need = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
+    const int64_t chunk = std::min(need, budget);
+    int64_t blocks_needed = BlocksFor(s.num_computed + chunk) - static_cast<int64_t>(s.blocks.size());
+    // Free blocks by preempting the newest running sequences (not yet given a chunk).
+    bool self_preempted = false;
+    while (blocks_needed > pool_->num_free()) {
+      const size_t victim = running_.size() - 1;
+      if (victim == i) {
+        plan.preempted.push_back(s.id);
+        Preempt(i);
+        self_preempted = true;
+        break;
+      }
+      plan.preempted.push_back(running_[victim].id);
+      Preempt(victim);
+    }
+    if (self_preempted) break;  // i was the last one: nothing after it
+    for (; blocks_needed > 0; --blocks_needed) {
+      const int32_t b = pool_->Allocate();
+      QB_CHECK(b >= 0, "no block after freeing enough");
+      s.blocks.push_back(b);
+    }
+    const bool sample = s.num_computed + chunk == static_cast<int64_t>(s.tokens.size());
+    plan.chunks.push_back({s.id, s.num_computed, chunk, sample});
+    budget -= chunk;
+    ++i;
+  }
+  // 2. Admit waiting sequences (not in a step that had to preempt: they would thrash).
+  while (plan.preempted.empty() && budget > 0 && !waiting_.empty() &&
+         static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
+    Sequence& s = waiting_.front();
+    MatchPrefix(s);
+    const int64_t need = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
+    const int64_t chunk = std::min(need, budget);
+    const int64_t blocks_needed = BlocksFor(s.num_computed + chunk) - static_cast<int64_t>(s.blocks.size());
+    if (blocks_needed > pool_->num_free()) {
+      ReleaseBlocks(s);  // give back the prefix blocks just taken
+      break;
+    }
+    for (int64_t k = 0; k < blocks_needed; ++k) s.blocks.push_back(pool_->Allocate());
+    const bool sample = s.num_computed + chunk == static_cast<int64_t>(s.tokens.size());
+    plan.chunks.push_back({s.id, s.num_computed, chunk, sample});
+    budget -= chunk;
+    running_.push_back(std::move(s));
+    waiting_.pop_front();
+  }
+  plan.num_tokens = config_.max_batch_tokens - budget;
+  return plan;
+}
+
+void Scheduler::Publish(Sequence& s) {
+  if (!config_.prefix_caching) return;
+  const int64_t bs = config_.block_size;
+  while ((static_cast<int64_t>(s.hashes.size()) + 1) * bs <= s.num_computed) {
+    const auto b = static_cast<int64_t>(s.hashes.size());
+    const uint64_t parent = b > 0 ? s.hashes.back() : 0;
+    std::span<const int32_t> toks(s.tokens.data() + b * bs, static_cast<size_t>(bs));
+    const uint64_t h = HashBlock(parent, toks);
+    pool_->Publish(s.blocks[static_cast<size_t>(b)], h, parent, toks);
+    s.hashes.push_back(h);
+  }
+}
+
+void Scheduler::Complete(const StepPlan& plan, const std::vector<int32_t>& next) {
+  size_t k = 0;
+  for (const ScheduledChunk& c : plan.chunks) {
+    Sequence* s = Find(c.seq_id);
+    if (s == nullptr) {  // aborted while the step ran
+      if (c.sample) ++k;
+      continue;
+    }
+    s->num_computed = c.start + c.count;
+    Publish(*s);
+    if (c.sample) {
+      QB_CHECK(k < next.size(), "Complete: {} sampled tokens for more chunks", next.size());
+      s->tokens.push_back(next[k++]);
+    }
+  }
+}
+
+}  // namespace qb

@@ -1,0 +1,95 @@
+// The scheduler: which sequences run in the next step, and how many of their tokens. Pure: no
+// threads, no model. It owns the sequences' token lists, computed counts and block tables, and
+// takes KV blocks from the BlockPool. Each step:
+//   1. running sequences, oldest first, get their next chunk (1 token when decoding; a prompt
+//      chunk when still prefilling) within the step's token budget; when blocks run out, the
+//      most recently admitted running sequence is preempted (its blocks are freed and it goes
+//      back to the front of the queue, to be recomputed later: cheap when its blocks are still
+//      in the prefix cache);
+//   2. waiting sequences (by priority, then arrival) are admitted while the budget, the
+//      sequence limit and the free blocks allow; full blocks of their tokens found in the prefix
+//      cache are reused instead of computed.
+// "What fits the token budget" (max_batch_tokens) and "what fits the KV cache" (blocks) are
+// checked separately.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <vector>
+
+#include "kv/block_pool.h"
+#include "util/status.h"
+
+namespace qb {
+
+struct SchedulerConfig {
+  int64_t block_size = 16;
+  int64_t max_num_seqs = 64;        // sequences running at once
+  int64_t max_batch_tokens = 2048;  // tokens per step (prefill chunks + decodes)
+  bool prefix_caching = true;
+};
+
+struct Sequence {
+  int64_t id = 0;
+  int32_t priority = 0;  // lower runs first; equal priorities run in arrival order
+  std::vector<int32_t> tokens;  // the prompt, then the generated tokens
+  int64_t num_computed = 0;     // leading tokens whose keys/values are in the cache
+  std::vector<int32_t> blocks;  // block table
+  std::vector<uint64_t> hashes;  // prefix-cache hashes of the leading full blocks (published or found)
+  int64_t cached_tokens = 0;    // tokens found in the prefix cache at the last admission
+  int64_t preemptions = 0;
+  int64_t arrival = 0;          // set by the scheduler
+};
+
+struct ScheduledChunk {
+  int64_t seq_id;
+  int64_t start;  // first position computed in this step
+  int64_t count;
+  bool sample;    // the chunk ends at the last known token: the next one is sampled from it
+};
+
+struct StepPlan {
+  std::vector<ScheduledChunk> chunks;
+  std::vector<int64_t> preempted;
+  int64_t num_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  Scheduler(const SchedulerConfig& config, BlockPool* pool) : config_(config), pool_(pool) {}
+
+  const SchedulerConfig& config() const { return config_; }
+  // Queues a new sequence (tokens = its prompt, at least one).
+  void Add(Sequence seq);
+  // Drops a sequence wherever it is and frees its blocks at once. False if unknown.
+  bool Abort(int64_t id);
+  StepPlan Schedule();
+  // After the step ran: every chunk's tokens are computed; `next[i]` is the token sampled for
+  // the i-th chunk with sample = true (appended to its sequence).
+  void Complete(const StepPlan& plan, const std::vector<int32_t>& next);
+  // Frees a running sequence that is done.
+  void Finish(int64_t id) { Abort(id); }
+
+  Sequence* Find(int64_t id);
+  size_t num_running() const { return running_.size(); }
+  size_t num_waiting() const { return waiting_.size(); }
+  int64_t total_preemptions() const { return total_preemptions_; }
+
+ private:
+  int64_t BlocksFor(int64_t tokens) const { return (tokens + config_.block_size - 1) / config_.block_size; }
+  void Preempt(size_t running_index);
+  void ReleaseBlocks(Sequence& s);
+  void Publish(Sequence& s);
+  // Reuses cached blocks for the longest cached prefix (keeping at least one token to compute).
+  void MatchPrefix(Sequence& s);
+  void InsertWaiting(Sequence seq, bool front);
+
+  SchedulerConfig config_;
+  BlockPool* pool_;
+  std::vector<Sequence> running_;  // admission order
+  std::deque<Sequence> waiting_;   // priority, then arrival
+  int64_t next_arrival_ = 0;
+  int64_t total_preemptions_ = 0;
+};
+
+}  // namespace qb

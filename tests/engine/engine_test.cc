@@ -1,0 +1,283 @@
+// The engine end to end on micro-qwen2: batching, chunked prefill, prefix caching and
+// preemption never change a request's greedy output; sampling depends only on the seed; stop
+// conditions; limits; cancellation frees the cache.
+#include "engine/engine.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "common/test_paths.h"
+#include "model/loader.h"
+#include "util/thread_pool.h"
+
+namespace qb {
+namespace {
+
+class EngineTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto m = LoadModel(test::DataPath("micro-qwen2"));
+    ASSERT_TRUE(m.ok()) << m.status().ToString();
+    model_ = m->model;
+    auto t = LoadTokenizer(test::DataPath("micro-qwen2"));
+    ASSERT_TRUE(t.ok());
+    tokenizer_ = *t;
+    pool_ = std::make_unique<ThreadPool>(2);
+  }
+  static void TearDownTestSuite() {
+    model_.reset();
+    tokenizer_.reset();
+    pool_.reset();
+  }
+
+  static std::unique_ptr<Engine> MakeEngine(int64_t kv_blocks = 256, int64_t max_batch_tokens = 64,
+                                            int64_t max_num_seqs = 32) {
+    EngineConfig c;
+    c.scheduler.block_size = 16;
+    c.scheduler.max_batch_tokens = max_batch_tokens;
+    c.scheduler.max_num_seqs = max_num_seqs;
+    c.kv_blocks = kv_blocks;
+    c.eos_token_ids = {1023};
+    return std::make_unique<Engine>(model_, tokenizer_, c, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+  }
+
+  struct Output {
+    std::vector<int32_t> ids;
+    std::string text;
+    StreamEvent finish;
+  };
+
+  static Output Collect(RequestStream& s) {
+    Output o;
+    StreamEvent ev;
+    while (s.Next(&ev)) {
+      if (ev.kind == StreamEvent::Kind::kFinished) {
+        o.text += ev.text;
+        o.finish = ev;
+        break;
+      }
+      o.ids.push_back(ev.token);
+      o.text += ev.text;
+    }
+    return o;
+  }
+
+  static GenerationRequest Greedy(std::vector<int32_t> prompt, int64_t max_tokens) {
+    GenerationRequest r;
+    r.prompt = std::move(prompt);
+    r.max_tokens = max_tokens;
+    r.ignore_eos = true;
+    return r;
+  }
+
+  static std::vector<int32_t> RandomPrompt(std::mt19937& rng, int n) {
+    std::vector<int32_t> p(static_cast<size_t>(n));
+    for (auto& t : p) t = std::uniform_int_distribution<int32_t>(0, 1022)(rng);
+    return p;
+  }
+
+  static std::shared_ptr<const Qwen2Model> model_;
+  static std::shared_ptr<const Tokenizer> tokenizer_;
+  static std::unique_ptr<ThreadPool> pool_;
+};
+std::shared_ptr<const Qwen2Model> EngineTest::model_;
+std::shared_ptr<const Tokenizer> EngineTest::tokenizer_;
+std::unique_ptr<ThreadPool> EngineTest::pool_;
+
+TEST_F(EngineTest, SoloGreedyMatchesTheModel) {
+  // With an f32 KV cache the engine computes exactly what Forward on a contiguous cache does.
+  EngineConfig c;
+  c.kv_blocks = 32;
+  c.kv_dtype = DType::kF32;
+  c.scheduler.max_batch_tokens = 16;  // the 40-token prompt is prefilled in three chunks
+  Engine engine(model_, tokenizer_, c, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+  std::mt19937 rng(1);
+  const auto prompt = RandomPrompt(rng, 40);
+  auto s = engine.Submit(Greedy(prompt, 12));
+  ASSERT_TRUE(s.ok());
+  const Output out = Collect(**s);
+  ContiguousKvCache cache(model_->config(), 60);
+  const kernels::ExecContext ctx{pool_.get(), kernels::DetectIsa()};
+  std::vector<int32_t> want, step = prompt;
+  int64_t pos = 0;
+  for (int i = 0; i < 12; ++i) {
+    auto logits = model_->Forward(step, pos, cache, false, ctx);
+    ASSERT_TRUE(logits.ok());
+    pos += static_cast<int64_t>(step.size());
+    want.push_back(Argmax({logits->data<float>(), static_cast<size_t>(logits->cols())}));
+    step = {want.back()};
+  }
+  EXPECT_EQ(out.ids, want);
+  EXPECT_EQ(out.finish.reason, FinishReason::kLength);
+  EXPECT_EQ(out.finish.generated_tokens, 12);
+  EXPECT_EQ(out.text, *tokenizer_->Decode(want, true));
+}
+
+TEST_F(EngineTest, BatchingNeverChangesGreedyOutput) {
+  std::mt19937 rng(2);
+  const auto prompt = RandomPrompt(rng, 37);
+  auto solo_engine = MakeEngine();
+  const Output solo = Collect(**solo_engine->Submit(Greedy(prompt, 20)));
+  for (int others : {1, 7, 32}) {
+    auto engine = MakeEngine(512, 48);
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (int i = 0; i < others; ++i)
+      streams.push_back(*engine->Submit(Greedy(RandomPrompt(rng, std::uniform_int_distribution<int>(1, 80)(rng)),
+                                               std::uniform_int_distribution<int>(1, 30)(rng))));
+    auto mine = *engine->Submit(Greedy(prompt, 20));
+    // And a second copy of the same prompt (prefix-cache hits once the first has run).
+    auto copy = *engine->Submit(Greedy(prompt, 20));
+    EXPECT_EQ(Collect(*mine).ids, solo.ids) << others << " others";
+    EXPECT_EQ(Collect(*copy).ids, solo.ids) << others << " others (copy)";
+    for (auto& s : streams) Collect(*s);
+  }
+}
+
+TEST_F(EngineTest, PrefixCacheServesASharedPrompt) {
+  auto engine = MakeEngine();
+  std::mt19937 rng(3);
+  const auto prompt = RandomPrompt(rng, 100);
+  const Output first = Collect(**engine->Submit(Greedy(prompt, 4)));
+  const Output second = Collect(**engine->Submit(Greedy(prompt, 4)));
+  EXPECT_EQ(first.finish.cached_tokens, 0);
+  EXPECT_EQ(second.finish.cached_tokens, 96);  // 6 full blocks of 16
+  EXPECT_EQ(first.ids, second.ids);
+  EXPECT_GE(engine->Stats().prefix_hit_blocks, 6);
+}
+
+// 300 requests under a pool small enough for frequent preemption, with cancellations: every
+// request not cancelled returns exactly its solo tokens, and the pool ends empty.
+TEST_F(EngineTest, StressMatchesSoloRuns) {
+  std::mt19937 rng(4);
+  struct Job {
+    std::vector<int32_t> prompt;
+    int64_t max_tokens;
+    bool cancel;
+  };
+  std::vector<Job> jobs;
+  for (int i = 0; i < 300; ++i)
+    jobs.push_back({RandomPrompt(rng, std::uniform_int_distribution<int>(1, 48)(rng)),
+                    std::uniform_int_distribution<int64_t>(1, 24)(rng), rng() % 10 == 0});
+  // Solo runs (one engine, one request at a time).
+  auto solo_engine = MakeEngine();
+  std::vector<std::vector<int32_t>> want;
+  for (const Job& j : jobs)
+    want.push_back(j.cancel ? std::vector<int32_t>{} : Collect(**solo_engine->Submit(Greedy(j.prompt, j.max_tokens))).ids);
+  // All at once: 20 blocks of 16 tokens for up to 72-token requests.
+  auto engine = MakeEngine(20, 64, 16);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const Job& j : jobs) streams.push_back(*engine->Submit(Greedy(j.prompt, j.max_tokens)));
+  for (size_t i = 0; i < jobs.size(); ++i)
+    if (jobs[i].cancel) streams[i]->Cancel();
+  int cancelled = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const Output o = Collect(*streams[i]);
+    if (o.finish.reason == FinishReason::kCancelled) {
+      EXPECT_TRUE(jobs[i].cancel) << i;
+      ++cancelled;
+      continue;
+    }
+    EXPECT_EQ(o.ids, want[i]) << "request " << i;
+  }
+  EXPECT_GT(cancelled, 0);
+  // The engine publishes its counters after the step that sent the last events.
+  for (int i = 0; i < 200 && engine->Stats().kv_blocks_used > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const EngineStats st = engine->Stats();
+  EXPECT_GT(st.preemptions, 0);
+  EXPECT_EQ(st.kv_blocks_used, 0);
+  EXPECT_EQ(st.running + st.waiting, 0);
+}
+
+TEST_F(EngineTest, SeededSamplingIgnoresTheBatch) {
+  std::mt19937 rng(5);
+  const auto prompt = RandomPrompt(rng, 20);
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.max_tokens = 16;
+  r.ignore_eos = true;
+  r.sampling.temperature = 1.3f;
+  r.sampling.top_p = 0.9f;
+  r.sampling.seed = 77;
+  auto a = MakeEngine();
+  const Output alone = Collect(**a->Submit(r));
+  auto b = MakeEngine();
+  std::vector<std::shared_ptr<RequestStream>> others;
+  for (int i = 0; i < 5; ++i) {
+    GenerationRequest o = r;
+    o.sampling.seed = 1000 + static_cast<uint64_t>(i);
+    o.prompt = RandomPrompt(rng, 10 + i);
+    others.push_back(*b->Submit(o));
+  }
+  const Output batched = Collect(**b->Submit(r));
+  EXPECT_EQ(alone.ids, batched.ids);
+  r.sampling.seed = 78;
+  EXPECT_NE(Collect(**a->Submit(r)).ids, alone.ids);
+  for (auto& s : others) Collect(*s);
+}
+
+TEST_F(EngineTest, StopConditions) {
+  auto engine = MakeEngine();
+  std::mt19937 rng(6);
+  const auto prompt = RandomPrompt(rng, 12);
+  const Output full = Collect(**engine->Submit(Greedy(prompt, 24)));
+  ASSERT_EQ(full.ids.size(), 24u);
+  // A stop token id: output ends with it, reason stop, its text excluded.
+  GenerationRequest r = Greedy(prompt, 24);
+  r.stop_token_ids = {full.ids[5]};
+  const Output by_id = Collect(**engine->Submit(r));
+  const size_t first = static_cast<size_t>(std::find(full.ids.begin(), full.ids.end(), full.ids[5]) - full.ids.begin());
+  EXPECT_EQ(by_id.finish.reason, FinishReason::kStop);
+  EXPECT_EQ(by_id.ids.size(), first + 1);
+  // A stop string from the middle of the text: the text ends right before it.
+  ASSERT_GT(full.text.size(), 12u);
+  const std::string stop = full.text.substr(6, 4);
+  GenerationRequest rs = Greedy(prompt, 24);
+  rs.stop = {stop, "never-appears"};
+  const Output by_str = Collect(**engine->Submit(rs));
+  EXPECT_EQ(by_str.finish.reason, FinishReason::kStop);
+  EXPECT_EQ(by_str.text, full.text.substr(0, full.text.find(stop)));
+  // EOS stops unless ignored.
+  GenerationRequest re = Greedy(prompt, 24);
+  re.ignore_eos = false;
+  re.stop_token_ids.clear();
+  const Output eos = Collect(**engine->Submit(re));
+  EXPECT_TRUE(eos.finish.reason == FinishReason::kLength || eos.ids.back() == 1023);
+}
+
+TEST_F(EngineTest, LimitsAreCheckedOnSubmit) {
+  EngineConfig c;
+  c.kv_blocks = 8;
+  c.max_total_tokens = 100;
+  c.max_input_tokens = 50;
+  Engine engine(model_, tokenizer_, c, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+  EXPECT_FALSE(engine.Submit(Greedy({}, 4)).ok());
+  auto too_long = engine.Submit(Greedy(std::vector<int32_t>(60, 5), 4));
+  ASSERT_FALSE(too_long.ok());
+  EXPECT_NE(too_long.status().message().find("--max-input-tokens"), std::string::npos);
+  auto total = engine.Submit(Greedy(std::vector<int32_t>(40, 5), 70));
+  ASSERT_FALSE(total.ok());
+  EXPECT_NE(total.status().message().find("--max-total-tokens"), std::string::npos);
+  EXPECT_FALSE(engine.Submit(Greedy({5, 2000}, 4)).ok());
+  GenerationRequest r = Greedy({5}, 4);
+  r.stop = {""};
+  EXPECT_FALSE(engine.Submit(r).ok());
+}
+
+TEST_F(EngineTest, CancellationFreesTheCache) {
+  auto engine = MakeEngine(64);
+  std::mt19937 rng(7);
+  auto s = *engine->Submit(Greedy(RandomPrompt(rng, 60), 10000 / 100));
+  StreamEvent ev;
+  ASSERT_TRUE(s->Next(&ev));  // it is running
+  s->Cancel();
+  const Output o = Collect(*s);
+  EXPECT_EQ(o.finish.reason, FinishReason::kCancelled);
+  for (int i = 0; i < 100 && engine->Stats().kv_blocks_used > 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+}
+
+}  // namespace
+}  // namespace qb

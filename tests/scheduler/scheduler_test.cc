@@ -1,0 +1,230 @@
+// The scheduler alone, step by step, with a fake forward pass: each step "computes" the
+// scheduled tokens and samples next = (last token * 31 + 7) % 1000, so every sequence's tokens
+// are known in advance whatever happens to it.
+#include "scheduler/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <numeric>
+#include <random>
+
+namespace qb {
+namespace {
+
+int32_t FakeNext(int32_t last) { return (last * 31 + 7) % 1000; }
+
+std::vector<int32_t> Prompt(int n, int32_t first = 1) {
+  std::vector<int32_t> p(static_cast<size_t>(n));
+  std::iota(p.begin(), p.end(), first);
+  return p;
+}
+
+Sequence Seq(int64_t id, std::vector<int32_t> prompt, int32_t priority = 0) {
+  Sequence s;
+  s.id = id;
+  s.tokens = std::move(prompt);
+  s.priority = priority;
+  return s;
+}
+
+// Runs one step: checks invariants, returns the plan.
+StepPlan RunStep(Scheduler& sched) {
+  StepPlan plan = sched.Schedule();
+  std::vector<int32_t> next;
+  for (const auto& c : plan.chunks) {
+    Sequence* s = sched.Find(c.seq_id);
+    EXPECT_NE(s, nullptr);
+    EXPECT_EQ(c.start, s->num_computed);
+    EXPECT_GE(static_cast<int64_t>(s->blocks.size()) * sched.config().block_size, c.start + c.count);
+    if (c.sample) next.push_back(FakeNext(s->tokens.back()));
+  }
+  sched.Complete(plan, next);
+  return plan;
+}
+
+TEST(SchedulerTest, ChunkedPrefillThenDecode) {
+  BlockPool pool(10);
+  Scheduler sched({16, 8, 32, true}, &pool);
+  sched.Add(Seq(1, Prompt(40)));
+  StepPlan p1 = RunStep(sched);
+  ASSERT_EQ(p1.chunks.size(), 1u);
+  EXPECT_EQ(p1.chunks[0].count, 32);  // the token budget
+  EXPECT_FALSE(p1.chunks[0].sample);
+  EXPECT_EQ(pool.num_used(), 2);
+  StepPlan p2 = RunStep(sched);
+  EXPECT_EQ(p2.chunks[0].start, 32);
+  EXPECT_EQ(p2.chunks[0].count, 8);
+  EXPECT_TRUE(p2.chunks[0].sample);
+  EXPECT_EQ(pool.num_used(), 3);
+  StepPlan p3 = RunStep(sched);  // decode: position 40
+  EXPECT_EQ(p3.chunks[0].start, 40);
+  EXPECT_EQ(p3.chunks[0].count, 1);
+  Sequence* s = sched.Find(1);
+  EXPECT_EQ(s->tokens.size(), 42u);
+  EXPECT_EQ(s->tokens[40], FakeNext(40));
+  sched.Finish(1);
+  EXPECT_EQ(pool.num_free(), 10);
+}
+
+TEST(SchedulerTest, DecodesFirstThenPrefillWithinTheBudget) {
+  BlockPool pool(20);
+  Scheduler sched({16, 8, 20, true}, &pool);
+  sched.Add(Seq(1, Prompt(4)));
+  RunStep(sched);  // 1 prefilled and sampled
+  sched.Add(Seq(2, Prompt(50, 100)));
+  StepPlan p = RunStep(sched);
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[0].seq_id, 1);  // the decode comes first
+  EXPECT_EQ(p.chunks[0].count, 1);
+  EXPECT_EQ(p.chunks[1].seq_id, 2);
+  EXPECT_EQ(p.chunks[1].count, 19);  // the rest of the budget
+  EXPECT_EQ(p.num_tokens, 20);
+}
+
+TEST(SchedulerTest, MaxNumSeqsAndPriority) {
+  BlockPool pool(50);
+  Scheduler sched({16, 2, 100, true}, &pool);
+  sched.Add(Seq(1, Prompt(3)));
+  sched.Add(Seq(2, Prompt(3)));
+  sched.Add(Seq(3, Prompt(3), -1));  // higher priority: admitted first
+  StepPlan p = RunStep(sched);
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[0].seq_id, 3);
+  EXPECT_EQ(p.chunks[1].seq_id, 1);
+  EXPECT_EQ(sched.num_waiting(), 1u);
+}
+
+TEST(SchedulerTest, PreemptsTheNewestWhenBlocksRunOut) {
+  BlockPool pool(4);  // 64 token slots
+  Scheduler sched({16, 8, 64, false}, &pool);
+  sched.Add(Seq(1, Prompt(30)));
+  sched.Add(Seq(2, Prompt(30, 200)));
+  RunStep(sched);  // both prefilled: 2 blocks each, pool full
+  EXPECT_EQ(pool.num_free(), 0);
+  // Both decode positions 30 and 31 within their blocks; position 32 of sequence 1 needs a
+  // third block, and sequence 2 (the newest) is preempted for it.
+  EXPECT_TRUE(RunStep(sched).preempted.empty());
+  EXPECT_TRUE(RunStep(sched).preempted.empty());
+  StepPlan p = RunStep(sched);
+  ASSERT_EQ(p.preempted.size(), 1u);
+  EXPECT_EQ(p.preempted[0], 2);
+  EXPECT_EQ(sched.num_waiting(), 1u);
+  Sequence* s2 = sched.Find(2);
+  EXPECT_EQ(s2->num_computed, 0);
+  EXPECT_TRUE(s2->blocks.empty());
+  EXPECT_EQ(s2->tokens.size(), 33u);  // its tokens are kept: only the cache is recomputed
+  EXPECT_EQ(sched.total_preemptions(), 1);
+  sched.Finish(1);
+  StepPlan back = RunStep(sched);  // seq 2 recomputes all its tokens
+  ASSERT_EQ(back.chunks.size(), 1u);
+  EXPECT_EQ(back.chunks[0].count, 33);
+  EXPECT_TRUE(back.chunks[0].sample);
+}
+
+TEST(SchedulerTest, PrefixCacheSharesFullBlocks) {
+  BlockPool pool(16);
+  Scheduler sched({16, 8, 256, true}, &pool);
+  std::vector<int32_t> shared = Prompt(40);
+  sched.Add(Seq(1, shared));
+  RunStep(sched);
+  // The same 32-token prefix, then other tokens: two cached blocks are reused.
+  std::vector<int32_t> other(shared.begin(), shared.begin() + 32);
+  for (int i = 0; i < 10; ++i) other.push_back(500 + i);
+  sched.Add(Seq(2, other));
+  StepPlan p = RunStep(sched);
+  ASSERT_EQ(p.chunks.size(), 2u);
+  EXPECT_EQ(p.chunks[1].seq_id, 2);
+  EXPECT_EQ(p.chunks[1].start, 32);
+  EXPECT_EQ(p.chunks[1].count, 10);
+  Sequence* s1 = sched.Find(1);
+  Sequence* s2 = sched.Find(2);
+  EXPECT_EQ(s2->cached_tokens, 32);
+  EXPECT_EQ(s1->blocks[0], s2->blocks[0]);
+  EXPECT_EQ(s1->blocks[1], s2->blocks[1]);
+  EXPECT_EQ(pool.refcount(s1->blocks[0]), 2);
+  // A prompt that is exactly cached still computes its last token.
+  sched.Add(Seq(3, std::vector<int32_t>(shared.begin(), shared.begin() + 32)));
+  StepPlan p3 = RunStep(sched);
+  EXPECT_EQ(p3.chunks.back().seq_id, 3);
+  EXPECT_EQ(p3.chunks.back().start, 16);
+  EXPECT_EQ(p3.chunks.back().count, 16);
+  sched.Finish(1);
+  sched.Finish(2);
+  sched.Finish(3);
+  EXPECT_EQ(pool.num_free(), 16);
+}
+
+TEST(SchedulerTest, AbortFreesBlocksAtOnce) {
+  BlockPool pool(8);
+  Scheduler sched({16, 8, 64, true}, &pool);
+  sched.Add(Seq(1, Prompt(40)));
+  sched.Add(Seq(2, Prompt(40, 300)));
+  RunStep(sched);
+  EXPECT_GT(pool.num_used(), 0);
+  EXPECT_TRUE(sched.Abort(2));
+  EXPECT_TRUE(sched.Abort(1));
+  EXPECT_FALSE(sched.Abort(1));
+  EXPECT_EQ(pool.num_free(), 8);
+  EXPECT_EQ(sched.num_running() + sched.num_waiting(), 0u);
+}
+
+// Many sequences, a small pool (frequent preemption), random cancellations: every surviving
+// sequence produces exactly its expected tokens, and the pool ends empty.
+TEST(SchedulerTest, StressWithPreemptionAndCancellation) {
+  std::mt19937 rng(99);
+  BlockPool pool(24);
+  Scheduler sched({16, 12, 96, true}, &pool);
+  struct Want {
+    size_t prompt;
+    size_t total;
+  };
+  std::map<int64_t, Want> live;
+  std::map<int64_t, std::pair<size_t, std::vector<int32_t>>> done;  // prompt length, tokens
+  int64_t next_id = 1;
+  int steps = 0, cancelled = 0;
+  while (next_id <= 300 || !live.empty()) {
+    ASSERT_LT(++steps, 100000);
+    for (int k = 0; k < 3 && next_id <= 300; ++k) {
+      const int plen = std::uniform_int_distribution<int>(1, 60)(rng);
+      const int gen = std::uniform_int_distribution<int>(1, 40)(rng);
+      // Some share a prefix (tokens 1..plen), some not.
+      const int32_t first = rng() % 2 ? 1 : static_cast<int32_t>(1000 + next_id * 100);
+      sched.Add(Seq(next_id, Prompt(plen, first)));
+      live[next_id] = {static_cast<size_t>(plen), static_cast<size_t>(plen + gen)};
+      ++next_id;
+    }
+    RunStep(sched);
+    for (auto it = live.begin(); it != live.end();) {
+      Sequence* s = sched.Find(it->first);
+      ASSERT_NE(s, nullptr);
+      if (rng() % 2000 == 0) {  // cancelled
+        sched.Abort(it->first);
+        ++cancelled;
+        it = live.erase(it);
+        continue;
+      }
+      if (s->tokens.size() >= it->second.total && s->num_computed + 1 >= static_cast<int64_t>(s->tokens.size())) {
+        done[it->first] = {it->second.prompt, s->tokens};
+        sched.Finish(it->first);
+        it = live.erase(it);
+        continue;
+      }
+      ++it;
+    }
+  }
+  EXPECT_GT(sched.total_preemptions(), 10);
+  EXPECT_GT(cancelled, 0);
+  EXPECT_EQ(static_cast<int>(done.size()) + cancelled, 300);
+  // Every generated token follows from the one before it.
+  for (const auto& [id, entry] : done) {
+    const auto& [prompt, tokens] = entry;
+    for (size_t i = prompt; i < tokens.size(); ++i)
+      ASSERT_EQ(tokens[i], FakeNext(tokens[i - 1])) << "sequence " << id << " token " << i;
+  }
+  EXPECT_EQ(pool.num_free(), 24);
+  EXPECT_EQ(pool.num_used(), 0);
+}
+
+}  // namespace
+}  // namespace qb
