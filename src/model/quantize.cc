@@ -6,6 +6,7 @@
 
 #include "tensor/dequantize.h"
 #include "tensor/interleave.h"
+#include "util/mapped_file.h"
 
 namespace qb {
 
@@ -60,7 +61,12 @@ void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPo
 
 void InterleaveWeights(Qwen2Weights& w, bool tied) {
   auto repack = [](Tensor& t) {
-    if (CanInterleave(t)) t = Interleave(t);
+    if (!CanInterleave(t)) return;
+    Tensor repacked = Interleave(t);
+    // The file's copy is not read again: drop its pages from the resident set (a view of an
+    // mmap'd file is read-only; an owned tensor frees its memory when replaced).
+    if (!t.writable()) ReleaseMappedRange(t.raw(), t.nbytes());
+    t = std::move(repacked);
   };
   for (LayerWeights& l : w.layers)
     for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) repack(*t);

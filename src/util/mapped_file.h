@@ -32,4 +32,9 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Tells the kernel a range of a mapping will not be read again (weights repacked into other
+// memory): its pages leave this process's resident set; file pages stay in the page cache as
+// reclaimable. Only whole pages inside the range are affected.
+void ReleaseMappedRange(const void* data, size_t size);
+
 }  // namespace qb
