@@ -11,7 +11,9 @@ PACKAGES=(
   libspdlog-dev libfmt-dev  # logging and formatting
   libutf8proc-dev           # Unicode categories and NFC (tokenizer)
   libsimdjson-dev           # fast JSON for the 7 MB tokenizer.json
-  pkg-config                # finds utf8proc
+  pkg-config                # finds utf8proc and cpp-httplib
+  libcpp-httplib-dev libssl-dev zlib1g-dev libbrotli-dev  # HTTP server (and what its build needs)
+  prometheus                # promtool, to check /metrics in the tests
 )
 
 missing=()

@@ -14,5 +14,6 @@ void AddDetokenizeCommand(CLI::App& app, int* exit_code);
 void AddChatTemplateCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddQuantizeCommand(CLI::App& app, int* exit_code);
+void AddServeCommand(CLI::App& app, int* exit_code);
 
 }  // namespace qb::cli

@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   app.parse_complete_callback([&] { spdlog::set_level(spdlog::level::from_str(log_level)); });
 
   int exit_code = 0;
+  qb::cli::AddServeCommand(app, &exit_code);
   qb::cli::AddLogitsCommand(app, &exit_code);
   qb::cli::AddGenerateCommand(app, &exit_code);
   qb::cli::AddInfoCommand(app, &exit_code);

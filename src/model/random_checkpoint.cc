@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -216,6 +217,37 @@ Status WriteRandomCheckpoint(const ModelPreset& p, const RandomCheckpointOptions
     QB_RETURN_IF_ERROR(w.Write((fs::path(o.out) / file).string()));
   }
   return WriteText((fs::path(o.out) / "model.safetensors.index.json").string(), index.dump(2) + "\n");
+}
+
+Qwen2Weights RandomWeightsInMemory(const ModelPreset& p, DType dtype, uint64_t seed) {
+  std::map<std::string, Tensor> by_name;
+  for (auto& t : RandomWeights(p.config, WeightNaming::kHuggingFace, dtype, DType::kF32, seed)) {
+    Tensor out = Tensor::Empty(t.dtype, t.shape);
+    t.fill(static_cast<uint8_t*>(out.mutable_raw()));
+    by_name.emplace(t.name, std::move(out));
+  }
+  auto get = [&](WeightRole r, int64_t l = 0) { return by_name.at(WeightName(WeightNaming::kHuggingFace, r, l)); };
+  Qwen2Weights w;
+  w.token_embedding = get(WeightRole::kTokenEmbedding);
+  for (int64_t l = 0; l < p.config.num_layers; ++l) {
+    LayerWeights lw;
+    lw.attn_norm = get(WeightRole::kAttnNorm, l);
+    lw.wq = get(WeightRole::kQ, l);
+    lw.bq = get(WeightRole::kQBias, l);
+    lw.wk = get(WeightRole::kK, l);
+    lw.bk = get(WeightRole::kKBias, l);
+    lw.wv = get(WeightRole::kV, l);
+    lw.bv = get(WeightRole::kVBias, l);
+    lw.wo = get(WeightRole::kO, l);
+    lw.ffn_norm = get(WeightRole::kFfnNorm, l);
+    lw.w_gate = get(WeightRole::kGate, l);
+    lw.w_up = get(WeightRole::kUp, l);
+    lw.w_down = get(WeightRole::kDown, l);
+    w.layers.push_back(std::move(lw));
+  }
+  w.final_norm = get(WeightRole::kFinalNorm);
+  w.lm_head = p.config.tie_word_embeddings ? w.token_embedding : get(WeightRole::kLmHead);
+  return w;
 }
 
 }  // namespace qb

@@ -8,6 +8,7 @@
 
 #include "formats/gguf.h"
 #include "model/presets.h"
+#include "model/weights.h"
 #include "tensor/dtype.h"
 #include "util/status.h"
 
@@ -26,6 +27,10 @@ struct RandomCheckpointOptions {
 };
 
 Status WriteRandomCheckpoint(const ModelPreset& preset, const RandomCheckpointOptions& options);
+
+// The same random weights built in memory (the server's demo model): matrices in `dtype`,
+// norms and biases f32.
+Qwen2Weights RandomWeightsInMemory(const ModelPreset& preset, DType dtype, uint64_t seed);
 
 // config.json / generation_config.json text for a config (as Hugging Face writes them).
 std::string HfConfigJson(const ModelConfig& c, DType dtype);

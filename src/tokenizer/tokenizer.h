@@ -57,5 +57,10 @@ class Tokenizer {
 // merges.txt (+ tokenizer_config.json for added tokens), or a .gguf file (tokenizer.ggml.*).
 // The chat template comes from tokenizer_config.json or tokenizer.chat_template.
 Result<std::shared_ptr<const Tokenizer>> LoadTokenizer(const std::string& path);
+// The same from the text of tokenizer.json and tokenizer_config.json ("{}" if none); `what`
+// names the source in errors.
+Result<std::shared_ptr<const Tokenizer>> LoadTokenizerFromText(std::string_view tokenizer_json,
+                                                               std::string_view tokenizer_config_json,
+                                                               const std::string& what);
 
 }  // namespace qb

@@ -102,10 +102,8 @@ Status CheckQwen2PreTokenizer(simdjson::dom::element tok, const std::string& pat
   return Status::Ok();
 }
 
-Result<std::shared_ptr<const Tokenizer>> FromTokenizerJson(const fs::path& dir) {
-  const std::string path = (dir / "tokenizer.json").string();
-  simdjson::padded_string text;
-  if (auto e = simdjson::padded_string::load(path).get(text)) return SimdError(e, path, "cannot read");
+Result<std::shared_ptr<const Tokenizer>> FromTokenizerJsonText(const simdjson::padded_string& text, const Json& cfg,
+                                                               const std::string& path) {
   simdjson::dom::parser parser;
   simdjson::dom::element tok;
   if (auto e = parser.parse(text).get(tok)) return SimdError(e, path, "invalid JSON");
@@ -148,9 +146,16 @@ Result<std::shared_ptr<const Tokenizer>> FromTokenizerJson(const fs::path& dir) 
       if (a["special"].get_bool().get(special)) special = false;
       added.push_back({static_cast<int32_t>(id), std::string(content), special});
     }
-  QB_ASSIGN_OR_RETURN(Json cfg, ReadOptionalJson(dir / "tokenizer_config.json"));
   QB_ASSIGN_OR_RETURN(std::string tmpl, ChatTemplateFromConfig(cfg));
   return Finish(std::move(tokens), merges, std::move(added), std::move(tmpl), path);
+}
+
+Result<std::shared_ptr<const Tokenizer>> FromTokenizerJson(const fs::path& dir) {
+  const std::string path = (dir / "tokenizer.json").string();
+  simdjson::padded_string text;
+  if (auto e = simdjson::padded_string::load(path).get(text)) return SimdError(e, path, "cannot read");
+  QB_ASSIGN_OR_RETURN(Json cfg, ReadOptionalJson(dir / "tokenizer_config.json"));
+  return FromTokenizerJsonText(text, cfg, path);
 }
 
 Result<std::shared_ptr<const Tokenizer>> FromVocabAndMerges(const fs::path& dir) {
@@ -222,6 +227,13 @@ Result<std::shared_ptr<const Tokenizer>> FromGguf(const std::string& path) {
 }
 
 }  // namespace
+
+Result<std::shared_ptr<const Tokenizer>> LoadTokenizerFromText(std::string_view tokenizer_json,
+                                                               std::string_view tokenizer_config_json,
+                                                               const std::string& what) {
+  QB_ASSIGN_OR_RETURN(Json cfg, ParseJson(tokenizer_config_json, what + " tokenizer_config.json"));
+  return FromTokenizerJsonText(simdjson::padded_string(tokenizer_json), cfg, what + " tokenizer.json");
+}
 
 Result<std::shared_ptr<const Tokenizer>> LoadTokenizer(const std::string& path) {
   std::error_code ec;

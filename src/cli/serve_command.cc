@@ -1,0 +1,202 @@
+// qwenbox serve [--model PATH] [--host H] [--port P] [--api-key KEY | --api-key-file F]
+//               [--served-model-name NAME] [engine limits] [-t N] [--quant Q]
+// Without --model it serves a demo model: random weights of the tiny preset with the real
+// Qwen2.5 tokenizer, built in memory. SIGTERM/SIGINT drains: new requests get 503, running ones
+// finish within --drain-timeout, the rest are cancelled, and the process exits 0.
+#include <signal.h>
+
+#include <chrono>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "assets/assets.h"
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "cli/exec_options.h"
+#include "engine/engine.h"
+#include "kv/kv_storage.h"
+#include "model/loader.h"
+#include "model/presets.h"
+#include "model/random_checkpoint.h"
+#include "server/http_server.h"
+#include "tokenizer/chat_template.h"
+#include "util/json.h"
+
+namespace qb::cli {
+
+namespace {
+
+struct ServeOptions {
+  std::string model;
+  ServerConfig server;
+  std::string api_key_file;
+  ExecOptions exec;
+  int64_t max_num_seqs = 64;
+  int64_t max_batch_tokens = 2048;
+  int64_t max_input_tokens = 0;
+  int64_t max_total_tokens = 0;
+  int64_t max_queue = 256;
+  int64_t kv_cache_bytes = int64_t{1} << 30;
+  std::string kv_dtype = "f16";
+  int64_t block_size = 16;
+  bool no_prefix_caching = false;
+  double drain_timeout = 30;
+};
+
+Result<LoadedModel> DemoModel(std::shared_ptr<const Tokenizer>* tok) {
+  QB_ASSIGN_OR_RETURN(ModelPreset preset, FindPreset("tiny"));
+  LoadedModel m;
+  m.path = "(demo: random tiny model)";
+  m.generation = preset.generation;
+  m.model = std::make_shared<const Qwen2Model>(preset.config, RandomWeightsInMemory(preset, DType::kBF16, 0));
+  QB_ASSIGN_OR_RETURN(*tok, LoadTokenizerFromText(assets::Qwen25TokenizerJson(), assets::Qwen25TokenizerConfigJson(),
+                                                  "built-in"));
+  return m;
+}
+
+Status RunServe(ServeOptions o) {
+  // Signals are taken by sigwait below: block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (!o.api_key_file.empty()) {
+    QB_ASSIGN_OR_RETURN(std::string key, ReadFileToString(o.api_key_file));
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
+    if (key.empty()) return InvalidArgument(o.api_key_file + ": the API key file is empty");
+    o.server.api_key = key;
+  }
+  auto kv_dtype = DTypeFromName(o.kv_dtype);
+  if (!kv_dtype || !Info(*kv_dtype).is_float) return InvalidArgument("--kv-dtype must be f16, bf16 or f32");
+  if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1)
+    return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
+
+  HttpServer server(o.server);
+  QB_RETURN_IF_ERROR(server.Start());
+  spdlog::info("listening on http://{}:{} (/health answers while loading)", o.server.host, server.port());
+
+  std::unique_ptr<ThreadPool> pool;
+  kernels::ExecContext ctx;
+  QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
+  server.SetLoading("loading weights", 0.1);
+  std::shared_ptr<const Tokenizer> tok;
+  LoadedModel loaded;
+  if (o.model.empty()) {
+    spdlog::warn("no --model given: serving a DEMO model (random weights of the tiny preset, real Qwen2.5 "
+                 "tokenizer); its text is meaningless");
+    QB_ASSIGN_OR_RETURN(loaded, DemoModel(&tok));
+  } else {
+    QB_ASSIGN_OR_RETURN(loaded, o.exec.Load(o.model, pool.get()));
+    server.SetLoading("loading the tokenizer", 0.8);
+    QB_ASSIGN_OR_RETURN(tok, LoadTokenizer(o.model));
+  }
+  const ModelConfig& mc = loaded.model->config();
+  EngineConfig ec;
+  ec.scheduler.block_size = o.block_size;
+  ec.scheduler.max_num_seqs = o.max_num_seqs;
+  ec.scheduler.max_batch_tokens = o.max_batch_tokens;
+  ec.scheduler.prefix_caching = !o.no_prefix_caching;
+  ec.kv_dtype = *kv_dtype;
+  const int64_t block_bytes = KvLayout::BytesPerToken(mc.num_layers, mc.kv_dim(), *kv_dtype) * o.block_size;
+  ec.kv_blocks = o.kv_cache_bytes / block_bytes;
+  if (ec.kv_blocks < 1)
+    return InvalidArgument(fmt::format("--kv-cache-bytes {} holds no block ({} bytes each)", o.kv_cache_bytes, block_bytes));
+  const int64_t pool_tokens = ec.kv_blocks * o.block_size;
+  ec.max_total_tokens = o.max_total_tokens > 0 ? o.max_total_tokens : std::min(mc.max_position_embeddings, pool_tokens);
+  if (ec.max_total_tokens > mc.max_position_embeddings)
+    return InvalidArgument(fmt::format("--max-total-tokens {} exceeds the model's context of {}", ec.max_total_tokens,
+                                       mc.max_position_embeddings));
+  if (ec.max_total_tokens > pool_tokens)
+    return InvalidArgument(fmt::format(
+        "--max-total-tokens {} does not fit the KV cache ({} tokens in {} bytes): raise --kv-cache-bytes or lower it",
+        ec.max_total_tokens, pool_tokens, o.kv_cache_bytes));
+  ec.max_input_tokens = o.max_input_tokens > 0 ? o.max_input_tokens : ec.max_total_tokens - 1;
+  ec.max_queue = o.max_queue;
+  for (int64_t e : loaded.generation.eos_token_ids) ec.eos_token_ids.push_back(static_cast<int32_t>(e));
+  if (auto im_end = tok->AddedTokenId("<|im_end|>");
+      im_end && std::find(ec.eos_token_ids.begin(), ec.eos_token_ids.end(), *im_end) == ec.eos_token_ids.end())
+    ec.eos_token_ids.push_back(*im_end);
+  Engine engine(loaded.model, tok, ec, ctx);
+
+  server.SetLoading("warming up", 0.9);
+  {
+    GenerationRequest warm;
+    warm.prompt = {0};
+    warm.max_tokens = 1;
+    warm.ignore_eos = true;
+    QB_ASSIGN_OR_RETURN(auto s, engine.Submit(warm));
+    StreamEvent ev;
+    while (s->Next(&ev) && ev.kind != StreamEvent::Kind::kFinished) {
+    }
+  }
+  ServedModel sm;
+  sm.engine = &engine;
+  sm.tokenizer = tok;
+  if (auto kind = RecognizeChatTemplate(tok->chat_template()); kind.ok()) sm.chat_template = *kind;
+  else spdlog::warn("/v1/chat/completions is off: {}", kind.status().message());
+  const GenerationConfig& g = loaded.generation;
+  sm.defaults.temperature = g.do_sample ? static_cast<float>(g.temperature.value_or(1.0)) : 0.0f;
+  sm.defaults.top_p = g.do_sample ? static_cast<float>(g.top_p.value_or(1.0)) : 1.0f;
+  sm.defaults.top_k = g.do_sample ? g.top_k.value_or(0) : 0;
+  sm.defaults.repetition_penalty = static_cast<float>(g.repetition_penalty.value_or(1.0));
+  sm.defaults.max_total_tokens = ec.max_total_tokens;
+  sm.dtype = mc.torch_dtype;
+  sm.compute_threads = pool->size();
+  server.SetModel(sm);
+  spdlog::info("ready: {} as \"{}\" ({} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
+               loaded.path, o.server.served_model_name, ec.kv_blocks, o.block_size, pool->size(), ec.max_total_tokens);
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("{}: draining (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout);
+  server.BeginDrain();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.drain_timeout);
+  while (server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (server.in_flight() > 0) spdlog::warn("drain timeout: cancelling {} requests", server.in_flight());
+  engine.Shutdown();
+  for (int i = 0; i < 100 && server.in_flight() > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  server.Stop();
+  spdlog::info("stopped");
+  return Status::Ok();
+}
+
+}  // namespace
+
+void AddServeCommand(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* cmd = app.add_subcommand("serve", "Serve the OpenAI- and TGI-compatible HTTP API");
+  cmd->add_option("--model", o->model, "A Hugging Face directory or a .gguf file (default: the built-in demo model)");
+  cmd->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str();
+  auto* key = cmd->add_option("--api-key", o->server.api_key, "Require 'Authorization: Bearer KEY'");
+  cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from this file")->excludes(key);
+  cmd->add_option("--served-model-name", o->server.served_model_name, "The model name clients use")->capture_default_str();
+  cmd->add_option("--max-num-seqs", o->max_num_seqs, "Sequences batched at once")->capture_default_str();
+  cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (prefill chunks + decodes)")
+      ->capture_default_str();
+  cmd->add_option("--max-input-tokens", o->max_input_tokens, "Longest prompt (default: max total - 1)");
+  cmd->add_option("--max-total-tokens", o->max_total_tokens,
+                  "Prompt + generated tokens per request (default: the model's context, within the KV cache)");
+  cmd->add_option("--max-queue", o->max_queue, "Waiting requests before answering 429")->capture_default_str();
+  cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes, "Bytes of KV cache")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16 or f32")->capture_default_str();
+  cmd->add_option("--block-size", o->block_size, "Tokens per KV block")->capture_default_str();
+  cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");
+  cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
+  cmd->add_option("--http-threads", o->server.http_threads, "Connections served at once")->capture_default_str();
+  cmd->add_option("--drain-timeout", o->drain_timeout, "Seconds to let requests finish on SIGTERM")->capture_default_str();
+  o->exec.Add(cmd, "fast");
+  cmd->callback([o, exit_code] {
+    Status s = RunServe(*o);
+    *exit_code = s.ok() ? 0 : ReportError("serve", s);
+  });
+}
+
+}  // namespace qb::cli

@@ -1,0 +1,50 @@
+// What the API layer hands the HTTP layer: a validated request ready for the engine, or an
+// HTTP error (status, OpenAI-style type, message).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "engine/request.h"
+#include "tokenizer/chat_template.h"
+
+namespace qb::api {
+
+struct HttpError {
+  int status = 400;
+  std::string type = "invalid_request_error";
+  std::string message;
+  std::string param;
+};
+
+// Defaults that come from the model (generation_config.json) and the server's limits.
+struct Defaults {
+  float temperature = 1.0f;
+  float top_p = 1.0f;
+  int64_t top_k = 0;
+  float repetition_penalty = 1.0f;
+  int64_t max_total_tokens = 32768;
+  int64_t max_n = 8;
+};
+
+enum class Endpoint { kChat, kCompletion, kTgi };
+
+struct ParsedRequest {
+  Endpoint endpoint = Endpoint::kChat;
+  GenerationRequest gen;   // prompt ids, sampling, limits (id filled by the server)
+  int n = 1;
+  bool stream = false;
+  bool include_usage = false;
+  bool max_tokens_given = false;
+  bool want_logprobs = false;
+  int top_logprobs = 0;
+  bool tools = false;        // parse <tool_call> blocks in the output
+  std::string prompt_text;   // the rendered prompt (TGI return_full_text, completions echo)
+  // TGI
+  bool details = false;
+  bool decoder_input_details = false;
+  bool return_full_text = false;
+};
+
+}  // namespace qb::api

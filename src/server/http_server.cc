@@ -1,0 +1,583 @@
+#include "server/http_server.h"
+
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "server/openai_api.h"
+#include "server/tgi_api.h"
+
+namespace qb {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using api::Choice;
+using api::HttpError;
+using api::ParsedRequest;
+
+void SendJson(httplib::Response& res, int status, const std::string& body) {
+  res.status = status;
+  res.set_content(body, "application/json");
+}
+
+void SendError(httplib::Response& res, const HttpError& e) {
+  if (e.status == 429 || e.status == 503) res.set_header("Retry-After", "1");
+  SendJson(res, e.status, api::ErrorJson(e));
+}
+
+HttpError FromStatus(const Status& s) {
+  if (s.code() == StatusCode::kResourceExhausted && s.message().find("queue") != std::string::npos)
+    return HttpError{429, "rate_limit_error", s.message(), ""};
+  if (s.code() == StatusCode::kUnimplemented) return HttpError{503, "server_error", s.message(), ""};
+  return HttpError{400, "invalid_request_error", s.message(), ""};
+}
+
+std::string Dump(const OrderedJson& j) { return j.dump(-1, ' ', false, OrderedJson::error_handler_t::replace); }
+
+// One request's state while its answer is produced (shared with the content provider).
+struct Exchange {
+  std::string id;
+  ParsedRequest parsed;
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  std::vector<Choice> choices;
+  std::vector<StreamEvent> finish;
+  std::vector<Clock::time_point> last_token;
+  std::shared_ptr<const Tokenizer> tok;
+  std::string model_name;
+  int64_t created = 0;
+  Clock::time_point start;
+  size_t finished = 0;
+  bool role_sent = false;
+  std::vector<bool> in_tool_call;  // streaming with tools: a <tool_call> began, hold the text
+  std::vector<size_t> streamed;    // bytes of each choice's text already streamed
+};
+
+// Pulls events from every stream until all have finished; `on_event` sees each.
+template <typename F>
+bool Pump(Exchange& x, std::chrono::milliseconds wait, F on_event) {
+  bool any = false;
+  for (size_t i = 0; i < x.streams.size(); ++i) {
+    StreamEvent ev;
+    while (x.streams[i]->Next(&ev, x.streams.size() == 1 ? wait : std::chrono::milliseconds(1))) {
+      any = true;
+      Choice& c = x.choices[i];
+      if (ev.kind == StreamEvent::Kind::kToken) {
+        c.ids.push_back(ev.token);
+        c.logprobs.push_back(ev.logprob);
+        c.top.push_back(ev.top_logprobs);
+        c.text += ev.text;
+      } else {
+        c.text += ev.text;
+        c.reason = ev.reason;
+        x.finish[i] = ev;
+        ++x.finished;
+      }
+      if (!on_event(i, ev)) return false;
+      if (ev.kind == StreamEvent::Kind::kFinished) break;
+    }
+  }
+  if (!any && x.streams.size() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return true;
+}
+
+OrderedJson Usage(const Exchange& x) {
+  int64_t prompt = 0, completion = 0, cached = 0;
+  for (size_t i = 0; i < x.finish.size(); ++i) {
+    prompt = x.finish[i].prompt_tokens;
+    completion += x.finish[i].generated_tokens;
+    cached = std::max(cached, x.finish[i].cached_tokens);
+  }
+  if (prompt == 0) prompt = static_cast<int64_t>(x.parsed.gen.prompt.size());
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+std::string Sse(const OrderedJson& j) { return "data: " + Dump(j) + "\n\n"; }
+
+}  // namespace
+
+HttpServer::HttpServer(ServerConfig config) : config_(std::move(config)), http_(std::make_unique<httplib::Server>()) {
+  Routes();
+}
+
+HttpServer::~HttpServer() { Stop(); }
+
+void HttpServer::SetLoading(const std::string& what, double fraction) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  loading_what_ = what;
+  loading_fraction_ = fraction;
+}
+
+void HttpServer::SetModel(ServedModel model) {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  model_ = std::move(model);
+  loaded_ = true;
+}
+
+Status HttpServer::Start() {
+  const int threads = config_.http_threads;
+  http_->new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  http_->set_payload_max_length(config_.max_body_bytes);
+  http_->set_read_timeout(30);
+  http_->set_write_timeout(30);
+  // cpp-httplib listens with a backlog of 5 (fixed when Debian built it): under a burst of
+  // connections the kernel would drop handshakes. Note the socket and listen again, longer.
+  auto listen_fd = std::make_shared<int>(-1);
+  http_->set_socket_options([listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    *listen_fd = sock;
+  });
+  if (config_.port == 0) {
+    port_ = http_->bind_to_any_port(config_.host);
+    if (port_ <= 0) return IoError(fmt::format("cannot bind {}: no free port", config_.host));
+  } else {
+    if (!http_->bind_to_port(config_.host, config_.port))
+      return IoError(fmt::format("cannot listen on {}:{} (in use, or not an address of this host)", config_.host,
+                                 config_.port));
+    port_ = config_.port;
+  }
+  if (*listen_fd >= 0) ::listen(*listen_fd, 4096);
+  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  return Status::Ok();
+}
+
+void HttpServer::Stop() {
+  if (http_) http_->stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+bool HttpServer::Authorized(const httplib::Request& req) const {
+  if (config_.api_key.empty()) return true;
+  const std::string auth = req.get_header_value("Authorization");
+  return auth == "Bearer " + config_.api_key || req.get_header_value("x-api-key") == config_.api_key;
+}
+
+void HttpServer::Routes() {
+  httplib::Server& s = *http_;
+  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    std::string id = req.get_header_value("X-Request-Id");
+    if (id.empty() || id.size() > 128) id = fmt::format("qb-{:012x}", next_request_.fetch_add(1));
+    res.set_header("X-Request-Id", id);
+    const bool open = req.path == "/health" || req.path == "/ready" || req.path == "/metrics";
+    if (!open && !Authorized(req)) {
+      SendError(res, HttpError{401, "authentication_error", "missing or wrong API key (Authorization: Bearer ...)", ""});
+      return httplib::Server::HandlerResponse::Handled;
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
+  });
+  s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    if (!res.body.empty()) return;
+    if (res.status == 404)
+      SendError(res, HttpError{404, "not_found_error", fmt::format("no route {} {}", req.method, req.path), ""});
+    else if (res.status == 413)
+      SendError(res, HttpError{413, "invalid_request_error", "the request body is too large", ""});
+    else if (res.status >= 400)
+      SendError(res, HttpError{res.status, "invalid_request_error", fmt::format("HTTP {}", res.status), ""});
+  });
+  s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+    std::string what = "internal error";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    spdlog::error("handler exception: {}", what);
+    SendError(res, HttpError{500, "server_error", what, ""});
+  });
+  s.set_logger([](const httplib::Request& req, const httplib::Response& res) {
+    if (req.path == "/health" || req.path == "/metrics" || req.path == "/ready") return;
+    spdlog::info("{}", Dump({{"request_id", res.get_header_value("X-Request-Id")},
+                             {"method", req.method},
+                             {"path", req.path},
+                             {"status", res.status},
+                             {"remote", req.remote_addr}}));
+  });
+
+  s.Get("/health", [](const httplib::Request&, httplib::Response& res) { SendJson(res, 200, R"({"status":"ok"})"); });
+  s.Get("/ready", [this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(model_mu_);
+    if (draining()) return SendJson(res, 503, R"({"status":"draining"})");
+    if (!loaded_)
+      return SendJson(res, 503, Dump({{"status", "loading"}, {"stage", loading_what_}, {"progress", loading_fraction_}}));
+    SendJson(res, 200, R"({"status":"ready"})");
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    ServedModel m;
+    {
+      std::lock_guard<std::mutex> lock(model_mu_);
+      m = model_;
+    }
+    res.set_content(metrics_.Render(m.engine, m.memory_limit_bytes, m.compute_threads),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(model_mu_);
+    OrderedJson data = OrderedJson::array();
+    data.push_back({{"id", config_.served_model_name},
+                    {"object", "model"},
+                    {"created", static_cast<int64_t>(std::time(nullptr))},
+                    {"owned_by", "qwenbox"},
+                    {"max_model_len", model_.defaults.max_total_tokens}});
+    SendJson(res, 200, Dump({{"object", "list"}, {"data", data}}));
+  });
+  s.Get("/info", [this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(model_mu_);
+    const int64_t total = model_.defaults.max_total_tokens;
+    SendJson(res, 200,
+             Dump({{"model_id", config_.served_model_name},
+                   {"model_sha", nullptr},
+                   {"model_dtype", model_.dtype},
+                   {"model_device_type", "cpu"},
+                   {"model_pipeline_tag", "text-generation"},
+                   {"max_concurrent_requests", model_.engine ? model_.engine->config().scheduler.max_num_seqs : 0},
+                   {"max_best_of", 1},
+                   {"max_stop_sequences", 16},
+                   {"max_input_tokens", model_.engine ? model_.engine->config().max_input_tokens : total - 1},
+                   {"max_total_tokens", total},
+                   {"max_batch_total_tokens", model_.engine ? model_.engine->config().scheduler.max_batch_tokens : 0},
+                   {"router", "qwenbox"},
+                   {"version", "0.1.0"}}));
+  });
+  auto tokenizer = [this]() {
+    std::lock_guard<std::mutex> lock(model_mu_);
+    return model_.tokenizer;
+  };
+  s.Post("/tokenize", [tokenizer](const httplib::Request& req, httplib::Response& res) {
+    auto tok = tokenizer();
+    if (!tok) return SendError(res, HttpError{503, "server_error", "the model is loading", ""});
+    const OrderedJson body = OrderedJson::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) return SendError(res, HttpError{400, "invalid_request_error", "invalid JSON", ""});
+    if (body.contains("inputs") && body["inputs"].is_string()) {  // TGI: tokens with character offsets
+      const std::string text = body["inputs"].get<std::string>();
+      OrderedJson out = OrderedJson::array();
+      size_t pos = 0;
+      for (int32_t id : tok->Encode(text)) {
+        const std::string piece = api::TokenText(*tok, id);
+        const size_t len = tok->TokenBytes(id) ? tok->TokenBytes(id)->size() : 0;
+        out.push_back({{"id", id}, {"text", piece}, {"start", pos}, {"stop", pos + len}});
+        pos += len;
+      }
+      return SendJson(res, 200, Dump(out));
+    }
+    if (body.contains("prompt") && body["prompt"].is_string()) {  // vLLM
+      const auto ids = tok->Encode(body["prompt"].get<std::string>());
+      return SendJson(res, 200, Dump({{"tokens", ids}, {"count", ids.size()}}));
+    }
+    SendError(res, HttpError{400, "invalid_request_error", "expected {\"inputs\": text} or {\"prompt\": text}", ""});
+  });
+  s.Post("/detokenize", [tokenizer](const httplib::Request& req, httplib::Response& res) {
+    auto tok = tokenizer();
+    if (!tok) return SendError(res, HttpError{503, "server_error", "the model is loading", ""});
+    const OrderedJson body = OrderedJson::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object() || !body.contains("tokens") || !body["tokens"].is_array())
+      return SendError(res, HttpError{400, "invalid_request_error", "expected {\"tokens\": [ids]}", ""});
+    std::vector<int32_t> ids;
+    for (const auto& t : body["tokens"]) {
+      if (!t.is_number_integer()) return SendError(res, HttpError{400, "invalid_request_error", "token ids must be integers", ""});
+      ids.push_back(t.get<int32_t>());
+    }
+    auto text = tok->Decode(ids);
+    if (!text.ok()) return SendError(res, HttpError{400, "invalid_request_error", text.status().message(), ""});
+    SendJson(res, 200, Dump({{"prompt", *text}}));
+  });
+  s.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kChat); });
+  s.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kCompletion); });
+  s.Post("/generate", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kTgi); });
+  s.Post("/generate_stream", [this](const httplib::Request& q, httplib::Response& r) {
+    HandleGeneration(q, r, api::Endpoint::kTgi);
+  });
+}
+
+void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response& res, api::Endpoint endpoint) {
+  const std::string id = res.get_header_value("X-Request-Id");
+  auto fail = [&](const HttpError& e) {
+    SendError(res, e);
+    metrics_.RequestDone(e.status, "", nullptr);
+  };
+  if (draining()) return fail(HttpError{503, "server_error", "the server is shutting down", ""});
+  ServedModel m;
+  {
+    std::lock_guard<std::mutex> lock(model_mu_);
+    if (!loaded_) return fail(HttpError{503, "server_error", fmt::format("the model is loading ({})", loading_what_), ""});
+    m = model_;
+  }
+  const OrderedJson body = OrderedJson::parse(req.body, nullptr, false);
+  if (body.is_discarded()) return fail(HttpError{400, "invalid_request_error", "the body is not valid JSON (or not UTF-8)", ""});
+  std::variant<ParsedRequest, HttpError> parsed;
+  if (endpoint == api::Endpoint::kChat) {
+    if (!m.chat_template)
+      return fail(HttpError{400, "invalid_request_error", "this model has no chat template qwenbox can render; use /v1/completions", ""});
+    parsed = api::ParseChatRequest(body, *m.tokenizer, *m.chat_template, m.defaults, config_.served_model_name);
+  } else if (endpoint == api::Endpoint::kCompletion) {
+    parsed = api::ParseCompletionRequest(body, *m.tokenizer, m.defaults, config_.served_model_name);
+  } else {
+    parsed = api::ParseTgiRequest(body, *m.tokenizer, m.defaults);
+    if (auto* p = std::get_if<ParsedRequest>(&parsed); p && req.path == "/generate_stream") p->stream = true;
+  }
+  if (auto* e = std::get_if<HttpError>(&parsed)) return fail(*e);
+  auto x = std::make_shared<Exchange>();
+  x->id = id;
+  x->parsed = std::move(std::get<ParsedRequest>(parsed));
+  x->tok = m.tokenizer;
+  x->model_name = config_.served_model_name;
+  x->created = static_cast<int64_t>(std::time(nullptr));
+  x->start = Clock::now();
+  GenerationRequest& g = x->parsed.gen;
+  g.id = id;
+  const auto prompt = static_cast<int64_t>(g.prompt.size());
+  if (!x->parsed.max_tokens_given) g.max_tokens = std::max<int64_t>(1, m.defaults.max_total_tokens - prompt);
+  for (int i = 0; i < x->parsed.n; ++i) {
+    GenerationRequest gi = g;
+    gi.sampling.seed = g.sampling.seed + static_cast<uint64_t>(i);
+    auto stream = m.engine->Submit(std::move(gi));
+    if (!stream.ok()) {
+      for (auto& s : x->streams) s->Cancel();
+      return fail(FromStatus(stream.status()));
+    }
+    x->streams.push_back(*stream);
+  }
+  x->choices.resize(x->streams.size());
+  x->finish.resize(x->streams.size());
+  x->last_token.assign(x->streams.size(), x->start);
+  x->in_tool_call.assign(x->streams.size(), false);
+  x->streamed.assign(x->streams.size(), 0);
+  ++in_flight_;
+  const bool stream = x->parsed.stream;
+  const double heartbeat = config_.heartbeat_s;
+  ServerMetrics* metrics = &metrics_;
+  auto* in_flight = &in_flight_;
+  auto finish_metrics = [metrics](const Exchange& ex, int status) {
+    for (const auto& f : ex.finish) metrics->RequestDone(status, std::string(FinishReasonName(f.reason)), &f);
+  };
+  // A client that went away: its requests are cancelled (status 499, as nginx logs it).
+  auto metrics_cancelled = [metrics](const Exchange& ex) {
+    for (size_t i = 0; i < ex.streams.size(); ++i) metrics->RequestDone(499, "cancelled", nullptr);
+  };
+  auto on_token_metrics = [metrics](Exchange& ex, size_t i, const StreamEvent& ev) {
+    if (ev.kind != StreamEvent::Kind::kToken) return;
+    if (!ex.choices[i].ids.empty() && ex.choices[i].ids.size() > 1) metrics->InterTokenLatency(std::chrono::duration<double>(ev.time - ex.last_token[i]).count());
+    ex.last_token[i] = ev.time;
+  };
+  auto released = [in_flight, x](bool success) {
+    if (!success)
+      for (auto& s : x->streams) s->Cancel();  // the client went away: free its KV blocks
+    --*in_flight;
+  };
+
+  if (!stream) {
+    res.set_chunked_content_provider(
+        "application/json",
+        [x, heartbeat, finish_metrics, on_token_metrics, metrics_cancelled](size_t, httplib::DataSink& sink) {
+          auto last_beat = Clock::now();
+          while (x->finished < x->streams.size()) {
+            Pump(*x, std::chrono::milliseconds(100), [&](size_t i, const StreamEvent& ev) {
+              on_token_metrics(*x, i, ev);
+              return true;
+            });
+            if (Clock::now() - last_beat > std::chrono::duration<double>(heartbeat)) {
+              // JSON allows leading white space: a space keeps proxies patient and tells us
+              // whether the client is still there.
+              if (!sink.write(" ", 1)) {
+                metrics_cancelled(*x);
+                return false;
+              }
+              last_beat = Clock::now();
+            }
+          }
+          const api::ParsedRequest& p = x->parsed;
+          OrderedJson out;
+          if (p.endpoint == api::Endpoint::kTgi) {
+            const Choice& c = x->choices[0];
+            const StreamEvent& f = x->finish[0];
+            out["generated_text"] = p.return_full_text ? p.prompt_text + c.text : c.text;
+            if (p.details) {
+              OrderedJson tokens = OrderedJson::array();
+              for (size_t t = 0; t < c.ids.size(); ++t)
+                tokens.push_back({{"id", c.ids[t]}, {"text", api::TokenText(*x->tok, c.ids[t])}, {"logprob", c.logprobs[t]},
+                                  {"special", x->tok->IsSpecial(c.ids[t])}});
+              OrderedJson prefill = OrderedJson::array();
+              if (p.decoder_input_details)
+                for (int32_t t : p.gen.prompt) prefill.push_back({{"id", t}, {"text", api::TokenText(*x->tok, t)}, {"logprob", nullptr}});
+              const bool by_stop = f.reason == FinishReason::kStop && !c.ids.empty() && !x->tok->IsSpecial(c.ids.back());
+              out["details"] = {{"finish_reason", api::TgiFinishReason(f.reason, by_stop)},
+                                {"generated_tokens", f.generated_tokens},
+                                {"seed", p.gen.sampling.temperature > 0 ? OrderedJson(p.gen.sampling.seed) : OrderedJson()},
+                                {"prefill", prefill},
+                                {"tokens", tokens}};
+            }
+          } else {
+            const bool chat = p.endpoint == api::Endpoint::kChat;
+            out["id"] = (chat ? "chatcmpl-" : "cmpl-") + x->id;
+            out["object"] = chat ? "chat.completion" : "text_completion";
+            out["created"] = x->created;
+            out["model"] = x->model_name;
+            OrderedJson choices = OrderedJson::array();
+            for (size_t i = 0; i < x->choices.size(); ++i) {
+              const Choice& c = x->choices[i];
+              OrderedJson ch;
+              ch["index"] = i;
+              bool tool_calls = false;
+              if (chat) {
+                ch["message"] = api::ChatMessage(c, p.tools, &tool_calls);
+                ch["logprobs"] = p.want_logprobs ? api::ChatLogprobs(*x->tok, c) : OrderedJson();
+              } else {
+                ch["text"] = c.text;
+                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0) : OrderedJson();
+              }
+              ch["finish_reason"] = c.reason == FinishReason::kError ? "error" : api::FinishReasonText(c.reason, tool_calls);
+              choices.push_back(ch);
+            }
+            out["choices"] = choices;
+            out["usage"] = Usage(*x);
+          }
+          const std::string text = Dump(out);
+          const bool ok = sink.write(text.data(), text.size());
+          if (ok) sink.done();
+          finish_metrics(*x, 200);
+          return ok;
+        },
+        released);
+    return;
+  }
+
+  // Streaming (SSE).
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [x, finish_metrics, on_token_metrics, metrics_cancelled](size_t, httplib::DataSink& sink) {
+        const api::ParsedRequest& p = x->parsed;
+        const bool chat = p.endpoint == api::Endpoint::kChat, tgi = p.endpoint == api::Endpoint::kTgi;
+        auto chunk = [&](size_t i, OrderedJson delta_or_text, const OrderedJson& finish_reason, const OrderedJson& logprobs) {
+          OrderedJson j;
+          j["id"] = (chat ? "chatcmpl-" : "cmpl-") + x->id;
+          j["object"] = chat ? "chat.completion.chunk" : "text_completion";
+          j["created"] = x->created;
+          j["model"] = x->model_name;
+          OrderedJson ch;
+          ch["index"] = i;
+          if (chat) ch["delta"] = std::move(delta_or_text);
+          else ch["text"] = std::move(delta_or_text);
+          ch["logprobs"] = logprobs;
+          ch["finish_reason"] = finish_reason;
+          j["choices"] = OrderedJson::array({ch});
+          return Sse(j);
+        };
+        bool ok = true;
+        if (chat && !x->role_sent) {
+          for (size_t i = 0; i < x->streams.size() && ok; ++i) {
+            const std::string c = chunk(i, {{"role", "assistant"}, {"content", ""}}, OrderedJson(), OrderedJson());
+            ok = sink.write(c.data(), c.size());
+          }
+          x->role_sent = true;
+        }
+        size_t index = 0;
+        while (ok && x->finished < x->streams.size()) {
+          ok = Pump(*x, std::chrono::milliseconds(200), [&](size_t i, const StreamEvent& ev) {
+            on_token_metrics(*x, i, ev);
+            Choice& c = x->choices[i];
+            std::string out;
+            if (tgi) {
+              if (ev.kind == StreamEvent::Kind::kToken) {
+                OrderedJson j;
+                j["index"] = index++;
+                j["token"] = {{"id", ev.token}, {"text", ev.text}, {"logprob", ev.logprob}, {"special", x->tok->IsSpecial(ev.token)}};
+                j["generated_text"] = nullptr;
+                j["details"] = nullptr;
+                out = "data:" + Dump(j) + "\n\n";
+              } else {
+                OrderedJson j;
+                j["index"] = index++;
+                j["token"] = {{"id", c.ids.empty() ? -1 : c.ids.back()}, {"text", ev.text}, {"logprob", 0.0}, {"special", true}};
+                j["generated_text"] = p.return_full_text ? p.prompt_text + c.text : c.text;
+                const bool by_stop = ev.reason == FinishReason::kStop && !c.ids.empty() && !x->tok->IsSpecial(c.ids.back());
+                j["details"] = {{"finish_reason", api::TgiFinishReason(ev.reason, by_stop)},
+                                {"generated_tokens", ev.generated_tokens},
+                                {"seed", p.gen.sampling.temperature > 0 ? OrderedJson(p.gen.sampling.seed) : OrderedJson()}};
+                out = "data:" + Dump(j) + "\n\n";
+              }
+              return sink.write(out.data(), out.size());
+            }
+            // OpenAI: stream the text; with tools, hold everything from a "<tool_call>" on and
+            // send the parsed calls at the end.
+            std::string text;
+            if (p.tools) {
+              if (!x->in_tool_call[i]) {
+                const size_t at = c.text.find("<tool_call>", x->streamed[i]);
+                // Keep back a possible partial "<tool_call>" at the end.
+                size_t ready = at != std::string::npos ? at : c.text.size();
+                if (at == std::string::npos) {
+                  const size_t lt = c.text.rfind('<');
+                  if (lt != std::string::npos && lt >= x->streamed[i] && c.text.size() - lt < 11 &&
+                      std::string_view("<tool_call>").starts_with(std::string_view(c.text).substr(lt)))
+                    ready = lt;
+                }
+                if (ev.kind == StreamEvent::Kind::kFinished && at == std::string::npos) ready = c.text.size();
+                if (ready > x->streamed[i]) text = c.text.substr(x->streamed[i], ready - x->streamed[i]);
+                x->streamed[i] = std::max(x->streamed[i], ready);
+                if (at != std::string::npos) x->in_tool_call[i] = true;
+              }
+            } else {
+              text = ev.text;
+            }
+            OrderedJson lp;
+            if (p.want_logprobs && ev.kind == StreamEvent::Kind::kToken) {
+              Choice one;
+              one.ids = {ev.token};
+              one.logprobs = {ev.logprob};
+              one.top = {ev.top_logprobs};
+              lp = chat ? api::ChatLogprobs(*x->tok, one) : api::CompletionLogprobs(*x->tok, one, 0);
+            }
+            if (!text.empty() || (p.want_logprobs && ev.kind == StreamEvent::Kind::kToken))
+              out += chunk(i, chat ? OrderedJson{{"content", text}} : OrderedJson(text), OrderedJson(), lp);
+            if (ev.kind == StreamEvent::Kind::kFinished) {
+              bool tool_calls = false;
+              OrderedJson delta = OrderedJson::object();
+              if (chat && p.tools) {
+                OrderedJson msg = api::ChatMessage(c, true, &tool_calls);
+                if (tool_calls) {
+                  OrderedJson calls = msg["tool_calls"];
+                  for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
+                  delta["tool_calls"] = calls;
+                }
+              }
+              const std::string reason = ev.reason == FinishReason::kError ? "error" : api::FinishReasonText(ev.reason, tool_calls);
+              out += chunk(i, chat ? delta : OrderedJson(""), reason, OrderedJson());
+            }
+            return out.empty() || sink.write(out.data(), out.size());
+          });
+        }
+        if (ok && !tgi) {
+          std::string tail;
+          if (p.include_usage) {
+            OrderedJson j;
+            j["id"] = (chat ? "chatcmpl-" : "cmpl-") + x->id;
+            j["object"] = chat ? "chat.completion.chunk" : "text_completion";
+            j["created"] = x->created;
+            j["model"] = x->model_name;
+            j["choices"] = OrderedJson::array();
+            j["usage"] = Usage(*x);
+            tail += Sse(j);
+          }
+          tail += "data: [DONE]\n\n";
+          ok = sink.write(tail.data(), tail.size());
+        }
+        if (ok) {
+          sink.done();
+          finish_metrics(*x, 200);
+        } else {
+          metrics_cancelled(*x);
+        }
+        return ok;
+      },
+      released);
+}
+
+}  // namespace qb

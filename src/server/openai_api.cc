@@ -1,0 +1,366 @@
+#include "server/openai_api.h"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "tokenizer/unicode.h"
+
+namespace qb::api {
+
+namespace {
+
+HttpError Bad(std::string message, std::string param = "") {
+  return HttpError{400, "invalid_request_error", std::move(message), std::move(param)};
+}
+
+// Typed optional fields; an error names the field.
+struct Reader {
+  const OrderedJson& body;
+  std::optional<HttpError> error;
+
+  bool Has(const char* k) const { return body.contains(k) && !body[k].is_null(); }
+
+  std::optional<double> Number(const char* k, double lo, double hi) {
+    if (!Has(k) || error) return std::nullopt;
+    if (!body[k].is_number()) {
+      error = Bad(fmt::format("'{}' must be a number", k), k);
+      return std::nullopt;
+    }
+    const double v = body[k].get<double>();
+    if (!(v >= lo && v <= hi)) {
+      error = Bad(fmt::format("'{}' must be between {} and {}, got {}", k, lo, hi, v), k);
+      return std::nullopt;
+    }
+    return v;
+  }
+  std::optional<int64_t> Int(const char* k, int64_t lo, int64_t hi) {
+    if (!Has(k) || error) return std::nullopt;
+    if (!body[k].is_number_integer()) {
+      error = Bad(fmt::format("'{}' must be an integer", k), k);
+      return std::nullopt;
+    }
+    const auto v = body[k].get<int64_t>();
+    if (v < lo || v > hi) {
+      error = Bad(fmt::format("'{}' must be between {} and {}, got {}", k, lo, hi, v), k);
+      return std::nullopt;
+    }
+    return v;
+  }
+  std::optional<bool> Bool(const char* k) {
+    if (!Has(k) || error) return std::nullopt;
+    if (!body[k].is_boolean()) {
+      error = Bad(fmt::format("'{}' must be true or false", k), k);
+      return std::nullopt;
+    }
+    return body[k].get<bool>();
+  }
+  std::optional<std::string> String(const char* k) {
+    if (!Has(k) || error) return std::nullopt;
+    if (!body[k].is_string()) {
+      error = Bad(fmt::format("'{}' must be a string", k), k);
+      return std::nullopt;
+    }
+    return body[k].get<std::string>();
+  }
+};
+
+std::optional<HttpError> CheckFields(const OrderedJson& body, const std::set<std::string>& known) {
+  if (!body.is_object()) return Bad("the request body must be a JSON object");
+  for (auto it = body.begin(); it != body.end(); ++it)
+    if (!known.count(it.key())) return Bad(fmt::format("Unrecognized request argument supplied: {}", it.key()), it.key());
+  return std::nullopt;
+}
+
+// The fields chat and completions share: sampling, stop, limits.
+std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const std::string& served_model, ParsedRequest& p) {
+  if (auto model = r.String("model"); model && !served_model.empty() && *model != served_model)
+    return HttpError{404, "not_found_error", fmt::format("The model '{}' does not exist (this server serves '{}')", *model, served_model), "model"};
+  SamplingParams& s = p.gen.sampling;
+  s.temperature = static_cast<float>(r.Number("temperature", 0, 2).value_or(d.temperature));
+  s.top_p = static_cast<float>(r.Number("top_p", 1e-9, 1).value_or(d.top_p));
+  s.top_k = r.Int("top_k", -1, 1 << 20).value_or(d.top_k);
+  if (s.top_k < 0) s.top_k = 0;  // vLLM's -1 = off
+  s.min_p = static_cast<float>(r.Number("min_p", 0, 1).value_or(0));
+  s.presence_penalty = static_cast<float>(r.Number("presence_penalty", -2, 2).value_or(0));
+  s.frequency_penalty = static_cast<float>(r.Number("frequency_penalty", -2, 2).value_or(0));
+  s.repetition_penalty = static_cast<float>(r.Number("repetition_penalty", 1e-3, 10).value_or(d.repetition_penalty));
+  if (auto seed = r.Int("seed", INT64_MIN, INT64_MAX)) s.seed = static_cast<uint64_t>(*seed);
+  else s.seed = std::random_device{}();
+  p.n = static_cast<int>(r.Int("n", 1, d.max_n).value_or(1));
+  p.stream = r.Bool("stream").value_or(false);
+  p.gen.ignore_eos = r.Bool("ignore_eos").value_or(false);
+  p.gen.skip_special_tokens = r.Bool("skip_special_tokens").value_or(true);
+  if (auto prio = r.Int("priority", -1000000, 1000000)) p.gen.priority = static_cast<int32_t>(*prio);
+  if (r.error) return r.error;
+  if (r.Has("stream_options")) {
+    const OrderedJson& so = r.body["stream_options"];
+    if (!so.is_object()) return Bad("'stream_options' must be an object", "stream_options");
+    for (auto it = so.begin(); it != so.end(); ++it)
+      if (it.key() != "include_usage") return Bad(fmt::format("Unrecognized stream option: {}", it.key()), "stream_options");
+    if (so.contains("include_usage")) {
+      if (!so["include_usage"].is_boolean()) return Bad("'stream_options.include_usage' must be true or false");
+      p.include_usage = so["include_usage"].get<bool>();
+    }
+    if (!p.stream) return Bad("'stream_options' is only allowed with stream: true", "stream_options");
+  }
+  if (r.Has("stop")) {
+    const OrderedJson& st = r.body["stop"];
+    if (st.is_string()) {
+      p.gen.stop.push_back(st.get<std::string>());
+    } else if (st.is_array()) {
+      for (const auto& x : st) {
+        if (!x.is_string()) return Bad("'stop' must be a string or an array of strings", "stop");
+        p.gen.stop.push_back(x.get<std::string>());
+      }
+    } else {
+      return Bad("'stop' must be a string or an array of strings", "stop");
+    }
+    if (p.gen.stop.size() > 16) return Bad("at most 16 stop sequences", "stop");
+    for (const auto& x : p.gen.stop)
+      if (x.empty()) return Bad("a stop sequence is empty", "stop");
+  }
+  if (r.Has("stop_token_ids")) {
+    const OrderedJson& st = r.body["stop_token_ids"];
+    if (!st.is_array()) return Bad("'stop_token_ids' must be an array of integers", "stop_token_ids");
+    for (const auto& x : st) {
+      if (!x.is_number_integer()) return Bad("'stop_token_ids' must be an array of integers", "stop_token_ids");
+      p.gen.stop_token_ids.push_back(x.get<int32_t>());
+    }
+  }
+  if (r.Has("logit_bias") && !(r.body["logit_bias"].is_object() && r.body["logit_bias"].empty()))
+    return Bad("'logit_bias' is not supported", "logit_bias");
+  return std::nullopt;
+}
+
+std::optional<HttpError> ReadMaxTokens(Reader& r, const char* key, ParsedRequest& p, const Defaults& d) {
+  if (auto m = r.Int(key, 1, d.max_total_tokens)) {
+    p.gen.max_tokens = *m;
+    p.max_tokens_given = true;
+  }
+  return r.error;
+}
+
+// Message content: a string, or an array of {"type": "text", "text": ...} parts.
+std::optional<HttpError> FlattenContent(OrderedJson& m, size_t i) {
+  if (!m.contains("content") || m["content"].is_null() || m["content"].is_string()) return std::nullopt;
+  if (!m["content"].is_array()) return Bad(fmt::format("messages[{}].content must be a string or an array of parts", i));
+  std::string text;
+  for (const auto& part : m["content"]) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+      return Bad(fmt::format("messages[{}].content: only text parts are supported", i));
+    text += part["text"].get<std::string>();
+  }
+  m["content"] = text;
+  return std::nullopt;
+}
+
+}  // namespace
+
+Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTemplateKind tmpl, const Defaults& d,
+                       const std::string& served_model) {
+  static const std::set<std::string> kKnown = {
+      "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "n",
+      "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
+      "repetition_penalty", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "user",
+      "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "response_format"};
+  if (auto e = CheckFields(body, kKnown)) return *e;
+  ParsedRequest p;
+  p.endpoint = Endpoint::kChat;
+  Reader r{body, std::nullopt};
+  if (auto e = ReadCommon(r, d, served_model, p)) return *e;
+  if (auto e = ReadMaxTokens(r, "max_tokens", p, d)) return *e;
+  if (auto e = ReadMaxTokens(r, "max_completion_tokens", p, d)) return *e;
+  p.want_logprobs = r.Bool("logprobs").value_or(false);
+  p.top_logprobs = static_cast<int>(r.Int("top_logprobs", 0, 20).value_or(0));
+  r.String("user");
+  r.Bool("parallel_tool_calls");
+  if (r.error) return *r.error;
+  if (p.top_logprobs > 0 && !p.want_logprobs) return Bad("'top_logprobs' needs 'logprobs': true", "top_logprobs");
+  if (r.Has("response_format")) {
+    const OrderedJson& rf = body["response_format"];
+    if (!rf.is_object() || rf.value("type", "") != "text")
+      return Bad("'response_format' other than {\"type\": \"text\"} is not supported", "response_format");
+  }
+  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
+    return Bad("'messages' must be a non-empty array", "messages");
+  OrderedJson messages = body["messages"];
+  static const std::set<std::string> kRoles = {"system", "user", "assistant", "tool"};
+  for (size_t i = 0; i < messages.size(); ++i) {
+    OrderedJson& m = messages[i];
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string())
+      return Bad(fmt::format("messages[{}] must be an object with a 'role'", i), "messages");
+    const std::string role = m["role"].get<std::string>();
+    if (!kRoles.count(role)) return Bad(fmt::format("messages[{}].role '{}' is not system, user, assistant or tool", i, role), "messages");
+    if (auto e = FlattenContent(m, i)) return *e;
+    const bool has_calls = m.contains("tool_calls") && m["tool_calls"].is_array() && !m["tool_calls"].empty();
+    // OpenAI clients send tool-call arguments as a JSON string; the template wants the object.
+    if (has_calls)
+      for (auto& call : m["tool_calls"])
+        if (call.is_object() && call.contains("function") && call["function"].is_object() &&
+            call["function"].contains("arguments") && call["function"]["arguments"].is_string()) {
+          OrderedJson args = OrderedJson::parse(call["function"]["arguments"].get<std::string>(), nullptr, false);
+          if (!args.is_discarded()) call["function"]["arguments"] = args;
+        }
+    if (!(role == "assistant" && has_calls) && (!m.contains("content") || !m["content"].is_string()))
+      return Bad(fmt::format("messages[{}].content must be a string", i), "messages");
+  }
+  OrderedJson tools;
+  if (body.contains("tools") && !body["tools"].is_null()) {
+    if (!body["tools"].is_array()) return Bad("'tools' must be an array", "tools");
+    for (const auto& t : body["tools"])
+      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object() ||
+          !t["function"].contains("name"))
+        return Bad("each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}", "tools");
+    tools = body["tools"];
+  }
+  std::string tool_choice = "auto";
+  if (body.contains("tool_choice") && !body["tool_choice"].is_null()) {
+    if (!body["tool_choice"].is_string()) return Bad("'tool_choice' as an object (a named function) is not supported; use \"auto\" or \"none\"", "tool_choice");
+    tool_choice = body["tool_choice"].get<std::string>();
+    if (tool_choice != "auto" && tool_choice != "none")
+      return Bad(fmt::format("tool_choice '{}' is not supported (\"auto\" and \"none\" are)", tool_choice), "tool_choice");
+  }
+  if (tool_choice == "none") tools = OrderedJson();
+  p.tools = tools.is_array() && !tools.empty();
+  auto rendered = RenderChat(tmpl, messages, tools, true);
+  if (!rendered.ok()) return Bad(rendered.status().message(), "messages");
+  p.prompt_text = *rendered;
+  p.gen.prompt = tok.Encode(*rendered);
+  p.gen.sampling.logprobs = p.want_logprobs;
+  p.gen.sampling.top_logprobs = p.top_logprobs;
+  return p;
+}
+
+Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d,
+                             const std::string& served_model) {
+  static const std::set<std::string> kKnown = {
+      "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stream", "stream_options",
+      "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
+      "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "best_of", "suffix"};
+  if (auto e = CheckFields(body, kKnown)) return *e;
+  ParsedRequest p;
+  p.endpoint = Endpoint::kCompletion;
+  Reader r{body, std::nullopt};
+  if (auto e = ReadCommon(r, d, served_model, p)) return *e;
+  if (auto e = ReadMaxTokens(r, "max_tokens", p, d)) return *e;
+  if (!p.max_tokens_given) {
+    p.gen.max_tokens = 16;  // OpenAI's default for completions
+    p.max_tokens_given = true;
+  }
+  if (auto lp = r.Int("logprobs", 0, 20)) {
+    p.want_logprobs = true;
+    p.top_logprobs = static_cast<int>(*lp);
+  }
+  if (r.Bool("echo").value_or(false)) return Bad("'echo' is not supported", "echo");
+  if (r.Int("best_of", 1, 1)) {}
+  if (r.String("suffix")) return Bad("'suffix' is not supported", "suffix");
+  r.String("user");
+  if (r.error) return *r.error;
+  if (!body.contains("prompt")) return Bad("'prompt' is required", "prompt");
+  const OrderedJson& pr = body["prompt"];
+  if (pr.is_string()) {
+    p.prompt_text = pr.get<std::string>();
+    p.gen.prompt = tok.Encode(p.prompt_text);
+  } else if (pr.is_array() && !pr.empty() && pr[0].is_number_integer()) {
+    for (const auto& x : pr) {
+      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.vocab_size())
+        return Bad("'prompt' token ids must be integers in the vocabulary", "prompt");
+      p.gen.prompt.push_back(x.get<int32_t>());
+    }
+  } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
+    p.prompt_text = pr[0].get<std::string>();
+    p.gen.prompt = tok.Encode(p.prompt_text);
+  } else {
+    return Bad("'prompt' must be a string or an array of token ids (batches of prompts are not supported)", "prompt");
+  }
+  p.gen.sampling.logprobs = p.want_logprobs;
+  p.gen.sampling.top_logprobs = p.top_logprobs;
+  return p;
+}
+
+std::string ErrorJson(const HttpError& e) {
+  OrderedJson j;
+  j["error"] = {{"message", e.message}, {"type", e.type}, {"param", e.param.empty() ? OrderedJson() : OrderedJson(e.param)},
+                {"code", e.status}};
+  return j.dump(-1, ' ', false, OrderedJson::error_handler_t::replace);
+}
+
+std::string TokenText(const Tokenizer& tok, int32_t id) {
+  const std::string* b = tok.TokenBytes(id);
+  return b ? unicode::Lossy(*b) : std::string();
+}
+
+namespace {
+OrderedJson Bytes(const Tokenizer& tok, int32_t id) {
+  OrderedJson a = OrderedJson::array();
+  if (const std::string* b = tok.TokenBytes(id))
+    for (unsigned char c : *b) a.push_back(c);
+  return a;
+}
+}  // namespace
+
+OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c) {
+  OrderedJson content = OrderedJson::array();
+  for (size_t i = 0; i < c.ids.size() && i < c.logprobs.size(); ++i) {
+    OrderedJson top = OrderedJson::array();
+    if (i < c.top.size())
+      for (const auto& t : c.top[i])
+        top.push_back({{"token", TokenText(tok, t.id)}, {"logprob", t.logprob}, {"bytes", Bytes(tok, t.id)}});
+    content.push_back({{"token", TokenText(tok, c.ids[i])}, {"logprob", c.logprobs[i]}, {"bytes", Bytes(tok, c.ids[i])},
+                       {"top_logprobs", top}});
+  }
+  return {{"content", content}};
+}
+
+OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset) {
+  OrderedJson tokens = OrderedJson::array(), lps = OrderedJson::array(), tops = OrderedJson::array(),
+              offsets = OrderedJson::array();
+  size_t off = text_offset;
+  for (size_t i = 0; i < c.ids.size() && i < c.logprobs.size(); ++i) {
+    const std::string t = TokenText(tok, c.ids[i]);
+    tokens.push_back(t);
+    lps.push_back(c.logprobs[i]);
+    OrderedJson top = OrderedJson::object();
+    if (i < c.top.size())
+      for (const auto& x : c.top[i]) top[TokenText(tok, x.id)] = x.logprob;
+    tops.push_back(top);
+    offsets.push_back(off);
+    off += t.size();
+  }
+  return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
+std::string FinishReasonText(FinishReason r, bool tool_calls) {
+  if (tool_calls) return "tool_calls";
+  return r == FinishReason::kLength ? "length" : "stop";
+}
+
+OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls) {
+  OrderedJson m;
+  m["role"] = "assistant";
+  *has_tool_calls = false;
+  if (tools) {
+    ParsedReply reply = ParseToolCalls(c.text);
+    if (!reply.tool_calls.empty()) {
+      *has_tool_calls = true;
+      m["content"] = reply.content.empty() ? OrderedJson() : OrderedJson(reply.content);
+      OrderedJson calls = OrderedJson::array();
+      for (size_t i = 0; i < reply.tool_calls.size(); ++i) {
+        const ToolCall& tc = reply.tool_calls[i];
+        calls.push_back({{"id", fmt::format("call_{}", i)},
+                         {"type", "function"},
+                         {"function",
+                          {{"name", tc.name},
+                           {"arguments", tc.arguments.is_string() ? tc.arguments.get<std::string>()
+                                                                   : tc.arguments.dump(-1, ' ', false, OrderedJson::error_handler_t::replace)}}}});
+      }
+      m["tool_calls"] = calls;
+      return m;
+    }
+  }
+  m["content"] = c.text;
+  return m;
+}
+
+}  // namespace qb::api

@@ -1,0 +1,40 @@
+// OpenAI-compatible request parsing and response building (/v1/chat/completions,
+// /v1/completions). Requests are checked strictly: unknown fields, wrong types and values out of
+// range are 400s that name the field.
+#pragma once
+
+#include <variant>
+
+#include "engine/request.h"
+#include "server/api_types.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/tool_calls.h"
+
+namespace qb::api {
+
+using Parse = std::variant<ParsedRequest, HttpError>;
+
+Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTemplateKind tmpl, const Defaults& d,
+                       const std::string& served_model);
+Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d,
+                             const std::string& served_model);
+
+// One generated choice as the handler collected it.
+struct Choice {
+  std::vector<int32_t> ids;
+  std::vector<float> logprobs;
+  std::vector<std::vector<TokenLogprob>> top;
+  std::string text;
+  FinishReason reason = FinishReason::kStop;
+};
+
+std::string ErrorJson(const HttpError& e);
+// A token's text for logprob entries (its raw bytes, lossily decoded).
+std::string TokenText(const Tokenizer& tok, int32_t id);
+OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c);
+OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset);
+std::string FinishReasonText(FinishReason r, bool tool_calls);
+// The assistant message of a chat choice, with tool calls parsed out when tools were given.
+OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls);
+
+}  // namespace qb::api

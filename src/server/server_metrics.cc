@@ -1,0 +1,87 @@
+#include "server/server_metrics.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
+
+namespace qb {
+
+int64_t ResidentBytes() {
+  long pages = 0, resident = 0;
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (f == nullptr) return 0;
+  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+  std::fclose(f);
+  return static_cast<int64_t>(resident) * ::sysconf(_SC_PAGESIZE);
+}
+
+ServerMetrics::ServerMetrics() {
+  const auto latency = prom::ExponentialBuckets(0.005, 2, 14);  // 5 ms .. 41 s
+  const auto tokens = prom::ExponentialBuckets(1, 2, 16);       // 1 .. 32768
+  requests_ = reg_.AddCounter("qwenbox_requests_total", "Requests handled, by finish reason and HTTP status.");
+  prompt_tokens_ = reg_.AddCounter("qwenbox_prompt_tokens_total", "Prompt tokens of finished requests.");
+  generated_tokens_ = reg_.AddCounter("qwenbox_generation_tokens_total", "Tokens generated.");
+  prefix_hits_ = reg_.AddCounter("qwenbox_prefix_cache_hit_blocks_total", "KV blocks served from the prefix cache.");
+  preemptions_ = reg_.AddCounter("qwenbox_preemptions_total", "Sequences preempted for lack of KV blocks.");
+  ttft_ = reg_.AddHistogram("qwenbox_time_to_first_token_seconds", "Arrival to first generated token.", latency);
+  itl_ = reg_.AddHistogram("qwenbox_inter_token_latency_seconds", "Time between consecutive tokens of a stream.",
+                           prom::ExponentialBuckets(0.001, 2, 14));
+  e2e_ = reg_.AddHistogram("qwenbox_e2e_request_latency_seconds", "Arrival to the last token.", latency);
+  queue_ = reg_.AddHistogram("qwenbox_request_queue_time_seconds", "Arrival to first scheduled.", latency);
+  prefill_ = reg_.AddHistogram("qwenbox_request_prefill_time_seconds", "First scheduled to first token.", latency);
+  decode_ = reg_.AddHistogram("qwenbox_request_decode_time_seconds", "First token to the last.", latency);
+  prompt_len_ = reg_.AddHistogram("qwenbox_request_prompt_tokens", "Prompt length per request.", tokens);
+  gen_len_ = reg_.AddHistogram("qwenbox_request_generation_tokens", "Generated tokens per request.", tokens);
+  running_ = reg_.AddGauge("qwenbox_requests_running", "Sequences in the running batch.");
+  waiting_ = reg_.AddGauge("qwenbox_requests_waiting", "Sequences waiting to be scheduled.");
+  kv_used_ = reg_.AddGauge("qwenbox_kv_cache_used_blocks", "KV cache blocks in use.");
+  kv_total_ = reg_.AddGauge("qwenbox_kv_cache_capacity_blocks", "KV cache blocks in the pool.");
+  kv_ratio_ = reg_.AddGauge("qwenbox_kv_cache_usage_ratio", "Fraction of KV cache blocks in use (0..1).");
+  rss_ = reg_.AddGauge("qwenbox_resident_memory_bytes", "Resident set size of the process.");
+  mem_limit_ = reg_.AddGauge("qwenbox_memory_limit_bytes", "The memory limit qwenbox runs under (0: none found).");
+  threads_ = reg_.AddGauge("qwenbox_compute_threads", "Threads computing forward passes.");
+  forward_s_ = reg_.AddGauge("qwenbox_engine_forward_seconds", "Cumulative time in forward passes.");
+  sample_s_ = reg_.AddGauge("qwenbox_engine_sampling_seconds", "Cumulative time sampling and detokenizing.");
+}
+
+void ServerMetrics::RequestDone(int status, const std::string& finish_reason, const StreamEvent* f) {
+  requests_->Add(1, {{"finish_reason", finish_reason.empty() ? "none" : finish_reason}, {"code", std::to_string(status)}});
+  if (f == nullptr) return;
+  prompt_tokens_->Add(static_cast<double>(f->prompt_tokens));
+  generated_tokens_->Add(static_cast<double>(f->generated_tokens));
+  prompt_len_->Observe(static_cast<double>(f->prompt_tokens));
+  gen_len_->Observe(static_cast<double>(f->generated_tokens));
+  e2e_->Observe(f->timing.e2e_s);
+  queue_->Observe(f->timing.queue_s);
+  if (f->generated_tokens > 0) {
+    ttft_->Observe(f->timing.ttft_s);
+    prefill_->Observe(f->timing.prefill_s);
+    decode_->Observe(f->timing.decode_s);
+  }
+}
+
+std::string ServerMetrics::Render(const Engine* engine, int64_t memory_limit_bytes, int threads) {
+  static std::mutex mu;  // the mirrored counters' last values
+  if (engine != nullptr) {
+    const EngineStats s = engine->Stats();
+    running_->Set(static_cast<double>(s.running));
+    waiting_->Set(static_cast<double>(s.waiting));
+    kv_used_->Set(static_cast<double>(s.kv_blocks_used));
+    kv_total_->Set(static_cast<double>(s.kv_blocks_total));
+    kv_ratio_->Set(s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / static_cast<double>(s.kv_blocks_total) : 0);
+    forward_s_->Set(s.forward_s);
+    sample_s_->Set(s.sample_s);
+    std::lock_guard<std::mutex> lock(mu);
+    prefix_hits_->Add(static_cast<double>(s.prefix_hit_blocks - last_prefix_hits_));
+    preemptions_->Add(static_cast<double>(s.preemptions - last_preemptions_));
+    last_prefix_hits_ = s.prefix_hit_blocks;
+    last_preemptions_ = s.preemptions;
+  }
+  rss_->Set(static_cast<double>(ResidentBytes()));
+  mem_limit_->Set(static_cast<double>(memory_limit_bytes));
+  threads_->Set(threads);
+  return reg_.Render();
+}
+
+}  // namespace qb

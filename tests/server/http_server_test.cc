@@ -1,0 +1,361 @@
+// The HTTP server end to end over loopback, on the demo model (random tiny weights, the real
+// Qwen2.5 tokenizer and chat template): both APIs, streaming and not, every error path,
+// disconnects, draining, metrics.
+#include "server/http_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <random>
+#include <thread>
+
+#include "assets/assets.h"
+#include "common/run_command.h"
+#include "common/test_paths.h"
+#include "model/presets.h"
+#include "model/random_checkpoint.h"
+#include "util/thread_pool.h"
+
+namespace qb {
+namespace {
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto preset = FindPreset("tiny");
+    ASSERT_TRUE(preset.ok());
+    model_ = std::make_shared<const Qwen2Model>(preset->config, RandomWeightsInMemory(*preset, DType::kBF16, 0));
+    auto tok = LoadTokenizerFromText(assets::Qwen25TokenizerJson(), assets::Qwen25TokenizerConfigJson(), "built-in");
+    ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+    tok_ = *tok;
+    pool_ = std::make_unique<ThreadPool>(2);
+  }
+  static void TearDownTestSuite() {
+    model_.reset();
+    tok_.reset();
+    pool_.reset();
+  }
+
+  void Start(ServerConfig sc = {}, int64_t max_queue = 0, int64_t max_num_seqs = 16) {
+    EngineConfig ec;
+    ec.kv_blocks = 256;
+    ec.max_total_tokens = 1024;
+    ec.max_queue = max_queue;
+    ec.scheduler.max_num_seqs = max_num_seqs;
+    ec.eos_token_ids = {151645, 151643};
+    engine_ = std::make_unique<Engine>(model_, tok_, ec, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+    sc.host = "127.0.0.1";
+    sc.port = 0;
+    sc.heartbeat_s = 0.05;
+    server_ = std::make_unique<HttpServer>(sc);
+    ASSERT_TRUE(server_->Start().ok());
+    ServedModel m;
+    m.engine = engine_.get();
+    m.tokenizer = tok_;
+    m.chat_template = ChatTemplateKind::kQwen25;
+    m.defaults.temperature = 0;
+    m.defaults.max_total_tokens = 1024;
+    m.compute_threads = 2;
+    server_->SetModel(m);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(30);
+  }
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Stop();
+    engine_.reset();
+    server_.reset();
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& body, httplib::Headers h = {}) {
+    return client_->Post(path.c_str(), h, body, "application/json");
+  }
+  OrderedJson PostJson(const std::string& path, const std::string& body, int want_status = 200) {
+    auto r = Post(path, body);
+    EXPECT_TRUE(r) << path;
+    if (!r) return {};
+    EXPECT_EQ(r->status, want_status) << path << " " << body << " -> " << r->body;
+    return OrderedJson::parse(r->body, nullptr, false);
+  }
+  // Data lines of an SSE body (without "data:" and the [DONE] marker).
+  static std::vector<OrderedJson> Events(const std::string& body, bool* done) {
+    std::vector<OrderedJson> out;
+    *done = false;
+    size_t pos = 0;
+    while ((pos = body.find("data:", pos)) != std::string::npos) {
+      size_t end = body.find("\n\n", pos);
+      std::string data = body.substr(pos + 5, end - pos - 5);
+      if (!data.empty() && data[0] == ' ') data.erase(0, 1);
+      if (data == "[DONE]") *done = true;
+      else out.push_back(OrderedJson::parse(data, nullptr, false));
+      pos = end;
+    }
+    return out;
+  }
+
+  static std::shared_ptr<const Qwen2Model> model_;
+  static std::shared_ptr<const Tokenizer> tok_;
+  static std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<HttpServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+std::shared_ptr<const Qwen2Model> ServerTest::model_;
+std::shared_ptr<const Tokenizer> ServerTest::tok_;
+std::unique_ptr<ThreadPool> ServerTest::pool_;
+
+const char kChat[] = R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello!"}], "max_tokens": 12, "temperature": 0})";
+
+TEST_F(ServerTest, HealthReadyModelsInfo) {
+  Start();
+  auto h = client_->Get("/health");
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(client_->Get("/ready")->status, 200);
+  const OrderedJson models = OrderedJson::parse(client_->Get("/v1/models")->body);
+  EXPECT_EQ(models["data"][0]["id"], "qwenbox");
+  const OrderedJson info = OrderedJson::parse(client_->Get("/info")->body);
+  EXPECT_EQ(info["max_total_tokens"], 1024);
+  EXPECT_FALSE(client_->Get("/v1/models")->get_header_value("X-Request-Id").empty());
+}
+
+TEST_F(ServerTest, ChatStreamingAndNot) {
+  Start();
+  const OrderedJson a = PostJson("/v1/chat/completions", kChat);
+  EXPECT_EQ(a["object"], "chat.completion");
+  EXPECT_EQ(a["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(a["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(a["usage"]["completion_tokens"], 12);
+  const std::string content = a["choices"][0]["message"]["content"].get<std::string>();
+  // The same request streamed: the deltas add up to the same text (greedy).
+  OrderedJson body = OrderedJson::parse(kChat);
+  body["stream"] = true;
+  body["stream_options"] = {{"include_usage", true}};
+  auto r = Post("/v1/chat/completions", body.dump());
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  bool done = false;
+  const auto events = Events(r->body, &done);
+  EXPECT_TRUE(done);
+  std::string streamed;
+  std::string finish;
+  OrderedJson usage;
+  for (const auto& e : events) {
+    if (e.contains("usage")) usage = e["usage"];
+    if (e["choices"].empty()) continue;
+    const auto& ch = e["choices"][0];
+    if (ch["delta"].contains("content")) streamed += ch["delta"]["content"].get<std::string>();
+    if (!ch["finish_reason"].is_null()) finish = ch["finish_reason"];
+  }
+  EXPECT_EQ(streamed, content);
+  EXPECT_EQ(finish, "length");
+  EXPECT_EQ(usage["completion_tokens"], 12);
+  EXPECT_EQ(events[0]["choices"][0]["delta"]["role"], "assistant");
+}
+
+TEST_F(ServerTest, CompletionsTgiTokenize) {
+  Start();
+  const OrderedJson c = PostJson("/v1/completions", R"({"prompt": "Hello", "max_tokens": 4, "logprobs": 2, "n": 2, "temperature": 0})");
+  ASSERT_EQ(c["choices"].size(), 2u);
+  EXPECT_EQ(c["choices"][0]["text"], c["choices"][1]["text"]);  // greedy: n copies agree
+  EXPECT_EQ(c["choices"][0]["logprobs"]["tokens"].size(), 4u);
+  EXPECT_EQ(c["choices"][0]["logprobs"]["top_logprobs"][0].size(), 2u);
+  EXPECT_EQ(c["usage"]["completion_tokens"], 8);
+  const OrderedJson g = PostJson("/generate", R"({"inputs": "Hello", "parameters": {"max_new_tokens": 5, "details": true}})");
+  EXPECT_EQ(g["details"]["generated_tokens"], 5);
+  EXPECT_EQ(g["details"]["tokens"].size(), 5u);
+  EXPECT_EQ(g["details"]["finish_reason"], "length");
+  auto s = Post("/generate_stream", R"({"inputs": "Hello", "parameters": {"max_new_tokens": 5}})");
+  ASSERT_TRUE(s);
+  bool done = false;
+  const auto events = Events(s->body, &done);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back()["generated_text"], g["generated_text"]);
+  const OrderedJson t = PostJson("/tokenize", R"({"inputs": "Hello world"})");
+  ASSERT_EQ(t.size(), 2u);
+  EXPECT_EQ(t[0]["id"], 9707);
+  EXPECT_EQ(t[1]["start"], 5);
+  const OrderedJson d = PostJson("/detokenize", R"({"tokens": [9707, 1879]})");
+  EXPECT_EQ(d["prompt"], "Hello world");
+}
+
+TEST_F(ServerTest, BadRequestsGetClearErrors) {
+  Start();
+  struct Case {
+    const char* path;
+    std::string body;
+    int status;
+    const char* expect;
+  };
+  const std::vector<Case> cases = {
+      {"/v1/chat/completions", "{not json", 400, "not valid JSON"},
+      {"/v1/chat/completions", "\"\xff\xfe\"", 400, "not valid JSON"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "foo": 1})", 400, "Unrecognized request argument supplied: foo"},
+      {"/v1/chat/completions", R"({"messages": "hi"})", 400, "'messages'"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "wizard", "content": "x"}]})", 400, "role"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "temperature": "hot"})", 400, "'temperature' must be a number"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "temperature": 5})", 400, "between 0 and 2"},
+      {"/v1/chat/completions", R"({"model": "gpt-4", "messages": [{"role": "user", "content": "x"}]})", 404, "does not exist"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 0})", 400, "max_tokens"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "n": 99})", 400, "'n'"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", 400, "only text parts"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": "required"})", 400, "tool_choice"},
+      {"/v1/completions", R"({"prompt": ")" + std::string(3000, 'a') + " " + std::string(3000, 'b') + R"("})", 400, "--max"},
+      {"/v1/completions", R"({"prompt": [1, 2, 99999999]})", 400, "vocabulary"},
+      {"/v1/completions", R"({"max_tokens": 3})", 400, "'prompt' is required"},
+      {"/generate", R"({"inputs": "x", "parameters": {"max_new_tokens": -1}})", 400, "max_new_tokens"},
+      {"/generate", R"({"inputs": "x", "parameters": {"bogus": 1}})", 400, "unknown parameter"},
+      {"/nowhere", "{}", 404, "no route"},
+  };
+  for (const auto& c : cases) {
+    auto r = Post(c.path, c.body);
+    ASSERT_TRUE(r) << c.path;
+    EXPECT_EQ(r->status, c.status) << c.body.substr(0, 80) << " -> " << r->body;
+    EXPECT_NE(r->body.find(c.expect), std::string::npos) << c.body.substr(0, 80) << " -> " << r->body;
+    const OrderedJson j = OrderedJson::parse(r->body, nullptr, false);
+    EXPECT_TRUE(j.contains("error")) << r->body;
+  }
+  // Too large a body: 413.
+  ServerConfig sc;
+  TearDown();
+  sc.max_body_bytes = 1000;
+  Start(sc);
+  auto big = Post("/v1/completions", std::string(5000, ' '));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 413);
+}
+
+TEST_F(ServerTest, ApiKey) {
+  ServerConfig sc;
+  sc.api_key = "sekret";
+  Start(sc);
+  EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})")->status, 401);
+  EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Authorization", "Bearer wrong"}})->status, 401);
+  EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Authorization", "Bearer sekret"}})->status, 200);
+  EXPECT_EQ(client_->Get("/health")->status, 200);  // probes need no key
+  EXPECT_EQ(client_->Get("/metrics")->status, 200);
+}
+
+TEST_F(ServerTest, FullQueueIs429AndDrainingIs503) {
+  Start({}, /*max_queue=*/2, /*max_num_seqs=*/2);
+  // Fill the engine with long streams, then the queue.
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0}, limited{0};
+  for (int i = 0; i < 24; ++i)
+    threads.emplace_back([&, i] {
+      httplib::Client c("127.0.0.1", server_->port());
+      c.set_read_timeout(60);
+      auto r = c.Post("/v1/completions", fmt::format(R"({{"prompt": "x{}", "max_tokens": 200, "temperature": 0}})", i),
+                      "application/json");
+      if (r && r->status == 200) ++ok;
+      if (r && r->status == 429) {
+        ++limited;
+        EXPECT_EQ(r->get_header_value("Retry-After"), "1");
+      }
+      if (!r || (r->status != 200 && r->status != 429))
+        ADD_FAILURE() << (r ? std::to_string(r->status) + " " + r->body : "no answer: " + httplib::to_string(r.error()));
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_GT(limited.load(), 0);
+  EXPECT_EQ(ok.load() + limited.load(), 24);
+  server_->BeginDrain();
+  auto r = Post("/v1/completions", R"({"prompt": "x"})");
+  EXPECT_EQ(r->status, 503);
+  EXPECT_EQ(client_->Get("/ready")->status, 503);
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+}
+
+TEST_F(ServerTest, DisconnectCancelsTheRequest) {
+  Start();
+  // A raw client: send a streaming request, read the first bytes, hang up.
+  const std::string body = R"({"prompt": "x", "max_tokens": 900, "stream": true, "ignore_eos": true})";
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+  char buf[512];
+  ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);
+  ::close(fd);
+  for (int i = 0; i < 200 && (engine_->Stats().kv_blocks_used > 0 || engine_->Stats().running > 0); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(engine_->Stats().kv_blocks_used, 0);
+  EXPECT_LT(engine_->Stats().generated_tokens, 900);
+}
+
+TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
+  Start();
+  const std::string good = R"({"prompt": "The same prompt", "max_tokens": 24, "temperature": 0, "ignore_eos": true})";
+  const std::string want = PostJson("/v1/completions", good)["choices"][0]["text"];
+  std::mt19937 rng(11);
+  std::vector<std::string> bad = {"", "{", "[]", "null", "\"x\"", "{\"prompt\": 3}", "{\"prompt\": null}",
+                                  "{\"prompt\": \"x\", \"max_tokens\": -5}", "{\"prompt\": \"x\", \"stop\": 7}",
+                                  "{\"prompt\": \"x\", \"stream\": \"yes\"}", "{\"prompt\": \"x\", \"n\": 0}",
+                                  "{\"prompt\": \"x\", \"seed\": \"s\"}", "{\"prompt\": \"x\", \"logprobs\": 50}",
+                                  "{\"prompt\": [\"a\", \"b\"]}", "{\"prompt\": \"\\ud800\"}"};
+  for (int i = 0; bad.size() < 110; ++i) {  // random bytes and truncations
+    std::string b = good.substr(0, rng() % good.size());
+    for (int k = 0; k < 3; ++k) b[rng() % (b.size() + 1 > 1 ? b.size() : 1)] = static_cast<char>(rng());
+    bad.push_back(b);
+  }
+  std::vector<std::thread> goods;
+  std::atomic<int> matched{0};
+  for (int i = 0; i < 8; ++i)
+    goods.emplace_back([&] {
+      httplib::Client c("127.0.0.1", server_->port());
+      c.set_read_timeout(60);
+      OrderedJson b = OrderedJson::parse(good);
+      b["stream"] = true;
+      auto r = c.Post("/v1/completions", b.dump(), "application/json");
+      if (!r || r->status != 200) return;
+      bool done = false;
+      std::string text;
+      for (const auto& e : Events(r->body, &done))
+        if (!e["choices"].empty()) text += e["choices"][0]["text"].get<std::string>();
+      if (done && text == want) ++matched;
+    });
+  int fours = 0, total = 0;
+  for (const auto& b : bad) {
+    for (const char* path : {"/v1/completions", "/v1/chat/completions", "/generate"}) {
+      auto r = Post(path, b);
+      ++total;
+      if (r && r->status >= 400 && r->status < 500) ++fours;
+      else ADD_FAILURE() << path << " " << b << " -> " << (r ? std::to_string(r->status) + " " + r->body : "no answer");
+    }
+  }
+  for (auto& t : goods) t.join();
+  EXPECT_EQ(matched.load(), 8);
+  EXPECT_EQ(fours, total);
+  EXPECT_GE(total, 300);
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+}
+
+TEST_F(ServerTest, MetricsPassPromtool) {
+  Start();
+  PostJson("/v1/chat/completions", kChat);
+  Post("/v1/completions", "{bad");
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("qwenbox_time_to_first_token_seconds_bucket"), std::string::npos);
+  EXPECT_NE(m->body.find("qwenbox_requests_total{code=\"400\",finish_reason=\"none\"} 1"), std::string::npos);
+  EXPECT_NE(m->body.find("qwenbox_kv_cache_usage_ratio"), std::string::npos);
+  if (std::system("command -v promtool > /dev/null 2>&1") != 0) GTEST_SKIP() << "promtool is not installed";
+  const std::string path = test::ScratchDir() + "/scrape.txt";
+  test::WriteBytes(path, m->body);
+  const int rc = std::system(("promtool check metrics < " + path + " > " + path + ".out 2>&1").c_str());
+  EXPECT_EQ(rc, 0) << test::ReadBytes(path + ".out");
+}
+
+}  // namespace
+}  // namespace qb
