@@ -132,7 +132,7 @@ Status RunGenerate(const GenerateOptions& o) {
 
 void AddGenerateCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<GenerateOptions>();
-  CLI::App* cmd = app.add_subcommand("generate", "Continue a list of token ids");
+  CLI::App* cmd = app.add_subcommand("generate", "Continue a prompt: token ids, text, or a chat message");
   cmd->add_option("--model", o->model, "Model: a Hugging Face directory or a .gguf file")->required();
   cmd->add_option("--ids", o->ids, "Prompt as comma-separated token ids");
   cmd->add_option("--prompt", o->prompt, "Prompt as text (added tokens such as <|im_start|> are recognised)");
