@@ -9,6 +9,12 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 JOBS="${JOBS:-$(nproc)}"
 
+# The official openai npm client, for the client test (needs the npm registry).
+if command -v npm >/dev/null 2>&1; then
+  (cd tests/js && npm ci --no-audit --no-fund --silent) ||
+    echo "test.sh: npm ci failed: the openai client test will not run" >&2
+fi
+
 echo "== Release build and all tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQWENBOX_WERROR=ON >/dev/null
 cmake --build build -j "$JOBS"
