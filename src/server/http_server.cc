@@ -452,8 +452,9 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   res.set_header("Cache-Control", "no-cache");
   res.set_chunked_content_provider(
       "text/event-stream",
-      [x, finish_metrics, on_token_metrics, metrics_cancelled](size_t, httplib::DataSink& sink) {
+      [x, finish_metrics, on_token_metrics, metrics_cancelled, heartbeat](size_t, httplib::DataSink& sink) {
         const api::ParsedRequest& p = x->parsed;
+        auto last_write = Clock::now();
         const bool chat = p.endpoint == api::Endpoint::kChat, tgi = p.endpoint == api::Endpoint::kTgi;
         auto chunk = [&](size_t i, OrderedJson delta_or_text, const OrderedJson& finish_reason, const OrderedJson& logprobs) {
           OrderedJson j;
@@ -480,7 +481,15 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
         }
         size_t index = 0;
         while (ok && x->finished < x->streams.size()) {
+          // While a request waits or computes, an SSE comment now and then keeps proxies patient
+          // and finds out whether the client is still there.
+          if (Clock::now() - last_write > std::chrono::duration<double>(heartbeat)) {
+            ok = sink.write(":\n\n", 3);
+            last_write = Clock::now();
+            if (!ok) break;
+          }
           ok = Pump(*x, std::chrono::milliseconds(200), [&](size_t i, const StreamEvent& ev) {
+            last_write = Clock::now();
             on_token_metrics(*x, i, ev);
             Choice& c = x->choices[i];
             std::string out;
