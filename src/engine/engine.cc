@@ -259,12 +259,23 @@ void Engine::Step() {
     for (int64_t id : sample_ids) FinishRequest(id, FinishReason::kError, logits.status().message());
     return;
   }
+  // Sampling is independent per sequence (each has its own sampler): spread it over the pool.
+  std::vector<SampleResult> samples(sample_ids.size());
+  std::vector<Active*> actives(sample_ids.size());
+  for (size_t i = 0; i < sample_ids.size(); ++i) actives[i] = active_.at(sample_ids[i]).get();
+  auto sample_range = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const float* row = logits->data<float>() + i * logits->cols();
+      samples[static_cast<size_t>(i)] = actives[static_cast<size_t>(i)]->sampler.Sample({row, static_cast<size_t>(logits->cols())});
+    }
+  };
+  if (ctx_.pool != nullptr) ctx_.pool->ParallelFor(static_cast<int64_t>(sample_ids.size()), sample_range);
+  else sample_range(0, static_cast<int64_t>(sample_ids.size()));
   std::vector<int32_t> next;
   std::vector<std::pair<int64_t, FinishReason>> finished;
   for (size_t i = 0; i < sample_ids.size(); ++i) {
-    Active& a = *active_.at(sample_ids[i]);
-    const float* row = logits->data<float>() + static_cast<int64_t>(i) * logits->cols();
-    const SampleResult s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())});
+    Active& a = *actives[i];
+    const SampleResult& s = samples[i];
     next.push_back(s.token);
     if (a.generated == 0) a.first_token = Clock::now();
     ++a.generated;

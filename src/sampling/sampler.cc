@@ -48,6 +48,7 @@ SampleResult Sampler::Sample(std::span<const float> raw) {
   } else {
     // Candidates best first (ties: lower id first), cut by top-k; when only top-p/min-p cut,
     // the best 1024 usually hold the whole nucleus: fall back to all ids when they do not.
+    // nth_element finds them in linear time; only the candidates are sorted.
     const auto vocab = static_cast<int32_t>(logits.size());
     auto better = [&](int32_t a, int32_t b) {
       const float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
@@ -58,22 +59,31 @@ SampleResult Sampler::Sample(std::span<const float> raw) {
       ids_.resize(static_cast<size_t>(vocab));
       std::iota(ids_.begin(), ids_.end(), 0);
       keep = std::min(keep, ids_.size());
-      std::partial_sort(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(keep), ids_.end(), better);
+      if (keep < ids_.size())
+        std::nth_element(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(keep), ids_.end(), better);
       ids_.resize(keep);
+      std::sort(ids_.begin(), ids_.end(), better);
     };
     size_t keep = params_.top_k > 0 ? static_cast<size_t>(params_.top_k) : 1024;
     take(keep);
-    const double max_l = logits[static_cast<size_t>(ids_[0])];
-    // Softmax mass of the whole vocabulary (for top-p and min-p relative to all tokens).
+    const float max_l = logits[static_cast<size_t>(ids_[0])];
+    // Softmax mass of the whole vocabulary (for top-p and min-p relative to all tokens), in
+    // float: it only decides where the nucleus ends.
     double total = 0.0;
-    for (float l : logits) total += std::exp((l - max_l) * inv_t);
+    if (params_.top_k == 0) {
+      float t = 0.f;
+      for (float l : logits) t += std::exp((l - max_l) * inv_t);
+      total = t;
+    }
     std::vector<double> probs(ids_.size());
     double kept = 0.0;
-    for (size_t i = 0; i < ids_.size(); ++i) kept += probs[i] = std::exp((logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
+    for (size_t i = 0; i < ids_.size(); ++i)
+      kept += probs[i] = std::exp(static_cast<double>(logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
     if (params_.top_k == 0 && params_.top_p < 1.0f && kept / total < params_.top_p && ids_.size() < static_cast<size_t>(vocab)) {
       take(static_cast<size_t>(vocab));
       probs.resize(ids_.size());
-      for (size_t i = 0; i < ids_.size(); ++i) probs[i] = std::exp((logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
+      for (size_t i = 0; i < ids_.size(); ++i)
+        probs[i] = std::exp(static_cast<double>(logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
     }
     if (params_.top_k > 0) total = std::accumulate(probs.begin(), probs.end(), 0.0);  // top-k renormalises first
     size_t cut = probs.size();
