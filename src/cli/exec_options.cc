@@ -1,22 +1,16 @@
 #include "cli/exec_options.h"
 
-#include <sched.h>
-
-#include <thread>
-
 #include <fmt/format.h>
+
+#include "resources/limits.h"
 
 namespace qb::cli {
 
-int AvailableCores() {
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1u, std::thread::hardware_concurrency());
-}
+int DefaultThreads() { return DetectLimits().Threads(); }
 
 void ExecOptions::Add(CLI::App* cmd, const std::string& default_kernels) {
   kernels = default_kernels;
-  cmd->add_option("-t,--threads", threads, "Compute threads (default: one per available core)");
+  cmd->add_option("-t,--threads", threads, "Compute threads (default: the CPU quota rounded down, at least 1, at most the cores)");
   cmd->add_option("--kernels", kernels,
                   "fast (SIMD, threaded, 8-bit activations for quantized weights) or reference (scalar, "
                   "f32 activations: exact)")
@@ -36,7 +30,7 @@ Status ExecOptions::Make(std::unique_ptr<ThreadPool>* pool, kernels::ExecContext
   if (threads < 0) return InvalidArgument("--threads must be >= 0");
   if (kernels != "fast" && kernels != "reference")
     return InvalidArgument(fmt::format("--kernels {} is not one of fast, reference", kernels));
-  const int n = threads > 0 ? threads : AvailableCores();
+  const int n = threads > 0 ? threads : DefaultThreads();
   *pool = std::make_unique<ThreadPool>(kernels == "reference" ? 1 : n);
   ctx->pool = pool->get();
   ctx->isa = kernels == "reference" ? kernels::Isa::kReference : kernels::DetectIsa();

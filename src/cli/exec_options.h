@@ -14,7 +14,7 @@
 namespace qb::cli {
 
 struct ExecOptions {
-  int threads = 0;                 // 0: one per available core
+  int threads = 0;               // 0: DefaultThreads()
   std::string kernels = "fast";  // "fast" or "reference"
   std::string quant;             // --quant: convert the weights at load
 
@@ -25,7 +25,7 @@ struct ExecOptions {
   Result<LoadedModel> Load(const std::string& path, ThreadPool* pool) const;
 };
 
-// Cores this process may run on (the affinity mask; the cgroup quota is not read yet).
-int AvailableCores();
+// Threads by default: floor(the cgroup CPU quota), at least 1, at most the cpuset and cores.
+int DefaultThreads();
 
 }  // namespace qb::cli

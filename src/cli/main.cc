@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   qb::cli::AddMakeModelCommand(app, &exit_code);
   qb::cli::AddBenchCommand(app, &exit_code);
   qb::cli::AddQuantizeCommand(app, &exit_code);
+  qb::cli::AddPlanCommand(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   return exit_code;

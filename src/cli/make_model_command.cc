@@ -5,6 +5,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
@@ -70,7 +71,7 @@ void AddMakeModelCommand(CLI::App& app, int* exit_code) {
   auto o = std::make_shared<MakeModelOptions>();
   CLI::App* cmd = app.add_subcommand(
       "make-model", "Write a random-weight Qwen2 model of a real shape (for tests, demos, benchmarks)");
-  cmd->add_option("--preset", o->preset, "micro, tiny, qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-3b, qwen2.5-7b")
+  cmd->add_option("--preset", o->preset, fmt::format("{}", fmt::join(PresetNames(), ", ")))
       ->required();
   cmd->add_option("--out", o->out, "Output directory (safetensors) or .gguf file")->required();
   cmd->add_option("--format", o->format, "safetensors or gguf")->capture_default_str();

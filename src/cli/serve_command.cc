@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/exec_options.h"
+#include "cli/serve_options.h"
 #include "engine/engine.h"
 #include "kv/kv_storage.h"
 #include "model/loader.h"
@@ -23,28 +25,13 @@
 #include "model/random_checkpoint.h"
 #include "server/http_server.h"
 #include "tokenizer/chat_template.h"
+#include "resources/memory_guard.h"
+#include "util/byte_size.h"
 #include "util/json.h"
 
 namespace qb::cli {
 
 namespace {
-
-struct ServeOptions {
-  std::string model;
-  ServerConfig server;
-  std::string api_key_file;
-  ExecOptions exec;
-  int64_t max_num_seqs = 64;
-  int64_t max_batch_tokens = 2048;
-  int64_t max_input_tokens = 0;
-  int64_t max_total_tokens = 0;
-  int64_t max_queue = 256;
-  int64_t kv_cache_bytes = int64_t{1} << 30;
-  std::string kv_dtype = "f16";
-  int64_t block_size = 16;
-  bool no_prefix_caching = false;
-  double drain_timeout = 30;
-};
 
 Result<LoadedModel> DemoModel(std::shared_ptr<const Tokenizer>* tok) {
   QB_ASSIGN_OR_RETURN(ModelPreset preset, FindPreset("tiny"));
@@ -72,14 +59,16 @@ Status RunServe(ServeOptions o) {
     if (key.empty()) return InvalidArgument(o.api_key_file + ": the API key file is empty");
     o.server.api_key = key;
   }
-  auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype || !Info(*kv_dtype).is_float) return InvalidArgument("--kv-dtype must be f16, bf16 or f32");
-  if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1)
-    return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
+  ServeSizing sizing;
+  QB_RETURN_IF_ERROR(DetectServeLimits(o, &sizing));
 
+  // --print-config loads and measures the model but does not listen.
+  o.server.http_threads = HttpThreads(o);
   HttpServer server(o.server);
-  QB_RETURN_IF_ERROR(server.Start());
-  spdlog::info("listening on http://{}:{} (/health answers while loading)", o.server.host, server.port());
+  if (!o.print_config) {
+    QB_RETURN_IF_ERROR(server.Start());
+    spdlog::info("listening on http://{}:{} (/health answers while loading)", o.server.host, server.port());
+  }
 
   std::unique_ptr<ThreadPool> pool;
   kernels::ExecContext ctx;
@@ -97,27 +86,15 @@ Status RunServe(ServeOptions o) {
     QB_ASSIGN_OR_RETURN(tok, LoadTokenizer(o.model));
   }
   const ModelConfig& mc = loaded.model->config();
-  EngineConfig ec;
-  ec.scheduler.block_size = o.block_size;
-  ec.scheduler.max_num_seqs = o.max_num_seqs;
-  ec.scheduler.max_batch_tokens = o.max_batch_tokens;
-  ec.scheduler.prefix_caching = !o.no_prefix_caching;
-  ec.kv_dtype = *kv_dtype;
-  const int64_t block_bytes = KvLayout::BytesPerToken(mc.num_layers, mc.kv_dim(), *kv_dtype) * o.block_size;
-  ec.kv_blocks = o.kv_cache_bytes / block_bytes;
-  if (ec.kv_blocks < 1)
-    return InvalidArgument(fmt::format("--kv-cache-bytes {} holds no block ({} bytes each)", o.kv_cache_bytes, block_bytes));
-  const int64_t pool_tokens = ec.kv_blocks * o.block_size;
-  ec.max_total_tokens = o.max_total_tokens > 0 ? o.max_total_tokens : std::min(mc.max_position_embeddings, pool_tokens);
-  if (ec.max_total_tokens > mc.max_position_embeddings)
-    return InvalidArgument(fmt::format("--max-total-tokens {} exceeds the model's context of {}", ec.max_total_tokens,
-                                       mc.max_position_embeddings));
-  if (ec.max_total_tokens > pool_tokens)
-    return InvalidArgument(fmt::format(
-        "--max-total-tokens {} does not fit the KV cache ({} tokens in {} bytes): raise --kv-cache-bytes or lower it",
-        ec.max_total_tokens, pool_tokens, o.kv_cache_bytes));
-  ec.max_input_tokens = o.max_input_tokens > 0 ? o.max_input_tokens : ec.max_total_tokens - 1;
-  ec.max_queue = o.max_queue;
+  server.SetLoading("sizing the KV cache", 0.85);
+  QB_RETURN_IF_ERROR(SizeServe(o, loaded, static_cast<int>(pool->size()), &sizing));
+  if (o.print_config) {
+    std::puts(ServeConfigJson(o, sizing, static_cast<int>(pool->size())).dump(2).c_str());
+    return Status::Ok();
+  }
+  spdlog::info("memory: limit {} ({}); KV cache {}", sizing.memory_limit ? HumanBytes(*sizing.memory_limit) : "none",
+               sizing.limit_source, sizing.kv_how);
+  EngineConfig ec = sizing.engine;
   for (int64_t e : loaded.generation.eos_token_ids) ec.eos_token_ids.push_back(static_cast<int32_t>(e));
   if (auto im_end = tok->AddedTokenId("<|im_end|>");
       im_end && std::find(ec.eos_token_ids.begin(), ec.eos_token_ids.end(), *im_end) == ec.eos_token_ids.end())
@@ -148,6 +125,8 @@ Status RunServe(ServeOptions o) {
   sm.defaults.max_total_tokens = ec.max_total_tokens;
   sm.dtype = mc.torch_dtype;
   sm.compute_threads = pool->size();
+  sm.memory_guard = std::make_shared<MemoryGuard>(sizing.limits, sizing.memory_limit, sizing.limit_from_cgroup,
+                                                  sizing.guard_reserve_bytes);
   server.SetModel(sm);
   spdlog::info("ready: {} as \"{}\" ({} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
                loaded.path, o.server.served_model_name, ec.kv_blocks, o.block_size, pool->size(), ec.max_total_tokens);
@@ -185,12 +164,18 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--max-total-tokens", o->max_total_tokens,
                   "Prompt + generated tokens per request (default: the model's context, within the KV cache)");
   cmd->add_option("--max-queue", o->max_queue, "Waiting requests before answering 429")->capture_default_str();
-  cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes, "Bytes of KV cache")->capture_default_str();
+  cmd->add_option("--kv-cache-bytes", o->kv_cache_bytes,
+                  "Bytes of KV cache, e.g. 4g (default: what the memory limit leaves; 4 GiB without a limit)");
+  cmd->add_option("--memory-limit", o->memory_limit, "Memory to fit in, e.g. 8g (default: the cgroup's limit)");
+  cmd->add_option("--memory-margin", o->memory_margin, "Fraction of the memory limit left free")->capture_default_str();
+  cmd->add_flag("--print-config", o->print_config,
+                "Print the detected limits and every derived setting as JSON, and exit (loads the model)");
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16 or f32")->capture_default_str();
   cmd->add_option("--block-size", o->block_size, "Tokens per KV block")->capture_default_str();
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
-  cmd->add_option("--http-threads", o->server.http_threads, "Connections served at once")->capture_default_str();
+  cmd->add_option("--http-threads", o->server.http_threads,
+                  "Connections served at once (default: --max-num-seqs + --max-queue + 64)");
   cmd->add_option("--drain-timeout", o->drain_timeout, "Seconds to let requests finish on SIGTERM")->capture_default_str();
   o->exec.Add(cmd, "fast");
   cmd->callback([o, exit_code] {

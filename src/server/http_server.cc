@@ -215,7 +215,7 @@ void HttpServer::Routes() {
       std::lock_guard<std::mutex> lock(model_mu_);
       m = model_;
     }
-    res.set_content(metrics_.Render(m.engine, m.memory_limit_bytes, m.compute_threads),
+    res.set_content(metrics_.Render(m.engine, m.memory_guard.get(), m.compute_threads),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
@@ -308,6 +308,13 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
     std::lock_guard<std::mutex> lock(model_mu_);
     if (!loaded_) return fail(HttpError{503, "server_error", fmt::format("the model is loading ({})", loading_what_), ""});
     m = model_;
+  }
+  if (m.memory_guard && m.memory_guard->ShouldShed()) {
+    const MemorySample s = m.memory_guard->Sample();
+    return fail(HttpError{429, "rate_limit_error",
+                          fmt::format("memory is near the limit ({} of {} bytes in use): try again shortly", s.used_bytes,
+                                      s.limit_bytes.value_or(0)),
+                          ""});
   }
   const OrderedJson body = OrderedJson::parse(req.body, nullptr, false);
   if (body.is_discarded()) return fail(HttpError{400, "invalid_request_error", "the body is not valid JSON (or not UTF-8)", ""});

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "resources/memory_guard.h"
 #include "server/api_types.h"
 #include "server/server_metrics.h"
 #include "tokenizer/chat_template.h"
@@ -42,7 +43,7 @@ struct ServedModel {
   std::optional<ChatTemplateKind> chat_template;  // none: /v1/chat/completions answers 400
   api::Defaults defaults;
   std::string dtype;           // for /info
-  int64_t memory_limit_bytes = 0;
+  std::shared_ptr<MemoryGuard> memory_guard;  // null: no memory admission check
   int compute_threads = 1;
 };
 

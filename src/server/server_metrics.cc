@@ -1,20 +1,8 @@
 #include "server/server_metrics.h"
 
-#include <unistd.h>
-
-#include <cstdio>
 #include <mutex>
 
 namespace qb {
-
-int64_t ResidentBytes() {
-  long pages = 0, resident = 0;
-  FILE* f = std::fopen("/proc/self/statm", "r");
-  if (f == nullptr) return 0;
-  if (std::fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-  std::fclose(f);
-  return static_cast<int64_t>(resident) * ::sysconf(_SC_PAGESIZE);
-}
 
 ServerMetrics::ServerMetrics() {
   const auto latency = prom::ExponentialBuckets(0.005, 2, 14);  // 5 ms .. 41 s
@@ -40,6 +28,11 @@ ServerMetrics::ServerMetrics() {
   kv_ratio_ = reg_.AddGauge("qwenbox_kv_cache_usage_ratio", "Fraction of KV cache blocks in use (0..1).");
   rss_ = reg_.AddGauge("qwenbox_resident_memory_bytes", "Resident set size of the process.");
   mem_limit_ = reg_.AddGauge("qwenbox_memory_limit_bytes", "The memory limit qwenbox runs under (0: none found).");
+  mem_used_ = reg_.AddGauge("qwenbox_memory_used_bytes",
+                            "Memory counted against the limit: the cgroup's working set, or the resident set.");
+  mem_headroom_ = reg_.AddGauge("qwenbox_memory_headroom_bytes", "The memory limit less the memory used (0: no limit).");
+  mem_shed_ = reg_.AddCounter("qwenbox_memory_rejections_total",
+                              "Requests refused with 429 because memory was near the limit.");
   threads_ = reg_.AddGauge("qwenbox_compute_threads", "Threads computing forward passes.");
   forward_s_ = reg_.AddGauge("qwenbox_engine_forward_seconds", "Cumulative time in forward passes.");
   sample_s_ = reg_.AddGauge("qwenbox_engine_sampling_seconds", "Cumulative time sampling and detokenizing.");
@@ -61,7 +54,7 @@ void ServerMetrics::RequestDone(int status, const std::string& finish_reason, co
   }
 }
 
-std::string ServerMetrics::Render(const Engine* engine, int64_t memory_limit_bytes, int threads) {
+std::string ServerMetrics::Render(const Engine* engine, MemoryGuard* guard, int threads) {
   static std::mutex mu;  // the mirrored counters' last values
   if (engine != nullptr) {
     const EngineStats s = engine->Stats();
@@ -78,8 +71,18 @@ std::string ServerMetrics::Render(const Engine* engine, int64_t memory_limit_byt
     last_prefix_hits_ = s.prefix_hit_blocks;
     last_preemptions_ = s.preemptions;
   }
-  rss_->Set(static_cast<double>(ResidentBytes()));
-  mem_limit_->Set(static_cast<double>(memory_limit_bytes));
+  rss_->Set(static_cast<double>(ProcessResidentBytes()));
+  if (guard != nullptr) {
+    const MemorySample m = guard->Sample();
+    mem_limit_->Set(static_cast<double>(m.limit_bytes.value_or(0)));
+    mem_used_->Set(static_cast<double>(m.used_bytes));
+    mem_headroom_->Set(static_cast<double>(m.headroom_bytes().value_or(0)));
+    std::lock_guard<std::mutex> lock(mu);
+    mem_shed_->Add(static_cast<double>(guard->shed_count() - last_shed_));
+    last_shed_ = guard->shed_count();
+  } else {
+    mem_used_->Set(static_cast<double>(ProcessResidentBytes()));
+  }
   threads_->Set(threads);
   return reg_.Render();
 }

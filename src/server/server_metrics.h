@@ -5,6 +5,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "resources/memory_guard.h"
 #include "server/prometheus.h"
 
 namespace qb {
@@ -17,18 +18,17 @@ class ServerMetrics {
   void RequestDone(int status, const std::string& finish_reason, const StreamEvent* finish);
   void InterTokenLatency(double seconds) { itl_->Observe(seconds); }
   // Renders everything, refreshing the gauges from the engine (may be null while loading).
-  std::string Render(const Engine* engine, int64_t memory_limit_bytes, int threads);
+  // `guard` (may be null) gives the memory limit, the memory in use and the headroom.
+  std::string Render(const Engine* engine, MemoryGuard* guard, int threads);
 
  private:
   prom::Registry reg_;
   prom::Counter *requests_, *prompt_tokens_, *generated_tokens_, *prefix_hits_, *preemptions_;
   prom::Histogram *ttft_, *itl_, *e2e_, *queue_, *prefill_, *decode_, *prompt_len_, *gen_len_;
   prom::Gauge *running_, *waiting_, *kv_used_, *kv_total_, *kv_ratio_, *rss_, *mem_limit_, *threads_;
-  prom::Gauge *forward_s_, *sample_s_;
-  int64_t last_prefix_hits_ = 0, last_preemptions_ = 0;
+  prom::Gauge *forward_s_, *sample_s_, *mem_used_, *mem_headroom_;
+  prom::Counter* mem_shed_;
+  int64_t last_prefix_hits_ = 0, last_preemptions_ = 0, last_shed_ = 0;
 };
-
-// Resident set size of this process in bytes (from /proc/self/statm).
-int64_t ResidentBytes();
 
 }  // namespace qb

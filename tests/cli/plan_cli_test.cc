@@ -1,0 +1,111 @@
+// `qwenbox plan` and `qwenbox serve --print-config`: the sizing users read before deploying,
+// and a memory limit too small to serve in, which must end in a clear message and exit 1.
+#include <gtest/gtest.h>
+
+#include "common/run_command.h"
+#include "common/test_paths.h"
+#include "util/json.h"
+
+namespace qb {
+namespace {
+
+using test::DataPath;
+using test::RunCommand;
+
+const std::string kQwenbox = QB_BINARY;
+
+Json RunJson(const std::vector<std::string>& argv) {
+  auto r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  auto j = ParseJson(r.out, "stdout");
+  EXPECT_TRUE(j.ok()) << r.out;
+  return j.ok() ? *j : Json();
+}
+
+TEST(PlanCli, JsonForAPreset) {
+  const Json j = RunJson({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "bf16", "--ctx", "8192", "--batch",
+                          "4", "--memory", "64g", "--format", "json"});
+  EXPECT_EQ(j["kv_bytes_per_token"], 57344);
+  EXPECT_EQ(j["kv_bytes"], int64_t{4} * 8192 * 57344);
+  EXPECT_NEAR(j["weights_bytes"].get<double>(), 15.23e9, 0.05e9);
+  EXPECT_EQ(j["total_bytes"].get<int64_t>(), j["weights_bytes"].get<int64_t>() + j["kv_bytes"].get<int64_t>() +
+                                                 j["activation_bytes"].get<int64_t>() + j["overhead_bytes"].get<int64_t>());
+  EXPECT_TRUE(j["fits"].get<bool>());
+  EXPECT_GE(j["recommended"]["memory_bytes"].get<int64_t>(), j["total_bytes"].get<int64_t>());
+
+  const Json tight = RunJson({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "bf16", "--ctx", "8192",
+                              "--memory", "16g", "--format", "json"});
+  EXPECT_FALSE(tight["fits"].get<bool>());
+  EXPECT_FALSE(tight["reasons"].empty());
+}
+
+TEST(PlanCli, FromAModelFileAndContainerFormats) {
+  // Weights measured from the file; docker/compose/k8s carry the recommended limit.
+  const Json j = RunJson({kQwenbox, "plan", "--model", DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), "--ctx", "512",
+                          "--batch", "2", "--cpus", "2", "--format", "json"});
+  const int64_t memory = j["recommended"]["memory_bytes"].get<int64_t>();
+  ASSERT_GT(memory, 0);
+  const std::string mib = std::to_string((memory + (1 << 20) - 1) >> 20);
+  auto docker = RunCommand({kQwenbox, "plan", "--model", DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), "--ctx", "512",
+                            "--batch", "2", "--cpus", "2", "--format", "docker"});
+  ASSERT_EQ(docker.exit_code, 0) << docker.err;
+  EXPECT_NE(docker.out.find("docker run"), std::string::npos) << docker.out;
+  EXPECT_NE(docker.out.find("--cpus=2"), std::string::npos) << docker.out;
+  EXPECT_NE(docker.out.find("--max-total-tokens 512 --max-num-seqs 2"), std::string::npos) << docker.out;
+  auto k8s = RunCommand({kQwenbox, "plan", "--model", DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), "--ctx", "512",
+                         "--batch", "2", "--format", "k8s"});
+  ASSERT_EQ(k8s.exit_code, 0) << k8s.err;
+  EXPECT_NE(k8s.out.find("limits:"), std::string::npos) << k8s.out;
+  auto compose = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-0.5b", "--ctx", "512", "--format", "compose"});
+  ASSERT_EQ(compose.exit_code, 0) << compose.err;
+  EXPECT_NE(compose.out.find("services:"), std::string::npos) << compose.out;
+}
+
+TEST(PlanCli, BadInput) {
+  for (const std::vector<std::string>& argv :
+       {std::vector<std::string>{kQwenbox, "plan", "--preset", "qwen2.5-9b"},
+        std::vector<std::string>{kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q1"},
+        std::vector<std::string>{kQwenbox, "plan", "--preset", "qwen2.5-7b", "--memory", "lots"},
+        std::vector<std::string>{kQwenbox, "plan", "--preset", "qwen2.5-7b", "--format", "xml"},
+        std::vector<std::string>{kQwenbox, "plan", "--model", "/nonexistent"}}) {
+    auto r = RunCommand(argv);
+    EXPECT_TRUE(r.exited);
+    EXPECT_NE(r.exit_code, 0) << argv.back();
+    EXPECT_FALSE(r.err.empty());
+  }
+}
+
+TEST(ServePrintConfig, KvCacheFollowsTheMemoryLimit) {
+  const std::string model = DataPath("micro-qwen2/micro-qwen2-q8_0.gguf");
+  const Json small = RunJson({kQwenbox, "serve", "--model", model, "--print-config", "--memory-limit", "200m",
+                              "--threads", "1"});
+  const Json large = RunJson({kQwenbox, "serve", "--model", model, "--print-config", "--memory-limit", "300m",
+                              "--threads", "1"});
+  EXPECT_EQ(small["memory_limit_bytes"], int64_t{200} << 20);
+  EXPECT_EQ(small["threads"], 1);
+  // The extra 100 MiB, less the 5% margin, all goes to the KV cache (both stay under the cap of
+  // 64 sequences x the context, 256 MiB here).
+  const int64_t grown = large["kv_cache_bytes"].get<int64_t>() - small["kv_cache_bytes"].get<int64_t>();
+  const int64_t block = large["block_size"].get<int64_t>() * large["kv_bytes_per_token"].get<int64_t>();
+  EXPECT_NEAR(static_cast<double>(grown), 0.95 * (100 << 20), 2.0 * static_cast<double>(block) + (4 << 20));
+  EXPECT_LE(large["kv_cache_bytes"].get<int64_t>() + large["model_resident_bytes"].get<int64_t>(), int64_t{300} << 20);
+
+  const Json explicit_kv = RunJson({kQwenbox, "serve", "--model", model, "--print-config", "--kv-cache-bytes", "64m"});
+  EXPECT_LE(explicit_kv["kv_cache_bytes"].get<int64_t>(), int64_t{64} << 20);
+  EXPECT_GT(explicit_kv["kv_cache_bytes"].get<int64_t>(), int64_t{63} << 20);
+}
+
+TEST(ServePrintConfig, TooSmallALimitIsRefusedWithWhatWouldFit) {
+  auto r = RunCommand({kQwenbox, "serve", "--model", DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), "--memory-limit",
+                       "20m", "--print-config"});
+  EXPECT_TRUE(r.exited);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not fit the memory limit"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("docker run --memory="), std::string::npos) << r.err;
+  auto bad = RunCommand({kQwenbox, "serve", "--memory-limit", "12q", "--print-config"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("12q"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace qb
