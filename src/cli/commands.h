@@ -16,5 +16,6 @@ void AddBenchCommand(CLI::App& app, int* exit_code);
 void AddQuantizeCommand(CLI::App& app, int* exit_code);
 void AddServeCommand(CLI::App& app, int* exit_code);
 void AddPlanCommand(CLI::App& app, int* exit_code);
+void AddLoadtestCommand(CLI::App& app, int* exit_code);
 
 }  // namespace qb::cli
