@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -11,11 +12,22 @@ namespace qb::test {
 
 namespace fs = std::filesystem;
 
-std::string DataDir() { return QB_TEST_DATA_DIR; }
-std::string DataPath(const std::string& rel) { return (fs::path(QB_TEST_DATA_DIR) / rel).string(); }
+namespace {
+
+// The directories are compiled in; environment variables override them, for test binaries
+// built here and run from another checkout (the GPU machine: scripts/cuda-device-check.sh).
+std::string FromEnv(const char* var, const char* compiled) {
+  const char* v = std::getenv(var);
+  return v != nullptr && *v != '\0' ? v : compiled;
+}
+
+}  // namespace
+
+std::string DataDir() { return FromEnv("QB_TEST_DATA_DIR", QB_TEST_DATA_DIR); }
+std::string DataPath(const std::string& rel) { return (fs::path(DataDir()) / rel).string(); }
 
 std::string SharedPath(const std::string& rel) {
-  const fs::path p = fs::path(QB_SHARED_TESTDATA_DIR) / rel;
+  const fs::path p = fs::path(FromEnv("QB_SHARED_TESTDATA_DIR", QB_SHARED_TESTDATA_DIR)) / rel;
   std::error_code ec;
   return fs::exists(p, ec) ? p.string() : std::string();
 }

@@ -1,0 +1,174 @@
+// Paged causal GQA attention with an online softmax (one pass over the keys, no score matrix).
+//
+// One thread block per (token, query head); its kWarps warps split the token's keys (warp w
+// takes tiles w, w + kWarps, ... of kTile keys), each keeping a running max, sum and weighted
+// value sum, merged at the end through shared memory. Within a warp, lane l holds dimensions
+// [l * DPL, l * DPL + DPL) of the head, so a key's row is read with one coalesced access and a
+// score costs one warp reduction; kTile keys are loaded and reduced together for memory- and
+// instruction-level parallelism. The same kernel serves decode (one query per sequence, long key
+// runs split across warps) and prefill (many queries, one block each).
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_api.h"
+
+namespace qb::cuda {
+
+using namespace detail;
+
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kTile = 4;
+
+// DPL consecutive elements of type KV at p (aligned to their total size) as floats.
+template <typename KV, int DPL>
+__device__ __forceinline__ void LoadVec(const KV* p, float* out) {
+  constexpr int kBytes = static_cast<int>(sizeof(KV)) * DPL;
+  if constexpr (kBytes % 16 == 0) {
+    constexpr int kPer = 16 / static_cast<int>(sizeof(KV));
+#pragma unroll
+    for (int c = 0; c < kBytes / 16; ++c) {
+      const uint4 r = reinterpret_cast<const uint4*>(p)[c];
+      const KV* e = reinterpret_cast<const KV*>(&r);
+#pragma unroll
+      for (int i = 0; i < kPer; ++i) out[c * kPer + i] = ToFloat(e[i]);
+    }
+  } else if constexpr (kBytes == 8) {
+    const uint2 r = *reinterpret_cast<const uint2*>(p);
+    const KV* e = reinterpret_cast<const KV*>(&r);
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) out[i] = ToFloat(e[i]);
+  } else {
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) out[i] = ToFloat(p[i]);
+  }
+}
+
+template <typename KV, int DPL>
+__global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) {
+  const int64_t t = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t kvh = h / (a.n_heads / a.n_kv_heads);
+  const int64_t n_keys = static_cast<int64_t>(a.positions[t]) + 1;
+  const int32_t* table = a.tables + static_cast<int64_t>(a.seq_of_token[t]) * a.table_stride;
+  const int64_t kv_ld = a.n_kv_heads * a.head_dim;
+  const int64_t d0 = static_cast<int64_t>(lane) * DPL;
+  const bool active = d0 < a.head_dim;  // head_dim < 32 * DPL leaves the top lanes idle
+  const KV* kbase = static_cast<const KV*>(a.k) + kvh * a.head_dim + d0;
+  const KV* vbase = static_cast<const KV*>(a.v) + kvh * a.head_dim + d0;
+
+  float q[DPL];
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) q[i] = active ? a.q[t * a.q_ld + h * a.head_dim + d0 + i] * a.scale : 0.f;
+
+  float m = -INFINITY, l = 0.f, acc[DPL];
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) acc[i] = 0.f;
+
+  for (int64_t j0 = static_cast<int64_t>(warp) * kTile; j0 < n_keys; j0 += kWarps * kTile) {
+    float kf[kTile][DPL], vf[kTile][DPL], s[kTile];
+#pragma unroll
+    for (int u = 0; u < kTile; ++u) {
+      const int64_t j = j0 + u;
+      if (j < n_keys && active) {
+        const int64_t row = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
+        LoadVec<KV, DPL>(kbase + row * kv_ld, kf[u]);
+        LoadVec<KV, DPL>(vbase + row * kv_ld, vf[u]);
+      } else {
+#pragma unroll
+        for (int i = 0; i < DPL; ++i) kf[u][i] = vf[u][i] = 0.f;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kTile; ++u) {
+      float dot = 0.f;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) dot += q[i] * kf[u][i];
+      s[u] = WarpSum(dot);
+      if (j0 + u >= n_keys) s[u] = -INFINITY;
+    }
+    // s[0] is a real key (j0 < n_keys), so m_new is finite.
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < kTile; ++u) m_new = fmaxf(m_new, s[u]);
+    const float corr = expf(m - m_new);  // 0 on the first tile (m = -inf)
+    l *= corr;
+#pragma unroll
+    for (int i = 0; i < DPL; ++i) acc[i] *= corr;
+#pragma unroll
+    for (int u = 0; u < kTile; ++u) {
+      const float p = expf(s[u] - m_new);  // 0 for the keys past the end
+      l += p;
+#pragma unroll
+      for (int i = 0; i < DPL; ++i) acc[i] += p * vf[u][i];
+    }
+    m = m_new;
+  }
+
+  // Merge the warps' partial softmaxes: out = sum_w acc_w e^(m_w - M) / sum_w l_w e^(m_w - M).
+  __shared__ float sm_m[kWarps], sm_l[kWarps];
+  __shared__ float sm_acc[kWarps][32 * DPL];
+  if (lane == 0) {
+    sm_m[warp] = m;
+    sm_l[warp] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < DPL; ++i) sm_acc[warp][d0 + i] = acc[i];
+  __syncthreads();
+  float mx = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w]);  // finite: warp 0 saw key 0
+  float den = 0.f, wgt[kWarps];
+#pragma unroll
+  for (int w = 0; w < kWarps; ++w) {
+    wgt[w] = expf(sm_m[w] - mx);  // 0 for warps that had no keys
+    den += sm_l[w] * wgt[w];
+  }
+  for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
+    float num = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) num += sm_acc[w][d] * wgt[w];
+    a.out[t * a.out_ld + h * a.head_dim + d] = num / den;
+  }
+}
+
+template <typename KV>
+void Launch(const AttentionArgs& a) {
+  const unsigned blocks = static_cast<unsigned>(a.n * a.n_heads);
+  const int threads = kWarps * 32;
+  if (a.head_dim <= 32) {
+    AttentionKernel<KV, 1><<<blocks, threads, 0, Stream()>>>(a);
+  } else if (a.head_dim <= 64) {
+    AttentionKernel<KV, 2><<<blocks, threads, 0, Stream()>>>(a);
+  } else if (a.head_dim <= 128) {
+    AttentionKernel<KV, 4><<<blocks, threads, 0, Stream()>>>(a);
+  } else {
+    AttentionKernel<KV, 8><<<blocks, threads, 0, Stream()>>>(a);
+  }
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool AttentionSupportsHeadDim(int64_t head_dim) {
+  if (head_dim <= 0 || head_dim > 256 || head_dim % 2 != 0) return false;
+  const int64_t dpl = head_dim <= 32 ? 1 : head_dim <= 64 ? 2 : head_dim <= 128 ? 4 : 8;
+  return head_dim % dpl == 0;  // each lane's slice must be whole and aligned
+}
+
+void Attention(const AttentionArgs& a) {
+  QB_CUDA_REQUIRE(AttentionSupportsHeadDim(a.head_dim), "Attention: unsupported head_dim");
+  QB_CUDA_REQUIRE(a.n_kv_heads > 0 && a.n_heads % a.n_kv_heads == 0, "Attention: heads not a multiple of kv heads");
+  QB_CUDA_REQUIRE(a.block_size > 0 && a.table_stride > 0, "Attention: bad block size or table stride");
+  QB_CUDA_REQUIRE(a.q_ld >= a.n_heads * a.head_dim && a.out_ld >= a.n_heads * a.head_dim, "Attention: row strides");
+  if (a.n == 0) return;
+  switch (a.kv_type) {
+    case DType::kF32: Launch<float>(a); break;
+    case DType::kF16: Launch<__half>(a); break;
+    case DType::kBF16: Launch<__nv_bfloat16>(a); break;
+    default: QB_CUDA_REQUIRE(false, "Attention: the KV pool must be f32, f16 or bf16");
+  }
+}
+
+}  // namespace qb::cuda

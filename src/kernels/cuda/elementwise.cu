@@ -1,0 +1,174 @@
+// Row and elementwise ops on f32 activations: embedding lookup, RMSNorm, RoPE, SiLU-mul, add,
+// KV scatter, row gather. All are memory-bound and tiny next to the weight reads of a step;
+// they keep f32 so that they match the CPU reference to f32 rounding.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/cuda_api.h"
+
+namespace qb::cuda {
+
+using namespace detail;
+
+namespace {
+
+template <typename T>
+__global__ void EmbeddingKernel(const int32_t* __restrict__ ids, int64_t n, const T* __restrict__ table, int64_t d,
+                                float* __restrict__ out) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n * d) return;
+  const int64_t t = i / d, c = i % d;
+  out[i] = ToFloat(table[static_cast<int64_t>(ids[t]) * d + c]);
+}
+
+// One block per row: each thread sums squares of a strided slice, then a block reduction.
+__global__ void RmsNormKernel(const float* x, int64_t d, const float* __restrict__ w, float eps, float* y) {
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
+  float* yr = y + static_cast<int64_t>(blockIdx.x) * d;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) ss += xr[i] * xr[i];
+  ss = WarpSum(ss);
+  __shared__ float partial[32];
+  __shared__ float inv;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = ss;
+  __syncthreads();
+  if (warp == 0) {
+    float v = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.f;
+    v = WarpSum(v);
+    if (lane == 0) inv = rsqrtf(v / static_cast<float>(d) + eps);
+  }
+  __syncthreads();
+  // All reads of xr happened before the second barrier, so y may alias x.
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * w[i];
+}
+
+// One thread per (token, frequency): the angle and its cos/sin in double, as the reference
+// does (pos * inv_freq reaches ~1e4-1e5 radians, where f32 loses the phase), then every head.
+__global__ void RopeKernel(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t ld,
+                           const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
+                           float attention_scale) {
+  const int64_t half = head_dim / 2;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n * half) return;
+  const int64_t t = idx / half, i = idx % half;
+  const double angle = static_cast<double>(positions[t]) * static_cast<double>(inv_freq[i]);
+  double s, c;
+  sincos(angle, &s, &c);
+  c *= attention_scale;
+  s *= attention_scale;
+  float* row = x + t * ld;
+  for (int64_t h = 0; h < heads; ++h) {
+    float* v = row + h * head_dim;
+    const double a = v[i], b = v[i + half];
+    v[i] = static_cast<float>(a * c - b * s);
+    v[i + half] = static_cast<float>(b * c + a * s);
+  }
+}
+
+__global__ void SiluMulKernel(const float* gate, const float* up, int64_t n, int64_t d, int64_t ld_in, float* out,
+                              int64_t ld_out) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n * d) return;
+  const int64_t t = idx / d, i = idx % d;
+  const float g = gate[t * ld_in + i];
+  out[t * ld_out + i] = g / (1.f + expf(-g)) * up[t * ld_in + i];
+}
+
+__global__ void AddKernel(float* acc, const float* x, int64_t count) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) acc[i] += x[i];
+}
+
+template <typename T>
+__global__ void ScatterKernel(const float* __restrict__ src, int64_t n, int64_t d, int64_t ld,
+                              const int32_t* __restrict__ rows, T* __restrict__ dst) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n * d) return;
+  const int64_t t = idx / d, c = idx % d;
+  dst[static_cast<int64_t>(rows[t]) * d + c] = FromFloat<T>(src[t * ld + c]);
+}
+
+__global__ void GatherRowsKernel(const float* __restrict__ x, int64_t d, const int32_t* __restrict__ rows, int64_t m,
+                                 float* __restrict__ out) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= m * d) return;
+  const int64_t i = idx / d, c = idx % d;
+  out[idx] = x[static_cast<int64_t>(rows[i]) * d + c];
+}
+
+constexpr int kThreads = 256;
+
+}  // namespace
+
+void Embedding(const int32_t* ids, int64_t n, const void* table, DType type, int64_t d, float* out) {
+  if (n == 0) return;
+  const unsigned blocks = Blocks(n * d, kThreads);
+  switch (type) {
+    case DType::kF32:
+      EmbeddingKernel<<<blocks, kThreads, 0, Stream()>>>(ids, n, static_cast<const float*>(table), d, out);
+      break;
+    case DType::kF16:
+      EmbeddingKernel<<<blocks, kThreads, 0, Stream()>>>(ids, n, static_cast<const __half*>(table), d, out);
+      break;
+    case DType::kBF16:
+      EmbeddingKernel<<<blocks, kThreads, 0, Stream()>>>(ids, n, static_cast<const __nv_bfloat16*>(table), d, out);
+      break;
+    default:
+      QB_CUDA_REQUIRE(false, "Embedding: the table must be f32, f16 or bf16");
+  }
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void RmsNorm(const float* x, int64_t n, int64_t d, const float* w, float eps, float* y) {
+  if (n == 0) return;
+  const int threads = d >= 1024 ? 1024 : (d >= 256 ? 256 : 64);
+  RmsNormKernel<<<static_cast<unsigned>(n), threads, 0, Stream()>>>(x, d, w, eps, y);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t ld, const int32_t* positions,
+          const float* inv_freq, float attention_scale) {
+  QB_CUDA_REQUIRE(head_dim % 2 == 0 && ld >= heads * head_dim, "Rope: bad head_dim or row stride");
+  if (n == 0) return;
+  RopeKernel<<<Blocks(n * (head_dim / 2), kThreads), kThreads, 0, Stream()>>>(x, n, heads, head_dim, ld, positions,
+                                                                              inv_freq, attention_scale);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, int64_t d, int64_t ld_in, float* out, int64_t ld_out) {
+  if (n * d == 0) return;
+  SiluMulKernel<<<Blocks(n * d, kThreads), kThreads, 0, Stream()>>>(gate, up, n, d, ld_in, out, ld_out);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void Add(float* acc, const float* x, int64_t count) {
+  if (count == 0) return;
+  AddKernel<<<Blocks(count, kThreads), kThreads, 0, Stream()>>>(acc, x, count);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void ScatterRows(const float* src, int64_t n, int64_t d, int64_t ld, const int32_t* rows, void* dst, DType dst_type) {
+  if (n * d == 0) return;
+  const unsigned blocks = Blocks(n * d, kThreads);
+  switch (dst_type) {
+    case DType::kF32:
+      ScatterKernel<<<blocks, kThreads, 0, Stream()>>>(src, n, d, ld, rows, static_cast<float*>(dst));
+      break;
+    case DType::kF16:
+      ScatterKernel<<<blocks, kThreads, 0, Stream()>>>(src, n, d, ld, rows, static_cast<__half*>(dst));
+      break;
+    case DType::kBF16:
+      ScatterKernel<<<blocks, kThreads, 0, Stream()>>>(src, n, d, ld, rows, static_cast<__nv_bfloat16*>(dst));
+      break;
+    default:
+      QB_CUDA_REQUIRE(false, "ScatterRows: the pool must be f32, f16 or bf16");
+  }
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void GatherRows(const float* x, int64_t d, const int32_t* rows, int64_t m, float* out) {
+  if (m * d == 0) return;
+  GatherRowsKernel<<<Blocks(m * d, kThreads), kThreads, 0, Stream()>>>(x, d, rows, m, out);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace qb::cuda
