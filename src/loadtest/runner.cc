@@ -39,12 +39,17 @@ class Gate {
   std::condition_variable cv_;
 };
 
+const Endpoint& EndpointFor(const LoadOptions& o, int i) {
+  const size_t k = static_cast<size_t>(i) % (1 + o.more_endpoints.size());
+  return k == 0 ? o.endpoint : o.more_endpoints[k - 1];
+}
+
 }  // namespace
 
 LoadRun RunLoad(const LoadOptions& o) {
   g_start = std::chrono::steady_clock::now();
   for (int i = 0; i < o.warmup && !o.requests.empty(); ++i)
-    SendStreaming(o.endpoint, o.requests[static_cast<size_t>(i) % o.requests.size()], &SinceStart);
+    SendStreaming(EndpointFor(o, i), o.requests[static_cast<size_t>(i) % o.requests.size()], &SinceStart);
 
   const int total = static_cast<int>(o.requests.size());
   LoadRun run;
@@ -72,7 +77,7 @@ LoadRun RunLoad(const LoadOptions& o) {
       workers.emplace_back([&] {
         for (int i; (i = next.fetch_add(1)) < total;) {
           gate.Enter();
-          RequestResult r = SendStreaming(o.endpoint, o.requests[static_cast<size_t>(i)], &SinceStart);
+          RequestResult r = SendStreaming(EndpointFor(o, i), o.requests[static_cast<size_t>(i)], &SinceStart);
           gate.Leave();
           finish(i, std::move(r));
         }
@@ -90,7 +95,7 @@ LoadRun RunLoad(const LoadOptions& o) {
       if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
       senders.emplace_back([&, i] {
         gate.Enter();
-        RequestResult r = SendStreaming(o.endpoint, o.requests[static_cast<size_t>(i)], &SinceStart);
+        RequestResult r = SendStreaming(EndpointFor(o, i), o.requests[static_cast<size_t>(i)], &SinceStart);
         gate.Leave();
         finish(i, std::move(r));
       });

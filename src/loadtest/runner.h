@@ -13,6 +13,7 @@ namespace qb::loadtest {
 
 struct LoadOptions {
   Endpoint endpoint;
+  std::vector<Endpoint> more_endpoints;  // several servers: request i goes to server i % count
   std::vector<LoadRequest> requests;
   int concurrency = 0;   // > 0: this many in flight (with rate: at most this many)
   double rate = 0;       // > 0: requests per second

@@ -236,3 +236,44 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
 
 }  // namespace
 }  // namespace qb
+
+namespace qb {
+namespace {
+
+// `qwenbox tune` tries configurations in cgroups of the budget and recommends one; a budget too
+// small for a configuration shows why it did not run.
+TEST(CgroupServe, TuneRecommendsAConfigurationWithinTheBudget) {
+  Cgroup probe;
+  REQUIRE_CGROUPS(probe);
+  const std::string model = test::DataPath("micro-qwen2/micro-qwen2-q8_0.gguf");
+  auto r = test::RunCommand({kQwenbox, "tune", "--model", model, "--cpus", "2", "--memory", "1g", "--max-num-seqs",
+                             "2,8", "--max-batch-tokens", "256", "--instances", "1,2", "--num-requests", "6",
+                             "--input-len", "16", "--output-len", "8", "--slo", "ttft=5000,tpot=1000", "--json",
+                             "--port-base", std::to_string(30000 + ::getpid() % 20000)});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = ParseJson(r.out, "stdout").value();
+  ASSERT_EQ(j["runs"].size(), 4u);
+  for (const Json& run : j["runs"]) {
+    EXPECT_TRUE(run["ran"].get<bool>()) << run.dump();
+    EXPECT_EQ(run["oom_kills"], 0);
+    EXPECT_EQ(run["failed"], 0);
+    EXPECT_GT(run["output_tok_s"].get<double>(), 0);
+  }
+  ASSERT_TRUE(j["best"].is_object());
+  EXPECT_TRUE(j["best"]["meets_slo"].get<bool>());
+  EXPECT_NE(j["command"].get<std::string>().find("--memory="), std::string::npos);
+
+  auto small = test::RunCommand({kQwenbox, "tune", "--model", model, "--cpus", "1", "--memory", "100m", "--instances",
+                                 "1", "--max-num-seqs", "64", "--max-batch-tokens", "2048", "--num-requests", "2",
+                                 "--json", "--port-base", std::to_string(31000 + ::getpid() % 20000)});
+  ASSERT_EQ(small.exit_code, 0) << small.err;
+  const Json s = ParseJson(small.out, "stdout").value();
+  ASSERT_EQ(s["runs"].size(), 1u);
+  EXPECT_FALSE(s["runs"][0]["ran"].get<bool>());
+  EXPECT_NE(s["runs"][0]["why_not"].get<std::string>().find("does not fit the memory limit"), std::string::npos)
+      << s.dump();
+  EXPECT_TRUE(s["best"].is_null());
+}
+
+}  // namespace
+}  // namespace qb
