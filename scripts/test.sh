@@ -15,8 +15,15 @@ if command -v npm >/dev/null 2>&1; then
     echo "test.sh: npm ci failed: the openai client test will not run" >&2
 fi
 
-echo "== Release build and all tests"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQWENBOX_WERROR=ON >/dev/null
+# The CUDA backend is compiled and linked wherever nvcc is (its tests skip themselves without a
+# GPU; scripts/cuda-device-check.sh runs them on one).
+cuda_flags=()
+nvcc_path=$(command -v nvcc || true)
+[ -z "$nvcc_path" ] && [ -x /usr/local/cuda/bin/nvcc ] && nvcc_path=/usr/local/cuda/bin/nvcc
+[ -n "$nvcc_path" ] && cuda_flags=(-DQWENBOX_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc_path")
+
+echo "== Release build and all tests${nvcc_path:+ (with the CUDA backend)}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DQWENBOX_WERROR=ON "${cuda_flags[@]}" >/dev/null
 cmake --build build -j "$JOBS"
 ctest --test-dir build -j "$JOBS" --output-on-failure
 
