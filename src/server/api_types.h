@@ -40,6 +40,10 @@ struct ParsedRequest {
   bool want_logprobs = false;
   int top_logprobs = 0;
   bool tools = false;        // parse <tool_call> blocks in the output
+  // tool_choice "required" or a named function: the assistant's reply is started with this
+  // ("<tool_call>\n", or up to the arguments of the named call) so the model writes a call; it
+  // counts as part of the reply's text when the calls are parsed.
+  std::string assistant_prefix;
   std::string prompt_text;   // the rendered prompt (TGI return_full_text, completions echo)
   // TGI
   bool details = false;

@@ -352,6 +352,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
     x->streams.push_back(*stream);
   }
   x->choices.resize(x->streams.size());
+  for (Choice& c : x->choices) c.text = x->parsed.assistant_prefix;  // a forced tool call's beginning
   x->finish.resize(x->streams.size());
   x->last_token.assign(x->streams.size(), x->start);
   x->in_tool_call.assign(x->streams.size(), false);

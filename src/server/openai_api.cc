@@ -215,18 +215,44 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
     tools = body["tools"];
   }
   std::string tool_choice = "auto";
+  std::string forced_name;
   if (body.contains("tool_choice") && !body["tool_choice"].is_null()) {
-    if (!body["tool_choice"].is_string()) return Bad("'tool_choice' as an object (a named function) is not supported; use \"auto\" or \"none\"", "tool_choice");
-    tool_choice = body["tool_choice"].get<std::string>();
-    if (tool_choice != "auto" && tool_choice != "none")
-      return Bad(fmt::format("tool_choice '{}' is not supported (\"auto\" and \"none\" are)", tool_choice), "tool_choice");
+    const OrderedJson& tc = body["tool_choice"];
+    if (tc.is_object()) {
+      // {"type": "function", "function": {"name": "..."}}: that function must be called.
+      if (tc.value("type", "") != "function" || !tc.contains("function") || !tc["function"].is_object() ||
+          !tc["function"].contains("name") || !tc["function"]["name"].is_string())
+        return Bad("'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice");
+      forced_name = tc["function"]["name"].get<std::string>();
+      tool_choice = "named";
+    } else if (tc.is_string()) {
+      tool_choice = tc.get<std::string>();
+      if (tool_choice != "auto" && tool_choice != "none" && tool_choice != "required")
+        return Bad(fmt::format("tool_choice '{}' is not one of \"auto\", \"none\", \"required\" or a named function",
+                               tool_choice),
+                   "tool_choice");
+    } else {
+      return Bad("'tool_choice' must be a string or an object", "tool_choice");
+    }
+  }
+  const bool have_tools = tools.is_array() && !tools.empty();
+  if ((tool_choice == "required" || tool_choice == "named") && !have_tools)
+    return Bad(fmt::format("tool_choice '{}' needs 'tools'", tool_choice == "named" ? forced_name : tool_choice), "tool_choice");
+  if (tool_choice == "named") {
+    bool found = false;
+    for (const auto& t : tools) found |= t["function"]["name"] == forced_name;
+    if (!found) return Bad(fmt::format("tool_choice names '{}', which is not among the tools", forced_name), "tool_choice");
+    // The call is begun for the model up to its arguments, in the template's own format.
+    p.assistant_prefix = "<tool_call>\n{\"name\": " + OrderedJson(forced_name).dump() + ", \"arguments\": ";
+  } else if (tool_choice == "required") {
+    p.assistant_prefix = "<tool_call>\n";
   }
   if (tool_choice == "none") tools = OrderedJson();
   p.tools = tools.is_array() && !tools.empty();
   auto rendered = RenderChat(tmpl, messages, tools, true);
   if (!rendered.ok()) return Bad(rendered.status().message(), "messages");
-  p.prompt_text = *rendered;
-  p.gen.prompt = tok.Encode(*rendered);
+  p.prompt_text = *rendered + p.assistant_prefix;
+  p.gen.prompt = tok.Encode(p.prompt_text);
   p.gen.sampling.logprobs = p.want_logprobs;
   p.gen.sampling.top_logprobs = p.top_logprobs;
   return p;
