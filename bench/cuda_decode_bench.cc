@@ -5,7 +5,9 @@
 // CUDA graphs; aggregate decode tok/s at 8 and 32 sequences with 512 tokens of context each in
 // the paged KV cache; prefill tok/s of a 512-token prompt; and GEMV vs cuBLAS per matrix shape.
 // Times are medians of several runs after warm-up; a step is timed from staging its inputs to
-// the end of its kernels (wall clock, synchronized), as the engine would see it.
+// the end of its kernels (wall clock, synchronized), as the engine would see it. Then the same
+// decode with the first version's kernels ("v1": unfused ops, GEMV v1), a per-kernel-class
+// profile of one decode step (b=1 and 8, both versions), and the linear layers per shape.
 //
 //   cuda_decode_bench [--quick] [--json PATH] [--formats bf16,int4] [--steps N]
 #include <algorithm>
@@ -13,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -204,36 +207,107 @@ int main(int argc, char** argv) {
         row("decode b=" + std::to_string(batch) + (graphs ? " graphs" : " no graphs"), ms, batch, batch == 1);
       }
     }
-    // GEMV vs cuBLAS per matrix of layer 0 (and the lm_head), 1 and 8 tokens.
+    // The first version's kernels (unfused ops, GEMV v1) on the same model, for comparison.
+    m.set_fused_ops(false);
+    cuda::SetGemvVersion(1);
+    for (int batch : {1, 8}) {
+      m.set_use_graphs(true);
+      const double ms = TimeSteps(3, steps, [&](int i) {
+        Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
+      });
+      row("decode b=" + std::to_string(batch) + " graphs v1", ms, batch, batch == 1);
+    }
+    // Where a decode step's time goes: each kernel class's device time (all its launches of
+    // one step, run back to back behind a spinning kernel), median of 3 steps, with the fused
+    // kernels + GEMV v2 and with the first version's.
+    for (int batch : {1, 8}) {
+      for (const bool v2 : {true, false}) {
+        m.set_fused_ops(v2);
+        cuda::SetGemvVersion(v2 ? 2 : 1);
+        cuda::EventList events;
+        m.set_profiler(&events);
+        std::map<std::string, std::vector<double>> per_class;
+        std::map<std::string, int> launches;
+        std::vector<double> totals;
+        for (int rep = 0; rep < 4; ++rep) {
+          Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + rep), o.block_size)));
+          events.Finish();
+          if (rep == 0) continue;  // warm-up
+          std::map<std::string, double> sum;
+          double total = 0;
+          for (const auto& [label, ms] : events.Intervals()) {
+            sum[label] += ms;
+            total += ms;
+            if (rep == 1) ++launches[label];
+          }
+          for (const auto& [label, ms] : sum) per_class[label].push_back(ms);
+          totals.push_back(total);
+        }
+        m.set_profiler(nullptr);
+        const std::string tag = std::string("profile b=") + std::to_string(batch) + (v2 ? " v2" : " v1");
+        const double total = Median(totals);
+        std::printf("%-5s %s (%s): %.3f ms of kernels per step\n", fmt.c_str(), tag.c_str(),
+                    v2 ? "fused ops, GEMV v2" : "unfused ops, GEMV v1", total);
+        std::vector<std::pair<double, std::string>> order;
+        for (const auto& [label, v] : per_class) order.emplace_back(Median(v), label);
+        std::sort(order.rbegin(), order.rend());
+        for (const auto& [ms, label] : order) {
+          const int count = launches[label];
+          std::printf("%-5s   %-12s %3dx %8.1f us = %7.3f ms %5.1f%%\n", fmt.c_str(), label.c_str(), count,
+                      ms * 1e3 / std::max(count, 1), ms, 100 * ms / total);
+          jf[tag][label] = {{"ms", ms}, {"count", count}};
+        }
+        jf[tag]["total_ms"] = total;
+      }
+    }
+    m.set_fused_ops(true);
+    cuda::SetGemvVersion(2);
+    // GEMV (v2 and v1) vs cuBLAS per matrix shape at 1, 2, 4 and 8 tokens. Each time is one
+    // launch's share of 28 back-to-back launches over the 28 layers' matrices (the lm_head:
+    // 4 launches on its one matrix, 1 GB), so that neither the host's launch latency nor the
+    // 50 MB L2 (which would hold one 25-33 MB matrix read twice in a row) flatters it.
     {
-      const auto& l = m.weights().layers[0];
-      const std::vector<std::pair<std::string, cuda::DeviceMatrix>> mats = {
-          {"qkv", l.qkv.parts[0]}, {"o", l.o.parts[0]}, {"gate_up", l.gate_up.parts[0]},
-          {"down", l.down.parts[0]}, {"lm_head", m.weights().lm_head.parts[0]}};
+      const auto& ls = m.weights().layers;
+      const std::vector<std::string> names = {"qkv", "o", "gate_up", "down", "lm_head"};
       cuda::DeviceBuffer x(size_t{32} * 18944 * 4), y(size_t{32} * 152064 * 4);
       cuda::MemsetAsync(x.get(), 0, x.bytes());
       cuda::DeviceBuffer act(size_t{32} * 18944 * 4), wscr(size_t{37888} * 3584 * 2);
       const cuda::LinearScratch scratch{act.get(), act.bytes(), wscr.get(), wscr.bytes()};
       cuda::EventTimer timer;
-      for (const auto& [name, w] : mats) {
-        for (int n : {1, 4, 8}) {
-          if (w.format == cuda::WeightFormat::kInt4 && n > cuda::GemvMaxTokens(w.format)) continue;
-          double t_gemv = 0, t_gemm = 0;
-          for (auto path : {cuda::LinearPath::kGemv, cuda::LinearPath::kGemm}) {
-            std::vector<double> ms;
-            for (int r = 0; r < 8; ++r) {
+      for (const std::string& name : names) {
+        std::vector<cuda::DeviceMatrix> mats;
+        if (name == "lm_head") {
+          mats.assign(4, m.weights().lm_head.parts[0]);
+        } else {
+          for (const auto& l : ls)
+            mats.push_back(name == "qkv" ? l.qkv.parts[0]
+                                         : name == "o" ? l.o.parts[0]
+                                                       : name == "gate_up" ? l.gate_up.parts[0] : l.down.parts[0]);
+        }
+        const cuda::DeviceMatrix& w = mats[0];
+        for (int n : {1, 2, 4, 8}) {
+          auto time_path = [&](cuda::LinearPath path, int version) {
+            cuda::SetGemvVersion(version);
+            std::vector<double> us;
+            for (int r = 0; r < 4; ++r) {
               timer.Start();
-              cuda::Linear(x.as<float>(), n, w, nullptr, y.as<float>(), w.rows, scratch, path);
-              if (r >= 2) ms.push_back(timer.StopMs());
-              else timer.StopMs();
+              for (const auto& mat : mats) cuda::Linear(x.as<float>(), n, mat, nullptr, y.as<float>(), mat.rows, scratch, path);
+              const double ms = timer.StopMs();
+              if (r >= 1) us.push_back(ms * 1e3 / static_cast<double>(mats.size()));
             }
-            (path == cuda::LinearPath::kGemv ? t_gemv : t_gemm) = Median(ms);
-          }
-          std::printf("%-5s linear %-8s %6lldx%-6lld n=%d: GEMV %8.1f us (%5.0f GB/s)  cuBLAS %8.1f us\n", fmt.c_str(),
-                      name.c_str(), static_cast<long long>(w.rows), static_cast<long long>(w.cols), n, t_gemv * 1e3,
-                      static_cast<double>(w.bytes()) / (t_gemv * 1e6), t_gemm * 1e3);
-          jf["linear"][name + "_n" + std::to_string(n)] = {{"gemv_us", t_gemv * 1e3}, {"cublas_us", t_gemm * 1e3},
-                                                           {"bytes", w.bytes()}};
+            return Median(us);
+          };
+          const double t_v2 = time_path(cuda::LinearPath::kGemv, 2);
+          const double t_v1 = time_path(cuda::LinearPath::kGemv, 1);
+          const double t_gemm = time_path(cuda::LinearPath::kGemm, 2);
+          cuda::SetGemvVersion(2);
+          const double bytes = static_cast<double>(w.bytes());
+          std::printf("%-5s linear %-8s %6lldx%-6lld n=%d: GEMV %8.1f us (%5.0f GB/s)  v1 %8.1f us (%5.0f GB/s)  "
+                      "cuBLAS %8.1f us\n",
+                      fmt.c_str(), name.c_str(), static_cast<long long>(w.rows), static_cast<long long>(w.cols), n,
+                      t_v2, bytes / (t_v2 * 1e3), t_v1, bytes / (t_v1 * 1e3), t_gemm);
+          jf["linear"][name + "_n" + std::to_string(n)] = {
+              {"gemv_us", t_v2}, {"gemv_v1_us", t_v1}, {"cublas_us", t_gemm}, {"bytes", w.bytes()}};
         }
       }
     }

@@ -4,7 +4,8 @@
 # so nothing is built there). Steps, each under a timeout (all together < 6 minutes on an H100):
 #   1. nvidia-smi (read-only: no GPU setting is changed)
 #   2. the CUDA tests (gtest; log in $OUT/cuda_tests.log, logits dumped for step 4)
-#   3. the decode benchmark (table on stdout, $OUT/bench.json)
+#   3. the decode benchmark (table on stdout, $OUT/bench.json; also the first version's kernels
+#      for comparison, a per-kernel-class profile of a decode step, GEMV v2/v1/cuBLAS per shape)
 #   4. transformers: Qwen2ForCausalLM logits on the same fixtures vs ours, and generate()
 #      throughput of a random 7B-shape model at batch 1, 8, 32 ($OUT/hf.json)
 # then a summary.
@@ -19,11 +20,12 @@ declare -A status
 echo "== nvidia-smi"
 timeout 20 nvidia-smi || echo "(nvidia-smi failed)"
 
-if [[ ! -f .devcarry/carry.tar.gz ]]; then
-  echo "error: .devcarry/carry.tar.gz is missing: run scripts/cuda-device-pack.sh on the build machine" >&2
+if [[ ! -f .devcarry/carry.tar.xz ]]; then
+  echo "error: .devcarry/carry.tar.xz is missing: run scripts/cuda-device-pack.sh on the build machine" >&2
   exit 1
 fi
-tar -C "$work" -xzf .devcarry/carry.tar.gz
+tar -C "$work" -xJf .devcarry/carry.tar.xz ||
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' .devcarry/carry.tar.xz "$work"
 
 # cuBLAS 13 from the CUDA toolkit or from PyTorch's nvidia-* wheels, whichever has it.
 cublas_dirs=""
@@ -58,9 +60,27 @@ rc=${PIPESTATUS[0]}
 status[tests]=$([[ $rc == 0 ]] && echo "pass" || echo "FAIL (rc $rc)")
 
 echo "== decode benchmark"
-timeout 120 "$work/bin/cuda_decode_bench" --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
+timeout 140 "$work/bin/cuda_decode_bench" --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 status[bench]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
+
+echo "== serve --device cuda (micro-qwen2) + loadtest"
+"$work/bin/qwenbox" serve --device cuda --model tests/data/micro-qwen2 --port 28417 --gpu-memory-utilization 0.1 \
+  --max-num-seqs 16 > "$work/serve.log" 2>&1 &
+serve_pid=$!
+for _ in $(seq 1 100); do
+  curl -sf localhost:28417/ready > /dev/null 2>&1 && break
+  kill -0 $serve_pid 2>/dev/null || break
+  sleep 0.3
+done
+timeout 60 "$work/bin/qwenbox" loadtest --url http://127.0.0.1:28417 --concurrency 8 --num-requests 48 --input-len 64 \
+  --output-len 64 --ignore-eos --out "$OUT/serve_loadtest.json" 2>&1 | tee "$OUT/serve.log"
+rc=${PIPESTATUS[0]}
+status[serve]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
+curl -s localhost:28417/metrics | grep -E "^qwenbox_(kv_cache_capacity_blocks|generated_tokens_total|requests_total)" | head -5
+kill -TERM $serve_pid 2>/dev/null; wait $serve_pid
+echo "serve exit status: $?"
+grep -E "ready:|memory:|error" "$work/serve.log" | head -5
 
 echo "== transformers"
 timeout 130 python3 scripts/cuda_hf_check.py --data tests/data --logits "$QB_CUDA_LOGITS_DUMP" --json "$OUT/hf.json" 2>&1 |
@@ -70,9 +90,11 @@ status[transformers]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
 
 echo
 echo "== summary"
-printf '%-14s %s\n' "tests" "${status[tests]}" "benchmark" "${status[bench]}" "transformers" "${status[transformers]}"
+printf '%-14s %s\n' "tests" "${status[tests]}" "benchmark" "${status[bench]}" "serve" "${status[serve]}" \
+  "transformers" "${status[transformers]}"
 grep -E "^\[  (PASSED|FAILED) +\]|tests? from .* ran|^\[  SKIPPED \] [0-9]+ tests" "$OUT/cuda_tests.log" | head -40
-grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16)" "$OUT/cuda_tests.log" | head -40
-grep -E "HBM|decode b=1 graphs|decode b=8 graphs|decode b=32 graphs|prefill|INT4 / BF16" "$OUT/bench.log"
+grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16|gpu|cuda)" "$OUT/cuda_tests.log" | head -40
+grep -E "HBM|decode b=1 graphs|decode b=8 graphs|decode b=32 graphs|prefill|INT4 / BF16|profile b=|linear .* n=1:" "$OUT/bench.log"
 grep -E "^(logits|hf generate|SKIP)" "$OUT/hf.log"
+grep -E "output tokens/s|TTFT|TPOT|failed" "$OUT/serve.log" | head -6
 exit 0

@@ -88,6 +88,8 @@ Status RunServe(ServeOptions o) {
   const ModelConfig& mc = loaded.model->config();
   server.SetLoading("sizing the KV cache", 0.85);
   QB_RETURN_IF_ERROR(SizeServe(o, loaded, static_cast<int>(pool->size()), &sizing));
+  if (o.device != "cpu") server.SetLoading("uploading the weights to the GPU", 0.87);
+  QB_ASSIGN_OR_RETURN(std::unique_ptr<StepModel> step, MakeServeStepModel(o, loaded, ctx, &sizing));
   if (o.print_config) {
     std::puts(ServeConfigJson(o, sizing, static_cast<int>(pool->size())).dump(2).c_str());
     return Status::Ok();
@@ -99,7 +101,7 @@ Status RunServe(ServeOptions o) {
   if (auto im_end = tok->AddedTokenId("<|im_end|>");
       im_end && std::find(ec.eos_token_ids.begin(), ec.eos_token_ids.end(), *im_end) == ec.eos_token_ids.end())
     ec.eos_token_ids.push_back(*im_end);
-  Engine engine(loaded.model, tok, ec, ctx);
+  Engine engine(std::move(step), tok, ec, ctx);
 
   server.SetLoading("warming up", 0.9);
   {
@@ -128,8 +130,9 @@ Status RunServe(ServeOptions o) {
   sm.memory_guard = std::make_shared<MemoryGuard>(sizing.limits, sizing.memory_limit, sizing.limit_from_cgroup,
                                                   sizing.guard_reserve_bytes);
   server.SetModel(sm);
-  spdlog::info("ready: {} as \"{}\" ({} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
-               loaded.path, o.server.served_model_name, ec.kv_blocks, o.block_size, pool->size(), ec.max_total_tokens);
+  spdlog::info("ready: {} as \"{}\" on {} ({} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
+               loaded.path, o.server.served_model_name, sizing.device, ec.kv_blocks, o.block_size, pool->size(),
+               ec.max_total_tokens);
 
   int sig = 0;
   sigwait(&signals, &sig);
@@ -170,6 +173,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--memory-margin", o->memory_margin, "Fraction of the memory limit left free")->capture_default_str();
   cmd->add_flag("--print-config", o->print_config,
                 "Print the detected limits and every derived setting as JSON, and exit (loads the model)");
+  cmd->add_option("--device", o->device, "cpu, or cuda (GPU 0; builds with -DQWENBOX_CUDA=ON)")->capture_default_str();
+  cmd->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
+                  "With --device cuda: the fraction of the GPU's memory for weights, activations and KV cache")
+      ->capture_default_str();
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16 or f32")->capture_default_str();
   cmd->add_option("--block-size", o->block_size, "Tokens per KV block")->capture_default_str();
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");

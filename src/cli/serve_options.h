@@ -9,6 +9,7 @@
 #include "cli/exec_options.h"
 #include "engine/engine.h"
 #include "model/loader.h"
+#include "model/step_model.h"
 #include "resources/limits.h"
 #include "server/http_server.h"
 #include "util/json.h"
@@ -40,6 +41,8 @@ struct ServeOptions {
   bool no_prefix_caching = false;
   double drain_timeout = 30;
   bool print_config = false;
+  std::string device = "cpu";           // cpu or cuda
+  double gpu_memory_utilization = 0.9;  // of the GPU's memory (weights + activations + KV)
 };
 
 struct ServeSizing {
@@ -57,6 +60,8 @@ struct ServeSizing {
   std::string kv_how;
   int64_t guard_reserve_bytes = 0;
   EngineConfig engine;
+  std::string device = "cpu";  // the backend's description once made
+  nlohmann::ordered_json gpu;  // GPU memory and KV sizing (--device cuda)
 };
 
 // --http-threads, or by default one per running and queued request plus kProbeThreads: each
@@ -67,6 +72,11 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s);
 // After loading and warming up: measures what the model holds and sizes the KV cache and token
 // limits; the error explains what does not fit.
 Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, ServeSizing* s);
+// The backend for --device: the CPU (a KV pool of the sized blocks in host memory) or the CUDA
+// GPU (weights uploaded, the pool sized in device memory: updates s->engine's blocks and token
+// limits and s->gpu).
+Result<std::unique_ptr<StepModel>> MakeServeStepModel(const ServeOptions& o, const LoadedModel& loaded,
+                                                      const kernels::ExecContext& ctx, ServeSizing* s);
 // Everything detected and derived, for --print-config.
 nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing& s, int threads);
 

@@ -24,6 +24,12 @@ int HttpThreads(const ServeOptions& o) {
 
 Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   if (o.memory_margin < 0 || o.memory_margin >= 1) return InvalidArgument("--memory-margin must be in [0, 1)");
+  // The device is checked before minutes of loading, not after.
+  if (o.device != "cpu" && o.device != "cuda") return InvalidArgument(fmt::format("--device \"{}\": cpu or cuda", o.device));
+#ifndef QWENBOX_HAVE_CUDA
+  if (o.device == "cuda")
+    return Unimplemented("--device cuda: this qwenbox was built without the CUDA backend (configure with -DQWENBOX_CUDA=ON)");
+#endif
   s->limits = DetectLimits();
   if (!o.memory_limit.empty()) {
     QB_ASSIGN_OR_RETURN(const int64_t limit, ParseByteSize(o.memory_limit));
@@ -50,7 +56,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
 
   // Resident now, after a one-token forward pass touched every matrix; an untied embedding is
   // read a row at a time, so count all of it as it will become resident.
-  {
+  if (o.device == "cpu") {
     ContiguousKvCache warm(mc, 1);
     const int32_t token = 0;
     kernels::ExecContext ctx;
@@ -92,7 +98,15 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   if (!o.kv_cache_bytes.empty()) {
     QB_ASSIGN_OR_RETURN(in.kv_cache_bytes, ParseByteSize(o.kv_cache_bytes));
   }
-  QB_ASSIGN_OR_RETURN(KvSizing kv, SizeKvCache(in));
+  KvSizing kv;
+  if (o.device == "cpu") {
+    QB_ASSIGN_OR_RETURN(kv, SizeKvCache(in));
+  } else {
+    // On a GPU the pool is sized in device memory once the weights are there (serve_device.cc).
+    kv.blocks = 1;
+    kv.max_total_tokens = o.max_total_tokens > 0 ? o.max_total_tokens : mc.max_position_embeddings;
+    kv.how = "in GPU memory";
+  }
   s->kv_cache_bytes = kv.kv_cache_bytes;
   s->kv_how = kv.how;
   if (s->memory_limit)
@@ -137,6 +151,8 @@ nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing&
   j["weights_bytes"] = s.weights_bytes;
   j["activation_bytes"] = s.activation_bytes;
   j["connection_bytes"] = s.connection_bytes;
+  j["device"] = s.device;
+  if (!s.gpu.is_null()) j["gpu"] = s.gpu;
   j["http_threads"] = s.http_threads;
   j["kv_dtype"] = o.kv_dtype;
   j["kv_bytes_per_token"] = s.kv_bytes_per_token;

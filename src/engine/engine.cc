@@ -35,13 +35,17 @@ struct Engine::Active {
 
 Engine::Engine(std::shared_ptr<const Qwen2Model> model, std::shared_ptr<const Tokenizer> tokenizer,
                EngineConfig config, kernels::ExecContext ctx)
+    : Engine(MakeCpuStepModel(std::move(model), KvLayout{config.kv_blocks, config.scheduler.block_size, config.kv_dtype},
+                              ctx),
+             std::move(tokenizer), config, ctx) {}
+
+Engine::Engine(std::unique_ptr<StepModel> model, std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
+               kernels::ExecContext host)
     : model_(std::move(model)),
       tokenizer_(std::move(tokenizer)),
       config_(std::move(config)),
-      ctx_(ctx),
+      ctx_(host),
       pool_(static_cast<int32_t>(config_.kv_blocks)),
-      kv_(model_->config().num_layers, model_->config().kv_dim(),
-          KvLayout{config_.kv_blocks, config_.scheduler.block_size, config_.kv_dtype}),
       scheduler_(config_.scheduler, &pool_) {
   if (config_.max_total_tokens <= 0) config_.max_total_tokens = model_->config().max_position_embeddings;
   if (config_.max_input_tokens <= 0) config_.max_input_tokens = config_.max_total_tokens - 1;
@@ -252,7 +256,7 @@ void Engine::Step() {
     }
   }
   const auto t0 = Clock::now();
-  auto logits = model_->Forward(batch, kv_, ctx_);
+  auto logits = model_->Step(batch);
   const auto t1 = Clock::now();
   if (!logits.ok()) {
     spdlog::error("forward pass failed: {}", logits.status().ToString());

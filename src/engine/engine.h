@@ -17,6 +17,7 @@
 #include "kv/block_pool.h"
 #include "kv/kv_storage.h"
 #include "model/qwen2.h"
+#include "model/step_model.h"
 #include "scheduler/scheduler.h"
 #include "tokenizer/stream_decoder.h"
 #include "tokenizer/tokenizer.h"
@@ -51,8 +52,13 @@ struct EngineStats {
 class Engine {
  public:
   // `tokenizer` may be null (then streams carry ids only and stop strings are refused).
+  // The CPU backend: `model` with a KV pool of config.kv_blocks blocks, computing with `ctx`.
   Engine(std::shared_ptr<const Qwen2Model> model, std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
          kernels::ExecContext ctx);
+  // Any backend (model/step_model.h); its KV pool must hold config.kv_blocks blocks of
+  // config.scheduler.block_size tokens. `host` lends its thread pool to sampling.
+  Engine(std::unique_ptr<StepModel> model, std::shared_ptr<const Tokenizer> tokenizer, EngineConfig config,
+         kernels::ExecContext host);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -74,13 +80,12 @@ class Engine {
   void FinishRequest(int64_t id, FinishReason reason, const std::string& error = "");
   void PublishStats();
 
-  std::shared_ptr<const Qwen2Model> model_;
+  std::unique_ptr<StepModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   EngineConfig config_;
-  kernels::ExecContext ctx_;
+  kernels::ExecContext ctx_;  // host threads (sampling)
   // Engine-thread state.
   BlockPool pool_;
-  KvStorage kv_;
   Scheduler scheduler_;
   std::unordered_map<int64_t, std::unique_ptr<Active>> active_;
   int64_t next_id_ = 1;

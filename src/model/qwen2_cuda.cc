@@ -45,6 +45,18 @@ Result<std::unique_ptr<CudaQwen2Model>> CudaQwen2Model::CreateRandom(const Model
       new CudaQwen2Model(config, RandomWeights(config, format, group_size, seed), options));
 }
 
+Result<std::unique_ptr<CudaQwen2Model>> CudaQwen2Model::FromWeights(const ModelConfig& config, CudaWeights weights,
+                                                                    const CudaModelOptions& options) {
+  QB_RETURN_IF_ERROR(CheckShapes(config, options));
+  return std::unique_ptr<CudaQwen2Model>(new CudaQwen2Model(config, std::move(weights), options));
+}
+
+CudaWeights CudaQwen2Model::TakeWeights() {
+  cuda::Synchronize();
+  graphs_.clear();
+  return std::move(weights_);
+}
+
 CudaQwen2Model::CudaQwen2Model(ModelConfig config, CudaWeights weights, const CudaModelOptions& options)
     : config_(std::move(config)), weights_(std::move(weights)), options_(options) {
   AllocateState();
@@ -98,10 +110,14 @@ void CudaQwen2Model::AllocateState() {
   scratch_.act_bytes = static_cast<size_t>(t * weights_.MaxInputFeatures()) * sizeof(float);
   scratch_.act = alloc(scratch_.act_bytes);
   const int64_t int4 = weights_.MaxInt4Elements();
-  if (int4 > 0 && (t > cuda::GemvMaxTokens(cuda::WeightFormat::kInt4) || o.linear_path == cuda::LinearPath::kGemm)) {
+  // GEMV v1 takes int4 up to 4 tokens, v2 up to 8, and the version can change at run time.
+  if (int4 > 0 && (t > 4 || o.linear_path == cuda::LinearPath::kGemm)) {
     scratch_.weight_bytes = static_cast<size_t>(int4) * 2;
     scratch_.weights = alloc(scratch_.weight_bytes);
   }
+
+  attn_partial_bytes_ = cuda::AttentionScratchBytes(c.head_dim);
+  attn_partial_ = static_cast<float*>(alloc(attn_partial_bytes_));
 
   off_tokens_ = 0;
   off_pos_ = t;
@@ -179,23 +195,44 @@ void CudaQwen2Model::RunLinear(const float* x, int64_t n, const CudaLinear& lin,
   }
 }
 
+void CudaQwen2Model::set_fused_ops(bool on) {
+  if (on == options_.fused_ops) return;
+  options_.fused_ops = on;
+  cuda::Synchronize();
+  graphs_.clear();
+}
+
 void CudaQwen2Model::RunLayers(int64_t n, int64_t m) {
   const ModelConfig& c = config_;
   const int64_t hd = c.hidden_size, inter = c.intermediate_size, qd = c.q_dim(), kvd = c.kv_dim();
   const int64_t qkvd = qd + 2 * kvd;
   const auto eps = static_cast<float>(c.rms_norm_eps);
+  const bool fused = options_.fused_ops;
   const int32_t* in = dev_in_;
   cuda::Embedding(in + off_tokens_, n, weights_.embedding, weights_.embedding_type, hd, x_);
+  Mark("embedding");
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const CudaLayer& w = weights_.layers[static_cast<size_t>(l)];
-    // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x).
-    cuda::RmsNorm(x_, n, hd, w.attn_norm, eps, h_);
+    void* k_pool = k_pool_[static_cast<size_t>(l)];
+    void* v_pool = v_pool_[static_cast<size_t>(l)];
+    // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x). Fused, the
+    // norm of layers after the first ran with the previous layer's residual add.
+    if (!fused || l == 0) {
+      cuda::RmsNorm(x_, n, hd, w.attn_norm, eps, h_);
+      Mark("norm");
+    }
     RunLinear(h_, n, w.qkv, qkv_);
-    // q and k heads are adjacent in each qkv row: one RoPE launch covers both.
-    cuda::Rope(qkv_, n, c.num_heads + c.num_kv_heads, c.head_dim, qkvd, in + off_pos_, inv_freq_, rope_scale_);
-    cuda::ScatterRows(qkv_ + qd, n, kvd, qkvd, in + off_slots_, k_pool_[static_cast<size_t>(l)], options_.kv_dtype);
-    cuda::ScatterRows(qkv_ + qd + kvd, n, kvd, qkvd, in + off_slots_, v_pool_[static_cast<size_t>(l)],
-                      options_.kv_dtype);
+    Mark("qkv");
+    if (fused) {
+      cuda::RopeScatterKV(qkv_, n, c.num_heads, c.num_kv_heads, c.head_dim, qkvd, in + off_pos_, inv_freq_,
+                          rope_scale_, in + off_slots_, k_pool, v_pool, options_.kv_dtype);
+    } else {
+      // q and k heads are adjacent in each qkv row: one RoPE launch covers both.
+      cuda::Rope(qkv_, n, c.num_heads + c.num_kv_heads, c.head_dim, qkvd, in + off_pos_, inv_freq_, rope_scale_);
+      cuda::ScatterRows(qkv_ + qd, n, kvd, qkvd, in + off_slots_, k_pool, options_.kv_dtype);
+      cuda::ScatterRows(qkv_ + qd + kvd, n, kvd, qkvd, in + off_slots_, v_pool, options_.kv_dtype);
+    }
+    Mark("rope+kv");
     cuda::AttentionArgs a;
     a.q = qkv_;
     a.q_ld = qkvd;
@@ -203,8 +240,8 @@ void CudaQwen2Model::RunLayers(int64_t n, int64_t m) {
     a.n_heads = c.num_heads;
     a.n_kv_heads = c.num_kv_heads;
     a.head_dim = c.head_dim;
-    a.k = k_pool_[static_cast<size_t>(l)];
-    a.v = v_pool_[static_cast<size_t>(l)];
+    a.k = k_pool;
+    a.v = v_pool;
     a.kv_type = options_.kv_dtype;
     a.block_size = options_.block_size;
     a.positions = in + off_pos_;
@@ -214,28 +251,65 @@ void CudaQwen2Model::RunLayers(int64_t n, int64_t m) {
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     a.out = attn_;
     a.out_ld = qd;
+    if (fused) {
+      a.partial = attn_partial_;
+      a.partial_bytes = attn_partial_bytes_;
+    }
     cuda::Attention(a);
+    Mark("attention");
     RunLinear(attn_, n, w.o, proj_);
-    cuda::Add(x_, proj_, n * hd);
+    Mark("o");
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
-    cuda::RmsNorm(x_, n, hd, w.ffn_norm, eps, h_);
+    if (fused) {
+      cuda::AddRmsNorm(x_, proj_, n, hd, w.ffn_norm, eps, h_);
+      Mark("add+norm");
+    } else {
+      cuda::Add(x_, proj_, n * hd);
+      Mark("add");
+      cuda::RmsNorm(x_, n, hd, w.ffn_norm, eps, h_);
+      Mark("norm");
+    }
     RunLinear(h_, n, w.gate_up, gu_);
+    Mark("gate_up");
     cuda::SiluMul(gu_, gu_ + inter, n, inter, 2 * inter, act_, inter);
+    Mark("silu");
     RunLinear(act_, n, w.down, proj_);
-    cuda::Add(x_, proj_, n * hd);
+    Mark("down");
+    if (fused && l + 1 < c.num_layers) {
+      cuda::AddRmsNorm(x_, proj_, n, hd, weights_.layers[static_cast<size_t>(l + 1)].attn_norm, eps, h_);
+      Mark("add+norm");
+    } else {
+      cuda::Add(x_, proj_, n * hd);
+      Mark("add");
+    }
   }
   if (m == 0) return;
   // Final norm and lm_head only for the rows that need logits.
   cuda::GatherRows(x_, hd, in + off_rows_, m, last_);
   cuda::RmsNorm(last_, m, hd, weights_.final_norm, eps, last_);
+  Mark("final norm");
   RunLinear(last_, m, weights_.lm_head, logits_);
+  Mark("lm_head");
 }
 
 Status CudaQwen2Model::Enqueue(const ForwardBatch& batch) {
   QB_RETURN_IF_ERROR(Stage(batch));
   const auto n = static_cast<int64_t>(batch.tokens.size());
   const auto m = static_cast<int64_t>(batch.logit_rows.size());
-  if (options_.use_graphs && n <= options_.graph_max_tokens) {
+  if (profiler_ != nullptr) {
+    // Hold the stream while the step is enqueued, so its kernels then run back to back and
+    // the marks time the GPU's work, not the host's launch rate.
+    cuda::SpinWait(20000);
+    profiler_->Begin();
+    RunLayers(n, m);
+    return Status::Ok();
+  }
+  if (options_.use_graphs && profiler_ == nullptr && n <= options_.graph_max_tokens) {
+    if (graphs_gemv_version_ != cuda::GemvVersion()) {  // captured kernels would be stale
+      cuda::Synchronize();
+      graphs_.clear();
+      graphs_gemv_version_ = cuda::GemvVersion();
+    }
     std::unique_ptr<cuda::Graph>& g = graphs_[{n, m}];
     if (!g) {
       g = std::make_unique<cuda::Graph>();

@@ -36,6 +36,9 @@ struct CudaModelOptions {
   bool use_graphs = false;
   int64_t graph_max_tokens = 64;
   cuda::LinearPath linear_path = cuda::LinearPath::kAuto;
+  // Fused kernels (docs/CUDA_PERF.md): residual add + RMSNorm, RoPE + KV scatter, split-key
+  // decode attention. false: the first version's separate kernels (for comparisons).
+  bool fused_ops = true;
 };
 
 class CudaQwen2Model {
@@ -47,6 +50,9 @@ class CudaQwen2Model {
   static Result<std::unique_ptr<CudaQwen2Model>> CreateRandom(const ModelConfig& config, cuda::WeightFormat format,
                                                               int64_t group_size, uint64_t seed,
                                                               const CudaModelOptions& options);
+  // Already uploaded weights (e.g. from TakeWeights() of a model being resized).
+  static Result<std::unique_ptr<CudaQwen2Model>> FromWeights(const ModelConfig& config, CudaWeights weights,
+                                                             const CudaModelOptions& options);
   ~CudaQwen2Model();
   CudaQwen2Model(const CudaQwen2Model&) = delete;
   CudaQwen2Model& operator=(const CudaQwen2Model&) = delete;
@@ -54,9 +60,17 @@ class CudaQwen2Model {
   const ModelConfig& config() const { return config_; }
   const CudaModelOptions& options() const { return options_; }
   const CudaWeights& weights() const { return weights_; }
+  // Moves the weights out (waits for the stream first); the model must not run afterwards.
+  CudaWeights TakeWeights();
   int64_t kv_pool_bytes() const;
   // Graphs can be switched per step (benchmarks compare both).
   void set_use_graphs(bool on) { options_.use_graphs = on; }
+  // Switches the fused kernels per step; graphs captured with the other setting are dropped.
+  void set_fused_ops(bool on);
+  // Profiling: while set, steps run without graphs and mark `events` after each kernel class
+  // (labels: "embedding", "norm", "qkv", "rope+kv", "attention", "o", "add+norm", "gate_up",
+  // "silu", "down", "add", "final norm", "lm_head"); the caller calls Begin() before Enqueue.
+  void set_profiler(cuda::EventList* events) { profiler_ = events; }
 
   // One step: writes the tokens' keys/values into the pool and returns logits
   // [logit_rows, vocab] f32 on the host.
@@ -71,6 +85,9 @@ class CudaQwen2Model {
   Status Stage(const ForwardBatch& batch);  // validates and copies the step's inputs
   void RunLayers(int64_t n, int64_t m);     // every kernel of the step
   void RunLinear(const float* x, int64_t n, const CudaLinear& lin, float* y);
+  void Mark(const char* label) {
+    if (profiler_ != nullptr) profiler_->Mark(label);
+  }
 
   ModelConfig config_;
   CudaWeights weights_;
@@ -83,6 +100,10 @@ class CudaQwen2Model {
   float *x_ = nullptr, *h_ = nullptr, *qkv_ = nullptr, *attn_ = nullptr, *proj_ = nullptr, *gu_ = nullptr,
         *act_ = nullptr, *last_ = nullptr, *logits_ = nullptr;
   cuda::LinearScratch scratch_;
+  float* attn_partial_ = nullptr;  // split-key attention scratch
+  size_t attn_partial_bytes_ = 0;
+  cuda::EventList* profiler_ = nullptr;
+  int graphs_gemv_version_ = 0;  // the GEMV version the graphs were captured with
   // Step inputs: pinned host staging and its device copy, at fixed offsets (int32 elements).
   int32_t* host_in_ = nullptr;
   int32_t* dev_in_ = nullptr;

@@ -1,6 +1,7 @@
 // Paged attention on the GPU against the CPU reference kernels::Attention: several sequences
 // with shuffled (non-contiguous) block tables, GQA, head sizes 16/64/128, f32/f16/bf16 pools,
-// decode (one token per sequence), prefill (whole prompts) and a mixed chunked-prefill batch.
+// decode (one token per sequence), prefill (whole prompts), a mixed chunked-prefill batch and
+// long decodes (2000 keys); each with one block per (token, head) and with split keys.
 // Both sides read the same pool values and compute in f32 (GPU) / f64 (CPU): 1e-5 relative.
 #include <gtest/gtest.h>
 
@@ -17,7 +18,7 @@ namespace {
 struct Case {
   DType kv;
   int64_t head_dim, n_heads, n_kv_heads, block_size;
-  const char* mode;  // "decode", "prefill", "mixed"
+  const char* mode;  // "decode", "prefill", "mixed", "long" (decode, up to 2000 keys)
 };
 
 std::ostream& operator<<(std::ostream& os, const Case& c) {
@@ -29,8 +30,11 @@ class CudaAttentionTest : public ::testing::TestWithParam<Case> {};
 TEST_P(CudaAttentionTest, MatchesReference) {
   QB_REQUIRE_CUDA();
   const Case& c = GetParam();
-  const std::vector<int64_t> lens = {1, 37, 130, 16, 300};  // tokens in each sequence so far
-  const int64_t num_blocks = 160, rows = num_blocks * c.block_size, kv_dim = c.n_kv_heads * c.head_dim;
+  // Tokens in each sequence so far ("long": decode over a few thousand keys).
+  const std::vector<int64_t> lens =
+      std::string(c.mode) == "long" ? std::vector<int64_t>{2000, 1, 700, 64} : std::vector<int64_t>{1, 37, 130, 16, 300};
+  const int64_t num_blocks = std::string(c.mode) == "long" ? 3000 / c.block_size : 160;
+  const int64_t rows = num_blocks * c.block_size, kv_dim = c.n_kv_heads * c.head_dim;
   const int64_t q_dim = c.n_heads * c.head_dim;
   // Each sequence gets blocks from a shuffled free list: tables are scattered over the pool.
   std::vector<int32_t> free_blocks(static_cast<size_t>(num_blocks));
@@ -65,7 +69,7 @@ TEST_P(CudaAttentionTest, MatchesReference) {
   Tensor ref = Tensor::Empty(DType::kF32, {n, q_dim});
   kernels::Attention(kernels::ExecContext::Reference(), q, k, v, c.head_dim, c.block_size, pos, spans, scale, ref);
 
-  const int64_t stride = 80;  // table row width (blocks)
+  const int64_t stride = std::max<int64_t>(80, 2000 / c.block_size + 1);  // table row width (blocks)
   std::vector<int32_t> flat(lens.size() * stride, 0);
   for (size_t s = 0; s < tables.size(); ++s) std::copy(tables[s].begin(), tables[s].end(), flat.begin() + static_cast<std::ptrdiff_t>(s * stride));
   auto dq = test::ToDevice(q);
@@ -74,7 +78,6 @@ TEST_P(CudaAttentionTest, MatchesReference) {
   auto dpos = test::ToDevice(pos);
   auto dseq = test::ToDevice(seq);
   auto dtab = test::ToDevice(flat);
-  auto out = test::Poisoned(static_cast<size_t>(n * q_dim));
   cuda::AttentionArgs a;
   a.q = dq.as<float>();
   a.q_ld = q_dim;
@@ -91,14 +94,24 @@ TEST_P(CudaAttentionTest, MatchesReference) {
   a.tables = dtab.as<int32_t>();
   a.table_stride = stride;
   a.scale = scale;
-  a.out = out.as<float>();
   a.out_ld = q_dim;
-  cuda::Attention(a);
-  const double err = test::RelError(test::ToHost(out, static_cast<size_t>(n * q_dim)), test::ToVector(ref));
-  EXPECT_LE(err, 1e-5);
-  std::printf("[ attention %s %s d=%lld %lld/%lld heads, %lld queries ] relative error %.3g\n", c.mode,
-              std::string(Name(c.kv)).c_str(), static_cast<long long>(c.head_dim), static_cast<long long>(c.n_heads),
-              static_cast<long long>(c.n_kv_heads), static_cast<long long>(n), err);
+  // One block per (token, head), then split keys (flash-decoding; the scratch poisoned, so an
+  // unwritten partial shows).
+  const size_t partial_bytes = cuda::AttentionScratchBytes(c.head_dim);
+  auto partial = test::Poisoned(partial_bytes / sizeof(float));
+  for (const bool split : {false, true}) {
+    auto out = test::Poisoned(static_cast<size_t>(n * q_dim));
+    a.out = out.as<float>();
+    a.partial = split ? partial.as<float>() : nullptr;
+    a.partial_bytes = split ? partial_bytes : 0;
+    cuda::Attention(a);
+    const double err = test::RelError(test::ToHost(out, static_cast<size_t>(n * q_dim)), test::ToVector(ref));
+    EXPECT_LE(err, 1e-5) << (split ? "split keys" : "one block per head");
+    std::printf("[ attention %s %s d=%lld %lld/%lld heads, %lld queries%s ] relative error %.3g\n", c.mode,
+                std::string(Name(c.kv)).c_str(), static_cast<long long>(c.head_dim),
+                static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads), static_cast<long long>(n),
+                split ? ", split keys" : "", err);
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -106,7 +119,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{DType::kBF16, 128, 28, 4, 16, "decode"}, Case{DType::kBF16, 128, 28, 4, 16, "prefill"},
                       Case{DType::kF16, 128, 8, 2, 16, "mixed"}, Case{DType::kF32, 64, 4, 2, 4, "mixed"},
                       Case{DType::kBF16, 64, 4, 2, 16, "prefill"}, Case{DType::kF32, 16, 4, 2, 8, "decode"},
-                      Case{DType::kBF16, 16, 4, 4, 8, "mixed"}),
+                      Case{DType::kBF16, 16, 4, 4, 8, "mixed"}, Case{DType::kBF16, 128, 28, 4, 16, "long"},
+                      Case{DType::kF32, 64, 8, 2, 8, "long"}),
     [](const auto& p) {
       return std::string(p.param.mode) + "_" + std::string(Name(p.param.kv)) + "_d" + std::to_string(p.param.head_dim) +
              "_h" + std::to_string(p.param.n_heads) + "_" + std::to_string(p.param.n_kv_heads) + "_bs" +

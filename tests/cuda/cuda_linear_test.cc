@@ -1,6 +1,7 @@
 // CUDA Linear (GEMV and cuBLAS paths) against the CPU reference Linear for bf16, f16 and int4
 // (Q4Z as the GPTQ/AWQ loader makes it, repacked; with and without an act-order permutation),
-// for 1-33 tokens, with bias, writing a column slice of a wider, NaN-poisoned output.
+// for 1-33 tokens, with bias, writing a column slice of a wider, NaN-poisoned output; both GEMV
+// generations (v1 and v2, see cuda_api.h).
 // Tolerances: the GEMV keeps f32 activations and exact weights (1e-5 relative); the GEMM rounds
 // activations (and int4 weights) to bf16/f16 (1e-2).
 #include <gtest/gtest.h>
@@ -94,6 +95,14 @@ std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.kind 
 
 class CudaLinearTest : public ::testing::TestWithParam<Case> {};
 
+// Every (GEMV generation, path) pair.
+std::vector<std::pair<int, LinearPath>> Paths() {
+  std::vector<std::pair<int, LinearPath>> p;
+  for (const int version : {1, 2})
+    for (LinearPath path : {LinearPath::kGemv, LinearPath::kGemm, LinearPath::kAuto}) p.emplace_back(version, path);
+  return p;
+}
+
 TEST_P(CudaLinearTest, MatchesReference) {
   QB_REQUIRE_CUDA();
   const Case& c = GetParam();
@@ -111,7 +120,8 @@ TEST_P(CudaLinearTest, MatchesReference) {
     Tensor ref = Tensor::Empty(DType::kF32, {n, c.rows});
     kernels::Linear(kernels::ExecContext::Reference(), x, w.cpu, &bias_t, ref, w.perm.defined() ? &w.perm : nullptr);
     auto dx = test::ToDevice(x);
-    for (LinearPath path : {LinearPath::kGemv, LinearPath::kGemm, LinearPath::kAuto}) {
+    for (const auto& [version, path] : Paths()) {
+      cuda::SetGemvVersion(version);
       auto y = test::Poisoned(static_cast<size_t>(n * ldy));
       cuda::Linear(dx.as<float>(), n, w.m, dbias.as<float>(), y.as<float>() + col0, ldy, scratch, path);
       const auto all = test::ToHost(y, static_cast<size_t>(n * ldy));
@@ -128,9 +138,11 @@ TEST_P(CudaLinearTest, MatchesReference) {
       const bool gemv = path == LinearPath::kGemv ||
                         (path == LinearPath::kAuto && n <= cuda::GemvMaxTokens(w.m.format));
       (gemv ? worst_gemv : worst_gemm) = std::max(gemv ? worst_gemv : worst_gemm, err);
-      EXPECT_LE(err, gemv ? 1e-5 : 1e-2) << c.kind << " n=" << n << " path=" << static_cast<int>(path);
+      EXPECT_LE(err, gemv ? 1e-5 : 1e-2) << c.kind << " n=" << n << " path=" << static_cast<int>(path)
+                                          << " GEMV v" << version;
     }
   }
+  cuda::SetGemvVersion(2);
   std::printf("[ %s %lldx%lld ] relative error: GEMV %.3g, GEMM %.3g\n", c.kind.c_str(),
               static_cast<long long>(c.rows), static_cast<long long>(c.cols), worst_gemv, worst_gemm);
 }
@@ -138,7 +150,8 @@ TEST_P(CudaLinearTest, MatchesReference) {
 INSTANTIATE_TEST_SUITE_P(Formats, CudaLinearTest,
                          ::testing::Values(Case{"bf16", 200, 512}, Case{"f16", 200, 512}, Case{"bf16", 77, 1024},
                                            Case{"int4_g128", 200, 512}, Case{"int4_g32_perm", 200, 512},
-                                           Case{"int4_g128", 77, 1024}),
+                                           Case{"int4_g128", 77, 1024}, Case{"bf16", 300, 3584},
+                                           Case{"int4_g128", 333, 3584}),
                          [](const auto& p) {
                            return p.param.kind + "_" + std::to_string(p.param.rows) + "x" + std::to_string(p.param.cols);
                          });

@@ -1,11 +1,12 @@
 // The CUDA model against the reference logits shipped with the fixtures (the same files and
 // helpers as tests/model/forward_test.cc): micro-qwen2 (BF16 safetensors), its GPTQ (group 128;
 // act-order group 32) and AWQ versions, and tiny-qwen2 when ../shared/testdata has it.
-// Two variants per model:
+// Three variants per model:
 // - "auto": what serving runs (cuBLAS with bf16 activations for the prompt, bf16 KV cache):
 //   BF16-level tolerance, 2e-2 relative to the logits' norm;
 // - "gemv": every token through the GEMV (f32 activations, exact weights) and an f32 KV cache:
-//   only summation order differs from the f32 reference, 2e-4.
+//   only summation order differs from the f32 reference, 2e-4;
+// - "gemv_v1": the same with the first version's kernels (unfused ops, GEMV v1), 2e-4.
 // Then a paged batch: three sequences fed in interleaved chunks (chunked prefill, then decode
 // steps replayed from CUDA graphs) through shuffled block tables must give the same logits as
 // each sequence run alone. With QB_CUDA_LOGITS_DUMP=DIR, logits are written there as JSON for
@@ -100,15 +101,18 @@ TEST_P(CudaModelTest, LogitsMatchTheReference) {
   auto loaded = LoadModel(dir, lo);
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   const Qwen2Model& cpu = *loaded->model;
-  for (const bool gemv : {false, true}) {
+  // "gemv_v1": the "gemv" variant with the first version's kernels (unfused ops, GEMV v1).
+  for (const std::string variant : {"auto", "gemv", "gemv_v1"}) {
+    const bool gemv = variant != "auto", v1 = variant == "gemv_v1";
     CudaModelOptions o = TestOptions();
     if (gemv) {
       o.linear_path = cuda::LinearPath::kGemv;
       o.kv_dtype = DType::kF32;
     }
+    o.fused_ops = !v1;
+    cuda::SetGemvVersion(v1 ? 1 : 2);
     auto model = CudaQwen2Model::Create(cpu.config(), cpu.weights(), o);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
-    const std::string variant = gemv ? "gemv" : "auto";
     const double tol = gemv ? c.gemv_tol : c.auto_tol;
     double worst = 0;
     float worst_abs = 0;
@@ -125,13 +129,14 @@ TEST_P(CudaModelTest, LogitsMatchTheReference) {
       worst_abs = std::max(worst_abs, test::MaxAbsDiff(got.data(), ref.last_logits.data(), got.size()));
       argmax_same += Argmax(got) == Argmax(ref.last_logits);
       ++refs;
-      Dump(std::string(c.name) + "_" + variant, ref, got);
+      if (!v1) Dump(std::string(c.name) + "_" + variant, ref, got);
     }
     ASSERT_GT(refs, 0);
     std::printf("[ %s %s ] over %d prompts: relative error %.3g (tolerance %.1g), max |diff| %.3g, argmax equal %d/%d\n",
                 c.name, variant.c_str(), refs, worst, tol, static_cast<double>(worst_abs), argmax_same, refs);
     RecordProperty(variant + "_relative_error", std::to_string(worst));
   }
+  cuda::SetGemvVersion(2);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -209,7 +214,9 @@ TEST(CudaModelPagedTest, InterleavedSequencesMatchEachAlone) {
       const auto& e = expected[who[r].first][who[r].second];
       const double err = test::RelError(logits->data<float>() + r * e.size(), e.data(), e.size());
       worst = std::max(worst, err);
-      EXPECT_LE(err, 1e-6) << "step " << step << " sequence " << who[r].first << " position " << who[r].second;
+      // Split-key attention merges partial softmaxes in an order that depends on how many
+      // (token, head) pairs a step has, so the sequences agree to f32 rounding, not bitwise.
+      EXPECT_LE(err, 1e-5) << "step " << step << " sequence " << who[r].first << " position " << who[r].second;
     }
   }
   std::printf("[ paged batch ] %d steps, worst relative difference to the sequences alone: %.3g\n", steps, worst);

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -69,6 +70,28 @@ TEST(CudaOpsTest, RmsNormMatchesReference) {
   }
 }
 
+// Fused residual add + RMSNorm: x must become exactly x + delta, y rmsnorm(x + delta).
+TEST(CudaOpsTest, AddRmsNormMatchesAddThenRmsNorm) {
+  QB_REQUIRE_CUDA();
+  for (int64_t d : {64, 256, 3584, 5000}) {
+    const int64_t n = 5;
+    const auto x = test::RandomFloats(static_cast<size_t>(n * d), 30, -3.f, 3.f);
+    const auto delta = test::RandomFloats(static_cast<size_t>(n * d), 31, -3.f, 3.f);
+    const auto w = test::RandomFloats(static_cast<size_t>(d), 32, 0.5f, 1.5f);
+    Tensor sum = F32(x, {n, d});
+    k::AddInPlace(sum, F32(delta, {n, d}));
+    Tensor ref = Tensor::Empty(DType::kF32, {n, d});
+    k::RmsNorm(Ref(), sum, F32(w, {d}), 1e-6f, ref);
+    auto dx = ToDevice(x);
+    auto dd = ToDevice(delta);
+    auto dw = ToDevice(w);
+    auto out = Poisoned(static_cast<size_t>(n * d));
+    cuda::AddRmsNorm(dx.as<float>(), dd.as<float>(), n, d, dw.as<float>(), 1e-6f, out.as<float>());
+    EXPECT_EQ(RelError(ToHost(dx, static_cast<size_t>(n * d)), test::ToVector(sum)), 0.0) << d;
+    EXPECT_LE(RelError(ToHost(out, static_cast<size_t>(n * d)), test::ToVector(ref)), kF32Tol) << d;
+  }
+}
+
 TEST(CudaOpsTest, RopeMatchesReferenceOnStridedRows) {
   QB_REQUIRE_CUDA();
   for (int64_t head_dim : {16, 64, 128}) {
@@ -129,6 +152,68 @@ TEST(CudaOpsTest, AddMatchesReference) {
   cuda::Add(da.as<float>(), db.as<float>(), count);
   EXPECT_EQ(RelError(ToHost(da, static_cast<size_t>(count)), test::ToVector(ref)), 0.0);
 }
+
+// Fused RoPE + KV scatter on [q | k | v] rows: the same bits as Rope followed by two
+// ScatterRows (rows and pools), and q/k within 1e-5 of the CPU reference RoPE.
+class CudaRopeScatterTest : public ::testing::TestWithParam<DType> {};
+
+TEST_P(CudaRopeScatterTest, MatchesRopeThenScatter) {
+  QB_REQUIRE_CUDA();
+  const DType pool_type = GetParam();
+  for (int64_t head_dim : {16, 128}) {
+    const int64_t n = 5, n_heads = 7, n_kv = 2, kvd = n_kv * head_dim, qd = n_heads * head_dim;
+    const int64_t ld = qd + 2 * kvd + 24, pool_rows = 40;
+    const std::vector<int32_t> pos = {0, 3, 100, 4095, 30000};
+    const std::vector<int32_t> slots = {39, 0, 17, 18, 5};
+    k::RopeTable rope;
+    for (int64_t i = 0; i < head_dim / 2; ++i)
+      rope.inv_freq.push_back(
+          static_cast<float>(std::pow(1e6, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim))));
+    rope.attention_scale = 1.1f;
+    const auto x = test::RandomFloats(static_cast<size_t>(n * ld), 33, -2.f, 2.f);
+    const Tensor pool0 = test::RandomTensor(pool_type, {pool_rows, kvd}, 34);
+    auto dp = ToDevice(pos);
+    auto ds = ToDevice(slots);
+    auto df = ToDevice(rope.inv_freq);
+    // Unfused on the device.
+    auto ux = ToDevice(x);
+    auto uk = ToDevice(pool0);
+    auto uv = ToDevice(pool0);
+    cuda::Rope(ux.as<float>(), n, n_heads + n_kv, head_dim, ld, dp.as<int32_t>(), df.as<float>(),
+               rope.attention_scale);
+    cuda::ScatterRows(ux.as<float>() + qd, n, kvd, ld, ds.as<int32_t>(), uk.get(), pool_type);
+    cuda::ScatterRows(ux.as<float>() + qd + kvd, n, kvd, ld, ds.as<int32_t>(), uv.get(), pool_type);
+    // Fused.
+    auto fx = ToDevice(x);
+    auto fk = ToDevice(pool0);
+    auto fv = ToDevice(pool0);
+    cuda::RopeScatterKV(fx.as<float>(), n, n_heads, n_kv, head_dim, ld, dp.as<int32_t>(), df.as<float>(),
+                        rope.attention_scale, ds.as<int32_t>(), fk.get(), fv.get(), pool_type);
+    const auto urows = ToHost(ux, static_cast<size_t>(n * ld)), frows = ToHost(fx, static_cast<size_t>(n * ld));
+    ASSERT_EQ(0, std::memcmp(urows.data(), frows.data(), urows.size() * sizeof(float))) << head_dim;
+    std::vector<uint8_t> a(pool0.nbytes()), b(pool0.nbytes());
+    cuda::CopyToHost(a.data(), uk.get(), a.size());
+    cuda::CopyToHost(b.data(), fk.get(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << "k pool, head_dim " << head_dim;
+    cuda::CopyToHost(a.data(), uv.get(), a.size());
+    cuda::CopyToHost(b.data(), fv.get(), b.size());
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size())) << "v pool, head_dim " << head_dim;
+    EXPECT_NE(0, std::memcmp(a.data(), pool0.raw(), a.size()));  // something was written
+    // q and k against the CPU reference RoPE.
+    const int64_t hk = (n_heads + n_kv) * head_dim;
+    std::vector<float> packed(static_cast<size_t>(n * hk)), got(packed.size());
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy(x.begin() + t * ld, x.begin() + t * ld + hk, packed.begin() + t * hk);
+      std::copy(frows.begin() + t * ld, frows.begin() + t * ld + hk, got.begin() + t * hk);
+    }
+    Tensor ref = F32(packed, {n, hk});
+    k::Rope(Ref(), ref, head_dim, pos, rope);
+    EXPECT_LE(RelError(got, test::ToVector(ref)), kF32Tol) << head_dim;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Pools, CudaRopeScatterTest, ::testing::Values(DType::kF32, DType::kF16, DType::kBF16),
+                         [](const auto& p) { return std::string(Name(p.param)); });
 
 class CudaScatterTest : public ::testing::TestWithParam<DType> {};
 

@@ -7,6 +7,7 @@
 // score costs one warp reduction; kTile keys are loaded and reduced together for memory- and
 // instruction-level parallelism. The same kernel serves decode (one query per sequence, long key
 // runs split across warps) and prefill (many queries, one block each).
+#include <algorithm>
 #include <cfloat>
 
 #include "kernels/cuda/common.cuh"
@@ -45,12 +46,36 @@ __device__ __forceinline__ void LoadVec(const KV* p, float* out) {
   }
 }
 
-template <typename KV, int DPL>
+// Entry of the split-key scratch per (token, head, split): head_dim unnormalized value sums,
+// then the running max and the sum of exponentials.
+__host__ __device__ __forceinline__ int64_t PartialStride(int64_t head_dim) { return head_dim + 2; }
+
+// SPLIT: block (blockIdx.x = token * n_heads + head, blockIdx.y = split) covers keys
+// [split * chunk, (split + 1) * chunk) of its token only, chunk = the token's key count over
+// gridDim.y rounded up to whole warp tiles (so the splits follow each token's real length, and
+// a graph captured once serves any length), and writes its partial softmax to a.partial.
+template <typename KV, int DPL, bool SPLIT>
 __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) {
   const int64_t t = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t kvh = h / (a.n_heads / a.n_kv_heads);
-  const int64_t n_keys = static_cast<int64_t>(a.positions[t]) + 1;
+  const int64_t total_keys = static_cast<int64_t>(a.positions[t]) + 1;
+  int64_t first_key = 0, n_keys = total_keys;  // keys [first_key, n_keys)
+  if constexpr (SPLIT) {
+    constexpr int64_t kStep = kWarps * kTile;
+    const int64_t chunk = (total_keys + gridDim.y - 1) / gridDim.y;
+    const int64_t rounded = (chunk + kStep - 1) / kStep * kStep;
+    first_key = static_cast<int64_t>(blockIdx.y) * rounded;
+    n_keys = min(first_key + rounded, total_keys);
+    if (first_key >= n_keys) {  // nothing left for this split: an empty partial
+      if (threadIdx.x == 0) {
+        float* p = a.partial + (static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y) * PartialStride(a.head_dim);
+        p[a.head_dim] = -INFINITY;
+        p[a.head_dim + 1] = 0.f;
+      }
+      return;
+    }
+  }
   const int32_t* table = a.tables + static_cast<int64_t>(a.seq_of_token[t]) * a.table_stride;
   const int64_t kv_ld = a.n_kv_heads * a.head_dim;
   const int64_t d0 = static_cast<int64_t>(lane) * DPL;
@@ -66,7 +91,7 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) 
 #pragma unroll
   for (int i = 0; i < DPL; ++i) acc[i] = 0.f;
 
-  for (int64_t j0 = static_cast<int64_t>(warp) * kTile; j0 < n_keys; j0 += kWarps * kTile) {
+  for (int64_t j0 = first_key + static_cast<int64_t>(warp) * kTile; j0 < n_keys; j0 += kWarps * kTile) {
     float kf[kTile][DPL], vf[kTile][DPL], s[kTile];
 #pragma unroll
     for (int u = 0; u < kTile; ++u) {
@@ -125,31 +150,99 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) 
     wgt[w] = expf(sm_m[w] - mx);  // 0 for warps that had no keys
     den += sm_l[w] * wgt[w];
   }
+  if constexpr (SPLIT) {
+    float* p = a.partial + (static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y) * PartialStride(a.head_dim);
+    for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
+      float num = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) num += sm_acc[w][d] * wgt[w];
+      p[d] = num;
+    }
+    if (threadIdx.x == 0) {
+      p[a.head_dim] = mx;
+      p[a.head_dim + 1] = den;
+    }
+  } else {
+    for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
+      float num = 0.f;
+#pragma unroll
+      for (int w = 0; w < kWarps; ++w) num += sm_acc[w][d] * wgt[w];
+      a.out[t * a.out_ld + h * a.head_dim + d] = num / den;
+    }
+  }
+}
+
+// Merges the splits of one (token, head): out = sum_s acc_s e^(m_s - M) / sum_s l_s e^(m_s - M).
+// Split 0 always holds key 0, so M is finite; empty splits (m = -inf) are skipped.
+__global__ void AttentionCombineKernel(AttentionArgs a, int splits) {
+  const int64_t th = blockIdx.x;  // token * n_heads + head
+  const int64_t t = th / a.n_heads, h = th % a.n_heads, stride = PartialStride(a.head_dim);
+  const float* p = a.partial + th * splits * stride;
+  float mx = -INFINITY;
+  for (int s = 0; s < splits; ++s) mx = fmaxf(mx, p[s * stride + a.head_dim]);
+  float den = 0.f;
+  for (int s = 0; s < splits; ++s) {
+    const float m = p[s * stride + a.head_dim];
+    if (m != -INFINITY) den += p[s * stride + a.head_dim + 1] * expf(m - mx);
+  }
   for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
     float num = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) num += sm_acc[w][d] * wgt[w];
+    for (int s = 0; s < splits; ++s) {
+      const float m = p[s * stride + a.head_dim];
+      if (m != -INFINITY) num += p[s * stride + d] * expf(m - mx);
+    }
     a.out[t * a.out_ld + h * a.head_dim + d] = num / den;
   }
 }
 
-template <typename KV>
-void Launch(const AttentionArgs& a) {
-  const unsigned blocks = static_cast<unsigned>(a.n * a.n_heads);
+// Blocks the split path aims for (a few per SM), and the most splits per (token, head).
+int SplitTargetBlocks() { return 4 * SmCount(); }
+constexpr int kMaxSplits = 64;
+
+template <typename KV, bool SPLIT>
+void LaunchDpl(const AttentionArgs& a, dim3 grid) {
   const int threads = kWarps * 32;
   if (a.head_dim <= 32) {
-    AttentionKernel<KV, 1><<<blocks, threads, 0, Stream()>>>(a);
+    AttentionKernel<KV, 1, SPLIT><<<grid, threads, 0, Stream()>>>(a);
   } else if (a.head_dim <= 64) {
-    AttentionKernel<KV, 2><<<blocks, threads, 0, Stream()>>>(a);
+    AttentionKernel<KV, 2, SPLIT><<<grid, threads, 0, Stream()>>>(a);
   } else if (a.head_dim <= 128) {
-    AttentionKernel<KV, 4><<<blocks, threads, 0, Stream()>>>(a);
+    AttentionKernel<KV, 4, SPLIT><<<grid, threads, 0, Stream()>>>(a);
   } else {
-    AttentionKernel<KV, 8><<<blocks, threads, 0, Stream()>>>(a);
+    AttentionKernel<KV, 8, SPLIT><<<grid, threads, 0, Stream()>>>(a);
   }
   QB_CUDA_CHECK_LAUNCH();
 }
 
+template <typename KV>
+void Launch(const AttentionArgs& a) {
+  const int64_t pairs = a.n * a.n_heads;
+  int64_t splits = 1;
+  if (a.partial != nullptr) {
+    const int64_t max_keys = a.table_stride * a.block_size;
+    splits = (SplitTargetBlocks() + pairs - 1) / pairs;
+    splits = std::min<int64_t>(splits, kMaxSplits);
+    splits = std::min<int64_t>(splits, (max_keys + kWarps * kTile - 1) / (kWarps * kTile));
+    splits = std::min<int64_t>(
+        splits, static_cast<int64_t>(a.partial_bytes / sizeof(float)) / (pairs * PartialStride(a.head_dim)));
+  }
+  if (splits < 2) {
+    LaunchDpl<KV, false>(a, dim3(static_cast<unsigned>(pairs)));
+    return;
+  }
+  LaunchDpl<KV, true>(a, dim3(static_cast<unsigned>(pairs), static_cast<unsigned>(splits)));
+  const int threads = a.head_dim >= 128 ? 128 : (a.head_dim >= 64 ? 64 : 32);
+  AttentionCombineKernel<<<static_cast<unsigned>(pairs), threads, 0, Stream()>>>(a, static_cast<int>(splits));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
 }  // namespace
+
+size_t AttentionScratchBytes(int64_t head_dim) {
+  // Splits are only used while pairs < target, so pairs * splits < 2 * target.
+  return static_cast<size_t>(2 * SplitTargetBlocks() + kMaxSplits) * static_cast<size_t>(PartialStride(head_dim)) *
+         sizeof(float);
+}
 
 bool AttentionSupportsHeadDim(int64_t head_dim) {
   if (head_dim <= 0 || head_dim > 256 || head_dim % 2 != 0) return false;

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "tensor/dtype.h"
 
@@ -113,16 +114,56 @@ class Graph {
   void* exec_ = nullptr;
 };
 
+// Device timestamps at labelled points of the stream (profiling: where a step's time goes).
+// Mark() records an event after the work enqueued so far; after Finish() (which waits),
+// Intervals() gives each mark's label and the milliseconds since the previous mark (the first
+// interval starts at Begin()). Not for use inside a graph capture.
+class EventList {
+ public:
+  EventList() = default;
+  ~EventList();
+  EventList(const EventList&) = delete;
+  EventList& operator=(const EventList&) = delete;
+  void Begin();
+  void Mark(const char* label);  // label must outlive the list (string literals)
+  void Finish();
+  std::vector<std::pair<const char*, float>> Intervals() const;
+
+ private:
+  void Record();
+  std::vector<void*> events_;  // reused across Begin()s
+  std::vector<const char*> labels_;
+  size_t used_ = 0;
+};
+
+// Keeps the stream busy for about `us` microseconds (a spinning kernel), so that work enqueued
+// behind it runs back to back on the GPU, free of host launch gaps (profiling).
+void SpinWait(int64_t us);
+
+// Streaming multiprocessors of the device (cached).
+int SmCount();
+
 // ---- Elementwise and row ops (f32 activations) ----------------------------------------------
 
 // out[t] = table[ids[t]] as f32; table [rows, d] in f32, f16 or bf16.
 void Embedding(const int32_t* ids, int64_t n, const void* table, DType type, int64_t d, float* out);
 // y = x / sqrt(mean(x^2) + eps) * w per row of d (y may alias x).
 void RmsNorm(const float* x, int64_t n, int64_t d, const float* w, float eps, float* y);
+// Fused residual add + RMSNorm (one launch): x += delta, then y = rmsnorm(x) (y must not alias
+// x or delta). The same f32 arithmetic as Add followed by RmsNorm.
+void AddRmsNorm(float* x, const float* delta, int64_t n, int64_t d, const float* w, float eps, float* y);
 // NEOX rotary embedding in place on `heads` heads of head_dim starting at column 0 of each row
 // (row stride ld); token t is at positions[t]. inv_freq: device f32 [head_dim / 2].
 void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t ld, const int32_t* positions,
           const float* inv_freq, float attention_scale);
+// Fused RoPE of q and k + KV scatter (one launch), on fused rows [q heads | k heads | v heads]
+// (row stride ld): rotates the n_heads q heads and n_kv_heads k heads in place (as Rope with
+// heads = n_heads + n_kv_heads) and writes each token's rotated k and its v to pool row
+// slots[t] of k_pool / v_pool (rows of n_kv_heads * head_dim elements of pool_type), exactly the
+// values Rope followed by two ScatterRows would write.
+void RopeScatterKV(float* qkv, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t ld,
+                   const int32_t* positions, const float* inv_freq, float attention_scale, const int32_t* slots,
+                   void* k_pool, void* v_pool, DType pool_type);
 // out[t, i] = silu(gate[t, i]) * up[t, i] for i < d; gate and up rows have stride ld_in,
 // out rows stride ld_out (out may alias gate).
 void SiluMul(const float* gate, const float* up, int64_t n, int64_t d, int64_t ld_in, float* out, int64_t ld_out);
@@ -155,8 +196,14 @@ struct AttentionArgs {
   float scale = 1.0f;
   float* out = nullptr;  // [n, out_ld]
   int64_t out_ld = 0;
+  // Optional scratch for split-key (flash-decoding) attention: when few (token, head) pairs
+  // would leave most SMs idle (decode), each pair's keys are split over several blocks whose
+  // partial softmaxes a second kernel merges. nullptr: one block per (token, head) always.
+  float* partial = nullptr;
+  size_t partial_bytes = 0;  // AttentionScratchBytes(head_dim) always suffices
 };
 void Attention(const AttentionArgs& a);
+size_t AttentionScratchBytes(int64_t head_dim);
 // Whether Attention supports this head size (16, 32, 64, 128, 256, ...: see attention.cu).
 bool AttentionSupportsHeadDim(int64_t head_dim);
 
@@ -187,7 +234,13 @@ struct DeviceMatrix {
 // Which kernel a Linear uses. kAuto: the GEMV for up to GemvMaxTokens() tokens, else cuBLAS
 // (int4 weights are dequantized to bf16 into scratch first).
 enum class LinearPath : uint8_t { kAuto, kGemv, kGemm };
-int GemvMaxTokens(WeightFormat f);  // 8 for bf16/f16, 4 for int4
+int GemvMaxTokens(WeightFormat f);  // 8 for bf16/f16; 4 for int4 (then dequantize + cuBLAS)
+
+// GEMV kernel generation: 2 (default: more loads in flight per warp, int4 weights decoded once
+// per weight instead of once per token, int4 up to 8 tokens) or 1 (the first version, kept for
+// comparison). Initially from the environment variable QB_CUDA_GEMV ("1" or "2").
+void SetGemvVersion(int version);
+int GemvVersion();
 
 // Scratch memory for Linear: activations converted/gathered for cuBLAS or a permutation
 // (n * cols * 4 bytes suffices), and bf16 weights for int4 GEMMs (rows * cols * 2 bytes).

@@ -41,6 +41,71 @@ __global__ void RmsNormKernel(const float* x, int64_t d, const float* __restrict
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * w[i];
 }
 
+// RmsNorm fused with the residual add before it: x += delta, y = rmsnorm(x). Each thread
+// re-reads only the elements it wrote itself, so no barrier is needed before the second pass.
+__global__ void AddRmsNormKernel(float* __restrict__ x, const float* __restrict__ delta, int64_t d,
+                                 const float* __restrict__ w, float eps, float* __restrict__ y) {
+  float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
+  const float* dr = delta + static_cast<int64_t>(blockIdx.x) * d;
+  float* yr = y + static_cast<int64_t>(blockIdx.x) * d;
+  float ss = 0.f;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) {
+    const float v = xr[i] + dr[i];
+    xr[i] = v;
+    ss += v * v;
+  }
+  ss = WarpSum(ss);
+  __shared__ float partial[32];
+  __shared__ float inv;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) partial[warp] = ss;
+  __syncthreads();
+  if (warp == 0) {
+    float v = lane < static_cast<int>(blockDim.x / 32) ? partial[lane] : 0.f;
+    v = WarpSum(v);
+    if (lane == 0) inv = rsqrtf(v / static_cast<float>(d) + eps);
+  }
+  __syncthreads();
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) yr[i] = xr[i] * inv * w[i];
+}
+
+// RoPE of the q and k heads and the KV scatter in one launch: one thread per (token, head of
+// q|k|v, frequency i < head_dim / 2). q/k threads rotate elements i and i + half of their head
+// with RopeKernel's arithmetic (so the values are identical); k threads also store the rotated
+// pair into the k pool, v threads copy their pair into the v pool.
+template <typename T>
+__global__ void RopeScatterKernel(float* x, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim,
+                                  int64_t ld, const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
+                                  float attention_scale, const int32_t* __restrict__ slots, T* __restrict__ k_pool,
+                                  T* __restrict__ v_pool) {
+  const int64_t half = head_dim / 2, heads = n_heads + 2 * n_kv_heads;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= n * heads * half) return;
+  const int64_t t = idx / (heads * half), h = idx / half % heads, i = idx % half;
+  float* v = x + t * ld + h * head_dim;
+  const int64_t kv_dim = n_kv_heads * head_dim, slot = slots[t];
+  if (h >= n_heads + n_kv_heads) {  // v head: copy
+    T* dst = v_pool + slot * kv_dim + (h - n_heads - n_kv_heads) * head_dim;
+    dst[i] = FromFloat<T>(v[i]);
+    dst[i + half] = FromFloat<T>(v[i + half]);
+    return;
+  }
+  const double angle = static_cast<double>(positions[t]) * static_cast<double>(inv_freq[i]);
+  double s, c;
+  sincos(angle, &s, &c);
+  c *= attention_scale;
+  s *= attention_scale;
+  const double a = v[i], b = v[i + half];
+  const float r0 = static_cast<float>(a * c - b * s), r1 = static_cast<float>(b * c + a * s);
+  v[i] = r0;
+  v[i + half] = r1;
+  if (h >= n_heads) {  // k head: also into the pool
+    T* dst = k_pool + slot * kv_dim + (h - n_heads) * head_dim;
+    dst[i] = FromFloat<T>(r0);
+    dst[i + half] = FromFloat<T>(r1);
+  }
+}
+
 // One thread per (token, frequency): the angle and its cos/sin in double, as the reference
 // does (pos * inv_freq reaches ~1e4-1e5 radians, where f32 loses the phase), then every head.
 __global__ void RopeKernel(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t ld,
@@ -122,6 +187,42 @@ void RmsNorm(const float* x, int64_t n, int64_t d, const float* w, float eps, fl
   if (n == 0) return;
   const int threads = d >= 1024 ? 1024 : (d >= 256 ? 256 : 64);
   RmsNormKernel<<<static_cast<unsigned>(n), threads, 0, Stream()>>>(x, d, w, eps, y);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void AddRmsNorm(float* x, const float* delta, int64_t n, int64_t d, const float* w, float eps, float* y) {
+  if (n == 0) return;
+  const int threads = d >= 1024 ? 1024 : (d >= 256 ? 256 : 64);
+  AddRmsNormKernel<<<static_cast<unsigned>(n), threads, 0, Stream()>>>(x, delta, d, w, eps, y);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void RopeScatterKV(float* qkv, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, int64_t ld,
+                   const int32_t* positions, const float* inv_freq, float attention_scale, const int32_t* slots,
+                   void* k_pool, void* v_pool, DType pool_type) {
+  QB_CUDA_REQUIRE(head_dim % 2 == 0 && ld >= (n_heads + 2 * n_kv_heads) * head_dim,
+                  "RopeScatterKV: bad head_dim or row stride");
+  if (n == 0) return;
+  const unsigned blocks = Blocks(n * (n_heads + 2 * n_kv_heads) * (head_dim / 2), kThreads);
+  switch (pool_type) {
+    case DType::kF32:
+      RopeScatterKernel<<<blocks, kThreads, 0, Stream()>>>(qkv, n, n_heads, n_kv_heads, head_dim, ld, positions,
+                                                            inv_freq, attention_scale, slots,
+                                                            static_cast<float*>(k_pool), static_cast<float*>(v_pool));
+      break;
+    case DType::kF16:
+      RopeScatterKernel<<<blocks, kThreads, 0, Stream()>>>(qkv, n, n_heads, n_kv_heads, head_dim, ld, positions,
+                                                            inv_freq, attention_scale, slots,
+                                                            static_cast<__half*>(k_pool), static_cast<__half*>(v_pool));
+      break;
+    case DType::kBF16:
+      RopeScatterKernel<<<blocks, kThreads, 0, Stream()>>>(
+          qkv, n, n_heads, n_kv_heads, head_dim, ld, positions, inv_freq, attention_scale, slots,
+          static_cast<__nv_bfloat16*>(k_pool), static_cast<__nv_bfloat16*>(v_pool));
+      break;
+    default:
+      QB_CUDA_REQUIRE(false, "RopeScatterKV: the pool must be f32, f16 or bf16");
+  }
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -4,6 +4,10 @@
 // output; int4 weights are first dequantized to bf16 into scratch (memory-bound, small next to
 // the GEMM once there are enough tokens to need it). A GPTQ act-order permutation is applied
 // while gathering the activations.
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_api.h"
 
@@ -20,7 +24,16 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int kGemvMaxFloat = 8;  // the GEMV kernels are instantiated for 1-8 tokens
-constexpr int kGemvMaxInt4 = 4;   // int4 decoding is redone per token: past 4, dequant + GEMM
+constexpr int kGemvMaxInt4V1 = 4;  // v1 re-decodes int4 weights per token: past 4, dequant + GEMM
+// v2 decodes each weight once for all tokens, but from 5 tokens on dequantize + cuBLAS was
+// faster on an H100 (gate_up at 8 tokens: 238 vs 305 us).
+constexpr int kGemvMaxInt4V2 = 4;
+
+int InitialGemvVersion() {
+  const char* e = std::getenv("QB_CUDA_GEMV");
+  return e != nullptr && std::strcmp(e, "1") == 0 ? 1 : 2;
+}
+std::atomic<int> g_gemv_version{InitialGemvVersion()};
 
 // dst[t, p] = x[t, perm ? perm[p] : p], converted to T.
 template <typename T>
@@ -78,7 +91,16 @@ void Gemm(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, f
 
 }  // namespace
 
-int GemvMaxTokens(WeightFormat f) { return f == WeightFormat::kInt4 ? kGemvMaxInt4 : kGemvMaxFloat; }
+void SetGemvVersion(int version) {
+  QB_CUDA_REQUIRE(version == 1 || version == 2, "GEMV version 1 or 2");
+  g_gemv_version.store(version);
+}
+int GemvVersion() { return g_gemv_version.load(); }
+
+int GemvMaxTokens(WeightFormat f) {
+  if (f != WeightFormat::kInt4) return kGemvMaxFloat;
+  return GemvVersion() == 1 ? kGemvMaxInt4V1 : kGemvMaxInt4V2;
+}
 
 void Linear(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, float* y, int64_t ldy,
             const LinearScratch& scratch, LinearPath path) {

@@ -223,6 +223,75 @@ void Graph::Launch() {
   QB_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), Stream()));
 }
 
+EventList::~EventList() {
+  for (void* e : events_) QB_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(e)));
+}
+
+void EventList::Record() {
+  if (used_ == events_.size()) {
+    cudaEvent_t e = nullptr;
+    QB_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  QB_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(events_[used_]), Stream()));
+  ++used_;
+}
+
+void EventList::Begin() {
+  used_ = 0;
+  labels_.clear();
+  Record();
+}
+
+void EventList::Mark(const char* label) {
+  QB_CUDA_REQUIRE(used_ > 0, "EventList::Mark before Begin");
+  labels_.push_back(label);
+  Record();
+}
+
+void EventList::Finish() {
+  if (used_ > 0) QB_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(events_[used_ - 1])));
+}
+
+std::vector<std::pair<const char*, float>> EventList::Intervals() const {
+  std::vector<std::pair<const char*, float>> out;
+  for (size_t i = 1; i < used_; ++i) {
+    float ms = 0.f;
+    QB_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(events_[i - 1]),
+                                       static_cast<cudaEvent_t>(events_[i])));
+    out.emplace_back(labels_[i - 1], ms);
+  }
+  return out;
+}
+
+namespace {
+
+__global__ void SpinKernel(long long cycles) {
+  const long long start = clock64();
+  while (clock64() - start < cycles) {
+  }
+}
+
+}  // namespace
+
+void SpinWait(int64_t us) {
+  int dev = 0, khz = 0;
+  QB_CUDA_CHECK(cudaGetDevice(&dev));
+  QB_CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  SpinKernel<<<1, 1, 0, Stream()>>>(static_cast<long long>(us) * (khz > 0 ? khz : 2000000) / 1000);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+int SmCount() {
+  static const int count = [] {
+    int dev = 0, n = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&dev));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    return n > 0 ? n : 1;
+  }();
+  return count;
+}
+
 const char* WeightFormatName(WeightFormat f) {
   switch (f) {
     case WeightFormat::kBF16: return "bf16";

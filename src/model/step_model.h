@@ -1,0 +1,32 @@
+// What the engine runs each step, whatever the device: one forward pass over a ForwardBatch that
+// writes the batch's keys and values into the backend's own KV pool (blocks as the scheduler
+// numbers them) and returns the requested logit rows on the host. The CPU backend is Qwen2Model
+// with a KvStorage; the CUDA backend (model/cuda_step_model.h, -DQWENBOX_CUDA=ON) keeps its pool
+// in device memory.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "kernels/exec_context.h"
+#include "kv/kv_storage.h"
+#include "model/qwen2.h"
+
+namespace qb {
+
+class StepModel {
+ public:
+  virtual ~StepModel() = default;
+  virtual const ModelConfig& config() const = 0;
+  // Logits [batch.logit_rows.size(), vocab] f32 on the host.
+  virtual Result<Tensor> Step(const ForwardBatch& batch) = 0;
+  virtual int64_t kv_pool_bytes() const = 0;
+  virtual int64_t kv_blocks() const = 0;  // the pool's blocks (the scheduler's BlockPool matches it)
+  virtual std::string device() const = 0;  // "cpu", "cuda:0 (NVIDIA H100 ...)"
+};
+
+// The CPU backend: `model` over a KvStorage of `layout`, computing with `ctx`.
+std::unique_ptr<StepModel> MakeCpuStepModel(std::shared_ptr<const Qwen2Model> model, const KvLayout& layout,
+                                            const kernels::ExecContext& ctx);
+
+}  // namespace qb
