@@ -17,7 +17,8 @@ int64_t RoundUpMiB(int64_t bytes) { return (bytes + kMiB - 1) / kMiB * kMiB; }
 // Host memory of an instance: on GPUs only the runtime, tokenizer, connections and a staging
 // allowance for loading stay on the host; on CPU everything.
 int64_t HostBytes(const DeploymentInput& d) {
-  if (d.gpus > 0) return d.plan.overhead_bytes + kGiB;
+  // /dev/shm is memory-backed and charged to the container's limit: NCCL's buffers count.
+  if (d.gpus > 0) return d.plan.overhead_bytes + kGiB + (d.gpus > 1 ? RecommendedShmBytes(d.gpus) : 0);
   return d.plan.total_bytes;
 }
 
@@ -53,8 +54,10 @@ std::string KubeQuantity(int64_t bytes) {
 
 std::string DockerRunCommand(const DeploymentInput& d) {
   const int64_t memory = d.gpus > 0 ? RoundUpMiB(HostBytes(d)) : RecommendedMemoryLimit(d.plan, d.margin);
-  std::string s = fmt::format("docker run --rm -p {}:{} --memory={} --memory-swap={}", d.port, d.port,
-                              DockerSize(memory), DockerSize(memory));
+  // --init forwards SIGTERM to the server, which drains for up to 30 s: the stop timeout must be
+  // longer than Docker's 10 s default or the drain is cut short.
+  std::string s = fmt::format("docker run --rm --init --stop-timeout {} -p {}:{} --memory={} --memory-swap={}",
+                              kStopTimeoutSeconds, d.port, d.port, DockerSize(memory), DockerSize(memory));
   if (d.cpus > 0) s += fmt::format(" --cpus={}", CpusText(d.cpus));
   s += fmt::format(" --shm-size={}", DockerSize(RecommendedShmBytes(d.gpus)));
   if (d.gpus > 0) s += fmt::format(" --gpus={}", d.gpus);
@@ -82,11 +85,15 @@ std::string ComposeService(const DeploymentInput& d) {
       "    ports: [\"{}:{}\"]\n"
       "    volumes: [\"/models:/models:ro\"]\n"
       "    shm_size: {}\n"
+      "    init: true\n"
+      "    stop_grace_period: {}s\n"
+      "    memswap_limit: {}\n"
       "    deploy:\n"
       "      resources:\n"
       "        limits:\n"
       "          memory: {}\n",
-      args, d.port, d.port, DockerSize(RecommendedShmBytes(d.gpus)), DockerSize(memory));
+      args, d.port, d.port, DockerSize(RecommendedShmBytes(d.gpus)), kStopTimeoutSeconds, DockerSize(memory),
+      DockerSize(memory));
   if (d.cpus > 0) s += fmt::format("          cpus: \"{}\"\n", CpusText(d.cpus));
   if (d.gpus > 0)
     s += fmt::format(

@@ -14,6 +14,8 @@ namespace qb {
 
 // GPU memory vLLM-style: this fraction of each GPU is used, the rest left to the driver.
 constexpr double kGpuMemoryUtilization = 0.90;
+// Seconds a container gets to stop: the server drains for up to 30 s (--drain-timeout).
+constexpr int kStopTimeoutSeconds = 45;
 // CUDA context, cuBLAS workspace and NCCL buffers per GPU.
 constexpr int64_t kGpuRuntimeBytes = int64_t{768} << 20;
 

@@ -52,12 +52,15 @@ TEST(Deployment, DockerComposeAndKubernetesCarryTheLimits) {
   EXPECT_NE(docker.find("--memory-swap=" + mem), std::string::npos) << docker;  // no swap: predictable latency
   EXPECT_NE(docker.find("--cpus=8"), std::string::npos) << docker;
   EXPECT_NE(docker.find("--shm-size=64m"), std::string::npos) << docker;
+  EXPECT_NE(docker.find("--init --stop-timeout 45"), std::string::npos) << docker;  // longer than the drain
   EXPECT_NE(docker.find("--max-total-tokens 8192 --max-num-seqs 2"), std::string::npos) << docker;
   EXPECT_EQ(docker.find("--gpus"), std::string::npos);
 
   const std::string compose = ComposeService(d);
   EXPECT_NE(compose.find("memory: " + mem), std::string::npos) << compose;
   EXPECT_NE(compose.find("cpus: \"8\""), std::string::npos) << compose;
+  EXPECT_NE(compose.find("stop_grace_period: 45s"), std::string::npos) << compose;
+  EXPECT_NE(compose.find("memswap_limit: " + mem), std::string::npos) << compose;
   EXPECT_NE(compose.find("\"--model\", \"/models/qwen2.5-7b-q8_0.gguf\""), std::string::npos) << compose;
 
   const std::string k8s = KubernetesResources(d);
