@@ -19,10 +19,12 @@ void ExecOptions::Add(CLI::App* cmd, const std::string& default_kernels) {
                   "Convert the weights when loading: q8_0, q4_0, q4_k, f16 or bf16 (default: as stored)");
 }
 
-Result<LoadedModel> ExecOptions::Load(const std::string& path, ThreadPool* pool) const {
+Result<LoadedModel> ExecOptions::Load(const std::string& path, ThreadPool* pool,
+                                      std::function<void(const std::string&, double)> progress) const {
   LoadOptions lo;
   lo.quant = quant;
   lo.pool = pool;
+  lo.progress = std::move(progress);
   return LoadModel(path, lo);
 }
 

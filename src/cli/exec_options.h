@@ -1,6 +1,8 @@
 // --threads and --kernels, shared by the commands that run the model.
 #pragma once
 
+#include <functional>
+
 #include <memory>
 #include <string>
 
@@ -22,7 +24,8 @@ struct ExecOptions {
   // Builds the pool and context (the context points into the pool: keep both alive).
   Status Make(std::unique_ptr<ThreadPool>* pool, kernels::ExecContext* ctx) const;
   // Loads PATH with --quant applied, quantizing on `pool`.
-  Result<LoadedModel> Load(const std::string& path, ThreadPool* pool) const;
+  Result<LoadedModel> Load(const std::string& path, ThreadPool* pool,
+                           std::function<void(const std::string&, double)> progress = {}) const;
 };
 
 // Threads by default: floor(the cgroup CPU quota), at least 1, at most the cpuset and cores.

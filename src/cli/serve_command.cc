@@ -4,7 +4,9 @@
 // Qwen2.5 tokenizer, built in memory. SIGTERM/SIGINT drains: new requests get 503, running ones
 // finish within --drain-timeout, the rest are cancelled, and the process exits 0.
 #include <signal.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -73,7 +75,20 @@ Status RunServe(ServeOptions o) {
   std::unique_ptr<ThreadPool> pool;
   kernels::ExecContext ctx;
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
-  server.SetLoading("loading weights", 0.1);
+  // Loading stages go to /ready and, on a terminal, to a progress bar on stderr.
+  const bool tty = ::isatty(2) != 0;
+  auto stage = [&server, tty](const std::string& what, double fraction) {
+    server.SetLoading(what, fraction);
+    if (!tty) return;
+    constexpr int kWidth = 30;
+    const int filled = std::clamp(static_cast<int>(fraction * kWidth), 0, kWidth);
+    std::fprintf(stderr, "\r\033[Kloading [%s%s] %3d%% %s", std::string(static_cast<size_t>(filled), '#').c_str(),
+                 std::string(static_cast<size_t>(kWidth - filled), ' ').c_str(), static_cast<int>(fraction * 100),
+                 what.c_str());
+    if (fraction >= 1.0) std::fputc('\n', stderr);
+    std::fflush(stderr);
+  };
+  stage("loading weights", 0.05);
   std::shared_ptr<const Tokenizer> tok;
   LoadedModel loaded;
   if (o.model.empty()) {
@@ -81,14 +96,17 @@ Status RunServe(ServeOptions o) {
                  "tokenizer); its text is meaningless");
     QB_ASSIGN_OR_RETURN(loaded, DemoModel(&tok));
   } else {
-    QB_ASSIGN_OR_RETURN(loaded, o.exec.Load(o.model, pool.get()));
-    server.SetLoading("loading the tokenizer", 0.8);
+    // The load itself is 5-70% of the bar.
+    QB_ASSIGN_OR_RETURN(loaded, o.exec.Load(o.model, pool.get(), [&stage](const std::string& what, double f) {
+      stage(what, 0.05 + 0.65 * f);
+    }));
+    stage("loading the tokenizer", 0.75);
     QB_ASSIGN_OR_RETURN(tok, LoadTokenizer(o.model));
   }
   const ModelConfig& mc = loaded.model->config();
-  server.SetLoading("sizing the KV cache", 0.85);
+  stage("sizing the KV cache (first forward pass: reads every weight)", 0.8);
   QB_RETURN_IF_ERROR(SizeServe(o, loaded, static_cast<int>(pool->size()), &sizing));
-  if (o.device != "cpu") server.SetLoading("uploading the weights to the GPU", 0.87);
+  if (o.device != "cpu") stage("uploading the weights to the GPU", 0.87);
   QB_ASSIGN_OR_RETURN(std::unique_ptr<StepModel> step, MakeServeStepModel(o, loaded, ctx, &sizing));
   if (o.print_config) {
     std::puts(ServeConfigJson(o, sizing, static_cast<int>(pool->size())).dump(2).c_str());
@@ -103,7 +121,7 @@ Status RunServe(ServeOptions o) {
     ec.eos_token_ids.push_back(*im_end);
   Engine engine(std::move(step), tok, ec, ctx);
 
-  server.SetLoading("warming up", 0.9);
+  stage("warming up", 0.95);
   {
     GenerationRequest warm;
     warm.prompt = {0};
@@ -129,6 +147,7 @@ Status RunServe(ServeOptions o) {
   sm.compute_threads = pool->size();
   sm.memory_guard = std::make_shared<MemoryGuard>(sizing.limits, sizing.memory_limit, sizing.limit_from_cgroup,
                                                   sizing.guard_reserve_bytes);
+  stage("ready", 1.0);
   server.SetModel(sm);
   spdlog::info("ready: {} as \"{}\" on {} ({} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
                loaded.path, o.server.served_model_name, sizing.device, ec.kv_blocks, o.block_size, pool->size(),

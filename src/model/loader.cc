@@ -162,11 +162,19 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
     auto src = MakeSafetensorsSource(std::make_shared<const SafetensorsCheckpoint>(std::move(ck)), dir);
     QB_ASSIGN_OR_RETURN(weights, ReadWeights(config, *src, WeightNaming::kHuggingFace));
   }
+  auto report = [&](const std::string& stage, double f) {
+    if (options.progress) options.progress(stage, f);
+  };
+  report("weights mapped", 0.1);
   if (!options.quant.empty()) {
     QB_ASSIGN_OR_RETURN(QuantPlan plan, FindQuantPlan(options.quant));
-    QuantizeWeights(weights, config.tie_word_embeddings, plan, options.pool);
+    // Converting reads and rewrites every matrix: most of a load's time.
+    QuantizeWeights(weights, config.tie_word_embeddings, plan, options.pool, [&](int64_t done, int64_t total) {
+      report("converting to " + options.quant, 0.1 + 0.85 * static_cast<double>(done) / static_cast<double>(total));
+    });
   }
   if (options.interleave) InterleaveWeights(weights, config.tie_word_embeddings);
+  report("weights ready", 1.0);
   out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
   return out;
 }

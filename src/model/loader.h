@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <functional>
 #include <string>
 
 #include "model/config.h"
@@ -25,6 +26,8 @@ struct LoadOptions {
   std::string quant;           // "" = weights as stored; else q8_0, q4_0, q4_k, f16, bf16 (--quant)
   ThreadPool* pool = nullptr;  // threads for on-load quantization
   bool interleave = true;      // repack Q4_0 matrices into the CPU kernels' 8-row layout
+  // Called as loading goes (stage, fraction of the whole load in [0, 1]); may be empty.
+  std::function<void(const std::string& stage, double fraction)> progress;
 };
 
 // Reads only the configuration (cheap: no tensor data is touched).

@@ -43,13 +43,18 @@ Tensor ConvertTensor(const Tensor& src, DType type, ThreadPool* pool) {
   return out;
 }
 
-void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPool* pool) {
+void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPool* pool,
+                     const std::function<void(int64_t, int64_t)>& on_layer) {
   auto convert = [&](Tensor& t, DType want) {
     const DType type = FitType(want, t.cols());
     if (t.dtype() != type) t = ConvertTensor(t, type, pool);
   };
-  for (LayerWeights& l : w.layers)
+  const auto layers = static_cast<int64_t>(w.layers.size());
+  for (int64_t i = 0; i < layers; ++i) {
+    LayerWeights& l = w.layers[static_cast<size_t>(i)];
     for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) convert(*t, plan.matrices);
+    if (on_layer) on_layer(i + 1, layers);
+  }
   if (tied) {
     convert(w.token_embedding, plan.output);
     w.lm_head = w.token_embedding;

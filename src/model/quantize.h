@@ -2,6 +2,8 @@
 // and the row-by-row conversion (never an f32 copy of a whole tensor).
 #pragma once
 
+#include <functional>
+
 #include <string>
 
 #include "model/weights.h"
@@ -28,7 +30,9 @@ DType FitType(DType want, int64_t cols);
 // A new tensor holding `src` converted to `type` (rows converted independently, in parallel).
 Tensor ConvertTensor(const Tensor& src, DType type, ThreadPool* pool = nullptr);
 // Converts every matrix of the weights in place per the plan (for --quant at load).
-void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPool* pool = nullptr);
+// `on_layer(done, total)` after each layer (progress reports); may be empty.
+void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPool* pool = nullptr,
+                     const std::function<void(int64_t, int64_t)>& on_layer = {});
 // Repacks the matrices that have a row-interleaved layout (Q4_0 -> Q4_0x8) for the CPU kernels.
 void InterleaveWeights(Qwen2Weights& w, bool tied);
 
