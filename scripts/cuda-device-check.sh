@@ -65,7 +65,7 @@ rc=${PIPESTATUS[0]}
 status[bench]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
 
 echo "== serve --device cuda (micro-qwen2) + loadtest"
-"$work/bin/qwenbox" serve --device cuda --model tests/data/micro-qwen2 --port 28417 --gpu-memory-utilization 0.1 \
+"$work/bin/qwenbox-cuda" serve --device cuda --model tests/data/micro-qwen2 --port 28417 --gpu-memory-utilization 0.1 \
   --max-num-seqs 16 > "$work/serve.log" 2>&1 &
 serve_pid=$!
 for _ in $(seq 1 100); do
@@ -73,7 +73,7 @@ for _ in $(seq 1 100); do
   kill -0 $serve_pid 2>/dev/null || break
   sleep 0.3
 done
-timeout 60 "$work/bin/qwenbox" loadtest --url http://127.0.0.1:28417 --concurrency 8 --num-requests 48 --input-len 64 \
+timeout 60 "$work/bin/qwenbox-cuda" loadtest --url http://127.0.0.1:28417 --concurrency 8 --num-requests 48 --input-len 64 \
   --output-len 64 --ignore-eos --out "$OUT/serve_loadtest.json" 2>&1 | tee "$OUT/serve.log"
 rc=${PIPESTATUS[0]}
 status[serve]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")

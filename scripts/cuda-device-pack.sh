@@ -10,11 +10,11 @@ build=build-cuda
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DQWENBOX_CUDA=ON -DQWENBOX_WERROR=ON
 fi
-cmake --build "$build" -j2 --target cuda_test cuda_decode_bench qwenbox
+cmake --build "$build" -j2 --target cuda_test cuda_decode_bench qwenbox-cuda
 
 rm -rf .devcarry
 mkdir -p .devcarry/bin .devcarry/lib .devcarry/lib-cxx
-cp "$build/tests/cuda_test" "$build/bench/cuda_decode_bench" "$build/qwenbox" .devcarry/bin/
+cp "$build/tests/cuda_test" "$build/bench/cuda_decode_bench" "$build/qwenbox-cuda" .devcarry/bin/
 strip .devcarry/bin/*
 for bin in .devcarry/bin/*; do ldd "$bin"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
   while read -r name path; do

@@ -192,7 +192,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--memory-margin", o->memory_margin, "Fraction of the memory limit left free")->capture_default_str();
   cmd->add_flag("--print-config", o->print_config,
                 "Print the detected limits and every derived setting as JSON, and exit (loads the model)");
-  cmd->add_option("--device", o->device, "cpu, or cuda (GPU 0; builds with -DQWENBOX_CUDA=ON)")->capture_default_str();
+  cmd->add_option("--device", o->device, "cpu, or cuda (GPU 0; in qwenbox-cuda, built with -DQWENBOX_CUDA=ON)")->capture_default_str();
   cmd->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
                   "With --device cuda: the fraction of the GPU's memory for weights, activations and KV cache")
       ->capture_default_str();

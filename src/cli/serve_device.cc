@@ -1,5 +1,6 @@
-// `serve --device`: the engine's backend. The CUDA one exists only in builds configured with
-// -DQWENBOX_CUDA=ON (QWENBOX_HAVE_CUDA); elsewhere --device cuda says so.
+// `serve --device`: the engine's backend. Compiled into each executable: the CUDA backend is in
+// qwenbox-cuda (built with -DQWENBOX_CUDA=ON, where QWENBOX_HAVE_CUDA is defined); qwenbox says
+// where to find it.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -12,6 +13,16 @@
 
 namespace qb::cli {
 
+Status CheckDevice(const ServeOptions& o) {
+  if (o.device != "cpu" && o.device != "cuda") return InvalidArgument(fmt::format("--device \"{}\": cpu or cuda", o.device));
+#ifndef QWENBOX_HAVE_CUDA
+  if (o.device == "cuda")
+    return Unimplemented(
+        "--device cuda: this qwenbox has no CUDA backend; use qwenbox-cuda (built with -DQWENBOX_CUDA=ON)");
+#endif
+  return Status::Ok();
+}
+
 Result<std::unique_ptr<StepModel>> MakeServeStepModel(const ServeOptions& o, const LoadedModel& loaded,
                                                       const kernels::ExecContext& ctx, ServeSizing* s) {
   EngineConfig& ec = s->engine;
@@ -21,7 +32,7 @@ Result<std::unique_ptr<StepModel>> MakeServeStepModel(const ServeOptions& o, con
   }
   if (o.device != "cuda") return InvalidArgument(fmt::format("--device \"{}\": cpu or cuda", o.device));
 #ifndef QWENBOX_HAVE_CUDA
-  return Unimplemented("--device cuda: this qwenbox was built without the CUDA backend (configure with -DQWENBOX_CUDA=ON)");
+  return Unimplemented("--device cuda: this qwenbox has no CUDA backend; use qwenbox-cuda");
 #else
   CudaStepOptions co;
   co.max_batch_tokens = o.max_batch_tokens;

@@ -72,6 +72,8 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s);
 // After loading and warming up: measures what the model holds and sizes the KV cache and token
 // limits; the error explains what does not fit.
 Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, ServeSizing* s);
+// Whether --device names a backend this executable has (qwenbox: cpu; qwenbox-cuda: also cuda).
+Status CheckDevice(const ServeOptions& o);
 // The backend for --device: the CPU (a KV pool of the sized blocks in host memory) or the CUDA
 // GPU (weights uploaded, the pool sized in device memory: updates s->engine's blocks and token
 // limits and s->gpu).

@@ -25,11 +25,7 @@ int HttpThreads(const ServeOptions& o) {
 Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   if (o.memory_margin < 0 || o.memory_margin >= 1) return InvalidArgument("--memory-margin must be in [0, 1)");
   // The device is checked before minutes of loading, not after.
-  if (o.device != "cpu" && o.device != "cuda") return InvalidArgument(fmt::format("--device \"{}\": cpu or cuda", o.device));
-#ifndef QWENBOX_HAVE_CUDA
-  if (o.device == "cuda")
-    return Unimplemented("--device cuda: this qwenbox was built without the CUDA backend (configure with -DQWENBOX_CUDA=ON)");
-#endif
+  QB_RETURN_IF_ERROR(CheckDevice(o));
   s->limits = DetectLimits();
   if (!o.memory_limit.empty()) {
     QB_ASSIGN_OR_RETURN(const int64_t limit, ParseByteSize(o.memory_limit));
