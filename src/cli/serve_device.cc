@@ -7,6 +7,7 @@
 
 #include "cli/serve_options.h"
 #ifdef QWENBOX_HAVE_CUDA
+#include "kernels/cuda/cuda_api.h"
 #include "model/cuda_step_model.h"
 #include "util/byte_size.h"
 #endif
@@ -19,6 +20,8 @@ Status CheckDevice(const ServeOptions& o) {
   if (o.device == "cuda")
     return Unimplemented(
         "--device cuda: this qwenbox has no CUDA backend; use qwenbox-cuda (built with -DQWENBOX_CUDA=ON)");
+#else
+  if (o.device == "cuda" && cuda::DeviceCount() == 0) return Unimplemented("--device cuda: " + cuda::NoDeviceReason());
 #endif
   return Status::Ok();
 }
