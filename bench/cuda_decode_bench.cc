@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_api.h"
+#include "model/presets.h"
 #include "model/qwen2_cuda.h"
 #include "util/json.h"
 
@@ -54,19 +55,8 @@ double MeasureHbm(size_t bytes, int reps) {
   return Median(gbs);
 }
 
-qb::ModelConfig Qwen7B() {
-  qb::ModelConfig c;
-  c.hidden_size = 3584;
-  c.num_layers = 28;
-  c.num_heads = 28;
-  c.num_kv_heads = 4;
-  c.head_dim = 128;
-  c.intermediate_size = 18944;
-  c.vocab_size = 152064;
-  c.rope_theta = 1e6;
-  c.rms_norm_eps = 1e-6;
-  return c;
-}
+// The published Qwen2.5-7B shape (model/presets.cc).
+qb::ModelConfig Qwen7B() { return qb::FindPreset("qwen2.5-7b").value().config; }
 
 struct Seqs {
   std::vector<std::vector<int32_t>> tables;

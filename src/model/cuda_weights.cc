@@ -158,49 +158,42 @@ const float* PutF32(CudaWeights& cw, const Tensor& t) {
 
 }  // namespace
 
+namespace {
+
+// Calls fn on every device matrix of the model (each layer's linears, then the lm_head).
+template <typename Fn>
+void ForEachMatrix(const CudaWeights& w, Fn&& fn) {
+  auto visit = [&](const CudaLinear& l) {
+    for (const auto& p : l.parts) fn(p);
+  };
+  for (const CudaLayer& l : w.layers) {
+    visit(l.qkv);
+    visit(l.o);
+    visit(l.gate_up);
+    visit(l.down);
+  }
+  visit(w.lm_head);
+}
+
+}  // namespace
+
 int64_t CudaWeights::MatrixBytes() const {
   int64_t b = 0;
-  auto add = [&](const CudaLinear& l) {
-    for (const auto& p : l.parts) b += p.bytes();
-  };
-  for (const CudaLayer& l : layers) {
-    add(l.qkv);
-    add(l.o);
-    add(l.gate_up);
-    add(l.down);
-  }
-  add(lm_head);
+  ForEachMatrix(*this, [&](const auto& p) { b += p.bytes(); });
   return b;
 }
 
 int64_t CudaWeights::MaxInt4Elements() const {
   int64_t m = 0;
-  auto scan = [&](const CudaLinear& l) {
-    for (const auto& p : l.parts)
-      if (p.format == WeightFormat::kInt4) m = std::max(m, p.rows * p.cols);
-  };
-  for (const CudaLayer& l : layers) {
-    scan(l.qkv);
-    scan(l.o);
-    scan(l.gate_up);
-    scan(l.down);
-  }
-  scan(lm_head);
+  ForEachMatrix(*this, [&](const auto& p) {
+    if (p.format == WeightFormat::kInt4) m = std::max(m, p.rows * p.cols);
+  });
   return m;
 }
 
 int64_t CudaWeights::MaxInputFeatures() const {
   int64_t m = 0;
-  auto scan = [&](const CudaLinear& l) {
-    for (const auto& p : l.parts) m = std::max(m, p.cols);
-  };
-  for (const CudaLayer& l : layers) {
-    scan(l.qkv);
-    scan(l.o);
-    scan(l.gate_up);
-    scan(l.down);
-  }
-  scan(lm_head);
+  ForEachMatrix(*this, [&](const auto& p) { m = std::max(m, p.cols); });
   return m;
 }
 
