@@ -1,5 +1,5 @@
 // Linear kernel speed: y[n, out] = x[n, in] . W^T for one weight type, on 1..T threads.
-//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS]
+//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS]   (TYPE q4_0x8 / q8_0x8: 8-row layouts)
 // Prints the median time and ns per (weight block x token) and GB/s of weights read.
 #include <algorithm>
 #include <chrono>
@@ -11,6 +11,7 @@
 
 #include "kernels/ops.h"
 #include "tensor/dequantize.h"
+#include "tensor/interleave.h"
 
 int main(int argc, char** argv) {
   const std::string type_name = argc > 1 ? argv[1] : "q4_0";
@@ -19,7 +20,10 @@ int main(int argc, char** argv) {
   const int64_t n = argc > 4 ? std::atoll(argv[4]) : 1;
   const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
   const int reps = argc > 6 ? std::atoi(argv[6]) : 21;
-  auto type = qb::DTypeFromName(type_name);
+  // "q4_0x8" / "q8_0x8": quantized as q4_0 / q8_0, then repacked into the 8-row layout the
+  // model loader uses for those types.
+  const bool interleaved = type_name.size() > 2 && type_name.substr(type_name.size() - 2) == "x8";
+  auto type = qb::DTypeFromName(interleaved ? type_name.substr(0, type_name.size() - 2) : type_name);
   if (!type) {
     std::fprintf(stderr, "unknown type %s\n", type_name.c_str());
     return 2;
@@ -32,6 +36,7 @@ int main(int argc, char** argv) {
     for (auto& v : row) v = nd(rng);
     qb::QuantizeRow(*type, row.data(), static_cast<uint8_t*>(w.mutable_raw()) + r * w.row_bytes(), in);
   }
+  if (interleaved) w = qb::Interleave(w);
   qb::Tensor x = qb::Tensor::Empty(qb::DType::kF32, {n, in});
   for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = nd(rng) * 20;
   qb::Tensor y = qb::Tensor::Empty(qb::DType::kF32, {n, out});

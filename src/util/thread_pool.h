@@ -27,6 +27,10 @@ class ThreadPool {
   // Splits [0, n) into one contiguous range per thread (some may be empty) and runs
   // fn(begin, end) on each; `grain` rounds range boundaries to multiples of itself.
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1);
+  // Runs fn(i) for every i in [0, n), each index taken by whichever thread is free next (an
+  // atomic counter): uneven work, or a thread slowed by a noisy neighbour, does not leave the
+  // others waiting at the end as a static split does.
+  void ParallelForDynamic(int64_t n, const std::function<void(int64_t)>& fn);
 
  private:
   void WorkerLoop(int index);

@@ -35,35 +35,62 @@ QuantDotK QuantKernelK(const CpuKernels& k, DType t) {
   }
 }
 
-// Rows of weights against quantized activations: activations quantized once (in parallel over
-// tokens), then tiles of rows, each tile passed over by every group of up to kMaxTokens tokens.
-template <typename Act, typename Kernel>
-void QuantLinear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const uint8_t* wb, int64_t row_bytes,
-                 int64_t out, int64_t tile, void (*quantize)(const float*, int64_t, Act*), Kernel kernel,
-                 const std::function<void(int64_t, int64_t, float)>& store) {
-  constexpr int64_t kBlock = sizeof(Act::q);
-  const int64_t nb = in / kBlock;
+// Quantizes every token's activations once, in parallel over tokens, into a per-thread buffer.
+template <typename Act>
+const Act* QuantizeActivations(const ExecContext& ctx, const float* x, int64_t n, int64_t in,
+                               void (*quantize)(const float*, int64_t, Act*)) {
+  const int64_t nb = in / static_cast<int64_t>(sizeof(Act::q));
   thread_local std::vector<Act> acts;
   acts.resize(static_cast<size_t>(n * nb));
   Act* a = acts.data();
   ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) quantize(x + t * in, in, a + t * nb);
   });
-  ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
-    const Act* ptrs[kMaxTokens];
-    float res[kMaxTokens];
-    for (int64_t r0 = rb; r0 < re; r0 += tile) {
-      const int64_t r1 = std::min(re, r0 + tile);
-      for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
-        const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
-        for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
-        for (int64_t r = r0; r < r1; ++r) {
-          kernel(wb + r * row_bytes, ptrs, nt, in, res);
-          for (int j = 0; j < nt; ++j) store(t0 + j, r, res[j]);
+  return a;
+}
+
+// Output rows are cut into tiles that threads take as they become free. A tile's weights stay in
+// cache while every group of up to kMaxTokens tokens passes over it; `rows_per_call` rows (1, or
+// 8 for the interleaved layouts) come out of one micro-kernel call as res[token * rows + row].
+// call(first_row, tokens_ptrs, nt, res) runs the micro-kernel.
+template <typename In, typename Call>
+void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_t n, int64_t out, int64_t row_bytes,
+              int rows_per_call, const float* bias, float* y, Call call) {
+  // Decode (few tokens) is bound by reading weights: small tiles split it evenly. Prefill
+  // reuses each tile for many tokens: tiles sized for L2, taken dynamically.
+  const int64_t tile_bytes = n <= kMaxTokens ? 16 * 1024 : 64 * 1024;
+  int64_t tile = std::clamp<int64_t>(tile_bytes / std::max<int64_t>(row_bytes, 1), 4, 256);
+  tile = std::max<int64_t>(rows_per_call, tile / rows_per_call * rows_per_call);
+  const int64_t n_tiles = (out + tile - 1) / tile;
+  auto body = [&](int64_t ti) {
+    const In* ptrs[kMaxTokens];
+    float res[kMaxTokens * 8];
+    const int64_t r0 = ti * tile, r1 = std::min(out, r0 + tile);
+    for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
+      const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
+      for (int j = 0; j < nt; ++j) ptrs[j] = acts + (t0 + j) * act_stride;
+      for (int64_t r = r0; r < r1; r += rows_per_call) {
+        call(r, ptrs, nt, res);
+        for (int j = 0; j < nt; ++j) {
+          float* yt = y + (t0 + j) * out + r;
+          const float* rt = res + j * rows_per_call;
+          if (bias != nullptr)
+            for (int i = 0; i < rows_per_call; ++i) yt[i] = rt[i] + bias[r + i];
+          else
+            for (int i = 0; i < rows_per_call; ++i) yt[i] = rt[i];
         }
       }
     }
-  }, 8);
+  };
+  if (n <= kMaxTokens) {  // one contiguous range per thread keeps the hardware prefetcher streaming
+    ParallelFor(ctx, n_tiles, [&](int64_t b, int64_t e) {
+      for (int64_t ti = b; ti < e; ++ti) body(ti);
+    });
+  } else if (ctx.pool != nullptr) {
+    ctx.pool->ParallelForDynamic(n_tiles, body);
+  } else {
+    for (int64_t ti = 0; ti < n_tiles; ++ti) body(ti);
+  }
 }
 
 FloatDot FloatKernel(const CpuKernels& k, DType t) {
@@ -75,9 +102,6 @@ FloatDot FloatKernel(const CpuKernels& k, DType t) {
   }
 }
 
-// Rows per tile: a tile of weight rows stays in cache while every token group passes over it.
-int64_t RowTile(int64_t row_bytes) { return std::clamp<int64_t>(64 * 1024 / std::max<int64_t>(row_bytes, 1), 4, 256); }
-
 }  // namespace
 
 void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type, int64_t out,
@@ -85,64 +109,30 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const CpuKernels& k = KernelsFor(ctx.isa);
   const int64_t row_bytes = RowBytes(w_type, in);
   const auto* wb = static_cast<const uint8_t*>(w);
-  const int64_t tile = RowTile(row_bytes);
-  const std::function<void(int64_t, int64_t, float)> store = [&](int64_t t, int64_t r, float v) {
-    y[t * out + r] = bias ? v + bias[r] : v;
-  };
 
   if (Info(w_type).row_group == 8) {  // interleaved: 8 rows per kernel call
     const QuantDot8 k8 = w_type == DType::kQ4_0x8 ? k.q4_0x8 : k.q8_0x8;
-    const int64_t nb = in / 32, groups = out / 8, group_bytes = 8 * row_bytes;
-    thread_local std::vector<ActBlock> acts;
-    acts.resize(static_cast<size_t>(n * nb));
-    ActBlock* a = acts.data();
-    ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) k.quantize(x + t * in, in, a + t * nb);
-    });
-    const int64_t gtile = std::max<int64_t>(1, tile / 8);
-    ParallelFor(ctx, groups, [&](int64_t gb, int64_t ge) {
-      const ActBlock* ptrs[kMaxTokens];
-      float res[kMaxTokens * 8];
-      for (int64_t g0 = gb; g0 < ge; g0 += gtile) {
-        const int64_t g1 = std::min(ge, g0 + gtile);
-        for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
-          const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
-          for (int j = 0; j < nt; ++j) ptrs[j] = a + (t0 + j) * nb;
-          for (int64_t g = g0; g < g1; ++g) {
-            k8(wb + g * group_bytes, ptrs, nt, in, res);
-            for (int j = 0; j < nt; ++j)
-              for (int r = 0; r < 8; ++r) store(t0 + j, g * 8 + r, res[j * 8 + r]);
-          }
-        }
-      }
-    });
+    const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
+    RowTiles(ctx, a, in / 32, n, out, row_bytes, 8, bias, y,
+             [&](int64_t r, const ActBlock* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (QuantDot qk = QuantKernel(k, w_type)) {
-    QuantLinear<ActBlock>(ctx, x, n, in, wb, row_bytes, out, tile, k.quantize, qk, store);
+    const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
+    RowTiles(ctx, a, in / 32, n, out, row_bytes, 1, bias, y,
+             [&](int64_t r, const ActBlock* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (QuantDotK qk = QuantKernelK(k, w_type)) {
-    QuantLinear<ActBlockK>(ctx, x, n, in, wb, row_bytes, out, tile, k.quantize_k, qk, store);
+    const ActBlockK* a = QuantizeActivations(ctx, x, n, in, k.quantize_k);
+    RowTiles(ctx, a, in / 256, n, out, row_bytes, 1, bias, y,
+             [&](int64_t r, const ActBlockK* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarCpuKernels(), w_type);
   QB_CHECK(fk != nullptr, "Linear: no CPU kernel for {} weights", Name(w_type));
-  ParallelFor(ctx, out, [&](int64_t rb, int64_t re) {
-    const float* ptrs[kMaxTokens];
-    float res[kMaxTokens];
-    for (int64_t r0 = rb; r0 < re; r0 += tile) {
-      const int64_t r1 = std::min(re, r0 + tile);
-      for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
-        const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
-        for (int j = 0; j < nt; ++j) ptrs[j] = x + (t0 + j) * in;
-        for (int64_t r = r0; r < r1; ++r) {
-          fk(wb + r * row_bytes, ptrs, nt, in, res);
-          for (int j = 0; j < nt; ++j) store(t0 + j, r, res[j]);
-        }
-      }
-    }
-  }, 8);
+  RowTiles(ctx, x, in, n, out, row_bytes, 1, bias, y,
+           [&](int64_t r, const float* const* p, int nt, float* res) { fk(wb + r * row_bytes, p, nt, in, res); });
 }
 
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
@@ -150,16 +140,24 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
                const int64_t* offsets, float scale, float* out) {
   const CpuKernels& kk = KernelsFor(ctx.isa);
   const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
-  ParallelFor(ctx, n * n_heads, [&](int64_t b, int64_t e) {
-    std::vector<float> scores;
-    for (int64_t th = b; th < e; ++th) {
+  // (token, head) pairs differ in cost (a prompt's last token sees all of its keys, the first
+  // one key): taken dynamically, in chunks of a few pairs.
+  constexpr int64_t kChunk = 4;
+  const int64_t pairs = n * n_heads;
+  auto chunk = [&](int64_t c) {
+    thread_local std::vector<float> scores;
+    for (int64_t th = c * kChunk; th < std::min(pairs, (c + 1) * kChunk); ++th) {
       const int64_t t = th / n_heads, h = th % n_heads, kvh = h / group;
       const int64_t n_keys = offsets[t + 1] - offsets[t];
       scores.resize(static_cast<size_t>(n_keys));
       kk.attend(q + t * q_stride + h * head_dim, k, v, kv_type, rows + offsets[t], n_keys, kv_stride, kvh * head_dim,
                 head_dim, scale, scores.data(), out + t * q_stride + h * head_dim);
     }
-  });
+  };
+  const int64_t chunks = (pairs + kChunk - 1) / kChunk;
+  if (ctx.pool != nullptr) ctx.pool->ParallelForDynamic(chunks, chunk);
+  else
+    for (int64_t c = 0; c < chunks; ++c) chunk(c);
 }
 
 void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y) {

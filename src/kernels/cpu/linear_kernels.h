@@ -12,12 +12,14 @@ namespace qb::kernels::cpu {
 inline constexpr int kMaxTokens = 4;  // activation rows per micro-kernel call
 
 // 32 activations as int8 with one scale: x[i] ~= d * q[i]. ds16[h] = d * (sum of q[16h..16h+15]),
-// the block's sums for the zero points and mins of Q4_K / Q6_K.
+// the block's sums for the zero points and mins of Q4_K / Q6_K; qsum = sum of all 32 q, for
+// zero points applied in integers (Q4_0x8).
 // 64 bytes and 64-byte aligned, so that loading q never splits a cache line.
 struct alignas(64) ActBlock {
   int8_t q[32];
   float d;
   float ds16[2];
+  int32_t qsum;
 };
 static_assert(sizeof(ActBlock) == 64);
 

@@ -24,6 +24,14 @@ inline float Hsum(__m256 v) {
 
 inline float H(uint16_t h) { return _cvtsh_ss(h); }
 
+// Pins a vector value in a register at this point of the code. GCC otherwise reassociates the
+// integer sums of the interleaved kernels and computes every product first, which needs more
+// than the 16 ymm registers and spills (measured: no faster than the spilling order).
+template <typename V>
+inline void KeepInRegister(V& v) {
+  asm volatile("" : "+x"(v));
+}
+
 // f16 -> f32 by table (256 KiB, built once): one load instead of an insert and a convert.
 const float* MakeF16Table() {
   static float* table = [] {
@@ -77,8 +85,10 @@ void Quantize(const float* x, int64_t n, ActBlock* out) {
       x4 = _mm_add_epi32(x4, _mm_shuffle_epi32(x4, 0xb1));
       return _mm_cvtsi128_si32(x4);
     };
-    a.ds16[0] = d * static_cast<float>(hsum_i(w));
-    a.ds16[1] = d * static_cast<float>(hsum_i(w2));
+    const int32_t s0 = hsum_i(w), s1 = hsum_i(w2);
+    a.ds16[0] = d * static_cast<float>(s0);
+    a.ds16[1] = d * static_cast<float>(s1);
+    a.qsum = s0 + s1;
   }
 }
 
@@ -343,56 +353,62 @@ void QuantizeK(const float* x, int64_t n, ActBlockK* out) {
 
 // Q4_0x8: one 32-bit lane per row. For each group of 4 elements, the activations' 4 bytes are
 // broadcast to all lanes; vpmaddubsw then multiplies 8 rows at once. The eight int16 partial
-// sums of a block fit without overflow (8 x 2 x 15 x 127 < 32768), so one vpmaddwd per block.
+// sums of a block fit without overflow (8 x 2 x 15 x 127 < 32768), so one vpmaddwd per block;
+// the nibbles' offset of 8 comes off in integers (8 x the activations' sum). The 128 weight
+// bytes of a block are taken 32 at a time (low and high nibbles: element groups c and c + 4),
+// each passed over by every token, so that only two weight registers are live and the int16
+// sums and float accumulators of 4 tokens fit in the 16 ymm registers without spilling.
 template <int NT>
 void DotQ4_0x8T(const BlockQ4_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  __m256 acc[NT], corr[NT];
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = corr[t] = _mm256_setzero_ps();
+  __m256 acc[NT];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i q[8];
+    __m256i s16[NT];
     _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
-      q[c] = _mm256_and_si256(v, low);
-      q[c + 4] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(x4[c])),
+                                           _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x4[c + 4])));
+        s16[t] = c == 0 ? p : _mm256_add_epi16(s16[t], p);
+        KeepInRegister(s16[t]);
+      }
     }
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
       const ActBlock& a = acts[t][b];
-      const int32_t* x4 = reinterpret_cast<const int32_t*>(a.q);
-      __m256i s16 = _mm256_maddubs_epi16(q[0], _mm256_set1_epi32(x4[0]));
-      _Pragma("GCC unroll 8") for (int c = 1; c < 8; ++c)
-        s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(q[c], _mm256_set1_epi32(x4[c])));
-      const __m256 s = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-      acc[t] = _mm256_fmadd_ps(s, _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
-      corr[t] = _mm256_fmadd_ps(dw, _mm256_set1_ps(8.f * (a.ds16[0] + a.ds16[1])), corr[t]);
+      const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * a.qsum));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
     }
   }
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, _mm256_sub_ps(acc[t], corr[t]));
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
 // Q8_0x8: signed x signed, so per group of 4 elements |w| meets sign(x, w) (the sign trick);
-// the int16 pair sums can reach 2 x 128 x 127, so each group is widened to int32 at once.
+// the int16 pair sums can reach 2 x 128 x 127, so each group is widened to int32 at once. As in
+// Q4_0x8, one group of weights at a time is passed over by every token (no spills).
 template <int NT>
 void DotQ8_0x8T(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
   __m256 acc[NT];
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t b = 0; b < nb; ++b) {
-    __m256i q[8], aq[8];
+    __m256i s32[NT];
     _Pragma("GCC unroll 8") for (int c = 0; c < 8; ++c) {
-      q[c] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
-      aq[c] = _mm256_sign_epi8(q[c], q[c]);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), q)), ones);
+        s32[t] = c == 0 ? p : _mm256_add_epi32(s32[t], p);
+        KeepInRegister(s32[t]);
+      }
     }
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-      const ActBlock& a = acts[t][b];
-      const int32_t* x4 = reinterpret_cast<const int32_t*>(a.q);
-      __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aq[0], _mm256_sign_epi8(_mm256_set1_epi32(x4[0]), q[0])), ones);
-      _Pragma("GCC unroll 8") for (int c = 1; c < 8; ++c)
-        s32 = _mm256_add_epi32(
-            s32, _mm256_madd_epi16(_mm256_maddubs_epi16(aq[c], _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), q[c])), ones));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&acts[t][b].d)), acc[t]);
     }
   }
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
