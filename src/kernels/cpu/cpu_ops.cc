@@ -140,24 +140,21 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
                const int64_t* offsets, float scale, float* out) {
   const CpuKernels& kk = KernelsFor(ctx.isa);
   const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
-  // (token, head) pairs differ in cost (a prompt's last token sees all of its keys, the first
-  // one key): taken dynamically, in chunks of a few pairs.
-  constexpr int64_t kChunk = 4;
-  const int64_t pairs = n * n_heads;
-  auto chunk = [&](int64_t c) {
+  // Work units are (token, kv head): the group's query heads share the keys. Units differ in
+  // cost (a prompt's last token sees all of its keys, the first one key): taken dynamically.
+  const int64_t units = n * n_kv_heads;
+  auto chunk = [&](int64_t u) {
     thread_local std::vector<float> scores;
-    for (int64_t th = c * kChunk; th < std::min(pairs, (c + 1) * kChunk); ++th) {
-      const int64_t t = th / n_heads, h = th % n_heads, kvh = h / group;
-      const int64_t n_keys = offsets[t + 1] - offsets[t];
-      scores.resize(static_cast<size_t>(n_keys));
-      kk.attend(q + t * q_stride + h * head_dim, k, v, kv_type, rows + offsets[t], n_keys, kv_stride, kvh * head_dim,
-                head_dim, scale, scores.data(), out + t * q_stride + h * head_dim);
-    }
+    const int64_t t = u / n_kv_heads, kvh = u % n_kv_heads;
+    const int64_t n_keys = offsets[t + 1] - offsets[t];
+    scores.resize(static_cast<size_t>(n_keys));
+    const int64_t h0 = kvh * group;
+    kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + offsets[t], n_keys, kv_stride,
+              kvh * head_dim, head_dim, scale, scores.data(), out + t * q_stride + h0 * head_dim);
   };
-  const int64_t chunks = (pairs + kChunk - 1) / kChunk;
-  if (ctx.pool != nullptr) ctx.pool->ParallelForDynamic(chunks, chunk);
+  if (ctx.pool != nullptr) ctx.pool->ParallelForDynamic(units, chunk);
   else
-    for (int64_t c = 0; c < chunks; ++c) chunk(c);
+    for (int64_t u = 0; u < units; ++u) chunk(u);
 }
 
 void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y) {

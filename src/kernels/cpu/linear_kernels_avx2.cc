@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/linear_kernels.h"
 #include "tensor/quant_blocks.h"
@@ -623,24 +624,103 @@ void AttendT(const float* q, const typename Kv::T* k, const typename Kv::T* v, c
   }
 }
 
-void Attend(const float* q, const void* k, const void* v, DType kv_type, const int32_t* rows, int64_t n_keys,
-            int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+// scores[j] = scale * q . key(j) for j < n_keys, four keys at a time (as AttendT).
+template <typename Kv, typename KeyAt>
+void Scores(const float* q, KeyAt key, int64_t n_keys, int64_t head_dim, float scale, float* scores) {
+  int64_t j = 0;
+  for (; j + 4 <= n_keys; j += 4) {
+    const auto *k0 = key(j), *k1 = key(j + 1), *k2 = key(j + 2), *k3 = key(j + 3);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t d = 0; d < head_dim; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      a0 = _mm256_fmadd_ps(qv, Kv::Load8(k0 + d), a0);
+      a1 = _mm256_fmadd_ps(qv, Kv::Load8(k1 + d), a1);
+      a2 = _mm256_fmadd_ps(qv, Kv::Load8(k2 + d), a2);
+      a3 = _mm256_fmadd_ps(qv, Kv::Load8(k3 + d), a3);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
+  }
+  for (; j < n_keys; ++j) {
+    const auto* kj = key(j);
+    __m256 a = _mm256_setzero_ps();
+    for (int64_t d = 0; d < head_dim; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), Kv::Load8(kj + d), a);
+    scores[j] = Hsum(a) * scale;
+  }
+}
+
+// The heads of a GQA group share their keys and values. Keys and values are taken a tile at a
+// time (kKeyTile rows, converted to f32: exact), and every head of the group passes over the
+// tile while it is in L1: first the scores of all heads, then the softmax per head, then the
+// weighted values tile by tile (outputs kept in `out` between tiles). The arithmetic of each head
+// is the same, in the same order, as AttendT's, so the result does not depend on the grouping.
+void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_type, const int32_t* rows,
+            int64_t n_keys, int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
   if (head_dim % 64 != 0) {
-    ScalarCpuKernels().attend(q, k, v, kv_type, rows, n_keys, stride, offset, head_dim, scale, scores, out);
+    ScalarCpuKernels().attend(q, n_q, k, v, kv_type, rows, n_keys, stride, offset, head_dim, scale, scores, out);
     return;
   }
+  auto run = [&](auto kv) {
+    using Kv = decltype(kv);
+    using T = typename Kv::T;
+    const T* kt = static_cast<const T*>(k);
+    const T* vt = static_cast<const T*>(v);
+    if (n_q == 1) {
+      AttendT<Kv>(q, kt, vt, rows, n_keys, stride, offset, head_dim, scale, scores, out);
+      return;
+    }
+    constexpr int64_t kKeyTile = 32;  // 2 x 32 rows x 64 dims x 4 bytes = 16 KiB
+    thread_local std::vector<float> all_scores, tile;
+    all_scores.resize(static_cast<size_t>(n_q * n_keys));
+    tile.resize(static_cast<size_t>(kKeyTile * head_dim));
+    float* buf = tile.data();
+    auto load_tile = [&](const T* src, int64_t j0, int64_t nj) {
+      for (int64_t j = 0; j < nj; ++j) {
+        const T* row = src + rows[j0 + j] * stride + offset;
+        for (int64_t d = 0; d < head_dim; d += 8) _mm256_storeu_ps(buf + j * head_dim + d, Kv::Load8(row + d));
+      }
+    };
+    for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
+      const int64_t nj = std::min(kKeyTile, n_keys - j0);
+      load_tile(kt, j0, nj);
+      for (int64_t h = 0; h < n_q; ++h)
+        Scores<KvF32>(q + h * head_dim, [&](int64_t j) { return buf + j * head_dim; }, nj, head_dim, scale,
+                      all_scores.data() + h * n_keys + j0);
+    }
+    std::vector<float> inv(static_cast<size_t>(n_q));
+    for (int64_t h = 0; h < n_q; ++h) {
+      inv[static_cast<size_t>(h)] = 1.f / ExpShifted(all_scores.data() + h * n_keys, n_keys);
+      std::fill(out + h * head_dim, out + (h + 1) * head_dim, 0.f);
+    }
+    for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
+      const int64_t nj = std::min(kKeyTile, n_keys - j0);
+      load_tile(vt, j0, nj);
+      for (int64_t h = 0; h < n_q; ++h) {
+        const float* p = all_scores.data() + h * n_keys + j0;
+        for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+          float* o_ptr = out + h * head_dim + d0;
+          __m256 o[8];
+          _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_loadu_ps(o_ptr + 8 * i);
+          for (int64_t jj = 0; jj < nj; ++jj) {
+            const __m256 pj = _mm256_set1_ps(p[jj]);
+            const float* vj = buf + jj * head_dim + d0;
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * i), o[i]);
+          }
+          _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) _mm256_storeu_ps(o_ptr + 8 * i, o[i]);
+        }
+      }
+    }
+    for (int64_t h = 0; h < n_q; ++h) {
+      const __m256 s = _mm256_set1_ps(inv[static_cast<size_t>(h)]);
+      for (int64_t d = 0; d < head_dim; d += 8)
+        _mm256_storeu_ps(out + h * head_dim + d, _mm256_mul_ps(_mm256_loadu_ps(out + h * head_dim + d), s));
+    }
+  };
   switch (kv_type) {
-    case DType::kF16:
-      AttendT<KvF16>(q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), rows, n_keys, stride, offset,
-                     head_dim, scale, scores, out);
-      return;
-    case DType::kBF16:
-      AttendT<KvBF16>(q, static_cast<const uint16_t*>(k), static_cast<const uint16_t*>(v), rows, n_keys, stride, offset,
-                      head_dim, scale, scores, out);
-      return;
-    default:
-      AttendT<KvF32>(q, static_cast<const float*>(k), static_cast<const float*>(v), rows, n_keys, stride, offset, head_dim,
-                     scale, scores, out);
+    case DType::kF16: run(KvF16{}); return;
+    case DType::kBF16: run(KvBF16{}); return;
+    default: run(KvF32{}); return;
   }
 }
 

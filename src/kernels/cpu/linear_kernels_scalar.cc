@@ -236,8 +236,8 @@ float LoadKv(const void* base, DType t, int64_t i) {
   }
 }
 
-void Attend(const float* q, const void* k, const void* v, DType kv_type, const int32_t* rows, int64_t n_keys,
-            int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+void AttendOne(const float* q, const void* k, const void* v, DType kv_type, const int32_t* rows, int64_t n_keys,
+               int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
   for (int64_t j = 0; j < n_keys; ++j) {
     const int64_t base = rows[j] * stride + offset;
     float s = 0.f;
@@ -251,6 +251,12 @@ void Attend(const float* q, const void* k, const void* v, DType kv_type, const i
     const float p = scores[j] * inv;
     for (int64_t i = 0; i < head_dim; ++i) out[i] += p * LoadKv(v, kv_type, base + i);
   }
+}
+
+void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_type, const int32_t* rows,
+            int64_t n_keys, int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+  for (int64_t h = 0; h < n_q; ++h)
+    AttendOne(q + h * head_dim, k, v, kv_type, rows, n_keys, stride, offset, head_dim, scale, scores, out + h * head_dim);
 }
 
 }  // namespace
