@@ -2,15 +2,29 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 namespace qb {
 
 int32_t Argmax(std::span<const float> logits) {
-  int32_t best = 0;
-  for (size_t i = 1; i < logits.size(); ++i)
-    if (logits[i] > logits[static_cast<size_t>(best)]) best = static_cast<int32_t>(i);
-  return best;
+  if (logits.empty()) return 0;
+  // The largest value first (eight independent maxima: the loop vectorizes), then its first index.
+  constexpr size_t kLanes = 8;
+  float lane_max[kLanes];
+  std::fill(lane_max, lane_max + kLanes, -INFINITY);
+  size_t i = 0;
+  for (; i + kLanes <= logits.size(); i += kLanes)
+    for (size_t j = 0; j < kLanes; ++j) lane_max[j] = logits[i + j] > lane_max[j] ? logits[i + j] : lane_max[j];
+  float best = *std::max_element(lane_max, lane_max + kLanes);
+  for (; i < logits.size(); ++i) best = logits[i] > best ? logits[i] : best;
+  for (size_t k = 0; k < logits.size(); ++k)
+    if (logits[k] == best) return static_cast<int32_t>(k);
+  // Only NaNs (or the maximum is NaN-adjacent): the scalar definition.
+  int32_t arg = 0;
+  for (size_t k = 1; k < logits.size(); ++k)
+    if (logits[k] > logits[static_cast<size_t>(arg)]) arg = static_cast<int32_t>(k);
+  return arg;
 }
 
 Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt)
@@ -33,6 +47,51 @@ void Sampler::Penalize(std::vector<float>& logits) const {
     }
 }
 
+void Sampler::TakeBest(std::span<const float> logits, size_t keep) {
+  const size_t vocab = logits.size();
+  keep = std::min(keep, vocab);
+  float threshold = -INFINITY;
+  if (keep < vocab) {
+    // The keep-th best value: for a few thousand, a min-heap of the best seen so far (most
+    // values fail the first comparison); for more, selection over a copy of the values.
+    values_.clear();
+    if (keep <= 4096) {
+      for (float l : logits) {
+        if (values_.size() < keep) {
+          values_.push_back(l);
+          std::push_heap(values_.begin(), values_.end(), std::greater<float>());
+        } else if (l > values_.front()) {
+          std::pop_heap(values_.begin(), values_.end(), std::greater<float>());
+          values_.back() = l;
+          std::push_heap(values_.begin(), values_.end(), std::greater<float>());
+        }
+      }
+      threshold = values_.front();
+    } else {
+      values_.assign(logits.begin(), logits.end());
+      std::nth_element(values_.begin(), values_.begin() + static_cast<std::ptrdiff_t>(keep - 1), values_.end(),
+                       std::greater<float>());
+      threshold = values_[keep - 1];
+    }
+  }
+  // The ids above the threshold, then those equal to it in id order until there are `keep`,
+  // sorted as (value, id) pairs (contiguous, no index indirection).
+  // (At most keep - 1 values lie strictly above the keep-th best; NaNs are never taken.)
+  candidates_.resize(keep);
+  size_t n = 0;
+  for (size_t i = 0; i < vocab && n < keep; ++i)
+    if (logits[i] > threshold || (keep == vocab && logits[i] == logits[i]))
+      candidates_[n++] = {logits[i], static_cast<int32_t>(i)};
+  for (size_t i = 0; i < vocab && n < keep; ++i)
+    if (logits[i] == threshold) candidates_[n++] = {logits[i], static_cast<int32_t>(i)};
+  candidates_.resize(n);
+  std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) {
+    return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
+  });
+  ids_.resize(candidates_.size());
+  for (size_t i = 0; i < candidates_.size(); ++i) ids_[i] = candidates_[i].id;
+}
+
 SampleResult Sampler::Sample(std::span<const float> raw) {
   SampleResult r;
   const bool penalties = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
@@ -47,43 +106,39 @@ SampleResult Sampler::Sample(std::span<const float> raw) {
     r.token = Argmax(logits);
   } else {
     // Candidates best first (ties: lower id first), cut by top-k; when only top-p/min-p cut,
-    // the best 1024 usually hold the whole nucleus: fall back to all ids when they do not.
-    // nth_element finds them in linear time; only the candidates are sorted.
+    // the best 1024 usually hold the whole nucleus; when they do not, 8x more are taken until
+    // they do (a flat distribution can need most of the vocabulary).
     const auto vocab = static_cast<int32_t>(logits.size());
-    auto better = [&](int32_t a, int32_t b) {
-      const float la = logits[static_cast<size_t>(a)], lb = logits[static_cast<size_t>(b)];
-      return la > lb || (la == lb && a < b);
-    };
     const float inv_t = 1.0f / params_.temperature;
-    auto take = [&](size_t keep) {
-      ids_.resize(static_cast<size_t>(vocab));
-      std::iota(ids_.begin(), ids_.end(), 0);
-      keep = std::min(keep, ids_.size());
-      if (keep < ids_.size())
-        std::nth_element(ids_.begin(), ids_.begin() + static_cast<std::ptrdiff_t>(keep), ids_.end(), better);
-      ids_.resize(keep);
-      std::sort(ids_.begin(), ids_.end(), better);
-    };
     size_t keep = params_.top_k > 0 ? static_cast<size_t>(params_.top_k) : 1024;
-    take(keep);
+    TakeBest(logits, keep);
     const float max_l = logits[static_cast<size_t>(ids_[0])];
     // Softmax mass of the whole vocabulary (for top-p and min-p relative to all tokens), in
-    // float: it only decides where the nucleus ends.
+    // float: it only decides where the nucleus ends. Terms below e^-40 of the best cannot move
+    // a float sum that starts at 1: skipped.
     double total = 0.0;
     if (params_.top_k == 0) {
       float t = 0.f;
-      for (float l : logits) t += std::exp((l - max_l) * inv_t);
+      for (float l : logits) {
+        const float z = (l - max_l) * inv_t;
+        if (z > -40.f) t += std::exp(z);
+      }
       total = t;
     }
-    std::vector<double> probs(ids_.size());
-    double kept = 0.0;
-    for (size_t i = 0; i < ids_.size(); ++i)
-      kept += probs[i] = std::exp(static_cast<double>(logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
-    if (params_.top_k == 0 && params_.top_p < 1.0f && kept / total < params_.top_p && ids_.size() < static_cast<size_t>(vocab)) {
-      take(static_cast<size_t>(vocab));
-      probs.resize(ids_.size());
+    std::vector<double> probs;
+    auto weigh = [&] {
+      probs.assign(ids_.size(), 0.0);
+      double kept = 0.0;
       for (size_t i = 0; i < ids_.size(); ++i)
-        probs[i] = std::exp(static_cast<double>(logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
+        kept += probs[i] = std::exp(static_cast<double>(logits[static_cast<size_t>(ids_[i])] - max_l) * inv_t);
+      return kept;
+    };
+    double kept = weigh();
+    while (params_.top_k == 0 && params_.top_p < 1.0f && kept / total < params_.top_p &&
+           ids_.size() < static_cast<size_t>(vocab)) {
+      keep *= 8;
+      TakeBest(logits, keep);
+      kept = weigh();
     }
     if (params_.top_k > 0) total = std::accumulate(probs.begin(), probs.end(), 0.0);  // top-k renormalises first
     size_t cut = probs.size();

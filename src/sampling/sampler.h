@@ -50,12 +50,20 @@ class Sampler {
 
  private:
   void Penalize(std::vector<float>& logits) const;
+  // Sets ids_ to the `keep` best ids (logit descending, lower id first on ties), best first.
+  void TakeBest(std::span<const float> logits, size_t keep);
 
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::unordered_set<int32_t> seen_;                // prompt and output (repetition penalty)
   std::unordered_map<int32_t, int32_t> generated_;  // output counts (presence, frequency)
   std::vector<float> work_;
+  struct Candidate {
+    float logit;
+    int32_t id;
+  };
+  std::vector<float> values_;  // scratch of TakeBest
+  std::vector<Candidate> candidates_;
   std::vector<int32_t> ids_;
 };
 
