@@ -582,49 +582,9 @@ struct KvBF16 {
   }
 };
 
-// Scores four keys at a time (four accumulators, one horizontal reduction for all four), then
-// the weighted sum of values 64 dimensions at a time with the output held in registers.
-// head_dim must be a multiple of 64 (the dispatcher sends others to the portable version).
-template <typename Kv>
-void AttendT(const float* q, const typename Kv::T* k, const typename Kv::T* v, const int32_t* rows, int64_t n_keys,
-             int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
-  auto key = [&](int64_t j) { return k + rows[j] * stride + offset; };
-  int64_t j = 0;
-  for (; j + 4 <= n_keys; j += 4) {
-    const auto *k0 = key(j), *k1 = key(j + 1), *k2 = key(j + 2), *k3 = key(j + 3);
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t d = 0; d < head_dim; d += 8) {
-      const __m256 qv = _mm256_loadu_ps(q + d);
-      a0 = _mm256_fmadd_ps(qv, Kv::Load8(k0 + d), a0);
-      a1 = _mm256_fmadd_ps(qv, Kv::Load8(k1 + d), a1);
-      a2 = _mm256_fmadd_ps(qv, Kv::Load8(k2 + d), a2);
-      a3 = _mm256_fmadd_ps(qv, Kv::Load8(k3 + d), a3);
-    }
-    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-    const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    _mm_storeu_ps(scores + j, _mm_mul_ps(s4, _mm_set1_ps(scale)));
-  }
-  for (; j < n_keys; ++j) {
-    const auto* kj = key(j);
-    __m256 a = _mm256_setzero_ps();
-    for (int64_t d = 0; d < head_dim; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), Kv::Load8(kj + d), a);
-    scores[j] = Hsum(a) * scale;
-  }
-  const float inv = 1.f / ExpShifted(scores, n_keys);
-  for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
-    __m256 o[8];
-    for (int i = 0; i < 8; ++i) o[i] = _mm256_setzero_ps();
-    for (int64_t jj = 0; jj < n_keys; ++jj) {
-      const __m256 p = _mm256_set1_ps(scores[jj]);
-      const auto* vj = v + rows[jj] * stride + offset + d0;
-      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(p, Kv::Load8(vj + 8 * i), o[i]);
-    }
-    const __m256 s = _mm256_set1_ps(inv);
-    for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + d0 + 8 * i, _mm256_mul_ps(o[i], s));
-  }
-}
 
-// scores[j] = scale * q . key(j) for j < n_keys, four keys at a time (as AttendT).
+// scores[j] = scale * q . key(j) for j < n_keys: four keys at a time (four accumulators, one
+// horizontal reduction for all four), then the remainder one by one.
 template <typename Kv, typename KeyAt>
 void Scores(const float* q, KeyAt key, int64_t n_keys, int64_t head_dim, float scale, float* scores) {
   int64_t j = 0;
@@ -650,6 +610,39 @@ void Scores(const float* q, KeyAt key, int64_t n_keys, int64_t head_dim, float s
   }
 }
 
+// out[0..head_dim) += sum over j < n_keys of p[j] * value(j), 64 dimensions at a time with the
+// running sums in registers (loaded from and stored back to out).
+template <typename Kv, typename ValueAt>
+void AccumulateValues(const float* p, ValueAt value, int64_t n_keys, int64_t head_dim, float* out) {
+  for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
+    __m256 o[8];
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_loadu_ps(out + d0 + 8 * i);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const auto* vj = value(j) + d0;
+      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(pj, Kv::Load8(vj + 8 * i), o[i]);
+    }
+    _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
+  }
+}
+
+inline void ScaleInPlace(float* x, int64_t n, float s) {
+  const __m256 sv = _mm256_set1_ps(s);
+  for (int64_t d = 0; d < n; d += 8) _mm256_storeu_ps(x + d, _mm256_mul_ps(_mm256_loadu_ps(x + d), sv));
+}
+
+// One query head: scores, softmax (AVX2 exp), the weighted sum of values, normalised at the end.
+// head_dim must be a multiple of 64 (the dispatcher sends others to the portable version).
+template <typename Kv>
+void AttendT(const float* q, const typename Kv::T* k, const typename Kv::T* v, const int32_t* rows, int64_t n_keys,
+             int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+  Scores<Kv>(q, [&](int64_t j) { return k + rows[j] * stride + offset; }, n_keys, head_dim, scale, scores);
+  const float inv = 1.f / ExpShifted(scores, n_keys);
+  std::fill(out, out + head_dim, 0.f);
+  AccumulateValues<Kv>(scores, [&](int64_t j) { return v + rows[j] * stride + offset; }, n_keys, head_dim, out);
+  ScaleInPlace(out, head_dim, inv);
+}
+
 // The heads of a GQA group share their keys and values. Keys and values are taken a tile at a
 // time (kKeyTile rows, converted to f32: exact), and every head of the group passes over the
 // tile while it is in L1: first the scores of all heads, then the softmax per head, then the
@@ -671,8 +664,9 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
       return;
     }
     constexpr int64_t kKeyTile = 32;  // 2 x 32 rows x 64 dims x 4 bytes = 16 KiB
-    thread_local std::vector<float> all_scores, tile;
+    thread_local std::vector<float> all_scores, tile, inv;
     all_scores.resize(static_cast<size_t>(n_q * n_keys));
+    inv.resize(static_cast<size_t>(n_q));
     tile.resize(static_cast<size_t>(kKeyTile * head_dim));
     float* buf = tile.data();
     auto load_tile = [&](const T* src, int64_t j0, int64_t nj) {
@@ -688,7 +682,6 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
         Scores<KvF32>(q + h * head_dim, [&](int64_t j) { return buf + j * head_dim; }, nj, head_dim, scale,
                       all_scores.data() + h * n_keys + j0);
     }
-    std::vector<float> inv(static_cast<size_t>(n_q));
     for (int64_t h = 0; h < n_q; ++h) {
       inv[static_cast<size_t>(h)] = 1.f / ExpShifted(all_scores.data() + h * n_keys, n_keys);
       std::fill(out + h * head_dim, out + (h + 1) * head_dim, 0.f);
@@ -696,26 +689,11 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
     for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
       const int64_t nj = std::min(kKeyTile, n_keys - j0);
       load_tile(vt, j0, nj);
-      for (int64_t h = 0; h < n_q; ++h) {
-        const float* p = all_scores.data() + h * n_keys + j0;
-        for (int64_t d0 = 0; d0 < head_dim; d0 += 64) {
-          float* o_ptr = out + h * head_dim + d0;
-          __m256 o[8];
-          _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_loadu_ps(o_ptr + 8 * i);
-          for (int64_t jj = 0; jj < nj; ++jj) {
-            const __m256 pj = _mm256_set1_ps(p[jj]);
-            const float* vj = buf + jj * head_dim + d0;
-            _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * i), o[i]);
-          }
-          _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) _mm256_storeu_ps(o_ptr + 8 * i, o[i]);
-        }
-      }
+      for (int64_t h = 0; h < n_q; ++h)
+        AccumulateValues<KvF32>(all_scores.data() + h * n_keys + j0, [&](int64_t j) { return buf + j * head_dim; }, nj,
+                                head_dim, out + h * head_dim);
     }
-    for (int64_t h = 0; h < n_q; ++h) {
-      const __m256 s = _mm256_set1_ps(inv[static_cast<size_t>(h)]);
-      for (int64_t d = 0; d < head_dim; d += 8)
-        _mm256_storeu_ps(out + h * head_dim + d, _mm256_mul_ps(_mm256_loadu_ps(out + h * head_dim + d), s));
-    }
+    for (int64_t h = 0; h < n_q; ++h) ScaleInPlace(out + h * head_dim, head_dim, inv[static_cast<size_t>(h)]);
   };
   switch (kv_type) {
     case DType::kF16: run(KvF16{}); return;
