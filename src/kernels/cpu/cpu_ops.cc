@@ -18,6 +18,12 @@ void ParallelFor(const ExecContext& ctx, int64_t n, const std::function<void(int
   else if (n > 0) fn(0, n);
 }
 
+void ParallelForDynamic(const ExecContext& ctx, int64_t n, const std::function<void(int64_t)>& fn) {
+  if (ctx.pool != nullptr) ctx.pool->ParallelForDynamic(n, fn);
+  else
+    for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
 QuantDot QuantKernel(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kQ8_0: return k.q8_0;
@@ -86,10 +92,8 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
     ParallelFor(ctx, n_tiles, [&](int64_t b, int64_t e) {
       for (int64_t ti = b; ti < e; ++ti) body(ti);
     });
-  } else if (ctx.pool != nullptr) {
-    ctx.pool->ParallelForDynamic(n_tiles, body);
   } else {
-    for (int64_t ti = 0; ti < n_tiles; ++ti) body(ti);
+    ParallelForDynamic(ctx, n_tiles, body);
   }
 }
 
@@ -152,9 +156,7 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
     kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + offsets[t], n_keys, kv_stride,
               kvh * head_dim, head_dim, scale, scores.data(), out + t * q_stride + h0 * head_dim);
   };
-  if (ctx.pool != nullptr) ctx.pool->ParallelForDynamic(units, chunk);
-  else
-    for (int64_t u = 0; u < units; ++u) chunk(u);
+  ParallelForDynamic(ctx, units, chunk);
 }
 
 void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y) {
