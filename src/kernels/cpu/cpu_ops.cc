@@ -56,9 +56,10 @@ const Act* QuantizeActivations(const ExecContext& ctx, const float* x, int64_t n
 }
 
 // Output rows are cut into tiles that threads take as they become free. A tile's weights stay in
-// cache while every group of up to kMaxTokens tokens passes over it; `rows_per_call` rows (1, or
-// 8 for the interleaved layouts) come out of one micro-kernel call as res[token * rows + row].
-// call(first_row, tokens_ptrs, nt, res) runs the micro-kernel.
+// cache while every group of up to kMaxTokens tokens passes over it; up to `rows_per_call` rows
+// (1; kFloatRows for float weights; 8 for the interleaved layouts) come out of one micro-kernel
+// call as res[token * rows_per_call + row]. call(first_row, rows, tokens_ptrs, nt, res) runs the
+// micro-kernel; `rows` is less than rows_per_call only at the end of the matrix.
 template <typename In, typename Call>
 void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_t n, int64_t out, int64_t row_bytes,
               int rows_per_call, const float* bias, float* y, Call call) {
@@ -76,14 +77,15 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
       const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
       for (int j = 0; j < nt; ++j) ptrs[j] = acts + (t0 + j) * act_stride;
       for (int64_t r = r0; r < r1; r += rows_per_call) {
-        call(r, ptrs, nt, res);
+        const int nr = static_cast<int>(std::min<int64_t>(rows_per_call, r1 - r));
+        call(r, nr, ptrs, nt, res);
         for (int j = 0; j < nt; ++j) {
           float* yt = y + (t0 + j) * out + r;
           const float* rt = res + j * rows_per_call;
           if (bias != nullptr)
-            for (int i = 0; i < rows_per_call; ++i) yt[i] = rt[i] + bias[r + i];
+            for (int i = 0; i < nr; ++i) yt[i] = rt[i] + bias[r + i];
           else
-            for (int i = 0; i < rows_per_call; ++i) yt[i] = rt[i];
+            for (int i = 0; i < nr; ++i) yt[i] = rt[i];
         }
       }
     }
@@ -118,25 +120,26 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     const QuantDot8 k8 = w_type == DType::kQ4_0x8 ? k.q4_0x8 : k.q8_0x8;
     const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 8, bias, y,
-             [&](int64_t r, const ActBlock* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
+             [&](int64_t r, int, const ActBlock* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (QuantDot qk = QuantKernel(k, w_type)) {
     const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 1, bias, y,
-             [&](int64_t r, const ActBlock* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
+             [&](int64_t r, int, const ActBlock* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (QuantDotK qk = QuantKernelK(k, w_type)) {
     const ActBlockK* a = QuantizeActivations(ctx, x, n, in, k.quantize_k);
     RowTiles(ctx, a, in / 256, n, out, row_bytes, 1, bias, y,
-             [&](int64_t r, const ActBlockK* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
+             [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarCpuKernels(), w_type);
   QB_CHECK(fk != nullptr, "Linear: no CPU kernel for {} weights", Name(w_type));
-  RowTiles(ctx, x, in, n, out, row_bytes, 1, bias, y,
-           [&](int64_t r, const float* const* p, int nt, float* res) { fk(wb + r * row_bytes, p, nt, in, res); });
+  RowTiles(ctx, x, in, n, out, row_bytes, kFloatRows, bias, y, [&](int64_t r, int nr, const float* const* p, int nt, float* res) {
+    fk(wb + r * row_bytes, row_bytes, nr, p, nt, in, res);
+  });
 }
 
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,

@@ -10,6 +10,7 @@
 namespace qb::kernels::cpu {
 
 inline constexpr int kMaxTokens = 4;  // activation rows per micro-kernel call
+inline constexpr int kFloatRows = 3;  // weight rows per float micro-kernel call (3 x 4 accumulators)
 
 // 32 activations as int8 with one scale: x[i] ~= d * q[i]. ds16[h] = d * (sum of q[16h..16h+15]),
 // the block's sums for the zero points and mins of Q4_K / Q6_K; qsum = sum of all 32 q, for
@@ -37,7 +38,10 @@ struct alignas(64) ActBlockK {
 // n: elements in the row. Writes out[t] for t < nt.
 using QuantDot = void (*)(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out);
 using QuantDotK = void (*)(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out);
-using FloatDot = void (*)(const void* row, const float* const* xs, int nt, int64_t n, float* out);
+// Float weights: nr <= kFloatRows consecutive rows, `stride` bytes apart, against nt tokens;
+// writes out[t * kFloatRows + r] (each weight vector loaded once for all the tokens).
+using FloatDot = void (*)(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n,
+                          float* out);
 
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);

@@ -461,40 +461,83 @@ void DotQ6_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
   Dispatch<BlockQ6_K, Q6_KK, ActBlockK>(row, acts, nt, n / 256, out);
 }
 
-// Float weights: 8 lanes at a time, two accumulators per token to hide FMA latency. The
-// driver only sends rows whose length is a multiple of 8.
-template <typename Load8>
-void FloatDotT(const void* row, const float* const* xs, int nt, int64_t n, float* out, Load8 load8) {
-  __m256 acc[kMaxTokens][2];
-  for (int t = 0; t < nt; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    const __m256 w0 = load8(row, i), w1 = load8(row, i + 8);
-    for (int t = 0; t < nt; ++t) {
-      acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[t] + i), acc[t][0]);
-      acc[t][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xs[t] + i + 8), acc[t][1]);
+// Float weights: a register tile of NR rows x NT tokens (at most 3 x 4 = 12 accumulators, the
+// three converted weight vectors and one activation vector: AVX2's 16 registers). Each weight
+// vector is converted once for NT tokens and each activation vector loaded once for NR rows, so
+// prefill runs at the FMA units' rate instead of the load ports'. The driver only sends rows
+// whose length is a multiple of 8.
+template <int NR, int NT, typename Load8>
+void FloatTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out, Load8 load8) {
+  __m256 acc[NR][NT];
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8) {
+    __m256 w[NR];
+    for (int r = 0; r < NR; ++r) w[r] = load8(rows + r * stride, i);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 x = _mm256_loadu_ps(xs[t] + i);
+      for (int r = 0; r < NR; ++r) acc[r][t] = _mm256_fmadd_ps(w[r], x, acc[r][t]);
     }
   }
-  for (; i + 8 <= n; i += 8) {
-    const __m256 w0 = load8(row, i);
-    for (int t = 0; t < nt; ++t) acc[t][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xs[t] + i), acc[t][0]);
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = Hsum(acc[r][t]);
+}
+
+template <int NR, typename Load8>
+void FloatTileNt(const uint8_t* rows, int64_t stride, const float* const* xs, int nt, int64_t n, float* out,
+                 Load8 load8) {
+  switch (nt) {
+    case 1: return FloatTile<NR, 1>(rows, stride, xs, n, out, load8);
+    case 2: return FloatTile<NR, 2>(rows, stride, xs, n, out, load8);
+    case 3: return FloatTile<NR, 3>(rows, stride, xs, n, out, load8);
+    default: return FloatTile<NR, 4>(rows, stride, xs, n, out, load8);
   }
-  for (int t = 0; t < nt; ++t) out[t] = Hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
-void DotF32(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
-  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return _mm256_loadu_ps(static_cast<const float*>(r) + i); });
+// One row, one token (decode): two accumulators over 16 values hide the FMA latency, and rows
+// are read one after another, a single stream for the prefetcher.
+template <typename Load8>
+float FloatRowDot(const uint8_t* row, const float* x, int64_t n, Load8 load8) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    a0 = _mm256_fmadd_ps(load8(row, i), _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(load8(row, i + 8), _mm256_loadu_ps(x + i + 8), a1);
+  }
+  if (i < n) a0 = _mm256_fmadd_ps(load8(row, i), _mm256_loadu_ps(x + i), a0);
+  return Hsum(_mm256_add_ps(a0, a1));
 }
 
-void DotF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
-  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(r) + i)));
+template <typename Load8>
+void FloatDotT(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out,
+               Load8 load8) {
+  static_assert(kFloatRows == 3 && kMaxTokens == 4, "FloatTile's instantiations assume a 3 x 4 tile");
+  const auto* r = static_cast<const uint8_t*>(rows);
+  if (nt == 1) {
+    for (int k = 0; k < nr; ++k) out[k] = FloatRowDot(r + k * stride, xs[0], n, load8);
+    return;
+  }
+  switch (nr) {
+    case 1: return FloatTileNt<1>(r, stride, xs, nt, n, out, load8);
+    case 2: return FloatTileNt<2>(r, stride, xs, nt, n, out, load8);
+    default: return FloatTileNt<3>(r, stride, xs, nt, n, out, load8);
+  }
+}
+
+void DotF32(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(rows, stride, nr, xs, nt, n, out,
+            [](const uint8_t* r, int64_t i) { return _mm256_loadu_ps(reinterpret_cast<const float*>(r) + i); });
+}
+
+void DotF16(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(rows, stride, nr, xs, nt, n, out, [](const uint8_t* r, int64_t i) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(r) + i)));
   });
 }
 
-void DotBF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
-  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(r) + i));
+void DotBF16(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(rows, stride, nr, xs, nt, n, out, [](const uint8_t* r, int64_t i) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(reinterpret_cast<const uint16_t*>(r) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   });
 }

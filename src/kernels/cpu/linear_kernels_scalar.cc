@@ -154,22 +154,26 @@ void DotQ6_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
 }
 
 template <typename Load>
-void FloatDotT(const void* row, const float* const* xs, int nt, int64_t n, float* out, Load load) {
-  for (int t = 0; t < nt; ++t) {
-    float acc = 0.f;
-    for (int64_t i = 0; i < n; ++i) acc += load(row, i) * xs[t][i];
-    out[t] = acc;
+void FloatDotT(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out,
+               Load load) {
+  for (int r = 0; r < nr; ++r) {
+    const void* row = static_cast<const uint8_t*>(rows) + r * stride;
+    for (int t = 0; t < nt; ++t) {
+      float acc = 0.f;
+      for (int64_t i = 0; i < n; ++i) acc += load(row, i) * xs[t][i];
+      out[t * kFloatRows + r] = acc;
+    }
   }
 }
 
-void DotF32(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
-  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return static_cast<const float*>(r)[i]; });
+void DotF32(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(rows, stride, nr, xs, nt, n, out, [](const void* r, int64_t i) { return static_cast<const float*>(r)[i]; });
 }
-void DotF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
-  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return F16ToF32(static_cast<const uint16_t*>(r)[i]); });
+void DotF16(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(rows, stride, nr, xs, nt, n, out, [](const void* r, int64_t i) { return F16ToF32(static_cast<const uint16_t*>(r)[i]); });
 }
-void DotBF16(const void* row, const float* const* xs, int nt, int64_t n, float* out) {
-  FloatDotT(row, xs, nt, n, out, [](const void* r, int64_t i) { return BF16ToF32(static_cast<const uint16_t*>(r)[i]); });
+void DotBF16(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+  FloatDotT(rows, stride, nr, xs, nt, n, out, [](const void* r, int64_t i) { return BF16ToF32(static_cast<const uint16_t*>(r)[i]); });
 }
 
 void DotQ4_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
