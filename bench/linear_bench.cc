@@ -1,5 +1,6 @@
 // Linear kernel speed: y[n, out] = x[n, in] . W^T for one weight type, on 1..T threads.
-//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS]   (TYPE q4_0x8 / q8_0x8: 8-row layouts)
+//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS] [ISA]
+// (TYPE q4_0x8 / q8_0x8: 8-row layouts; ISA: avx512vnni, avx2, scalar; default the CPU's best)
 // Prints the median time and ns per (weight block x token) and GB/s of weights read.
 #include <algorithm>
 #include <chrono>
@@ -20,6 +21,12 @@ int main(int argc, char** argv) {
   const int64_t n = argc > 4 ? std::atoll(argv[4]) : 1;
   const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
   const int reps = argc > 6 ? std::atoi(argv[6]) : 21;
+  const auto isa = argc > 7 ? qb::kernels::IsaFromName(argv[7]) : qb::kernels::DetectIsa();
+  if (!isa || *isa > qb::kernels::DetectIsa()) {
+    std::fprintf(stderr, "ISA %s is unknown or not on this CPU (best: %s)\n", argc > 7 ? argv[7] : "",
+                 std::string(qb::kernels::IsaName(qb::kernels::DetectIsa())).c_str());
+    return 2;
+  }
   // "q4_0x8" / "q8_0x8": quantized as q4_0 / q8_0, then repacked into the 8-row layout the
   // model loader uses for those types.
   const bool interleaved = type_name.size() > 2 && type_name.substr(type_name.size() - 2) == "x8";
@@ -41,7 +48,7 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = nd(rng) * 20;
   qb::Tensor y = qb::Tensor::Empty(qb::DType::kF32, {n, out});
   qb::ThreadPool pool(threads);
-  const qb::kernels::ExecContext ctx{&pool, qb::kernels::DetectIsa()};
+  const qb::kernels::ExecContext ctx{&pool, *isa};
   std::vector<double> ms;
   // Enough calls per sample to take ~20 ms.
   int inner = 1;

@@ -8,6 +8,8 @@
 #      for comparison, a per-kernel-class profile of a decode step, GEMV v2/v1/cuBLAS per shape)
 #   4. transformers: Qwen2ForCausalLM logits on the same fixtures vs ours, and generate()
 #      throughput of a random 7B-shape model at batch 1, 8, 32 ($OUT/hf.json)
+#   5. the CPU kernel tests on this machine's CPU (AVX-512 VNNI paths run where it has them) and
+#      the interleaved Q4_0/Q8_0 kernels' speed per path ($OUT/cpu_kernels.log)
 # then a summary.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -88,10 +90,24 @@ timeout 130 python3 scripts/cuda_hf_check.py --data tests/data --logits "$QB_CUD
 rc=${PIPESTATUS[0]}
 status[transformers]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
 
+echo "== CPU kernels on this machine's CPU"
+grep -m1 "model name" /proc/cpuinfo
+grep -o -w -E "avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|avx512_bf16|amx_tile|amx_int8" /proc/cpuinfo | sort -u | tr '\n' ' '
+echo
+timeout 60 "$work/bin/kernels_test" --gtest_color=no > "$OUT/cpu_kernels.log" 2>&1
+rc=$?
+status[cpu]=$([[ $rc == 0 ]] && echo "pass" || echo "FAIL (rc $rc)")
+grep -E "Avx512Vnni|FAILED|PASSED|SKIPPED|Failure" "$OUT/cpu_kernels.log" | head -20
+for isa in avx2 avx512vnni; do
+  for type in q4_0x8 q8_0x8; do
+    timeout 20 "$work/bin/linear_bench" $type 896 4864 64 1 9 $isa 2>&1 | tee -a "$OUT/cpu_kernels.log"
+  done
+done
+
 echo
 echo "== summary"
 printf '%-14s %s\n' "tests" "${status[tests]}" "benchmark" "${status[bench]}" "serve" "${status[serve]}" \
-  "transformers" "${status[transformers]}"
+  "transformers" "${status[transformers]}" "cpu kernels" "${status[cpu]}"
 grep -E "^\[  (PASSED|FAILED) +\]|tests? from .* ran|^\[  SKIPPED \] [0-9]+ tests" "$OUT/cuda_tests.log" | head -40
 grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16|gpu|cuda)" "$OUT/cuda_tests.log" | head -40
 grep -E "HBM|decode b=1 graphs|decode b=8 graphs|decode b=32 graphs|prefill|INT4 / BF16|profile b=|linear .* n=1:" "$OUT/bench.log"

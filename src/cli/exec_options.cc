@@ -12,8 +12,9 @@ void ExecOptions::Add(CLI::App* cmd, const std::string& default_kernels) {
   kernels = default_kernels;
   cmd->add_option("-t,--threads", threads, "Compute threads (default: the CPU quota rounded down, at least 1, at most the cores)");
   cmd->add_option("--kernels", kernels,
-                  "fast (SIMD, threaded, 8-bit activations for quantized weights) or reference (scalar, "
-                  "f32 activations: exact)")
+                  "fast (the best SIMD path of this CPU, threaded, 8-bit activations for quantized weights), "
+                  "one path by name (avx512vnni, avx2, scalar: slower paths for comparison) or reference "
+                  "(scalar, f32 activations: exact)")
       ->capture_default_str();
   cmd->add_option("--quant", quant,
                   "Convert the weights when loading: q8_0, q4_0, q4_k, f16 or bf16 (default: as stored)");
@@ -30,12 +31,17 @@ Result<LoadedModel> ExecOptions::Load(const std::string& path, ThreadPool* pool,
 
 Status ExecOptions::Make(std::unique_ptr<ThreadPool>* pool, kernels::ExecContext* ctx) const {
   if (threads < 0) return InvalidArgument("--threads must be >= 0");
-  if (kernels != "fast" && kernels != "reference")
-    return InvalidArgument(fmt::format("--kernels {} is not one of fast, reference", kernels));
+  const std::optional<kernels::Isa> isa = kernels == "fast" ? kernels::DetectIsa() : kernels::IsaFromName(kernels);
+  if (!isa)
+    return InvalidArgument(
+        fmt::format("--kernels {} is not one of fast, avx512vnni, avx2, scalar, reference", kernels));
+  if (*isa > kernels::DetectIsa())
+    return InvalidArgument(fmt::format("--kernels {}: this CPU's best path is {}", kernels,
+                                       kernels::IsaName(kernels::DetectIsa())));
   const int n = threads > 0 ? threads : DefaultThreads();
-  *pool = std::make_unique<ThreadPool>(kernels == "reference" ? 1 : n);
+  *pool = std::make_unique<ThreadPool>(*isa == kernels::Isa::kReference ? 1 : n);
   ctx->pool = pool->get();
-  ctx->isa = kernels == "reference" ? kernels::Isa::kReference : kernels::DetectIsa();
+  ctx->isa = *isa;
   return Status::Ok();
 }
 

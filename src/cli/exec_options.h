@@ -17,7 +17,7 @@ namespace qb::cli {
 
 struct ExecOptions {
   int threads = 0;               // 0: DefaultThreads()
-  std::string kernels = "fast";  // "fast" or "reference"
+  std::string kernels = "fast";  // "fast", an ISA path by name (kernels::IsaName) or "reference"
   std::string quant;             // --quant: convert the weights at load
 
   void Add(CLI::App* cmd, const std::string& default_kernels);

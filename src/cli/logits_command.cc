@@ -1,4 +1,4 @@
-// qwenbox logits --model PATH --ids 1,2,3 [--all-positions] [--kernels reference|fast] [-t N]
+// qwenbox logits --model PATH --ids 1,2,3 [--all-positions] [--kernels reference|fast|avx2|...] [-t N]
 // The correctness tool: prints {"n_vocab": V, "logits": [[...], ...]} with an f32 KV cache, by
 // default through the reference kernels (f32 activations). External checks depend on this
 // exact interface.

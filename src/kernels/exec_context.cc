@@ -7,18 +7,27 @@ std::string_view IsaName(Isa isa) {
     case Isa::kReference: return "reference";
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
-    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx512Vnni: return "avx512vnni";
   }
   return "?";
+}
+
+std::optional<Isa> IsaFromName(std::string_view name) {
+  for (Isa isa : {Isa::kReference, Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni})
+    if (IsaName(isa) == name) return isa;
+  return std::nullopt;
 }
 
 Isa DetectIsa() {
 #if defined(__x86_64__)
   static const Isa isa = [] {
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
-      return Isa::kAvx2;
-    return Isa::kScalar;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c"))
+      return Isa::kScalar;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
+      return Isa::kAvx512Vnni;
+    return Isa::kAvx2;
   }();
   return isa;
 #else

@@ -2,6 +2,7 @@
 // owns the thread pool; ops only borrow it.
 #pragma once
 
+#include <optional>
 #include <string_view>
 
 #include "util/thread_pool.h"
@@ -10,10 +11,13 @@ namespace qb::kernels {
 
 // CPU code paths, slowest to fastest. kReference is the scalar definition of every op (f32
 // activations, f64 sums): exact, slow. The others quantize activations to 8 bits for
-// quantized weights (as llama.cpp does) and use plain C++ (kScalar) or SIMD intrinsics.
-enum class Isa { kReference, kScalar, kAvx2, kAvx512 };
+// quantized weights (as llama.cpp does) and use plain C++ (kScalar) or SIMD intrinsics:
+// kAvx2 (AVX2 + FMA + F16C), kAvx512Vnni (that, plus AVX-512 F/BW/VL/VNNI for the integer dot
+// products).
+enum class Isa { kReference, kScalar, kAvx2, kAvx512Vnni };
 
-std::string_view IsaName(Isa isa);
+std::string_view IsaName(Isa isa);  // "reference", "scalar", "avx2", "avx512vnni"
+std::optional<Isa> IsaFromName(std::string_view name);
 // The fastest path this CPU supports (and this build contains).
 Isa DetectIsa();
 

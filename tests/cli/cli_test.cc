@@ -7,6 +7,7 @@
 #include "common/reference.h"
 #include "common/run_command.h"
 #include "common/test_paths.h"
+#include "kernels/exec_context.h"
 #include "util/json.h"
 
 namespace qb {
@@ -137,6 +138,24 @@ TEST(CliTest, GenerateFromTextAndChat) {
   ExpectCleanFailure(RunCommand({kQwenbox, "generate", "--model", dir, "--prompt", "a", "--ids", "1"}), "exactly one");
 }
 
+// --kernels picks one SIMD path by name; every path the CPU has gives the reference's greedy
+// continuation, and a path it lacks is refused with the reason.
+TEST(CliTest, KernelsOptionSelectsAPath) {
+  const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/f32/zh_sentence.json"));
+  const std::string best(kernels::IsaName(kernels::DetectIsa()));
+  for (const std::string isa : {"scalar", "avx2", "avx512vnni"}) {
+    auto r = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", Ids(ref.token_ids),
+                         "--max-tokens", "8", "--temperature", "0", "--kernels", isa, "--json"});
+    if (kernels::IsaFromName(isa) > kernels::DetectIsa()) {
+      ExpectCleanFailure(r, "this CPU's best path is " + best);
+      continue;
+    }
+    ASSERT_EQ(r.exit_code, 0) << isa << ": " << r.err;
+    const auto ids = ParseJson(r.out, "stdout").value()["ids"].get<std::vector<int32_t>>();
+    EXPECT_EQ(ids, std::vector<int32_t>(ref.greedy_ids.begin(), ref.greedy_ids.begin() + 8)) << isa;
+  }
+}
+
 TEST(CliTest, BadInputFailsCleanly) {
   const std::string dir = test::ScratchDir();
   ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", "/no/such/model", "--ids", "1"}), "/no/such/model");
@@ -151,6 +170,9 @@ TEST(CliTest, BadInputFailsCleanly) {
                                  "--top-p", "0"}),
                      "--top-p");
   ExpectCleanFailure(RunCommand({kQwenbox, "make-model", "--preset", "huge", "--out", dir + "/x"}), "unknown preset");
+  ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", DataPath("micro-qwen2"), "--ids", "1", "--kernels",
+                                 "sse9"}),
+                     "not one of fast, avx512vnni, avx2, scalar, reference");
 
   // Truncated and corrupt checkpoints.
   const std::string gguf = test::ReadBytes(DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"));

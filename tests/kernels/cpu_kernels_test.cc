@@ -22,6 +22,7 @@ namespace {
 std::vector<Isa> FastIsas() {
   std::vector<Isa> v = {Isa::kScalar};
   if (DetectIsa() >= Isa::kAvx2) v.push_back(Isa::kAvx2);
+  if (DetectIsa() >= Isa::kAvx512Vnni) v.push_back(Isa::kAvx512Vnni);
   return v;
 }
 
@@ -151,6 +152,25 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });
+
+// The AVX-512 VNNI kernels (8-row interleaved Q4_0 / Q8_0) compute the same integer sums as the
+// AVX2 ones and the same float operations in the same order: bit-identical results, for every
+// token count of the micro-kernel and beyond. Runs only on a CPU with AVX-512 VNNI.
+TEST(Avx512VnniTest, InterleavedKernelsEqualAvx2BitForBit) {
+  if (DetectIsa() < Isa::kAvx512Vnni) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (best path: " << IsaName(DetectIsa()) << ")";
+  for (DType file_type : {DType::kQ4_0, DType::kQ8_0}) {
+    const int64_t in = 256, out = 48;
+    Tensor w = Interleave(RandomWeights(file_type, out, in, 31));
+    for (int64_t n : {1, 2, 3, 4, 7}) {
+      Tensor x = RandomF32({n, in}, static_cast<uint32_t>(40 + n));
+      Tensor avx2 = Tensor::Empty(DType::kF32, {n, out}), vnni = Tensor::Empty(DType::kF32, {n, out});
+      Linear(ExecContext{nullptr, Isa::kAvx2}, x, w, nullptr, avx2);
+      Linear(ExecContext{nullptr, Isa::kAvx512Vnni}, x, w, nullptr, vnni);
+      for (int64_t i = 0; i < n * out; ++i)
+        ASSERT_EQ(vnni.data<float>()[i], avx2.data<float>()[i]) << Name(file_type) << " n " << n << " i " << i;
+    }
+  }
+}
 
 class FastOpsTest : public ::testing::TestWithParam<int64_t> {};
 

@@ -11,7 +11,10 @@ namespace qb::kernels::cpu {
 
 namespace {
 
-const CpuKernels& KernelsFor(Isa isa) { return isa >= Isa::kAvx2 ? Avx2CpuKernels() : ScalarCpuKernels(); }
+const CpuKernels& KernelsFor(Isa isa) {
+  if (isa >= Isa::kAvx512Vnni) return Avx512VnniCpuKernels();
+  return isa >= Isa::kAvx2 ? Avx2CpuKernels() : ScalarCpuKernels();
+}
 
 void ParallelFor(const ExecContext& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain = 1) {
   if (ctx.pool != nullptr) ctx.pool->ParallelFor(n, fn, grain);

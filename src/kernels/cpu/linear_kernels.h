@@ -71,5 +71,8 @@ struct CpuKernels {
 
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C
+// The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
+// AVX-512 F, BW, VL and VNNI.
+const CpuKernels& Avx512VnniCpuKernels();
 
 }  // namespace qb::kernels::cpu
