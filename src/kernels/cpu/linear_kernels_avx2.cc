@@ -132,40 +132,14 @@ inline __m256i UnpackNibbles(const uint8_t* qs) {  // 16 bytes -> 32 u8: low nib
 }
 
 // Q4_0: the nibbles minus 8 are signed int8; the sign trick makes them the unsigned operand.
-// Q4_0: x . (q - 8) = x . q - 8 * sum(x); the nibbles are the unsigned operand of vpmaddubsw
-// directly, and sum(x) comes with the activation block (ds16), so the 8 costs one scalar FMA.
-template <int NT>
-void DotQ4_0T(const BlockQ4_0* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  constexpr int U = 2;  // the same for every NT: a token's sums never depend on its batch
-  __m256 acc[NT][U];
-  float corr[NT] = {};
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
-    for (int u = 0; u < U; ++u) acc[t][u] = _mm256_setzero_ps();
-  auto step = [&](int64_t blk, int u) {
-    const __m256i q = UnpackNibbles(w[blk].qs);
-    const float dwf = F16Table(w[blk].d);
-    const __m256 dw = _mm256_set1_ps(dwf);
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-      const ActBlock& a = acts[t][blk];
-      const __m256i s = DotU8S8(q, LoadQ(a));
-      acc[t][u] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t][u]);
-      corr[t] += dwf * (a.ds16[0] + a.ds16[1]);
-    }
-  };
-  int64_t b = 0;
-  for (; b + U <= nb; b += U)
-    _Pragma("GCC unroll 2") for (int u = 0; u < U; ++u) step(b + u, u);
-  for (; b < nb; ++b) step(b, 0);
-  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-    __m256 sum = acc[t][0];
-    for (int u = 1; u < U; ++u) sum = _mm256_add_ps(sum, acc[t][u]);
-    out[t] = Hsum(sum) - 8.f * corr[t];
-  }
-}
+// Q4_0 and Q4Z (GPTQ/AWQ): x . (q - z) = x . q - z * sum(x), with z = 8 for Q4_0 and the
+// block's own zero point for Q4Z; the nibbles are the unsigned operand of vpmaddubsw directly,
+// and sum(x) comes with the activation block (ds16), so the zero point costs one scalar FMA.
+inline float ZeroPoint(const BlockQ4_0&) { return 8.f; }
+inline float ZeroPoint(const BlockQ4Z& b) { return static_cast<float>(b.z); }
 
-// Q4Z (GPTQ/AWQ): as Q4_0 with the block's own zero point in place of 8.
-template <int NT>
-void DotQ4ZT(const BlockQ4Z* w, const ActBlock* const* acts, int64_t nb, float* out) {
+template <int NT, typename Block>
+void DotQ4T(const Block* w, const ActBlock* const* acts, int64_t nb, float* out) {
   constexpr int U = 2;  // the same for every NT: a token's sums never depend on its batch
   __m256 acc[NT][U];
   float corr[NT] = {};
@@ -174,7 +148,7 @@ void DotQ4ZT(const BlockQ4Z* w, const ActBlock* const* acts, int64_t nb, float* 
   auto step = [&](int64_t blk, int u) {
     const __m256i q = UnpackNibbles(w[blk].qs);
     const float dwf = F16Table(w[blk].d);
-    const float dz = dwf * static_cast<float>(w[blk].z);
+    const float dz = dwf * ZeroPoint(w[blk]);
     const __m256 dw = _mm256_set1_ps(dwf);
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
       const ActBlock& a = acts[t][blk];
@@ -427,12 +401,12 @@ void Dispatch(const void* row, const Act* const* acts, int nt, int64_t nb, float
   }
 }
 
-template <int NT> struct Q4ZK { static void Run(const BlockQ4Z* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4ZT<NT>(w, a, nb, o); } };
+template <int NT> struct Q4ZK { static void Run(const BlockQ4Z* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4T<NT>(w, a, nb, o); } };
 void DotQ4Z(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
   Dispatch<BlockQ4Z, Q4ZK>(row, acts, nt, n / 32, out);
 }
 template <int NT> struct Q8_0K { static void Run(const BlockQ8_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ8_0T<NT>(w, a, nb, o); } };
-template <int NT> struct Q4_0K { static void Run(const BlockQ4_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4_0T<NT>(w, a, nb, o); } };
+template <int NT> struct Q4_0K { static void Run(const BlockQ4_0* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4T<NT>(w, a, nb, o); } };
 template <int NT> struct Q4_KK { static void Run(const BlockQ4_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ4_KT<NT>(w, a, nb, o); } };
 template <int NT> struct Q6_KK { static void Run(const BlockQ6_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ6_KT<NT>(w, a, nb, o); } };
 
