@@ -207,6 +207,19 @@ int main(int argc, char** argv) {
       });
       row("decode b=" + std::to_string(batch) + " graphs v1", ms, batch, batch == 1);
     }
+    // The int4 GEMV candidate v3 (software-pipelined v1) with the fused ops, for comparison.
+    if (fmt == "int4") {
+      m.set_fused_ops(true);
+      cuda::SetGemvVersion(3);
+      for (int batch : {1, 4}) {
+        m.set_use_graphs(true);
+        const double ms = TimeSteps(3, steps, [&](int i) {
+          Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
+        });
+        row("decode b=" + std::to_string(batch) + " graphs v3", ms, batch, batch == 1);
+      }
+      m.set_fused_ops(false);
+    }
     // Where a decode step's time goes: each kernel class's device time (all its launches of
     // one step, run back to back behind a spinning kernel), median of 3 steps, with the fused
     // kernels + GEMV v2 and with the first version's.
@@ -289,15 +302,21 @@ int main(int argc, char** argv) {
           };
           const double t_v2 = time_path(cuda::LinearPath::kGemv, 2);
           const double t_v1 = time_path(cuda::LinearPath::kGemv, 1);
+          // v3 (the pipelined int4 candidate) where it applies: int4, up to 4 tokens.
+          const bool has_v3 = w.format == cuda::WeightFormat::kInt4 && n <= 4;
+          const double t_v3 = has_v3 ? time_path(cuda::LinearPath::kGemv, 3) : 0.0;
           const double t_gemm = time_path(cuda::LinearPath::kGemm, 2);
           cuda::SetGemvVersion(2);
           const double bytes = static_cast<double>(w.bytes());
           std::printf("%-5s linear %-8s %6lldx%-6lld n=%d: GEMV %8.1f us (%5.0f GB/s)  v1 %8.1f us (%5.0f GB/s)  "
-                      "cuBLAS %8.1f us\n",
+                      "cuBLAS %8.1f us",
                       fmt.c_str(), name.c_str(), static_cast<long long>(w.rows), static_cast<long long>(w.cols), n,
                       t_v2, bytes / (t_v2 * 1e3), t_v1, bytes / (t_v1 * 1e3), t_gemm);
+          if (has_v3) std::printf("  v3 %8.1f us (%5.0f GB/s)", t_v3, bytes / (t_v3 * 1e3));
+          std::printf("\n");
           jf["linear"][name + "_n" + std::to_string(n)] = {
               {"gemv_us", t_v2}, {"gemv_v1_us", t_v1}, {"cublas_us", t_gemm}, {"bytes", w.bytes()}};
+          if (has_v3) jf["linear"][name + "_n" + std::to_string(n)]["gemv_v3_us"] = t_v3;
         }
       }
     }

@@ -98,7 +98,7 @@ class CudaLinearTest : public ::testing::TestWithParam<Case> {};
 // Every (GEMV generation, path) pair.
 std::vector<std::pair<int, LinearPath>> Paths() {
   std::vector<std::pair<int, LinearPath>> p;
-  for (const int version : {1, 2})
+  for (const int version : {1, 2, 3})
     for (LinearPath path : {LinearPath::kGemv, LinearPath::kGemm, LinearPath::kAuto}) p.emplace_back(version, path);
   return p;
 }

@@ -236,9 +236,10 @@ struct DeviceMatrix {
 enum class LinearPath : uint8_t { kAuto, kGemv, kGemm };
 int GemvMaxTokens(WeightFormat f);  // 8 for bf16/f16; 4 for int4 (then dequantize + cuBLAS)
 
-// GEMV kernel generation: 2 (default: more loads in flight per warp, int4 weights decoded once
-// per weight instead of once per token, int4 up to 8 tokens) or 1 (the first version, kept for
-// comparison). Initially from the environment variable QB_CUDA_GEMV ("1" or "2").
+// GEMV kernel generation: 2 (default: more loads in flight per warp; int4 at 3-4 tokens decodes
+// each weight once for all tokens, at 1-2 tokens uses v1's kernel), 1 (the first version, kept
+// for comparison) or 3 (int4 candidate: v1 software-pipelined, not yet measured on a GPU; float
+// weights as 2). Initially from the environment variable QB_CUDA_GEMV ("1", "2" or "3").
 void SetGemvVersion(int version);
 int GemvVersion();
 

@@ -31,7 +31,9 @@ constexpr int kGemvMaxInt4V2 = 4;
 
 int InitialGemvVersion() {
   const char* e = std::getenv("QB_CUDA_GEMV");
-  return e != nullptr && std::strcmp(e, "1") == 0 ? 1 : 2;
+  if (e != nullptr && std::strcmp(e, "1") == 0) return 1;
+  if (e != nullptr && std::strcmp(e, "3") == 0) return 3;
+  return 2;
 }
 std::atomic<int> g_gemv_version{InitialGemvVersion()};
 
@@ -92,14 +94,14 @@ void Gemm(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, f
 }  // namespace
 
 void SetGemvVersion(int version) {
-  QB_CUDA_REQUIRE(version == 1 || version == 2, "GEMV version 1 or 2");
+  QB_CUDA_REQUIRE(version >= 1 && version <= 3, "GEMV version 1, 2 or 3");
   g_gemv_version.store(version);
 }
 int GemvVersion() { return g_gemv_version.load(); }
 
 int GemvMaxTokens(WeightFormat f) {
   if (f != WeightFormat::kInt4) return kGemvMaxFloat;
-  return GemvVersion() == 1 ? kGemvMaxInt4V1 : kGemvMaxInt4V2;
+  return GemvVersion() == 1 || GemvVersion() == 3 ? kGemvMaxInt4V1 : kGemvMaxInt4V2;
 }
 
 void Linear(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, float* y, int64_t ldy,

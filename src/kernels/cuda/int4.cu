@@ -100,6 +100,93 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   }
 }
 
+// v3 (candidate, first compiled in a session without a GPU; QB_CUDA_GEMV=3): v1's shape and
+// arithmetic with the loop software-pipelined: a lane issues the loads of its next kUnroll x
+// kRows chunks before the arithmetic on the current ones. v1 issues its loads, waits for them,
+// then computes with nothing in flight, so unless the SM has enough other warps the memory
+// pipe idles during the ~1,000 decode instructions of each iteration (run 3: gate_up read at
+// 1,350 GB/s of ~3,000). Same results as v1 bit for bit (the same operations in the same order).
+__device__ __forceinline__ void LoadChunks(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero,
+                                           const int64_t (&rr)[kRows], int64_t cols, int64_t chunks, int64_t groups,
+                                           int64_t chunks_per_group, int64_t base, uint4 (&raw)[kUnroll][kRows],
+                                           __half2 (&sz)[kUnroll][kRows]) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t c = base + 32 * u;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (c < chunks) {
+        raw[u][r] = LoadStreaming(codes + rr[r] * (cols / 8) + c * 4);
+        sz[u][r] = scale_zero[rr[r] * groups + c / chunks_per_group];
+      } else {
+        raw[u][r] = make_uint4(0, 0, 0, 0);
+        sz[u][r] = __floats2half2_rn(0.f, 0.f);
+      }
+    }
+  }
+}
+
+template <int NT>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    Int4GemvKernelV3(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
+                     int64_t cols, int64_t group_size, const float* __restrict__ x, const float* __restrict__ bias,
+                     float* __restrict__ y, int64_t ldy) {
+  const int lane = threadIdx.x % 32;
+  const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRows;
+  if (row0 >= rows) return;
+  const int64_t chunks = cols / 32, groups = cols / group_size, chunks_per_group = group_size / 32;
+  int64_t rr[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) rr[r] = min(row0 + r, rows - 1);  // clamp: no reads past the end
+
+  float acc[kRows][NT];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r)
+#pragma unroll
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.f;
+
+  uint4 raw[kUnroll][kRows];
+  __half2 sz[kUnroll][kRows];
+  LoadChunks(codes, scale_zero, rr, cols, chunks, groups, chunks_per_group, lane, raw, sz);
+  for (int64_t base = lane; base < chunks; base += 32 * kUnroll) {
+    uint4 next_raw[kUnroll][kRows];
+    __half2 next_sz[kUnroll][kRows];
+    LoadChunks(codes, scale_zero, rr, cols, chunks, groups, chunks_per_group, base + 32 * kUnroll, next_raw, next_sz);
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t c = base + 32 * u;
+      if (c >= chunks) break;
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        float xv[32];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) Load8(x + t * cols + c * 32 + 8 * k, xv + 8 * k);
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {
+          const float2 s = __half22float2(sz[u][r]);
+          acc[r][t] = fmaf(s.x, ChunkDot(raw[u][r], 8388608.f + s.y, xv), acc[r][t]);
+        }
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        raw[u][r] = next_raw[u][r];
+        sz[u][r] = next_sz[u][r];
+      }
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int64_t row = row0 + r;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float v = WarpSum(acc[r][t]);
+      if (lane == 0 && row < rows) y[t * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
+    }
+  }
+}
+
 // v2: the same layout and exact decoding, but each weight is decoded once (to q - z as f32)
 // and then multiplied with every token's activation, instead of being re-decoded per token;
 // fewer rows per warp for one or two tokens (twice the warps: the v1 kernel left most of the
@@ -206,7 +293,15 @@ void LaunchNT(const DeviceMatrix& w, const float* x, const float* bias, float* y
   const auto* sz = static_cast<const __half2*>(w.scale_zero);
   // v1 re-decodes the weights per token but keeps more rows in flight: on an H100 (run 2,
   // 2026-11-26) it beat v2 at 1 and 2 tokens (gate_up 53 vs 92 us, 99 vs 147 us); v2 wins at 3-4.
-  if (GemvVersion() == 1 || NT <= 2) {
+  if (GemvVersion() == 3) {
+    if constexpr (NT <= 4) {
+      const int64_t warps = (w.rows + kRows - 1) / kRows;
+      Int4GemvKernelV3<NT><<<Blocks(warps, kGemvWarps), kGemvWarps * 32, 0, Stream()>>>(codes, sz, w.rows, w.cols,
+                                                                                         w.group_size, x, bias, y, ldy);
+    } else {
+      QB_CUDA_REQUIRE(false, "int4 GEMV v3: 1 to 4 tokens per launch");
+    }
+  } else if (GemvVersion() == 1 || NT <= 2) {
     if constexpr (NT <= 4) {
       const int64_t warps = (w.rows + kRows - 1) / kRows;
       Int4GemvKernel<NT><<<Blocks(warps, kGemvWarps), kGemvWarps * 32, 0, Stream()>>>(codes, sz, w.rows, w.cols,
