@@ -153,6 +153,36 @@ INSTANTIATE_TEST_SUITE_P(
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });
 
+// A token's outputs do not depend on what else is in the batch (the serving engine's greedy
+// output alone == batched rests on it): every float and quantized path gives each token the
+// bit-identical result alone (n = 1) and in batches whose micro-kernel calls take 1-4 tokens,
+// matrices ending with 1 or 2 leftover rows of a float tile.
+TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K}) {
+    const int64_t in = 512;
+    for (int64_t out : {37, 38}) {
+      Tensor w = RandomWeights(type, out, in, 51);
+      for (Isa isa : FastIsas()) {
+        ThreadPool pool(2);
+        const ExecContext ctx{&pool, isa};
+        for (int64_t n : {2, 3, 6, 9}) {
+          Tensor x = RandomF32({n, in}, static_cast<uint32_t>(60 + n));
+          Tensor batched = Tensor::Empty(DType::kF32, {n, out});
+          Linear(ctx, x, w, nullptr, batched);
+          for (int64_t t = 0; t < n; ++t) {
+            Tensor one = Tensor::Empty(DType::kF32, {1, in}), alone = Tensor::Empty(DType::kF32, {1, out});
+            std::copy_n(x.data<float>() + t * in, in, one.mutable_data<float>());
+            Linear(ctx, one, w, nullptr, alone);
+            for (int64_t o = 0; o < out; ++o)
+              ASSERT_EQ(batched.data<float>()[t * out + o], alone.data<float>()[o])
+                  << Name(type) << " " << IsaName(isa) << " n " << n << " token " << t << " row " << o;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The AVX-512 VNNI kernels (8-row interleaved Q4_0 / Q8_0) compute the same integer sums as the
 // AVX2 ones and the same float operations in the same order: bit-identical results, for every
 // token count of the micro-kernel and beyond. Runs only on a CPU with AVX-512 VNNI.

@@ -69,6 +69,11 @@ struct CpuKernels {
                  float* out);
 };
 
+// Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load
+// instead of an insert and a convert. Built at start-up in portable code (not in a file compiled
+// for AVX2: its initializer would run before any CPU check).
+extern const float* const kF16ToF32Table;
+
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has

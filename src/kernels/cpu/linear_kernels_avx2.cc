@@ -33,17 +33,7 @@ inline void KeepInRegister(V& v) {
   asm volatile("" : "+x"(v));
 }
 
-// f16 -> f32 by table (256 KiB, built once): one load instead of an insert and a convert.
-const float* MakeF16Table() {
-  static float* table = [] {
-    auto* t = new float[65536];
-    for (uint32_t i = 0; i < 65536; ++i) t[i] = _cvtsh_ss(static_cast<uint16_t>(i));
-    return t;
-  }();
-  return table;
-}
-const float* const kF16Table = MakeF16Table();
-inline float F16Table(uint16_t h) { return kF16Table[h]; }
+inline float F16Table(uint16_t h) { return kF16ToF32Table[h]; }
 
 // u8 (0..255) x s8 -> 8 x s32 sums of 4 products each.
 inline __m256i DotU8S8(__m256i u, __m256i s) {
@@ -435,41 +425,11 @@ void DotQ6_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
   Dispatch<BlockQ6_K, Q6_KK, ActBlockK>(row, acts, nt, n / 256, out);
 }
 
-// Float weights: a register tile of NR rows x NT tokens (at most 3 x 4 = 12 accumulators, the
-// three converted weight vectors and one activation vector: AVX2's 16 registers). Each weight
-// vector is converted once for NT tokens and each activation vector loaded once for NR rows, so
-// prefill runs at the FMA units' rate instead of the load ports'. The driver only sends rows
-// whose length is a multiple of 8.
-template <int NR, int NT, typename Load8>
-void FloatTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out, Load8 load8) {
-  __m256 acc[NR][NT];
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n; i += 8) {
-    __m256 w[NR];
-    for (int r = 0; r < NR; ++r) w[r] = load8(rows + r * stride, i);
-    for (int t = 0; t < NT; ++t) {
-      const __m256 x = _mm256_loadu_ps(xs[t] + i);
-      for (int r = 0; r < NR; ++r) acc[r][t] = _mm256_fmadd_ps(w[r], x, acc[r][t]);
-    }
-  }
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = Hsum(acc[r][t]);
-}
-
-template <int NR, typename Load8>
-void FloatTileNt(const uint8_t* rows, int64_t stride, const float* const* xs, int nt, int64_t n, float* out,
-                 Load8 load8) {
-  switch (nt) {
-    case 1: return FloatTile<NR, 1>(rows, stride, xs, n, out, load8);
-    case 2: return FloatTile<NR, 2>(rows, stride, xs, n, out, load8);
-    case 3: return FloatTile<NR, 3>(rows, stride, xs, n, out, load8);
-    default: return FloatTile<NR, 4>(rows, stride, xs, n, out, load8);
-  }
-}
-
-// One row, one token (decode): two accumulators over 16 values hide the FMA latency, and rows
-// are read one after another, a single stream for the prefetcher.
+// Float weights. One summation order for every (row, token) whatever the batch, so that a
+// token's result is bit-identical alone or batched: 8-lane chunks alternate between two
+// accumulators (even and odd chunks; one chain would be bound by FMA latency), added at the end.
+//
+// One token (decode): rows one after another, a single stream for the prefetcher.
 template <typename Load8>
 float FloatRowDot(const uint8_t* row, const float* x, int64_t n, Load8 load8) {
   __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -482,10 +442,50 @@ float FloatRowDot(const uint8_t* row, const float* x, int64_t n, Load8 load8) {
   return Hsum(_mm256_add_ps(a0, a1));
 }
 
+// Several tokens (prefill, batched decode): a register tile of NR <= 3 rows x NT <= 2 tokens x
+// the two chains = 12 accumulators, plus one converted weight vector and one activation vector
+// of AVX2's 16 registers. Each weight vector is converted once for NT tokens and each
+// activation vector loaded once for NR rows, so the loop runs at the FMA units' rate rather
+// than the load ports'. Same order per (row, token) as FloatRowDot.
+template <int NR, int NT, typename Load8>
+void FloatTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out, Load8 load8) {
+  __m256 acc[2][NR][NT];
+  for (int c = 0; c < 2; ++c)
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) acc[c][r][t] = _mm256_setzero_ps();
+  auto chunk = [&](int64_t i, int c) {
+    __m256 w[NR];
+    for (int r = 0; r < NR; ++r) w[r] = load8(rows + r * stride, i);
+    for (int t = 0; t < NT; ++t) {
+      const __m256 x = _mm256_loadu_ps(xs[t] + i);
+      for (int r = 0; r < NR; ++r) acc[c][r][t] = _mm256_fmadd_ps(w[r], x, acc[c][r][t]);
+    }
+  };
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    chunk(i, 0);
+    chunk(i + 8, 1);
+  }
+  if (i < n) chunk(i, 0);
+  for (int r = 0; r < NR; ++r)
+    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = Hsum(_mm256_add_ps(acc[0][r][t], acc[1][r][t]));
+}
+
+template <int NR, typename Load8>
+void FloatTileNt(const uint8_t* rows, int64_t stride, const float* const* xs, int nt, int64_t n, float* out,
+                 Load8 load8) {
+  for (int t0 = 0; t0 < nt; t0 += 2) {  // token pairs, then a last single token
+    if (nt - t0 >= 2)
+      FloatTile<NR, 2>(rows, stride, xs + t0, n, out + t0 * kFloatRows, load8);
+    else
+      FloatTile<NR, 1>(rows, stride, xs + t0, n, out + t0 * kFloatRows, load8);
+  }
+}
+
 template <typename Load8>
 void FloatDotT(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out,
                Load8 load8) {
-  static_assert(kFloatRows == 3 && kMaxTokens == 4, "FloatTile's instantiations assume a 3 x 4 tile");
+  static_assert(kFloatRows == 3, "FloatTile's instantiations assume tiles of up to 3 rows");
   const auto* r = static_cast<const uint8_t*>(rows);
   if (nt == 1) {
     for (int k = 0; k < nr; ++k) out[k] = FloatRowDot(r + k * stride, xs[0], n, load8);

@@ -10,6 +10,12 @@
 
 namespace qb::kernels::cpu {
 
+const float* const kF16ToF32Table = [] {
+  auto* t = new float[65536];
+  for (uint32_t i = 0; i < 65536; ++i) t[i] = F16ToF32(static_cast<uint16_t>(i));
+  return t;
+}();
+
 namespace {
 
 void Quantize(const float* x, int64_t n, ActBlock* out) {
