@@ -4,7 +4,9 @@
 // Tries serving configurations inside cgroups that hold the given budget (each instance gets
 // --cpus / instances and --memory / instances), loads each with `loadtest`, and recommends the
 // one with the highest goodput whose P99 TTFT and TPOT meet the SLO.
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -105,6 +107,25 @@ std::string LastLine(const std::string& path) {
   return last;
 }
 
+// The first port from `from` on that can be bound now: trial servers must not collide with other
+// servers, nor with the local ports of this host's outgoing connections (which the kernel takes
+// from the same range: 32768-60999 by default). No SO_REUSEADDR, so a port in TIME_WAIT counts
+// as taken too.
+int FreePort(int from) {
+  for (int p = from; p < 65536; ++p) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return from;
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(p));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool ok = ::bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (ok) return p;
+  }
+  return from;
+}
+
 // Starts the instances, waits until each is ready (or gone), loads them, stops them.
 Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std::vector<loadtest::LoadRequest>& reqs,
                const loadtest::Slo& slo, int index) {
@@ -121,7 +142,7 @@ Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std:
       t.failure = box.status().message();
       return t;
     }
-    const int port = o.port_base + index * 8 + i;
+    const int port = FreePort(i == 0 ? o.port_base + index * 8 : eps.back().port + 1);
     std::vector<std::string> argv = {SelfPath()};
     for (auto& a : ServeArgs(o, c, port)) argv.push_back(a);
     logs.push_back(fmt::format("/tmp/qwenbox-tune-{}-{}-{}.log", ::getpid(), index, i));
@@ -327,7 +348,8 @@ void AddTuneCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--num-requests", o->num_requests, "Requests per trial")->capture_default_str();
   cmd->add_option("--input-len", o->input_len, "Prompt tokens (N, uniform:A:B, normal:M:S)")->capture_default_str();
   cmd->add_option("--output-len", o->output_len, "Output tokens")->capture_default_str();
-  cmd->add_option("--port-base", o->port_base, "First port for the trial servers")->capture_default_str();
+  cmd->add_option("--port-base", o->port_base, "First port tried for the trial servers (taken ports are skipped)")
+      ->capture_default_str();
   cmd->add_option("--ready-timeout", o->ready_timeout, "Seconds to wait for a server to load")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print the JSON summary instead of the table");
   cmd->add_option("--out", o->out, "Write the JSON summary to this file");

@@ -5,7 +5,9 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -246,15 +248,26 @@ namespace qb {
 namespace {
 
 // `qwenbox tune` tries configurations in cgroups of the budget and recommends one; a budget too
-// small for a configuration shows why it did not run.
+// small for a configuration shows why it did not run. A port already taken (here: the port
+// base itself, held by the test) is skipped, not fatal.
 TEST(CgroupServe, TuneRecommendsAConfigurationWithinTheBudget) {
   Cgroup probe;
   REQUIRE_CGROUPS(probe);
   const std::string model = test::DataPath("micro-qwen2/micro-qwen2-q8_0.gguf");
+  const int taken = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(taken, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(taken, reinterpret_cast<const sockaddr*>(&addr), sizeof addr), 0);  // any free port
+  ASSERT_EQ(::listen(taken, 1), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   auto r = test::RunCommand({kQwenbox, "tune", "--model", model, "--cpus", "2", "--memory", "1g", "--max-num-seqs",
                              "2,8", "--max-batch-tokens", "256", "--instances", "1,2", "--num-requests", "6",
                              "--input-len", "16", "--output-len", "8", "--slo", "ttft=5000,tpot=1000", "--json",
-                             "--port-base", std::to_string(30000 + ::getpid() % 20000)});
+                             "--port-base", std::to_string(ntohs(addr.sin_port))});
+  ::close(taken);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = ParseJson(r.out, "stdout").value();
   ASSERT_EQ(j["runs"].size(), 4u);
