@@ -36,6 +36,67 @@ __device__ __forceinline__ float ChunkDot(uint4 codes, float magic_z, const floa
   return s;
 }
 
+// The codes and {scale, zero} of chunks base, base + 32, ... (kUnroll of them) of the warp's
+// kRows rows (zeros past the end of the row).
+__device__ __forceinline__ void LoadChunks(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero,
+                                           const int64_t (&rr)[kRows], int64_t cols, int64_t chunks, int64_t groups,
+                                           int64_t chunks_per_group, int64_t base, uint4 (&raw)[kUnroll][kRows],
+                                           __half2 (&sz)[kUnroll][kRows]) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t c = base + 32 * u;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      if (c < chunks) {
+        raw[u][r] = LoadStreaming(codes + rr[r] * (cols / 8) + c * 4);
+        sz[u][r] = scale_zero[rr[r] * groups + c / chunks_per_group];
+      } else {
+        raw[u][r] = make_uint4(0, 0, 0, 0);
+        sz[u][r] = __floats2half2_rn(0.f, 0.f);
+      }
+    }
+  }
+}
+
+// acc[r][t] += the group-scaled dot products of the loaded chunks with token t's activations
+// (v1's arithmetic: each weight decoded again per token).
+template <int NT>
+__device__ __forceinline__ void AccumulateChunks(const uint4 (&raw)[kUnroll][kRows], const __half2 (&sz)[kUnroll][kRows],
+                                                 int64_t base, int64_t chunks, int64_t cols, const float* __restrict__ x,
+                                                 float (&acc)[kRows][NT]) {
+#pragma unroll
+  for (int u = 0; u < kUnroll; ++u) {
+    const int64_t c = base + 32 * u;
+    if (c >= chunks) break;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      float xv[32];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) Load8(x + t * cols + c * 32 + 8 * k, xv + 8 * k);
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const float2 s = __half22float2(sz[u][r]);
+        acc[r][t] = fmaf(s.x, ChunkDot(raw[u][r], 8388608.f + s.y, xv), acc[r][t]);
+      }
+    }
+  }
+}
+
+// y[t, row0 + r] = the warp's sum of acc[r][t] (+ bias), by lane 0, for the rows that exist.
+template <int R, int NT>
+__device__ __forceinline__ void StoreRows(const float (&acc)[R][NT], int lane, int64_t row0, int64_t rows,
+                                          const float* __restrict__ bias, float* __restrict__ y, int64_t ldy) {
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int64_t row = row0 + r;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      const float v = WarpSum(acc[r][t]);
+      if (lane == 0 && row < rows) y[t * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
+    }
+  }
+}
+
 template <int NT>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     Int4GemvKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
@@ -58,46 +119,10 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
   for (int64_t base = lane; base < chunks; base += 32 * kUnroll) {
     uint4 raw[kUnroll][kRows];
     __half2 sz[kUnroll][kRows];
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = base + 32 * u;
-#pragma unroll
-      for (int r = 0; r < kRows; ++r) {
-        if (c < chunks) {
-          raw[u][r] = LoadStreaming(codes + rr[r] * (cols / 8) + c * 4);
-          sz[u][r] = scale_zero[rr[r] * groups + c / chunks_per_group];
-        } else {
-          raw[u][r] = make_uint4(0, 0, 0, 0);
-          sz[u][r] = __floats2half2_rn(0.f, 0.f);
-        }
-      }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = base + 32 * u;
-      if (c >= chunks) break;
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        float xv[32];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) Load8(x + t * cols + c * 32 + 8 * k, xv + 8 * k);
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) {
-          const float2 s = __half22float2(sz[u][r]);
-          acc[r][t] = fmaf(s.x, ChunkDot(raw[u][r], 8388608.f + s.y, xv), acc[r][t]);
-        }
-      }
-    }
+    LoadChunks(codes, scale_zero, rr, cols, chunks, groups, chunks_per_group, base, raw, sz);
+    AccumulateChunks<NT>(raw, sz, base, chunks, cols, x, acc);
   }
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t row = row0 + r;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float v = WarpSum(acc[r][t]);
-      if (lane == 0 && row < rows) y[t * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
-    }
-  }
+  StoreRows(acc, lane, row0, rows, bias, y, ldy);
 }
 
 // v3 (candidate, first compiled in a session without a GPU; QB_CUDA_GEMV=3): v1's shape and
@@ -106,26 +131,6 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 // then computes with nothing in flight, so unless the SM has enough other warps the memory
 // pipe idles during the ~1,000 decode instructions of each iteration (run 3: gate_up read at
 // 1,350 GB/s of ~3,000). Same results as v1 bit for bit (the same operations in the same order).
-__device__ __forceinline__ void LoadChunks(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero,
-                                           const int64_t (&rr)[kRows], int64_t cols, int64_t chunks, int64_t groups,
-                                           int64_t chunks_per_group, int64_t base, uint4 (&raw)[kUnroll][kRows],
-                                           __half2 (&sz)[kUnroll][kRows]) {
-#pragma unroll
-  for (int u = 0; u < kUnroll; ++u) {
-    const int64_t c = base + 32 * u;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) {
-      if (c < chunks) {
-        raw[u][r] = LoadStreaming(codes + rr[r] * (cols / 8) + c * 4);
-        sz[u][r] = scale_zero[rr[r] * groups + c / chunks_per_group];
-      } else {
-        raw[u][r] = make_uint4(0, 0, 0, 0);
-        sz[u][r] = __floats2half2_rn(0.f, 0.f);
-      }
-    }
-  }
-}
-
 template <int NT>
 __global__ void __launch_bounds__(kGemvWarps * 32)
     Int4GemvKernelV3(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
@@ -152,22 +157,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     uint4 next_raw[kUnroll][kRows];
     __half2 next_sz[kUnroll][kRows];
     LoadChunks(codes, scale_zero, rr, cols, chunks, groups, chunks_per_group, base + 32 * kUnroll, next_raw, next_sz);
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int64_t c = base + 32 * u;
-      if (c >= chunks) break;
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        float xv[32];
-#pragma unroll
-        for (int k = 0; k < 4; ++k) Load8(x + t * cols + c * 32 + 8 * k, xv + 8 * k);
-#pragma unroll
-        for (int r = 0; r < kRows; ++r) {
-          const float2 s = __half22float2(sz[u][r]);
-          acc[r][t] = fmaf(s.x, ChunkDot(raw[u][r], 8388608.f + s.y, xv), acc[r][t]);
-        }
-      }
-    }
+    AccumulateChunks<NT>(raw, sz, base, chunks, cols, x, acc);
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u)
 #pragma unroll
@@ -176,15 +166,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
         sz[u][r] = next_sz[u][r];
       }
   }
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int64_t row = row0 + r;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float v = WarpSum(acc[r][t]);
-      if (lane == 0 && row < rows) y[t * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
-    }
-  }
+  StoreRows(acc, lane, row0, rows, bias, y, ldy);
 }
 
 // v2: the same layout and exact decoding, but each weight is decoded once (to q - z as f32)
@@ -276,15 +258,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       }
     }
   }
-#pragma unroll
-  for (int r = 0; r < R; ++r) {
-    const int64_t row = row0 + r;
-#pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      const float v = WarpSum(acc[r][t]);
-      if (lane == 0 && row < rows) y[t * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
-    }
-  }
+  StoreRows(acc, lane, row0, rows, bias, y, ldy);
 }
 
 template <int NT>
