@@ -197,29 +197,20 @@ int main(int argc, char** argv) {
         row("decode b=" + std::to_string(batch) + (graphs ? " graphs" : " no graphs"), ms, batch, batch == 1);
       }
     }
-    // The first version's kernels (unfused ops, GEMV v1) on the same model, for comparison.
-    m.set_fused_ops(false);
-    cuda::SetGemvVersion(1);
-    for (int batch : {1, 8}) {
+    // Decode steps with graphs under other kernel choices, for comparison on the same model.
+    auto decode_with = [&](bool fused, int gemv_version, std::initializer_list<int> batches_here) {
+      m.set_fused_ops(fused);
+      cuda::SetGemvVersion(gemv_version);
       m.set_use_graphs(true);
-      const double ms = TimeSteps(3, steps, [&](int i) {
-        Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
-      });
-      row("decode b=" + std::to_string(batch) + " graphs v1", ms, batch, batch == 1);
-    }
-    // The int4 GEMV candidate v3 (software-pipelined v1) with the fused ops, for comparison.
-    if (fmt == "int4") {
-      m.set_fused_ops(true);
-      cuda::SetGemvVersion(3);
-      for (int batch : {1, 4}) {
-        m.set_use_graphs(true);
+      for (int batch : batches_here) {
         const double ms = TimeSteps(3, steps, [&](int i) {
           Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
         });
-        row("decode b=" + std::to_string(batch) + " graphs v3", ms, batch, batch == 1);
+        row("decode b=" + std::to_string(batch) + " graphs v" + std::to_string(gemv_version), ms, batch, batch == 1);
       }
-      m.set_fused_ops(false);
-    }
+    };
+    decode_with(false, 1, {1, 8});  // the first version's kernels: unfused ops, GEMV v1
+    if (fmt == "int4") decode_with(true, 3, {1, 4});  // the int4 GEMV candidate v3, fused ops
     // Where a decode step's time goes: each kernel class's device time (all its launches of
     // one step, run back to back behind a spinning kernel), median of 3 steps, with the fused
     // kernels + GEMV v2 and with the first version's.
