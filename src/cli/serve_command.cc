@@ -20,6 +20,7 @@
 #include "cli/commands.h"
 #include "cli/exec_options.h"
 #include "cli/serve_options.h"
+#include "cli/stop_signals.h"
 #include "engine/engine.h"
 #include "kv/kv_storage.h"
 #include "model/loader.h"
@@ -47,12 +48,8 @@ Result<LoadedModel> DemoModel(std::shared_ptr<const Tokenizer>* tok) {
 }
 
 Status RunServe(ServeOptions o) {
-  // Signals are taken by sigwait below: block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Before any other thread starts: SIGTERM/SIGINT exit while starting and drain once ready.
+  StopSignals stop_signals;
   ::signal(SIGPIPE, SIG_IGN);
 
   if (!o.api_key_file.empty()) {
@@ -153,9 +150,9 @@ Status RunServe(ServeOptions o) {
                loaded.path, o.server.served_model_name, sizing.device, ec.kv_blocks, o.block_size, pool->size(),
                ec.max_total_tokens);
 
-  int sig = 0;
-  sigwait(&signals, &sig);
-  spdlog::info("{}: draining (up to {} s)", sig == SIGTERM ? "SIGTERM" : "SIGINT", o.drain_timeout);
+  stop_signals.SetReady();
+  stop_signals.WaitForSignal();
+  spdlog::info("draining (up to {} s)", o.drain_timeout);
   server.BeginDrain();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.drain_timeout);
   while (server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline)

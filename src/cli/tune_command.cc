@@ -21,6 +21,7 @@
 #include <httplib.h>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "assets/assets.h"
 #include "cli/cli_util.h"
@@ -126,6 +127,20 @@ int FreePort(int from) {
   return from;
 }
 
+// SIGTERM (the server drains: nothing is in flight by now), then SIGKILL if it is still there
+// after `grace_s`: a trial must never wait forever on a server.
+void StopServer(pid_t pid, double grace_s) {
+  ::kill(pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  spdlog::warn("tune: server {} did not stop within {:g} s of SIGTERM: killing it", pid, grace_s);
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
 // Starts the instances, waits until each is ready (or gone), loads them, stops them.
 Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std::vector<loadtest::LoadRequest>& reqs,
                const loadtest::Slo& slo, int index) {
@@ -198,10 +213,7 @@ Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std:
                   (!slo.itl_ms || t.report.itl_ms.p99 <= *slo.itl_ms) && (!slo.e2e_ms || t.report.e2e_ms.p99 <= *slo.e2e_ms);
   }
   for (pid_t pid : pids)
-    if (pid > 0) {
-      ::kill(pid, SIGTERM);
-      ::waitpid(pid, nullptr, 0);
-    }
+    if (pid > 0) StopServer(pid, 30);
   for (const auto& b : boxes) {
     t.oom_kills += b->OomKills();
     t.peak_bytes = std::max(t.peak_bytes, b->PeakBytes());

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -144,13 +145,22 @@ Status HttpServer::Start() {
     port_ = config_.port;
   }
   if (*listen_fd >= 0) ::listen(*listen_fd, 4096);
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
+  listen_returned_ = false;
+  thread_ = std::thread([this] {
+    http_->listen_after_bind();
+    listen_returned_ = true;
+  });
   return Status::Ok();
 }
 
 void HttpServer::Stop() {
-  if (http_) http_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  // cpp-httplib's stop() does nothing until the listen loop has begun (it checks is_running()):
+  // a Stop() right after Start() would leave the loop running and the join waiting forever.
+  // Only stop() ends the loop once it runs, so it cannot end between the check and the call.
+  while (!http_->is_running() && !listen_returned_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  http_->stop();
+  thread_.join();
 }
 
 bool HttpServer::Authorized(const httplib::Request& req) const {

@@ -72,6 +72,7 @@ class HttpServer {
   ServerConfig config_;
   std::unique_ptr<httplib::Server> http_;
   std::thread thread_;
+  std::atomic<bool> listen_returned_{false};
   int port_ = 0;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};

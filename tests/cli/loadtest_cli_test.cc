@@ -18,7 +18,8 @@ using test::RunCommand;
 const std::string kQwenbox = QB_BINARY;
 
 TEST(LoadtestCli, AgainstTheDemoServer) {
-  const int port = 21000 + ::getpid() % 20000;
+  const int port = test::FreeLoopbackPort();
+  ASSERT_GT(port, 0);
   const pid_t pid = ::fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -35,8 +36,8 @@ TEST(LoadtestCli, AgainstTheDemoServer) {
     if (r.exit_code == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  ::kill(pid, SIGTERM);
-  ::waitpid(pid, nullptr, 0);
+  const test::ChildEnd end = test::TerminateChild(pid);
+  EXPECT_FALSE(end.killed) << "the server did not stop on SIGTERM";
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = ParseJson(r.out, "stdout").value();
   EXPECT_EQ(j["completed"], 4);

@@ -1,11 +1,17 @@
 #include "common/run_command.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <thread>
 #include <filesystem>
 
 #include "common/test_paths.h"
@@ -14,7 +20,7 @@ extern char** environ;
 
 namespace qb::test {
 
-CommandResult RunCommand(const std::vector<std::string>& argv) {
+CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s) {
   CommandResult r;
   const std::string dir = std::filesystem::temp_directory_path().string();
   const std::string out_path = dir + "/qb-cmd-out-" + std::to_string(::getpid());
@@ -33,7 +39,16 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   }
   posix_spawn_file_actions_destroy(&fa);
   int status = 0;
-  waitpid(pid, &status, 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (waitpid(pid, &status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      r.timed_out = true;
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
   r.exited = WIFEXITED(status);
   r.exit_code = r.exited ? WEXITSTATUS(status) : -1;
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -42,6 +57,37 @@ CommandResult RunCommand(const std::vector<std::string>& argv) {
   std::remove(out_path.c_str());
   std::remove(err_path.c_str());
   return r;
+}
+
+ChildEnd TerminateChild(pid_t pid, double grace_s) {
+  ChildEnd e;
+  kill(pid, SIGTERM);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
+  while (waitpid(pid, &e.status, WNOHANG) != pid) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      e.killed = true;
+      kill(pid, SIGKILL);
+      waitpid(pid, &e.status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return e;
+}
+
+int FreeLoopbackPort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return 0;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  int port = 0;
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&a), sizeof a) == 0 &&
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  close(fd);
+  return port;
 }
 
 }  // namespace qb::test

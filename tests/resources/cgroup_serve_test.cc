@@ -179,7 +179,8 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
   const auto limit = static_cast<int64_t>(static_cast<double>(minimum) * 1.02);
   ASSERT_TRUE(cg.SetMemory(limit));
   ASSERT_TRUE(cg.SetCpus(2));
-  const int port = 20000 + ::getpid() % 20000;
+  const int port = test::FreeLoopbackPort();
+  ASSERT_GT(port, 0);
   std::vector<std::string> argv = {kQwenbox, "serve", "--port", std::to_string(port)};
   argv.insert(argv.end(), args.begin(), args.end());
   const std::vector<std::string> wrapped = cg.Wrap(argv);
@@ -203,7 +204,10 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
     ready = res && res->status == 200;
     if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_TRUE(ready) << "the server did not become ready";
+  if (!ready) {
+    test::TerminateChild(pid, 5);
+    FAIL() << "the server did not become ready";
+  }
 
   // 4 x (8 running + 8 queued) clients at once: the ones over the queue get 429 at once (they
   // arrive before the scheduler moves the first into running), none may be lost.
@@ -228,9 +232,9 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("qwenbox_memory_headroom_bytes"), std::string::npos);
 
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  const test::ChildEnd end = test::TerminateChild(pid);
+  EXPECT_FALSE(end.killed) << "the server did not stop on SIGTERM";
+  const int status = end.status;
   EXPECT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
   EXPECT_EQ(WIFEXITED(status) ? WEXITSTATUS(status) : -1, 0);
   EXPECT_EQ(cg.OomKills(), 0);
@@ -283,7 +287,7 @@ TEST(CgroupServe, TuneRecommendsAConfigurationWithinTheBudget) {
 
   auto small = test::RunCommand({kQwenbox, "tune", "--model", model, "--cpus", "1", "--memory", "100m", "--instances",
                                  "1", "--max-num-seqs", "64", "--max-batch-tokens", "2048", "--num-requests", "2",
-                                 "--json", "--port-base", std::to_string(31000 + ::getpid() % 20000)});
+                                 "--json", "--port-base", std::to_string(test::FreeLoopbackPort())});
   ASSERT_EQ(small.exit_code, 0) << small.err;
   const Json s = ParseJson(small.out, "stdout").value();
   ASSERT_EQ(s["runs"].size(), 1u);

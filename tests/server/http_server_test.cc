@@ -386,5 +386,20 @@ TEST_F(ServerTest, MetricsPassPromtool) {
   EXPECT_EQ(rc, 0) << test::ReadBytes(path + ".out");
 }
 
+// `serve` listens before it loads the model, so a load that fails at once stops the server right
+// after Start(). cpp-httplib's stop() does nothing until its listen loop has begun; a Stop() that
+// came first used to leave the loop running and join() waiting forever (a CI run hung on it).
+TEST(HttpServerLifecycle, StopRightAfterStartReturns) {
+  for (int i = 0; i < 100; ++i) {
+    ServerConfig sc;
+    sc.host = "127.0.0.1";
+    sc.port = 0;
+    sc.http_threads = 2;
+    HttpServer server(sc);
+    ASSERT_TRUE(server.Start().ok());
+    server.Stop();
+  }
+}
+
 }  // namespace
 }  // namespace qb
