@@ -3,3 +3,15 @@ if(QWENBOX_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)
 endif()
+
+# Targets whose code is glue around header-only libraries (CLI11, cpp-httplib, nlohmann::json):
+# under the sanitizers their translation units cost 30-60 s each to compile at -O1 and half that
+# at -O0, while their run time in the tests is negligible. They are compiled at -O0 there
+# (still fully instrumented); the kernels, model and engine keep the build's -O1.
+function(qb_sanitize_without_optimizing)
+  if(QWENBOX_SANITIZE)
+    foreach(target ${ARGN})
+      target_compile_options(${target} PRIVATE -O0)
+    endforeach()
+  endif()
+endfunction()

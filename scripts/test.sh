@@ -30,7 +30,7 @@ ctest --test-dir build -j "$JOBS" --output-on-failure
 [ "${1:-}" = "--quick" ] && exit 0
 
 echo "== AddressSanitizer + UBSan build, unit tests"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g" -DQWENBOX_SANITIZE=ON \
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG="-O1 -g1" -DQWENBOX_SANITIZE=ON \
   -DQWENBOX_WERROR=ON -DQWENBOX_BUILD_BENCH=OFF >/dev/null
 cmake --build build-asan -j "$JOBS"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

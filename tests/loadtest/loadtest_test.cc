@@ -260,7 +260,11 @@ TEST(LoadTest, PercentilesOfAKnownDistribution) {
   const Summary expect = Summarize(sent);
   const LoadReport rep = MakeReport(run, ParseSlo("ttft=52").value());
   ASSERT_EQ(rep.completed, 10);
-  EXPECT_NEAR(expect.p50, 55, 15.0);
+  // The scripted delays are a floor; connection set-up adds to them (15-25 ms for 10 connections
+  // at once under AddressSanitizer on two busy cores). Requests served one after another
+  // instead of at once would put the median near 150 ms.
+  EXPECT_GE(expect.p50, 55 - 0.5);
+  EXPECT_LT(expect.p50, 55 + 45.0);
   EXPECT_NEAR(rep.ttft_ms.p50, expect.p50, 2.0);
   EXPECT_NEAR(rep.ttft_ms.p90, expect.p90, 2.0);
   EXPECT_NEAR(rep.ttft_ms.p99, expect.p99, 2.0);
