@@ -2,7 +2,15 @@
 // must end in a clear message and exit code 1, never a crash.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <filesystem>
+#include <thread>
 
 #include "common/reference.h"
 #include "common/run_command.h"
@@ -194,6 +202,36 @@ TEST(CliTest, BadInputFailsCleanly) {
   EXPECT_TRUE(usage.exited);
   EXPECT_NE(usage.exit_code, 0);
   EXPECT_NE(usage.err.find("--model"), std::string::npos) << usage.err;
+}
+
+// SIGTERM while `serve` is still starting (here: blocked opening an API key file that is a FIFO
+// nobody writes, as a slow model load would be) ends it at once with 128 + 15, instead of
+// waiting until the server is ready.
+TEST(CliTest, SigtermWhileStartingExitsAtOnce) {
+  const std::string fifo = (std::filesystem::temp_directory_path() / ("qb-key-fifo-" + std::to_string(::getpid()))).string();
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl(kQwenbox.c_str(), kQwenbox.c_str(), "--log-level", "error", "serve", "--port", "0", "--api-key-file",
+            fifo.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Opening the FIFO's write end succeeds once serve has opened it to read: it is then past its
+  // start-up into reading the key, which blocks while this end stays open and silent.
+  int writer = -1;
+  for (int i = 0; i < 3000 && writer < 0; ++i) {
+    writer = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+    if (writer < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE(writer, 0) << "serve never opened the key file";
+  const test::ChildEnd end = test::TerminateChild(pid, 20);
+  if (writer >= 0) ::close(writer);
+  ::unlink(fifo.c_str());
+  EXPECT_FALSE(end.killed) << "serve ignored SIGTERM while starting";
+  ASSERT_TRUE(WIFEXITED(end.status)) << "signal " << (WIFSIGNALED(end.status) ? WTERMSIG(end.status) : 0);
+  EXPECT_EQ(WEXITSTATUS(end.status), 128 + SIGTERM);
 }
 
 }  // namespace
