@@ -151,8 +151,8 @@ Status RunServe(ServeOptions o) {
                ec.max_total_tokens);
 
   stop_signals.SetReady();
-  stop_signals.WaitForSignal();
-  spdlog::info("draining (up to {} s)", o.drain_timeout);
+  const int sig = stop_signals.WaitForSignal();
+  spdlog::info("{}: draining (up to {} s)", StopSignalName(sig), o.drain_timeout);
   server.BeginDrain();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(o.drain_timeout);
   while (server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline)

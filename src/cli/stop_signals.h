@@ -4,8 +4,7 @@
 // ready, the signal is handed to WaitForSignal() so the caller can drain.
 #pragma once
 
-#include <condition_variable>
-#include <mutex>
+#include <memory>
 #include <thread>
 
 namespace qb::cli {
@@ -25,13 +24,13 @@ class StopSignals {
   int WaitForSignal();
 
  private:
-  void Run();
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool ready_ = false;
-  int signal_ = 0;
+  struct State;
+  // Shared with the waiting thread, which outlives this object (it stays in sigwait until the
+  // process ends, and a signal may still come after `serve` has returned).
+  std::shared_ptr<State> state_;
   std::thread thread_;
 };
+
+const char* StopSignalName(int sig);
 
 }  // namespace qb::cli

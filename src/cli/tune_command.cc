@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -127,13 +128,16 @@ int FreePort(int from) {
   return from;
 }
 
+constexpr int kTrialDrainS = 5;
+
 // SIGTERM (the server drains: nothing is in flight by now), then SIGKILL if it is still there
 // after `grace_s`: a trial must never wait forever on a server.
 void StopServer(pid_t pid, double grace_s) {
   ::kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
   while (std::chrono::steady_clock::now() < deadline) {
-    if (::waitpid(pid, nullptr, WNOHANG) == pid) return;
+    const pid_t r = ::waitpid(pid, nullptr, WNOHANG);
+    if (r == pid || (r < 0 && errno != EINTR)) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   spdlog::warn("tune: server {} did not stop within {:g} s of SIGTERM: killing it", pid, grace_s);
@@ -160,6 +164,8 @@ Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std:
     const int port = FreePort(i == 0 ? o.port_base + index * 8 : eps.back().port + 1);
     std::vector<std::string> argv = {SelfPath()};
     for (auto& a : ServeArgs(o, c, port)) argv.push_back(a);
+    // Nothing is in flight when a trial ends: a short drain, well inside StopServer's grace.
+    argv.insert(argv.end(), {"--drain-timeout", std::to_string(kTrialDrainS)});
     logs.push_back(fmt::format("/tmp/qwenbox-tune-{}-{}-{}.log", ::getpid(), index, i));
     auto pid = (*box)->Spawn(argv, logs.back());
     if (!pid.ok()) {
@@ -213,7 +219,7 @@ Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std:
                   (!slo.itl_ms || t.report.itl_ms.p99 <= *slo.itl_ms) && (!slo.e2e_ms || t.report.e2e_ms.p99 <= *slo.e2e_ms);
   }
   for (pid_t pid : pids)
-    if (pid > 0) StopServer(pid, 30);
+    if (pid > 0) StopServer(pid, kTrialDrainS + 25);
   for (const auto& b : boxes) {
     t.oom_kills += b->OomKills();
     t.peak_bytes = std::max(t.peak_bytes, b->PeakBytes());

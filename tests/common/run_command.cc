@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -40,7 +41,8 @@ CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s)
   posix_spawn_file_actions_destroy(&fa);
   int status = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (waitpid(pid, &status, WNOHANG) != pid) {
+  for (pid_t w; (w = waitpid(pid, &status, WNOHANG)) != pid;) {
+    if (w < 0 && errno != EINTR) break;  // not our child (cannot happen): nothing to wait for
     if (std::chrono::steady_clock::now() > deadline) {
       r.timed_out = true;
       kill(pid, SIGKILL);
@@ -63,7 +65,8 @@ ChildEnd TerminateChild(pid_t pid, double grace_s) {
   ChildEnd e;
   kill(pid, SIGTERM);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
-  while (waitpid(pid, &e.status, WNOHANG) != pid) {
+  for (pid_t w; (w = waitpid(pid, &e.status, WNOHANG)) != pid;) {
+    if (w < 0 && errno != EINTR) break;
     if (std::chrono::steady_clock::now() > deadline) {
       e.killed = true;
       kill(pid, SIGKILL);
