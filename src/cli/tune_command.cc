@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -33,6 +32,7 @@
 #include "resources/cgroup_sandbox.h"
 #include "resources/deployment.h"
 #include "util/byte_size.h"
+#include "util/child_process.h"
 
 namespace qb::cli {
 
@@ -130,21 +130,6 @@ int FreePort(int from) {
 
 constexpr int kTrialDrainS = 5;
 
-// SIGTERM (the server drains: nothing is in flight by now), then SIGKILL if it is still there
-// after `grace_s`: a trial must never wait forever on a server.
-void StopServer(pid_t pid, double grace_s) {
-  ::kill(pid, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    const pid_t r = ::waitpid(pid, nullptr, WNOHANG);
-    if (r == pid || (r < 0 && errno != EINTR)) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  spdlog::warn("tune: server {} did not stop within {:g} s of SIGTERM: killing it", pid, grace_s);
-  ::kill(pid, SIGKILL);
-  ::waitpid(pid, nullptr, 0);
-}
-
 // Starts the instances, waits until each is ready (or gone), loads them, stops them.
 Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std::vector<loadtest::LoadRequest>& reqs,
                const loadtest::Slo& slo, int index) {
@@ -219,7 +204,9 @@ Trial RunTrial(const TuneOptions& o, const Config& c, int64_t memory, const std:
                   (!slo.itl_ms || t.report.itl_ms.p99 <= *slo.itl_ms) && (!slo.e2e_ms || t.report.e2e_ms.p99 <= *slo.e2e_ms);
   }
   for (pid_t pid : pids)
-    if (pid > 0) StopServer(pid, kTrialDrainS + 25);
+    // SIGTERM (nothing is in flight by now), then SIGKILL: a trial never waits forever.
+    if (pid > 0 && StopChild(pid, kTrialDrainS + 25).killed)
+      spdlog::warn("tune: server {} did not stop within {} s of SIGTERM: killed it", pid, kTrialDrainS + 25);
   for (const auto& b : boxes) {
     t.oom_kills += b->OomKills();
     t.peak_bytes = std::max(t.peak_bytes, b->PeakBytes());

@@ -14,6 +14,7 @@
 
 #include "common/reference.h"
 #include "common/run_command.h"
+#include "util/child_process.h"
 #include "common/test_paths.h"
 #include "kernels/exec_context.h"
 #include "util/json.h"
@@ -226,7 +227,7 @@ TEST(CliTest, SigtermWhileStartingExitsAtOnce) {
     if (writer < 0) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   EXPECT_GE(writer, 0) << "serve never opened the key file";
-  const test::ChildEnd end = test::TerminateChild(pid, 20);
+  const ChildExit end = StopChild(pid, 20);
   if (writer >= 0) ::close(writer);
   ::unlink(fifo.c_str());
   EXPECT_FALSE(end.killed) << "serve ignored SIGTERM while starting";

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/run_command.h"
+#include "util/child_process.h"
 #include "common/test_paths.h"
 #include "util/json.h"
 
@@ -36,7 +37,7 @@ TEST(LoadtestCli, AgainstTheDemoServer) {
     if (r.exit_code == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  const test::ChildEnd end = test::TerminateChild(pid);
+  const ChildExit end = StopChild(pid, 60);
   EXPECT_FALSE(end.killed) << "the server did not stop on SIGTERM";
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Json j = ParseJson(r.out, "stdout").value();

@@ -8,14 +8,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <chrono>
-#include <csignal>
 #include <cstdio>
-#include <thread>
 #include <filesystem>
 
 #include "common/test_paths.h"
+#include "util/child_process.h"
 
 extern char** environ;
 
@@ -39,18 +36,9 @@ CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s)
     return r;
   }
   posix_spawn_file_actions_destroy(&fa);
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  for (pid_t w; (w = waitpid(pid, &status, WNOHANG)) != pid;) {
-    if (w < 0 && errno != EINTR) break;  // not our child (cannot happen): nothing to wait for
-    if (std::chrono::steady_clock::now() > deadline) {
-      r.timed_out = true;
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  const ChildExit end = WaitChild(pid, timeout_s);
+  const int status = end.status;
+  r.timed_out = end.killed;
   r.exited = WIFEXITED(status);
   r.exit_code = r.exited ? WEXITSTATUS(status) : -1;
   r.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -59,23 +47,6 @@ CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s)
   std::remove(out_path.c_str());
   std::remove(err_path.c_str());
   return r;
-}
-
-ChildEnd TerminateChild(pid_t pid, double grace_s) {
-  ChildEnd e;
-  kill(pid, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(grace_s);
-  for (pid_t w; (w = waitpid(pid, &e.status, WNOHANG)) != pid;) {
-    if (w < 0 && errno != EINTR) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      e.killed = true;
-      kill(pid, SIGKILL);
-      waitpid(pid, &e.status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return e;
 }
 
 int FreeLoopbackPort() {

@@ -1,8 +1,6 @@
 // Runs a command line and captures its exit status, stdout and stderr (for CLI tests).
 #pragma once
 
-#include <sys/types.h>
-
 #include <string>
 #include <vector>
 
@@ -20,13 +18,6 @@ struct CommandResult {
 // A command that runs past `timeout_s` is killed (a hang fails its test instead of stalling
 // the whole run); the result then says timed_out, with the signal and what it printed.
 CommandResult RunCommand(const std::vector<std::string>& argv, double timeout_s = 600);
-
-// SIGTERM to a child started by the test, then SIGKILL if it has not ended after `grace_s`.
-struct ChildEnd {
-  int status = 0;       // as waitpid gives it
-  bool killed = false;  // it ignored SIGTERM for grace_s (a hang)
-};
-ChildEnd TerminateChild(pid_t pid, double grace_s = 60);
 
 // A loopback TCP port that was free a moment ago (the kernel's pick), for a server under test.
 int FreeLoopbackPort();

@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "common/run_command.h"
+#include "util/child_process.h"
 #include "common/test_paths.h"
 #include "util/json.h"
 
@@ -205,7 +206,7 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
     if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   if (!ready) {
-    test::TerminateChild(pid, 5);
+    StopChild(pid, 5);
     FAIL() << "the server did not become ready";
   }
 
@@ -232,7 +233,7 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("qwenbox_memory_headroom_bytes"), std::string::npos);
 
-  const test::ChildEnd end = test::TerminateChild(pid);
+  const ChildExit end = StopChild(pid, 60);
   EXPECT_FALSE(end.killed) << "the server did not stop on SIGTERM";
   const int status = end.status;
   EXPECT_TRUE(WIFEXITED(status)) << "ended by signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
