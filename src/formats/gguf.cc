@@ -279,7 +279,7 @@ Result<Tensor> GgufFile::Load(const GgufTensorInfo& info) const {
     const GgmlTypeInfo* gt = FindGgmlType(info.ggml_type);
     return Unimplemented(fmt::format(
         "{}: tensor {} has type {}, which qwenbox cannot compute with yet (supported: F32, F16, "
-        "BF16, Q8_0, Q4_0, Q4_K, Q6_K)",
+        "BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)",
         path(), info.name, gt ? gt->name : "?"));
   }
   const uint8_t* p = file_->data() + data_offset_ + info.offset;

@@ -23,7 +23,7 @@ struct DTypeMap {
   uint32_t ggml;
   DType dtype;
 };
-constexpr std::array<DTypeMap, 9> kDTypeMap = {{
+constexpr std::array<DTypeMap, 16> kDTypeMap = {{
     {0, DType::kF32},
     {1, DType::kF16},
     {30, DType::kBF16},
@@ -31,6 +31,13 @@ constexpr std::array<DTypeMap, 9> kDTypeMap = {{
     {2, DType::kQ4_0},
     {12, DType::kQ4_K},
     {14, DType::kQ6_K},
+    {3, DType::kQ4_1},
+    {6, DType::kQ5_0},
+    {7, DType::kQ5_1},
+    {20, DType::kIq4Nl},
+    {10, DType::kQ2_K},
+    {11, DType::kQ3_K},
+    {13, DType::kQ5_K},
     {26, DType::kI32},
     {24, DType::kI8},
 }};

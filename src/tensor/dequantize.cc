@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "tensor/dequantize_gguf.h"
 #include "tensor/quant_blocks.h"
 #include "util/check.h"
 #include "util/half.h"
@@ -142,6 +143,13 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ4_K: DequantQ4_K(static_cast<const BlockQ4_K*>(src), dst, nb); return;
     case DType::kQ6_K: DequantQ6_K(static_cast<const BlockQ6_K*>(src), dst, nb); return;
     case DType::kQ4Z: DequantQ4Z(static_cast<const BlockQ4Z*>(src), dst, nb); return;
+    case DType::kQ4_1:
+    case DType::kQ5_0:
+    case DType::kQ5_1:
+    case DType::kIq4Nl:
+    case DType::kQ2_K:
+    case DType::kQ3_K:
+    case DType::kQ5_K: DequantizeGgufBlocks(type, src, dst, nb); return;
     case DType::kQ4_0x8:
     case DType::kQ8_0x8: break;  // rows are interleaved: use DequantizeMatrixRow
   }

@@ -8,7 +8,7 @@
 namespace qb {
 
 namespace {
-constexpr std::array<DTypeInfo, 13> kInfos = {{
+constexpr std::array<DTypeInfo, 20> kInfos = {{
     {"f32", 1, 4, true, false, 4, 1},
     {"f16", 1, 2, true, false, 2, 1},
     {"bf16", 1, 2, true, false, 2, 1},
@@ -22,6 +22,13 @@ constexpr std::array<DTypeInfo, 13> kInfos = {{
     {"q4z", kQK4_0, sizeof(BlockQ4Z), false, true, alignof(BlockQ4Z), 1},
     {"q4_0x8", kQK4_0, sizeof(BlockQ4_0), false, true, alignof(BlockQ4_0x8), 8},
     {"q8_0x8", kQK8_0, sizeof(BlockQ8_0), false, true, alignof(BlockQ8_0x8), 8},
+    {"q4_1", kQK4_0, sizeof(BlockQ4_1), false, true, alignof(BlockQ4_1), 1},
+    {"q5_0", kQK4_0, sizeof(BlockQ5_0), false, true, alignof(BlockQ5_0), 1},
+    {"q5_1", kQK4_0, sizeof(BlockQ5_1), false, true, alignof(BlockQ5_1), 1},
+    {"iq4_nl", kQK4_0, sizeof(BlockIq4Nl), false, true, alignof(BlockIq4Nl), 1},
+    {"q2_k", kQK_K, sizeof(BlockQ2_K), false, true, alignof(BlockQ2_K), 1},
+    {"q3_k", kQK_K, sizeof(BlockQ3_K), false, true, alignof(BlockQ3_K), 1},
+    {"q5_k", kQK_K, sizeof(BlockQ5_K), false, true, alignof(BlockQ5_K), 1},
 }};
 }  // namespace
 

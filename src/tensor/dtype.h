@@ -22,6 +22,14 @@ enum class DType : uint8_t {
   kQ4Z,     // 4-bit with a 4-bit zero point per block: GPTQ/AWQ weights repacked at load
   kQ4_0x8,  // Q4_0 repacked for the CPU kernels: 8 rows interleaved per block column
   kQ8_0x8,  // Q8_0 likewise
+  // GGUF block types that qwenbox reads and computes with but never writes (quant_blocks.h).
+  kQ4_1,
+  kQ5_0,
+  kQ5_1,
+  kIq4Nl,
+  kQ2_K,
+  kQ3_K,
+  kQ5_K,
 };
 
 struct DTypeInfo {

@@ -55,6 +55,77 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
+// The GGUF block types below are read from files and computed with, never written by qwenbox
+// (llama.cpp's quantizer picks them for official Qwen2.5 GGUFs: Q5_K_M, Q3_K_M, Q2_K, Q5_0, ...,
+// and as the fallback where a row length is not a multiple of 256, as in the 0.5B's 896).
+
+// 32 values: x = d * q + m, q in [0, 16), nibbles as in Q4_0.
+struct BlockQ4_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ4_1) == 20);
+
+// 32 values: x = d * (q - 16), q 5-bit: the low 4 bits as in Q4_0, bit 4 of element j in bit j
+// of qh (a little-endian 32-bit word).
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ5_0) == 22);
+
+// 32 values: x = d * q + m, q 5-bit laid out as in Q5_0.
+struct BlockQ5_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qh[4];
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockQ5_1) == 24);
+
+// 32 values: x = d * kIq4NlValues[q], q 4-bit laid out as in Q4_0 (a non-uniform grid).
+struct BlockIq4Nl {
+  uint16_t d;
+  uint8_t qs[kQK4_0 / 2];
+};
+static_assert(sizeof(BlockIq4Nl) == 18);
+inline constexpr int8_t kIq4NlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// 256 values in 16 sub-blocks of 16: x = d * (sc & 15) * q - dmin * (sc >> 4), q 2-bit. Each
+// 32-byte half of qs holds 128 values: bits 2j..2j+1 of byte l are element 32j + l of the half
+// (l < 32; sub-block 2j for l < 16, 2j + 1 above).
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];
+  uint8_t qs[kQK_K / 4];
+  uint16_t d;
+  uint16_t dmin;
+};
+static_assert(sizeof(BlockQ2_K) == 84);
+
+// 256 values in 16 sub-blocks of 16: x = d * (sc - 32) * (q - 4), q = 2 low bits laid out as in
+// Q2_K + a high bit (bit 4h + j of hmask[l] for element 128h + 32j + l); 6-bit sc packed in
+// 12 bytes (low nibbles in bytes 0-7, high 2-bit pairs in bytes 8-11).
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];
+  uint8_t qs[kQK_K / 4];
+  uint8_t scales[kKScaleBytes];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ3_K) == 110);
+
+// 256 values in 8 sub-blocks of 32: x = d * sc[s] * q - dmin * m[s] as in Q4_K, q 5-bit: the
+// low 4 bits as in Q4_K, bit 4 of element 64g + 32i + l in bit 2g + i of qh[l].
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[kKScaleBytes];
+  uint8_t qh[kQK_K / 8];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ5_K) == 176);
+
 // Q4_0 of 8 rows, one block column: the 8 scales, then 128 bytes in which 32-bit lane r holds
 // row r's values. Lane r of byte group c (c = 0..3, 32 bytes each) has elements 4c..4c+3 of row
 // r in its low nibbles and elements 16+4c..16+4c+3 in its high nibbles, so one load, a mask

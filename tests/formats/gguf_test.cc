@@ -2,17 +2,29 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <cmath>
 #include <cstring>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "common/test_paths.h"
 #include "formats/gguf_writer.h"
+#include "tensor/dequantize.h"
 #include "util/half.h"
+#include "util/json.h"
 
 namespace qb {
 namespace {
 
 using test::DataPath;
 using test::ScratchDir;
+
+std::string ToUpper(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
 
 // Raw GGUF bytes, for files the writer would never produce.
 class Bytes {
@@ -156,6 +168,39 @@ TEST(GgufTest, ReadsTheMicroFixtures) {
     EXPECT_EQ(f->FindTensor("token_embd.weight")->shape, (Shape{1024, 256}));
     for (const auto& t : f->tensors()) EXPECT_TRUE(f->Load(t).ok()) << t.name;
   }
+}
+
+// The GGUF types of official Qwen2.5 files beyond the ones qwenbox also writes (Q4_1, Q5_0,
+// Q5_1, IQ4_NL, Q2_K, Q3_K, Q5_K), each in two tensors of tests/data/micro-qwen2-mixed: the
+// first and last row of every quantized tensor dequantized as llama.cpp's ggml does it.
+TEST(GgufTest, DequantizesEveryTypeAsLlamaCppDoes) {
+  auto f = GgufFile::Open(DataPath("micro-qwen2-mixed/micro-qwen2-mixed.gguf"));
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  const std::string samples_path = DataPath("micro-qwen2-mixed/dequant_samples.json");
+  auto samples = ParseJson(test::ReadBytes(samples_path), samples_path);
+  ASSERT_TRUE(samples.ok()) << samples.status().ToString();
+  std::set<std::string> types;
+  for (const auto& [name, want] : samples->items()) {
+    const GgufTensorInfo* info = f->FindTensor(name);
+    ASSERT_NE(info, nullptr) << name;
+    std::string type(FindGgmlType(info->ggml_type)->name);
+    EXPECT_EQ(type, ToUpper(want["type"].get<std::string>())) << name;
+    types.insert(type);
+    auto t = f->Load(*info);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    const int64_t cols = want["cols"].get<int64_t>();
+    ASSERT_EQ(t->cols(), cols) << name;
+    std::vector<float> got(static_cast<size_t>(cols));
+    for (const auto& [row, values] : want["rows"].items()) {
+      DequantizeRow(t->dtype(), t->row(std::stoll(row)), got.data(), cols);
+      const auto expected = values.get<std::vector<float>>();
+      ASSERT_EQ(expected.size(), got.size());
+      // Equal up to the rounding of one fused multiply-add (ggml may fuse d * q + m).
+      for (size_t i = 0; i < got.size(); ++i)
+        ASSERT_NEAR(got[i], expected[i], 1e-7f + 1e-6f * std::fabs(expected[i])) << name << " row " << row << " col " << i;
+    }
+  }
+  EXPECT_EQ(types, (std::set<std::string>{"Q4_1", "Q5_0", "Q5_1", "IQ4_NL", "Q2_K", "Q3_K", "Q5_K"}));
 }
 
 TEST(GgufTest, CorruptFilesGiveClearErrors) {

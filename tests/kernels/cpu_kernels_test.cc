@@ -74,6 +74,39 @@ Tensor RandomWeights(DType type, int64_t rows, int64_t cols, uint32_t seed) {
     case DType::kQ6_K:
       for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ6_K>()[b].d = F32ToF16(ud(rng) * 0.01f);
       break;
+    case DType::kQ4_1:
+      for (int64_t b = 0; b < nb; ++b) {
+        t.mutable_data<BlockQ4_1>()[b].d = F32ToF16(ud(rng));
+        t.mutable_data<BlockQ4_1>()[b].m = F32ToF16(-8.f * ud(rng));
+      }
+      break;
+    case DType::kQ5_0:
+      for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ5_0>()[b].d = F32ToF16(ud(rng) * 0.5f);
+      break;
+    case DType::kQ5_1:
+      for (int64_t b = 0; b < nb; ++b) {
+        t.mutable_data<BlockQ5_1>()[b].d = F32ToF16(ud(rng) * 0.5f);
+        t.mutable_data<BlockQ5_1>()[b].m = F32ToF16(-8.f * ud(rng));
+      }
+      break;
+    case DType::kIq4Nl:
+      for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockIq4Nl>()[b].d = F32ToF16(ud(rng) * 0.1f);
+      break;
+    case DType::kQ2_K:
+      for (int64_t b = 0; b < nb; ++b) {
+        t.mutable_data<BlockQ2_K>()[b].d = F32ToF16(ud(rng) * 0.5f);
+        t.mutable_data<BlockQ2_K>()[b].dmin = F32ToF16(ud(rng) * 0.5f);
+      }
+      break;
+    case DType::kQ3_K:
+      for (int64_t b = 0; b < nb; ++b) t.mutable_data<BlockQ3_K>()[b].d = F32ToF16(ud(rng) * 0.1f);
+      break;
+    case DType::kQ5_K:
+      for (int64_t b = 0; b < nb; ++b) {
+        t.mutable_data<BlockQ5_K>()[b].d = F32ToF16(ud(rng) * 0.05f);
+        t.mutable_data<BlockQ5_K>()[b].dmin = F32ToF16(ud(rng) * 0.1f);
+      }
+      break;
     default: break;
   }
   return t;
@@ -100,7 +133,7 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
     Linear(ExecContext::Reference(), x, w, &bias, want);
     // Bound per output: sum over blocks of sum|w| * (block amax / 254), the activation rounding;
     // activation blocks are 256 values for the K-quants, 32 otherwise.
-    const int64_t act_block = type == DType::kQ4_K || type == DType::kQ6_K ? 256 : 32;
+    const int64_t act_block = Info(type).block_size == 256 ? 256 : 32;
     std::vector<double> bound(static_cast<size_t>(n * out), 0.0);
     for (int64_t r = 0; r < out; ++r) {
       DequantizeMatrixRow(w.raw(), type, in, r, deq.data());
@@ -148,7 +181,11 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{DType::kF16, 64, 38}, LinearCase{DType::kBF16, 64},
                       LinearCase{DType::kBF16, 96, 38}, LinearCase{DType::kQ8_0, 128}, LinearCase{DType::kQ4_0, 96},
                       LinearCase{DType::kQ4_0x8, 128, 40}, LinearCase{DType::kQ8_0x8, 64, 40}, LinearCase{DType::kQ4Z, 96},
-                      LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256}),
+                      LinearCase{DType::kQ4_K, 512}, LinearCase{DType::kQ6_K, 256},
+                      // The GGUF types qwenbox reads but never writes.
+                      LinearCase{DType::kQ4_1, 96}, LinearCase{DType::kQ5_0, 128}, LinearCase{DType::kQ5_1, 96},
+                      LinearCase{DType::kIq4Nl, 96}, LinearCase{DType::kQ2_K, 512}, LinearCase{DType::kQ3_K, 256},
+                      LinearCase{DType::kQ5_K, 512}),
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });
@@ -158,7 +195,8 @@ INSTANTIATE_TEST_SUITE_P(
 // bit-identical result alone (n = 1) and in batches whose micro-kernel calls take 1-4 tokens,
 // matrices ending with 1 or 2 leftover rows of a float tile.
 TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
-  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K}) {
+  for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ4_1,
+                     DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ2_K, DType::kQ3_K, DType::kQ5_K}) {
     const int64_t in = 512;
     for (int64_t out : {37, 38}) {
       Tensor w = RandomWeights(type, out, in, 51);

@@ -32,6 +32,10 @@ QuantDot QuantKernel(const CpuKernels& k, DType t) {
     case DType::kQ8_0: return k.q8_0;
     case DType::kQ4_0: return k.q4_0;
     case DType::kQ4Z: return k.q4z;
+    case DType::kQ4_1: return k.q4_1;
+    case DType::kQ5_0: return k.q5_0;
+    case DType::kQ5_1: return k.q5_1;
+    case DType::kIq4Nl: return k.iq4_nl;
     default: return nullptr;
   }
 }
@@ -40,6 +44,9 @@ QuantDotK QuantKernelK(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kQ4_K: return k.q4_k;
     case DType::kQ6_K: return k.q6_k;
+    case DType::kQ2_K: return k.q2_k;
+    case DType::kQ3_K: return k.q3_k;
+    case DType::kQ5_K: return k.q5_k;
     default: return nullptr;
   }
 }

@@ -67,12 +67,19 @@ struct CpuKernels {
   void (*attend)(const float* q, int64_t n_q, const void* k, const void* v, DType kv_type, const int32_t* rows,
                  int64_t n_keys, int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores,
                  float* out);
+  // The GGUF types qwenbox reads but never writes (linear_kernels_gguf_*.cc).
+  QuantDot q4_1 = nullptr, q5_0 = nullptr, q5_1 = nullptr, iq4_nl = nullptr;
+  QuantDotK q2_k = nullptr, q3_k = nullptr, q5_k = nullptr;
 };
 
 // Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load
 // instead of an insert and a convert. Built at start-up in portable code (not in a file compiled
 // for AVX2: its initializer would run before any CPU check).
 extern const float* const kF16ToF32Table;
+
+// Fill in the kernels of the GGUF types qwenbox reads but never writes.
+void AddGgufScalarKernels(CpuKernels& k);
+void AddGgufAvx2Kernels(CpuKernels& k);  // only call when the CPU has AVX2, FMA and F16C
 
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/avx2_helpers.h"
 #include "kernels/cpu/linear_kernels.h"
 #include "tensor/quant_blocks.h"
 #include "util/half.h"
@@ -16,15 +17,6 @@ namespace qb::kernels::cpu {
 
 namespace {
 
-inline float Hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float H(uint16_t h) { return _cvtsh_ss(h); }
-
 // Pins a vector value in a register at this point of the code. GCC otherwise reassociates the
 // integer sums of the interleaved kernels and computes every product first, which needs more
 // than the 16 ymm registers and spills (measured: no faster than the spilling order).
@@ -32,15 +24,6 @@ template <typename V>
 inline void KeepInRegister(V& v) {
   asm volatile("" : "+x"(v));
 }
-
-inline float F16Table(uint16_t h) { return kF16ToF32Table[h]; }
-
-// u8 (0..255) x s8 -> 8 x s32 sums of 4 products each.
-inline __m256i DotU8S8(__m256i u, __m256i s) {
-  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
-}
-
-inline __m256i LoadQ(const ActBlock& a) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(a.q)); }
 
 void Quantize(const float* x, int64_t n, ActBlock* out) {
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
@@ -115,12 +98,6 @@ void DotQ8_0T(const BlockQ8_0* w, const ActBlock* const* acts, int64_t nb, float
   }
 }
 
-inline __m256i UnpackNibbles(const uint8_t* qs) {  // 16 bytes -> 32 u8: low nibbles, then high
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
-  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
-  return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
-}
-
 // Q4_0: the nibbles minus 8 are signed int8; the sign trick makes them the unsigned operand.
 // Q4_0 and Q4Z (GPTQ/AWQ): x . (q - z) = x . q - z * sum(x), with z = 8 for Q4_0 and the
 // block's own zero point for Q4Z; the nibbles are the unsigned operand of vpmaddubsw directly,
@@ -157,36 +134,6 @@ void DotQ4T(const Block* w, const ActBlock* const* acts, int64_t nb, float* out)
     out[t] = Hsum(sum) - corr[t];
   }
 }
-
-inline void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
-  if (s < 4) {
-    *sc = scales[s] & 63;
-    *m = scales[s + 4] & 63;
-  } else {
-    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
-    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
-  }
-}
-
-// K-quants meet 256-value activation blocks: the sub-block scales multiply the integer sums
-// (vpmaddwd with the scale), so a whole super-block is one int32 vector and one float FMA.
-// The 8 six-bit scales and mins of a Q4_K block, unpacked with 32-bit word arithmetic:
-// bytes 0-3 hold scales 0-3 (+ the high bits of scales 4-7), bytes 4-7 mins 0-3 (+ high bits of
-// mins 4-7), bytes 8-11 the low nibbles of scales and mins 4-7.
-inline void UnpackQ4KScales(const uint8_t* s, uint64_t* scales, uint64_t* mins) {
-  uint32_t w0, w1, w2;
-  std::memcpy(&w0, s, 4);
-  std::memcpy(&w1, s + 4, 4);
-  std::memcpy(&w2, s + 8, 4);
-  const uint32_t sc_lo = w0 & 0x3f3f3f3fu, m_lo = w1 & 0x3f3f3f3fu;
-  const uint32_t sc_hi = (w2 & 0x0f0f0f0fu) | (((w0 >> 6) & 0x03030303u) << 4);
-  const uint32_t m_hi = ((w2 >> 4) & 0x0f0f0f0fu) | (((w1 >> 6) & 0x03030303u) << 4);
-  *scales = sc_lo | (static_cast<uint64_t>(sc_hi) << 32);
-  *mins = m_lo | (static_cast<uint64_t>(m_hi) << 32);
-}
-
-// Shuffle masks that broadcast int16 element k of a 128-bit lane to the whole lane.
-inline __m256i BroadcastMask16(int k) { return _mm256_set1_epi16(static_cast<int16_t>((2 * k) | ((2 * k + 1) << 8))); }
 
 // K-quants meet 256-value activation blocks: the sub-block scales multiply the integer sums
 // (vpmaddwd with the scale), so a whole super-block is one int32 vector and one float FMA.
@@ -377,18 +324,6 @@ void DotQ8_0x8T(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, f
     }
   }
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
-}
-
-// nt (1..kMaxTokens) -> the template instance.
-template <typename Block, template <int> class K, typename Act = ActBlock>
-void Dispatch(const void* row, const Act* const* acts, int nt, int64_t nb, float* out) {
-  const auto* w = static_cast<const Block*>(row);
-  switch (nt) {
-    case 1: K<1>::Run(w, acts, nb, out); break;
-    case 2: K<2>::Run(w, acts, nb, out); break;
-    case 3: K<3>::Run(w, acts, nb, out); break;
-    default: K<4>::Run(w, acts, nb, out); break;
-  }
 }
 
 template <int NT> struct Q4ZK { static void Run(const BlockQ4Z* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ4T<NT>(w, a, nb, o); } };
@@ -722,7 +657,11 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
 }  // namespace
 
 const CpuKernels& Avx2CpuKernels() {
-  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+  static const CpuKernels k = [] {
+    CpuKernels v{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+    AddGgufAvx2Kernels(v);
+    return v;
+  }();
   return k;
 }
 

@@ -272,7 +272,11 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
 }  // namespace
 
 const CpuKernels& ScalarCpuKernels() {
-  static const CpuKernels k{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+  static const CpuKernels k = [] {
+    CpuKernels v{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+    AddGgufScalarKernels(v);
+    return v;
+  }();
   return k;
 }
 

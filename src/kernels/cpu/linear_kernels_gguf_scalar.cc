@@ -1,0 +1,159 @@
+// Portable micro-kernels of the GGUF types qwenbox reads but never writes (Q4_1, Q5_0, Q5_1,
+// IQ4_NL against 32-value activation blocks; Q2_K, Q3_K, Q5_K against 256-value ones): integer
+// sums per block or sub-block, float scales applied per block, as the AVX2 versions do.
+#include <cstring>
+
+#include "kernels/cpu/linear_kernels.h"
+#include "tensor/dequantize_gguf.h"
+#include "tensor/quant_blocks.h"
+#include "util/half.h"
+
+namespace qb::kernels::cpu {
+
+namespace {
+
+// The 32 unsigned codes of a nibble block (element j), plus bit 4 from qh where there is one.
+template <typename Block>
+void Codes(const Block& b, int* q) {
+  for (int j = 0; j < 16; ++j) {
+    q[j] = b.qs[j] & 0x0f;
+    q[j + 16] = b.qs[j] >> 4;
+  }
+  if constexpr (requires { b.qh; }) {
+    uint32_t h;
+    std::memcpy(&h, b.qh, sizeof(h));
+    for (int j = 0; j < 32; ++j) q[j] |= static_cast<int>((h >> j) & 1u) << 4;
+  }
+}
+
+// x . w over 32-value blocks with w = d * (code - zero) (Q5_0) or d * code + m (Q4_1, Q5_1):
+// d_w * d_x * sum(code * q_x), and the offset times the block's activation sum.
+template <typename Block>
+void DotAffine(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const Block*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      const ActBlock& a = acts[t][b];
+      int q[32];
+      Codes(w[b], q);
+      int s = 0;
+      for (int i = 0; i < 32; ++i) s += q[i] * a.q[i];
+      const float dw = F16ToF32(w[b].d);
+      float offset;
+      if constexpr (requires { w[b].m; }) offset = F16ToF32(w[b].m);
+      else offset = -16.f * dw;
+      acc += dw * a.d * static_cast<float>(s) + offset * (a.ds16[0] + a.ds16[1]);
+    }
+    out[t] = acc;
+  }
+}
+
+void DotIq4Nl(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockIq4Nl*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+      int q[32];
+      Codes(w[b], q);
+      int s = 0;
+      for (int i = 0; i < 32; ++i) s += kIq4NlValues[q[i]] * acts[t][b].q[i];
+      acc += F16ToF32(w[b].d) * acts[t][b].d * static_cast<float>(s);
+    }
+    out[t] = acc;
+  }
+}
+
+// The 2-bit plane of element e (0..255) of a Q2_K / Q3_K block.
+inline int Low2(const uint8_t* qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3; }
+
+void DotQ2_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ2_K*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 256; ++b) {
+      const ActBlockK& a = acts[t][b];
+      int isum = 0, msum = 0;
+      for (int s = 0; s < 16; ++s) {
+        int dot = 0;
+        for (int e = 16 * s; e < 16 * s + 16; ++e) dot += Low2(w[b].qs, e) * a.q[e];
+        isum += (w[b].scales[s] & 0x0f) * dot;
+        msum += (w[b].scales[s] >> 4) * a.bsums[s];
+      }
+      acc += a.d * (F16ToF32(w[b].d) * static_cast<float>(isum) - F16ToF32(w[b].dmin) * static_cast<float>(msum));
+    }
+    out[t] = acc;
+  }
+}
+
+void DotQ3_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ3_K*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 256; ++b) {
+      const ActBlockK& a = acts[t][b];
+      int8_t sc[16];
+      UnpackQ3KScales(w[b].scales, sc);
+      int isum = 0;
+      for (int s = 0; s < 16; ++s) {
+        int dot = 0;
+        for (int e = 16 * s; e < 16 * s + 16; ++e) {
+          const int hi = (w[b].hmask[e % 32] >> (e / 32)) & 1;  // bit 4h + j for e = 128h + 32j + l
+          dot += (Low2(w[b].qs, e) + 4 * hi - 4) * a.q[e];
+        }
+        isum += sc[s] * dot;
+      }
+      acc += a.d * F16ToF32(w[b].d) * static_cast<float>(isum);
+    }
+    out[t] = acc;
+  }
+}
+
+void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
+  if (s < 4) {
+    *sc = scales[s] & 63;
+    *m = scales[s + 4] & 63;
+  } else {
+    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
+    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
+  }
+}
+
+void DotQ5_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockQ5_K*>(row);
+  for (int t = 0; t < nt; ++t) {
+    float acc = 0.f;
+    for (int64_t b = 0; b < n / 256; ++b) {
+      const ActBlockK& a = acts[t][b];
+      int isum = 0, msum = 0;
+      for (int s = 0; s < 8; ++s) {
+        int sc, m;
+        ScaleMinK4(w[b].scales, s, &sc, &m);
+        const uint8_t* q = w[b].qs + 32 * (s / 2);
+        int dot = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int code = ((s & 1) ? q[l] >> 4 : q[l] & 0x0f) | (((w[b].qh[l] >> s) & 1) << 4);
+          dot += code * a.q[32 * s + l];
+        }
+        isum += sc * dot;
+        msum += m * a.bsums32[s];
+      }
+      acc += a.d * (F16ToF32(w[b].d) * static_cast<float>(isum) - F16ToF32(w[b].dmin) * static_cast<float>(msum));
+    }
+    out[t] = acc;
+  }
+}
+
+}  // namespace
+
+void AddGgufScalarKernels(CpuKernels& k) {
+  k.q4_1 = DotAffine<BlockQ4_1>;
+  k.q5_0 = DotAffine<BlockQ5_0>;
+  k.q5_1 = DotAffine<BlockQ5_1>;
+  k.iq4_nl = DotIq4Nl;
+  k.q2_k = DotQ2_K;
+  k.q3_k = DotQ3_K;
+  k.q5_k = DotQ5_K;
+}
+
+}  // namespace qb::kernels::cpu
