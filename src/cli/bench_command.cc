@@ -1,4 +1,5 @@
-// qwenbox bench --model PATH [-p 512] [-n 128] [-t THREADS] [--reps 5] [--concurrency N] [--json]
+// qwenbox bench --model PATH [-p 512] [-n 128] [-t THREADS] [--reps 5] [--concurrency N]
+//   [--kv-dtype f16] [--json]
 // Prompt processing (one forward pass over p tokens) and generation (n tokens one at a time)
 // in tokens/s, min/median/max over the repetitions, like llama-bench; and peak RSS.
 // With --concurrency N: N sequences of p prompt tokens and n generated tokens run through the
@@ -17,6 +18,7 @@
 #include "cli/commands.h"
 #include "cli/exec_options.h"
 #include "engine/engine.h"
+#include "kernels/ops.h"
 #include "model/loader.h"
 
 namespace qb::cli {
@@ -29,6 +31,7 @@ struct BenchOptions {
   int64_t gen = 128;
   int reps = 5;
   int concurrency = 0;
+  std::string kv_dtype = "f16";
   bool json = false;
   ExecOptions exec;
 };
@@ -55,6 +58,10 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   const Qwen2Model& model = *loaded.model;
   const int64_t per_seq = o.prompt + o.gen;
   EngineConfig ec;
+  const auto kv_dtype = DTypeFromName(o.kv_dtype);
+  if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
+    return InvalidArgument(fmt::format("--kv-dtype {} is not one of f16, bf16, f32, q8_0", o.kv_dtype));
+  ec.kv_dtype = *kv_dtype;
   ec.scheduler.block_size = 16;
   ec.scheduler.max_num_seqs = std::max(o.concurrency, 1);
   ec.scheduler.max_batch_tokens = std::max<int64_t>(512, o.concurrency);
@@ -187,6 +194,8 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--reps", o->reps, "Repetitions")->capture_default_str();
   cmd->add_option("--concurrency", o->concurrency,
                   "Run this many sequences at once through the serving engine (aggregate generation rate)");
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type with --concurrency: f16, bf16, f32 or q8_0")
+      ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   o->exec.Add(cmd, "fast");
   cmd->callback([o, exit_code] {

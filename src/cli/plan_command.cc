@@ -11,6 +11,7 @@
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "kernels/ops.h"
 #include "model/loader.h"
 #include "model/presets.h"
 #include "resources/deployment.h"
@@ -65,7 +66,10 @@ Status RunPlan(const PlanOptions& o) {
   if (o.format != "table" && o.format != "json" && o.format != "docker" && o.format != "compose" && o.format != "k8s")
     return InvalidArgument(fmt::format("--format {} is not one of table, json, docker, compose, k8s", o.format));
   auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype || !Info(*kv_dtype).is_float) return InvalidArgument("--kv-dtype must be f16, bf16 or f32");
+  if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
+    return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");
+  if (*kv_dtype == DType::kQ8_0 && o.gpus > 0)
+    return InvalidArgument("--kv-dtype q8_0 is for CPU deployments (the GPU KV cache is f16, bf16 or f32)");
   QB_ASSIGN_OR_RETURN(Subject subject, FindSubject(o));
 
   // The limits to check against: the flags, else this machine's.
@@ -233,7 +237,7 @@ void AddPlanCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--cpus", o->cpus, "CPUs for all instances (default: this machine's quota or cores)");
   cmd->add_option("--gpus", o->gpus, "GPUs in all (0: CPU serving)")->capture_default_str();
   cmd->add_option("--gpu-mem", o->gpu_mem, "Memory of each GPU")->capture_default_str();
-  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16 or f32")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32, or q8_0 (CPU: half of f16's memory)")->capture_default_str();
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step")->capture_default_str();
   cmd->add_option("--memory-margin", o->margin, "Fraction of the limit left free")->capture_default_str();
   cmd->add_option("--format", o->format, "table, json, docker, compose or k8s")->capture_default_str();

@@ -146,9 +146,9 @@ Status RunServe(ServeOptions o) {
                                                   sizing.guard_reserve_bytes);
   stage("ready", 1.0);
   server.SetModel(sm);
-  spdlog::info("ready: {} as \"{}\" on {} ({} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
-               loaded.path, o.server.served_model_name, sizing.device, ec.kv_blocks, o.block_size, pool->size(),
-               ec.max_total_tokens);
+  spdlog::info("ready: {} as \"{}\" on {} ({} {} KV blocks of {} tokens, {} compute threads, max {} tokens a request)",
+               loaded.path, o.server.served_model_name, sizing.device, ec.kv_blocks, Name(ec.kv_dtype), o.block_size,
+               pool->size(), ec.max_total_tokens);
 
   stop_signals.SetReady();
   const int sig = stop_signals.WaitForSignal();
@@ -193,7 +193,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--gpu-memory-utilization", o->gpu_memory_utilization,
                   "With --device cuda: the fraction of the GPU's memory for weights, activations and KV cache")
       ->capture_default_str();
-  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16 or f32")->capture_default_str();
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32, or q8_0 (CPU: half of f16's memory)")->capture_default_str();
   cmd->add_option("--block-size", o->block_size, "Tokens per KV block")->capture_default_str();
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "cli/serve_options.h"
+#include "kernels/ops.h"
 #include "kv/kv_storage.h"
 #include "model/kv_cache.h"
 #include "resources/kv_sizing.h"
@@ -44,7 +45,10 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
 
 Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, ServeSizing* s) {
   auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype || !Info(*kv_dtype).is_float) return InvalidArgument("--kv-dtype must be f16, bf16 or f32");
+  if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
+    return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");
+  if (*kv_dtype == DType::kQ8_0 && o.device != "cpu")
+    return InvalidArgument("--kv-dtype q8_0 runs on the CPU only (the GPU KV cache is f16, bf16 or f32)");
   if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1 || o.max_queue < 0)
     return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
   const ModelConfig& mc = loaded.model->config();

@@ -96,7 +96,8 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
   CheckF32(out, "Attention", "out");
   CheckCpu(k, "Attention");
   CheckCpu(v, "Attention");
-  QB_CHECK(k.dtype() == v.dtype() && Info(k.dtype()).is_float, "Attention: kv dtype {}", Name(k.dtype()));
+  QB_CHECK(k.dtype() == v.dtype() && IsKvDType(k.dtype()) && head_dim % Info(k.dtype()).block_size == 0,
+           "Attention: kv dtype {} with head_dim {}", Name(k.dtype()), head_dim);
   QB_CHECK(q.cols() % head_dim == 0 && k.cols() % head_dim == 0 && k.shape() == v.shape() &&
                out.shape() == q.shape() && static_cast<int64_t>(positions.size()) == q.rows() &&
                tables.size() == positions.size() && block_size > 0,
@@ -146,10 +147,12 @@ void AddInPlace(Tensor& acc, const Tensor& x) {
   ref::Add(acc.mutable_data<float>(), x.data<float>(), acc.numel());
 }
 
+bool IsKvDType(DType t) { return Info(t).is_float || t == DType::kQ8_0; }
+
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {
   CheckF32(src, "ScatterRows", "src");
   CheckCpu(dst, "ScatterRows");
-  QB_CHECK(Info(dst.dtype()).is_float && src.cols() == dst.cols() && src.rows() == static_cast<int64_t>(rows.size()),
+  QB_CHECK(IsKvDType(dst.dtype()) && src.cols() == dst.cols() && src.rows() == static_cast<int64_t>(rows.size()),
            "ScatterRows: src {} dst {} {}", ShapeToString(src.shape()), Name(dst.dtype()), ShapeToString(dst.shape()));
   const int64_t d = src.cols(), rb = dst.row_bytes();
   auto* base = static_cast<uint8_t*>(dst.mutable_raw());

@@ -40,7 +40,7 @@ void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const i
 void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out);
 
 // Causal grouped-query attention over a paged KV cache. q: [n, n_heads * head_dim] f32;
-// k, v: [rows, n_kv_heads * head_dim] (f32, f16 or bf16), where key j of token t's sequence is
+// k, v: [rows, n_kv_heads * head_dim] (IsKvDType; q8_0 needs head_dim % 32 == 0), where key j of token t's sequence is
 // row tables[t][j / block_size] * block_size + j % block_size. Query t sees keys 0..positions[t];
 // query head h uses kv head h / (n_heads / n_kv_heads); scores are scaled by `scale`.
 // (A contiguous cache is one block of block_size = rows with table {0}.)
@@ -54,7 +54,11 @@ void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out);
 // acc += x, elementwise.
 void AddInPlace(Tensor& acc, const Tensor& x);
 
-// Writes rows of src [n, d] (f32) into dst [T, d] (f32, f16 or bf16) at rows[t].
+// The types a KV cache may be stored in: f32, f16, bf16, and q8_0 (blocks of 32 with a scale;
+// half of f16's bytes; attention dequantizes it exactly).
+bool IsKvDType(DType t);
+
+// Writes rows of src [n, d] (f32) into dst [T, d] (IsKvDType) at rows[t].
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
 
 }  // namespace qb::kernels

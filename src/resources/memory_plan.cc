@@ -50,7 +50,7 @@ Result<int64_t> WeightBytes(const ModelConfig& c, const std::string& quant) {
 }
 
 int64_t KvBytesPerToken(const ModelConfig& c, DType kv_dtype) {
-  return 2 * c.num_layers * c.num_kv_heads * c.head_dim * Info(kv_dtype).block_bytes;
+  return 2 * c.num_layers * RowBytes(kv_dtype, c.num_kv_heads * c.head_dim);
 }
 
 int64_t ActivationBytes(const ModelConfig& c, const StepShape& s) {

@@ -45,18 +45,6 @@ void DequantQ4Z(const BlockQ4Z* b, float* y, int64_t nb) {
   }
 }
 
-// The 6-bit scale and min of sub-block s (0..7) of a Q4_K block. Sub-blocks 0-3 keep their
-// values in the low 6 bits of bytes s and s+4; sub-blocks 4-7 split theirs between a nibble of
-// byte s+4 and the top two bits of bytes s-4 (scale) and s (min).
-void Q4KScaleMin(const uint8_t* scales, int s, uint8_t* sc, uint8_t* m) {
-  if (s < 4) {
-    *sc = scales[s] & 63;
-    *m = scales[s + 4] & 63;
-  } else {
-    *sc = static_cast<uint8_t>((scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4));
-    *m = static_cast<uint8_t>((scales[s + 4] >> 4) | ((scales[s] >> 6) << 4));
-  }
-}
 
 void DequantQ4_K(const BlockQ4_K* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
@@ -66,10 +54,11 @@ void DequantQ4_K(const BlockQ4_K* b, float* y, int64_t nb) {
     float* out = y + i * kQK_K;
     // Each 32 bytes of qs hold sub-blocks 2g (low nibbles) and 2g+1 (high nibbles).
     for (int g = 0; g < 4; ++g) {
-      uint8_t sc0, m0, sc1, m1;
-      Q4KScaleMin(b[i].scales, 2 * g, &sc0, &m0);
-      Q4KScaleMin(b[i].scales, 2 * g + 1, &sc1, &m1);
-      const float d0 = d * sc0, min0 = dmin * m0, d1 = d * sc1, min1 = dmin * m1;
+      int sc0, m0, sc1, m1;
+      KQuantScaleMin(b[i].scales, 2 * g, &sc0, &m0);
+      KQuantScaleMin(b[i].scales, 2 * g + 1, &sc1, &m1);
+      const float d0 = d * static_cast<float>(sc0), min0 = dmin * static_cast<float>(m0), d1 = d * static_cast<float>(sc1),
+                  min1 = dmin * static_cast<float>(m1);
       for (int l = 0; l < 32; ++l) {
         out[64 * g + l] = d0 * static_cast<float>(q[32 * g + l] & 0x0f) - min0;
         out[64 * g + 32 + l] = d1 * static_cast<float>(q[32 * g + l] >> 4) - min1;

@@ -35,15 +35,6 @@ int High(const Block& b, int j) {
   return static_cast<int>((HighBits(b.qh) >> j) & 1u) << 4;
 }
 
-void Q4KScaleMin(const uint8_t* scales, int s, int* sc, int* m) {
-  if (s < 4) {
-    *sc = scales[s] & 63;
-    *m = scales[s + 4] & 63;
-  } else {
-    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
-    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
-  }
-}
 
 void DequantQ2_K(const BlockQ2_K* b, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
@@ -80,7 +71,7 @@ void DequantQ5_K(const BlockQ5_K* b, float* y, int64_t nb) {
     for (int e = 0; e < kQK_K; ++e) {
       const int s = e / 32, g = e / 64, l = e % 32;  // sub-block, 32-byte group of qs, byte
       int sc, m;
-      Q4KScaleMin(b[i].scales, s, &sc, &m);
+      KQuantScaleMin(b[i].scales, s, &sc, &m);
       const uint8_t byte = b[i].qs[32 * g + l];
       const int q = ((s & 1) ? byte >> 4 : byte & 0x0f) | (((b[i].qh[l] >> s) & 1) << 4);
       out[e] = d * static_cast<float>(sc) * static_cast<float>(q) - dmin * static_cast<float>(m);
@@ -89,6 +80,16 @@ void DequantQ5_K(const BlockQ5_K* b, float* y, int64_t nb) {
 }
 
 }  // namespace
+
+void KQuantScaleMin(const uint8_t* scales, int s, int* sc, int* m) {
+  if (s < 4) {
+    *sc = scales[s] & 63;
+    *m = scales[s + 4] & 63;
+  } else {
+    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
+    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
+  }
+}
 
 void UnpackQ3KScales(const uint8_t* packed, int8_t* scales) {
   // Scale s: low nibble from byte s % 8 (low nibble for s < 8, high above), high two bits from

@@ -61,6 +61,25 @@ TEST(PlanCli, FromAModelFileAndContainerFormats) {
   EXPECT_NE(compose.out.find("services:"), std::string::npos) << compose.out;
 }
 
+// A q8_0 KV cache: 34 bytes per 32 values, so the same memory holds 1.88x the tokens of f16.
+TEST(PlanCli, Q8_0KvCacheHalvesTheKvBytes) {
+  const Json j = RunJson({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q4_k", "--ctx", "8192", "--batch",
+                          "4", "--kv-dtype", "q8_0", "--format", "json"});
+  EXPECT_EQ(j["kv_bytes_per_token"], 2 * 28 * 16 * 34);
+  EXPECT_EQ(j["kv_bytes"], int64_t{4} * 8192 * 2 * 28 * 16 * 34);
+  const std::string model = DataPath("micro-qwen2/micro-qwen2-q8_0.gguf");
+  const Json f16 = RunJson({kQwenbox, "serve", "--model", model, "--print-config", "--kv-cache-bytes", "64m"});
+  const Json q8 = RunJson(
+      {kQwenbox, "serve", "--model", model, "--print-config", "--kv-cache-bytes", "64m", "--kv-dtype", "q8_0"});
+  EXPECT_EQ(q8["kv_dtype"], "q8_0");
+  EXPECT_EQ(f16["kv_bytes_per_token"].get<int64_t>() * 34, q8["kv_bytes_per_token"].get<int64_t>() * 64);
+  EXPECT_GT(q8["kv_blocks"].get<int64_t>(), f16["kv_blocks"].get<int64_t>() * 18 / 10);
+  // The GPU cache has no q8_0.
+  auto r = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--gpus", "1", "--kv-dtype", "q8_0"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("q8_0"), std::string::npos) << r.err;
+}
+
 TEST(PlanCli, BadInput) {
   for (const std::vector<std::string>& argv :
        {std::vector<std::string>{kQwenbox, "plan", "--preset", "qwen2.5-9b"},

@@ -33,8 +33,9 @@ class EngineTest : public ::testing::Test {
   }
 
   static std::unique_ptr<Engine> MakeEngine(int64_t kv_blocks = 256, int64_t max_batch_tokens = 64,
-                                            int64_t max_num_seqs = 32) {
+                                            int64_t max_num_seqs = 32, DType kv_dtype = DType::kF16) {
     EngineConfig c;
+    c.kv_dtype = kv_dtype;
     c.scheduler.block_size = 16;
     c.scheduler.max_batch_tokens = max_batch_tokens;
     c.scheduler.max_num_seqs = max_num_seqs;
@@ -86,11 +87,14 @@ std::shared_ptr<const Qwen2Model> EngineTest::model_;
 std::shared_ptr<const Tokenizer> EngineTest::tokenizer_;
 std::unique_ptr<ThreadPool> EngineTest::pool_;
 
-TEST_F(EngineTest, SoloGreedyMatchesTheModel) {
-  // With an f32 KV cache the engine computes exactly what Forward on a contiguous cache does.
+class EngineKvTypeTest : public EngineTest, public ::testing::WithParamInterface<DType> {};
+
+TEST_P(EngineKvTypeTest, SoloGreedyMatchesTheModel) {
+  // With the same KV type the engine (paged, chunked prefill) computes exactly what Forward on a
+  // contiguous cache does: rows are stored (and, for q8_0, quantized) one token at a time.
   EngineConfig c;
   c.kv_blocks = 32;
-  c.kv_dtype = DType::kF32;
+  c.kv_dtype = GetParam();
   c.scheduler.max_batch_tokens = 16;  // the 40-token prompt is prefilled in three chunks
   Engine engine(model_, tokenizer_, c, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
   std::mt19937 rng(1);
@@ -98,7 +102,7 @@ TEST_F(EngineTest, SoloGreedyMatchesTheModel) {
   auto s = engine.Submit(Greedy(prompt, 12));
   ASSERT_TRUE(s.ok());
   const Output out = Collect(**s);
-  ContiguousKvCache cache(model_->config(), 60);
+  ContiguousKvCache cache(model_->config(), 60, GetParam());
   const kernels::ExecContext ctx{pool_.get(), kernels::DetectIsa()};
   std::vector<int32_t> want, step = prompt;
   int64_t pos = 0;
@@ -113,6 +117,26 @@ TEST_F(EngineTest, SoloGreedyMatchesTheModel) {
   EXPECT_EQ(out.finish.reason, FinishReason::kLength);
   EXPECT_EQ(out.finish.generated_tokens, 12);
   EXPECT_EQ(out.text, *tokenizer_->Decode(want, true));
+}
+
+INSTANTIATE_TEST_SUITE_P(KvTypes, EngineKvTypeTest, ::testing::Values(DType::kF32, DType::kQ8_0),
+                         [](const auto& p) { return std::string(Name(p.param)); });
+
+// A q8_0 cache (half of f16's bytes) keeps what batching and the prefix cache promise.
+TEST_F(EngineTest, Q8_0CacheBatchingAndPrefixHitsNeverChangeGreedyOutput) {
+  std::mt19937 rng(12);
+  const auto prompt = RandomPrompt(rng, 37);
+  const Output solo = Collect(**MakeEngine(256, 64, 32, DType::kQ8_0)->Submit(Greedy(prompt, 20)));
+  auto engine = MakeEngine(512, 48, 32, DType::kQ8_0);
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 7; ++i)
+    streams.push_back(*engine->Submit(Greedy(RandomPrompt(rng, std::uniform_int_distribution<int>(1, 80)(rng)),
+                                             std::uniform_int_distribution<int>(1, 30)(rng))));
+  auto mine = *engine->Submit(Greedy(prompt, 20));
+  auto copy = *engine->Submit(Greedy(prompt, 20));
+  EXPECT_EQ(Collect(*mine).ids, solo.ids);
+  EXPECT_EQ(Collect(*copy).ids, solo.ids);
+  for (auto& s : streams) Collect(*s);
 }
 
 TEST_F(EngineTest, BatchingNeverChangesGreedyOutput) {

@@ -264,14 +264,14 @@ TEST(GgufTest, TruncatedFixtureIsAnError) {
 
 TEST(GgufTest, UnsupportedTensorTypeFailsOnLoadOnly) {
   Bytes b;
-  b.Header(3, 1, 0).Str("w").Put<uint32_t>(1).Put<uint64_t>(256).Put<uint32_t>(13).Put<uint64_t>(0);  // Q5_K
-  b.PadTo(32).Raw(std::string(176, '\0'));
+  b.Header(3, 1, 0).Str("w").Put<uint32_t>(1).Put<uint64_t>(256).Put<uint32_t>(16).Put<uint64_t>(0);  // IQ2_XXS
+  b.PadTo(32).Raw(std::string(66, '\0'));
   auto f = OpenBytes(b.str());
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   auto t = f->Load(f->tensors()[0]);
   ASSERT_FALSE(t.ok());
   EXPECT_EQ(t.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(t.status().message().find("Q5_K"), std::string::npos);
+  EXPECT_NE(t.status().message().find("IQ2_XXS"), std::string::npos);
 }
 
 TEST(GgufTest, Version2IsRead) {

@@ -315,8 +315,8 @@ TEST(ThreadPoolTest, ParallelForCoversTheRangeOnce) {
   }
 }
 
-// A GQA group of 7 query heads over 70 keys (several key tiles and a remainder) in f16 and bf16
-// paged pools: matches the reference, and each head's output is bit-identical to running that
+// A GQA group of 7 query heads over 70 keys (several key tiles and a remainder) in f16, bf16
+// and q8_0 paged pools: matches the reference, and each head's output is bit-identical to running that
 // head alone (the grouped kernel shares converted key/value tiles, not arithmetic).
 TEST(FastAttentionTest, GroupedHeadsOverManyKeysMatchReferenceAndSingleHeads) {
   const int64_t hd = 64, heads = 7, n_keys = 70, block = 16, n_blocks = 5;
@@ -326,7 +326,7 @@ TEST(FastAttentionTest, GroupedHeadsOverManyKeysMatchReferenceAndSingleHeads) {
   std::vector<int32_t> slots;
   for (int32_t j = 0; j < n_keys; ++j) slots.push_back(table[static_cast<size_t>(j / block)] * block + j % block);
   const std::vector<std::span<const int32_t>> tables(pos.size(), std::span<const int32_t>(table));
-  for (DType kv_type : {DType::kF16, DType::kBF16}) {
+  for (DType kv_type : {DType::kF16, DType::kBF16, DType::kQ8_0}) {
     Tensor kc = Tensor::Empty(kv_type, {n_blocks * block, hd}), vc = Tensor::Empty(kv_type, {n_blocks * block, hd});
     ScatterRows(k, slots, kc);
     ScatterRows(v, slots, vc);
@@ -349,6 +349,42 @@ TEST(FastAttentionTest, GroupedHeadsOverManyKeysMatchReferenceAndSingleHeads) {
             ASSERT_EQ(o1.data<float>()[t * hd + d], got.data<float>()[t * heads * hd + h * hd + d])
                 << Name(kv_type) << " " << IsaName(isa) << " head " << h;
       }
+    }
+  }
+}
+
+// A q8_0 KV cache with several kv heads and head sizes (the head's blocks start at offset
+// kvh * head_dim): every path matches the reference on the same cache, and the cache's rounding
+// (one scale per 32 values) moves the output by about 1% of its scale, no more.
+TEST(FastAttentionTest, Q8_0CacheMatchesReferenceAndStaysNearF32) {
+  for (int64_t hd : {32, 64, 128}) {
+    const int64_t heads = 4, kv = 2, n_keys = 37, block = 16, n_blocks = 3;
+    Tensor q = RandomF32({3, heads * hd}, 41), k = RandomF32({n_keys, kv * hd}, 42), v = RandomF32({n_keys, kv * hd}, 43);
+    const std::vector<int32_t> pos = {0, 20, 36};
+    const std::vector<int32_t> table = {2, 0, 1};
+    std::vector<int32_t> slots;
+    for (int32_t j = 0; j < n_keys; ++j) slots.push_back(table[static_cast<size_t>(j / block)] * block + j % block);
+    const std::vector<std::span<const int32_t>> tables(pos.size(), std::span<const int32_t>(table));
+    auto run = [&](DType kv_type, const ExecContext& ctx) {
+      Tensor kc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd}), vc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd});
+      ScatterRows(k, slots, kc);
+      ScatterRows(v, slots, vc);
+      Tensor out = Tensor::Empty(DType::kF32, {3, heads * hd});
+      Attention(ctx, q, kc, vc, hd, block, pos, tables, 0.1f, out);
+      return out;
+    };
+    const Tensor exact = run(DType::kF32, ExecContext::Reference());
+    const Tensor want = run(DType::kQ8_0, ExecContext::Reference());
+    float worst = 0.f;
+    for (int64_t i = 0; i < want.numel(); ++i)
+      worst = std::max(worst, std::fabs(want.data<float>()[i] - exact.data<float>()[i]));
+    EXPECT_GT(worst, 0.f) << hd;    // the cache really is quantized
+    EXPECT_LT(worst, 0.03f) << hd;  // values ~N(0, 1): q8_0 steps are max/127 per 32
+    for (Isa isa : FastIsas()) {
+      ThreadPool pool(2);
+      const Tensor got = run(DType::kQ8_0, ExecContext{&pool, isa});
+      for (int64_t i = 0; i < got.numel(); ++i)
+        ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5) << IsaName(isa) << " head_dim " << hd;
     }
   }
 }

@@ -60,6 +60,8 @@ TEST(KvBytesPerToken, FollowsTheShape) {
   EXPECT_EQ(KvBytesPerToken(Preset("qwen2.5-0.5b"), DType::kF16), 2 * 24 * 2 * 64 * 2);
   // 72B: 80 layers x 8 kv heads x 128.
   EXPECT_EQ(KvBytesPerToken(Preset("qwen2.5-72b"), DType::kBF16), 2 * 80 * 8 * 128 * 2);
+  // q8_0: 34 bytes per 32 values (the 7B's 512 per row: 16 blocks).
+  EXPECT_EQ(KvBytesPerToken(Preset("qwen2.5-7b"), DType::kQ8_0), 2 * 28 * 16 * 34);
 }
 
 TEST(PlanMemory, AddsUpAndScalesWithBatchAndContext) {

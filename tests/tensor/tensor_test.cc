@@ -16,7 +16,16 @@ TEST(DTypeTest, SizesFollowTheBlockLayouts) {
   EXPECT_EQ(RowBytes(DType::kQ6_K, 256), 210);
   EXPECT_EQ(DTypeFromName("Q4_K"), DType::kQ4_K);
   EXPECT_EQ(DTypeFromName("bf16"), DType::kBF16);
-  EXPECT_FALSE(DTypeFromName("q5_k").has_value());
+  EXPECT_EQ(RowBytes(DType::kQ5_0, 64), 44);
+  EXPECT_EQ(RowBytes(DType::kQ5_1, 64), 48);
+  EXPECT_EQ(RowBytes(DType::kQ4_1, 64), 40);
+  EXPECT_EQ(RowBytes(DType::kIq4Nl, 64), 36);
+  EXPECT_EQ(RowBytes(DType::kQ2_K, 512), 168);
+  EXPECT_EQ(RowBytes(DType::kQ3_K, 256), 110);
+  EXPECT_EQ(RowBytes(DType::kQ5_K, 256), 176);
+  EXPECT_EQ(DTypeFromName("Q5_K"), DType::kQ5_K);
+  EXPECT_EQ(DTypeFromName("iq4_nl"), DType::kIq4Nl);
+  EXPECT_FALSE(DTypeFromName("iq2_xs").has_value());
 }
 
 TEST(TensorTest, EmptyIsZeroedAndWritable) {

@@ -518,19 +518,41 @@ float ExpShifted(float* x, int64_t n) {
   return s;
 }
 
-// 8 KV elements as f32, for each storage type.
-struct KvF32 {
-  using T = float;
-  static __m256 Load8(const float* p) { return _mm256_loadu_ps(p); }
+// KV storage types: Row(base, row, stride, offset) is the head's first element in row `row`
+// (stride and offset in elements), Load8(head, d) its elements d..d+7 as f32 (d a multiple of 8).
+template <typename E>
+struct KvPlain {
+  using T = E;
+  static const E* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const E*>(base) + row * stride + offset;
+  }
 };
-struct KvF16 {
-  using T = uint16_t;
-  static __m256 Load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+struct KvF32 : KvPlain<float> {
+  static __m256 Load8(const float* p, int64_t d) { return _mm256_loadu_ps(p + d); }
 };
-struct KvBF16 {
-  using T = uint16_t;
-  static __m256 Load8(const uint16_t* p) {
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+struct KvF16 : KvPlain<uint16_t> {
+  static __m256 Load8(const uint16_t* p, int64_t d) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + d)));
+  }
+};
+struct KvBF16 : KvPlain<uint16_t> {
+  static __m256 Load8(const uint16_t* p, int64_t d) {
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + d))), 16));
+  }
+};
+// Q8_0 rows: blocks of 32 (stride and offset are multiples of 32); d * q, exact in f32.
+struct KvQ8_0 {
+  using T = BlockQ8_0;
+  static const BlockQ8_0* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const BlockQ8_0*>(base) + (row * stride + offset) / 32;
+  }
+  static __m256 Load8(const BlockQ8_0* p, int64_t d) {
+    const BlockQ8_0& b = p[d / 32];
+    int64_t q8;
+    std::memcpy(&q8, b.qs + d % 32, sizeof(q8));
+    const __m256 q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(q8)));
+    return _mm256_mul_ps(q, _mm256_set1_ps(F16Table(b.d)));
   }
 };
 
@@ -545,10 +567,10 @@ void Scores(const float* q, KeyAt key, int64_t n_keys, int64_t head_dim, float s
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t d = 0; d < head_dim; d += 8) {
       const __m256 qv = _mm256_loadu_ps(q + d);
-      a0 = _mm256_fmadd_ps(qv, Kv::Load8(k0 + d), a0);
-      a1 = _mm256_fmadd_ps(qv, Kv::Load8(k1 + d), a1);
-      a2 = _mm256_fmadd_ps(qv, Kv::Load8(k2 + d), a2);
-      a3 = _mm256_fmadd_ps(qv, Kv::Load8(k3 + d), a3);
+      a0 = _mm256_fmadd_ps(qv, Kv::Load8(k0, d), a0);
+      a1 = _mm256_fmadd_ps(qv, Kv::Load8(k1, d), a1);
+      a2 = _mm256_fmadd_ps(qv, Kv::Load8(k2, d), a2);
+      a3 = _mm256_fmadd_ps(qv, Kv::Load8(k3, d), a3);
     }
     const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     const __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
@@ -557,7 +579,7 @@ void Scores(const float* q, KeyAt key, int64_t n_keys, int64_t head_dim, float s
   for (; j < n_keys; ++j) {
     const auto* kj = key(j);
     __m256 a = _mm256_setzero_ps();
-    for (int64_t d = 0; d < head_dim; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), Kv::Load8(kj + d), a);
+    for (int64_t d = 0; d < head_dim; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), Kv::Load8(kj, d), a);
     scores[j] = Hsum(a) * scale;
   }
 }
@@ -571,8 +593,8 @@ void AccumulateValues(const float* p, ValueAt value, int64_t n_keys, int64_t hea
     _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_loadu_ps(out + d0 + 8 * i);
     for (int64_t j = 0; j < n_keys; ++j) {
       const __m256 pj = _mm256_set1_ps(p[j]);
-      const auto* vj = value(j) + d0;
-      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(pj, Kv::Load8(vj + 8 * i), o[i]);
+      const auto* vj = value(j);
+      _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) o[i] = _mm256_fmadd_ps(pj, Kv::Load8(vj, d0 + 8 * i), o[i]);
     }
     _Pragma("GCC unroll 8") for (int i = 0; i < 8; ++i) _mm256_storeu_ps(out + d0 + 8 * i, o[i]);
   }
@@ -586,12 +608,12 @@ inline void ScaleInPlace(float* x, int64_t n, float s) {
 // One query head: scores, softmax (AVX2 exp), the weighted sum of values, normalised at the end.
 // head_dim must be a multiple of 64 (the dispatcher sends others to the portable version).
 template <typename Kv>
-void AttendT(const float* q, const typename Kv::T* k, const typename Kv::T* v, const int32_t* rows, int64_t n_keys,
-             int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
-  Scores<Kv>(q, [&](int64_t j) { return k + rows[j] * stride + offset; }, n_keys, head_dim, scale, scores);
+void AttendT(const float* q, const void* k, const void* v, const int32_t* rows, int64_t n_keys, int64_t stride,
+             int64_t offset, int64_t head_dim, float scale, float* scores, float* out) {
+  Scores<Kv>(q, [&](int64_t j) { return Kv::Row(k, rows[j], stride, offset); }, n_keys, head_dim, scale, scores);
   const float inv = 1.f / ExpShifted(scores, n_keys);
   std::fill(out, out + head_dim, 0.f);
-  AccumulateValues<Kv>(scores, [&](int64_t j) { return v + rows[j] * stride + offset; }, n_keys, head_dim, out);
+  AccumulateValues<Kv>(scores, [&](int64_t j) { return Kv::Row(v, rows[j], stride, offset); }, n_keys, head_dim, out);
   ScaleInPlace(out, head_dim, inv);
 }
 
@@ -608,11 +630,8 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
   }
   auto run = [&](auto kv) {
     using Kv = decltype(kv);
-    using T = typename Kv::T;
-    const T* kt = static_cast<const T*>(k);
-    const T* vt = static_cast<const T*>(v);
     if (n_q == 1) {
-      AttendT<Kv>(q, kt, vt, rows, n_keys, stride, offset, head_dim, scale, scores, out);
+      AttendT<Kv>(q, k, v, rows, n_keys, stride, offset, head_dim, scale, scores, out);
       return;
     }
     constexpr int64_t kKeyTile = 32;  // 2 x 32 rows x 64 dims x 4 bytes = 16 KiB
@@ -621,15 +640,15 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
     inv.resize(static_cast<size_t>(n_q));
     tile.resize(static_cast<size_t>(kKeyTile * head_dim));
     float* buf = tile.data();
-    auto load_tile = [&](const T* src, int64_t j0, int64_t nj) {
+    auto load_tile = [&](const void* src, int64_t j0, int64_t nj) {
       for (int64_t j = 0; j < nj; ++j) {
-        const T* row = src + rows[j0 + j] * stride + offset;
-        for (int64_t d = 0; d < head_dim; d += 8) _mm256_storeu_ps(buf + j * head_dim + d, Kv::Load8(row + d));
+        const auto* row = Kv::Row(src, rows[j0 + j], stride, offset);
+        for (int64_t d = 0; d < head_dim; d += 8) _mm256_storeu_ps(buf + j * head_dim + d, Kv::Load8(row, d));
       }
     };
     for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
       const int64_t nj = std::min(kKeyTile, n_keys - j0);
-      load_tile(kt, j0, nj);
+      load_tile(k, j0, nj);
       for (int64_t h = 0; h < n_q; ++h)
         Scores<KvF32>(q + h * head_dim, [&](int64_t j) { return buf + j * head_dim; }, nj, head_dim, scale,
                       all_scores.data() + h * n_keys + j0);
@@ -640,7 +659,7 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
     }
     for (int64_t j0 = 0; j0 < n_keys; j0 += kKeyTile) {
       const int64_t nj = std::min(kKeyTile, n_keys - j0);
-      load_tile(vt, j0, nj);
+      load_tile(v, j0, nj);
       for (int64_t h = 0; h < n_q; ++h)
         AccumulateValues<KvF32>(all_scores.data() + h * n_keys + j0, [&](int64_t j) { return buf + j * head_dim; }, nj,
                                 head_dim, out + h * head_dim);
@@ -650,6 +669,7 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
   switch (kv_type) {
     case DType::kF16: run(KvF16{}); return;
     case DType::kBF16: run(KvBF16{}); return;
+    case DType::kQ8_0: run(KvQ8_0{}); return;
     default: run(KvF32{}); return;
   }
 }

@@ -109,15 +109,6 @@ void DotQ3_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
   }
 }
 
-void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
-  if (s < 4) {
-    *sc = scales[s] & 63;
-    *m = scales[s + 4] & 63;
-  } else {
-    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
-    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
-  }
-}
 
 void DotQ5_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
   const auto* w = static_cast<const BlockQ5_K*>(row);
@@ -128,7 +119,7 @@ void DotQ5_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
       int isum = 0, msum = 0;
       for (int s = 0; s < 8; ++s) {
         int sc, m;
-        ScaleMinK4(w[b].scales, s, &sc, &m);
+        KQuantScaleMin(w[b].scales, s, &sc, &m);
         const uint8_t* q = w[b].qs + 32 * (s / 2);
         int dot = 0;
         for (int l = 0; l < 32; ++l) {

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "kernels/cpu/linear_kernels.h"
+#include "tensor/dequantize_gguf.h"
 #include "tensor/quant_blocks.h"
 #include "util/half.h"
 
@@ -101,15 +102,6 @@ void QuantizeK(const float* x, int64_t n, ActBlockK* out) {
   }
 }
 
-void ScaleMinK4(const uint8_t* scales, int s, int* sc, int* m) {
-  if (s < 4) {
-    *sc = scales[s] & 63;
-    *m = scales[s + 4] & 63;
-  } else {
-    *sc = (scales[s + 4] & 0x0f) | ((scales[s - 4] >> 6) << 4);
-    *m = (scales[s + 4] >> 4) | ((scales[s] >> 6) << 4);
-  }
-}
 
 void DotQ4_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
   const auto* w = static_cast<const BlockQ4_K*>(row);
@@ -120,7 +112,7 @@ void DotQ4_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
       int isum = 0, msum = 0;
       for (int s = 0; s < 8; ++s) {
         int sc, m;
-        ScaleMinK4(w[b].scales, s, &sc, &m);
+        KQuantScaleMin(w[b].scales, s, &sc, &m);
         const uint8_t* q = w[b].qs + 32 * (s / 2);
         int dot = 0;
         for (int i = 0; i < 32; ++i) dot += ((s & 1) ? (q[i] >> 4) : (q[i] & 15)) * a.q[32 * s + i];
@@ -242,6 +234,10 @@ float LoadKv(const void* base, DType t, int64_t i) {
   switch (t) {
     case DType::kF16: return F16ToF32(static_cast<const uint16_t*>(base)[i]);
     case DType::kBF16: return BF16ToF32(static_cast<const uint16_t*>(base)[i]);
+    case DType::kQ8_0: {  // rows and heads start on block boundaries: element i is in block i / 32
+      const BlockQ8_0& b = static_cast<const BlockQ8_0*>(base)[i / 32];
+      return F16ToF32(b.d) * static_cast<float>(b.qs[i % 32]);
+    }
     default: return static_cast<const float*>(base)[i];
   }
 }
