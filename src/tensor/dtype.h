@@ -30,6 +30,7 @@ enum class DType : uint8_t {
   kQ2_K,
   kQ3_K,
   kQ5_K,
+  kQ5_0x8,  // Q5_0 repacked for the CPU kernels, as kQ4_0x8
 };
 
 struct DTypeInfo {

@@ -12,6 +12,7 @@ namespace qb {
 DType InterleavedType(DType t) {
   if (t == DType::kQ4_0) return DType::kQ4_0x8;
   if (t == DType::kQ8_0) return DType::kQ8_0x8;
+  if (t == DType::kQ5_0) return DType::kQ5_0x8;
   return t;
 }
 
@@ -39,11 +40,42 @@ Tensor InterleaveQ8_0(const Tensor& t) {
   return out;
 }
 
+// The value of element e (0..31) of a Q4_0 / Q5_0 block's byte layout and of the x8 layout:
+// byte group c, lane byte k, nibble half h (0 low, 1 high) hold element 16h + 4c + k.
+inline int ElementOf(int c, int k, int h) { return 16 * h + 4 * c + k; }
+
+Tensor InterleaveQ5_0(const Tensor& t) {
+  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
+  Tensor out = Tensor::Empty(DType::kQ5_0x8, t.shape());
+  auto* dst = static_cast<BlockQ5_0x8*>(out.mutable_raw());
+  const auto* src = static_cast<const BlockQ5_0*>(t.raw());
+  for (int64_t g = 0; g < rows / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      BlockQ5_0x8& o = dst[g * nb + b];
+      for (int r = 0; r < 8; ++r) {
+        const BlockQ5_0& in = src[(g * 8 + r) * nb + b];
+        uint32_t high;
+        std::memcpy(&high, in.qh, sizeof(high));
+        o.d[r] = in.d;
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k) {
+            const int lo_e = ElementOf(c, k, 0), hi_e = ElementOf(c, k, 1);
+            const uint8_t lo = in.qs[lo_e] & 0x0f, hi = in.qs[hi_e - 16] >> 4;
+            o.qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
+            const uint8_t bits = static_cast<uint8_t>(((high >> lo_e) & 1u) << c | ((high >> hi_e) & 1u) << (c + 4));
+            o.qh[4 * r + k] = static_cast<uint8_t>((c == 0 ? 0 : o.qh[4 * r + k]) | bits);
+          }
+      }
+    }
+  return out;
+}
+
 }  // namespace
 
 Tensor Interleave(const Tensor& t) {
   QB_CHECK(CanInterleave(t), "cannot interleave {} {}", Name(t.dtype()), ShapeToString(t.shape()));
   if (t.dtype() == DType::kQ8_0) return InterleaveQ8_0(t);
+  if (t.dtype() == DType::kQ5_0) return InterleaveQ5_0(t);
   const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
   Tensor out = Tensor::Empty(DType::kQ4_0x8, t.shape());
   auto* dst = static_cast<BlockQ4_0x8*>(out.mutable_raw());
@@ -74,6 +106,21 @@ void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, 
       const float d = F16ToF32(blocks[b].d[lane]);
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k) out[b * 32 + 4 * c + k] = d * static_cast<float>(blocks[b].qs[32 * c + 4 * lane + k]);
+    }
+    return;
+  }
+  if (type == DType::kQ5_0x8) {
+    const int64_t nb = cols / kQK4_0, lane = r % 8;
+    const auto* blocks = static_cast<const BlockQ5_0x8*>(data) + (r / 8) * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float d = F16ToF32(blocks[b].d[lane]);
+      for (int c = 0; c < 4; ++c)
+        for (int k = 0; k < 4; ++k) {
+          const uint8_t v = blocks[b].qs[32 * c + 4 * lane + k], h = blocks[b].qh[4 * lane + k];
+          const int lo = (v & 0x0f) | ((h >> c) & 1) << 4, hi = (v >> 4) | ((h >> (c + 4)) & 1) << 4;
+          out[b * 32 + ElementOf(c, k, 0)] = d * static_cast<float>(lo - 16);
+          out[b * 32 + ElementOf(c, k, 1)] = d * static_cast<float>(hi - 16);
+        }
     }
     return;
   }

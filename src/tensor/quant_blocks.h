@@ -136,6 +136,17 @@ struct BlockQ4_0x8 {
 };
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
 
+// Q5_0 of 8 rows, one block column: the 8 scales; the high bits, bit g of byte 4r + k being the
+// fifth bit of row r's value at byte 4r + k of element group g (groups 0-3: the low nibbles of
+// byte group g of qs, groups 4-7: the high nibbles of byte group g - 4); then the low 4 bits
+// laid out as in BlockQ4_0x8. One shift and a mask put group g's fifth bits in place.
+struct BlockQ5_0x8 {
+  uint16_t d[8];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0));
+
 // Q8_0 of 8 rows, one block column: the 8 scales, then 256 bytes in which byte group c
 // (c = 0..7, 32 bytes each) holds elements 4c..4c+3 of row r in 32-bit lane r.
 struct BlockQ8_0x8 {

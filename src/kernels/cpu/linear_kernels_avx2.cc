@@ -17,14 +17,6 @@ namespace qb::kernels::cpu {
 
 namespace {
 
-// Pins a vector value in a register at this point of the code. GCC otherwise reassociates the
-// integer sums of the interleaved kernels and computes every product first, which needs more
-// than the 16 ymm registers and spills (measured: no faster than the spilling order).
-template <typename V>
-inline void KeepInRegister(V& v) {
-  asm volatile("" : "+x"(v));
-}
-
 void Quantize(const float* x, int64_t n, ActBlock* out) {
   const __m256 sign_mask = _mm256_set1_ps(-0.0f);
   for (int64_t b = 0; b < n / 32; ++b) {

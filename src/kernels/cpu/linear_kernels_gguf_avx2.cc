@@ -235,6 +235,45 @@ void DotQ5_KT(const BlockQ5_K* w, const ActBlockK* const* acts, int64_t nsb, flo
   for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - Hsum(corr[t]);
 }
 
+// Q5_0x8: the Q4_0x8 kernel (linear_kernels_avx2.cc) with each group's fifth bits shifted into
+// place from the block's 32 high-bit bytes. The int16 sums of two byte groups fit (2 x 2 x 2 x 31
+// x 127 < 32768), so two vpmaddwd per block; the offset of 16 comes off in integers.
+template <int NT>
+void DotQ5_0x8T(const BlockQ5_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
+  for (int64_t b = 0; b < nb; ++b) {
+    const __m256i qh = Load32(w[b].qh);
+    __m256i s16[NT], s32[NT];
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
+      const __m256i v = Load32(w[b].qs + 32 * c);
+      const __m256i lo = _mm256_or_si256(_mm256_and_si256(v, low), _mm256_and_si256(_mm256_slli_epi16(qh, 4 - c), bit4));
+      const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+                                         _mm256_and_si256(_mm256_srli_epi16(qh, c), bit4));
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(x4[c])),
+                                           _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x4[c + 4])));
+        if (c % 2 == 0) {
+          s16[t] = p;
+        } else {
+          const __m256i wide = _mm256_madd_epi16(_mm256_add_epi16(s16[t], p), ones);
+          s32[t] = c == 1 ? wide : _mm256_add_epi32(s32[t], wide);
+          KeepInRegister(s32[t]);
+        }
+      }
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
+    for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][b];
+      const __m256i s = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * a.qsum));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <typename Block>
 struct Affine {
   template <int NT>
@@ -245,6 +284,7 @@ struct Affine {
 template <int NT> struct Iq4NlK { static void Run(const BlockIq4Nl* w, const ActBlock* const* a, int64_t nb, float* o) { DotIq4NlT<NT>(w, a, nb, o); } };
 template <int NT> struct Q2_KK { static void Run(const BlockQ2_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ2_KT<NT>(w, a, nb, o); } };
 template <int NT> struct Q3_KK { static void Run(const BlockQ3_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ3_KT<NT>(w, a, nb, o); } };
+template <int NT> struct Q5_0x8K { static void Run(const BlockQ5_0x8* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ5_0x8T<NT>(w, a, nb, o); } };
 template <int NT> struct Q5_KK { static void Run(const BlockQ5_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ5_KT<NT>(w, a, nb, o); } };
 
 template <typename Block>
@@ -269,6 +309,9 @@ void AddGgufAvx2Kernels(CpuKernels& k) {
   };
   k.q5_k = [](const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
     Dispatch<BlockQ5_K, Q5_KK, ActBlockK>(row, acts, nt, n / 256, out);
+  };
+  k.q5_0x8 = [](const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+    Dispatch<BlockQ5_0x8, Q5_0x8K>(group, acts, nt, n / 32, out);
   };
 }
 
