@@ -13,6 +13,7 @@ DType InterleavedType(DType t) {
   if (t == DType::kQ4_0) return DType::kQ4_0x8;
   if (t == DType::kQ8_0) return DType::kQ8_0x8;
   if (t == DType::kQ5_0) return DType::kQ5_0x8;
+  if (t == DType::kQ5_1) return DType::kQ5_1x8;
   return t;
 }
 
@@ -44,19 +45,22 @@ Tensor InterleaveQ8_0(const Tensor& t) {
 // byte group c, lane byte k, nibble half h (0 low, 1 high) hold element 16h + 4c + k.
 inline int ElementOf(int c, int k, int h) { return 16 * h + 4 * c + k; }
 
-Tensor InterleaveQ5_0(const Tensor& t) {
+// Q5_0 -> Q5_0x8, Q5_1 -> Q5_1x8 (the latter with its mins).
+template <typename In, typename Out>
+Tensor InterleaveQ5(const Tensor& t, DType out_type) {
   const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
-  Tensor out = Tensor::Empty(DType::kQ5_0x8, t.shape());
-  auto* dst = static_cast<BlockQ5_0x8*>(out.mutable_raw());
-  const auto* src = static_cast<const BlockQ5_0*>(t.raw());
+  Tensor out = Tensor::Empty(out_type, t.shape());
+  auto* dst = static_cast<Out*>(out.mutable_raw());
+  const auto* src = static_cast<const In*>(t.raw());
   for (int64_t g = 0; g < rows / 8; ++g)
     for (int64_t b = 0; b < nb; ++b) {
-      BlockQ5_0x8& o = dst[g * nb + b];
+      Out& o = dst[g * nb + b];
       for (int r = 0; r < 8; ++r) {
-        const BlockQ5_0& in = src[(g * 8 + r) * nb + b];
+        const In& in = src[(g * 8 + r) * nb + b];
         uint32_t high;
         std::memcpy(&high, in.qh, sizeof(high));
         o.d[r] = in.d;
+        if constexpr (requires { in.m; }) o.m[r] = in.m;
         for (int c = 0; c < 4; ++c)
           for (int k = 0; k < 4; ++k) {
             const int lo_e = ElementOf(c, k, 0), hi_e = ElementOf(c, k, 1);
@@ -70,12 +74,36 @@ Tensor InterleaveQ5_0(const Tensor& t) {
   return out;
 }
 
+// Row r of a Q5_0x8 / Q5_1x8 matrix: d * (q - 16), or d * q + m.
+template <typename Block>
+void DequantizeQ5x8Row(const Block* data, int64_t cols, int64_t r, float* out) {
+  const int64_t nb = cols / kQK4_0, lane = r % 8;
+  const Block* blocks = data + (r / 8) * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = F16ToF32(blocks[b].d[lane]);
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t v = blocks[b].qs[32 * c + 4 * lane + k], h = blocks[b].qh[4 * lane + k];
+        const int lo = (v & 0x0f) | ((h >> c) & 1) << 4, hi = (v >> 4) | ((h >> (c + 4)) & 1) << 4;
+        if constexpr (requires { blocks[b].m; }) {
+          const float m = F16ToF32(blocks[b].m[lane]);
+          out[b * 32 + ElementOf(c, k, 0)] = d * static_cast<float>(lo) + m;
+          out[b * 32 + ElementOf(c, k, 1)] = d * static_cast<float>(hi) + m;
+        } else {
+          out[b * 32 + ElementOf(c, k, 0)] = d * static_cast<float>(lo - 16);
+          out[b * 32 + ElementOf(c, k, 1)] = d * static_cast<float>(hi - 16);
+        }
+      }
+  }
+}
+
 }  // namespace
 
 Tensor Interleave(const Tensor& t) {
   QB_CHECK(CanInterleave(t), "cannot interleave {} {}", Name(t.dtype()), ShapeToString(t.shape()));
   if (t.dtype() == DType::kQ8_0) return InterleaveQ8_0(t);
-  if (t.dtype() == DType::kQ5_0) return InterleaveQ5_0(t);
+  if (t.dtype() == DType::kQ5_0) return InterleaveQ5<BlockQ5_0, BlockQ5_0x8>(t, DType::kQ5_0x8);
+  if (t.dtype() == DType::kQ5_1) return InterleaveQ5<BlockQ5_1, BlockQ5_1x8>(t, DType::kQ5_1x8);
   const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
   Tensor out = Tensor::Empty(DType::kQ4_0x8, t.shape());
   auto* dst = static_cast<BlockQ4_0x8*>(out.mutable_raw());
@@ -110,18 +138,11 @@ void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, 
     return;
   }
   if (type == DType::kQ5_0x8) {
-    const int64_t nb = cols / kQK4_0, lane = r % 8;
-    const auto* blocks = static_cast<const BlockQ5_0x8*>(data) + (r / 8) * nb;
-    for (int64_t b = 0; b < nb; ++b) {
-      const float d = F16ToF32(blocks[b].d[lane]);
-      for (int c = 0; c < 4; ++c)
-        for (int k = 0; k < 4; ++k) {
-          const uint8_t v = blocks[b].qs[32 * c + 4 * lane + k], h = blocks[b].qh[4 * lane + k];
-          const int lo = (v & 0x0f) | ((h >> c) & 1) << 4, hi = (v >> 4) | ((h >> (c + 4)) & 1) << 4;
-          out[b * 32 + ElementOf(c, k, 0)] = d * static_cast<float>(lo - 16);
-          out[b * 32 + ElementOf(c, k, 1)] = d * static_cast<float>(hi - 16);
-        }
-    }
+    DequantizeQ5x8Row(static_cast<const BlockQ5_0x8*>(data), cols, r, out);
+    return;
+  }
+  if (type == DType::kQ5_1x8) {
+    DequantizeQ5x8Row(static_cast<const BlockQ5_1x8*>(data), cols, r, out);
     return;
   }
   if (type != DType::kQ4_0x8) {

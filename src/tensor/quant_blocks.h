@@ -147,6 +147,15 @@ struct BlockQ5_0x8 {
 };
 static_assert(sizeof(BlockQ5_0x8) == 8 * sizeof(BlockQ5_0));
 
+// Q5_1 of 8 rows likewise, with the 8 rows' mins (x = d * q + m).
+struct BlockQ5_1x8 {
+  uint16_t d[8];
+  uint16_t m[8];
+  uint8_t qh[32];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1));
+
 // Q8_0 of 8 rows, one block column: the 8 scales, then 256 bytes in which byte group c
 // (c = 0..7, 32 bytes each) holds elements 4c..4c+3 of row r in 32-bit lane r.
 struct BlockQ8_0x8 {

@@ -126,6 +126,7 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
   const DType file_type = type == DType::kQ4_0x8   ? DType::kQ4_0
                           : type == DType::kQ8_0x8 ? DType::kQ8_0
                           : type == DType::kQ5_0x8 ? DType::kQ5_0
+                          : type == DType::kQ5_1x8 ? DType::kQ5_1
                                                    : type;
   Tensor w = interleaved ? Interleave(RandomWeights(file_type, out, in, 11)) : RandomWeights(type, out, in, 11);
   Tensor bias = RandomF32({out}, 12);
@@ -188,7 +189,8 @@ INSTANTIATE_TEST_SUITE_P(
                       // The GGUF types qwenbox reads but never writes.
                       LinearCase{DType::kQ4_1, 96}, LinearCase{DType::kQ5_0, 128}, LinearCase{DType::kQ5_1, 96},
                       LinearCase{DType::kIq4Nl, 96}, LinearCase{DType::kQ2_K, 512}, LinearCase{DType::kQ3_K, 256},
-                      LinearCase{DType::kQ5_K, 512}, LinearCase{DType::kQ5_0x8, 96, 40}),
+                      LinearCase{DType::kQ5_K, 512}, LinearCase{DType::kQ5_0x8, 96, 40},
+                      LinearCase{DType::kQ5_1x8, 64, 40}),
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });

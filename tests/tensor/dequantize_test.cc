@@ -127,21 +127,31 @@ TEST(InterleaveTest, Q4_0x8KeepsEveryValue) {
   }
 }
 
-TEST(InterleaveTest, Q5_0x8KeepsEveryValue) {
-  std::mt19937 rng(4);
-  Tensor t = Tensor::Empty(DType::kQ5_0, {16, 96});
-  auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
-  for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(rng());
-  for (int64_t b = 0; b < 16 * 3; ++b) t.mutable_data<BlockQ5_0>()[b].d = F32ToF16(0.01f * static_cast<float>(b + 1));
-  ASSERT_TRUE(CanInterleave(t));
-  Tensor x = Interleave(t);
-  EXPECT_EQ(x.dtype(), DType::kQ5_0x8);
-  EXPECT_EQ(x.nbytes(), t.nbytes());
-  std::vector<float> a(96), b(96);
-  for (int64_t r = 0; r < 16; ++r) {
-    DequantizeRow(DType::kQ5_0, t.row(r), a.data(), 96);
-    DequantizeMatrixRow(x.raw(), DType::kQ5_0x8, 96, r, b.data());
-    EXPECT_EQ(a, b) << r;
+TEST(InterleaveTest, Q5_0x8AndQ5_1x8KeepEveryValue) {
+  for (DType type : {DType::kQ5_0, DType::kQ5_1}) {
+    std::mt19937 rng(4);
+    Tensor t = Tensor::Empty(type, {16, 96});
+    auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
+    for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(rng());
+    for (int64_t b = 0; b < 16 * 3; ++b) {
+      const uint16_t d = F32ToF16(0.01f * static_cast<float>(b + 1));
+      if (type == DType::kQ5_0) {
+        t.mutable_data<BlockQ5_0>()[b].d = d;
+      } else {
+        t.mutable_data<BlockQ5_1>()[b].d = d;
+        t.mutable_data<BlockQ5_1>()[b].m = F32ToF16(-0.1f * static_cast<float>(b));
+      }
+    }
+    ASSERT_TRUE(CanInterleave(t));
+    Tensor x = Interleave(t);
+    EXPECT_EQ(x.dtype(), InterleavedType(type));
+    EXPECT_EQ(x.nbytes(), t.nbytes());
+    std::vector<float> a(96), b(96);
+    for (int64_t r = 0; r < 16; ++r) {
+      DequantizeRow(type, t.row(r), a.data(), 96);
+      DequantizeMatrixRow(x.raw(), x.dtype(), 96, r, b.data());
+      EXPECT_EQ(a, b) << Name(type) << " row " << r;
+    }
   }
 }
 

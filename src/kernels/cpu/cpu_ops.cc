@@ -127,7 +127,10 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const auto* wb = static_cast<const uint8_t*>(w);
 
   if (Info(w_type).row_group == 8) {  // interleaved: 8 rows per kernel call
-    const QuantDot8 k8 = w_type == DType::kQ4_0x8 ? k.q4_0x8 : w_type == DType::kQ5_0x8 ? k.q5_0x8 : k.q8_0x8;
+    const QuantDot8 k8 = w_type == DType::kQ4_0x8   ? k.q4_0x8
+                         : w_type == DType::kQ5_0x8 ? k.q5_0x8
+                         : w_type == DType::kQ5_1x8 ? k.q5_1x8
+                                                    : k.q8_0x8;
     const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 8, bias, y,
              [&](int64_t r, int, const ActBlock* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });

@@ -235,11 +235,13 @@ void DotQ5_KT(const BlockQ5_K* w, const ActBlockK* const* acts, int64_t nsb, flo
   for (int t = 0; t < NT; ++t) out[t] = Hsum(acc[t]) - Hsum(corr[t]);
 }
 
-// Q5_0x8: the Q4_0x8 kernel (linear_kernels_avx2.cc) with each group's fifth bits shifted into
-// place from the block's 32 high-bit bytes. The int16 sums of two byte groups fit (2 x 2 x 2 x 31
-// x 127 < 32768), so two vpmaddwd per block; the offset of 16 comes off in integers.
-template <int NT>
-void DotQ5_0x8T(const BlockQ5_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
+// Q5_0x8 / Q5_1x8: the Q4_0x8 kernel (linear_kernels_avx2.cc) with each group's fifth bits
+// shifted into place from the block's 32 high-bit bytes. The int16 sums of two byte groups fit
+// (2 x 2 x 2 x 31 x 127 < 32768), so two vpmaddwd per block; Q5_0's offset of 16 comes off in
+// integers, Q5_1's mins (one per row) multiply the token's block sum.
+template <int NT, typename Block>
+void DotQ5x8T(const Block* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  constexpr bool kHasMin = requires(const Block& b) { b.m; };
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
   const __m256i low = _mm256_set1_epi8(0x0f), bit4 = _mm256_set1_epi8(0x10), ones = _mm256_set1_epi16(1);
@@ -267,8 +269,14 @@ void DotQ5_0x8T(const BlockQ5_0x8* w, const ActBlock* const* acts, int64_t nb, f
     const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
     for (int t = 0; t < NT; ++t) {
       const ActBlock& a = acts[t][b];
-      const __m256i s = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * a.qsum));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+      if constexpr (kHasMin) {
+        const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].m)));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+        acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(a.ds16[0] + a.ds16[1]), acc[t]);
+      } else {
+        const __m256i s = _mm256_sub_epi32(s32[t], _mm256_set1_epi32(16 * a.qsum));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+      }
     }
   }
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
@@ -284,7 +292,13 @@ struct Affine {
 template <int NT> struct Iq4NlK { static void Run(const BlockIq4Nl* w, const ActBlock* const* a, int64_t nb, float* o) { DotIq4NlT<NT>(w, a, nb, o); } };
 template <int NT> struct Q2_KK { static void Run(const BlockQ2_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ2_KT<NT>(w, a, nb, o); } };
 template <int NT> struct Q3_KK { static void Run(const BlockQ3_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ3_KT<NT>(w, a, nb, o); } };
-template <int NT> struct Q5_0x8K { static void Run(const BlockQ5_0x8* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ5_0x8T<NT>(w, a, nb, o); } };
+template <typename Block>
+struct Q5x8 {
+  template <int NT>
+  struct K {
+    static void Run(const Block* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ5x8T<NT>(w, a, nb, o); }
+  };
+};
 template <int NT> struct Q5_KK { static void Run(const BlockQ5_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ5_KT<NT>(w, a, nb, o); } };
 
 template <typename Block>
@@ -311,7 +325,10 @@ void AddGgufAvx2Kernels(CpuKernels& k) {
     Dispatch<BlockQ5_K, Q5_KK, ActBlockK>(row, acts, nt, n / 256, out);
   };
   k.q5_0x8 = [](const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-    Dispatch<BlockQ5_0x8, Q5_0x8K>(group, acts, nt, n / 32, out);
+    Dispatch<BlockQ5_0x8, Q5x8<BlockQ5_0x8>::K>(group, acts, nt, n / 32, out);
+  };
+  k.q5_1x8 = [](const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+    Dispatch<BlockQ5_1x8, Q5x8<BlockQ5_1x8>::K>(group, acts, nt, n / 32, out);
   };
 }
 

@@ -135,9 +135,11 @@ void DotQ5_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, f
   }
 }
 
-// Q5_0 of 8 interleaved rows (BlockQ5_0x8): out[t * 8 + r].
-void DotQ5_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  const auto* w = static_cast<const BlockQ5_0x8*>(group);
+// Q5_0 / Q5_1 of 8 interleaved rows (BlockQ5_0x8, BlockQ5_1x8): out[t * 8 + r].
+template <typename Block>
+void DotQ5x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  constexpr bool kHasMin = requires(const Block& b) { b.m; };
+  const auto* w = static_cast<const Block*>(group);
   for (int t = 0; t < nt; ++t)
     for (int r = 0; r < 8; ++r) {
       float acc = 0.f;
@@ -148,9 +150,11 @@ void DotQ5_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n
           for (int k = 0; k < 4; ++k) {
             const uint8_t v = w[b].qs[32 * c + 4 * r + k], h = w[b].qh[4 * r + k];
             const int lo = (v & 0x0f) | ((h >> c) & 1) << 4, hi = (v >> 4) | ((h >> (c + 4)) & 1) << 4;
-            s += (lo - 16) * a.q[4 * c + k] + (hi - 16) * a.q[16 + 4 * c + k];
+            const int z = kHasMin ? 0 : 16;
+            s += (lo - z) * a.q[4 * c + k] + (hi - z) * a.q[16 + 4 * c + k];
           }
         acc += F16ToF32(w[b].d[r]) * a.d * static_cast<float>(s);
+        if constexpr (kHasMin) acc += F16ToF32(w[b].m[r]) * (a.ds16[0] + a.ds16[1]);
       }
       out[t * 8 + r] = acc;
     }
@@ -159,7 +163,8 @@ void DotQ5_0x8(const void* group, const ActBlock* const* acts, int nt, int64_t n
 }  // namespace
 
 void AddGgufScalarKernels(CpuKernels& k) {
-  k.q5_0x8 = DotQ5_0x8;
+  k.q5_0x8 = DotQ5x8<BlockQ5_0x8>;
+  k.q5_1x8 = DotQ5x8<BlockQ5_1x8>;
   k.q4_1 = DotAffine<BlockQ4_1>;
   k.q5_0 = DotAffine<BlockQ5_0>;
   k.q5_1 = DotAffine<BlockQ5_1>;
