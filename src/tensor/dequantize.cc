@@ -142,6 +142,7 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ4_0x8:
     case DType::kQ5_0x8:
     case DType::kQ5_1x8:
+    case DType::kIq4Nlx8:
     case DType::kQ8_0x8: break;  // rows are interleaved: use DequantizeMatrixRow
   }
   QB_CHECK(false, "unhandled dtype {}", static_cast<int>(type));

@@ -8,7 +8,7 @@
 namespace qb {
 
 namespace {
-constexpr std::array<DTypeInfo, 22> kInfos = {{
+constexpr std::array<DTypeInfo, 23> kInfos = {{
     {"f32", 1, 4, true, false, 4, 1},
     {"f16", 1, 2, true, false, 2, 1},
     {"bf16", 1, 2, true, false, 2, 1},
@@ -31,6 +31,7 @@ constexpr std::array<DTypeInfo, 22> kInfos = {{
     {"q5_k", kQK_K, sizeof(BlockQ5_K), false, true, alignof(BlockQ5_K), 1},
     {"q5_0x8", kQK4_0, sizeof(BlockQ5_0), false, true, alignof(BlockQ5_0x8), 8},
     {"q5_1x8", kQK4_0, sizeof(BlockQ5_1), false, true, alignof(BlockQ5_1x8), 8},
+    {"iq4_nlx8", kQK4_0, sizeof(BlockIq4Nl), false, true, alignof(BlockIq4Nlx8), 8},
 }};
 }  // namespace
 

@@ -14,6 +14,7 @@ DType InterleavedType(DType t) {
   if (t == DType::kQ8_0) return DType::kQ8_0x8;
   if (t == DType::kQ5_0) return DType::kQ5_0x8;
   if (t == DType::kQ5_1) return DType::kQ5_1x8;
+  if (t == DType::kIq4Nl) return DType::kIq4Nlx8;
   return t;
 }
 
@@ -45,6 +46,31 @@ Tensor InterleaveQ8_0(const Tensor& t) {
 // byte group c, lane byte k, nibble half h (0 low, 1 high) hold element 16h + 4c + k.
 inline int ElementOf(int c, int k, int h) { return 16 * h + 4 * c + k; }
 
+// Q4_0 -> Q4_0x8, IQ4_NL -> IQ4_NLx8: the nibbles rearranged, the scales gathered.
+template <typename In, typename Out>
+Tensor InterleaveNibbles(const Tensor& t, DType out_type) {
+  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
+  Tensor out = Tensor::Empty(out_type, t.shape());
+  auto* dst = static_cast<Out*>(out.mutable_raw());
+  const auto* src = static_cast<const In*>(t.raw());
+  for (int64_t g = 0; g < rows / 8; ++g)
+    for (int64_t b = 0; b < nb; ++b) {
+      Out& o = dst[g * nb + b];
+      for (int r = 0; r < 8; ++r) {
+        const In& in = src[(g * 8 + r) * nb + b];
+        o.d[r] = in.d;
+        // Element e of row r: low nibble of qs[e] (e < 16) or high nibble of qs[e - 16].
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k) {
+            const int lo_e = 4 * c + k, hi_e = 16 + 4 * c + k;
+            const uint8_t lo = in.qs[lo_e] & 0x0f, hi = in.qs[hi_e - 16] >> 4;
+            o.qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
+          }
+      }
+    }
+  return out;
+}
+
 // Q5_0 -> Q5_0x8, Q5_1 -> Q5_1x8 (the latter with its mins).
 template <typename In, typename Out>
 Tensor InterleaveQ5(const Tensor& t, DType out_type) {
@@ -72,6 +98,22 @@ Tensor InterleaveQ5(const Tensor& t, DType out_type) {
       }
     }
   return out;
+}
+
+// Row r of a Q4_0x8 / IQ4_NLx8 matrix: d * value(code).
+template <typename Block, typename Value>
+void DequantizeNibblesX8Row(const Block* data, int64_t cols, int64_t r, float* out, Value value) {
+  const int64_t nb = cols / kQK4_0, lane = r % 8;
+  const Block* blocks = data + (r / 8) * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const float d = F16ToF32(blocks[b].d[lane]);
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t v = blocks[b].qs[32 * c + 4 * lane + k];
+        out[b * 32 + ElementOf(c, k, 0)] = d * static_cast<float>(value(v & 0x0f));
+        out[b * 32 + ElementOf(c, k, 1)] = d * static_cast<float>(value(v >> 4));
+      }
+  }
 }
 
 // Row r of a Q5_0x8 / Q5_1x8 matrix: d * (q - 16), or d * q + m.
@@ -104,26 +146,8 @@ Tensor Interleave(const Tensor& t) {
   if (t.dtype() == DType::kQ8_0) return InterleaveQ8_0(t);
   if (t.dtype() == DType::kQ5_0) return InterleaveQ5<BlockQ5_0, BlockQ5_0x8>(t, DType::kQ5_0x8);
   if (t.dtype() == DType::kQ5_1) return InterleaveQ5<BlockQ5_1, BlockQ5_1x8>(t, DType::kQ5_1x8);
-  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
-  Tensor out = Tensor::Empty(DType::kQ4_0x8, t.shape());
-  auto* dst = static_cast<BlockQ4_0x8*>(out.mutable_raw());
-  const auto* src = static_cast<const BlockQ4_0*>(t.raw());
-  for (int64_t g = 0; g < rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      BlockQ4_0x8& o = dst[g * nb + b];
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ4_0& in = src[(g * 8 + r) * nb + b];
-        o.d[r] = in.d;
-        // Element e of row r: low nibble of qs[e] (e < 16) or high nibble of qs[e - 16].
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k) {
-            const int lo_e = 4 * c + k, hi_e = 16 + 4 * c + k;
-            const uint8_t lo = in.qs[lo_e] & 0x0f, hi = in.qs[hi_e - 16] >> 4;
-            o.qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
-          }
-      }
-    }
-  return out;
+  if (t.dtype() == DType::kIq4Nl) return InterleaveNibbles<BlockIq4Nl, BlockIq4Nlx8>(t, DType::kIq4Nlx8);
+  return InterleaveNibbles<BlockQ4_0, BlockQ4_0x8>(t, DType::kQ4_0x8);
 }
 
 void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, float* out) {
@@ -145,21 +169,15 @@ void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, 
     DequantizeQ5x8Row(static_cast<const BlockQ5_1x8*>(data), cols, r, out);
     return;
   }
-  if (type != DType::kQ4_0x8) {
-    DequantizeRow(type, static_cast<const uint8_t*>(data) + r * RowBytes(type, cols), out, cols);
+  if (type == DType::kQ4_0x8) {
+    DequantizeNibblesX8Row(static_cast<const BlockQ4_0x8*>(data), cols, r, out, [](int q) { return q - 8; });
     return;
   }
-  const int64_t nb = cols / kQK4_0, g = r / 8, lane = r % 8;
-  const auto* blocks = static_cast<const BlockQ4_0x8*>(data) + g * nb;
-  for (int64_t b = 0; b < nb; ++b) {
-    const float d = F16ToF32(blocks[b].d[lane]);
-    for (int c = 0; c < 4; ++c)
-      for (int k = 0; k < 4; ++k) {
-        const uint8_t v = blocks[b].qs[32 * c + 4 * lane + k];
-        out[b * 32 + 4 * c + k] = d * static_cast<float>((v & 0x0f) - 8);
-        out[b * 32 + 16 + 4 * c + k] = d * static_cast<float>((v >> 4) - 8);
-      }
+  if (type == DType::kIq4Nlx8) {
+    DequantizeNibblesX8Row(static_cast<const BlockIq4Nlx8*>(data), cols, r, out, [](int q) { return kIq4NlValues[q]; });
+    return;
   }
+  DequantizeRow(type, static_cast<const uint8_t*>(data) + r * RowBytes(type, cols), out, cols);
 }
 
 }  // namespace qb

@@ -156,6 +156,13 @@ struct BlockQ5_1x8 {
 };
 static_assert(sizeof(BlockQ5_1x8) == 8 * sizeof(BlockQ5_1));
 
+// IQ4_NL of 8 rows: the Q4_0x8 layout, the codes indexing kIq4NlValues.
+struct BlockIq4Nlx8 {
+  uint16_t d[8];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockIq4Nlx8) == 8 * sizeof(BlockIq4Nl));
+
 // Q8_0 of 8 rows, one block column: the 8 scales, then 256 bytes in which byte group c
 // (c = 0..7, 32 bytes each) holds elements 4c..4c+3 of row r in 32-bit lane r.
 struct BlockQ8_0x8 {

@@ -127,6 +127,7 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
                           : type == DType::kQ8_0x8 ? DType::kQ8_0
                           : type == DType::kQ5_0x8 ? DType::kQ5_0
                           : type == DType::kQ5_1x8 ? DType::kQ5_1
+                          : type == DType::kIq4Nlx8 ? DType::kIq4Nl
                                                    : type;
   Tensor w = interleaved ? Interleave(RandomWeights(file_type, out, in, 11)) : RandomWeights(type, out, in, 11);
   Tensor bias = RandomF32({out}, 12);
@@ -190,7 +191,7 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{DType::kQ4_1, 96}, LinearCase{DType::kQ5_0, 128}, LinearCase{DType::kQ5_1, 96},
                       LinearCase{DType::kIq4Nl, 96}, LinearCase{DType::kQ2_K, 512}, LinearCase{DType::kQ3_K, 256},
                       LinearCase{DType::kQ5_K, 512}, LinearCase{DType::kQ5_0x8, 96, 40},
-                      LinearCase{DType::kQ5_1x8, 64, 40}),
+                      LinearCase{DType::kQ5_1x8, 64, 40}, LinearCase{DType::kIq4Nlx8, 96, 40}),
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });
@@ -203,8 +204,12 @@ TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
   for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ4_1,
                      DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ2_K, DType::kQ3_K, DType::kQ5_K}) {
     const int64_t in = 512;
-    for (int64_t out : {37, 38}) {
+    for (int64_t out : {37, 38, 40}) {
       Tensor w = RandomWeights(type, out, in, 51);
+      if (out == 40) {  // whole groups of 8 rows: the interleaved layout where there is one
+        if (!CanInterleave(w)) continue;
+        w = Interleave(w);
+      }
       for (Isa isa : FastIsas()) {
         ThreadPool pool(2);
         const ExecContext ctx{&pool, isa};

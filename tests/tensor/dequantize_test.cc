@@ -127,8 +127,8 @@ TEST(InterleaveTest, Q4_0x8KeepsEveryValue) {
   }
 }
 
-TEST(InterleaveTest, Q5_0x8AndQ5_1x8KeepEveryValue) {
-  for (DType type : {DType::kQ5_0, DType::kQ5_1}) {
+TEST(InterleaveTest, Q5_0x8Q5_1x8AndIq4Nlx8KeepEveryValue) {
+  for (DType type : {DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl}) {
     std::mt19937 rng(4);
     Tensor t = Tensor::Empty(type, {16, 96});
     auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
@@ -137,6 +137,8 @@ TEST(InterleaveTest, Q5_0x8AndQ5_1x8KeepEveryValue) {
       const uint16_t d = F32ToF16(0.01f * static_cast<float>(b + 1));
       if (type == DType::kQ5_0) {
         t.mutable_data<BlockQ5_0>()[b].d = d;
+      } else if (type == DType::kIq4Nl) {
+        t.mutable_data<BlockIq4Nl>()[b].d = d;
       } else {
         t.mutable_data<BlockQ5_1>()[b].d = d;
         t.mutable_data<BlockQ5_1>()[b].m = F32ToF16(-0.1f * static_cast<float>(b));

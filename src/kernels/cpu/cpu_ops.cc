@@ -130,6 +130,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     const QuantDot8 k8 = w_type == DType::kQ4_0x8   ? k.q4_0x8
                          : w_type == DType::kQ5_0x8 ? k.q5_0x8
                          : w_type == DType::kQ5_1x8 ? k.q5_1x8
+                         : w_type == DType::kIq4Nlx8 ? k.iq4_nlx8
                                                     : k.q8_0x8;
     const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 8, bias, y,

@@ -70,7 +70,7 @@ struct CpuKernels {
   // The GGUF types qwenbox reads but never writes (linear_kernels_gguf_*.cc).
   QuantDot q4_1 = nullptr, q5_0 = nullptr, q5_1 = nullptr, iq4_nl = nullptr;
   QuantDotK q2_k = nullptr, q3_k = nullptr, q5_k = nullptr;
-  QuantDot8 q5_0x8 = nullptr, q5_1x8 = nullptr;
+  QuantDot8 q5_0x8 = nullptr, q5_1x8 = nullptr, iq4_nlx8 = nullptr;
 };
 
 // Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load

@@ -282,6 +282,41 @@ void DotQ5x8T(const Block* w, const ActBlock* const* acts, int64_t nb, float* ou
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
+// IQ4_NLx8: the Q4_0x8 layout; each byte group's codes become grid values (one vpshufb per
+// nibble half) that meet the activations through the sign trick, as in Q8_0x8. Products of two
+// int8 reach 2 x 127 x 127 per int16 pair, so each half is widened at once.
+template <int NT>
+void DotIq4Nlx8T(const BlockIq4Nlx8* w, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+  const __m256i grid = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kIq4NlValues)));
+  for (int64_t b = 0; b < nb; ++b) {
+    __m256i s32[NT];
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
+      const __m256i v = Load32(w[b].qs + 32 * c);
+      const __m256i lo = _mm256_shuffle_epi8(grid, _mm256_and_si256(v, low));
+      const __m256i hi = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
+      const __m256i alo = _mm256_sign_epi8(lo, lo), ahi = _mm256_sign_epi8(hi, hi);
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), lo)), ones);
+        const __m256i p1 =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(_mm256_set1_epi32(x4[c + 4]), hi)), ones);
+        const __m256i p = _mm256_add_epi32(p0, p1);
+        s32[t] = c == 0 ? p : _mm256_add_epi32(s32[t], p);
+        KeepInRegister(s32[t]);
+      }
+    }
+    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
+    for (int t = 0; t < NT; ++t) {
+      const ActBlock& a = acts[t][b];
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s32[t]), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <typename Block>
 struct Affine {
   template <int NT>
@@ -299,6 +334,7 @@ struct Q5x8 {
     static void Run(const Block* w, const ActBlock* const* a, int64_t nb, float* o) { DotQ5x8T<NT>(w, a, nb, o); }
   };
 };
+template <int NT> struct Iq4Nlx8K { static void Run(const BlockIq4Nlx8* w, const ActBlock* const* a, int64_t nb, float* o) { DotIq4Nlx8T<NT>(w, a, nb, o); } };
 template <int NT> struct Q5_KK { static void Run(const BlockQ5_K* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ5_KT<NT>(w, a, nb, o); } };
 
 template <typename Block>
@@ -329,6 +365,9 @@ void AddGgufAvx2Kernels(CpuKernels& k) {
   };
   k.q5_1x8 = [](const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
     Dispatch<BlockQ5_1x8, Q5x8<BlockQ5_1x8>::K>(group, acts, nt, n / 32, out);
+  };
+  k.iq4_nlx8 = [](const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+    Dispatch<BlockIq4Nlx8, Iq4Nlx8K>(group, acts, nt, n / 32, out);
   };
 }
 

@@ -160,9 +160,30 @@ void DotQ5x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, 
     }
 }
 
+// IQ4_NL of 8 interleaved rows (BlockIq4Nlx8, the Q4_0x8 layout): out[t * 8 + r].
+void DotIq4Nlx8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  const auto* w = static_cast<const BlockIq4Nlx8*>(group);
+  for (int t = 0; t < nt; ++t)
+    for (int r = 0; r < 8; ++r) {
+      float acc = 0.f;
+      for (int64_t b = 0; b < n / 32; ++b) {
+        const ActBlock& a = acts[t][b];
+        int s = 0;
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 4; ++k) {
+            const uint8_t v = w[b].qs[32 * c + 4 * r + k];
+            s += kIq4NlValues[v & 0x0f] * a.q[4 * c + k] + kIq4NlValues[v >> 4] * a.q[16 + 4 * c + k];
+          }
+        acc += F16ToF32(w[b].d[r]) * a.d * static_cast<float>(s);
+      }
+      out[t * 8 + r] = acc;
+    }
+}
+
 }  // namespace
 
 void AddGgufScalarKernels(CpuKernels& k) {
+  k.iq4_nlx8 = DotIq4Nlx8;
   k.q5_0x8 = DotQ5x8<BlockQ5_0x8>;
   k.q5_1x8 = DotQ5x8<BlockQ5_1x8>;
   k.q4_1 = DotAffine<BlockQ4_1>;
