@@ -52,16 +52,20 @@ int64_t PeakRssBytes() {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
+Result<DType> BenchKvDType(const BenchOptions& o, const ModelConfig& config) {
+  const auto kv_dtype = DTypeFromName(o.kv_dtype);
+  if (!kv_dtype) return InvalidArgument(fmt::format("--kv-dtype {} is not one of f16, bf16, f32, q8_0", o.kv_dtype));
+  QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, config.head_dim));
+  return *kv_dtype;
+}
+
 // N requests at once through the engine: the decode rate once every request is generating
 // (from the last first token to the last finish), and the rate over the whole run.
 Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const kernels::ExecContext& ctx, ThreadPool* pool) {
   const Qwen2Model& model = *loaded.model;
   const int64_t per_seq = o.prompt + o.gen;
   EngineConfig ec;
-  const auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
-    return InvalidArgument(fmt::format("--kv-dtype {} is not one of f16, bf16, f32, q8_0", o.kv_dtype));
-  ec.kv_dtype = *kv_dtype;
+  QB_ASSIGN_OR_RETURN(ec.kv_dtype, BenchKvDType(o, model.config()));
   ec.scheduler.block_size = 16;
   ec.scheduler.max_num_seqs = std::max(o.concurrency, 1);
   ec.scheduler.max_batch_tokens = std::max<int64_t>(512, o.concurrency);
@@ -134,7 +138,8 @@ Status RunBench(const BenchOptions& o) {
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(model.config().vocab_size, 151643) - 1));
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt));
   for (auto& t : prompt) t = id(rng);
-  ContiguousKvCache cache(model.config(), std::max<int64_t>(total, 1));
+  QB_ASSIGN_OR_RETURN(const DType kv_dtype, BenchKvDType(o, model.config()));
+  ContiguousKvCache cache(model.config(), std::max<int64_t>(total, 1), kv_dtype);
   using Clock = std::chrono::steady_clock;
   auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
   // Warm-up: touch every weight page once.
@@ -194,7 +199,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--reps", o->reps, "Repetitions")->capture_default_str();
   cmd->add_option("--concurrency", o->concurrency,
                   "Run this many sequences at once through the serving engine (aggregate generation rate)");
-  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type with --concurrency: f16, bf16, f32 or q8_0")
+  cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32 or q8_0")
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   o->exec.Add(cmd, "fast");

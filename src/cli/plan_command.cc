@@ -71,6 +71,7 @@ Status RunPlan(const PlanOptions& o) {
   if (*kv_dtype == DType::kQ8_0 && o.gpus > 0)
     return InvalidArgument("--kv-dtype q8_0 is for CPU deployments (the GPU KV cache is f16, bf16 or f32)");
   QB_ASSIGN_OR_RETURN(Subject subject, FindSubject(o));
+  QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, subject.config.head_dim));
 
   // The limits to check against: the flags, else this machine's.
   const ResourceLimits detected = DetectLimits();

@@ -25,8 +25,13 @@ int HttpThreads(const ServeOptions& o) {
 
 Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   if (o.memory_margin < 0 || o.memory_margin >= 1) return InvalidArgument("--memory-margin must be in [0, 1)");
-  // The device is checked before minutes of loading, not after.
+  // The device and the KV cache type are checked before minutes of loading, not after.
   QB_RETURN_IF_ERROR(CheckDevice(o));
+  const auto kv_dtype = DTypeFromName(o.kv_dtype);
+  if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
+    return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");
+  if (*kv_dtype == DType::kQ8_0 && o.device != "cpu")
+    return InvalidArgument("--kv-dtype q8_0 runs on the CPU only (the GPU KV cache is f16, bf16 or f32)");
   s->limits = DetectLimits();
   if (!o.memory_limit.empty()) {
     QB_ASSIGN_OR_RETURN(const int64_t limit, ParseByteSize(o.memory_limit));
@@ -45,10 +50,8 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
 
 Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, ServeSizing* s) {
   auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
-    return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");
-  if (*kv_dtype == DType::kQ8_0 && o.device != "cpu")
-    return InvalidArgument("--kv-dtype q8_0 runs on the CPU only (the GPU KV cache is f16, bf16 or f32)");
+  if (!kv_dtype) return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");  // checked before loading
+  QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, loaded.model->config().head_dim));
   if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1 || o.max_queue < 0)
     return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
   const ModelConfig& mc = loaded.model->config();

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ref/ref_ops.h"
 #include "tensor/dequantize.h"
@@ -148,6 +150,14 @@ void AddInPlace(Tensor& acc, const Tensor& x) {
 }
 
 bool IsKvDType(DType t) { return Info(t).is_float || t == DType::kQ8_0; }
+
+Status CheckKvDType(DType t, int64_t head_dim) {
+  if (!IsKvDType(t)) return InvalidArgument(fmt::format("KV cache type {} (f16, bf16, f32 or q8_0)", Name(t)));
+  if (head_dim % Info(t).block_size != 0)
+    return InvalidArgument(fmt::format("KV cache type {} needs a head size that is a multiple of {} (the model's is {})",
+                                       Name(t), Info(t).block_size, head_dim));
+  return Status::Ok();
+}
 
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {
   CheckF32(src, "ScatterRows", "src");

@@ -13,6 +13,7 @@
 
 #include "kernels/exec_context.h"
 #include "tensor/tensor.h"
+#include "util/status.h"
 
 namespace qb::kernels {
 
@@ -57,6 +58,8 @@ void AddInPlace(Tensor& acc, const Tensor& x);
 // The types a KV cache may be stored in: f32, f16, bf16, and q8_0 (blocks of 32 with a scale;
 // half of f16's bytes; attention dequantizes it exactly).
 bool IsKvDType(DType t);
+// An error unless `t` can hold the KV cache of heads of `head_dim` values (q8_0: multiples of 32).
+Status CheckKvDType(DType t, int64_t head_dim);
 
 // Writes rows of src [n, d] (f32) into dst [T, d] (IsKvDType) at rows[t].
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst);

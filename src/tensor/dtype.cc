@@ -33,6 +33,7 @@ constexpr std::array<DTypeInfo, 23> kInfos = {{
     {"q5_1x8", kQK4_0, sizeof(BlockQ5_1), false, true, alignof(BlockQ5_1x8), 8},
     {"iq4_nlx8", kQK4_0, sizeof(BlockIq4Nl), false, true, alignof(BlockIq4Nlx8), 8},
 }};
+static_assert(kInfos.size() == static_cast<size_t>(DType::kIq4Nlx8) + 1, "one DTypeInfo per DType, in order");
 }  // namespace
 
 const DTypeInfo& Info(DType t) { return kInfos[static_cast<size_t>(t)]; }

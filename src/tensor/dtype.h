@@ -32,7 +32,7 @@ enum class DType : uint8_t {
   kQ5_K,
   kQ5_0x8,  // Q5_0 repacked for the CPU kernels, as kQ4_0x8
   kQ5_1x8,  // Q5_1 likewise
-  kIq4Nlx8,  // IQ4_NL likewise (the Q4_0x8 layout)
+  kIq4Nlx8,  // IQ4_NL likewise (the Q4_0x8 layout); keep last (dtype.cc's table checks it)
 };
 
 struct DTypeInfo {

@@ -231,6 +231,41 @@ TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
   }
 }
 
+// The interleaved kernels add int8 x code products in int16 before widening them: at the
+// extremes (every code byte 0x00, 0xFF, 0x7F or 0x81, every activation +-127) nothing saturates,
+// on every path, alone and for 4 tokens.
+TEST(FastLinearTest, InterleavedKernelsHaveHeadroomAtTheExtremes) {
+  const int64_t in = 256, out = 16;
+  for (DType type : {DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ8_0}) {
+    for (uint8_t fill : {0x00, 0xFF, 0x7F, 0x81}) {
+      Tensor w = Tensor::Empty(type, {out, in});
+      auto* bytes = static_cast<uint8_t*>(w.mutable_raw());
+      std::memset(bytes, fill, w.nbytes());
+      const int64_t block_bytes = Info(type).block_bytes;
+      for (int64_t b = 0; b < out * in / 32; ++b) {  // the scale leads every one of these blocks
+        const uint16_t d = F32ToF16(0.01f), m = F32ToF16(-0.1f);
+        std::memcpy(bytes + b * block_bytes, &d, 2);
+        if (type == DType::kQ5_1) std::memcpy(bytes + b * block_bytes + 2, &m, 2);
+      }
+      const Tensor wi = Interleave(w);
+      for (int64_t n : {1, 4}) {
+        Tensor x = Tensor::Empty(DType::kF32, {n, in});
+        for (int64_t i = 0; i < n * in; ++i) x.mutable_data<float>()[i] = (i / in) % 2 == 0 ? 1.f : -1.f;
+        Tensor want = Tensor::Empty(DType::kF32, {n, out});
+        Linear(ExecContext::Reference(), x, w, nullptr, want);
+        for (Isa isa : FastIsas()) {
+          ThreadPool pool(1);
+          Tensor got = Tensor::Empty(DType::kF32, {n, out});
+          Linear(ExecContext{&pool, isa}, x, wi, nullptr, got);
+          for (int64_t i = 0; i < n * out; ++i)
+            ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-3 * std::fabs(want.data<float>()[i]) + 1e-3)
+                << Name(type) << " fill " << int{fill} << " " << IsaName(isa) << " n " << n;
+        }
+      }
+    }
+  }
+}
+
 // The AVX-512 VNNI kernels (8-row interleaved Q4_0 / Q8_0) compute the same integer sums as the
 // AVX2 ones and the same float operations in the same order: bit-identical results, for every
 // token count of the micro-kernel and beyond. Runs only on a CPU with AVX-512 VNNI.

@@ -43,6 +43,13 @@ inline __m256i DotU8S8(__m256i u, __m256i s) {
   return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
 }
 
+// Activations 4c..4c+3 of a block in every 32-bit lane (a byte copy: no int32 aliasing of int8).
+inline __m256i Broadcast4(const ActBlock& a, int c) {
+  int32_t v;
+  std::memcpy(&v, a.q + 4 * c, sizeof(v));
+  return _mm256_set1_epi32(v);
+}
+
 inline __m256i LoadQ(const ActBlock& a) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(a.q)); }
 
 inline __m256i UnpackNibbles(const uint8_t* qs) {  // 16 bytes -> 32 u8: low nibbles, then high

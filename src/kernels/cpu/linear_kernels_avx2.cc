@@ -273,9 +273,8 @@ void DotQ4_0x8T(const BlockQ4_0x8* w, const ActBlock* const* acts, int64_t nb, f
       const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
       const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
-        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(x4[c])),
-                                           _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x4[c + 4])));
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, Broadcast4(acts[t][b], c)),
+                                           _mm256_maddubs_epi16(hi, Broadcast4(acts[t][b], c + 4)));
         s16[t] = c == 0 ? p : _mm256_add_epi16(s16[t], p);
         KeepInRegister(s16[t]);
       }
@@ -304,8 +303,7 @@ void DotQ8_0x8T(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, f
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * c));
       const __m256i aq = _mm256_sign_epi8(q, q);
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), q)), ones);
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(Broadcast4(acts[t][b], c), q)), ones);
         s32[t] = c == 0 ? p : _mm256_add_epi32(s32[t], p);
         KeepInRegister(s32[t]);
       }

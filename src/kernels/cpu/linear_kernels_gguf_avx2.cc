@@ -254,9 +254,8 @@ void DotQ5x8T(const Block* w, const ActBlock* const* acts, int64_t nb, float* ou
       const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(v, 4), low),
                                          _mm256_and_si256(_mm256_srli_epi16(qh, c), bit4));
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
-        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(x4[c])),
-                                           _mm256_maddubs_epi16(hi, _mm256_set1_epi32(x4[c + 4])));
+        const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, Broadcast4(acts[t][b], c)),
+                                           _mm256_maddubs_epi16(hi, Broadcast4(acts[t][b], c + 4)));
         if (c % 2 == 0) {
           s16[t] = p;
         } else {
@@ -299,10 +298,9 @@ void DotIq4Nlx8T(const BlockIq4Nlx8* w, const ActBlock* const* acts, int64_t nb,
       const __m256i hi = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
       const __m256i alo = _mm256_sign_epi8(lo, lo), ahi = _mm256_sign_epi8(hi, hi);
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const int32_t* x4 = reinterpret_cast<const int32_t*>(acts[t][b].q);
-        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(_mm256_set1_epi32(x4[c]), lo)), ones);
+        const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(alo, _mm256_sign_epi8(Broadcast4(acts[t][b], c), lo)), ones);
         const __m256i p1 =
-            _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(_mm256_set1_epi32(x4[c + 4]), hi)), ones);
+            _mm256_madd_epi16(_mm256_maddubs_epi16(ahi, _mm256_sign_epi8(Broadcast4(acts[t][b], c + 4), hi)), ones);
         const __m256i p = _mm256_add_epi32(p0, p1);
         s32[t] = c == 0 ? p : _mm256_add_epi32(s32[t], p);
         KeepInRegister(s32[t]);
