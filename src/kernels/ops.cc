@@ -98,8 +98,8 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
   CheckF32(out, "Attention", "out");
   CheckCpu(k, "Attention");
   CheckCpu(v, "Attention");
-  QB_CHECK(k.dtype() == v.dtype() && IsKvDType(k.dtype()) && head_dim % Info(k.dtype()).block_size == 0,
-           "Attention: kv dtype {} with head_dim {}", Name(k.dtype()), head_dim);
+  QB_CHECK(k.dtype() == v.dtype() && CheckKvDType(k.dtype(), head_dim).ok(), "Attention: kv dtype {} with head_dim {}",
+           Name(k.dtype()), head_dim);
   QB_CHECK(q.cols() % head_dim == 0 && k.cols() % head_dim == 0 && k.shape() == v.shape() &&
                out.shape() == q.shape() && static_cast<int64_t>(positions.size()) == q.rows() &&
                tables.size() == positions.size() && block_size > 0,

@@ -24,80 +24,68 @@ bool CanInterleave(const Tensor& t) {
 
 namespace {
 
-Tensor InterleaveQ8_0(const Tensor& t) {
-  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK8_0;
-  Tensor out = Tensor::Empty(DType::kQ8_0x8, t.shape());
-  auto* dst = static_cast<BlockQ8_0x8*>(out.mutable_raw());
-  const auto* src = static_cast<const BlockQ8_0*>(t.raw());
+// The repacking loop every layout shares: for each group of 8 rows and each block column,
+// fill(out block, row r's block, r) for r = 0..7 (the caller's `fill` places row r's values).
+template <typename In, typename Out, typename Fill>
+Tensor InterleaveRows(const Tensor& t, DType out_type, Fill fill) {
+  const int64_t rows = t.dim(0), nb = t.dim(1) / Info(t.dtype()).block_size;
+  Tensor out = Tensor::Empty(out_type, t.shape());
+  auto* dst = static_cast<Out*>(out.mutable_raw());
+  const auto* src = static_cast<const In*>(t.raw());
   for (int64_t g = 0; g < rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      BlockQ8_0x8& o = dst[g * nb + b];
-      for (int r = 0; r < 8; ++r) {
-        const BlockQ8_0& in = src[(g * 8 + r) * nb + b];
-        o.d[r] = in.d;
-        for (int c = 0; c < 8; ++c)
-          for (int k = 0; k < 4; ++k) o.qs[32 * c + 4 * r + k] = in.qs[4 * c + k];
-      }
-    }
+    for (int64_t b = 0; b < nb; ++b)
+      for (int r = 0; r < 8; ++r) fill(dst[g * nb + b], src[(g * 8 + r) * nb + b], r);
   return out;
+}
+
+Tensor InterleaveQ8_0(const Tensor& t) {
+  return InterleaveRows<BlockQ8_0, BlockQ8_0x8>(t, DType::kQ8_0x8, [](BlockQ8_0x8& o, const BlockQ8_0& in, int r) {
+    o.d[r] = in.d;
+    for (int c = 0; c < 8; ++c)
+      for (int k = 0; k < 4; ++k) o.qs[32 * c + 4 * r + k] = in.qs[4 * c + k];
+  });
 }
 
 // The value of element e (0..31) of a Q4_0 / Q5_0 block's byte layout and of the x8 layout:
 // byte group c, lane byte k, nibble half h (0 low, 1 high) hold element 16h + 4c + k.
 inline int ElementOf(int c, int k, int h) { return 16 * h + 4 * c + k; }
 
+// Row r's 16 nibble bytes (element e: low nibble of qs[e] for e < 16, else high nibble of
+// qs[e - 16]) placed in lane r of the x8 layout's 4 byte groups.
+inline void PlaceNibbles(const uint8_t* in_qs, int r, uint8_t* out_qs) {
+  for (int c = 0; c < 4; ++c)
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t lo = in_qs[ElementOf(c, k, 0)] & 0x0f, hi = in_qs[ElementOf(c, k, 1) - 16] >> 4;
+      out_qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
+    }
+}
+
 // Q4_0 -> Q4_0x8, IQ4_NL -> IQ4_NLx8: the nibbles rearranged, the scales gathered.
 template <typename In, typename Out>
 Tensor InterleaveNibbles(const Tensor& t, DType out_type) {
-  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
-  Tensor out = Tensor::Empty(out_type, t.shape());
-  auto* dst = static_cast<Out*>(out.mutable_raw());
-  const auto* src = static_cast<const In*>(t.raw());
-  for (int64_t g = 0; g < rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      Out& o = dst[g * nb + b];
-      for (int r = 0; r < 8; ++r) {
-        const In& in = src[(g * 8 + r) * nb + b];
-        o.d[r] = in.d;
-        // Element e of row r: low nibble of qs[e] (e < 16) or high nibble of qs[e - 16].
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k) {
-            const int lo_e = 4 * c + k, hi_e = 16 + 4 * c + k;
-            const uint8_t lo = in.qs[lo_e] & 0x0f, hi = in.qs[hi_e - 16] >> 4;
-            o.qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
-          }
-      }
-    }
-  return out;
+  return InterleaveRows<In, Out>(t, out_type, [](Out& o, const In& in, int r) {
+    o.d[r] = in.d;
+    PlaceNibbles(in.qs, r, o.qs);
+  });
 }
 
-// Q5_0 -> Q5_0x8, Q5_1 -> Q5_1x8 (the latter with its mins).
+// Q5_0 -> Q5_0x8, Q5_1 -> Q5_1x8 (the latter with its mins): the nibbles as above, and the
+// fifth bits of byte group c's low / high nibbles as bits c / c + 4 of qh[4r + k].
 template <typename In, typename Out>
 Tensor InterleaveQ5(const Tensor& t, DType out_type) {
-  const int64_t rows = t.dim(0), nb = t.dim(1) / kQK4_0;
-  Tensor out = Tensor::Empty(out_type, t.shape());
-  auto* dst = static_cast<Out*>(out.mutable_raw());
-  const auto* src = static_cast<const In*>(t.raw());
-  for (int64_t g = 0; g < rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b) {
-      Out& o = dst[g * nb + b];
-      for (int r = 0; r < 8; ++r) {
-        const In& in = src[(g * 8 + r) * nb + b];
-        uint32_t high;
-        std::memcpy(&high, in.qh, sizeof(high));
-        o.d[r] = in.d;
-        if constexpr (requires { in.m; }) o.m[r] = in.m;
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k) {
-            const int lo_e = ElementOf(c, k, 0), hi_e = ElementOf(c, k, 1);
-            const uint8_t lo = in.qs[lo_e] & 0x0f, hi = in.qs[hi_e - 16] >> 4;
-            o.qs[32 * c + 4 * r + k] = static_cast<uint8_t>(lo | (hi << 4));
-            const uint8_t bits = static_cast<uint8_t>(((high >> lo_e) & 1u) << c | ((high >> hi_e) & 1u) << (c + 4));
-            o.qh[4 * r + k] = static_cast<uint8_t>((c == 0 ? 0 : o.qh[4 * r + k]) | bits);
-          }
-      }
+  return InterleaveRows<In, Out>(t, out_type, [](Out& o, const In& in, int r) {
+    uint32_t high;
+    std::memcpy(&high, in.qh, sizeof(high));
+    o.d[r] = in.d;
+    if constexpr (requires { in.m; }) o.m[r] = in.m;
+    PlaceNibbles(in.qs, r, o.qs);
+    for (int k = 0; k < 4; ++k) {
+      uint8_t bits = 0;
+      for (int c = 0; c < 4; ++c)
+        bits |= static_cast<uint8_t>(((high >> ElementOf(c, k, 0)) & 1u) << c | ((high >> ElementOf(c, k, 1)) & 1u) << (c + 4));
+      o.qh[4 * r + k] = bits;
     }
-  return out;
+  });
 }
 
 // Row r of a Q4_0x8 / IQ4_NLx8 matrix: d * value(code).

@@ -26,158 +26,140 @@ void Codes(const Block& b, int* q) {
   }
 }
 
-// x . w over 32-value blocks with w = d * (code - zero) (Q5_0) or d * code + m (Q4_1, Q5_1):
-// d_w * d_x * sum(code * q_x), and the offset times the block's activation sum.
-template <typename Block>
-void DotAffine(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+// The loops every kernel here shares: for each token, add(acc, block, activations) over the
+// row's blocks in order (Act: 32- or 256-value activation blocks).
+template <typename Block, typename Act, typename Add>
+void OverBlocks(const void* row, const Act* const* acts, int nt, int64_t n, float* out, Add add) {
   const auto* w = static_cast<const Block*>(row);
+  const int64_t nb = n / static_cast<int64_t>(sizeof(Act::q));
   for (int t = 0; t < nt; ++t) {
     float acc = 0.f;
-    for (int64_t b = 0; b < n / 32; ++b) {
-      const ActBlock& a = acts[t][b];
-      int q[32];
-      Codes(w[b], q);
-      int s = 0;
-      for (int i = 0; i < 32; ++i) s += q[i] * a.q[i];
-      const float dw = F16ToF32(w[b].d);
-      float offset;
-      if constexpr (requires { w[b].m; }) offset = F16ToF32(w[b].m);
-      else offset = -16.f * dw;
-      acc += dw * a.d * static_cast<float>(s) + offset * (a.ds16[0] + a.ds16[1]);
-    }
+    for (int64_t b = 0; b < nb; ++b) add(acc, w[b], acts[t][b]);
     out[t] = acc;
   }
 }
 
-void DotIq4Nl(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  const auto* w = static_cast<const BlockIq4Nl*>(row);
-  for (int t = 0; t < nt; ++t) {
-    float acc = 0.f;
-    for (int64_t b = 0; b < n / 32; ++b) {
-      int q[32];
-      Codes(w[b], q);
-      int s = 0;
-      for (int i = 0; i < 32; ++i) s += kIq4NlValues[q[i]] * acts[t][b].q[i];
-      acc += F16ToF32(w[b].d) * acts[t][b].d * static_cast<float>(s);
+// The same for 8 interleaved rows: add(acc, group block, row, activations); out[t * 8 + r].
+template <typename Block, typename Add>
+void OverBlocks8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out, Add add) {
+  const auto* w = static_cast<const Block*>(group);
+  for (int t = 0; t < nt; ++t)
+    for (int r = 0; r < 8; ++r) {
+      float acc = 0.f;
+      for (int64_t b = 0; b < n / 32; ++b) add(acc, w[b], r, acts[t][b]);
+      out[t * 8 + r] = acc;
     }
-    out[t] = acc;
-  }
+}
+
+// x . w over 32-value blocks with w = d * (code - zero) (Q5_0) or d * code + m (Q4_1, Q5_1):
+// d_w * d_x * sum(code * q_x), and the offset times the block's activation sum.
+template <typename Block>
+void DotAffine(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  OverBlocks<Block>(row, acts, nt, n, out, [](float& acc, const Block& w, const ActBlock& a) {
+    int q[32];
+    Codes(w, q);
+    int s = 0;
+    for (int i = 0; i < 32; ++i) s += q[i] * a.q[i];
+    const float dw = F16ToF32(w.d);
+    float offset;
+    if constexpr (requires { w.m; }) offset = F16ToF32(w.m);
+    else offset = -16.f * dw;
+    acc += dw * a.d * static_cast<float>(s) + offset * (a.ds16[0] + a.ds16[1]);
+  });
+}
+
+void DotIq4Nl(const void* row, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  OverBlocks<BlockIq4Nl>(row, acts, nt, n, out, [](float& acc, const BlockIq4Nl& w, const ActBlock& a) {
+    int q[32];
+    Codes(w, q);
+    int s = 0;
+    for (int i = 0; i < 32; ++i) s += kIq4NlValues[q[i]] * a.q[i];
+    acc += F16ToF32(w.d) * a.d * static_cast<float>(s);
+  });
 }
 
 // The 2-bit plane of element e (0..255) of a Q2_K / Q3_K block.
 inline int Low2(const uint8_t* qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3; }
 
 void DotQ2_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
-  const auto* w = static_cast<const BlockQ2_K*>(row);
-  for (int t = 0; t < nt; ++t) {
-    float acc = 0.f;
-    for (int64_t b = 0; b < n / 256; ++b) {
-      const ActBlockK& a = acts[t][b];
-      int isum = 0, msum = 0;
-      for (int s = 0; s < 16; ++s) {
-        int dot = 0;
-        for (int e = 16 * s; e < 16 * s + 16; ++e) dot += Low2(w[b].qs, e) * a.q[e];
-        isum += (w[b].scales[s] & 0x0f) * dot;
-        msum += (w[b].scales[s] >> 4) * a.bsums[s];
-      }
-      acc += a.d * (F16ToF32(w[b].d) * static_cast<float>(isum) - F16ToF32(w[b].dmin) * static_cast<float>(msum));
+  OverBlocks<BlockQ2_K>(row, acts, nt, n, out, [](float& acc, const BlockQ2_K& w, const ActBlockK& a) {
+    int isum = 0, msum = 0;
+    for (int s = 0; s < 16; ++s) {
+      int dot = 0;
+      for (int e = 16 * s; e < 16 * s + 16; ++e) dot += Low2(w.qs, e) * a.q[e];
+      isum += (w.scales[s] & 0x0f) * dot;
+      msum += (w.scales[s] >> 4) * a.bsums[s];
     }
-    out[t] = acc;
-  }
+    acc += a.d * (F16ToF32(w.d) * static_cast<float>(isum) - F16ToF32(w.dmin) * static_cast<float>(msum));
+  });
 }
 
 void DotQ3_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
-  const auto* w = static_cast<const BlockQ3_K*>(row);
-  for (int t = 0; t < nt; ++t) {
-    float acc = 0.f;
-    for (int64_t b = 0; b < n / 256; ++b) {
-      const ActBlockK& a = acts[t][b];
-      int8_t sc[16];
-      UnpackQ3KScales(w[b].scales, sc);
-      int isum = 0;
-      for (int s = 0; s < 16; ++s) {
-        int dot = 0;
-        for (int e = 16 * s; e < 16 * s + 16; ++e) {
-          const int hi = (w[b].hmask[e % 32] >> (e / 32)) & 1;  // bit 4h + j for e = 128h + 32j + l
-          dot += (Low2(w[b].qs, e) + 4 * hi - 4) * a.q[e];
-        }
-        isum += sc[s] * dot;
+  OverBlocks<BlockQ3_K>(row, acts, nt, n, out, [](float& acc, const BlockQ3_K& w, const ActBlockK& a) {
+    int8_t sc[16];
+    UnpackQ3KScales(w.scales, sc);
+    int isum = 0;
+    for (int s = 0; s < 16; ++s) {
+      int dot = 0;
+      for (int e = 16 * s; e < 16 * s + 16; ++e) {
+        const int hi = (w.hmask[e % 32] >> (e / 32)) & 1;  // bit 4h + j for e = 128h + 32j + l
+        dot += (Low2(w.qs, e) + 4 * hi - 4) * a.q[e];
       }
-      acc += a.d * F16ToF32(w[b].d) * static_cast<float>(isum);
+      isum += sc[s] * dot;
     }
-    out[t] = acc;
-  }
+    acc += a.d * F16ToF32(w.d) * static_cast<float>(isum);
+  });
 }
 
 
 void DotQ5_K(const void* row, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
-  const auto* w = static_cast<const BlockQ5_K*>(row);
-  for (int t = 0; t < nt; ++t) {
-    float acc = 0.f;
-    for (int64_t b = 0; b < n / 256; ++b) {
-      const ActBlockK& a = acts[t][b];
-      int isum = 0, msum = 0;
-      for (int s = 0; s < 8; ++s) {
-        int sc, m;
-        KQuantScaleMin(w[b].scales, s, &sc, &m);
-        const uint8_t* q = w[b].qs + 32 * (s / 2);
-        int dot = 0;
-        for (int l = 0; l < 32; ++l) {
-          const int code = ((s & 1) ? q[l] >> 4 : q[l] & 0x0f) | (((w[b].qh[l] >> s) & 1) << 4);
-          dot += code * a.q[32 * s + l];
-        }
-        isum += sc * dot;
-        msum += m * a.bsums32[s];
+  OverBlocks<BlockQ5_K>(row, acts, nt, n, out, [](float& acc, const BlockQ5_K& w, const ActBlockK& a) {
+    int isum = 0, msum = 0;
+    for (int s = 0; s < 8; ++s) {
+      int sc, m;
+      KQuantScaleMin(w.scales, s, &sc, &m);
+      const uint8_t* q = w.qs + 32 * (s / 2);
+      int dot = 0;
+      for (int l = 0; l < 32; ++l) {
+        const int code = ((s & 1) ? q[l] >> 4 : q[l] & 0x0f) | (((w.qh[l] >> s) & 1) << 4);
+        dot += code * a.q[32 * s + l];
       }
-      acc += a.d * (F16ToF32(w[b].d) * static_cast<float>(isum) - F16ToF32(w[b].dmin) * static_cast<float>(msum));
+      isum += sc * dot;
+      msum += m * a.bsums32[s];
     }
-    out[t] = acc;
-  }
+    acc += a.d * (F16ToF32(w.d) * static_cast<float>(isum) - F16ToF32(w.dmin) * static_cast<float>(msum));
+  });
 }
 
-// Q5_0 / Q5_1 of 8 interleaved rows (BlockQ5_0x8, BlockQ5_1x8): out[t * 8 + r].
+// Q5_0 / Q5_1 of 8 interleaved rows (BlockQ5_0x8, BlockQ5_1x8).
 template <typename Block>
 void DotQ5x8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  constexpr bool kHasMin = requires(const Block& b) { b.m; };
-  const auto* w = static_cast<const Block*>(group);
-  for (int t = 0; t < nt; ++t)
-    for (int r = 0; r < 8; ++r) {
-      float acc = 0.f;
-      for (int64_t b = 0; b < n / 32; ++b) {
-        const ActBlock& a = acts[t][b];
-        int s = 0;
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k) {
-            const uint8_t v = w[b].qs[32 * c + 4 * r + k], h = w[b].qh[4 * r + k];
-            const int lo = (v & 0x0f) | ((h >> c) & 1) << 4, hi = (v >> 4) | ((h >> (c + 4)) & 1) << 4;
-            const int z = kHasMin ? 0 : 16;
-            s += (lo - z) * a.q[4 * c + k] + (hi - z) * a.q[16 + 4 * c + k];
-          }
-        acc += F16ToF32(w[b].d[r]) * a.d * static_cast<float>(s);
-        if constexpr (kHasMin) acc += F16ToF32(w[b].m[r]) * (a.ds16[0] + a.ds16[1]);
+  OverBlocks8<Block>(group, acts, nt, n, out, [](float& acc, const Block& w, int r, const ActBlock& a) {
+    constexpr bool kHasMin = requires { w.m; };
+    int s = 0;
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t v = w.qs[32 * c + 4 * r + k], h = w.qh[4 * r + k];
+        const int lo = (v & 0x0f) | ((h >> c) & 1) << 4, hi = (v >> 4) | ((h >> (c + 4)) & 1) << 4;
+        const int z = kHasMin ? 0 : 16;
+        s += (lo - z) * a.q[4 * c + k] + (hi - z) * a.q[16 + 4 * c + k];
       }
-      out[t * 8 + r] = acc;
-    }
+    acc += F16ToF32(w.d[r]) * a.d * static_cast<float>(s);
+    if constexpr (kHasMin) acc += F16ToF32(w.m[r]) * (a.ds16[0] + a.ds16[1]);
+  });
 }
 
-// IQ4_NL of 8 interleaved rows (BlockIq4Nlx8, the Q4_0x8 layout): out[t * 8 + r].
+// IQ4_NL of 8 interleaved rows (BlockIq4Nlx8, the Q4_0x8 layout).
 void DotIq4Nlx8(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  const auto* w = static_cast<const BlockIq4Nlx8*>(group);
-  for (int t = 0; t < nt; ++t)
-    for (int r = 0; r < 8; ++r) {
-      float acc = 0.f;
-      for (int64_t b = 0; b < n / 32; ++b) {
-        const ActBlock& a = acts[t][b];
-        int s = 0;
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 4; ++k) {
-            const uint8_t v = w[b].qs[32 * c + 4 * r + k];
-            s += kIq4NlValues[v & 0x0f] * a.q[4 * c + k] + kIq4NlValues[v >> 4] * a.q[16 + 4 * c + k];
-          }
-        acc += F16ToF32(w[b].d[r]) * a.d * static_cast<float>(s);
+  OverBlocks8<BlockIq4Nlx8>(group, acts, nt, n, out, [](float& acc, const BlockIq4Nlx8& w, int r, const ActBlock& a) {
+    int s = 0;
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 4; ++k) {
+        const uint8_t v = w.qs[32 * c + 4 * r + k];
+        s += kIq4NlValues[v & 0x0f] * a.q[4 * c + k] + kIq4NlValues[v >> 4] * a.q[16 + 4 * c + k];
       }
-      out[t * 8 + r] = acc;
-    }
+    acc += F16ToF32(w.d[r]) * a.d * static_cast<float>(s);
+  });
 }
 
 }  // namespace
