@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "tensor/dequantize.h"
+#include "tensor/dequantize_gguf.h"
 #include "tensor/quant_blocks.h"
 #include "util/check.h"
 #include "util/half.h"
@@ -15,6 +16,8 @@ DType InterleavedType(DType t) {
   if (t == DType::kQ5_0) return DType::kQ5_0x8;
   if (t == DType::kQ5_1) return DType::kQ5_1x8;
   if (t == DType::kIq4Nl) return DType::kIq4Nlx8;
+  if (t == DType::kQ4_K) return DType::kQ4_Kx8;
+  if (t == DType::kQ6_K) return DType::kQ6_Kx8;
   return t;
 }
 
@@ -127,6 +130,105 @@ void DequantizeQ5x8Row(const Block* data, int64_t cols, int64_t r, float* out) {
   }
 }
 
+
+// Element e (0..255) of a Q4_K block: its 4-bit code.
+inline int Q4KCode(const BlockQ4_K& b, int e) {
+  const uint8_t v = b.qs[32 * (e / 64) + e % 32];
+  return e % 64 < 32 ? v & 0x0f : v >> 4;
+}
+
+// Element e (0..255) of a Q6_K block: its 6-bit code (0..63).
+inline int Q6KCode(const BlockQ6_K& b, int e) {
+  const int h = e / 128, g = (e % 128) / 32, l = e % 32;
+  const uint8_t lo = b.ql[64 * h + l + (g % 2) * 32];
+  return ((g < 2 ? lo & 0x0f : lo >> 4) | (((b.qh[32 * h + l] >> (2 * g)) & 3) << 4));
+}
+
+Tensor InterleaveQ4_K(const Tensor& t) {
+  return InterleaveRows<BlockQ4_K, BlockQ4_Kx8>(t, DType::kQ4_Kx8, [](BlockQ4_Kx8& o, const BlockQ4_K& in, int r) {
+    o.d[r] = in.d;
+    o.dmin[r] = in.dmin;
+    for (int s = 0; s < 8; ++s) {
+      int sc, m;
+      KQuantScaleMin(in.scales, s, &sc, &m);
+      const int i = KScaleIndex(s, r), byte = i % 32, half = i / 32;
+      o.scales_lo[byte] = static_cast<uint8_t>(o.scales_lo[byte] | (sc & 0x0f) << (4 * half));
+      o.mins_lo[byte] = static_cast<uint8_t>(o.mins_lo[byte] | (m & 0x0f) << (4 * half));
+      o.high[byte] = static_cast<uint8_t>(o.high[byte] | (sc >> 4) << (2 * half) | (m >> 4) << (4 + 2 * half));
+      // The sub-block's 32 codes as one Q4_0 block of row r: element 16h + 4c + k in nibble h
+      // of byte 32c + 4r + k.
+      uint8_t* q = o.qs + 128 * s;
+      for (int c = 0; c < 4; ++c)
+        for (int k = 0; k < 4; ++k)
+          q[32 * c + 4 * r + k] = static_cast<uint8_t>(Q4KCode(in, 32 * s + ElementOf(c, k, 0)) |
+                                                       Q4KCode(in, 32 * s + ElementOf(c, k, 1)) << 4);
+    }
+  });
+}
+
+Tensor InterleaveQ6_K(const Tensor& t) {
+  return InterleaveRows<BlockQ6_K, BlockQ6_Kx8>(t, DType::kQ6_Kx8, [](BlockQ6_Kx8& o, const BlockQ6_K& in, int r) {
+    o.d[r] = in.d;
+    for (int s = 0; s < 16; ++s) {
+      o.scales[KScaleIndex(s, r)] = in.scales[s];
+      uint8_t* ql = o.q + 96 * s;
+      uint8_t* qh = ql + 64;
+      for (int k = 0; k < 4; ++k) {
+        uint8_t top = 0;
+        for (int g = 0; g < 4; ++g) top = static_cast<uint8_t>(top | (Q6KCode(in, 16 * s + 4 * g + k) >> 4) << (2 * g));
+        qh[4 * r + k] = top;
+        for (int c = 0; c < 2; ++c)
+          ql[32 * c + 4 * r + k] = static_cast<uint8_t>((Q6KCode(in, 16 * s + 4 * c + k) & 0x0f) |
+                                                        (Q6KCode(in, 16 * s + 8 + 4 * c + k) & 0x0f) << 4);
+      }
+    }
+  });
+}
+
+// Row r of a Q4_Kx8 matrix: d * sc * q - dmin * m per sub-block.
+void DequantizeQ4_Kx8Row(const BlockQ4_Kx8* data, int64_t cols, int64_t r, float* out) {
+  const int64_t nb = cols / kQK_K;
+  const int lane = static_cast<int>(r % 8);
+  const BlockQ4_Kx8* blocks = data + (r / 8) * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ4_Kx8& x = blocks[b];
+    const float d = F16ToF32(x.d[lane]), dmin = F16ToF32(x.dmin[lane]);
+    for (int s = 0; s < 8; ++s) {
+      int sc, m;
+      Q4Kx8ScaleMin(x, s, lane, &sc, &m);
+      const float ds = d * static_cast<float>(sc), ms = dmin * static_cast<float>(m);  // as DequantQ4_K
+      const uint8_t* q = x.qs + 128 * s;
+      for (int c = 0; c < 4; ++c)
+        for (int k = 0; k < 4; ++k)
+          for (int h = 0; h < 2; ++h) {
+            const int code = (q[32 * c + 4 * lane + k] >> (4 * h)) & 0x0f;
+            out[b * kQK_K + 32 * s + ElementOf(c, k, h)] = ds * static_cast<float>(code) - ms;
+          }
+    }
+  }
+}
+
+// Row r of a Q6_Kx8 matrix: d * sc * (q - 32) per sub-block.
+void DequantizeQ6_Kx8Row(const BlockQ6_Kx8* data, int64_t cols, int64_t r, float* out) {
+  const int64_t nb = cols / kQK_K;
+  const int lane = static_cast<int>(r % 8);
+  const BlockQ6_Kx8* blocks = data + (r / 8) * nb;
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ6_Kx8& x = blocks[b];
+    const float d = F16ToF32(x.d[lane]);
+    for (int s = 0; s < 16; ++s) {
+      const int sc = x.scales[KScaleIndex(s, lane)];
+      for (int e = 0; e < 16; ++e) {
+        const int g = e / 4, k = e % 4, c = g % 2;
+        const uint8_t* q = x.q + 96 * s;
+        const uint8_t lo = q[32 * c + 4 * lane + k];
+        const int code = (g < 2 ? lo & 0x0f : lo >> 4) | ((q[64 + 4 * lane + k] >> (2 * g)) & 3) << 4;
+        out[b * kQK_K + 16 * s + e] = d * static_cast<float>(sc * (code - 32));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 Tensor Interleave(const Tensor& t) {
@@ -135,6 +237,8 @@ Tensor Interleave(const Tensor& t) {
   if (t.dtype() == DType::kQ5_0) return InterleaveQ5<BlockQ5_0, BlockQ5_0x8>(t, DType::kQ5_0x8);
   if (t.dtype() == DType::kQ5_1) return InterleaveQ5<BlockQ5_1, BlockQ5_1x8>(t, DType::kQ5_1x8);
   if (t.dtype() == DType::kIq4Nl) return InterleaveNibbles<BlockIq4Nl, BlockIq4Nlx8>(t, DType::kIq4Nlx8);
+  if (t.dtype() == DType::kQ4_K) return InterleaveQ4_K(t);
+  if (t.dtype() == DType::kQ6_K) return InterleaveQ6_K(t);
   return InterleaveNibbles<BlockQ4_0, BlockQ4_0x8>(t, DType::kQ4_0x8);
 }
 
@@ -147,6 +251,14 @@ void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, 
       for (int c = 0; c < 8; ++c)
         for (int k = 0; k < 4; ++k) out[b * 32 + 4 * c + k] = d * static_cast<float>(blocks[b].qs[32 * c + 4 * lane + k]);
     }
+    return;
+  }
+  if (type == DType::kQ4_Kx8) {
+    DequantizeQ4_Kx8Row(static_cast<const BlockQ4_Kx8*>(data), cols, r, out);
+    return;
+  }
+  if (type == DType::kQ6_Kx8) {
+    DequantizeQ6_Kx8Row(static_cast<const BlockQ6_Kx8*>(data), cols, r, out);
     return;
   }
   if (type == DType::kQ5_0x8) {

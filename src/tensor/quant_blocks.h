@@ -171,4 +171,45 @@ struct BlockQ8_0x8 {
 };
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 
+// Q4_K of 8 rows, one super-block column (256 values of each row). The six-bit scales and mins of
+// the 8 rows' sub-blocks are stored by index i = 16k + 2r + p for sub-block s = 2k + p of row r
+// (so 16 consecutive indices widen to int16 pairs (s = 2k, 2k + 1) in 32-bit lane r): the low 4
+// bits of index i in the low nibble of scales_lo[i] (i < 32) or the high nibble of
+// scales_lo[i - 32], likewise mins_lo; high[i] holds the top 2 bits of scale i (bits 0-1),
+// scale i + 32 (bits 2-3), min i (4-5) and min i + 32 (6-7). The codes: sub-block s takes 128
+// bytes laid out as a BlockQ4_0x8's qs (its 32 values as one Q4_0 block of each row).
+struct BlockQ4_Kx8 {
+  uint16_t d[8];
+  uint16_t dmin[8];
+  uint8_t scales_lo[32];
+  uint8_t mins_lo[32];
+  uint8_t high[32];
+  uint8_t qs[8 * 128];
+};
+static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K));
+
+// Index of the scale (and min) of sub-block s of row r in BlockQ4_Kx8 and BlockQ6_Kx8.
+// (Portable code only: an inline function compiled into an AVX2 file could be the copy kept.)
+inline int KScaleIndex(int s, int r) { return 16 * (s / 2) + 2 * r + s % 2; }
+
+// The six-bit scale and min of sub-block s of row r of a BlockQ4_Kx8.
+inline void Q4Kx8ScaleMin(const BlockQ4_Kx8& b, int s, int r, int* sc, int* m) {
+  const int i = KScaleIndex(s, r), byte = i % 32, half = i / 32;
+  *sc = ((b.scales_lo[byte] >> (4 * half)) & 0x0f) | ((b.high[byte] >> (2 * half)) & 3) << 4;
+  *m = ((b.mins_lo[byte] >> (4 * half)) & 0x0f) | ((b.high[byte] >> (4 + 2 * half)) & 3) << 4;
+}
+
+// Q6_K of 8 rows, one super-block column. scales[16k + 2r + p] is the scale of sub-block
+// 2k + p (16 values) of row r. Sub-block s takes 96 consecutive bytes of q (one stream for the
+// prefetcher; two streams, low and high bits, read at half the speed): 64 bytes of low bits,
+// whose byte group c (c = 0, 1; 32 bytes, lane r = row r) holds the low 4 bits of elements
+// 4c..4c+3 of the sub-block in its low nibbles and 8+4c..8+4c+3 in its high nibbles; then 32
+// bytes in which byte 4r + k holds the top 2 bits of element 4g + k in bits 2g..2g+1 (g = 0..3).
+struct BlockQ6_Kx8 {
+  uint16_t d[8];
+  int8_t scales[128];
+  uint8_t q[16 * 96];
+};
+static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K));
+
 }  // namespace qb

@@ -123,12 +123,9 @@ class FastLinearTest : public ::testing::TestWithParam<LinearCase> {};
 TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
   const auto [type, in, out] = GetParam();
   const bool interleaved = Info(type).row_group > 1;
-  const DType file_type = type == DType::kQ4_0x8   ? DType::kQ4_0
-                          : type == DType::kQ8_0x8 ? DType::kQ8_0
-                          : type == DType::kQ5_0x8 ? DType::kQ5_0
-                          : type == DType::kQ5_1x8 ? DType::kQ5_1
-                          : type == DType::kIq4Nlx8 ? DType::kIq4Nl
-                                                   : type;
+  DType file_type = type;  // the file type the interleaved layout is made from
+  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ4_K, DType::kQ6_K})
+    if (InterleavedType(t) == type) file_type = t;
   Tensor w = interleaved ? Interleave(RandomWeights(file_type, out, in, 11)) : RandomWeights(type, out, in, 11);
   Tensor bias = RandomF32({out}, 12);
   std::vector<float> deq(static_cast<size_t>(in));
@@ -191,7 +188,8 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{DType::kQ4_1, 96}, LinearCase{DType::kQ5_0, 128}, LinearCase{DType::kQ5_1, 96},
                       LinearCase{DType::kIq4Nl, 96}, LinearCase{DType::kQ2_K, 512}, LinearCase{DType::kQ3_K, 256},
                       LinearCase{DType::kQ5_K, 512}, LinearCase{DType::kQ5_0x8, 96, 40},
-                      LinearCase{DType::kQ5_1x8, 64, 40}, LinearCase{DType::kIq4Nlx8, 96, 40}),
+                      LinearCase{DType::kQ5_1x8, 64, 40}, LinearCase{DType::kIq4Nlx8, 96, 40},
+                      LinearCase{DType::kQ4_Kx8, 512, 40}, LinearCase{DType::kQ6_Kx8, 768, 24}),
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });
@@ -202,7 +200,7 @@ INSTANTIATE_TEST_SUITE_P(
 // matrices ending with 1 or 2 leftover rows of a float tile.
 TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
   for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_0, DType::kQ4_K, DType::kQ4_1,
-                     DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ2_K, DType::kQ3_K, DType::kQ5_K}) {
+                     DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ2_K, DType::kQ3_K, DType::kQ5_K, DType::kQ6_K}) {
     const int64_t in = 512;
     for (int64_t out : {37, 38, 40}) {
       Tensor w = RandomWeights(type, out, in, 51);
@@ -236,16 +234,18 @@ TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
 // on every path, alone and for 4 tokens.
 TEST(FastLinearTest, InterleavedKernelsHaveHeadroomAtTheExtremes) {
   const int64_t in = 256, out = 16;
-  for (DType type : {DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ8_0}) {
+  for (DType type : {DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
     for (uint8_t fill : {0x00, 0xFF, 0x7F, 0x81}) {
       Tensor w = Tensor::Empty(type, {out, in});
       auto* bytes = static_cast<uint8_t*>(w.mutable_raw());
       std::memset(bytes, fill, w.nbytes());
       const int64_t block_bytes = Info(type).block_bytes;
-      for (int64_t b = 0; b < out * in / 32; ++b) {  // the scale leads every one of these blocks
-        const uint16_t d = F32ToF16(0.01f), m = F32ToF16(-0.1f);
-        std::memcpy(bytes + b * block_bytes, &d, 2);
-        if (type == DType::kQ5_1) std::memcpy(bytes + b * block_bytes + 2, &m, 2);
+      for (int64_t b = 0; b < out * in / Info(type).block_size; ++b) {
+        // The scale leads every one of these blocks but Q6_K's (last); Q5_1's min and Q4_K's
+        // dmin follow it.
+        const uint16_t d = F32ToF16(0.01f), m = F32ToF16(type == DType::kQ4_K ? 0.1f : -0.1f);
+        std::memcpy(bytes + b * block_bytes + (type == DType::kQ6_K ? block_bytes - 2 : 0), &d, 2);
+        if (type == DType::kQ5_1 || type == DType::kQ4_K) std::memcpy(bytes + b * block_bytes + 2, &m, 2);
       }
       const Tensor wi = Interleave(w);
       for (int64_t n : {1, 4}) {

@@ -157,6 +157,36 @@ TEST(InterleaveTest, Q5_0x8Q5_1x8AndIq4Nlx8KeepEveryValue) {
   }
 }
 
+// Every byte pattern of the codes, scales and mins (random bytes), with finite f16 factors.
+TEST(InterleaveTest, Q4_Kx8AndQ6_Kx8KeepEveryValue) {
+  for (DType type : {DType::kQ4_K, DType::kQ6_K}) {
+    std::mt19937 rng(5);
+    Tensor t = Tensor::Empty(type, {24, 512});
+    auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
+    for (size_t i = 0; i < t.nbytes(); ++i) bytes[i] = static_cast<uint8_t>(rng());
+    for (int64_t b = 0; b < 24 * 2; ++b) {
+      const uint16_t d = F32ToF16(0.01f * static_cast<float>(b + 1));
+      if (type == DType::kQ4_K) {
+        t.mutable_data<BlockQ4_K>()[b].d = d;
+        t.mutable_data<BlockQ4_K>()[b].dmin = F32ToF16(0.003f * static_cast<float>(b));
+      } else {
+        t.mutable_data<BlockQ6_K>()[b].d = d;
+      }
+    }
+    ASSERT_TRUE(CanInterleave(t));
+    EXPECT_FALSE(CanInterleave(Tensor::Empty(type, {20, 512})));
+    Tensor x = Interleave(t);
+    EXPECT_EQ(x.dtype(), InterleavedType(type));
+    EXPECT_EQ(x.nbytes(), t.nbytes());
+    std::vector<float> a(512), b(512);
+    for (int64_t r = 0; r < 24; ++r) {
+      DequantizeRow(type, t.row(r), a.data(), 512);
+      DequantizeMatrixRow(x.raw(), x.dtype(), 512, r, b.data());
+      EXPECT_EQ(a, b) << Name(type) << " row " << r;
+    }
+  }
+}
+
 TEST(QuantizeTest, Q4_KAndQ6_KRoundTrip) {
   std::mt19937 rng(5);
   std::normal_distribution<float> dist(0.f, 1.f);

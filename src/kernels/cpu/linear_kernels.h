@@ -45,6 +45,8 @@ using FloatDot = void (*)(const void* rows, int64_t stride, int nr, const float*
 
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
+// Likewise for the 8-row interleaved K-quants, against 256-value activation blocks.
+using QuantDotK8 = void (*)(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out);
 
 struct CpuKernels {
   void (*quantize)(const float* x, int64_t n, ActBlock* out);     // n a multiple of 32
@@ -71,6 +73,8 @@ struct CpuKernels {
   QuantDot q4_1 = nullptr, q5_0 = nullptr, q5_1 = nullptr, iq4_nl = nullptr;
   QuantDotK q2_k = nullptr, q3_k = nullptr, q5_k = nullptr;
   QuantDot8 q5_0x8 = nullptr, q5_1x8 = nullptr, iq4_nlx8 = nullptr;
+  // The 8-row interleaved K-quants (linear_kernels_kx8_*.cc).
+  QuantDotK8 q4_kx8 = nullptr, q6_kx8 = nullptr;
 };
 
 // Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load
@@ -81,6 +85,9 @@ extern const float* const kF16ToF32Table;
 // Fill in the kernels of the GGUF types qwenbox reads but never writes.
 void AddGgufScalarKernels(CpuKernels& k);
 void AddGgufAvx2Kernels(CpuKernels& k);  // only call when the CPU has AVX2, FMA and F16C
+// Fill in the kernels of the 8-row interleaved K-quant layouts.
+void AddKQuantX8ScalarKernels(CpuKernels& k);
+void AddKQuantX8Avx2Kernels(CpuKernels& k);  // only call when the CPU has AVX2, FMA and F16C
 
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C

@@ -670,6 +670,7 @@ const CpuKernels& Avx2CpuKernels() {
   static const CpuKernels k = [] {
     CpuKernels v{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
     AddGgufAvx2Kernels(v);
+    AddKQuantX8Avx2Kernels(v);
     return v;
   }();
   return k;
