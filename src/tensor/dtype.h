@@ -34,7 +34,8 @@ enum class DType : uint8_t {
   kQ5_1x8,  // Q5_1 likewise
   kIq4Nlx8,  // IQ4_NL likewise (the Q4_0x8 layout)
   kQ4_Kx8,   // Q4_K repacked for the CPU kernels: 8 rows interleaved per super-block column
-  kQ6_Kx8,   // Q6_K likewise; keep last (dtype.cc's table checks it)
+  kQ6_Kx8,   // Q6_K likewise
+  kQ5_Kx8,   // Q5_K likewise; keep last (dtype.cc's table checks it)
 };
 
 struct DTypeInfo {

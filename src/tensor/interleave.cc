@@ -18,6 +18,7 @@ DType InterleavedType(DType t) {
   if (t == DType::kIq4Nl) return DType::kIq4Nlx8;
   if (t == DType::kQ4_K) return DType::kQ4_Kx8;
   if (t == DType::kQ6_K) return DType::kQ6_Kx8;
+  if (t == DType::kQ5_K) return DType::kQ5_Kx8;
   return t;
 }
 
@@ -131,10 +132,13 @@ void DequantizeQ5x8Row(const Block* data, int64_t cols, int64_t r, float* out) {
 }
 
 
-// Element e (0..255) of a Q4_K block: its 4-bit code.
-inline int Q4KCode(const BlockQ4_K& b, int e) {
+// Element e (0..255) of a Q4_K or Q5_K block: its 4- or 5-bit code.
+template <typename Block>
+int KCode(const Block& b, int e) {
   const uint8_t v = b.qs[32 * (e / 64) + e % 32];
-  return e % 64 < 32 ? v & 0x0f : v >> 4;
+  int code = e % 64 < 32 ? v & 0x0f : v >> 4;
+  if constexpr (requires { b.qh; }) code |= ((b.qh[e % 32] >> (e / 32)) & 1) << 4;
+  return code;
 }
 
 // Element e (0..255) of a Q6_K block: its 6-bit code (0..63).
@@ -144,8 +148,11 @@ inline int Q6KCode(const BlockQ6_K& b, int e) {
   return ((g < 2 ? lo & 0x0f : lo >> 4) | (((b.qh[32 * h + l] >> (2 * g)) & 3) << 4));
 }
 
-Tensor InterleaveQ4_K(const Tensor& t) {
-  return InterleaveRows<BlockQ4_K, BlockQ4_Kx8>(t, DType::kQ4_Kx8, [](BlockQ4_Kx8& o, const BlockQ4_K& in, int r) {
+// Q4_K -> Q4_Kx8, Q5_K -> Q5_Kx8: scales and mins by KScaleIndex, each sub-block's low 4 bits
+// placed as one Q4_0 block of each row, Q5_K's fifth bits as in Q5_0x8.
+template <typename In, typename Out>
+Tensor InterleaveK(const Tensor& t, DType out_type) {
+  return InterleaveRows<In, Out>(t, out_type, [](Out& o, const In& in, int r) {
     o.d[r] = in.d;
     o.dmin[r] = in.dmin;
     for (int s = 0; s < 8; ++s) {
@@ -155,13 +162,16 @@ Tensor InterleaveQ4_K(const Tensor& t) {
       o.scales_lo[byte] = static_cast<uint8_t>(o.scales_lo[byte] | (sc & 0x0f) << (4 * half));
       o.mins_lo[byte] = static_cast<uint8_t>(o.mins_lo[byte] | (m & 0x0f) << (4 * half));
       o.high[byte] = static_cast<uint8_t>(o.high[byte] | (sc >> 4) << (2 * half) | (m >> 4) << (4 + 2 * half));
-      // The sub-block's 32 codes as one Q4_0 block of row r: element 16h + 4c + k in nibble h
-      // of byte 32c + 4r + k.
-      uint8_t* q = o.qs + 128 * s;
+      // Element 16h + 4c + k of the sub-block in nibble h of byte 32c + 4r + k, its fifth bit
+      // in bit c + 4h of byte 128 + 4r + k.
+      uint8_t* q = o.q + Out::kSubBlockBytes * s;
       for (int c = 0; c < 4; ++c)
-        for (int k = 0; k < 4; ++k)
-          q[32 * c + 4 * r + k] = static_cast<uint8_t>(Q4KCode(in, 32 * s + ElementOf(c, k, 0)) |
-                                                       Q4KCode(in, 32 * s + ElementOf(c, k, 1)) << 4);
+        for (int k = 0; k < 4; ++k) {
+          const int lo = KCode(in, 32 * s + ElementOf(c, k, 0)), hi = KCode(in, 32 * s + ElementOf(c, k, 1));
+          q[32 * c + 4 * r + k] = static_cast<uint8_t>((lo & 0x0f) | (hi & 0x0f) << 4);
+          if constexpr (Out::kSubBlockBytes > 128)
+            q[128 + 4 * r + k] = static_cast<uint8_t>(q[128 + 4 * r + k] | (lo >> 4) << c | (hi >> 4) << (c + 4));
+        }
     }
   });
 }
@@ -185,23 +195,25 @@ Tensor InterleaveQ6_K(const Tensor& t) {
   });
 }
 
-// Row r of a Q4_Kx8 matrix: d * sc * q - dmin * m per sub-block.
-void DequantizeQ4_Kx8Row(const BlockQ4_Kx8* data, int64_t cols, int64_t r, float* out) {
+// Row r of a Q4_Kx8 / Q5_Kx8 matrix: d * sc * q - dmin * m per sub-block.
+template <typename Block>
+void DequantizeKx8Row(const Block* data, int64_t cols, int64_t r, float* out) {
   const int64_t nb = cols / kQK_K;
   const int lane = static_cast<int>(r % 8);
-  const BlockQ4_Kx8* blocks = data + (r / 8) * nb;
+  const Block* blocks = data + (r / 8) * nb;
   for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ4_Kx8& x = blocks[b];
+    const Block& x = blocks[b];
     const float d = F16ToF32(x.d[lane]), dmin = F16ToF32(x.dmin[lane]);
     for (int s = 0; s < 8; ++s) {
       int sc, m;
-      Q4Kx8ScaleMin(x, s, lane, &sc, &m);
+      KScaleMinX8(x, s, lane, &sc, &m);
       const float ds = d * static_cast<float>(sc), ms = dmin * static_cast<float>(m);  // as DequantQ4_K
-      const uint8_t* q = x.qs + 128 * s;
+      const uint8_t* q = x.q + Block::kSubBlockBytes * s;
       for (int c = 0; c < 4; ++c)
         for (int k = 0; k < 4; ++k)
           for (int h = 0; h < 2; ++h) {
-            const int code = (q[32 * c + 4 * lane + k] >> (4 * h)) & 0x0f;
+            int code = (q[32 * c + 4 * lane + k] >> (4 * h)) & 0x0f;
+            if constexpr (Block::kSubBlockBytes > 128) code |= ((q[128 + 4 * lane + k] >> (c + 4 * h)) & 1) << 4;
             out[b * kQK_K + 32 * s + ElementOf(c, k, h)] = ds * static_cast<float>(code) - ms;
           }
     }
@@ -237,7 +249,8 @@ Tensor Interleave(const Tensor& t) {
   if (t.dtype() == DType::kQ5_0) return InterleaveQ5<BlockQ5_0, BlockQ5_0x8>(t, DType::kQ5_0x8);
   if (t.dtype() == DType::kQ5_1) return InterleaveQ5<BlockQ5_1, BlockQ5_1x8>(t, DType::kQ5_1x8);
   if (t.dtype() == DType::kIq4Nl) return InterleaveNibbles<BlockIq4Nl, BlockIq4Nlx8>(t, DType::kIq4Nlx8);
-  if (t.dtype() == DType::kQ4_K) return InterleaveQ4_K(t);
+  if (t.dtype() == DType::kQ4_K) return InterleaveK<BlockQ4_K, BlockQ4_Kx8>(t, DType::kQ4_Kx8);
+  if (t.dtype() == DType::kQ5_K) return InterleaveK<BlockQ5_K, BlockQ5_Kx8>(t, DType::kQ5_Kx8);
   if (t.dtype() == DType::kQ6_K) return InterleaveQ6_K(t);
   return InterleaveNibbles<BlockQ4_0, BlockQ4_0x8>(t, DType::kQ4_0x8);
 }
@@ -254,7 +267,11 @@ void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, 
     return;
   }
   if (type == DType::kQ4_Kx8) {
-    DequantizeQ4_Kx8Row(static_cast<const BlockQ4_Kx8*>(data), cols, r, out);
+    DequantizeKx8Row(static_cast<const BlockQ4_Kx8*>(data), cols, r, out);
+    return;
+  }
+  if (type == DType::kQ5_Kx8) {
+    DequantizeKx8Row(static_cast<const BlockQ5_Kx8*>(data), cols, r, out);
     return;
   }
   if (type == DType::kQ6_Kx8) {

@@ -8,8 +8,8 @@
 
 namespace qb {
 
-// The interleaved type for `t`, if there is one (Q4_0 -> Q4_0x8, Q5_0 -> Q5_0x8, Q8_0 -> Q8_0x8),
-// else t.
+// The interleaved type for `t`, if there is one (Q4_0 -> Q4_0x8, Q8_0 -> Q8_0x8, Q4_K -> Q4_Kx8,
+// ...; the definition lists them all), else t.
 DType InterleavedType(DType t);
 // Whether `t` (a matrix) can be interleaved: it has such a type and whole groups of rows.
 bool CanInterleave(const Tensor& t);

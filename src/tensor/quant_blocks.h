@@ -176,24 +176,42 @@ static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0));
 // (so 16 consecutive indices widen to int16 pairs (s = 2k, 2k + 1) in 32-bit lane r): the low 4
 // bits of index i in the low nibble of scales_lo[i] (i < 32) or the high nibble of
 // scales_lo[i - 32], likewise mins_lo; high[i] holds the top 2 bits of scale i (bits 0-1),
-// scale i + 32 (bits 2-3), min i (4-5) and min i + 32 (6-7). The codes: sub-block s takes 128
-// bytes laid out as a BlockQ4_0x8's qs (its 32 values as one Q4_0 block of each row).
+// scale i + 32 (bits 2-3), min i (4-5) and min i + 32 (6-7). The codes: sub-block s takes the
+// 128 bytes from q + 128 s, laid out as a BlockQ4_0x8's qs (its 32 values as one Q4_0 block of
+// each row).
 struct BlockQ4_Kx8 {
+  static constexpr int kSubBlockBytes = 128;
   uint16_t d[8];
   uint16_t dmin[8];
   uint8_t scales_lo[32];
   uint8_t mins_lo[32];
   uint8_t high[32];
-  uint8_t qs[8 * 128];
+  uint8_t q[8 * kSubBlockBytes];
 };
 static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K));
 
-// Index of the scale (and min) of sub-block s of row r in BlockQ4_Kx8 and BlockQ6_Kx8.
+// Q5_K of 8 rows: the Q4_Kx8 layout with 160 bytes per sub-block (one stream for the
+// prefetcher): the low 4 bits as in Q4_Kx8, then 32 bytes of fifth bits laid out as a
+// BlockQ5_0x8's qh (bit c of byte 4r + k: the value in the low nibble of byte 4r + k of byte
+// group c; bit c + 4: the one in its high nibble).
+struct BlockQ5_Kx8 {
+  static constexpr int kSubBlockBytes = 160;
+  uint16_t d[8];
+  uint16_t dmin[8];
+  uint8_t scales_lo[32];
+  uint8_t mins_lo[32];
+  uint8_t high[32];
+  uint8_t q[8 * kSubBlockBytes];
+};
+static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K));
+
+// Index of the scale (and min) of sub-block s of row r in the K-quant x8 layouts.
 // (Portable code only: an inline function compiled into an AVX2 file could be the copy kept.)
 inline int KScaleIndex(int s, int r) { return 16 * (s / 2) + 2 * r + s % 2; }
 
-// The six-bit scale and min of sub-block s of row r of a BlockQ4_Kx8.
-inline void Q4Kx8ScaleMin(const BlockQ4_Kx8& b, int s, int r, int* sc, int* m) {
+// The six-bit scale and min of sub-block s of row r of a BlockQ4_Kx8 or BlockQ5_Kx8.
+template <typename Block>
+void KScaleMinX8(const Block& b, int s, int r, int* sc, int* m) {
   const int i = KScaleIndex(s, r), byte = i % 32, half = i / 32;
   *sc = ((b.scales_lo[byte] >> (4 * half)) & 0x0f) | ((b.high[byte] >> (2 * half)) & 3) << 4;
   *m = ((b.mins_lo[byte] >> (4 * half)) & 0x0f) | ((b.high[byte] >> (4 + 2 * half)) & 3) << 4;

@@ -32,19 +32,23 @@ inline __m256i DupPairMask(int p) {
 inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline __m128i Load128(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
 
-// Q4_Kx8. Per sub-block (32 values of 8 rows: 4 loads of 32 bytes, low and high nibbles) every
-// token passes over the codes; its eight vpmaddubsw results sum in int16 without overflow
-// (8 x 2 x 15 x 127 < 32768) and meet the rows' scales in one vpmaddwd. The mins go through
-// the activations' 32-value sums: 4 vpmaddwd per super-block and token.
-template <int NT>
-void DotQ4_Kx8T(const BlockQ4_Kx8* w, const ActBlockK* const* acts, int64_t nsb, float* out) {
+// Q4_Kx8 and Q5_Kx8. Per sub-block (32 values of 8 rows: 4 loads of 32 bytes, low and high
+// nibbles, plus for Q5_K one load of fifth bits, put in place by a shift and a mask per nibble
+// half) every token passes over the codes; its vpmaddubsw results sum in int16 without overflow
+// (Q4_K: all eight, 8 x 2 x 15 x 127 < 32768; Q5_K: four at a time, 4 x 2 x 31 x 127) and meet
+// the rows' scales in vpmaddwd. The mins go through the activations' 32-value sums: 4 vpmaddwd
+// per super-block and token.
+template <typename Block, int NT>
+void DotKx8T(const Block* w, const ActBlockK* const* acts, int64_t nsb, float* out) {
+  constexpr bool kFifthBit = Block::kSubBlockBytes > 128;
+  constexpr int kWiden = kFifthBit ? 2 : 4;  // byte groups summed in int16 before vpmaddwd
   __m256 acc[NT];
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  const __m256i low = _mm256_set1_epi8(0x0f), top = _mm256_set1_epi8(0x30);
+  const __m256i low = _mm256_set1_epi8(0x0f), top = _mm256_set1_epi8(0x30), bit4 = _mm256_set1_epi8(0x10);
   const __m256i dup0 = DupPairMask(0), dup1 = DupPairMask(1);
   alignas(32) uint8_t sm[128];  // scales by index (0..63), then mins (64..127)
   for (int64_t b = 0; b < nsb; ++b) {
-    const BlockQ4_Kx8& x = w[b];
+    const Block& x = w[b];
     {
       const __m256i sl = Load256(x.scales_lo), ml = Load256(x.mins_lo), h = Load256(x.high);
       auto put = [&](int at, __m256i lo4, __m256i hi2) {
@@ -62,23 +66,29 @@ void DotQ4_Kx8T(const BlockQ4_Kx8* w, const ActBlockK* const* acts, int64_t nsb,
       const __m256i pair = _mm256_cvtepu8_epi16(Load128(sm + 16 * k));
       _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) {
         const int s = 2 * k + p;
-        const uint8_t* q = x.qs + 128 * s;
+        const uint8_t* q = x.q + Block::kSubBlockBytes * s;
+        const __m256i sc = _mm256_shuffle_epi8(pair, p == 0 ? dup0 : dup1);
+        __m256i fifth = _mm256_setzero_si256();
+        if constexpr (kFifthBit) fifth = Load256(q + 128);
         __m256i s16[NT];
         _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
           const __m256i v = Load256(q + 32 * c);
-          const __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+          __m256i lo = _mm256_and_si256(v, low), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+          if constexpr (kFifthBit) {  // bit c -> bit 4 of the low nibble's byte, bit c + 4 -> the high one's
+            lo = _mm256_or_si256(lo, _mm256_and_si256(_mm256_slli_epi16(fifth, 4 - c), bit4));
+            hi = _mm256_or_si256(hi, _mm256_and_si256(_mm256_srli_epi16(fifth, c), bit4));
+          }
           _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
             const int8_t* a = acts[t][b].q + 32 * s + 4 * c;
             const __m256i prod = _mm256_add_epi16(_mm256_maddubs_epi16(lo, Broadcast4At(a)),
                                                   _mm256_maddubs_epi16(hi, Broadcast4At(a + 16)));
-            s16[t] = c == 0 ? prod : _mm256_add_epi16(s16[t], prod);
+            s16[t] = c % kWiden == 0 ? prod : _mm256_add_epi16(s16[t], prod);
             KeepInRegister(s16[t]);
+            if (c % kWiden == kWiden - 1) {
+              isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
+              KeepInRegister(isum[t]);
+            }
           }
-        }
-        const __m256i sc = _mm256_shuffle_epi8(pair, p == 0 ? dup0 : dup1);
-        _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(s16[t], sc));
-          KeepInRegister(isum[t]);
         }
       }
     }
@@ -147,14 +157,20 @@ void DotQ6_Kx8T(const BlockQ6_Kx8* w, const ActBlockK* const* acts, int64_t nsb,
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
-template <int NT> struct Q4_Kx8K { static void Run(const BlockQ4_Kx8* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ4_Kx8T<NT>(w, a, nb, o); } };
+template <typename Block>
+struct Kx8 {
+  template <int NT> struct K { static void Run(const Block* w, const ActBlockK* const* a, int64_t nb, float* o) { DotKx8T<Block, NT>(w, a, nb, o); } };
+};
 template <int NT> struct Q6_Kx8K { static void Run(const BlockQ6_Kx8* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ6_Kx8T<NT>(w, a, nb, o); } };
 
 }  // namespace
 
 void AddKQuantX8Avx2Kernels(CpuKernels& k) {
   k.q4_kx8 = [](const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
-    Dispatch<BlockQ4_Kx8, Q4_Kx8K, ActBlockK>(group, acts, nt, n / kQK_K, out);
+    Dispatch<BlockQ4_Kx8, Kx8<BlockQ4_Kx8>::K, ActBlockK>(group, acts, nt, n / kQK_K, out);
+  };
+  k.q5_kx8 = [](const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+    Dispatch<BlockQ5_Kx8, Kx8<BlockQ5_Kx8>::K, ActBlockK>(group, acts, nt, n / kQK_K, out);
   };
   k.q6_kx8 = [](const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
     Dispatch<BlockQ6_Kx8, Q6_Kx8K, ActBlockK>(group, acts, nt, n / kQK_K, out);

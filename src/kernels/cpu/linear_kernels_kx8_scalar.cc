@@ -22,19 +22,26 @@ void OverSuperBlocks8(const void* group, const ActBlockK* const* acts, int nt, i
     }
 }
 
-void DotQ4_Kx8(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
-  OverSuperBlocks8<BlockQ4_Kx8>(group, acts, nt, n, out, [](float& acc, const BlockQ4_Kx8& w, int r, const ActBlockK& a) {
+// Q4_Kx8 and Q5_Kx8 (with the fifth bits after each sub-block's nibbles).
+template <typename Block>
+void DotKx8(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  OverSuperBlocks8<Block>(group, acts, nt, n, out, [](float& acc, const Block& w, int r, const ActBlockK& a) {
     int isum = 0, msum = 0;
     for (int s = 0; s < 8; ++s) {
       int sc, m;
-      Q4Kx8ScaleMin(w, s, r, &sc, &m);
-      const uint8_t* q = w.qs + 128 * s;
+      KScaleMinX8(w, s, r, &sc, &m);
+      const uint8_t* q = w.q + Block::kSubBlockBytes * s;
       const int8_t* x = a.q + 32 * s;
       int dot = 0;
       for (int c = 0; c < 4; ++c)
         for (int k = 0; k < 4; ++k) {
           const uint8_t v = q[32 * c + 4 * r + k];
-          dot += (v & 0x0f) * x[4 * c + k] + (v >> 4) * x[16 + 4 * c + k];
+          int lo = v & 0x0f, hi = v >> 4;
+          if constexpr (Block::kSubBlockBytes > 128) {
+            lo |= ((q[128 + 4 * r + k] >> c) & 1) << 4;
+            hi |= ((q[128 + 4 * r + k] >> (c + 4)) & 1) << 4;
+          }
+          dot += lo * x[4 * c + k] + hi * x[16 + 4 * c + k];
         }
       isum += sc * dot;
       msum += m * a.bsums32[s];
@@ -64,7 +71,8 @@ void DotQ6_Kx8(const void* group, const ActBlockK* const* acts, int nt, int64_t 
 }  // namespace
 
 void AddKQuantX8ScalarKernels(CpuKernels& k) {
-  k.q4_kx8 = DotQ4_Kx8;
+  k.q4_kx8 = DotKx8<BlockQ4_Kx8>;
+  k.q5_kx8 = DotKx8<BlockQ5_Kx8>;
   k.q6_kx8 = DotQ6_Kx8;
 }
 
