@@ -146,6 +146,8 @@ void DequantizeRow(DType type, const void* src, float* dst, int64_t n) {
     case DType::kQ4_Kx8:
     case DType::kQ6_Kx8:
     case DType::kQ5_Kx8:
+    case DType::kQ2_Kx8:
+    case DType::kQ3_Kx8:
     case DType::kQ8_0x8: break;  // rows are interleaved: use DequantizeMatrixRow
   }
   QB_CHECK(false, "unhandled dtype {}", static_cast<int>(type));

@@ -8,7 +8,7 @@
 namespace qb {
 
 namespace {
-constexpr std::array<DTypeInfo, 26> kInfos = {{
+constexpr std::array<DTypeInfo, 28> kInfos = {{
     {"f32", 1, 4, true, false, 4, 1},
     {"f16", 1, 2, true, false, 2, 1},
     {"bf16", 1, 2, true, false, 2, 1},
@@ -35,8 +35,10 @@ constexpr std::array<DTypeInfo, 26> kInfos = {{
     {"q4_kx8", kQK_K, sizeof(BlockQ4_K), false, true, alignof(BlockQ4_Kx8), 8},
     {"q6_kx8", kQK_K, sizeof(BlockQ6_K), false, true, alignof(BlockQ6_Kx8), 8},
     {"q5_kx8", kQK_K, sizeof(BlockQ5_K), false, true, alignof(BlockQ5_Kx8), 8},
+    {"q2_kx8", kQK_K, sizeof(BlockQ2_K), false, true, alignof(BlockQ2_Kx8), 8},
+    {"q3_kx8", kQK_K, sizeof(BlockQ3_K), false, true, alignof(BlockQ3_Kx8), 8},
 }};
-static_assert(kInfos.size() == static_cast<size_t>(DType::kQ5_Kx8) + 1, "one DTypeInfo per DType, in order");
+static_assert(kInfos.size() == static_cast<size_t>(DType::kQ3_Kx8) + 1, "one DTypeInfo per DType, in order");
 }  // namespace
 
 const DTypeInfo& Info(DType t) { return kInfos[static_cast<size_t>(t)]; }

@@ -35,7 +35,9 @@ enum class DType : uint8_t {
   kIq4Nlx8,  // IQ4_NL likewise (the Q4_0x8 layout)
   kQ4_Kx8,   // Q4_K repacked for the CPU kernels: 8 rows interleaved per super-block column
   kQ6_Kx8,   // Q6_K likewise
-  kQ5_Kx8,   // Q5_K likewise; keep last (dtype.cc's table checks it)
+  kQ5_Kx8,   // Q5_K likewise
+  kQ2_Kx8,   // Q2_K likewise
+  kQ3_Kx8,   // Q3_K likewise; keep last (dtype.cc's table checks it)
 };
 
 struct DTypeInfo {

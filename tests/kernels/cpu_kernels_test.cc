@@ -124,8 +124,8 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
   const auto [type, in, out] = GetParam();
   const bool interleaved = Info(type).row_group > 1;
   DType file_type = type;  // the file type the interleaved layout is made from
-  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ4_K, DType::kQ5_K,
-                  DType::kQ6_K})
+  for (DType t : {DType::kQ4_0, DType::kQ8_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ2_K, DType::kQ3_K,
+                  DType::kQ4_K, DType::kQ5_K, DType::kQ6_K})
     if (InterleavedType(t) == type) file_type = t;
   Tensor w = interleaved ? Interleave(RandomWeights(file_type, out, in, 11)) : RandomWeights(type, out, in, 11);
   Tensor bias = RandomF32({out}, 12);
@@ -191,7 +191,8 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{DType::kQ5_K, 512}, LinearCase{DType::kQ5_0x8, 96, 40},
                       LinearCase{DType::kQ5_1x8, 64, 40}, LinearCase{DType::kIq4Nlx8, 96, 40},
                       LinearCase{DType::kQ4_Kx8, 512, 40}, LinearCase{DType::kQ5_Kx8, 256, 32},
-                      LinearCase{DType::kQ6_Kx8, 768, 24}),
+                      LinearCase{DType::kQ6_Kx8, 768, 24}, LinearCase{DType::kQ2_Kx8, 512, 16},
+                      LinearCase{DType::kQ3_Kx8, 256, 40}),
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });
@@ -236,20 +237,27 @@ TEST(FastLinearTest, TokenResultsDoNotDependOnTheBatch) {
 // on every path, alone and for 4 tokens.
 TEST(FastLinearTest, InterleavedKernelsHaveHeadroomAtTheExtremes) {
   const int64_t in = 256, out = 16;
-  for (DType type : {DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ8_0, DType::kQ4_K, DType::kQ5_K,
-                     DType::kQ6_K}) {
+  for (DType type : {DType::kQ4_0, DType::kQ5_0, DType::kQ5_1, DType::kIq4Nl, DType::kQ8_0, DType::kQ2_K, DType::kQ3_K,
+                     DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     for (uint8_t fill : {0x00, 0xFF, 0x7F, 0x81}) {
       Tensor w = Tensor::Empty(type, {out, in});
       auto* bytes = static_cast<uint8_t*>(w.mutable_raw());
       std::memset(bytes, fill, w.nbytes());
       const int64_t block_bytes = Info(type).block_bytes;
       for (int64_t b = 0; b < out * in / Info(type).block_size; ++b) {
-        // The scale leads every one of these blocks but Q6_K's (last); Q5_1's min and Q4_K's /
-        // Q5_K's dmin follow it.
+        // The scale leads these blocks but Q6_K's and Q3_K's (last) and Q2_K's (d, dmin last);
+        // Q5_1's min and Q4_K's / Q5_K's dmin follow it.
         const bool k_min = type == DType::kQ4_K || type == DType::kQ5_K;
-        const uint16_t d = F32ToF16(0.01f), m = F32ToF16(k_min ? 0.1f : -0.1f);
-        std::memcpy(bytes + b * block_bytes + (type == DType::kQ6_K ? block_bytes - 2 : 0), &d, 2);
-        if (type == DType::kQ5_1 || k_min) std::memcpy(bytes + b * block_bytes + 2, &m, 2);
+        const uint16_t d = F32ToF16(0.01f), m = F32ToF16(k_min || type == DType::kQ2_K ? 0.1f : -0.1f);
+        const bool last = type == DType::kQ6_K || type == DType::kQ3_K;
+        uint8_t* block = bytes + b * block_bytes;
+        if (type == DType::kQ2_K) {
+          std::memcpy(block + block_bytes - 4, &d, 2);
+          std::memcpy(block + block_bytes - 2, &m, 2);
+        } else {
+          std::memcpy(block + (last ? block_bytes - 2 : 0), &d, 2);
+        }
+        if (type == DType::kQ5_1 || k_min) std::memcpy(block + 2, &m, 2);
       }
       const Tensor wi = Interleave(w);
       for (int64_t n : {1, 4}) {

@@ -158,8 +158,8 @@ TEST(InterleaveTest, Q5_0x8Q5_1x8AndIq4Nlx8KeepEveryValue) {
 }
 
 // Every byte pattern of the codes, scales and mins (random bytes), with finite f16 factors.
-TEST(InterleaveTest, Q4_Kx8Q5_Kx8AndQ6_Kx8KeepEveryValue) {
-  for (DType type : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+TEST(InterleaveTest, KQuantsX8KeepEveryValue) {
+  for (DType type : {DType::kQ2_K, DType::kQ3_K, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     std::mt19937 rng(5);
     Tensor t = Tensor::Empty(type, {24, 512});
     auto* bytes = static_cast<uint8_t*>(t.mutable_raw());
@@ -172,6 +172,11 @@ TEST(InterleaveTest, Q4_Kx8Q5_Kx8AndQ6_Kx8KeepEveryValue) {
       } else if (type == DType::kQ5_K) {
         t.mutable_data<BlockQ5_K>()[b].d = d;
         t.mutable_data<BlockQ5_K>()[b].dmin = F32ToF16(0.003f * static_cast<float>(b));
+      } else if (type == DType::kQ2_K) {
+        t.mutable_data<BlockQ2_K>()[b].d = d;
+        t.mutable_data<BlockQ2_K>()[b].dmin = F32ToF16(0.003f * static_cast<float>(b));
+      } else if (type == DType::kQ3_K) {
+        t.mutable_data<BlockQ3_K>()[b].d = d;
       } else {
         t.mutable_data<BlockQ6_K>()[b].d = d;
       }

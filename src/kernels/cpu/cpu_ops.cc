@@ -51,6 +51,17 @@ QuantDotK QuantKernelK(const CpuKernels& k, DType t) {
   }
 }
 
+QuantDotK8 QuantKernelK8(const CpuKernels& k, DType t) {
+  switch (t) {
+    case DType::kQ2_Kx8: return k.q2_kx8;
+    case DType::kQ3_Kx8: return k.q3_kx8;
+    case DType::kQ4_Kx8: return k.q4_kx8;
+    case DType::kQ5_Kx8: return k.q5_kx8;
+    case DType::kQ6_Kx8: return k.q6_kx8;
+    default: return nullptr;
+  }
+}
+
 // Quantizes every token's activations once, in parallel over tokens, into a per-thread buffer.
 template <typename Act>
 const Act* QuantizeActivations(const ExecContext& ctx, const float* x, int64_t n, int64_t in,
@@ -126,8 +137,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const int64_t row_bytes = RowBytes(w_type, in);
   const auto* wb = static_cast<const uint8_t*>(w);
 
-  if (w_type == DType::kQ4_Kx8 || w_type == DType::kQ5_Kx8 || w_type == DType::kQ6_Kx8) {  // 8 rows per call
-    const QuantDotK8 k8 = w_type == DType::kQ4_Kx8 ? k.q4_kx8 : w_type == DType::kQ5_Kx8 ? k.q5_kx8 : k.q6_kx8;
+  if (QuantDotK8 k8 = QuantKernelK8(k, w_type)) {  // interleaved K-quants: 8 rows per kernel call
     const ActBlockK* a = QuantizeActivations(ctx, x, n, in, k.quantize_k);
     RowTiles(ctx, a, in / 256, n, out, row_bytes, 8, bias, y,
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });

@@ -74,7 +74,7 @@ struct CpuKernels {
   QuantDotK q2_k = nullptr, q3_k = nullptr, q5_k = nullptr;
   QuantDot8 q5_0x8 = nullptr, q5_1x8 = nullptr, iq4_nlx8 = nullptr;
   // The 8-row interleaved K-quants (linear_kernels_kx8_*.cc).
-  QuantDotK8 q4_kx8 = nullptr, q5_kx8 = nullptr, q6_kx8 = nullptr;
+  QuantDotK8 q2_kx8 = nullptr, q3_kx8 = nullptr, q4_kx8 = nullptr, q5_kx8 = nullptr, q6_kx8 = nullptr;
 };
 
 // Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load

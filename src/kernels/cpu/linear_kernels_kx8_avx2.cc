@@ -1,4 +1,4 @@
-// AVX2 micro-kernels of the 8-row interleaved K-quant layouts (BlockQ4_Kx8, BlockQ6_Kx8): one
+// AVX2 micro-kernels of the 8-row interleaved K-quant layouts (BlockQ2_Kx8 ... BlockQ6_Kx8): one
 // row per 32-bit lane, as the Q4_0x8 kernel, with the K-quants' sub-block scales applied in
 // integers (vpmaddwd with each row's scale) and one float multiply-add per 256-value
 // super-block. Compiled with -mavx2 -mfma -mf16c; only called after a CPU check.
@@ -157,15 +157,133 @@ void DotQ6_Kx8T(const BlockQ6_Kx8* w, const ActBlockK* const* acts, int64_t nsb,
   _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
+// Q2_Kx8: as Q6_Kx8 with 2-bit codes (one load, a shift and a mask per group) and 4-bit scales
+// and mins in one byte per sub-block; all four groups of a sub-block sum in int16
+// (4 x 2 x 3 x 127). The mins go through the activations' 16-value sums.
+template <int NT>
+void DotQ2_Kx8T(const BlockQ2_Kx8* w, const ActBlockK* const* acts, int64_t nsb, float* out) {
+  __m256 acc[NT];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i three = _mm256_set1_epi8(3), low16 = _mm256_set1_epi16(0x0f);
+  const __m256i dup0 = DupPairMask(0), dup1 = DupPairMask(1);
+  for (int64_t b = 0; b < nsb; ++b) {
+    const BlockQ2_Kx8& x = w[b];
+    __m256i isum[NT];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
+    for (int k = 0; k < 8; ++k) {  // sub-blocks 2k and 2k + 1
+      const __m256i pair = _mm256_and_si256(_mm256_cvtepu8_epi16(Load128(x.scales + 16 * k)), low16);
+      _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) {
+        const int s = 2 * k + p;
+        const __m256i v = Load256(x.q + 32 * s);
+        const __m256i q0 = _mm256_and_si256(v, three), q1 = _mm256_and_si256(_mm256_srli_epi16(v, 2), three);
+        const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(v, 4), three), q3 = _mm256_and_si256(_mm256_srli_epi16(v, 6), three);
+        const __m256i sc = _mm256_shuffle_epi8(pair, p == 0 ? dup0 : dup1);
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+          const int8_t* a = acts[t][b].q + 16 * s;
+          const __m256i pa =
+              _mm256_add_epi16(_mm256_maddubs_epi16(q0, Broadcast4At(a)), _mm256_maddubs_epi16(q1, Broadcast4At(a + 4)));
+          const __m256i pb =
+              _mm256_add_epi16(_mm256_maddubs_epi16(q2, Broadcast4At(a + 8)), _mm256_maddubs_epi16(q3, Broadcast4At(a + 12)));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_add_epi16(pa, pb), sc));
+          KeepInRegister(isum[t]);
+        }
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(Load128(x.d)), dmin = _mm256_cvtph_ps(Load128(x.dmin));
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlockK& a = acts[t][b];
+      __m256i ms = _mm256_setzero_si256();
+      _Pragma("GCC unroll 8") for (int k = 0; k < 8; ++k) ms = _mm256_add_epi32(
+          ms, _mm256_madd_epi16(_mm256_srli_epi16(_mm256_cvtepu8_epi16(Load128(x.scales + 16 * k)), 4), Broadcast4At(a.bsums + 2 * k)));
+      const __m256 ad = _mm256_broadcast_ss(&a.d);
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[t]), _mm256_mul_ps(d, ad), acc[t]);
+      acc[t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(dmin, ad), acc[t]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
+// Bit `from` of every byte moved to bit 2 (the other bits are masked off afterwards).
+inline __m256i BitTo2(__m256i v, int from) { return from <= 2 ? _mm256_slli_epi16(v, 2 - from) : _mm256_srli_epi16(v, from - 2); }
+
+// Q3_Kx8: 3-bit codes (two low bits as in Q2_Kx8, the third from a byte shared by two
+// sub-blocks), six-bit scales unpacked once per super-block as Q4_Kx8's are; the codes' offset
+// of 4 goes through the activations' 16-value sums, as Q6_K's 32.
+template <int NT>
+void DotQ3_Kx8T(const BlockQ3_Kx8* w, const ActBlockK* const* acts, int64_t nsb, float* out) {
+  __m256 acc[NT];
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(0x0f), top = _mm256_set1_epi8(0x30), three = _mm256_set1_epi8(3);
+  const __m256i four = _mm256_set1_epi8(4), bias = _mm256_set1_epi8(32);
+  const __m256i dup0 = DupPairMask(0), dup1 = DupPairMask(1);
+  alignas(32) int8_t sm[128];  // the signed scales by index
+  for (int64_t b = 0; b < nsb; ++b) {
+    const BlockQ3_Kx8& x = w[b];
+    {
+      const __m256i l0 = Load256(x.scales_lo), l1 = Load256(x.scales_lo + 32), h = Load256(x.scales_hi);
+      auto put = [&](int at, __m256i lo4, __m256i hi2) {
+        const __m256i stored = _mm256_or_si256(_mm256_and_si256(lo4, low), _mm256_and_si256(hi2, top));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(sm + at), _mm256_sub_epi8(stored, bias));
+      };
+      put(0, l0, _mm256_slli_epi16(h, 4));
+      put(32, l1, _mm256_slli_epi16(h, 2));
+      put(64, _mm256_srli_epi16(l0, 4), h);
+      put(96, _mm256_srli_epi16(l1, 4), _mm256_srli_epi16(h, 2));
+    }
+    __m256i isum[NT];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) {  // sub-blocks 2j and 2j + 1
+      const uint8_t* q = x.q + 96 * j;
+      const __m256i pair = _mm256_cvtepi8_epi16(Load128(sm + 16 * j));
+      const __m256i hb = Load256(q + 64);
+      _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) {
+        const int s = 2 * j + p;
+        const __m256i v = Load256(q + 32 * p);
+        __m256i c[4];
+        _Pragma("GCC unroll 4") for (int g = 0; g < 4; ++g) c[g] = _mm256_or_si256(
+            _mm256_and_si256(g == 0 ? v : _mm256_srli_epi16(v, 2 * g), three), _mm256_and_si256(BitTo2(hb, g + 4 * p), four));
+        const __m256i sc = _mm256_shuffle_epi8(pair, p == 0 ? dup0 : dup1);
+        _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+          const int8_t* a = acts[t][b].q + 16 * s;
+          const __m256i pa =
+              _mm256_add_epi16(_mm256_maddubs_epi16(c[0], Broadcast4At(a)), _mm256_maddubs_epi16(c[1], Broadcast4At(a + 4)));
+          const __m256i pb =
+              _mm256_add_epi16(_mm256_maddubs_epi16(c[2], Broadcast4At(a + 8)), _mm256_maddubs_epi16(c[3], Broadcast4At(a + 12)));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(_mm256_add_epi16(pa, pb), sc));
+          KeepInRegister(isum[t]);
+        }
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(Load128(x.d));
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      const ActBlockK& a = acts[t][b];
+      __m256i corr = _mm256_setzero_si256();
+      _Pragma("GCC unroll 8") for (int k = 0; k < 8; ++k) corr = _mm256_add_epi32(
+          corr, _mm256_madd_epi16(_mm256_cvtepi8_epi16(Load128(sm + 16 * k)), Broadcast4At(a.bsums + 2 * k)));
+      const __m256i total = _mm256_sub_epi32(isum[t], _mm256_slli_epi32(corr, 2));
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(total), _mm256_mul_ps(d, _mm256_broadcast_ss(&a.d)), acc[t]);
+    }
+  }
+  _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <typename Block>
 struct Kx8 {
   template <int NT> struct K { static void Run(const Block* w, const ActBlockK* const* a, int64_t nb, float* o) { DotKx8T<Block, NT>(w, a, nb, o); } };
 };
+template <int NT> struct Q2_Kx8K { static void Run(const BlockQ2_Kx8* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ2_Kx8T<NT>(w, a, nb, o); } };
+template <int NT> struct Q3_Kx8K { static void Run(const BlockQ3_Kx8* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ3_Kx8T<NT>(w, a, nb, o); } };
 template <int NT> struct Q6_Kx8K { static void Run(const BlockQ6_Kx8* w, const ActBlockK* const* a, int64_t nb, float* o) { DotQ6_Kx8T<NT>(w, a, nb, o); } };
 
 }  // namespace
 
 void AddKQuantX8Avx2Kernels(CpuKernels& k) {
+  k.q2_kx8 = [](const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+    Dispatch<BlockQ2_Kx8, Q2_Kx8K, ActBlockK>(group, acts, nt, n / kQK_K, out);
+  };
+  k.q3_kx8 = [](const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+    Dispatch<BlockQ3_Kx8, Q3_Kx8K, ActBlockK>(group, acts, nt, n / kQK_K, out);
+  };
   k.q4_kx8 = [](const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
     Dispatch<BlockQ4_Kx8, Kx8<BlockQ4_Kx8>::K, ActBlockK>(group, acts, nt, n / kQK_K, out);
   };

@@ -1,4 +1,4 @@
-// Portable micro-kernels of the 8-row interleaved K-quant layouts (BlockQ4_Kx8, BlockQ6_Kx8)
+// Portable micro-kernels of the 8-row interleaved K-quant layouts (BlockQ2_Kx8 ... BlockQ6_Kx8)
 // against 256-value activation blocks: integer sums per sub-block with the integer scale, one
 // float multiply per super-block, as the one-row Q4_K / Q6_K kernels and the AVX2 versions do.
 #include "kernels/cpu/linear_kernels.h"
@@ -68,12 +68,42 @@ void DotQ6_Kx8(const void* group, const ActBlockK* const* acts, int nt, int64_t 
   });
 }
 
+void DotQ2_Kx8(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  OverSuperBlocks8<BlockQ2_Kx8>(group, acts, nt, n, out, [](float& acc, const BlockQ2_Kx8& w, int r, const ActBlockK& a) {
+    int isum = 0, msum = 0;
+    for (int s = 0; s < 16; ++s) {
+      const uint8_t sc = w.scales[KScaleIndex(s, r)];
+      int dot = 0;
+      for (int g = 0; g < 4; ++g)
+        for (int k = 0; k < 4; ++k) dot += ((w.q[32 * s + 4 * r + k] >> (2 * g)) & 3) * a.q[16 * s + 4 * g + k];
+      isum += (sc & 0x0f) * dot;
+      msum += (sc >> 4) * a.bsums[s];
+    }
+    acc += a.d * (F16ToF32(w.d[r]) * static_cast<float>(isum) - F16ToF32(w.dmin[r]) * static_cast<float>(msum));
+  });
+}
+
+void DotQ3_Kx8(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out) {
+  OverSuperBlocks8<BlockQ3_Kx8>(group, acts, nt, n, out, [](float& acc, const BlockQ3_Kx8& w, int r, const ActBlockK& a) {
+    int isum = 0;
+    for (int s = 0; s < 16; ++s) {
+      int dot = 0;
+      for (int g = 0; g < 4; ++g)
+        for (int k = 0; k < 4; ++k) dot += (Q3KCodeX8(w, s, r, g, k) - 4) * a.q[16 * s + 4 * g + k];
+      isum += Q3KScaleX8(w, s, r) * dot;
+    }
+    acc += a.d * F16ToF32(w.d[r]) * static_cast<float>(isum);
+  });
+}
+
 }  // namespace
 
 void AddKQuantX8ScalarKernels(CpuKernels& k) {
   k.q4_kx8 = DotKx8<BlockQ4_Kx8>;
   k.q5_kx8 = DotKx8<BlockQ5_Kx8>;
   k.q6_kx8 = DotQ6_Kx8;
+  k.q2_kx8 = DotQ2_Kx8;
+  k.q3_kx8 = DotQ3_Kx8;
 }
 
 }  // namespace qb::kernels::cpu
