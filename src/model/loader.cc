@@ -173,7 +173,7 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
       report("converting to " + options.quant, 0.1 + 0.85 * static_cast<double>(done) / static_cast<double>(total));
     });
   }
-  if (options.interleave) InterleaveWeights(weights, config.tie_word_embeddings);
+  if (options.interleave) InterleaveWeights(weights, config.tie_word_embeddings, options.pool);
   report("weights ready", 1.0);
   out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
   return out;

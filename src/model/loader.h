@@ -24,8 +24,8 @@ struct LoadedModel {
 
 struct LoadOptions {
   std::string quant;           // "" = weights as stored; else q8_0, q4_0, q4_k, f16, bf16 (--quant)
-  ThreadPool* pool = nullptr;  // threads for on-load quantization
-  bool interleave = true;      // repack Q4_0/Q5_0/Q5_1/Q8_0 matrices into the CPU kernels' 8-row layouts
+  ThreadPool* pool = nullptr;  // threads for on-load quantization and repacking
+  bool interleave = true;      // repack Q4_0/Q8_0/Q4_K/... matrices into the CPU kernels' 8-row layouts
   // Called as loading goes (stage, fraction of the whole load in [0, 1]); may be empty.
   std::function<void(const std::string& stage, double fraction)> progress;
 };

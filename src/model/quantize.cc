@@ -64,10 +64,10 @@ void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPo
   }
 }
 
-void InterleaveWeights(Qwen2Weights& w, bool tied) {
-  auto repack = [](Tensor& t) {
+void InterleaveWeights(Qwen2Weights& w, bool tied, ThreadPool* pool) {
+  auto repack = [&](Tensor& t) {
     if (!CanInterleave(t)) return;
-    Tensor repacked = Interleave(t);
+    Tensor repacked = Interleave(t, pool);
     // The file's copy is not read again: drop its pages from the resident set (a view of an
     // mmap'd file is read-only; an owned tensor frees its memory when replaced).
     if (!t.writable()) ReleaseMappedRange(t.raw(), t.nbytes());

@@ -33,8 +33,8 @@ Tensor ConvertTensor(const Tensor& src, DType type, ThreadPool* pool = nullptr);
 // `on_layer(done, total)` after each layer (progress reports); may be empty.
 void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPool* pool = nullptr,
                      const std::function<void(int64_t, int64_t)>& on_layer = {});
-// Repacks the matrices that have a row-interleaved layout (Q4_0, Q5_0, Q8_0 -> *x8) for the CPU
-// kernels.
-void InterleaveWeights(Qwen2Weights& w, bool tied);
+// Repacks the matrices that have a row-interleaved layout (Q4_0, Q8_0, Q4_K, ... -> *x8; see
+// tensor/interleave.h) for the CPU kernels, on `pool`'s threads when there is one.
+void InterleaveWeights(Qwen2Weights& w, bool tied, ThreadPool* pool = nullptr);
 
 }  // namespace qb

@@ -34,12 +34,12 @@ namespace {
 using interleave_detail::ElementOf;
 using interleave_detail::InterleaveRows;
 
-Tensor InterleaveQ8_0(const Tensor& t) {
+Tensor InterleaveQ8_0(const Tensor& t, ThreadPool* pool) {
   return InterleaveRows<BlockQ8_0, BlockQ8_0x8>(t, DType::kQ8_0x8, [](BlockQ8_0x8& o, const BlockQ8_0& in, int r) {
     o.d[r] = in.d;
     for (int c = 0; c < 8; ++c)
       for (int k = 0; k < 4; ++k) o.qs[32 * c + 4 * r + k] = in.qs[4 * c + k];
-  });
+  }, pool);
 }
 
 // Row r's 16 nibble bytes (element e: low nibble of qs[e] for e < 16, else high nibble of
@@ -54,17 +54,17 @@ inline void PlaceNibbles(const uint8_t* in_qs, int r, uint8_t* out_qs) {
 
 // Q4_0 -> Q4_0x8, IQ4_NL -> IQ4_NLx8: the nibbles rearranged, the scales gathered.
 template <typename In, typename Out>
-Tensor InterleaveNibbles(const Tensor& t, DType out_type) {
+Tensor InterleaveNibbles(const Tensor& t, DType out_type, ThreadPool* pool) {
   return InterleaveRows<In, Out>(t, out_type, [](Out& o, const In& in, int r) {
     o.d[r] = in.d;
     PlaceNibbles(in.qs, r, o.qs);
-  });
+  }, pool);
 }
 
 // Q5_0 -> Q5_0x8, Q5_1 -> Q5_1x8 (the latter with its mins): the nibbles as above, and the
 // fifth bits of byte group c's low / high nibbles as bits c / c + 4 of qh[4r + k].
 template <typename In, typename Out>
-Tensor InterleaveQ5(const Tensor& t, DType out_type) {
+Tensor InterleaveQ5(const Tensor& t, DType out_type, ThreadPool* pool) {
   return InterleaveRows<In, Out>(t, out_type, [](Out& o, const In& in, int r) {
     uint32_t high;
     std::memcpy(&high, in.qh, sizeof(high));
@@ -77,7 +77,7 @@ Tensor InterleaveQ5(const Tensor& t, DType out_type) {
         bits |= static_cast<uint8_t>(((high >> ElementOf(c, k, 0)) & 1u) << c | ((high >> ElementOf(c, k, 1)) & 1u) << (c + 4));
       o.qh[4 * r + k] = bits;
     }
-  });
+  }, pool);
 }
 
 // Row r of a Q4_0x8 / IQ4_NLx8 matrix: d * value(code).
@@ -120,14 +120,14 @@ void DequantizeQ5x8Row(const Block* data, int64_t cols, int64_t r, float* out) {
 }
 }  // namespace
 
-Tensor Interleave(const Tensor& t) {
+Tensor Interleave(const Tensor& t, ThreadPool* pool) {
   QB_CHECK(CanInterleave(t), "cannot interleave {} {}", Name(t.dtype()), ShapeToString(t.shape()));
-  if (t.dtype() == DType::kQ8_0) return InterleaveQ8_0(t);
-  if (t.dtype() == DType::kQ5_0) return InterleaveQ5<BlockQ5_0, BlockQ5_0x8>(t, DType::kQ5_0x8);
-  if (t.dtype() == DType::kQ5_1) return InterleaveQ5<BlockQ5_1, BlockQ5_1x8>(t, DType::kQ5_1x8);
-  if (t.dtype() == DType::kIq4Nl) return InterleaveNibbles<BlockIq4Nl, BlockIq4Nlx8>(t, DType::kIq4Nlx8);
-  if (Info(t.dtype()).block_size == kQK_K) return InterleaveKQuant(t);
-  return InterleaveNibbles<BlockQ4_0, BlockQ4_0x8>(t, DType::kQ4_0x8);
+  if (t.dtype() == DType::kQ8_0) return InterleaveQ8_0(t, pool);
+  if (t.dtype() == DType::kQ5_0) return InterleaveQ5<BlockQ5_0, BlockQ5_0x8>(t, DType::kQ5_0x8, pool);
+  if (t.dtype() == DType::kQ5_1) return InterleaveQ5<BlockQ5_1, BlockQ5_1x8>(t, DType::kQ5_1x8, pool);
+  if (t.dtype() == DType::kIq4Nl) return InterleaveNibbles<BlockIq4Nl, BlockIq4Nlx8>(t, DType::kIq4Nlx8, pool);
+  if (Info(t.dtype()).block_size == kQK_K) return InterleaveKQuant(t, pool);
+  return InterleaveNibbles<BlockQ4_0, BlockQ4_0x8>(t, DType::kQ4_0x8, pool);
 }
 
 void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, float* out) {

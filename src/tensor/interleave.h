@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "tensor/tensor.h"
+#include "util/thread_pool.h"
 
 namespace qb {
 
@@ -13,8 +14,9 @@ namespace qb {
 DType InterleavedType(DType t);
 // Whether `t` (a matrix) can be interleaved: it has such a type and whole groups of rows.
 bool CanInterleave(const Tensor& t);
-// A new tensor in the interleaved layout (same shape, same values).
-Tensor Interleave(const Tensor& t);
+// A new tensor in the interleaved layout (same shape, same values); groups of rows are repacked
+// in parallel on `pool` when there is one.
+Tensor Interleave(const Tensor& t, ThreadPool* pool = nullptr);
 // Row r of a weight matrix in any layout, as f32.
 void DequantizeMatrixRow(const void* data, DType type, int64_t cols, int64_t r, float* out);
 

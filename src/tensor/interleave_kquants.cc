@@ -13,27 +13,42 @@ namespace {
 using interleave_detail::ElementOf;
 using interleave_detail::InterleaveRows;
 
-// Element e (0..255) of a Q4_K or Q5_K block: its 4- or 5-bit code.
+// The 256 codes of a Q4_K or Q5_K block (4 or 5 bits), in element order.
 template <typename Block>
-int KCode(const Block& b, int e) {
-  const uint8_t v = b.qs[32 * (e / 64) + e % 32];
-  int code = e % 64 < 32 ? v & 0x0f : v >> 4;
-  if constexpr (requires { b.qh; }) code |= ((b.qh[e % 32] >> (e / 32)) & 1) << 4;
-  return code;
+void KCodes(const Block& b, uint8_t* q) {
+  for (int g = 0; g < 4; ++g)  // 32 bytes of qs: sub-block 2g in the low nibbles, 2g + 1 high
+    for (int l = 0; l < 32; ++l) {
+      q[64 * g + l] = b.qs[32 * g + l] & 0x0f;
+      q[64 * g + 32 + l] = b.qs[32 * g + l] >> 4;
+    }
+  if constexpr (requires { b.qh; })
+    for (int e = 0; e < kQK_K; ++e) q[e] = static_cast<uint8_t>(q[e] | ((b.qh[e % 32] >> (e / 32)) & 1) << 4);
 }
 
-// Element e (0..255) of a Q6_K block: its 6-bit code (0..63).
-inline int Q6KCode(const BlockQ6_K& b, int e) {
-  const int h = e / 128, g = (e % 128) / 32, l = e % 32;
-  const uint8_t lo = b.ql[64 * h + l + (g % 2) * 32];
-  return ((g < 2 ? lo & 0x0f : lo >> 4) | (((b.qh[32 * h + l] >> (2 * g)) & 3) << 4));
+// The 256 six-bit codes (0..63) of a Q6_K block, in element order: in each half of 128 values,
+// ql byte l and l + 32 hold the low 4 bits of elements l, l + 32 (low nibbles) and l + 64,
+// l + 96 (high nibbles); qh byte l their top 2 bits (bit pairs 0-3).
+void Q6KCodes(const BlockQ6_K& b, uint8_t* q) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    uint8_t* o = q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      o[l] = static_cast<uint8_t>((ql[l] & 0x0f) | (qh[l] & 3) << 4);
+      o[l + 32] = static_cast<uint8_t>((ql[l + 32] & 0x0f) | ((qh[l] >> 2) & 3) << 4);
+      o[l + 64] = static_cast<uint8_t>((ql[l] >> 4) | ((qh[l] >> 4) & 3) << 4);
+      o[l + 96] = static_cast<uint8_t>((ql[l + 32] >> 4) | ((qh[l] >> 6) & 3) << 4);
+    }
+  }
 }
 
 // Q4_K -> Q4_Kx8, Q5_K -> Q5_Kx8: scales and mins by KScaleIndex, each sub-block's low 4 bits
 // placed as one Q4_0 block of each row, Q5_K's fifth bits as in Q5_0x8.
 template <typename In, typename Out>
-Tensor InterleaveK(const Tensor& t, DType out_type) {
+Tensor InterleaveK(const Tensor& t, DType out_type, ThreadPool* pool) {
   return InterleaveRows<In, Out>(t, out_type, [](Out& o, const In& in, int r) {
+    uint8_t codes[kQK_K];
+    KCodes(in, codes);
     o.d[r] = in.d;
     o.dmin[r] = in.dmin;
     for (int s = 0; s < 8; ++s) {
@@ -48,17 +63,19 @@ Tensor InterleaveK(const Tensor& t, DType out_type) {
       uint8_t* q = o.q + Out::kSubBlockBytes * s;
       for (int c = 0; c < 4; ++c)
         for (int k = 0; k < 4; ++k) {
-          const int lo = KCode(in, 32 * s + ElementOf(c, k, 0)), hi = KCode(in, 32 * s + ElementOf(c, k, 1));
+          const int lo = codes[32 * s + ElementOf(c, k, 0)], hi = codes[32 * s + ElementOf(c, k, 1)];
           q[32 * c + 4 * r + k] = static_cast<uint8_t>((lo & 0x0f) | (hi & 0x0f) << 4);
           if constexpr (Out::kSubBlockBytes > 128)
             q[128 + 4 * r + k] = static_cast<uint8_t>(q[128 + 4 * r + k] | (lo >> 4) << c | (hi >> 4) << (c + 4));
         }
     }
-  });
+  }, pool);
 }
 
-Tensor InterleaveQ6_K(const Tensor& t) {
+Tensor InterleaveQ6_K(const Tensor& t, ThreadPool* pool) {
   return InterleaveRows<BlockQ6_K, BlockQ6_Kx8>(t, DType::kQ6_Kx8, [](BlockQ6_Kx8& o, const BlockQ6_K& in, int r) {
+    uint8_t codes[kQK_K];
+    Q6KCodes(in, codes);
     o.d[r] = in.d;
     for (int s = 0; s < 16; ++s) {
       o.scales[KScaleIndex(s, r)] = in.scales[s];
@@ -66,21 +83,21 @@ Tensor InterleaveQ6_K(const Tensor& t) {
       uint8_t* qh = ql + 64;
       for (int k = 0; k < 4; ++k) {
         uint8_t top = 0;
-        for (int g = 0; g < 4; ++g) top = static_cast<uint8_t>(top | (Q6KCode(in, 16 * s + 4 * g + k) >> 4) << (2 * g));
+        for (int g = 0; g < 4; ++g) top = static_cast<uint8_t>(top | (codes[16 * s + 4 * g + k] >> 4) << (2 * g));
         qh[4 * r + k] = top;
         for (int c = 0; c < 2; ++c)
-          ql[32 * c + 4 * r + k] = static_cast<uint8_t>((Q6KCode(in, 16 * s + 4 * c + k) & 0x0f) |
-                                                        (Q6KCode(in, 16 * s + 8 + 4 * c + k) & 0x0f) << 4);
+          ql[32 * c + 4 * r + k] =
+              static_cast<uint8_t>((codes[16 * s + 4 * c + k] & 0x0f) | (codes[16 * s + 8 + 4 * c + k] & 0x0f) << 4);
       }
     }
-  });
+  }, pool);
 }
 
 // The 2-bit plane of element e (0..255) of a Q2_K / Q3_K block, and Q3_K's third bit.
 inline int Low2(const uint8_t* qs, int e) { return (qs[32 * (e / 128) + e % 32] >> (2 * (e % 128 / 32))) & 3; }
 inline int Q3KHigh(const BlockQ3_K& b, int e) { return (b.hmask[e % 32] >> (e / 32)) & 1; }
 
-Tensor InterleaveQ2_K(const Tensor& t) {
+Tensor InterleaveQ2_K(const Tensor& t, ThreadPool* pool) {
   return InterleaveRows<BlockQ2_K, BlockQ2_Kx8>(t, DType::kQ2_Kx8, [](BlockQ2_Kx8& o, const BlockQ2_K& in, int r) {
     o.d[r] = in.d;
     o.dmin[r] = in.dmin;
@@ -92,10 +109,10 @@ Tensor InterleaveQ2_K(const Tensor& t) {
         o.q[32 * s + 4 * r + k] = v;
       }
     }
-  });
+  }, pool);
 }
 
-Tensor InterleaveQ3_K(const Tensor& t) {
+Tensor InterleaveQ3_K(const Tensor& t, ThreadPool* pool) {
   return InterleaveRows<BlockQ3_K, BlockQ3_Kx8>(t, DType::kQ3_Kx8, [](BlockQ3_Kx8& o, const BlockQ3_K& in, int r) {
     o.d[r] = in.d;
     int8_t sc[16];
@@ -116,7 +133,7 @@ Tensor InterleaveQ3_K(const Tensor& t) {
         q[64 + 4 * r + k] = static_cast<uint8_t>(q[64 + 4 * r + k] | high);
       }
     }
-  });
+  }, pool);
 }
 
 // Rows of Q2_Kx8 / Q3_Kx8 matrices, with the float operations of DequantQ2_K / DequantQ3_K.
@@ -200,13 +217,13 @@ void DequantizeQ6_Kx8Row(const BlockQ6_Kx8* data, int64_t cols, int64_t r, float
 
 }  // namespace
 
-Tensor InterleaveKQuant(const Tensor& t) {
+Tensor InterleaveKQuant(const Tensor& t, ThreadPool* pool) {
   switch (t.dtype()) {
-    case DType::kQ2_K: return InterleaveQ2_K(t);
-    case DType::kQ3_K: return InterleaveQ3_K(t);
-    case DType::kQ4_K: return InterleaveK<BlockQ4_K, BlockQ4_Kx8>(t, DType::kQ4_Kx8);
-    case DType::kQ5_K: return InterleaveK<BlockQ5_K, BlockQ5_Kx8>(t, DType::kQ5_Kx8);
-    case DType::kQ6_K: return InterleaveQ6_K(t);
+    case DType::kQ2_K: return InterleaveQ2_K(t, pool);
+    case DType::kQ3_K: return InterleaveQ3_K(t, pool);
+    case DType::kQ4_K: return InterleaveK<BlockQ4_K, BlockQ4_Kx8>(t, DType::kQ4_Kx8, pool);
+    case DType::kQ5_K: return InterleaveK<BlockQ5_K, BlockQ5_Kx8>(t, DType::kQ5_Kx8, pool);
+    case DType::kQ6_K: return InterleaveQ6_K(t, pool);
     default: QB_CHECK(false, "{} has no interleaved K-quant layout", Name(t.dtype()));
   }
   return {};

@@ -5,20 +5,26 @@
 #include <cstdint>
 
 #include "tensor/tensor.h"
+#include "util/thread_pool.h"
 
 namespace qb::interleave_detail {
 
 // The repacking loop every layout shares: for each group of 8 rows and each block column,
 // fill(out block, row r's block, r) for r = 0..7 (the caller's `fill` places row r's values).
+// Groups of rows are independent: split over `pool`'s threads when there is one.
 template <typename In, typename Out, typename Fill>
-Tensor InterleaveRows(const Tensor& t, DType out_type, Fill fill) {
+Tensor InterleaveRows(const Tensor& t, DType out_type, Fill fill, ThreadPool* pool) {
   const int64_t rows = t.dim(0), nb = t.dim(1) / Info(t.dtype()).block_size;
   Tensor out = Tensor::Empty(out_type, t.shape());
   auto* dst = static_cast<Out*>(out.mutable_raw());
   const auto* src = static_cast<const In*>(t.raw());
-  for (int64_t g = 0; g < rows / 8; ++g)
-    for (int64_t b = 0; b < nb; ++b)
-      for (int r = 0; r < 8; ++r) fill(dst[g * nb + b], src[(g * 8 + r) * nb + b], r);
+  auto groups = [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int r = 0; r < 8; ++r) fill(dst[g * nb + b], src[(g * 8 + r) * nb + b], r);
+  };
+  if (pool != nullptr) pool->ParallelFor(rows / 8, groups, 8);
+  else groups(0, rows / 8);
   return out;
 }
 

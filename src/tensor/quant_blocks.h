@@ -205,9 +205,9 @@ struct BlockQ5_Kx8 {
 };
 static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K));
 
-// Q2_K of 8 rows, one super-block column. scales[KScaleIndex(s, r)] is the file's scale byte of
-// sub-block s (16 values) of row r (low nibble: scale, high nibble: min). Sub-block s takes the
-// 32 bytes from q + 32 s: byte 4r + k holds the 2-bit code of element 4g + k in bits 2g..2g+1.
+// Q2_K of 8 rows, one super-block column. scales[16k + 2r + p] is the file's scale byte of
+// sub-block 2k + p (16 values) of row r (low nibble: scale, high nibble: min). Sub-block s takes
+// the 32 bytes from q + 32 s: byte 4r + k holds the 2-bit code of element 4g + k in bits 2g..2g+1.
 struct BlockQ2_Kx8 {
   uint16_t d[8];
   uint16_t dmin[8];
@@ -217,7 +217,7 @@ struct BlockQ2_Kx8 {
 static_assert(sizeof(BlockQ2_Kx8) == 8 * sizeof(BlockQ2_K));
 
 // Q3_K of 8 rows, one super-block column. The six-bit scales (stored + 32, as in the file) by
-// index i = KScaleIndex(s, r): the low 4 bits in nibble i / 64 of scales_lo[i % 64], the top 2
+// index i = 16k + 2r + p for sub-block 2k + p of row r: the low 4 bits in nibble i / 64 of scales_lo[i % 64], the top 2
 // bits in bits 2 (i / 32)..+1 of scales_hi[i % 32]. Sub-blocks 2j and 2j + 1 take the 96 bytes
 // from q + 96 j: the low 2 bits of each (32 bytes, laid out as in Q2_Kx8), then 32 bytes whose
 // byte 4r + k holds the third bit of element 4g + k of sub-block 2j in bit g and of sub-block
@@ -229,31 +229,6 @@ struct BlockQ3_Kx8 {
   uint8_t q[8 * 96];
 };
 static_assert(sizeof(BlockQ3_Kx8) == 8 * sizeof(BlockQ3_K));
-
-// Index of the scale (and min) of sub-block s of row r in the K-quant x8 layouts: 16 consecutive
-// indices hold the 8 rows' scale pairs (sub-blocks 2k, 2k + 1), one row per 4 bytes once widened.
-// (Portable code only: an inline function compiled into an AVX2 file could be the copy kept.)
-inline int KScaleIndex(int s, int r) { return 16 * (s / 2) + 2 * r + s % 2; }
-
-// The signed scale (-32..31) of sub-block s of row r of a BlockQ3_Kx8.
-inline int Q3KScaleX8(const BlockQ3_Kx8& b, int s, int r) {
-  const int i = KScaleIndex(s, r);
-  return (((b.scales_lo[i % 64] >> (4 * (i / 64))) & 0x0f) | ((b.scales_hi[i % 32] >> (2 * (i / 32))) & 3) << 4) - 32;
-}
-
-// The 3-bit code (0..7) of element 4g + k of sub-block s of row r of a BlockQ3_Kx8.
-inline int Q3KCodeX8(const BlockQ3_Kx8& b, int s, int r, int g, int k) {
-  const uint8_t* q = b.q + 96 * (s / 2);
-  return ((q[32 * (s % 2) + 4 * r + k] >> (2 * g)) & 3) | ((q[64 + 4 * r + k] >> (g + 4 * (s % 2))) & 1) << 2;
-}
-
-// The six-bit scale and min of sub-block s of row r of a BlockQ4_Kx8 or BlockQ5_Kx8.
-template <typename Block>
-void KScaleMinX8(const Block& b, int s, int r, int* sc, int* m) {
-  const int i = KScaleIndex(s, r), byte = i % 32, half = i / 32;
-  *sc = ((b.scales_lo[byte] >> (4 * half)) & 0x0f) | ((b.high[byte] >> (2 * half)) & 3) << 4;
-  *m = ((b.mins_lo[byte] >> (4 * half)) & 0x0f) | ((b.high[byte] >> (4 + 2 * half)) & 3) << 4;
-}
 
 // Q6_K of 8 rows, one super-block column. scales[16k + 2r + p] is the scale of sub-block
 // 2k + p (16 values) of row r. Sub-block s takes 96 consecutive bytes of q (one stream for the

@@ -190,9 +190,11 @@ INSTANTIATE_TEST_SUITE_P(
                       LinearCase{DType::kIq4Nl, 96}, LinearCase{DType::kQ2_K, 512}, LinearCase{DType::kQ3_K, 256},
                       LinearCase{DType::kQ5_K, 512}, LinearCase{DType::kQ5_0x8, 96, 40},
                       LinearCase{DType::kQ5_1x8, 64, 40}, LinearCase{DType::kIq4Nlx8, 96, 40},
-                      LinearCase{DType::kQ4_Kx8, 512, 40}, LinearCase{DType::kQ5_Kx8, 256, 32},
+                      LinearCase{DType::kQ4_Kx8, 512, 40}, LinearCase{DType::kQ5_Kx8, 768, 32},
                       LinearCase{DType::kQ6_Kx8, 768, 24}, LinearCase{DType::kQ2_Kx8, 512, 16},
-                      LinearCase{DType::kQ3_Kx8, 256, 40}),
+                      LinearCase{DType::kQ3_Kx8, 512, 40},
+                      // More rows than one tile of a prefill (72 rows of Q6_K at 256 columns).
+                      LinearCase{DType::kQ6_Kx8, 256, 136}),
     [](const auto& p) {
       return std::string(Name(p.param.type)) + "_" + std::to_string(p.param.in) + "x" + std::to_string(p.param.out);
     });

@@ -1,5 +1,6 @@
 // Small AVX2 helpers shared by the files compiled with -mavx2 -mfma -mf16c
-// (linear_kernels_avx2.cc, linear_kernels_gguf_avx2.cc). Include it from such files only.
+// (linear_kernels_avx2.cc, linear_kernels_gguf_avx2.cc, linear_kernels_kx8_avx2.cc). Include it
+// from such files only.
 // Everything here has internal linkage (an unnamed namespace), on purpose: an inline function
 // with external linkage compiled for AVX2 in one file could be the copy the linker keeps for a
 // portable file too, and run on a CPU without AVX2.

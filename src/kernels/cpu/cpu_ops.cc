@@ -51,6 +51,17 @@ QuantDotK QuantKernelK(const CpuKernels& k, DType t) {
   }
 }
 
+QuantDot8 QuantKernel8(const CpuKernels& k, DType t) {
+  switch (t) {
+    case DType::kQ4_0x8: return k.q4_0x8;
+    case DType::kQ8_0x8: return k.q8_0x8;
+    case DType::kQ5_0x8: return k.q5_0x8;
+    case DType::kQ5_1x8: return k.q5_1x8;
+    case DType::kIq4Nlx8: return k.iq4_nlx8;
+    default: return nullptr;
+  }
+}
+
 QuantDotK8 QuantKernelK8(const CpuKernels& k, DType t) {
   switch (t) {
     case DType::kQ2_Kx8: return k.q2_kx8;
@@ -143,12 +154,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
-  if (Info(w_type).row_group == 8) {  // interleaved: 8 rows per kernel call
-    const QuantDot8 k8 = w_type == DType::kQ4_0x8   ? k.q4_0x8
-                         : w_type == DType::kQ5_0x8 ? k.q5_0x8
-                         : w_type == DType::kQ5_1x8 ? k.q5_1x8
-                         : w_type == DType::kIq4Nlx8 ? k.iq4_nlx8
-                                                    : k.q8_0x8;
+  if (QuantDot8 k8 = QuantKernel8(k, w_type)) {  // interleaved: 8 rows per kernel call
     const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 8, bias, y,
              [&](int64_t r, int, const ActBlock* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
@@ -166,6 +172,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
+  QB_CHECK(Info(w_type).row_group == 1, "Linear: no CPU kernel for {} weights", Name(w_type));
   FloatDot fk = FloatKernel(in % 8 == 0 ? k : ScalarCpuKernels(), w_type);
   QB_CHECK(fk != nullptr, "Linear: no CPU kernel for {} weights", Name(w_type));
   RowTiles(ctx, x, in, n, out, row_bytes, kFloatRows, bias, y, [&](int64_t r, int nr, const float* const* p, int nt, float* res) {

@@ -2,6 +2,7 @@
 // against 256-value activation blocks: integer sums per sub-block with the integer scale, one
 // float multiply per super-block, as the one-row Q4_K / Q6_K kernels and the AVX2 versions do.
 #include "kernels/cpu/linear_kernels.h"
+#include "tensor/interleave_kquants.h"
 #include "tensor/quant_blocks.h"
 #include "util/half.h"
 
