@@ -29,7 +29,7 @@ DType FitType(DType want, int64_t cols) {
 }
 
 Tensor ConvertTensor(const Tensor& src, DType type, ThreadPool* pool) {
-  Tensor out = Tensor::Empty(type, src.shape());
+  Tensor out = Tensor::EmptyLongLived(type, src.shape());  // weights: as long-lived as the model
   const int64_t cols = src.cols();
   auto rows = [&](int64_t b, int64_t e) {
     std::vector<float> row(static_cast<size_t>(cols));

@@ -15,7 +15,7 @@ namespace qb::interleave_detail {
 template <typename In, typename Out, typename Fill>
 Tensor InterleaveRows(const Tensor& t, DType out_type, Fill fill, ThreadPool* pool) {
   const int64_t rows = t.dim(0), nb = t.dim(1) / Info(t.dtype()).block_size;
-  Tensor out = Tensor::Empty(out_type, t.shape());
+  Tensor out = Tensor::EmptyLongLived(out_type, t.shape());
   auto* dst = static_cast<Out*>(out.mutable_raw());
   const auto* src = static_cast<const In*>(t.raw());
   auto groups = [&](int64_t g0, int64_t g1) {

@@ -45,6 +45,22 @@ Tensor Tensor::Empty(DType dtype, Shape shape, Device device) {
   return t;
 }
 
+Tensor Tensor::EmptyLongLived(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.device_ = Device::kCpu;
+  t.shape_ = std::move(shape);
+  QB_CHECK(t.cols() % Info(dtype).block_size == 0, "{} row of {} is not whole blocks", Name(dtype),
+           t.cols());
+  const size_t bytes = t.nbytes();
+  void* p = AllocateMappedCpu(bytes);
+  QB_CHECK(p != nullptr, "out of cpu memory allocating {} bytes", bytes);
+  t.data_ = p;
+  t.owner_ = std::shared_ptr<const void>(p, [bytes](const void* q) { FreeMappedCpu(const_cast<void*>(q), bytes); });
+  t.writable_ = true;
+  return t;
+}
+
 Tensor Tensor::Slice(int64_t begin, int64_t end) const {
   QB_CHECK(rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0], "slice [{}, {}) of {}",
            begin, end, ShapeToString(shape_));

@@ -28,6 +28,9 @@ class Tensor {
                      std::shared_ptr<const void> owner = nullptr, Device device = Device::kCpu);
   // New zero-filled memory on `device`. Fails a check if the device has no allocator.
   static Tensor Empty(DType dtype, Shape shape, Device device = Device::kCpu);
+  // Likewise on the CPU, for a large tensor that lives as long as the model (weights made at
+  // load): AllocateMappedCpu's memory (no memset pass, huge pages advised).
+  static Tensor EmptyLongLived(DType dtype, Shape shape);
 
   bool defined() const { return data_ != nullptr; }
   DType dtype() const { return dtype_; }

@@ -39,6 +39,22 @@ TEST(TensorTest, EmptyIsZeroedAndWritable) {
   EXPECT_EQ(reinterpret_cast<uintptr_t>(t.raw()) % 64, 0u);
 }
 
+// The long-lived flavour (a fresh mapping): zeroed, writable, any size, freed with its last owner
+// (under ASan a leak or a bad unmap would show).
+TEST(TensorTest, EmptyLongLivedIsZeroedAndWritable) {
+  for (int64_t rows : {int64_t{1}, int64_t{3}, int64_t{1} << 17}) {  // 4 bytes ... 32 MiB
+    Tensor t = Tensor::EmptyLongLived(DType::kF32, {rows, 64});
+    ASSERT_TRUE(t.writable());
+    EXPECT_EQ(t.device(), Device::kCpu);
+    const float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); i += 997) ASSERT_EQ(p[i], 0.f) << i;
+    t.mutable_data<float>()[t.numel() - 1] = 2.f;
+    Tensor copy = t;
+    t = Tensor();
+    EXPECT_EQ(copy.data<float>()[copy.numel() - 1], 2.f);
+  }
+}
+
 TEST(TensorTest, SliceAndReshapeShareMemory) {
   Tensor t = Tensor::Empty(DType::kF32, {4, 2});
   for (int i = 0; i < 8; ++i) t.mutable_data<float>()[i] = static_cast<float>(i);
