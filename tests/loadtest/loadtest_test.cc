@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include <chrono>
+#include <cmath>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -213,37 +214,61 @@ LoadOptions Options(const FakeServer& s, Api api, const std::vector<std::string>
   return o;
 }
 
+// The client's clock against the moment the server wrote each chunk (same process, same clock):
+// TTFT, every inter-token gap and TPOT within 2 ms. A shared machine can hold the client's thread
+// off the CPU for a few milliseconds at any moment (seen under AddressSanitizer on a busy 2-core
+// VM: one run of many 2.7 ms late), so each API gets up to three runs and its best run must meet
+// 2 ms everywhere; a loadtest that measured from the wrong moment would miss it in every run.
 TEST(LoadTest, TimingsMatchWhatTheServerDid) {
   FakeServer server;
   for (Api api : {Api::kOpenAiCompletions, Api::kOpenAiChat, Api::kTgi}) {
-    const std::vector<std::string> scripts = {"ttft=40 itl=15 n=6 id=1", "ttft=80 itl=5 n=4 id=2", "ttft=20 itl=25 n=3 id=3"};
-    const LoadRun run = RunLoad(Options(server, api, scripts, 3));
-    ASSERT_EQ(run.results.size(), 3u);
-    for (size_t i = 0; i < scripts.size(); ++i) {
-      const RequestResult& r = run.results[i];
-      ASSERT_TRUE(r.success) << r.error;
-      const FakeServer::Sent sent = server.sent(scripts[i]);
-      // The client's clock against the moment the server wrote the chunk (same process, same clock).
-      EXPECT_NEAR(r.ttft_s * 1e3, Ms(sent.first - (run.start + Seconds(r.start_s))), 2.0) << scripts[i];
-      ASSERT_EQ(r.itl_s.size(), sent.gaps_ms.size()) << scripts[i];
-      for (size_t k = 0; k < r.itl_s.size(); ++k) EXPECT_NEAR(r.itl_s[k] * 1e3, sent.gaps_ms[k], 2.0) << scripts[i] << " gap " << k;
-      EXPECT_EQ(r.output_tokens, static_cast<int64_t>(sent.gaps_ms.size() + 1));
-      EXPECT_TRUE(r.usage_reported);
-      // TPOT: (E2E - TTFT) / (n - 1) is the mean gap the server really left (plus the usage chunk).
-      double gaps = 0;
-      for (double g : sent.gaps_ms) gaps += g;
-      const double tpot = ((r.end_s - r.start_s) - r.ttft_s) * 1e3 / static_cast<double>(r.output_tokens - 1);
-      EXPECT_NEAR(tpot, gaps / static_cast<double>(sent.gaps_ms.size()), 2.0) << scripts[i];
+    double best = 1e9;  // the largest deviation of the best run, ms
+    std::string worst_of_best;
+    for (int attempt = 0; attempt < 3 && best > 2.0; ++attempt) {
+      const std::string tag = " run " + std::to_string(attempt);
+      const std::vector<std::string> scripts = {"ttft=40 itl=15 n=6 id=1" + tag, "ttft=80 itl=5 n=4 id=2" + tag,
+                                                "ttft=20 itl=25 n=3 id=3" + tag};
+      const LoadRun run = RunLoad(Options(server, api, scripts, 3));
+      ASSERT_EQ(run.results.size(), 3u);
+      double run_worst = 0;
+      std::string where;
+      auto deviation = [&](double got, double want, const std::string& what) {
+        if (std::fabs(got - want) > run_worst) {
+          run_worst = std::fabs(got - want);
+          where = what + ": measured " + std::to_string(got) + " ms, server " + std::to_string(want) + " ms";
+        }
+      };
+      for (size_t i = 0; i < scripts.size(); ++i) {
+        const RequestResult& r = run.results[i];
+        ASSERT_TRUE(r.success) << r.error;
+        const FakeServer::Sent sent = server.sent(scripts[i]);
+        deviation(r.ttft_s * 1e3, Ms(sent.first - (run.start + Seconds(r.start_s))), scripts[i] + " TTFT");
+        ASSERT_EQ(r.itl_s.size(), sent.gaps_ms.size()) << scripts[i];
+        for (size_t k = 0; k < r.itl_s.size(); ++k)
+          deviation(r.itl_s[k] * 1e3, sent.gaps_ms[k], scripts[i] + " gap " + std::to_string(k));
+        EXPECT_EQ(r.output_tokens, static_cast<int64_t>(sent.gaps_ms.size() + 1));
+        EXPECT_TRUE(r.usage_reported);
+        // TPOT: (E2E - TTFT) / (n - 1) is the mean gap the server really left (plus the usage chunk).
+        double gaps = 0;
+        for (double g : sent.gaps_ms) gaps += g;
+        const double tpot = ((r.end_s - r.start_s) - r.ttft_s) * 1e3 / static_cast<double>(r.output_tokens - 1);
+        deviation(tpot, gaps / static_cast<double>(sent.gaps_ms.size()), scripts[i] + " TPOT");
+      }
+      const LoadReport rep = MakeReport(run, {});
+      EXPECT_EQ(rep.completed, 3);
+      EXPECT_EQ(rep.failed, 0);
+      EXPECT_EQ(rep.output_tokens, 13);
+      // The scripted gaps are 15, 5 and 25 ms; a loaded machine can only make them longer.
+      EXPECT_GE(rep.tpot_ms.min, 5 - 0.5);
+      EXPECT_GE(rep.tpot_ms.max, 25 - 0.5);
+      EXPECT_EQ(rep.itl_ms.count, 5u + 3u + 2u);
+      EXPECT_LE(rep.max_in_flight, 3);
+      if (run_worst < best) {
+        best = run_worst;
+        worst_of_best = where;
+      }
     }
-    const LoadReport rep = MakeReport(run, {});
-    EXPECT_EQ(rep.completed, 3);
-    EXPECT_EQ(rep.failed, 0);
-    EXPECT_EQ(rep.output_tokens, 13);
-    // The scripted gaps are 15, 5 and 25 ms; a loaded machine can only make them longer.
-    EXPECT_GE(rep.tpot_ms.min, 5 - 0.5);
-    EXPECT_GE(rep.tpot_ms.max, 25 - 0.5);
-    EXPECT_EQ(rep.itl_ms.count, 5u + 3u + 2u);
-    EXPECT_LE(rep.max_in_flight, 3);
+    EXPECT_LE(best, 2.0) << "best of 3 runs; its largest deviation: " << worst_of_best;
   }
 }
 
