@@ -136,13 +136,17 @@ Tensor InterleaveQ3_K(const Tensor& t, ThreadPool* pool) {
   }, pool);
 }
 
+// The super-blocks of row r of an x8 matrix: fn(block, the row's lane, block index).
+template <typename Block, typename Fn>
+void OverRowBlocks(const Block* data, int64_t cols, int64_t r, Fn fn) {
+  const int64_t nb = cols / kQK_K;
+  const Block* blocks = data + (r / 8) * nb;
+  for (int64_t b = 0; b < nb; ++b) fn(blocks[b], static_cast<int>(r % 8), b);
+}
+
 // Rows of Q2_Kx8 / Q3_Kx8 matrices, with the float operations of DequantQ2_K / DequantQ3_K.
 void DequantizeQ2_Kx8Row(const BlockQ2_Kx8* data, int64_t cols, int64_t r, float* out) {
-  const int64_t nb = cols / kQK_K;
-  const int lane = static_cast<int>(r % 8);
-  const BlockQ2_Kx8* blocks = data + (r / 8) * nb;
-  for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ2_Kx8& x = blocks[b];
+  OverRowBlocks(data, cols, r, [&](const BlockQ2_Kx8& x, int lane, int64_t b) {
     const float d = F16ToF32(x.d[lane]), dmin = F16ToF32(x.dmin[lane]);
     for (int s = 0; s < 16; ++s) {
       const uint8_t sc = x.scales[KScaleIndex(s, lane)];
@@ -151,32 +155,24 @@ void DequantizeQ2_Kx8Row(const BlockQ2_Kx8* data, int64_t cols, int64_t r, float
         out[b * kQK_K + 16 * s + e] = d * static_cast<float>(sc & 0x0f) * static_cast<float>(q) - dmin * static_cast<float>(sc >> 4);
       }
     }
-  }
+  });
 }
 
 void DequantizeQ3_Kx8Row(const BlockQ3_Kx8* data, int64_t cols, int64_t r, float* out) {
-  const int64_t nb = cols / kQK_K;
-  const int lane = static_cast<int>(r % 8);
-  const BlockQ3_Kx8* blocks = data + (r / 8) * nb;
-  for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ3_Kx8& x = blocks[b];
+  OverRowBlocks(data, cols, r, [&](const BlockQ3_Kx8& x, int lane, int64_t b) {
     const float d = F16ToF32(x.d[lane]);
     for (int s = 0; s < 16; ++s) {
       const int sc = Q3KScaleX8(x, s, lane);
       for (int e = 0; e < 16; ++e)
         out[b * kQK_K + 16 * s + e] = d * static_cast<float>(sc) * static_cast<float>(Q3KCodeX8(x, s, lane, e / 4, e % 4) - 4);
     }
-  }
+  });
 }
 
 // Row r of a Q4_Kx8 / Q5_Kx8 matrix: d * sc * q - dmin * m per sub-block.
 template <typename Block>
 void DequantizeKx8Row(const Block* data, int64_t cols, int64_t r, float* out) {
-  const int64_t nb = cols / kQK_K;
-  const int lane = static_cast<int>(r % 8);
-  const Block* blocks = data + (r / 8) * nb;
-  for (int64_t b = 0; b < nb; ++b) {
-    const Block& x = blocks[b];
+  OverRowBlocks(data, cols, r, [&](const Block& x, int lane, int64_t b) {
     const float d = F16ToF32(x.d[lane]), dmin = F16ToF32(x.dmin[lane]);
     for (int s = 0; s < 8; ++s) {
       int sc, m;
@@ -191,16 +187,12 @@ void DequantizeKx8Row(const Block* data, int64_t cols, int64_t r, float* out) {
             out[b * kQK_K + 32 * s + ElementOf(c, k, h)] = ds * static_cast<float>(code) - ms;
           }
     }
-  }
+  });
 }
 
 // Row r of a Q6_Kx8 matrix: d * sc * (q - 32) per sub-block.
 void DequantizeQ6_Kx8Row(const BlockQ6_Kx8* data, int64_t cols, int64_t r, float* out) {
-  const int64_t nb = cols / kQK_K;
-  const int lane = static_cast<int>(r % 8);
-  const BlockQ6_Kx8* blocks = data + (r / 8) * nb;
-  for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ6_Kx8& x = blocks[b];
+  OverRowBlocks(data, cols, r, [&](const BlockQ6_Kx8& x, int lane, int64_t b) {
     const float d = F16ToF32(x.d[lane]);
     for (int s = 0; s < 16; ++s) {
       const int sc = x.scales[KScaleIndex(s, lane)];
@@ -212,7 +204,7 @@ void DequantizeQ6_Kx8Row(const BlockQ6_Kx8* data, int64_t cols, int64_t r, float
         out[b * kQK_K + 16 * s + e] = d * static_cast<float>(sc * (code - 32));
       }
     }
-  }
+  });
 }
 
 }  // namespace
