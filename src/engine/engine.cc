@@ -6,7 +6,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "grammar/token_constraint.h"
 #include "tokenizer/unicode.h"
+#include "util/check.h"
 
 namespace qb {
 
@@ -20,6 +22,7 @@ struct Engine::Active {
   GenerationRequest request;
   std::shared_ptr<RequestStream> stream;
   Sampler sampler;
+  std::unique_ptr<GrammarConstraint> constraint;  // structured output
   std::unique_ptr<StreamDecoder> decoder;
   std::string text;          // generated text so far (stop strings not yet excluded)
   size_t emitted = 0;        // bytes of `text` already sent
@@ -83,6 +86,7 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest r) {
   if (blocks > config_.kv_blocks)
     return ResourceExhausted(fmt::format("the request needs {} KV blocks, the cache has {}", blocks, config_.kv_blocks));
   if (!r.stop.empty() && !tokenizer_) return InvalidArgument("stop strings need the model's tokenizer");
+  if (r.grammar && !tokenizer_) return InvalidArgument("structured output needs the model's tokenizer");
   for (const auto& s : r.stop)
     if (s.empty()) return InvalidArgument("a stop string is empty");
   auto stream = std::make_shared<RequestStream>(r.id);
@@ -145,6 +149,12 @@ void Engine::Admit() {
     a->seq_id = next_id_++;
     if (tokenizer_) a->decoder = std::make_unique<StreamDecoder>(*tokenizer_, a->request.skip_special_tokens);
     for (const auto& s : a->request.stop) a->hold = std::max(a->hold, s.size() - 1);
+    if (a->request.grammar) {
+      if (!token_bytes_) token_bytes_ = std::make_shared<const TokenBytesIndex>(tokenizer_);
+      std::vector<int32_t> ends = config_.eos_token_ids;
+      ends.insert(ends.end(), a->request.stop_token_ids.begin(), a->request.stop_token_ids.end());
+      a->constraint = std::make_unique<GrammarConstraint>(a->request.grammar, token_bytes_, std::move(ends));
+    }
     Sequence seq;
     seq.id = a->seq_id;
     seq.priority = a->request.priority;
@@ -270,22 +280,32 @@ void Engine::Step() {
   auto sample_range = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const float* row = logits->data<float>() + i * logits->cols();
-      samples[static_cast<size_t>(i)] = actives[static_cast<size_t>(i)]->sampler.Sample({row, static_cast<size_t>(logits->cols())});
+      Active& a = *actives[static_cast<size_t>(i)];
+      SampleResult& s = samples[static_cast<size_t>(i)];
+      s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())}, a.constraint.get());
+      if (a.constraint && s.token >= 0) QB_CHECK(a.constraint->Accept(s.token), "the grammar refused a token it allowed");
     }
   };
   if (ctx_.pool != nullptr) ctx_.pool->ParallelFor(static_cast<int64_t>(sample_ids.size()), sample_range);
   else sample_range(0, static_cast<int64_t>(sample_ids.size()));
   std::vector<int32_t> next;
   std::vector<std::pair<int64_t, FinishReason>> finished;
+  std::vector<int64_t> no_token;
   for (size_t i = 0; i < sample_ids.size(); ++i) {
     Active& a = *actives[i];
     const SampleResult& s = samples[i];
+    if (s.token < 0) {  // structured output: no token can continue the text
+      next.push_back(0);  // (the sequence ends in this step; the token is never computed on)
+      no_token.push_back(sample_ids[i]);
+      continue;
+    }
     next.push_back(s.token);
     if (a.generated == 0) a.first_token = Clock::now();
     ++a.generated;
     const auto& eos = config_.eos_token_ids;
     const auto& stop_ids = a.request.stop_token_ids;
-    const bool is_eos = !a.request.ignore_eos && std::find(eos.begin(), eos.end(), s.token) != eos.end();
+    const bool is_eos = (!a.request.ignore_eos && std::find(eos.begin(), eos.end(), s.token) != eos.end()) ||
+                        (a.constraint && a.constraint->IsEnd(s.token));
     const bool is_stop_id = std::find(stop_ids.begin(), stop_ids.end(), s.token) != stop_ids.end();
     if (is_eos || is_stop_id) {
       StreamEvent ev;  // the stop token itself carries no text
@@ -307,6 +327,7 @@ void Engine::Step() {
   }
   scheduler_.Complete(plan, next);
   for (const auto& [id, reason] : finished) FinishRequest(id, reason);
+  for (int64_t id : no_token) FinishRequest(id, FinishReason::kError, "no token of the vocabulary can continue the structured output");
   const auto t2 = Clock::now();
   ++counters_.steps;
   counters_.prompt_tokens += prompt_tokens;

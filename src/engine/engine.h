@@ -25,6 +25,9 @@
 
 namespace qb {
 
+class TokenBytesIndex;
+
+
 struct EngineConfig {
   SchedulerConfig scheduler;
   int64_t kv_blocks = 1024;           // blocks of scheduler.block_size tokens in the pool
@@ -82,6 +85,7 @@ class Engine {
 
   std::unique_ptr<StepModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
+  std::shared_ptr<const TokenBytesIndex> token_bytes_;  // made on the first structured-output request
   EngineConfig config_;
   kernels::ExecContext ctx_;  // host threads (sampling)
   // Engine-thread state.

@@ -6,10 +6,12 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "grammar/grammar.h"
 #include "sampling/sampler.h"
 
 namespace qb {
@@ -27,6 +29,10 @@ struct GenerationRequest {
   bool ignore_eos = false;
   bool skip_special_tokens = true;       // leave <|im_end|> and the like out of the text
   int32_t priority = 0;                  // lower runs first
+  // Structured output: the text must be a sentence of this grammar (JSON, a schema, choices).
+  // It may end (end-of-sequence or a stop id) only where the grammar is complete, and it ends
+  // there even with ignore_eos.
+  std::shared_ptr<const Grammar> grammar;
 };
 
 struct RequestTiming {

@@ -92,7 +92,7 @@ void Sampler::TakeBest(std::span<const float> logits, size_t keep) {
   for (size_t i = 0; i < candidates_.size(); ++i) ids_[i] = candidates_[i].id;
 }
 
-SampleResult Sampler::Sample(std::span<const float> raw) {
+SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
   SampleResult r;
   const bool penalties = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
                          params_.frequency_penalty != 0.0f;
@@ -102,7 +102,30 @@ SampleResult Sampler::Sample(std::span<const float> raw) {
     Penalize(work_);
     logits = work_;
   }
-  if (params_.temperature <= 0.0f || params_.top_k == 1) {
+  const bool greedy = params_.temperature <= 0.0f || params_.top_k == 1;
+  // Removes the tokens the filter refuses (-inf); false when it allows none.
+  auto restrict = [&] {
+    if (!penalties) work_.assign(raw.begin(), raw.end());
+    if (filter->Allowed(allowed_) == 0) return false;
+    for (size_t i = 0; i < work_.size(); ++i)
+      if (!allowed_[i]) work_[i] = -INFINITY;
+    logits = work_;
+    return true;
+  };
+  SampleResult none;
+  none.token = -1;
+  if (filter != nullptr && greedy) {
+    r.token = Argmax(logits);
+    if (!filter->Allows(r.token)) {
+      if (!restrict()) return none;
+      r.token = Argmax(logits);
+    }
+  } else if (filter != nullptr && !restrict()) {
+    return none;
+  }
+  if (filter != nullptr && greedy) {
+    // chosen above
+  } else if (greedy) {
     r.token = Argmax(logits);
   } else {
     // Candidates best first (ties: lower id first), cut by top-k; when only top-p/min-p cut,
@@ -170,6 +193,8 @@ SampleResult Sampler::Sample(std::span<const float> raw) {
         break;
       }
     }
+    // (Refused tokens weigh 0, so a draw never lands on one; the best token is allowed.)
+    if (filter != nullptr && !allowed_[static_cast<size_t>(r.token)]) r.token = ids_[0];
   }
   if (params_.logprobs || params_.top_logprobs > 0) {
     double max_l = -INFINITY;

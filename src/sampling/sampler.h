@@ -13,6 +13,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "sampling/token_filter.h"
+
 namespace qb {
 
 struct SamplingParams {
@@ -37,7 +39,7 @@ struct TokenLogprob {
 };
 
 struct SampleResult {
-  int32_t token = 0;
+  int32_t token = 0;               // -1: the filter allowed no token at all
   float logprob = 0.0f;            // when requested
   std::vector<TokenLogprob> top;   // when requested, best first
 };
@@ -45,8 +47,11 @@ struct SampleResult {
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params, std::span<const int32_t> prompt = {});
-  // Chooses the next token and remembers it (for the penalties).
-  SampleResult Sample(std::span<const float> logits);
+  // Chooses the next token and remembers it (for the penalties). With a filter, only a token it
+  // allows: greedy picks the best allowed token (the filter is asked about the best one first,
+  // and for the whole set only when it is refused); sampling draws from the distribution with
+  // the refused tokens removed before temperature, top-k, top-p and min-p.
+  SampleResult Sample(std::span<const float> logits, TokenFilter* filter = nullptr);
 
  private:
   void Penalize(std::vector<float>& logits) const;
@@ -58,6 +63,7 @@ class Sampler {
   std::unordered_set<int32_t> seen_;                // prompt and output (repetition penalty)
   std::unordered_map<int32_t, int32_t> generated_;  // output counts (presence, frequency)
   std::vector<float> work_;
+  std::vector<uint8_t> allowed_;
   struct Candidate {
     float logit;
     int32_t id;

@@ -1,0 +1,395 @@
+#include "grammar/json_grammar.h"
+
+#include <map>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "util/check.h"
+
+namespace qb {
+
+namespace {
+
+using OJson = nlohmann::ordered_json;
+using Sequence = GrammarBuilder::Sequence;
+
+constexpr int64_t kMaxWhitespace = 20;
+constexpr int64_t kMaxDigits = 16;
+constexpr int64_t kMaxBoundedRepeat = 100000;  // rules a bounded repeat may cost
+constexpr int kMaxDepth = 64;                  // schema nesting
+
+// Keywords that constrain values in ways these grammars do not express: refused.
+const std::set<std::string>& Unsupported() {
+  static const std::set<std::string> k = {
+      "pattern", "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+      "multipleOf", "uniqueItems", "minProperties", "maxProperties", "not", "if", "then", "else",
+      "dependentRequired", "dependentSchemas", "dependencies", "contains", "minContains", "maxContains",
+      "propertyNames", "unevaluatedProperties", "unevaluatedItems"};
+  return k;
+}
+
+class JsonGrammarMaker {
+ public:
+  explicit JsonGrammarMaker(const OJson* root_schema = nullptr) : root_schema_(root_schema) {}
+
+  GrammarBuilder& builder() { return b_; }
+
+  GrammarElement Ws() {
+    if (!ws_) ws_ = b_.Repeat({b_.Bytes(ByteSet().Add(' ').Add('\t').Add('\n').Add('\r'))}, 0, kMaxWhitespace);
+    return *ws_;
+  }
+
+  // One character inside a JSON string: printable ASCII but '"' and '\', an escape, or one
+  // well-formed UTF-8 sequence (no overlong forms, no surrogates).
+  GrammarElement Char() {
+    if (char_) return *char_;
+    ByteSet plain;
+    plain.AddRange(0x20, 0x7f);
+    ByteSet p2;  // the same without '"' and '\'
+    for (int c = 0x20; c <= 0x7f; ++c)
+      if (c != '"' && c != '\\') p2.Add(static_cast<uint8_t>(c));
+    const ByteSet cont = ByteSet().AddRange(0x80, 0xbf);
+    const GrammarElement k = b_.Bytes(cont);
+    ByteSet hex;
+    hex.AddRange('0', '9').AddRange('a', 'f').AddRange('A', 'F');
+    const GrammarElement h = b_.Bytes(hex);
+    const GrammarElement escape = b_.AnyOf({{b_.Bytes(ByteSet().Add('"').Add('\\').Add('/').Add('b').Add('f').Add('n').Add('r').Add('t'))},
+                                            {b_.Byte('u'), h, h, h, h}});
+    char_ = b_.AnyOf({
+        {b_.Bytes(p2)},
+        {b_.Byte('\\'), escape},
+        {b_.Bytes(ByteSet().AddRange(0xc2, 0xdf)), k},
+        {b_.Byte(0xe0), b_.Bytes(ByteSet().AddRange(0xa0, 0xbf)), k},
+        {b_.Bytes(ByteSet().AddRange(0xe1, 0xec).AddRange(0xee, 0xef)), k, k},
+        {b_.Byte(0xed), b_.Bytes(ByteSet().AddRange(0x80, 0x9f)), k},
+        {b_.Byte(0xf0), b_.Bytes(ByteSet().AddRange(0x90, 0xbf)), k, k},
+        {b_.Bytes(ByteSet().AddRange(0xf1, 0xf3)), k, k, k},
+        {b_.Byte(0xf4), b_.Bytes(ByteSet().AddRange(0x80, 0x8f)), k, k},
+    });
+    return *char_;
+  }
+
+  GrammarElement String(int64_t min_len = 0, int64_t max_len = -1) {
+    const bool plain = min_len == 0 && max_len < 0;
+    if (plain && string_) return *string_;
+    const GrammarElement q = b_.Byte('"');
+    const GrammarElement s = b_.AnyOf({{q, b_.Repeat({Char()}, min_len, max_len), q}});
+    if (plain) string_ = s;
+    return s;
+  }
+
+  GrammarElement IntegerPart() {
+    if (int_part_) return *int_part_;
+    const GrammarElement digit = b_.Bytes(ByteSet().AddRange('0', '9'));
+    int_part_ = b_.AnyOf({{b_.Byte('0')},
+                          {b_.Bytes(ByteSet().AddRange('1', '9')), b_.Repeat({digit}, 0, kMaxDigits - 1)}});
+    return *int_part_;
+  }
+
+  GrammarElement Integer() {
+    if (!integer_) integer_ = b_.AnyOf({{b_.Optional({b_.Byte('-')}), IntegerPart()}});
+    return *integer_;
+  }
+
+  GrammarElement Number() {
+    if (number_) return *number_;
+    const GrammarElement digit = b_.Bytes(ByteSet().AddRange('0', '9'));
+    const GrammarElement frac = b_.Optional({b_.Byte('.'), b_.Repeat({digit}, 1, kMaxDigits)});
+    const GrammarElement exp = b_.Optional({b_.Bytes(ByteSet().Add('e').Add('E')),
+                                            b_.Optional({b_.Bytes(ByteSet().Add('+').Add('-'))}),
+                                            b_.Repeat({digit}, 1, 2)});  // e99 at most: every parser takes it
+    number_ = b_.AnyOf({{b_.Optional({b_.Byte('-')}), IntegerPart(), frac, exp}});
+    return *number_;
+  }
+
+  GrammarElement Literal(const OJson& value) { return b_.AnyOf({b_.Literal(value.dump())}); }
+
+  // "{" members "}" with any string keys, values matching `value`.
+  GrammarElement Map(GrammarElement value) {
+    const GrammarElement member = b_.AnyOf({{String(), Ws(), b_.Byte(':'), Ws(), value, Ws()}});
+    const GrammarElement more = b_.Repeat({b_.Byte(','), Ws(), member}, 0, -1);
+    return b_.AnyOf({{b_.Byte('{'), Ws(), b_.Optional({member, more}), b_.Byte('}')}});
+  }
+
+  // "[" items "]", count min..max (max < 0: any).
+  GrammarElement List(GrammarElement item, int64_t min, int64_t max) {
+    if (max == 0) return b_.AnyOf({{b_.Byte('['), Ws(), b_.Byte(']')}});
+    const GrammarElement more = b_.Repeat({b_.Byte(','), Ws(), item, Ws()}, min > 0 ? min - 1 : 0, max < 0 ? -1 : max - 1);
+    Sequence list = {item, Ws(), more};
+    if (min == 0) list = {b_.Optional(std::move(list))};
+    Sequence all = {b_.Byte('['), Ws()};
+    all.insert(all.end(), list.begin(), list.end());
+    all.push_back(b_.Byte(']'));
+    return b_.AnyOf({std::move(all)});
+  }
+
+  // Any JSON value.
+  GrammarElement Value() {
+    if (value_) return *value_;
+    const uint32_t v = b_.NewRule();
+    value_ = GrammarBuilder::Rule(v);
+    const GrammarElement object = Map(*value_);
+    const GrammarElement array = List(*value_, 0, -1);
+    b_.Define(v, {{object}, {array}, {String()}, {Number()}, b_.Literal("true"), b_.Literal("false"), b_.Literal("null")});
+    return *value_;
+  }
+
+  GrammarElement AnyObject() { return Map(Value()); }
+
+  Result<GrammarElement> Schema(const OJson& s, const std::string& path, int depth) {
+    if (depth > kMaxDepth) return Bad(path, fmt::format("nested more than {} levels deep", kMaxDepth));
+    if (s.is_boolean()) {
+      if (s.get<bool>()) return Value();
+      return Bad(path, "the schema false matches nothing");
+    }
+    if (!s.is_object()) return Bad(path, "a schema must be an object or a boolean");
+    for (const auto& [key, unused] : s.items())
+      if (Unsupported().count(key))
+        return Bad(path, fmt::format("'{}' is not supported (structured output cannot enforce it)", key));
+    if (s.contains("$ref")) return Ref(s["$ref"], path, depth);
+    if (s.contains("const")) return Literal(s["const"]);
+    if (s.contains("enum")) {
+      const OJson& e = s["enum"];
+      if (!e.is_array() || e.empty()) return Bad(path, "'enum' must be a non-empty array");
+      std::vector<Sequence> alts;
+      for (const auto& v : e) alts.push_back(b_.Literal(v.dump()));
+      return b_.AnyOf(std::move(alts));
+    }
+    for (const char* key : {"anyOf", "oneOf"})
+      if (s.contains(key)) {
+        const OJson& list = s[key];
+        if (!list.is_array() || list.empty()) return Bad(path, fmt::format("'{}' must be a non-empty array", key));
+        std::vector<Sequence> alts;
+        for (size_t i = 0; i < list.size(); ++i) {
+          auto e = Schema(list[i], fmt::format("{}/{}/{}", path, key, i), depth + 1);
+          if (!e.ok()) return e.status();
+          alts.push_back({*e});
+        }
+        return b_.AnyOf(std::move(alts));
+      }
+    if (s.contains("allOf")) {
+      const OJson& list = s["allOf"];
+      if (!list.is_array() || list.size() != 1) return Bad(path, "'allOf' is supported with exactly one schema");
+      return Schema(list[0], path + "/allOf/0", depth + 1);
+    }
+    if (s.contains("type")) {
+      const OJson& t = s["type"];
+      if (t.is_array()) {
+        if (t.empty()) return Bad(path, "'type' must not be an empty list");
+        std::vector<Sequence> alts;
+        for (const auto& one : t) {
+          OJson copy = s;
+          copy["type"] = one;
+          auto e = Schema(copy, path, depth + 1);
+          if (!e.ok()) return e.status();
+          alts.push_back({*e});
+        }
+        return b_.AnyOf(std::move(alts));
+      }
+      if (!t.is_string()) return Bad(path, "'type' must be a string or a list of strings");
+      const std::string type = t.get<std::string>();
+      if (type == "object") return Object(s, path, depth);
+      if (type == "array") return Array(s, path, depth);
+      if (type == "string") return StringSchema(s, path);
+      if (type == "integer") return Integer();
+      if (type == "number") return Number();
+      if (type == "boolean") return b_.AnyOf({b_.Literal("true"), b_.Literal("false")});
+      if (type == "null") return b_.AnyOf({b_.Literal("null")});
+      return Bad(path, fmt::format("unknown type '{}'", type));
+    }
+    if (s.contains("properties") || s.contains("additionalProperties") || s.contains("required"))
+      return Object(s, path, depth);
+    if (s.contains("items") || s.contains("prefixItems") || s.contains("minItems") || s.contains("maxItems"))
+      return Array(s, path, depth);
+    if (s.contains("minLength") || s.contains("maxLength")) return StringSchema(s, path);
+    return Value();
+  }
+
+ private:
+  static Status Bad(const std::string& path, const std::string& what) {
+    return InvalidArgument(fmt::format("schema at #{}: {}", path, what));
+  }
+
+  Result<int64_t> Count(const OJson& s, const char* key, int64_t fallback, const std::string& path) {
+    if (!s.contains(key)) return fallback;
+    if (!s[key].is_number_unsigned() && !(s[key].is_number_integer() && s[key].get<int64_t>() >= 0))
+      return Bad(path, fmt::format("'{}' must be a non-negative integer", key));
+    const int64_t v = s[key].get<int64_t>();
+    if (v > kMaxBoundedRepeat) return Bad(path, fmt::format("'{}' above {} is not supported", key, kMaxBoundedRepeat));
+    return v;
+  }
+
+  Result<GrammarElement> StringSchema(const OJson& s, const std::string& path) {
+    QB_ASSIGN_OR_RETURN(int64_t min, Count(s, "minLength", 0, path));
+    QB_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxLength", -1, path));
+    if (max >= 0 && max < min) return Bad(path, "'maxLength' is below 'minLength'");
+    return String(min, max);
+  }
+
+  Result<GrammarElement> Ref(const OJson& ref, const std::string& path, int depth) {
+    if (!ref.is_string()) return Bad(path, "'$ref' must be a string");
+    const std::string r = ref.get<std::string>();
+    if (r.empty() || r[0] != '#' || root_schema_ == nullptr)
+      return Bad(path, fmt::format("'$ref' \"{}\": only references into this schema (\"#/...\") are supported", r));
+    if (auto it = refs_.find(r); it != refs_.end()) return GrammarBuilder::Rule(it->second);
+    const OJson* target = nullptr;
+    try {
+      target = &root_schema_->at(OJson::json_pointer(r.substr(1)));
+    } catch (const std::exception&) {
+      return Bad(path, fmt::format("'$ref' \"{}\" points at nothing", r));
+    }
+    const uint32_t rule = b_.NewRule();
+    refs_[r] = rule;  // before visiting: the target may refer to itself
+    auto e = Schema(*target, r, depth + 1);
+    if (!e.ok()) return e.status();
+    b_.Define(rule, {{*e}});
+    return GrammarBuilder::Rule(rule);
+  }
+
+  Result<GrammarElement> Object(const OJson& s, const std::string& path, int depth) {
+    static const OJson kEmpty = OJson::object();
+    const OJson& props = s.contains("properties") ? s["properties"] : kEmpty;
+    if (!props.is_object()) return Bad(path, "'properties' must be an object");
+    std::set<std::string> required;
+    if (s.contains("required")) {
+      if (!s["required"].is_array()) return Bad(path, "'required' must be an array of names");
+      for (const auto& n : s["required"]) {
+        if (!n.is_string()) return Bad(path, "'required' must be an array of names");
+        required.insert(n.get<std::string>());
+      }
+    }
+    // Keys besides the listed ones: allowed (and their values' schema) when additionalProperties
+    // is true or a schema; by default only without a properties list.
+    std::optional<GrammarElement> extra;
+    const bool default_extra = props.empty();
+    if (s.contains("additionalProperties")) {
+      const OJson& a = s["additionalProperties"];
+      if (!(a.is_boolean() && !a.get<bool>())) {
+        auto e = Schema(a, path + "/additionalProperties", depth + 1);
+        if (!e.ok()) return e.status();
+        extra = *e;
+      }
+    } else if (default_extra) {
+      extra = Value();
+    }
+    struct Member {
+      GrammarElement element;
+      bool required;
+    };
+    std::vector<Member> members;
+    for (const auto& [name, schema] : props.items()) {
+      auto v = Schema(schema, path + "/properties/" + name, depth + 1);
+      if (!v.ok()) return v.status();
+      Sequence kv = b_.Literal(OJson(name).dump());
+      kv.insert(kv.end(), {Ws(), b_.Byte(':'), Ws(), *v, Ws()});
+      members.push_back({b_.AnyOf({std::move(kv)}), required.count(name) > 0});
+    }
+    for (const std::string& name : required)
+      if (!props.contains(name)) {  // required but not described: any value
+        Sequence kv = b_.Literal(OJson(name).dump());
+        kv.insert(kv.end(), {Ws(), b_.Byte(':'), Ws(), Value(), Ws()});
+        members.push_back({b_.AnyOf({std::move(kv)}), true});
+      }
+    if (members.empty()) {
+      if (!extra) return b_.AnyOf({{b_.Byte('{'), Ws(), b_.Byte('}')}});
+      return Map(*extra);
+    }
+    // rest(i): members i.. after at least one was written (each behind a comma);
+    // first(i): members i.. when none was written yet.
+    const size_t n = members.size();
+    std::optional<GrammarElement> extra_kv;
+    if (extra) extra_kv = b_.AnyOf({{String(), Ws(), b_.Byte(':'), Ws(), *extra, Ws()}});
+    GrammarElement rest = extra_kv ? b_.Repeat({b_.Byte(','), Ws(), *extra_kv}, 0, -1) : b_.AnyOf({Sequence{}});
+    GrammarElement first = extra_kv ? b_.Optional({*extra_kv, rest}) : b_.AnyOf({Sequence{}});
+    for (size_t i = n; i-- > 0;) {
+      const Member& m = members[i];
+      Sequence with_comma = {b_.Byte(','), Ws(), m.element, rest};
+      Sequence as_first = {m.element, rest};
+      const GrammarElement new_rest = m.required ? b_.AnyOf({std::move(with_comma)}) : b_.AnyOf({std::move(with_comma), {rest}});
+      first = m.required ? b_.AnyOf({std::move(as_first)}) : b_.AnyOf({std::move(as_first), {first}});
+      rest = new_rest;
+    }
+    return b_.AnyOf({{b_.Byte('{'), Ws(), first, b_.Byte('}')}});
+  }
+
+  Result<GrammarElement> Array(const OJson& s, const std::string& path, int depth) {
+    QB_ASSIGN_OR_RETURN(int64_t min, Count(s, "minItems", 0, path));
+    QB_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxItems", -1, path));
+    if (max >= 0 && max < min) return Bad(path, "'maxItems' is below 'minItems'");
+    const OJson* prefix = nullptr;
+    const bool tuple = !s.contains("prefixItems") && s.contains("items") && s["items"].is_array();  // the older form
+    if (s.contains("prefixItems")) prefix = &s["prefixItems"];
+    else if (tuple) prefix = &s["items"];
+    std::optional<GrammarElement> item;
+    const char* items_key = tuple ? "additionalItems" : "items";
+    if (!s.contains(items_key)) {
+      item = Value();
+    } else if (!(s[items_key].is_boolean() && !s[items_key].get<bool>())) {
+      auto e = Schema(s[items_key], path + "/" + items_key, depth + 1);
+      if (!e.ok()) return e.status();
+      item = *e;
+    }
+    if (prefix == nullptr) {
+      if (!item) return List(Value(), 0, 0);
+      return List(*item, min, max);
+    }
+    if (!prefix->is_array() || prefix->empty()) return Bad(path, "'prefixItems' must be a non-empty array");
+    if (min > 0 || max >= 0) return Bad(path, "'minItems' / 'maxItems' together with 'prefixItems' are not supported");
+    // tail(j): the items from prefix j on, each optional, then any number of `item`.
+    GrammarElement tail = item ? b_.Repeat({b_.Byte(','), Ws(), *item, Ws()}, 0, -1) : b_.AnyOf({Sequence{}});
+    std::vector<GrammarElement> prefix_items;
+    for (size_t j = 0; j < prefix->size(); ++j) {
+      auto e = Schema((*prefix)[j], fmt::format("{}/prefixItems/{}", path, j), depth + 1);
+      if (!e.ok()) return e.status();
+      prefix_items.push_back(*e);
+    }
+    for (size_t j = prefix_items.size(); j-- > 1;)
+      tail = b_.Optional({b_.Byte(','), Ws(), prefix_items[j], Ws(), tail});
+    return b_.AnyOf({{b_.Byte('['), Ws(), b_.Optional({prefix_items[0], Ws(), tail}), b_.Byte(']')}});
+  }
+
+  GrammarBuilder b_;
+  const OJson* root_schema_;
+  std::optional<GrammarElement> ws_, char_, string_, int_part_, integer_, number_, value_;
+  std::map<std::string, uint32_t> refs_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Grammar> JsonObjectGrammar() {
+  static const std::shared_ptr<const Grammar> g = [] {
+    JsonGrammarMaker m;
+    const GrammarElement object = m.AnyObject();
+    const uint32_t root = m.builder().NewRule();
+    m.builder().Define(root, {{object}});
+    auto built = m.builder().Build(root);
+    QB_CHECK(built.ok(), "the JSON object grammar does not build: {}", built.status().ToString());
+    return *built;
+  }();
+  return g;
+}
+
+Result<std::shared_ptr<const Grammar>> JsonSchemaGrammar(const nlohmann::ordered_json& schema) {
+  JsonGrammarMaker m(&schema);
+  QB_ASSIGN_OR_RETURN(GrammarElement value, m.Schema(schema, "", 0));
+  const uint32_t root = m.builder().NewRule();
+  m.builder().Define(root, {{value}});
+  return m.builder().Build(root);
+}
+
+Result<std::shared_ptr<const Grammar>> ChoiceGrammar(const std::vector<std::string>& choices) {
+  if (choices.empty()) return InvalidArgument("the list of choices is empty");
+  GrammarBuilder b;
+  std::vector<GrammarBuilder::Sequence> alts;
+  for (const std::string& c : choices) {
+    if (c.empty()) return InvalidArgument("a choice is the empty string");
+    alts.push_back(b.Literal(c));
+  }
+  const uint32_t root = b.NewRule();
+  b.Define(root, std::move(alts));
+  return b.Build(root);
+}
+
+}  // namespace qb

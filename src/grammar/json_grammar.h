@@ -1,0 +1,32 @@
+// Grammars for structured output: any JSON object (OpenAI's JSON mode), JSON conforming to a
+// JSON Schema (OpenAI's json_schema response format, vLLM's guided_json, TGI's json grammar),
+// and one of a list of strings (vLLM's guided_choice).
+//
+// Schemas: type (or a list of types), properties / required / additionalProperties, items /
+// prefixItems / minItems / maxItems, minLength / maxLength, enum, const, anyOf / oneOf, allOf
+// of one schema, $ref into #/$defs or #/definitions (recursion allowed), and {} or true for
+// any value. Properties come in the order the schema lists them; the required ones must be
+// there; with `properties` given, other keys are allowed only when additionalProperties says so.
+// Annotations (title, description, default, examples, format, ...) are ignored; keywords whose
+// constraint a grammar here cannot enforce (pattern, minimum, maximum, multipleOf,
+// uniqueItems, ...) are refused with a message, never silently dropped. Whitespace between
+// tokens is limited to 20 bytes and numbers to 16 digits before and after the point (exponents to 2), so that a
+// model cannot run on forever inside a value the schema allows.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "grammar/grammar.h"
+#include "util/status.h"
+
+namespace qb {
+
+std::shared_ptr<const Grammar> JsonObjectGrammar();
+Result<std::shared_ptr<const Grammar>> JsonSchemaGrammar(const nlohmann::ordered_json& schema);
+Result<std::shared_ptr<const Grammar>> ChoiceGrammar(const std::vector<std::string>& choices);
+
+}  // namespace qb

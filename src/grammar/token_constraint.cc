@@ -1,0 +1,111 @@
+#include "grammar/token_constraint.h"
+
+#include <algorithm>
+
+#include "util/check.h"
+
+namespace qb {
+
+TokenBytesIndex::TokenBytesIndex(std::shared_ptr<const Tokenizer> tokenizer) : tokenizer_(std::move(tokenizer)) {
+  vocab_size_ = tokenizer_->vocab_size();
+  bytes_.assign(static_cast<size_t>(vocab_size_), nullptr);
+  for (int32_t id = 0; id < vocab_size_; ++id) {
+    const std::string* b = tokenizer_->TokenBytes(id);
+    if (b == nullptr || b->empty() || tokenizer_->IsSpecial(id)) continue;
+    bytes_[static_cast<size_t>(id)] = b;
+    sorted_.push_back({*b, id, 0});
+  }
+  std::sort(sorted_.begin(), sorted_.end(), [](const Entry& a, const Entry& b) {
+    return a.bytes < b.bytes || (a.bytes == b.bytes && a.id < b.id);
+  });
+  for (size_t i = 1; i < sorted_.size(); ++i) {
+    const std::string_view x = sorted_[i - 1].bytes, y = sorted_[i].bytes;
+    uint32_t n = 0;
+    while (n < x.size() && n < y.size() && x[n] == y[n]) ++n;
+    sorted_[i].common = n;
+  }
+}
+
+GrammarConstraint::GrammarConstraint(std::shared_ptr<const Grammar> grammar,
+                                     std::shared_ptr<const TokenBytesIndex> vocab, std::vector<int32_t> end_ids)
+    : matcher_(std::move(grammar)), vocab_(std::move(vocab)), end_ids_(std::move(end_ids)) {}
+
+bool GrammarConstraint::IsEnd(int32_t id) const {
+  return std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end();
+}
+
+bool GrammarConstraint::Allows(int32_t id) {
+  if (IsEnd(id)) return matcher_.complete();
+  const std::string* b = vocab_->bytes(id);
+  return b != nullptr && matcher_.Allows(*b);
+}
+
+bool GrammarConstraint::Accept(int32_t id) {
+  if (IsEnd(id)) return matcher_.complete();
+  const std::string* b = vocab_->bytes(id);
+  if (b == nullptr) return false;
+  const bool ok = matcher_.Advance(*b);
+  return ok;
+}
+
+std::string GrammarConstraint::StateKey() const {
+  std::string key;
+  for (const auto& stack : matcher_.state().stacks) {
+    key.append(reinterpret_cast<const char*>(stack.data()), stack.size() * sizeof(uint32_t));
+    key.append(4, '\xff');  // no position is 0xffffffff
+  }
+  return key;
+}
+
+void GrammarConstraint::Walk(std::vector<uint8_t>& allowed) {
+  const auto& sorted = vocab_->sorted();
+  if (states_.empty()) states_.resize(1);
+  states_[0] = matcher_.state();
+  size_t valid = 0;                    // states_[0..valid] hold the previous token's prefixes
+  size_t dead = SIZE_MAX;              // that token's first `dead` bytes cannot occur
+  for (const auto& e : sorted) {
+    if (e.common >= dead) continue;    // shares the impossible prefix
+    dead = SIZE_MAX;
+    const std::string_view b = e.bytes;
+    if (states_.size() < b.size() + 1) states_.resize(b.size() + 1);
+    size_t d = std::min<size_t>(e.common, valid);
+    for (; d < b.size(); ++d) {
+      matcher_.Step(states_[d], static_cast<uint8_t>(b[d]), &states_[d + 1]);
+      if (states_[d + 1].dead()) break;
+    }
+    if (d < b.size()) {
+      dead = d + 1;
+      valid = d;
+    } else {
+      allowed[static_cast<size_t>(e.id)] = 1;
+      valid = b.size();
+    }
+  }
+}
+
+int64_t GrammarConstraint::Allowed(std::vector<uint8_t>& allowed) {
+  const auto vocab = static_cast<size_t>(vocab_->vocab_size());
+  allowed.assign(vocab, 0);
+  const std::string key = StateKey();
+  auto hit = std::find_if(cache_.begin(), cache_.end(), [&](const auto& c) { return c.first == key; });
+  if (hit != cache_.end()) {
+    cache_.splice(cache_.begin(), cache_, hit);
+    const auto& bits = cache_.front().second;
+    for (size_t id = 0; id < vocab; ++id) allowed[id] = (bits[id >> 6] >> (id & 63)) & 1;
+  } else {
+    Walk(allowed);
+    std::vector<uint64_t> bits((vocab + 63) / 64, 0);
+    for (size_t id = 0; id < vocab; ++id)
+      if (allowed[id]) bits[id >> 6] |= uint64_t{1} << (id & 63);
+    cache_.emplace_front(key, std::move(bits));
+    if (cache_.size() > kCacheSize) cache_.pop_back();
+  }
+  const bool complete = matcher_.complete();
+  for (int32_t id : end_ids_)
+    if (id >= 0 && static_cast<size_t>(id) < vocab) allowed[static_cast<size_t>(id)] = complete ? 1 : 0;
+  int64_t n = 0;
+  for (uint8_t a : allowed) n += a;
+  return n;
+}
+
+}  // namespace qb

@@ -1,0 +1,75 @@
+// A grammar applied to a model's tokens. Every token is a byte string (byte-level BPE); a
+// token is allowed when the grammar accepts its bytes from the current state. End tokens
+// (end-of-sequence, the request's stop ids) are allowed only when the output so far is complete;
+// other special tokens never are. Finding every allowed token walks the vocabulary in sorted byte
+// order, so tokens sharing a prefix share its steps and a dead prefix skips all tokens under it;
+// the sets found are remembered per grammar state (a JSON string's state recurs at every
+// character).
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "grammar/grammar_matcher.h"
+#include "sampling/token_filter.h"
+#include "tokenizer/tokenizer.h"
+
+namespace qb {
+
+// The vocabulary's byte strings, sorted, with each one's common prefix with the one before.
+class TokenBytesIndex {
+ public:
+  explicit TokenBytesIndex(std::shared_ptr<const Tokenizer> tokenizer);
+
+  struct Entry {
+    std::string_view bytes;
+    int32_t id;
+    uint32_t common;  // bytes shared with the previous entry
+  };
+  int32_t vocab_size() const { return vocab_size_; }
+  const std::vector<Entry>& sorted() const { return sorted_; }
+  // The bytes of an ordinary token (nullptr for special tokens and unknown ids).
+  const std::string* bytes(int32_t id) const {
+    return id >= 0 && id < vocab_size_ ? bytes_[static_cast<size_t>(id)] : nullptr;
+  }
+
+ private:
+  std::shared_ptr<const Tokenizer> tokenizer_;  // owns the bytes
+  int32_t vocab_size_ = 0;
+  std::vector<const std::string*> bytes_;
+  std::vector<Entry> sorted_;
+};
+
+class GrammarConstraint : public TokenFilter {
+ public:
+  GrammarConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenBytesIndex> vocab,
+                    std::vector<int32_t> end_ids);
+
+  bool Allows(int32_t id) override;
+  int64_t Allowed(std::vector<uint8_t>& allowed) override;
+
+  // Takes the token that was picked: false (nothing changes) when the grammar refuses it.
+  bool Accept(int32_t id);
+  bool IsEnd(int32_t id) const;
+  bool complete() const { return matcher_.complete(); }
+  const GrammarMatcher& matcher() const { return matcher_; }
+
+ private:
+  std::string StateKey() const;
+  void Walk(std::vector<uint8_t>& allowed);
+
+  GrammarMatcher matcher_;
+  std::shared_ptr<const TokenBytesIndex> vocab_;
+  std::vector<int32_t> end_ids_;
+  std::vector<GrammarState> states_;  // the walk's state per prefix length
+  // Allowed sets of recent states (least recently used last), as bits.
+  static constexpr size_t kCacheSize = 32;
+  std::list<std::pair<std::string, std::vector<uint64_t>>> cache_;
+};
+
+}  // namespace qb

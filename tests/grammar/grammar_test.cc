@@ -1,0 +1,264 @@
+// The grammar builder and byte recognizer, and the JSON grammars: documents that nlohmann's
+// parser accepts (and that meet the schema) are accepted, others refused; random walks through
+// each grammar produce only documents that parse and meet the schema.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "grammar/grammar_matcher.h"
+#include "grammar/json_grammar.h"
+
+namespace qb {
+namespace {
+
+using OJson = nlohmann::ordered_json;
+
+bool Accepts(const std::shared_ptr<const Grammar>& g, std::string_view text) {
+  GrammarMatcher m(g);
+  return m.Advance(text) && m.complete();
+}
+
+std::shared_ptr<const Grammar> Schema(std::string_view schema) {
+  auto g = JsonSchemaGrammar(OJson::parse(schema));
+  EXPECT_TRUE(g.ok()) << g.status().ToString();
+  return g.ok() ? *g : nullptr;
+}
+
+size_t CodePoints(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += (static_cast<uint8_t>(c) & 0xc0) != 0x80;
+  return n;
+}
+
+// A random sentence of the grammar: at each step one of the allowed bytes, preferring
+// structural ones so that walks end; "" when a walk does not end within `limit` bytes.
+std::string RandomSentence(const std::shared_ptr<const Grammar>& g, std::mt19937& rng, size_t limit = 400) {
+  GrammarMatcher m(g);
+  std::string out;
+  const std::string preferred = "\"}],:{[0123456789.-eE+ tfnrula\\";
+  while (out.size() < limit) {
+    if (m.complete() && (rng() % 3 == 0)) return out;
+    std::vector<uint8_t> allowed, liked;
+    for (int c = 0; c < 256; ++c)
+      if (m.Allows(std::string(1, static_cast<char>(c)))) {
+        allowed.push_back(static_cast<uint8_t>(c));
+        if (preferred.find(static_cast<char>(c)) != std::string::npos) liked.push_back(static_cast<uint8_t>(c));
+      }
+    if (allowed.empty()) return m.complete() ? out : "";
+    const auto& from = !liked.empty() && rng() % 8 != 0 ? liked : allowed;
+    const char c = static_cast<char>(from[rng() % from.size()]);
+    EXPECT_TRUE(m.Advance(std::string(1, c)));
+    out += c;
+  }
+  return "";
+}
+
+TEST(GrammarBuilderTest, RefusesLeftRecursionAndUndefinedRules) {
+  {
+    GrammarBuilder b;
+    const uint32_t r = b.NewRule();  // r := r "a" | "a"
+    b.Define(r, {{GrammarBuilder::Rule(r), b.Byte('a')}, {b.Byte('a')}});
+    auto g = b.Build(r);
+    ASSERT_FALSE(g.ok());
+    EXPECT_NE(g.status().message().find("left-recursive"), std::string::npos);
+  }
+  {
+    GrammarBuilder b;  // r := n r "a" with n nullable: still left recursion
+    const uint32_t r = b.NewRule();
+    const GrammarElement n = b.Optional({b.Byte('x')});
+    b.Define(r, {{n, GrammarBuilder::Rule(r), b.Byte('a')}, {b.Byte('b')}});
+    EXPECT_FALSE(b.Build(r).ok());
+  }
+  {
+    GrammarBuilder b;
+    const uint32_t r = b.NewRule();
+    const uint32_t undefined = b.NewRule();
+    b.Define(r, {{GrammarBuilder::Rule(undefined)}});
+    EXPECT_FALSE(b.Build(r).ok());
+  }
+}
+
+TEST(GrammarMatcherTest, RecognizesAGrammarByteByByte) {
+  // s := "a" s "b" | "" (a^n b^n: needs the stack), then "!"
+  GrammarBuilder b;
+  const uint32_t s = b.NewRule();
+  b.Define(s, {{b.Byte('a'), GrammarBuilder::Rule(s), b.Byte('b')}, {}});
+  const uint32_t root = b.NewRule();
+  b.Define(root, {{GrammarBuilder::Rule(s), b.Byte('!')}});
+  auto g = b.Build(root);
+  ASSERT_TRUE(g.ok());
+  for (const char* ok : {"!", "ab!", "aaabbb!"}) EXPECT_TRUE(Accepts(*g, ok)) << ok;
+  for (const char* bad : {"", "a!", "abb!", "aab!", "ab", "ab!!", "ba!"}) EXPECT_FALSE(Accepts(*g, bad)) << bad;
+  GrammarMatcher m(*g);
+  EXPECT_TRUE(m.Advance("aa"));
+  EXPECT_FALSE(m.Advance("ab!"));  // all or nothing: the state is still after "aa"
+  EXPECT_TRUE(m.Advance("bb"));
+  EXPECT_FALSE(m.complete());
+  EXPECT_TRUE(m.Allows("!"));
+  EXPECT_FALSE(m.Allows("b"));
+  EXPECT_TRUE(m.Advance("!"));
+  EXPECT_TRUE(m.complete());
+  EXPECT_FALSE(m.Allows("!"));
+}
+
+TEST(GrammarMatcherTest, BoundedRepeat) {
+  GrammarBuilder b;
+  const GrammarElement x = b.Repeat({b.Byte('x')}, 2, 4);
+  const uint32_t root = b.NewRule();
+  b.Define(root, {{x, b.Byte('.')}});
+  auto g = b.Build(root);
+  ASSERT_TRUE(g.ok());
+  EXPECT_FALSE(Accepts(*g, "x."));
+  EXPECT_TRUE(Accepts(*g, "xx."));
+  EXPECT_TRUE(Accepts(*g, "xxxx."));
+  EXPECT_FALSE(Accepts(*g, "xxxxx."));
+}
+
+TEST(JsonGrammarTest, JsonObjectModeAcceptsObjectsOnly) {
+  const auto g = JsonObjectGrammar();
+  for (const char* ok : {R"({})", R"({"a": 1})", R"({"a":[1,2.5,-3e+2,true,false,null,{"b":"c"}],"d":{}})",
+                         "{\n  \"k\": \"caf\xc3\xa9 \\u00e9 \\n \\\" \xe2\x82\xac \xf0\x9f\x98\x80\"\n}", R"({"":0})"})
+    EXPECT_TRUE(Accepts(g, ok)) << ok;
+  for (const char* bad : {R"([])", R"("a")", R"(1)", R"({"a":})", R"({"a":1,})", R"({'a':1})", R"({"a":01})",
+                          R"({"a":1.})", R"({"a":tru})", "{\"a\":\"\x01\"}", "{\"a\":\"\xc3\"}",
+                          "{\"a\":\"\xed\xa0\x80\"}", "{\"a\":\"\xc0\xaf\"}", R"({"a":"\x"})", R"( {})",
+                          R"({"a":1}x)"})
+    EXPECT_FALSE(Accepts(g, bad)) << bad;
+}
+
+TEST(JsonGrammarTest, RandomWalksOfJsonModeParse) {
+  const auto g = JsonObjectGrammar();
+  std::mt19937 rng(1);
+  int done = 0;
+  for (int i = 0; i < 300; ++i) {
+    const std::string s = RandomSentence(g, rng);
+    if (s.empty()) continue;
+    ++done;
+    const OJson j = OJson::parse(s, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << s;
+    EXPECT_TRUE(j.is_object()) << s;
+  }
+  EXPECT_GT(done, 100);
+}
+
+TEST(JsonGrammarTest, SchemaWithRequiredAndOptionalProperties) {
+  const auto g = Schema(R"({"type": "object", "properties": {
+      "name": {"type": "string", "minLength": 1, "maxLength": 3},
+      "age": {"type": "integer"},
+      "tags": {"type": "array", "items": {"enum": ["a", "b", 3]}, "minItems": 1, "maxItems": 2},
+      "ok": {"type": "boolean"}},
+    "required": ["name", "ok"]})");
+  for (const char* ok : {R"({"name":"x","ok":true})", R"({"name":"abc","age":-12,"ok":false})",
+                         R"({"name":"ab","tags":["a"],"ok":true})", R"({"name":"ab","age":0,"tags":["b",3],"ok":true})",
+                         "{ \"name\" : \"\xc3\xa9\xc3\xa9\" , \"ok\" : true }"})
+    EXPECT_TRUE(Accepts(g, ok)) << ok;
+  for (const char* bad : {R"({"ok":true})",                            // name missing
+                          R"({"name":"","ok":true})",                  // too short
+                          R"({"name":"abcd","ok":true})",              // too long
+                          R"({"ok":true,"name":"x"})",                 // out of order
+                          R"({"name":"x","ok":true,"z":1})",           // extra key
+                          R"({"name":"x","age":1.5,"ok":true})",       // not an integer
+                          R"({"name":"x","tags":[],"ok":true})",       // too few items
+                          R"({"name":"x","tags":["a","b","a"],"ok":true})",  // too many
+                          R"({"name":"x","tags":["c"],"ok":true})",    // not in the enum
+                          R"({"name":"x","ok":"true"})"})
+    EXPECT_FALSE(Accepts(g, bad)) << bad;
+}
+
+TEST(JsonGrammarTest, RandomWalksMeetTheSchema) {
+  const auto g = Schema(R"({"type": "object", "properties": {
+      "id": {"type": "integer"}, "score": {"type": "number"}, "label": {"enum": ["cat", "dog"]},
+      "note": {"type": ["string", "null"], "maxLength": 4},
+      "items": {"type": "array", "items": {"$ref": "#/$defs/item"}, "maxItems": 3}},
+    "required": ["id", "label", "items"],
+    "$defs": {"item": {"type": "object", "properties": {"k": {"const": "v"}, "n": {"type": "integer"}},
+                       "required": ["k"], "additionalProperties": false}}})");
+  std::mt19937 rng(7);
+  int done = 0;
+  for (int i = 0; i < 300; ++i) {
+    const std::string s = RandomSentence(g, rng);
+    if (s.empty()) continue;
+    ++done;
+    const OJson j = OJson::parse(s, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << s;
+    ASSERT_TRUE(j.is_object()) << s;
+    EXPECT_TRUE(j.contains("id") && j["id"].is_number_integer()) << s;
+    EXPECT_TRUE(j["label"] == "cat" || j["label"] == "dog") << s;
+    if (j.contains("score")) {
+      EXPECT_TRUE(j["score"].is_number()) << s;
+    }
+    if (j.contains("note")) {
+      EXPECT_TRUE(j["note"].is_null() || (j["note"].is_string() && CodePoints(j["note"].get<std::string>()) <= 4)) << s;
+    }
+    ASSERT_TRUE(j["items"].is_array()) << s;
+    EXPECT_LE(j["items"].size(), 3u) << s;
+    for (const auto& it : j["items"]) {
+      EXPECT_EQ(it["k"], "v") << s;
+      for (const auto& [k, v] : it.items()) EXPECT_TRUE(k == "k" || (k == "n" && v.is_number_integer())) << s;
+    }
+    for (const auto& [k, v] : j.items()) EXPECT_TRUE(k == "id" || k == "score" || k == "label" || k == "note" || k == "items") << s;
+  }
+  EXPECT_GT(done, 100);
+}
+
+TEST(JsonGrammarTest, RecursiveSchemaAndAnyOf) {
+  const auto g = Schema(R"({"$ref": "#/$defs/node", "$defs": {"node": {"type": "object",
+      "properties": {"v": {"anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 2}]},
+                     "kids": {"type": "array", "items": {"$ref": "#/$defs/node"}}},
+      "required": ["v"]}}})");
+  EXPECT_TRUE(Accepts(g, R"({"v":1,"kids":[{"v":"ab"},{"v":2,"kids":[{"v":3}]}]})"));
+  EXPECT_FALSE(Accepts(g, R"({"v":1,"kids":[{"v":"abc"}]})"));
+  EXPECT_FALSE(Accepts(g, R"({"v":1,"kids":[{}]})"));
+}
+
+TEST(JsonGrammarTest, AdditionalPropertiesAndTuples) {
+  const auto map = Schema(R"({"type": "object", "additionalProperties": {"type": "integer"}})");
+  EXPECT_TRUE(Accepts(map, R"({"x":1,"y":2})"));
+  EXPECT_FALSE(Accepts(map, R"({"x":"1"})"));
+  const auto with_extra = Schema(R"({"type": "object", "properties": {"a": {"type": "null"}},
+      "additionalProperties": true})");
+  EXPECT_TRUE(Accepts(with_extra, R"({"a":null,"b":[1]})"));
+  EXPECT_TRUE(Accepts(with_extra, R"({"b":[1]})"));
+  const auto none = Schema(R"({"type": "object", "additionalProperties": false})");
+  EXPECT_TRUE(Accepts(none, R"({})"));
+  EXPECT_FALSE(Accepts(none, R"({"a":1})"));
+  const auto tuple = Schema(R"({"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": false})");
+  EXPECT_TRUE(Accepts(tuple, R"(["a",1])"));
+  EXPECT_TRUE(Accepts(tuple, R"(["a"])"));
+  EXPECT_FALSE(Accepts(tuple, R"(["a",1,2])"));
+  EXPECT_FALSE(Accepts(tuple, R"([1])"));
+  const auto any = Schema(R"({})");
+  for (const char* ok : {"1", "\"s\"", "[1,{}]", "null"}) EXPECT_TRUE(Accepts(any, ok)) << ok;
+}
+
+TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
+  for (const char* schema : {R"({"type": "string", "pattern": "^a$"})",
+                             R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})",
+                             R"({"type": "wat"})", R"({"$ref": "http://example.com/s.json"})",
+                             R"({"$ref": "#/$defs/missing"})", R"({"allOf": [{}, {}]})", R"(false)",
+                             R"({"type": "string", "maxLength": 1, "minLength": 2})"}) {
+    auto g = JsonSchemaGrammar(OJson::parse(schema));
+    EXPECT_FALSE(g.ok()) << schema;
+  }
+  auto g = JsonSchemaGrammar(OJson::parse(R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})"));
+  ASSERT_FALSE(g.ok());
+  EXPECT_NE(g.status().message().find("#/properties/n"), std::string::npos) << g.status().message();
+  EXPECT_NE(g.status().message().find("minimum"), std::string::npos) << g.status().message();
+  // A schema whose only way to start is itself cannot be generated.
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"$ref": "#"})")).ok());
+  // Annotations are fine.
+  EXPECT_TRUE(JsonSchemaGrammar(OJson::parse(R"({"title": "T", "description": "d", "type": "string", "format": "date",
+                                                 "default": "x", "examples": ["y"]})")).ok());
+}
+
+TEST(JsonGrammarTest, Choices) {
+  auto g = ChoiceGrammar({"yes", "no", "maybe not"});
+  ASSERT_TRUE(g.ok());
+  for (const char* ok : {"yes", "no", "maybe not"}) EXPECT_TRUE(Accepts(*g, ok));
+  for (const char* bad : {"ye", "yes ", "maybe", "No"}) EXPECT_FALSE(Accepts(*g, bad));
+  EXPECT_FALSE(ChoiceGrammar({}).ok());
+  EXPECT_FALSE(ChoiceGrammar({"a", ""}).ok());
+}
+
+}  // namespace
+}  // namespace qb

@@ -1,0 +1,134 @@
+// A grammar over the real Qwen2.5 vocabulary: the sorted walk finds exactly the tokens whose
+// bytes the grammar accepts one by one (checked token by token), end tokens only where the
+// output is complete, other special tokens never; the sampler picks only allowed tokens.
+#include <gtest/gtest.h>
+
+#include <chrono>
+
+#include "common/test_paths.h"
+#include "grammar/json_grammar.h"
+#include "grammar/token_constraint.h"
+#include "sampling/sampler.h"
+
+namespace qb {
+namespace {
+
+class TokenConstraintTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    auto t = LoadTokenizer(test::DataPath("tokenizer/qwen2.5"));
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    tokenizer_ = *t;
+    index_ = std::make_shared<const TokenBytesIndex>(tokenizer_);
+    im_end_ = *tokenizer_->AddedTokenId("<|im_end|>");
+    im_start_ = *tokenizer_->AddedTokenId("<|im_start|>");
+  }
+  static void TearDownTestSuite() {
+    index_.reset();
+    tokenizer_.reset();
+  }
+
+  // The allowed set token by token: each ordinary token's bytes tried from the current state.
+  static std::vector<uint8_t> OneByOne(const GrammarConstraint& c) {
+    std::vector<uint8_t> allowed(static_cast<size_t>(index_->vocab_size()), 0);
+    for (int32_t id = 0; id < index_->vocab_size(); ++id) {
+      if (c.IsEnd(id)) allowed[static_cast<size_t>(id)] = c.complete();
+      else if (const std::string* b = index_->bytes(id)) allowed[static_cast<size_t>(id)] = c.matcher().Allows(*b);
+    }
+    return allowed;
+  }
+
+  static void ExpectWalkMatches(GrammarConstraint& c, const std::string& where) {
+    std::vector<uint8_t> walked;
+    const auto t0 = std::chrono::steady_clock::now();
+    const int64_t n = c.Allowed(walked);
+    const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    const std::vector<uint8_t> expected = OneByOne(c);
+    int64_t m = 0;
+    for (uint8_t a : expected) m += a;
+    EXPECT_EQ(n, m) << where;
+    for (size_t id = 0; id < expected.size(); ++id)
+      ASSERT_EQ(walked[id], expected[id]) << where << ": token " << id << " '" << *tokenizer_->TokenBytes(static_cast<int32_t>(id)) << "'";
+    std::vector<uint8_t> again;  // from the cache
+    EXPECT_EQ(c.Allowed(again), n);
+    EXPECT_EQ(again, walked);
+    std::printf("  %s: %lld allowed tokens, walk %.1f ms\n", where.c_str(), static_cast<long long>(n), ms);
+  }
+
+  static inline std::shared_ptr<const Tokenizer> tokenizer_;
+  static inline std::shared_ptr<const TokenBytesIndex> index_;
+  static inline int32_t im_end_ = 0, im_start_ = 0;
+};
+
+TEST_F(TokenConstraintTest, SortedWalkFindsExactlyTheTokensTheGrammarAccepts) {
+  GrammarConstraint c(JsonObjectGrammar(), index_, {im_end_});
+  ExpectWalkMatches(c, "start");
+  EXPECT_FALSE(c.Allows(im_end_));
+  EXPECT_FALSE(c.Allows(im_start_));
+  for (const char* piece : {"{\"", "name", "\":", " \"", "caf", "\"", ",\"n\":", "12"}) {
+    const std::vector<int32_t> ids = tokenizer_->Encode(piece, false);
+    for (int32_t id : ids) ASSERT_TRUE(c.Accept(id)) << piece;
+    ExpectWalkMatches(c, std::string("after ") + piece);
+  }
+  EXPECT_FALSE(c.Allows(im_end_));
+  ASSERT_TRUE(c.Accept(tokenizer_->Encode("}", false)[0]));
+  EXPECT_TRUE(c.complete());
+  ExpectWalkMatches(c, "complete");
+  std::vector<uint8_t> allowed;
+  EXPECT_EQ(c.Allowed(allowed), 1);  // only the end
+  EXPECT_TRUE(allowed[static_cast<size_t>(im_end_)]);
+  EXPECT_FALSE(allowed[static_cast<size_t>(im_start_)]);
+  EXPECT_TRUE(c.Accept(im_end_));
+}
+
+TEST_F(TokenConstraintTest, RefusedTokensLeaveTheStateAlone) {
+  GrammarConstraint c(JsonObjectGrammar(), index_, {im_end_});
+  const int32_t hello = tokenizer_->Encode("hello", false)[0];
+  EXPECT_FALSE(c.Allows(hello));
+  EXPECT_FALSE(c.Accept(hello));
+  EXPECT_FALSE(c.Accept(im_end_));
+  EXPECT_FALSE(c.Accept(im_start_));
+  EXPECT_TRUE(c.Accept(tokenizer_->Encode("{", false)[0]));
+}
+
+TEST_F(TokenConstraintTest, SamplerPicksOnlyAllowedTokens) {
+  auto g = ChoiceGrammar({"yes", "no"});
+  ASSERT_TRUE(g.ok());
+  const int32_t yes = tokenizer_->Encode("yes", false)[0], no = tokenizer_->Encode("no", false)[0];
+  const int32_t hello = tokenizer_->Encode("hello", false)[0];
+  std::vector<float> logits(static_cast<size_t>(index_->vocab_size()), 0.0f);
+  logits[static_cast<size_t>(hello)] = 10.0f;  // the model prefers a refused token
+  logits[static_cast<size_t>(no)] = 2.0f;
+  logits[static_cast<size_t>(yes)] = 1.0f;
+  {
+    GrammarConstraint c(*g, index_, {im_end_});
+    Sampler greedy(SamplingParams{});
+    EXPECT_EQ(greedy.Sample(logits, &c).token, no);
+  }
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.top_k = 50;
+  int counts[2] = {0, 0};
+  for (uint64_t seed = 0; seed < 400; ++seed) {
+    p.seed = seed;
+    GrammarConstraint c(*g, index_, {im_end_});
+    Sampler s(p);
+    const int32_t t = s.Sample(logits, &c).token;
+    // Only tokens that start "yes" or "no" ("y", "ye", "n", ...) are allowed.
+    const std::string& b = *tokenizer_->TokenBytes(t);
+    ASSERT_TRUE(std::string("yes").rfind(b, 0) == 0 || std::string("no").rfind(b, 0) == 0) << b;
+    if (t == yes) ++counts[0];
+    if (t == no) ++counts[1];
+  }
+  EXPECT_GT(counts[1], counts[0]);  // e^2 vs e^1 (with the one-letter prefixes as the rest)
+  EXPECT_GT(counts[0], 0);
+  // No token at all: a grammar that is complete, with no end token to offer.
+  auto done = ChoiceGrammar({"y"});
+  GrammarConstraint c(*done, index_, {});
+  ASSERT_TRUE(c.Accept(tokenizer_->Encode("y", false)[0]));
+  Sampler greedy(SamplingParams{});
+  EXPECT_EQ(greedy.Sample(logits, &c).token, -1);
+}
+
+}  // namespace
+}  // namespace qb
