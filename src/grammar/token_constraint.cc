@@ -48,30 +48,56 @@ bool GrammarConstraint::Accept(int32_t id) {
   return ok;
 }
 
-std::string GrammarConstraint::StateKey() const {
+std::string GrammarConstraint::Key(const GrammarState& state) {
   std::string key;
-  for (const auto& stack : matcher_.state().stacks) {
+  for (const auto& stack : state.stacks) {
     key.append(reinterpret_cast<const char*>(stack.data()), stack.size() * sizeof(uint32_t));
     key.append(4, '\xff');  // no position is 0xffffffff
   }
   return key;
 }
 
+int32_t GrammarConstraint::Intern(GrammarState state) {
+  std::string key = Key(state);
+  if (auto it = state_ids_.find(key); it != state_ids_.end()) return it->second;
+  const auto id = static_cast<int32_t>(states_.size());
+  states_.push_back(std::move(state));
+  next_.emplace_back();
+  next_.back().fill(-2);
+  state_ids_.emplace(std::move(key), id);
+  return id;
+}
+
+int32_t GrammarConstraint::Next(int32_t state, uint8_t c) {
+  int32_t& n = next_[static_cast<size_t>(state)][c];
+  if (n != -2) return n;
+  GrammarState out;
+  matcher_.Step(states_[static_cast<size_t>(state)], c, &out);
+  const int32_t id = out.dead() ? -1 : Intern(std::move(out));
+  next_[static_cast<size_t>(state)][c] = id;  // (Intern may have moved the table)
+  return id;
+}
+
 void GrammarConstraint::Walk(std::vector<uint8_t>& allowed) {
+  if (states_.size() > kMaxStates) {
+    states_.clear();
+    state_ids_.clear();
+    next_.clear();
+  }
   const auto& sorted = vocab_->sorted();
-  if (states_.empty()) states_.resize(1);
-  states_[0] = matcher_.state();
-  size_t valid = 0;                    // states_[0..valid] hold the previous token's prefixes
-  size_t dead = SIZE_MAX;              // that token's first `dead` bytes cannot occur
+  path_.assign(1, Intern(matcher_.state()));
+  size_t valid = 0;        // path_[0..valid] hold the previous token's prefixes
+  size_t dead = SIZE_MAX;  // that token's first `dead` bytes cannot occur
   for (const auto& e : sorted) {
-    if (e.common >= dead) continue;    // shares the impossible prefix
+    if (e.common >= dead) continue;  // shares the impossible prefix
     dead = SIZE_MAX;
     const std::string_view b = e.bytes;
-    if (states_.size() < b.size() + 1) states_.resize(b.size() + 1);
+    if (path_.size() < b.size() + 1) path_.resize(b.size() + 1);
     size_t d = std::min<size_t>(e.common, valid);
     for (; d < b.size(); ++d) {
-      matcher_.Step(states_[d], static_cast<uint8_t>(b[d]), &states_[d + 1]);
-      if (states_[d + 1].dead()) break;
+      const int32_t n = Next(path_[d], static_cast<uint8_t>(b[d]));
+      if (n < 0) break;
+      path_[d + 1] = n;
     }
     if (d < b.size()) {
       dead = d + 1;
@@ -86,7 +112,7 @@ void GrammarConstraint::Walk(std::vector<uint8_t>& allowed) {
 int64_t GrammarConstraint::Allowed(std::vector<uint8_t>& allowed) {
   const auto vocab = static_cast<size_t>(vocab_->vocab_size());
   allowed.assign(vocab, 0);
-  const std::string key = StateKey();
+  const std::string key = Key(matcher_.state());
   auto hit = std::find_if(cache_.begin(), cache_.end(), [&](const auto& c) { return c.first == key; });
   if (hit != cache_.end()) {
     cache_.splice(cache_.begin(), cache_, hit);

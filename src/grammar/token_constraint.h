@@ -7,6 +7,7 @@
 // character).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -60,13 +61,22 @@ class GrammarConstraint : public TokenFilter {
   const GrammarMatcher& matcher() const { return matcher_; }
 
  private:
-  std::string StateKey() const;
+  static std::string Key(const GrammarState& state);
   void Walk(std::vector<uint8_t>& allowed);
+  // The walk runs on numbered states with remembered transitions (a DFA built as it is
+  // explored): inside a JSON string almost every byte leads back to the same state, so most of
+  // the ~10^6 steps of a walk are table lookups.
+  int32_t Intern(GrammarState state);
+  int32_t Next(int32_t state, uint8_t c);
 
   GrammarMatcher matcher_;
   std::shared_ptr<const TokenBytesIndex> vocab_;
   std::vector<int32_t> end_ids_;
-  std::vector<GrammarState> states_;  // the walk's state per prefix length
+  static constexpr size_t kMaxStates = 8192;  // then the table starts again
+  std::vector<GrammarState> states_;
+  std::unordered_map<std::string, int32_t> state_ids_;
+  std::vector<std::array<int32_t, 256>> next_;  // -2 not yet known, -1 dead
+  std::vector<int32_t> path_;                   // the walk's state per prefix length
   // Allowed sets of recent states (least recently used last), as bits.
   static constexpr size_t kCacheSize = 32;
   std::list<std::pair<std::string, std::vector<uint64_t>>> cache_;

@@ -107,8 +107,9 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
   auto restrict = [&] {
     if (!penalties) work_.assign(raw.begin(), raw.end());
     if (filter->Allowed(allowed_) == 0) return false;
+    // (The model's rows may be wider than the tokenizer's vocabulary: padding ids are refused.)
     for (size_t i = 0; i < work_.size(); ++i)
-      if (!allowed_[i]) work_[i] = -INFINITY;
+      if (i >= allowed_.size() || !allowed_[i]) work_[i] = -INFINITY;
     logits = work_;
     return true;
   };
@@ -194,7 +195,8 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
       }
     }
     // (Refused tokens weigh 0, so a draw never lands on one; the best token is allowed.)
-    if (filter != nullptr && !allowed_[static_cast<size_t>(r.token)]) r.token = ids_[0];
+    if (filter != nullptr && (static_cast<size_t>(r.token) >= allowed_.size() || !allowed_[static_cast<size_t>(r.token)]))
+      r.token = ids_[0];
   }
   if (params_.logprobs || params_.top_logprobs > 0) {
     double max_l = -INFINITY;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "server/structured_output.h"
 #include "tokenizer/unicode.h"
 
 namespace qb::api {
@@ -163,7 +164,8 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
       "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "n",
       "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "user",
-      "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "response_format"};
+      "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "response_format", "guided_json",
+      "guided_choice"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kChat;
@@ -177,11 +179,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   r.Bool("parallel_tool_calls");
   if (r.error) return *r.error;
   if (p.top_logprobs > 0 && !p.want_logprobs) return Bad("'top_logprobs' needs 'logprobs': true", "top_logprobs");
-  if (r.Has("response_format")) {
-    const OrderedJson& rf = body["response_format"];
-    if (!rf.is_object() || rf.value("type", "") != "text")
-      return Bad("'response_format' other than {\"type\": \"text\"} is not supported", "response_format");
-  }
+  if (auto e = ReadStructuredOutput(body, p)) return *e;
   if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
     return Bad("'messages' must be a non-empty array", "messages");
   OrderedJson messages = body["messages"];
@@ -249,6 +247,10 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   }
   if (tool_choice == "none") tools = OrderedJson();
   p.tools = tools.is_array() && !tools.empty();
+  if (p.gen.grammar && p.tools)
+    return Bad("structured output (response_format, guided_json, guided_choice) cannot be combined with tools; "
+               "set tool_choice to \"none\" or leave one out",
+               "response_format");
   auto rendered = RenderChat(tmpl, messages, tools, true);
   if (!rendered.ok()) return Bad(rendered.status().message(), "messages");
   p.prompt_text = *rendered + p.assistant_prefix;
@@ -263,7 +265,8 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   static const std::set<std::string> kKnown = {
       "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stream", "stream_options",
       "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
-      "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "best_of", "suffix"};
+      "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "best_of", "suffix",
+      "response_format", "guided_json", "guided_choice"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kCompletion;
@@ -283,6 +286,7 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   if (r.String("suffix")) return Bad("'suffix' is not supported", "suffix");
   r.String("user");
   if (r.error) return *r.error;
+  if (auto e = ReadStructuredOutput(body, p)) return *e;
   if (!body.contains("prompt")) return Bad("'prompt' is required", "prompt");
   const OrderedJson& pr = body["prompt"];
   if (pr.is_string()) {

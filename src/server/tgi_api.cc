@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "server/structured_output.h"
+
 namespace qb::api {
 
 namespace {
@@ -89,6 +91,8 @@ std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, 
       if (!v.is_number_integer() || v.get<int64_t>() < 1) return Bad("'truncate' must be a positive integer");
       const auto keep = static_cast<size_t>(v.get<int64_t>());
       if (p.gen.prompt.size() > keep) p.gen.prompt.erase(p.gen.prompt.begin(), p.gen.prompt.end() - static_cast<std::ptrdiff_t>(keep));
+    } else if (k == "grammar") {
+      if (auto e = ReadTgiGrammar(v, p)) return *e;
     } else if (k == "best_of") {
       if (!v.is_number_integer() || v.get<int64_t>() != 1) return Bad("'best_of' other than 1 is not supported");
     } else {

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "common/test_paths.h"
+#include "grammar/json_grammar.h"
 #include "model/loader.h"
 #include "util/thread_pool.h"
 
@@ -301,6 +302,63 @@ TEST_F(EngineTest, CancellationFreesTheCache) {
   for (int i = 0; i < 100 && engine->Stats().kv_blocks_used > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+}
+
+}  // namespace
+}  // namespace qb
+
+namespace qb {
+namespace {
+
+// Structured output through the engine (micro-qwen2's random weights would otherwise write
+// anything): the text is a document of the schema and ends there, greedy or sampled, alone or
+// batched with unconstrained requests, whose output does not change.
+TEST_F(EngineTest, StructuredOutputFollowsTheSchemaAndEndsWhereItIsComplete) {
+  const auto schema = nlohmann::ordered_json::parse(R"({"type": "object", "properties": {
+      "n": {"type": "integer"}, "kind": {"enum": ["a", "b"]}, "ok": {"type": "boolean"},
+      "xs": {"type": "array", "items": {"type": "integer"}, "maxItems": 2}},
+    "required": ["n", "kind", "ok", "xs"], "additionalProperties": false})");
+  auto grammar = JsonSchemaGrammar(schema);
+  ASSERT_TRUE(grammar.ok()) << grammar.status().ToString();
+  std::mt19937 rng(3);
+  const auto prompt = RandomPrompt(rng, 20);
+  const auto other = RandomPrompt(rng, 30);
+  const Output plain_solo = Collect(**MakeEngine()->Submit(Greedy(other, 24)));
+  auto engine = MakeEngine();
+  auto plain = *engine->Submit(Greedy(other, 24));
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 4; ++i) {
+    GenerationRequest r = Greedy(prompt, 400);
+    r.ignore_eos = i == 3;  // still ends where the document does
+    r.grammar = *grammar;
+    if (i > 0) {
+      r.sampling.temperature = 1.0f;
+      r.sampling.seed = static_cast<uint64_t>(i);
+    }
+    streams.push_back(*engine->Submit(std::move(r)));
+  }
+  for (auto& s : streams) {
+    const Output o = Collect(*s);
+    EXPECT_EQ(o.finish.reason, FinishReason::kStop) << o.text;
+    EXPECT_EQ(o.ids.back(), 1023) << o.text;  // the end token, once the document is complete
+    const auto j = nlohmann::ordered_json::parse(o.text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << o.text;
+    EXPECT_TRUE(j["n"].is_number_integer()) << o.text;
+    EXPECT_TRUE(j["kind"] == "a" || j["kind"] == "b") << o.text;
+    EXPECT_TRUE(j["ok"].is_boolean()) << o.text;
+    EXPECT_LE(j["xs"].size(), 2u) << o.text;
+    EXPECT_EQ(j.size(), 4u) << o.text;
+  }
+  EXPECT_EQ(Collect(*plain).ids, plain_solo.ids);
+}
+
+TEST_F(EngineTest, StructuredOutputCutByMaxTokensEndsWithLength) {
+  GenerationRequest r = Greedy({1, 2, 3}, 3);
+  r.grammar = JsonObjectGrammar();
+  const Output o = Collect(**MakeEngine()->Submit(std::move(r)));
+  EXPECT_EQ(o.finish.reason, FinishReason::kLength);
+  EXPECT_EQ(o.ids.size(), 3u);
+  EXPECT_EQ(o.text[0], '{');
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 
 #include "common/test_paths.h"
 #include "grammar/json_grammar.h"
@@ -96,8 +97,11 @@ TEST_F(TokenConstraintTest, SamplerPicksOnlyAllowedTokens) {
   ASSERT_TRUE(g.ok());
   const int32_t yes = tokenizer_->Encode("yes", false)[0], no = tokenizer_->Encode("no", false)[0];
   const int32_t hello = tokenizer_->Encode("hello", false)[0];
-  std::vector<float> logits(static_cast<size_t>(index_->vocab_size()), 0.0f);
-  logits[static_cast<size_t>(hello)] = 10.0f;  // the model prefers a refused token
+  // The model's rows are wider than the vocabulary (padding ids), and it prefers a refused
+  // token and the padding.
+  std::vector<float> logits(static_cast<size_t>(index_->vocab_size()) + 300, 0.0f);
+  logits[static_cast<size_t>(hello)] = 10.0f;
+  for (size_t i = static_cast<size_t>(index_->vocab_size()); i < logits.size(); ++i) logits[i] = 50.0f;
   logits[static_cast<size_t>(no)] = 2.0f;
   logits[static_cast<size_t>(yes)] = 1.0f;
   {
@@ -128,6 +132,49 @@ TEST_F(TokenConstraintTest, SamplerPicksOnlyAllowedTokens) {
   ASSERT_TRUE(c.Accept(tokenizer_->Encode("y", false)[0]));
   Sampler greedy(SamplingParams{});
   EXPECT_EQ(greedy.Sample(logits, &c).token, -1);
+}
+
+}  // namespace
+}  // namespace qb
+
+namespace qb {
+namespace {
+
+// Random logits over the real vocabulary, greedy and sampled: every pick is accepted and every
+// finished text is a document of the schema.
+TEST_F(TokenConstraintTest, RandomLogitsWriteDocumentsOfTheSchema) {
+  auto g = JsonSchemaGrammar(nlohmann::ordered_json::parse(R"({"type": "object", "properties": {
+      "city": {"type": "string", "maxLength": 12}, "sunny": {"type": "boolean"}, "temp": {"type": "integer"}},
+      "required": ["city", "sunny", "temp"], "additionalProperties": false})"));
+  ASSERT_TRUE(g.ok());
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 3.0f);
+  std::vector<float> logits(static_cast<size_t>(index_->vocab_size()));
+  int finished = 0;
+  for (int doc = 0; doc < 12; ++doc) {
+    SamplingParams p;
+    if (doc % 2) {
+      p.temperature = 1.0f;
+      p.seed = static_cast<uint64_t>(doc);
+    }
+    Sampler s(p);
+    GrammarConstraint c(*g, index_, {im_end_});
+    std::string text;
+    for (int step = 0; step < 200; ++step) {
+      for (float& l : logits) l = normal(rng);
+      const int32_t t = s.Sample(logits, &c).token;
+      ASSERT_GE(t, 0);
+      ASSERT_TRUE(c.Accept(t)) << text << " + token " << t << " '" << *tokenizer_->TokenBytes(t) << "'";
+      if (t == im_end_) break;
+      text += *tokenizer_->TokenBytes(t);
+    }
+    if (!c.complete()) continue;
+    ++finished;
+    const auto j = nlohmann::ordered_json::parse(text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << text;
+    EXPECT_EQ(j.size(), 3u) << text;
+  }
+  EXPECT_EQ(finished, 12);
 }
 
 }  // namespace

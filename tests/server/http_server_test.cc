@@ -261,6 +261,78 @@ TEST_F(ServerTest, BadRequestsGetClearErrors) {
   EXPECT_EQ(big->status, 413);
 }
 
+// Structured output on every API: the random-weight demo model writes documents of the schema
+// (or one of the choices) and stops there; bad schemas are 400s that say what is wrong.
+TEST_F(ServerTest, StructuredOutputOnEveryApi) {
+  Start();
+  const std::string schema = R"({"type": "object", "properties": {"city": {"type": "string", "maxLength": 12},
+      "sunny": {"type": "boolean"}, "temp": {"type": "integer"}}, "required": ["city", "sunny", "temp"],
+      "additionalProperties": false})";
+  auto check = [](const std::string& text) {
+    const OrderedJson j = OrderedJson::parse(text, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << text;
+    EXPECT_TRUE(j["city"].is_string()) << text;
+    EXPECT_TRUE(j["sunny"].is_boolean()) << text;
+    EXPECT_TRUE(j["temp"].is_number_integer()) << text;
+    EXPECT_EQ(j.size(), 3u) << text;
+  };
+  const std::string messages = R"("messages": [{"role": "user", "content": "Weather in Paris as JSON."}])";
+  const OrderedJson chat = PostJson("/v1/chat/completions", "{" + messages +
+      R"(, "max_tokens": 200, "response_format": {"type": "json_schema", "json_schema": {"name": "w", "strict": true, "schema": )" +
+      schema + "}}}");
+  EXPECT_EQ(chat["choices"][0]["finish_reason"], "stop");
+  check(chat["choices"][0]["message"]["content"].get<std::string>());
+  // Streaming, sampled, two choices: the deltas of each add up to a document.
+  auto r = Post("/v1/chat/completions", "{" + messages + R"(, "max_tokens": 200, "stream": true, "n": 2,
+      "temperature": 1, "seed": 5, "guided_json": )" + schema + "}");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  bool done = false;
+  std::string texts[2];
+  for (const auto& ev : Events(r->body, &done))
+    for (const auto& c : ev["choices"])
+      if (c["delta"].contains("content") && c["delta"]["content"].is_string())
+        texts[c["index"].get<int>()] += c["delta"]["content"].get<std::string>();
+  EXPECT_TRUE(done);
+  check(texts[0]);
+  check(texts[1]);
+  const OrderedJson choice = PostJson("/v1/completions", R"({"prompt": "Is it sunny?", "max_tokens": 10,
+      "guided_choice": ["yes", "no", "cannot tell"]})");
+  const std::string answer = choice["choices"][0]["text"].get<std::string>();
+  EXPECT_TRUE(answer == "yes" || answer == "no" || answer == "cannot tell") << answer;
+  EXPECT_EQ(choice["choices"][0]["finish_reason"], "stop");
+  const OrderedJson tgi = PostJson("/generate", R"({"inputs": "Weather:", "parameters": {"max_new_tokens": 200,
+      "grammar": {"type": "json", "value": )" + schema + "}}}");
+  check(tgi["generated_text"].get<std::string>());
+  const OrderedJson obj = PostJson("/v1/chat/completions", "{" + messages +
+      R"(, "max_tokens": 6, "response_format": {"type": "json_object"}})");
+  EXPECT_EQ(obj["choices"][0]["message"]["content"].get<std::string>()[0], '{');
+
+  struct Case {
+    const char* path;
+    std::string body;
+    const char* expect;
+  };
+  const std::vector<Case> bad = {
+      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "xml"}})", "'response_format' type 'xml'"},
+      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a+"}}}})", "'pattern' is not supported"},
+      {"/v1/chat/completions", "{" + messages + R"(, "guided_json": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}})", "#/properties/a"},
+      {"/v1/chat/completions", "{" + messages + R"(, "guided_json": "{not json"})", "not JSON"},
+      {"/v1/chat/completions", "{" + messages + R"(, "guided_choice": "yes"})", "array of strings"},
+      {"/v1/chat/completions", "{" + messages + R"(, "guided_choice": ["a"], "response_format": {"type": "json_object"}})", "one of"},
+      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f"}}]})", "cannot be combined with tools"},
+      {"/v1/completions", R"({"prompt": "x", "guided_choice": []})", "empty"},
+      {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "a+"}}})", "regex is not supported"},
+      {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "json", "value": {"type": "number", "minimum": 1}}}})", "'minimum'"},
+  };
+  for (const auto& c : bad) {
+    auto b = Post(c.path, c.body);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->status, 400) << c.body << " -> " << b->body;
+    EXPECT_NE(b->body.find(c.expect), std::string::npos) << c.body << " -> " << b->body;
+  }
+}
+
 TEST_F(ServerTest, ApiKey) {
   ServerConfig sc;
   sc.api_key = "sekret";

@@ -1,0 +1,86 @@
+#include "server/structured_output.h"
+
+#include <fmt/format.h>
+
+#include "grammar/json_grammar.h"
+
+namespace qb::api {
+
+namespace {
+
+HttpError Bad(std::string message, std::string param, std::string type = "invalid_request_error") {
+  return HttpError{400, std::move(type), std::move(message), std::move(param)};
+}
+
+// A schema given as an object, or as a JSON string holding one.
+std::optional<HttpError> SchemaGrammar(const OrderedJson& schema, const std::string& param, ParsedRequest& p,
+                                       const std::string& error_type) {
+  OrderedJson s = schema;
+  if (s.is_string()) {
+    s = OrderedJson::parse(schema.get<std::string>(), nullptr, false);
+    if (s.is_discarded()) return Bad(fmt::format("'{}' is a string that is not JSON", param), param, error_type);
+  }
+  auto g = JsonSchemaGrammar(s);
+  if (!g.ok()) return Bad(fmt::format("'{}': {}", param, g.status().message()), param, error_type);
+  p.gen.grammar = *g;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<HttpError> ReadStructuredOutput(const OrderedJson& body, ParsedRequest& p) {
+  int given = 0;
+  for (const char* k : {"guided_json", "guided_choice"}) given += body.contains(k) && !body[k].is_null();
+  if (body.contains("response_format") && !body["response_format"].is_null()) {
+    const OrderedJson& rf = body["response_format"];
+    const std::string param = "response_format";
+    if (!rf.is_object() || !rf.contains("type") || !rf["type"].is_string())
+      return Bad("'response_format' must be an object with a 'type'", param);
+    const std::string type = rf["type"].get<std::string>();
+    if (type == "json_object") {
+      p.gen.grammar = JsonObjectGrammar();
+      ++given;
+    } else if (type == "json_schema") {
+      if (!rf.contains("json_schema") || !rf["json_schema"].is_object())
+        return Bad("'response_format' of type json_schema needs a 'json_schema' object", param);
+      const OrderedJson& js = rf["json_schema"];
+      // "schema" holds the schema; absent, any JSON value is allowed (as OpenAI does).
+      if (auto e = SchemaGrammar(js.contains("schema") ? js["schema"] : OrderedJson::object(), param, p,
+                                 "invalid_request_error"))
+        return e;
+      ++given;
+    } else if (type != "text") {
+      return Bad(fmt::format("'response_format' type '{}' is not one of text, json_object, json_schema", type), param);
+    }
+  }
+  if (given > 1) return Bad("give one of response_format, guided_json and guided_choice", "response_format");
+  if (body.contains("guided_json") && !body["guided_json"].is_null())
+    return SchemaGrammar(body["guided_json"], "guided_json", p, "invalid_request_error");
+  if (body.contains("guided_choice") && !body["guided_choice"].is_null()) {
+    const OrderedJson& c = body["guided_choice"];
+    std::vector<std::string> choices;
+    if (c.is_array())
+      for (const auto& x : c) {
+        if (!x.is_string()) return Bad("'guided_choice' must be an array of strings", "guided_choice");
+        choices.push_back(x.get<std::string>());
+      }
+    else
+      return Bad("'guided_choice' must be an array of strings", "guided_choice");
+    auto g = ChoiceGrammar(choices);
+    if (!g.ok()) return Bad(fmt::format("'guided_choice': {}", g.status().message()), "guided_choice");
+    p.gen.grammar = *g;
+  }
+  return std::nullopt;
+}
+
+std::optional<HttpError> ReadTgiGrammar(const OrderedJson& grammar, ParsedRequest& p) {
+  if (!grammar.is_object() || !grammar.contains("type") || !grammar["type"].is_string() || !grammar.contains("value"))
+    return Bad("'grammar' must be {\"type\": \"json\", \"value\": <JSON schema>}", "grammar", "validation");
+  const std::string type = grammar["type"].get<std::string>();
+  if (type == "regex") return Bad("'grammar' of type regex is not supported (json is)", "grammar", "validation");
+  if (type != "json" && type != "json_object")
+    return Bad(fmt::format("'grammar' type '{}' is not json", type), "grammar", "validation");
+  return SchemaGrammar(grammar["value"], "grammar", p, "validation");
+}
+
+}  // namespace qb::api
