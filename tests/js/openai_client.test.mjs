@@ -1,5 +1,5 @@
 // qwenbox's OpenAI API driven by the official `openai` npm client: chat, streaming chat,
-// completions, tool definitions, errors. Usage: node openai_client.test.mjs QWENBOX_BINARY
+// completions, tool definitions, structured output, errors. Usage: node openai_client.test.mjs QWENBOX_BINARY
 // Starts `qwenbox serve` (demo model) on a free port, runs the checks, stops it with SIGTERM.
 import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
@@ -95,6 +95,33 @@ await check("tools", async () => {
     max_tokens: 5,
   });
   assert.ok(["stop", "length", "tool_calls"].includes(r.choices[0].finish_reason));
+});
+
+await check("structured output (response_format json_schema)", async () => {
+  const r = await client.chat.completions.create({
+    model: "qwenbox",
+    messages: [{ role: "user", content: "A user as JSON." }],
+    max_tokens: 200,
+    temperature: 0,
+    response_format: {
+      type: "json_schema",
+      json_schema: {
+        name: "user",
+        strict: true,
+        schema: {
+          type: "object",
+          properties: { name: { type: "string", maxLength: 10 }, admin: { type: "boolean" }, age: { type: "integer" } },
+          required: ["name", "admin", "age"],
+          additionalProperties: false,
+        },
+      },
+    },
+  });
+  assert.equal(r.choices[0].finish_reason, "stop");
+  const user = JSON.parse(r.choices[0].message.content);
+  assert.deepEqual(Object.keys(user), ["name", "admin", "age"]);
+  assert.equal(typeof user.admin, "boolean");
+  assert.ok(Number.isInteger(user.age));
 });
 
 await check("errors", async () => {
