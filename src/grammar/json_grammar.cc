@@ -35,6 +35,8 @@ class JsonGrammarMaker {
   explicit JsonGrammarMaker(const OJson* root_schema = nullptr) : root_schema_(root_schema) {}
 
   GrammarBuilder& builder() { return b_; }
+  // The document `$ref`s resolve in (one per tool for tool calls).
+  void SetRoot(const OJson* root) { root_schema_ = root; }
 
   GrammarElement Ws() {
     if (!ws_) ws_ = b_.Repeat({b_.Bytes(ByteSet().Add(' ').Add('\t').Add('\n').Add('\r'))}, 0, kMaxWhitespace);
@@ -233,7 +235,8 @@ class JsonGrammarMaker {
     const std::string r = ref.get<std::string>();
     if (r.empty() || r[0] != '#' || root_schema_ == nullptr)
       return Bad(path, fmt::format("'$ref' \"{}\": only references into this schema (\"#/...\") are supported", r));
-    if (auto it = refs_.find(r); it != refs_.end()) return GrammarBuilder::Rule(it->second);
+    const std::string key = fmt::format("{}|{}", static_cast<const void*>(root_schema_), r);
+    if (auto it = refs_.find(key); it != refs_.end()) return GrammarBuilder::Rule(it->second);
     const OJson* target = nullptr;
     try {
       target = &root_schema_->at(OJson::json_pointer(r.substr(1)));
@@ -241,7 +244,7 @@ class JsonGrammarMaker {
       return Bad(path, fmt::format("'$ref' \"{}\" points at nothing", r));
     }
     const uint32_t rule = b_.NewRule();
-    refs_[r] = rule;  // before visiting: the target may refer to itself
+    refs_[key] = rule;  // before visiting: the target may refer to itself
     auto e = Schema(*target, r, depth + 1);
     if (!e.ok()) return e.status();
     b_.Define(rule, {{*e}});
@@ -377,6 +380,34 @@ Result<std::shared_ptr<const Grammar>> JsonSchemaGrammar(const nlohmann::ordered
   const uint32_t root = m.builder().NewRule();
   m.builder().Define(root, {{value}});
   return m.builder().Build(root);
+}
+
+Result<std::shared_ptr<const Grammar>> ToolCallGrammar(const std::vector<ToolSchema>& tools, bool named, bool parallel) {
+  if (tools.empty() || (named && tools.size() != 1)) return InvalidArgument("tool-call grammar: bad tool list");
+  JsonGrammarMaker m;
+  GrammarBuilder& b = m.builder();
+  const std::string close = "}\n</tool_call>";
+  std::vector<GrammarBuilder::Sequence> calls;
+  for (const ToolSchema& t : tools) {
+    m.SetRoot(&t.parameters);
+    auto args = m.Schema(t.parameters, "", 0);
+    if (!args.ok()) return args.status().WithContext(fmt::format("tool '{}' parameters", t.name));
+    GrammarBuilder::Sequence call;
+    if (!named) call = b.Literal("{\"name\": " + OJson(t.name).dump() + ", \"arguments\": ");
+    call.push_back(*args);
+    for (const GrammarElement& e : b.Literal(close)) call.push_back(e);
+    calls.push_back(std::move(call));
+  }
+  const GrammarElement call = b.AnyOf(std::move(calls));
+  GrammarBuilder::Sequence root_seq = {call};
+  if (!named && parallel) {
+    GrammarBuilder::Sequence again = b.Literal("\n<tool_call>\n");
+    again.push_back(call);
+    root_seq.push_back(b.Repeat(again, 0, -1));
+  }
+  const uint32_t root = b.NewRule();
+  b.Define(root, {std::move(root_seq)});
+  return b.Build(root);
 }
 
 Result<std::shared_ptr<const Grammar>> ChoiceGrammar(const std::vector<std::string>& choices) {

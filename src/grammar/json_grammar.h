@@ -25,6 +25,17 @@
 
 namespace qb {
 
+// Forced tool calls in Qwen2.5's format (<tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>),
+// each call's arguments following its function's parameters schema. The server has already
+// written the start of the reply: with `named`, `<tool_call>\n{"name": "F", "arguments": ` for the
+// one tool given, and the grammar is the rest of that call; otherwise `<tool_call>\n`, and the
+// grammar is one call of any of the tools (more calls after it when `parallel`).
+struct ToolSchema {
+  std::string name;
+  nlohmann::ordered_json parameters;  // a JSON schema (an object's, usually)
+};
+Result<std::shared_ptr<const Grammar>> ToolCallGrammar(const std::vector<ToolSchema>& tools, bool named, bool parallel);
+
 std::shared_ptr<const Grammar> JsonObjectGrammar();
 Result<std::shared_ptr<const Grammar>> JsonSchemaGrammar(const nlohmann::ordered_json& schema);
 Result<std::shared_ptr<const Grammar>> ChoiceGrammar(const std::vector<std::string>& choices);

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "grammar/json_grammar.h"
 #include "server/structured_output.h"
 #include "tokenizer/unicode.h"
 
@@ -176,7 +177,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   p.want_logprobs = r.Bool("logprobs").value_or(false);
   p.top_logprobs = static_cast<int>(r.Int("top_logprobs", 0, 20).value_or(0));
   r.String("user");
-  r.Bool("parallel_tool_calls");
+  const bool parallel_calls = r.Bool("parallel_tool_calls").value_or(true);
   if (r.error) return *r.error;
   if (p.top_logprobs > 0 && !p.want_logprobs) return Bad("'top_logprobs' needs 'logprobs': true", "top_logprobs");
   if (auto e = ReadStructuredOutput(body, p)) return *e;
@@ -251,6 +252,20 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
     return Bad("structured output (response_format, guided_json, guided_choice) cannot be combined with tools; "
                "set tool_choice to \"none\" or leave one out",
                "response_format");
+  if (tool_choice == "named" || tool_choice == "required") {
+    // The forced call is also held to its function's parameters schema (a schema the grammar
+    // cannot express leaves the call unconstrained, as before).
+    std::vector<ToolSchema> schemas;
+    for (const auto& t : tools) {
+      const OrderedJson& f = t["function"];
+      if (!f["name"].is_string()) return Bad("a tool's function name must be a string", "tools");
+      if (tool_choice == "named" && f["name"] != forced_name) continue;
+      const bool has_params = f.contains("parameters") && !f["parameters"].is_null();
+      schemas.push_back({f["name"].get<std::string>(), has_params ? f["parameters"] : OrderedJson{{"type", "object"}}});
+    }
+    auto g = ToolCallGrammar(schemas, tool_choice == "named", parallel_calls);
+    if (g.ok()) p.gen.grammar = *g;
+  }
   auto rendered = RenderChat(tmpl, messages, tools, true);
   if (!rendered.ok()) return Bad(rendered.status().message(), "messages");
   p.prompt_text = *rendered + p.assistant_prefix;

@@ -251,6 +251,29 @@ TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
                                                  "default": "x", "examples": ["y"]})")).ok());
 }
 
+TEST(JsonGrammarTest, ForcedToolCalls) {
+  const std::vector<ToolSchema> tools = {
+      {"add", OJson::parse(R"({"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+                               "additionalProperties": false})")},
+      {"now", OJson::parse(R"({"type": "object", "additionalProperties": false})")}};
+  auto named = ToolCallGrammar({tools[0]}, true, true);
+  ASSERT_TRUE(named.ok());
+  EXPECT_TRUE(Accepts(*named, "{\"a\": 1}}\n</tool_call>"));
+  EXPECT_FALSE(Accepts(*named, "{\"a\": \"1\"}}\n</tool_call>"));
+  EXPECT_FALSE(Accepts(*named, "{\"a\": 1}"));
+  auto one = ToolCallGrammar(tools, false, false);
+  auto many = ToolCallGrammar(tools, false, true);
+  ASSERT_TRUE(one.ok() && many.ok());
+  const std::string add = "{\"name\": \"add\", \"arguments\": {\"a\": 2}}\n</tool_call>";
+  const std::string now = "{\"name\": \"now\", \"arguments\": {}}\n</tool_call>";
+  EXPECT_TRUE(Accepts(*one, add));
+  EXPECT_TRUE(Accepts(*one, now));
+  EXPECT_FALSE(Accepts(*one, add + "\n<tool_call>\n" + now));
+  EXPECT_TRUE(Accepts(*many, add + "\n<tool_call>\n" + now));
+  EXPECT_FALSE(Accepts(*many, "{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>"));
+  EXPECT_FALSE(ToolCallGrammar({{"bad", OJson::parse(R"({"type": "string", "pattern": "x"})")}}, true, true).ok());
+}
+
 TEST(JsonGrammarTest, Choices) {
   auto g = ChoiceGrammar({"yes", "no", "maybe not"});
   ASSERT_TRUE(g.ok());
