@@ -72,7 +72,7 @@ class GrammarConstraint : public TokenFilter {
   GrammarMatcher matcher_;
   std::shared_ptr<const TokenBytesIndex> vocab_;
   std::vector<int32_t> end_ids_;
-  static constexpr size_t kMaxStates = 8192;  // then the table starts again
+  static constexpr size_t kMaxStates = 2048;  // (~1 KB each) then the table starts again
   std::vector<GrammarState> states_;
   std::unordered_map<std::string, int32_t> state_ids_;
   std::vector<std::array<int32_t, 256>> next_;  // -2 not yet known, -1 dead

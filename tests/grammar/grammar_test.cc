@@ -32,18 +32,21 @@ size_t CodePoints(const std::string& s) {
 
 // A random sentence of the grammar: at each step one of the allowed bytes, preferring
 // structural ones so that walks end; "" when a walk does not end within `limit` bytes.
-std::string RandomSentence(const std::shared_ptr<const Grammar>& g, std::mt19937& rng, size_t limit = 400) {
+std::string RandomSentence(const std::shared_ptr<const Grammar>& g, std::mt19937& rng, size_t limit = 300) {
   GrammarMatcher m(g);
   std::string out;
   const std::string preferred = "\"}],:{[0123456789.-eE+ tfnrula\\";
+  GrammarState next;
   while (out.size() < limit) {
     if (m.complete() && (rng() % 3 == 0)) return out;
     std::vector<uint8_t> allowed, liked;
-    for (int c = 0; c < 256; ++c)
-      if (m.Allows(std::string(1, static_cast<char>(c)))) {
+    for (int c = 0; c < 256; ++c) {
+      m.Step(m.state(), static_cast<uint8_t>(c), &next);
+      if (!next.dead()) {
         allowed.push_back(static_cast<uint8_t>(c));
         if (preferred.find(static_cast<char>(c)) != std::string::npos) liked.push_back(static_cast<uint8_t>(c));
       }
+    }
     if (allowed.empty()) return m.complete() ? out : "";
     const auto& from = !liked.empty() && rng() % 8 != 0 ? liked : allowed;
     const char c = static_cast<char>(from[rng() % from.size()]);
@@ -130,7 +133,7 @@ TEST(JsonGrammarTest, RandomWalksOfJsonModeParse) {
   const auto g = JsonObjectGrammar();
   std::mt19937 rng(1);
   int done = 0;
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 120; ++i) {
     const std::string s = RandomSentence(g, rng);
     if (s.empty()) continue;
     ++done;
@@ -138,7 +141,7 @@ TEST(JsonGrammarTest, RandomWalksOfJsonModeParse) {
     ASSERT_FALSE(j.is_discarded()) << s;
     EXPECT_TRUE(j.is_object()) << s;
   }
-  EXPECT_GT(done, 100);
+  EXPECT_GT(done, 40);
 }
 
 TEST(JsonGrammarTest, SchemaWithRequiredAndOptionalProperties) {
@@ -175,7 +178,7 @@ TEST(JsonGrammarTest, RandomWalksMeetTheSchema) {
                        "required": ["k"], "additionalProperties": false}}})");
   std::mt19937 rng(7);
   int done = 0;
-  for (int i = 0; i < 300; ++i) {
+  for (int i = 0; i < 120; ++i) {
     const std::string s = RandomSentence(g, rng);
     if (s.empty()) continue;
     ++done;
@@ -198,7 +201,7 @@ TEST(JsonGrammarTest, RandomWalksMeetTheSchema) {
     }
     for (const auto& [k, v] : j.items()) EXPECT_TRUE(k == "id" || k == "score" || k == "label" || k == "note" || k == "items") << s;
   }
-  EXPECT_GT(done, 100);
+  EXPECT_GT(done, 40);
 }
 
 TEST(JsonGrammarTest, RecursiveSchemaAndAnyOf) {
