@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "grammar/regex_grammar.h"
 #include "util/check.h"
 
 namespace qb {
@@ -23,11 +24,22 @@ constexpr int kMaxDepth = 64;                  // schema nesting
 // Keywords that constrain values in ways these grammars do not express: refused.
 const std::set<std::string>& Unsupported() {
   static const std::set<std::string> k = {
-      "pattern", "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+      "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
       "multipleOf", "uniqueItems", "minProperties", "maxProperties", "not", "if", "then", "else",
       "dependentRequired", "dependentSchemas", "dependencies", "contains", "minContains", "maxContains",
       "propertyNames", "unevaluatedProperties", "unevaluatedItems"};
   return k;
+}
+
+// Formats checked by a pattern (the common ones whose shape is fixed); others are annotations.
+std::string FormatPattern(const std::string& format) {
+  const std::string date = "[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])";
+  const std::string time = "([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])";
+  if (format == "date") return "^" + date + "$";
+  if (format == "time") return "^" + time + "$";
+  if (format == "date-time") return "^" + date + "T" + time + "$";
+  if (format == "uuid") return "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$";
+  return "";
 }
 
 class JsonGrammarMaker {
@@ -224,6 +236,21 @@ class JsonGrammarMaker {
   }
 
   Result<GrammarElement> StringSchema(const OJson& s, const std::string& path) {
+    std::string pattern;
+    if (s.contains("pattern")) {
+      if (!s["pattern"].is_string()) return Bad(path, "'pattern' must be a string");
+      pattern = s["pattern"].get<std::string>();
+    } else if (s.contains("format") && s["format"].is_string()) {
+      pattern = FormatPattern(s["format"].get<std::string>());  // "" for formats left unchecked
+    }
+    if (!pattern.empty()) {
+      if (s.contains("minLength") || s.contains("maxLength"))
+        return Bad(path, "'pattern' (or 'format') together with 'minLength' / 'maxLength' is not supported");
+      auto inner = AddRegex(b_, pattern, RegexTarget::kJsonString);
+      if (!inner.ok()) return Bad(path, fmt::format("'pattern' \"{}\": {}", pattern, inner.status().message()));
+      const GrammarElement q = b_.Byte('"');
+      return b_.AnyOf({{q, *inner, q}});
+    }
     QB_ASSIGN_OR_RETURN(int64_t min, Count(s, "minLength", 0, path));
     QB_ASSIGN_OR_RETURN(int64_t max, Count(s, "maxLength", -1, path));
     if (max >= 0 && max < min) return Bad(path, "'maxLength' is below 'minLength'");

@@ -4,11 +4,12 @@
 //
 // Schemas: type (or a list of types), properties / required / additionalProperties, items /
 // prefixItems / minItems / maxItems, minLength / maxLength, enum, const, anyOf / oneOf, allOf
-// of one schema, $ref into #/$defs or #/definitions (recursion allowed), and {} or true for
-// any value. Properties come in the order the schema lists them; the required ones must be
+// of one schema, $ref into #/$defs or #/definitions (recursion allowed), `pattern` (the
+// regex_grammar.h subset; the value contains a match unless anchored), `format` date, time,
+// date-time and uuid, and {} or true for any value. Properties come in the order the schema lists them; the required ones must be
 // there; with `properties` given, other keys are allowed only when additionalProperties says so.
-// Annotations (title, description, default, examples, format, ...) are ignored; keywords whose
-// constraint a grammar here cannot enforce (pattern, minimum, maximum, multipleOf,
+// Annotations (title, description, default, examples, other formats, ...) are ignored; keywords
+// whose constraint a grammar here cannot enforce (minimum, maximum, multipleOf,
 // uniqueItems, ...) are refused with a message, never silently dropped. Whitespace between
 // tokens is limited to 20 bytes and numbers to 16 digits before and after the point (exponents to 2), so that a
 // model cannot run on forever inside a value the schema allows.

@@ -166,7 +166,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
       "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "user",
       "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "response_format", "guided_json",
-      "guided_choice"};
+      "guided_choice", "guided_regex"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kChat;
@@ -249,7 +249,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   if (tool_choice == "none") tools = OrderedJson();
   p.tools = tools.is_array() && !tools.empty();
   if (p.gen.grammar && p.tools)
-    return Bad("structured output (response_format, guided_json, guided_choice) cannot be combined with tools; "
+    return Bad("structured output (response_format, guided_json, guided_choice, guided_regex) cannot be combined with tools; "
                "set tool_choice to \"none\" or leave one out",
                "response_format");
   if (tool_choice == "named" || tool_choice == "required") {
@@ -281,7 +281,7 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
       "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stream", "stream_options",
       "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
       "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "best_of", "suffix",
-      "response_format", "guided_json", "guided_choice"};
+      "response_format", "guided_json", "guided_choice", "guided_regex"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kCompletion;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "grammar/json_grammar.h"
+#include "grammar/regex_grammar.h"
 
 namespace qb::api {
 
@@ -30,7 +31,7 @@ std::optional<HttpError> SchemaGrammar(const OrderedJson& schema, const std::str
 
 std::optional<HttpError> ReadStructuredOutput(const OrderedJson& body, ParsedRequest& p) {
   int given = 0;
-  for (const char* k : {"guided_json", "guided_choice"}) given += body.contains(k) && !body[k].is_null();
+  for (const char* k : {"guided_json", "guided_choice", "guided_regex"}) given += body.contains(k) && !body[k].is_null();
   if (body.contains("response_format") && !body["response_format"].is_null()) {
     const OrderedJson& rf = body["response_format"];
     const std::string param = "response_format";
@@ -53,7 +54,13 @@ std::optional<HttpError> ReadStructuredOutput(const OrderedJson& body, ParsedReq
       return Bad(fmt::format("'response_format' type '{}' is not one of text, json_object, json_schema", type), param);
     }
   }
-  if (given > 1) return Bad("give one of response_format, guided_json and guided_choice", "response_format");
+  if (given > 1) return Bad("give one of response_format, guided_json, guided_choice and guided_regex", "response_format");
+  if (body.contains("guided_regex") && !body["guided_regex"].is_null()) {
+    if (!body["guided_regex"].is_string()) return Bad("'guided_regex' must be a string", "guided_regex");
+    auto g = RegexGrammar(body["guided_regex"].get<std::string>());
+    if (!g.ok()) return Bad(fmt::format("'guided_regex': {}", g.status().message()), "guided_regex");
+    p.gen.grammar = *g;
+  }
   if (body.contains("guided_json") && !body["guided_json"].is_null())
     return SchemaGrammar(body["guided_json"], "guided_json", p, "invalid_request_error");
   if (body.contains("guided_choice") && !body["guided_choice"].is_null()) {
@@ -77,9 +84,15 @@ std::optional<HttpError> ReadTgiGrammar(const OrderedJson& grammar, ParsedReques
   if (!grammar.is_object() || !grammar.contains("type") || !grammar["type"].is_string() || !grammar.contains("value"))
     return Bad("'grammar' must be {\"type\": \"json\", \"value\": <JSON schema>}", "grammar", "validation");
   const std::string type = grammar["type"].get<std::string>();
-  if (type == "regex") return Bad("'grammar' of type regex is not supported (json is)", "grammar", "validation");
+  if (type == "regex") {
+    if (!grammar["value"].is_string()) return Bad("'grammar' of type regex needs a string 'value'", "grammar", "validation");
+    auto g = RegexGrammar(grammar["value"].get<std::string>());
+    if (!g.ok()) return Bad(fmt::format("'grammar': {}", g.status().message()), "grammar", "validation");
+    p.gen.grammar = *g;
+    return std::nullopt;
+  }
   if (type != "json" && type != "json_object")
-    return Bad(fmt::format("'grammar' type '{}' is not json", type), "grammar", "validation");
+    return Bad(fmt::format("'grammar' type '{}' is not json or regex", type), "grammar", "validation");
   return SchemaGrammar(grammar["value"], "grammar", p, "validation");
 }
 

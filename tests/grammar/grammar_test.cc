@@ -235,7 +235,7 @@ TEST(JsonGrammarTest, AdditionalPropertiesAndTuples) {
 }
 
 TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
-  for (const char* schema : {R"({"type": "string", "pattern": "^a$"})",
+  for (const char* schema : {R"({"type": "number", "multipleOf": 3})",
                              R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})",
                              R"({"type": "wat"})", R"({"$ref": "http://example.com/s.json"})",
                              R"({"$ref": "#/$defs/missing"})", R"({"allOf": [{}, {}]})", R"(false)",
@@ -274,7 +274,7 @@ TEST(JsonGrammarTest, ForcedToolCalls) {
   EXPECT_FALSE(Accepts(*one, add + "\n<tool_call>\n" + now));
   EXPECT_TRUE(Accepts(*many, add + "\n<tool_call>\n" + now));
   EXPECT_FALSE(Accepts(*many, "{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>"));
-  EXPECT_FALSE(ToolCallGrammar({{"bad", OJson::parse(R"({"type": "string", "pattern": "x"})")}}, true, true).ok());
+  EXPECT_FALSE(ToolCallGrammar({{"bad", OJson::parse(R"({"type": "string", "pattern": "(x"})")}}, true, true).ok());
 }
 
 TEST(JsonGrammarTest, Choices) {

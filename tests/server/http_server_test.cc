@@ -13,6 +13,7 @@
 
 #include <cstdlib>
 #include <random>
+#include <regex>
 #include <thread>
 
 #include "assets/assets.h"
@@ -323,6 +324,11 @@ TEST_F(ServerTest, StructuredOutputOnEveryApi) {
   const OrderedJson tgi = PostJson("/generate", R"({"inputs": "Weather:", "parameters": {"max_new_tokens": 200,
       "grammar": {"type": "json", "value": )" + schema + "}}}");
   check(tgi["generated_text"].get<std::string>());
+  const OrderedJson re = PostJson("/v1/completions", R"({"prompt": "Phone:", "max_tokens": 20, "guided_regex": "\\+33 [1-9]( \\d\\d){4}"})");
+  EXPECT_TRUE(std::regex_match(re["choices"][0]["text"].get<std::string>(), std::regex("\\+33 [1-9]( \\d\\d){4}"))) << re.dump();
+  const OrderedJson tgi_re = PostJson("/generate", R"({"inputs": "Date:", "parameters": {"max_new_tokens": 20,
+      "grammar": {"type": "regex", "value": "20[0-9]{2}-[01][0-9]"}}})");
+  EXPECT_TRUE(std::regex_match(tgi_re["generated_text"].get<std::string>(), std::regex("20[0-9]{2}-[01][0-9]"))) << tgi_re.dump();
   const OrderedJson obj = PostJson("/v1/chat/completions", "{" + messages +
       R"(, "max_tokens": 6, "response_format": {"type": "json_object"}})");
   EXPECT_EQ(obj["choices"][0]["message"]["content"].get<std::string>()[0], '{');
@@ -334,14 +340,15 @@ TEST_F(ServerTest, StructuredOutputOnEveryApi) {
   };
   const std::vector<Case> bad = {
       {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "xml"}})", "'response_format' type 'xml'"},
-      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "string", "pattern": "a+"}}}})", "'pattern' is not supported"},
+      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_schema", "json_schema": {"schema": {"type": "number", "multipleOf": 2}}}})", "'multipleOf' is not supported"},
       {"/v1/chat/completions", "{" + messages + R"(, "guided_json": {"type": "object", "properties": {"a": {"$ref": "#/nope"}}}})", "#/properties/a"},
       {"/v1/chat/completions", "{" + messages + R"(, "guided_json": "{not json"})", "not JSON"},
       {"/v1/chat/completions", "{" + messages + R"(, "guided_choice": "yes"})", "array of strings"},
       {"/v1/chat/completions", "{" + messages + R"(, "guided_choice": ["a"], "response_format": {"type": "json_object"}})", "one of"},
       {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f"}}]})", "cannot be combined with tools"},
       {"/v1/completions", R"({"prompt": "x", "guided_choice": []})", "empty"},
-      {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "a+"}}})", "regex is not supported"},
+      {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "(a"}}})", "missing ')'"},
+      {"/v1/completions", R"x({"prompt": "x", "guided_regex": "a(?=b)"})x", "lookaround"},
       {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "json", "value": {"type": "number", "minimum": 1}}}})", "'minimum'"},
   };
   for (const auto& c : bad) {
