@@ -1,5 +1,6 @@
 #include "grammar/json_grammar.h"
 
+#include <cmath>
 #include <map>
 #include <optional>
 #include <set>
@@ -24,11 +25,40 @@ constexpr int kMaxDepth = 64;                  // schema nesting
 // Keywords that constrain values in ways these grammars do not express: refused.
 const std::set<std::string>& Unsupported() {
   static const std::set<std::string> k = {
-      "patternProperties", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
-      "multipleOf", "uniqueItems", "minProperties", "maxProperties", "not", "if", "then", "else",
+      "patternProperties", "multipleOf", "uniqueItems", "minProperties", "maxProperties", "not", "if", "then", "else",
       "dependentRequired", "dependentSchemas", "dependencies", "contains", "minContains", "maxContains",
       "propertyNames", "unevaluatedProperties", "unevaluatedItems"};
   return k;
+}
+
+// A regular expression for the decimal integers lo..hi (0 <= lo <= hi), no leading zeros: the
+// range is cut where the digit count changes and where trailing digits run over all of 0-9, so
+// that in each piece every digit position runs over one range independently of the others.
+std::string DigitRange(uint64_t lo, uint64_t hi) {
+  std::set<uint64_t> stops = {hi};
+  for (uint64_t p = 10; p <= 10'000'000'000'000'000'000u / 10; p *= 10) {
+    const uint64_t nines = lo / p * p + (p - 1);  // lo with its trailing digits set to 9
+    if (nines >= hi) break;
+    stops.insert(nines);
+  }
+  for (uint64_t p = 10; p <= 10'000'000'000'000'000'000u / 10; p *= 10) {
+    if (hi + 1 < p) break;
+    const uint64_t below = (hi + 1) / p * p;  // hi + 1 with its trailing digits set to 0
+    if (below == 0 || below - 1 < lo) break;
+    if (below - 1 < hi) stops.insert(below - 1);
+  }
+  std::string out;
+  uint64_t start = lo;
+  for (uint64_t stop : stops) {
+    if (stop < start) continue;
+    const std::string a = std::to_string(start), z = std::to_string(stop);
+    if (!out.empty()) out += "|";
+    for (size_t i = 0; i < a.size(); ++i) out += a[i] == z[i] ? std::string(1, a[i]) : fmt::format("[{}-{}]", a[i], z[i]);
+    start = stop + 1;
+  }
+  out.insert(out.begin(), '(');
+  out.push_back(')');
+  return out;
 }
 
 // Formats checked by a pattern (the common ones whose shape is fixed); others are annotations.
@@ -207,8 +237,8 @@ class JsonGrammarMaker {
       if (type == "object") return Object(s, path, depth);
       if (type == "array") return Array(s, path, depth);
       if (type == "string") return StringSchema(s, path);
-      if (type == "integer") return Integer();
-      if (type == "number") return Number();
+      if (type == "integer") return BoundedInteger(s, path);
+      if (type == "number") return BoundedNumber(s, path);
       if (type == "boolean") return b_.AnyOf({b_.Literal("true"), b_.Literal("false")});
       if (type == "null") return b_.AnyOf({b_.Literal("null")});
       return Bad(path, fmt::format("unknown type '{}'", type));
@@ -218,6 +248,7 @@ class JsonGrammarMaker {
     if (s.contains("items") || s.contains("prefixItems") || s.contains("minItems") || s.contains("maxItems"))
       return Array(s, path, depth);
     if (s.contains("minLength") || s.contains("maxLength")) return StringSchema(s, path);
+    if (HasBounds(s)) return Bad(path, "'minimum' / 'maximum' need \"type\": \"integer\" or \"number\"");
     return Value();
   }
 
@@ -233,6 +264,57 @@ class JsonGrammarMaker {
     const int64_t v = s[key].get<int64_t>();
     if (v > kMaxBoundedRepeat) return Bad(path, fmt::format("'{}' above {} is not supported", key, kMaxBoundedRepeat));
     return v;
+  }
+
+  static bool HasBounds(const OJson& s) {
+    return s.contains("minimum") || s.contains("maximum") || s.contains("exclusiveMinimum") || s.contains("exclusiveMaximum");
+  }
+
+  // Integers within minimum / maximum / exclusiveMinimum / exclusiveMaximum (at most 16 digits).
+  Result<GrammarElement> BoundedInteger(const OJson& s, const std::string& path) {
+    if (!HasBounds(s)) return Integer();
+    constexpr double kLimit = 9999999999999999.0;
+    double lo = -kLimit, hi = kLimit;
+    for (const char* k : {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}) {
+      if (!s.contains(k)) continue;
+      if (!s[k].is_number()) return Bad(path, fmt::format("'{}' must be a number", k));
+      const double v = s[k].get<double>();
+      const std::string key = k;
+      if (key == "minimum") lo = std::max(lo, std::ceil(v));
+      if (key == "exclusiveMinimum") lo = std::max(lo, std::floor(v) + 1);
+      if (key == "maximum") hi = std::min(hi, std::floor(v));
+      if (key == "exclusiveMaximum") hi = std::min(hi, std::ceil(v) - 1);
+    }
+    lo = std::max(lo, -kLimit);
+    hi = std::min(hi, kLimit);
+    if (lo > hi) return Bad(path, "no integer lies within the bounds");
+    std::string pattern;
+    if (lo < 0) {  // the negative part, -1 down to lo
+      const auto nlo = static_cast<uint64_t>(hi < 0 ? -hi : 1), nhi = static_cast<uint64_t>(-lo);
+      pattern.push_back('-');
+      pattern.append(DigitRange(nlo, nhi));
+    }
+    if (hi >= 0) {
+      if (!pattern.empty()) pattern += "|";
+      pattern += DigitRange(static_cast<uint64_t>(std::max(lo, 0.0)), static_cast<uint64_t>(hi));
+    }
+    auto e = AddRegex(b_, pattern, RegexTarget::kRaw);
+    if (!e.ok()) return e.status();
+    return *e;
+  }
+
+  // Numbers: only a lower bound of 0 (inclusive) is expressible here: no minus sign.
+  Result<GrammarElement> BoundedNumber(const OJson& s, const std::string& path) {
+    if (!HasBounds(s)) return Number();
+    if (s.contains("maximum") || s.contains("exclusiveMinimum") || s.contains("exclusiveMaximum") ||
+        !s["minimum"].is_number() || s["minimum"].get<double>() != 0.0)
+      return Bad(path, "bounds on a 'number' other than \"minimum\": 0 are not supported (an 'integer' takes any)");
+    const GrammarElement digit = b_.Bytes(ByteSet().AddRange('0', '9'));
+    const GrammarElement frac = b_.Optional({b_.Byte('.'), b_.Repeat({digit}, 1, kMaxDigits)});
+    const GrammarElement exp = b_.Optional({b_.Bytes(ByteSet().Add('e').Add('E')),
+                                            b_.Optional({b_.Bytes(ByteSet().Add('+').Add('-'))}),
+                                            b_.Repeat({digit}, 1, 2)});
+    return b_.AnyOf({{IntegerPart(), frac, exp}});
   }
 
   Result<GrammarElement> StringSchema(const OJson& s, const std::string& path) {

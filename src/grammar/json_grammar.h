@@ -6,10 +6,11 @@
 // prefixItems / minItems / maxItems, minLength / maxLength, enum, const, anyOf / oneOf, allOf
 // of one schema, $ref into #/$defs or #/definitions (recursion allowed), `pattern` (the
 // regex_grammar.h subset; the value contains a match unless anchored), `format` date, time,
-// date-time and uuid, and {} or true for any value. Properties come in the order the schema lists them; the required ones must be
+// date-time and uuid, integer bounds (minimum, maximum, exclusive ones), "minimum": 0 on
+// numbers, and {} or true for any value. Properties come in the order the schema lists them; the required ones must be
 // there; with `properties` given, other keys are allowed only when additionalProperties says so.
 // Annotations (title, description, default, examples, other formats, ...) are ignored; keywords
-// whose constraint a grammar here cannot enforce (minimum, maximum, multipleOf,
+// whose constraint a grammar here cannot enforce (other bounds on numbers, multipleOf,
 // uniqueItems, ...) are refused with a message, never silently dropped. Whitespace between
 // tokens is limited to 20 bytes and numbers to 16 digits before and after the point (exponents to 2), so that a
 // model cannot run on forever inside a value the schema allows.

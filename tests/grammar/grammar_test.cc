@@ -3,6 +3,7 @@
 // each grammar produce only documents that parse and meet the schema.
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <random>
 
 #include "grammar/grammar_matcher.h"
@@ -236,17 +237,17 @@ TEST(JsonGrammarTest, AdditionalPropertiesAndTuples) {
 
 TEST(JsonGrammarTest, UnsupportedKeywordsAreRefusedWithTheirPlace) {
   for (const char* schema : {R"({"type": "number", "multipleOf": 3})",
-                             R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})",
+                             R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}})",
                              R"({"type": "wat"})", R"({"$ref": "http://example.com/s.json"})",
                              R"({"$ref": "#/$defs/missing"})", R"({"allOf": [{}, {}]})", R"(false)",
                              R"({"type": "string", "maxLength": 1, "minLength": 2})"}) {
     auto g = JsonSchemaGrammar(OJson::parse(schema));
     EXPECT_FALSE(g.ok()) << schema;
   }
-  auto g = JsonSchemaGrammar(OJson::parse(R"({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}})"));
+  auto g = JsonSchemaGrammar(OJson::parse(R"({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}})"));
   ASSERT_FALSE(g.ok());
   EXPECT_NE(g.status().message().find("#/properties/n"), std::string::npos) << g.status().message();
-  EXPECT_NE(g.status().message().find("minimum"), std::string::npos) << g.status().message();
+  EXPECT_NE(g.status().message().find("multipleOf"), std::string::npos) << g.status().message();
   // A schema whose only way to start is itself cannot be generated.
   EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"$ref": "#"})")).ok());
   // Annotations are fine.
@@ -275,6 +276,39 @@ TEST(JsonGrammarTest, ForcedToolCalls) {
   EXPECT_TRUE(Accepts(*many, add + "\n<tool_call>\n" + now));
   EXPECT_FALSE(Accepts(*many, "{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>"));
   EXPECT_FALSE(ToolCallGrammar({{"bad", OJson::parse(R"({"type": "string", "pattern": "(x"})")}}, true, true).ok());
+}
+
+// Integer bounds: every integer in a window around the bounds is accepted exactly when it is
+// within them (inclusive and exclusive, negative, across digit counts).
+TEST(JsonGrammarTest, IntegerBoundsAcceptExactlyTheRange) {
+  struct Case {
+    const char* bounds;
+    int64_t lo, hi;
+  };
+  const Case cases[] = {{R"("minimum": 0)", 0, INT64_MAX},
+                        {R"("minimum": 5, "maximum": 150)", 5, 150},
+                        {R"("exclusiveMinimum": -13, "exclusiveMaximum": 1000)", -12, 999},
+                        {R"("minimum": -250, "maximum": -7)", -250, -7},
+                        {R"("minimum": 1.5, "maximum": 99.5)", 2, 99},
+                        {R"("maximum": 0)", INT64_MIN, 0},
+                        {R"("minimum": 7, "maximum": 7)", 7, 7},
+                        {R"("minimum": 1999, "maximum": 20301)", 1999, 20301}};
+  for (const Case& c : cases) {
+    auto g = JsonSchemaGrammar(OJson::parse(std::string(R"({"type": "integer", )") + c.bounds + "}"));
+    ASSERT_TRUE(g.ok()) << c.bounds << ": " << g.status().ToString();
+    for (int64_t v = -1200; v <= 21000; ++v)
+      ASSERT_EQ(Accepts(*g, std::to_string(v)), v >= c.lo && v <= c.hi) << c.bounds << " at " << v;
+    EXPECT_FALSE(Accepts(*g, "007")) << c.bounds;
+    EXPECT_FALSE(Accepts(*g, "-0")) << c.bounds;
+  }
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"type": "integer", "minimum": 5, "maximum": 4})")).ok());
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"type": "number", "maximum": 4})")).ok());
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"minimum": 4})")).ok());
+  auto nonneg = JsonSchemaGrammar(OJson::parse(R"({"type": "number", "minimum": 0})"));
+  ASSERT_TRUE(nonneg.ok());
+  EXPECT_TRUE(Accepts(*nonneg, "0.5"));
+  EXPECT_TRUE(Accepts(*nonneg, "12e3"));
+  EXPECT_FALSE(Accepts(*nonneg, "-0.5"));
 }
 
 TEST(JsonGrammarTest, Choices) {

@@ -201,7 +201,7 @@ TEST_F(ServerTest, ForcedToolChoice) {
   // Parameters the grammar cannot enforce leave the forced call unconstrained (no 400).
   PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 4,
       "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
-                 "properties": {"n": {"type": "integer", "minimum": 1}}}}}], "tool_choice": "required"})");
+                 "properties": {"n": {"type": "integer", "multipleOf": 2}}}}}], "tool_choice": "required"})");
   auto unknown = Post("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], )" + tools +
                                                   R"(, "tool_choice": {"type": "function", "function": {"name": "nope"}}})");
   ASSERT_TRUE(unknown);
@@ -349,7 +349,7 @@ TEST_F(ServerTest, StructuredOutputOnEveryApi) {
       {"/v1/completions", R"({"prompt": "x", "guided_choice": []})", "empty"},
       {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "(a"}}})", "missing ')'"},
       {"/v1/completions", R"x({"prompt": "x", "guided_regex": "a(?=b)"})x", "lookaround"},
-      {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "json", "value": {"type": "number", "minimum": 1}}}})", "'minimum'"},
+      {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "json", "value": {"type": "number", "minimum": 1}}}})", "other than"},
   };
   for (const auto& c : bad) {
     auto b = Post(c.path, c.body);
