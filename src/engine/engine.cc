@@ -8,7 +8,6 @@
 
 #include "grammar/token_constraint.h"
 #include "tokenizer/unicode.h"
-#include "util/check.h"
 
 namespace qb {
 
@@ -283,7 +282,9 @@ void Engine::Step() {
       Active& a = *actives[static_cast<size_t>(i)];
       SampleResult& s = samples[static_cast<size_t>(i)];
       s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())}, a.constraint.get());
-      if (a.constraint && s.token >= 0) QB_CHECK(a.constraint->Accept(s.token), "the grammar refused a token it allowed");
+      // (A token the grammar refuses here would be a bug; the request ends with an error rather
+      // than the server.)
+      if (a.constraint && s.token >= 0 && !a.constraint->Accept(s.token)) s.token = -1;
     }
   };
   if (ctx_.pool != nullptr) ctx_.pool->ParallelFor(static_cast<int64_t>(sample_ids.size()), sample_range);

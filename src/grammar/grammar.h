@@ -79,6 +79,8 @@ class GrammarBuilder {
   // s repeated min..max times (max < 0: without bound). A bounded repeat costs max rules.
   GrammarElement Repeat(const Sequence& s, int64_t min, int64_t max);
 
+  size_t size() const { return rules_.size(); }  // rules so far
+
   // Checks that every rule is defined and none is left-recursive (directly or through rules
   // that can match nothing).
   Result<std::shared_ptr<const Grammar>> Build(uint32_t root);

@@ -7,12 +7,18 @@
 
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string_view>
 #include <vector>
 
 #include "grammar/grammar.h"
 
 namespace qb {
+
+// Stacks kept at most: an ambiguous grammar (two alternatives that go on alike) doubles them
+// at each level of nesting; past this many, the rest are dropped. Every stack kept is a valid
+// way on, so what is generated still matches the grammar; only some choices are lost.
+inline constexpr size_t kMaxGrammarStacks = 4096;
 
 struct GrammarState {
   std::vector<std::vector<uint32_t>> stacks;  // sorted, no duplicates
@@ -41,8 +47,11 @@ class GrammarMatcher {
 
  private:
   // Replaces rule references on top of `stack` by their alternatives until a byte set (or
-  // nothing) is on top of each resulting stack, appended to `out`.
-  void Expand(std::vector<uint32_t> stack, std::vector<std::vector<uint32_t>>& out) const;
+  // nothing) is on top of each resulting stack, appended to `out`. `seen` holds the stacks
+  // already expanded in this step: a stack reached along two paths is expanded once (without
+  // it, a chain of rules each with two alternatives naming the same next rule costs 2^n).
+  void Expand(std::vector<uint32_t> stack, std::vector<std::vector<uint32_t>>& out,
+              std::set<std::vector<uint32_t>>& seen) const;
 
   std::shared_ptr<const Grammar> grammar_;
   GrammarState state_;

@@ -19,8 +19,10 @@ using Sequence = GrammarBuilder::Sequence;
 
 constexpr int64_t kMaxWhitespace = 20;
 constexpr int64_t kMaxDigits = 16;
-constexpr int64_t kMaxBoundedRepeat = 100000;  // rules a bounded repeat may cost
+constexpr int64_t kMaxBoundedRepeat = 10000;   // rules a bounded repeat may cost
+constexpr size_t kMaxRules = 50000;            // the whole grammar (schema compile time and memory)
 constexpr int kMaxDepth = 64;                  // schema nesting
+constexpr int kMaxValueNesting = 32;           // objects/arrays in a value of any shape
 
 // Keywords that constrain values in ways these grammars do not express: refused.
 const std::set<std::string>& Unsupported() {
@@ -99,8 +101,17 @@ class JsonGrammarMaker {
     ByteSet hex;
     hex.AddRange('0', '9').AddRange('a', 'f').AddRange('A', 'F');
     const GrammarElement h = b_.Bytes(hex);
+    // \uXXXX: any code unit but a surrogate, or a high surrogate followed by \u and a low one
+    // (a lone surrogate is refused by most JSON parsers).
+    const ByteSet hex_not_d = ByteSet().AddRange('0', '9').AddRange('a', 'c').AddRange('e', 'f').AddRange('A', 'C').AddRange('E', 'F');
+    const GrammarElement d = b_.Bytes(ByteSet().Add('d').Add('D'));
+    const GrammarElement unit = b_.AnyOf({{b_.Bytes(hex_not_d), h, h, h}, {d, b_.Bytes(ByteSet().AddRange('0', '7')), h, h}});
+    const GrammarElement pair = b_.AnyOf({{d, b_.Bytes(ByteSet().AddRange('8', '9').AddRange('a', 'b').AddRange('A', 'B')), h, h,
+                                           b_.Byte('\\'), b_.Byte('u'), d,
+                                           b_.Bytes(ByteSet().AddRange('c', 'f').AddRange('C', 'F')), h, h}});
     const GrammarElement escape = b_.AnyOf({{b_.Bytes(ByteSet().Add('"').Add('\\').Add('/').Add('b').Add('f').Add('n').Add('r').Add('t'))},
-                                            {b_.Byte('u'), h, h, h, h}});
+                                            {b_.Byte('u'), unit},
+                                            {b_.Byte('u'), pair}});
     char_ = b_.AnyOf({
         {b_.Bytes(p2)},
         {b_.Byte('\\'), escape},
@@ -170,13 +181,15 @@ class JsonGrammarMaker {
   }
 
   // Any JSON value.
+  // Any JSON value, nested at most kMaxValueNesting objects/arrays deep (deeper documents are
+  // not what a client asking for JSON wants, and each level costs the recognizer a stack entry).
   GrammarElement Value() {
     if (value_) return *value_;
-    const uint32_t v = b_.NewRule();
-    value_ = GrammarBuilder::Rule(v);
-    const GrammarElement object = Map(*value_);
-    const GrammarElement array = List(*value_, 0, -1);
-    b_.Define(v, {{object}, {array}, {String()}, {Number()}, b_.Literal("true"), b_.Literal("false"), b_.Literal("null")});
+    const GrammarElement scalar = b_.AnyOf({{String()}, {Number()}, b_.Literal("true"), b_.Literal("false"), b_.Literal("null")});
+    GrammarElement inner = scalar;
+    for (int level = 0; level < kMaxValueNesting; ++level)
+      inner = b_.AnyOf({{Map(inner)}, {List(inner, 0, -1)}, {scalar}});
+    value_ = inner;
     return *value_;
   }
 
@@ -184,6 +197,7 @@ class JsonGrammarMaker {
 
   Result<GrammarElement> Schema(const OJson& s, const std::string& path, int depth) {
     if (depth > kMaxDepth) return Bad(path, fmt::format("nested more than {} levels deep", kMaxDepth));
+    if (b_.size() > kMaxRules) return Bad(path, fmt::format("the schema needs more than {} grammar rules", kMaxRules));
     if (s.is_boolean()) {
       if (s.get<bool>()) return Value();
       return Bad(path, "the schema false matches nothing");
@@ -192,13 +206,29 @@ class JsonGrammarMaker {
     for (const auto& [key, unused] : s.items())
       if (Unsupported().count(key))
         return Bad(path, fmt::format("'{}' is not supported (structured output cannot enforce it)", key));
+    // $ref, const, enum, anyOf, oneOf and allOf stand alone: other keywords beside them would
+    // be further constraints (refused), except annotations, and `type` beside enum/const
+    // (which keeps the values of that type).
+    for (const char* key : {"$ref", "const", "enum", "anyOf", "oneOf", "allOf"}) {
+      if (!s.contains(key)) continue;
+      const bool values = std::string(key) == "const" || std::string(key) == "enum";
+      for (const auto& [other, unused] : s.items())
+        if (other != key && !Annotation(other) && !(values && other == "type"))
+          return Bad(path, fmt::format("'{}' beside '{}' is not supported", other, key));
+    }
     if (s.contains("$ref")) return Ref(s["$ref"], path, depth);
-    if (s.contains("const")) return Literal(s["const"]);
-    if (s.contains("enum")) {
-      const OJson& e = s["enum"];
-      if (!e.is_array() || e.empty()) return Bad(path, "'enum' must be a non-empty array");
+    if (s.contains("const") || s.contains("enum")) {
+      OJson values = OJson::array();
+      if (s.contains("const")) {
+        values.push_back(s["const"]);
+      } else {
+        if (!s["enum"].is_array() || s["enum"].empty()) return Bad(path, "'enum' must be a non-empty array");
+        values = s["enum"];
+      }
       std::vector<Sequence> alts;
-      for (const auto& v : e) alts.push_back(b_.Literal(v.dump()));
+      for (const auto& v : values)
+        if (!s.contains("type") || OfType(v, s["type"])) alts.push_back(b_.Literal(v.dump()));
+      if (alts.empty()) return Bad(path, "no value of the enum / const has the schema's type");
       return b_.AnyOf(std::move(alts));
     }
     for (const char* key : {"anyOf", "oneOf"})
@@ -223,7 +253,9 @@ class JsonGrammarMaker {
       if (t.is_array()) {
         if (t.empty()) return Bad(path, "'type' must not be an empty list");
         std::vector<Sequence> alts;
+        std::set<std::string> seen;
         for (const auto& one : t) {
+          if (one.is_string() && !seen.insert(one.get<std::string>()).second) continue;  // a repeated type
           OJson copy = s;
           copy["type"] = one;
           auto e = Schema(copy, path, depth + 1);
@@ -253,17 +285,39 @@ class JsonGrammarMaker {
   }
 
  private:
+  static bool Annotation(const std::string& key) {
+    static const std::set<std::string> k = {"title", "description", "default", "examples", "$schema", "$id",
+                                            "$comment", "$defs", "definitions", "deprecated", "readOnly",
+                                            "writeOnly", "discriminator"};
+    return k.count(key) > 0 || key.rfind("x-", 0) == 0;
+  }
+
+  // Whether a JSON value has one of the schema types `type` names.
+  static bool OfType(const OJson& v, const OJson& type) {
+    if (type.is_array()) {
+      for (const auto& t : type)
+        if (OfType(v, t)) return true;
+      return false;
+    }
+    if (!type.is_string()) return false;
+    const std::string t = type.get<std::string>();
+    return (t == "string" && v.is_string()) || (t == "integer" && v.is_number_integer()) ||
+           (t == "number" && v.is_number()) || (t == "boolean" && v.is_boolean()) || (t == "null" && v.is_null()) ||
+           (t == "object" && v.is_object()) || (t == "array" && v.is_array());
+  }
+
   static Status Bad(const std::string& path, const std::string& what) {
     return InvalidArgument(fmt::format("schema at #{}: {}", path, what));
   }
 
   Result<int64_t> Count(const OJson& s, const char* key, int64_t fallback, const std::string& path) {
     if (!s.contains(key)) return fallback;
-    if (!s[key].is_number_unsigned() && !(s[key].is_number_integer() && s[key].get<int64_t>() >= 0))
-      return Bad(path, fmt::format("'{}' must be a non-negative integer", key));
-    const int64_t v = s[key].get<int64_t>();
-    if (v > kMaxBoundedRepeat) return Bad(path, fmt::format("'{}' above {} is not supported", key, kMaxBoundedRepeat));
-    return v;
+    const OJson& v = s[key];
+    const bool non_negative = v.is_number_unsigned() || (v.is_number_integer() && v.get<int64_t>() >= 0);
+    if (!non_negative) return Bad(path, fmt::format("'{}' must be a non-negative integer", key));
+    if (v.get<uint64_t>() > static_cast<uint64_t>(kMaxBoundedRepeat))
+      return Bad(path, fmt::format("'{}' above {} is not supported", key, kMaxBoundedRepeat));
+    return static_cast<int64_t>(v.get<uint64_t>());
   }
 
   static bool HasBounds(const OJson& s) {
@@ -372,19 +426,21 @@ class JsonGrammarMaker {
         required.insert(n.get<std::string>());
       }
     }
-    // Keys besides the listed ones: allowed (and their values' schema) when additionalProperties
-    // is true or a schema; by default only without a properties list.
+    // Keys besides the listed ones are written only when no properties are listed (then any
+    // key, values per additionalProperties). With a list, an extra key could repeat a listed
+    // one with a value of another schema; leaving extras out keeps every output valid, since
+    // additionalProperties only permits keys.
     std::optional<GrammarElement> extra;
-    const bool default_extra = props.empty();
-    if (s.contains("additionalProperties")) {
-      const OJson& a = s["additionalProperties"];
-      if (!(a.is_boolean() && !a.get<bool>())) {
-        auto e = Schema(a, path + "/additionalProperties", depth + 1);
+    const OJson* additional = s.contains("additionalProperties") ? &s["additionalProperties"] : nullptr;
+    const bool extras_refused = additional != nullptr && additional->is_boolean() && !additional->get<bool>();
+    if (props.empty() && !extras_refused) {
+      if (additional != nullptr) {
+        auto e = Schema(*additional, path + "/additionalProperties", depth + 1);
         if (!e.ok()) return e.status();
         extra = *e;
+      } else {
+        extra = Value();
       }
-    } else if (default_extra) {
-      extra = Value();
     }
     struct Member {
       GrammarElement element;
@@ -400,6 +456,8 @@ class JsonGrammarMaker {
     }
     for (const std::string& name : required)
       if (!props.contains(name)) {  // required but not described: any value
+        if (extras_refused)
+          return Bad(path, fmt::format("'{}' is required but not in 'properties', and additionalProperties is false", name));
         Sequence kv = b_.Literal(OJson(name).dump());
         kv.insert(kv.end(), {Ws(), b_.Byte(':'), Ws(), Value(), Ws()});
         members.push_back({b_.AnyOf({std::move(kv)}), true});
@@ -444,7 +502,10 @@ class JsonGrammarMaker {
       item = *e;
     }
     if (prefix == nullptr) {
-      if (!item) return List(Value(), 0, 0);
+      if (!item) {
+        if (min > 0) return Bad(path, "'minItems' above 0 with items false: no array fits");
+        return List(Value(), 0, 0);
+      }
       return List(*item, min, max);
     }
     if (!prefix->is_array() || prefix->empty()) return Bad(path, "'prefixItems' must be a non-empty array");

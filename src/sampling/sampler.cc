@@ -115,11 +115,19 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
   };
   SampleResult none;
   none.token = -1;
+  // The first allowed id: what is left when every allowed token's logit is NaN or -inf.
+  auto first_allowed = [&] {
+    return static_cast<int32_t>(std::find(allowed_.begin(), allowed_.end(), uint8_t{1}) - allowed_.begin());
+  };
+  auto refused = [&](int32_t id) {
+    return static_cast<size_t>(id) >= allowed_.size() || !allowed_[static_cast<size_t>(id)];
+  };
   if (filter != nullptr && greedy) {
     r.token = Argmax(logits);
     if (!filter->Allows(r.token)) {
       if (!restrict()) return none;
       r.token = Argmax(logits);
+      if (refused(r.token)) r.token = first_allowed();
     }
   } else if (filter != nullptr && !restrict()) {
     return none;
@@ -195,8 +203,7 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
       }
     }
     // (Refused tokens weigh 0, so a draw never lands on one; the best token is allowed.)
-    if (filter != nullptr && (static_cast<size_t>(r.token) >= allowed_.size() || !allowed_[static_cast<size_t>(r.token)]))
-      r.token = ids_[0];
+    if (filter != nullptr && refused(r.token)) r.token = refused(ids_[0]) ? first_allowed() : ids_[0];
   }
   if (params_.logprobs || params_.top_logprobs > 0) {
     double max_l = -INFINITY;

@@ -3,6 +3,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "grammar/json_grammar.h"
 #include "server/structured_output.h"
@@ -265,6 +266,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
     }
     auto g = ToolCallGrammar(schemas, tool_choice == "named", parallel_calls);
     if (g.ok()) p.gen.grammar = *g;
+    else spdlog::warn("forced tool call left unconstrained: {}", g.status().message());
   }
   auto rendered = RenderChat(tmpl, messages, tools, true);
   if (!rendered.ok()) return Bad(rendered.status().message(), "messages");

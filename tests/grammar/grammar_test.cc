@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <climits>
+#include <fmt/format.h>
 #include <random>
 
 #include "grammar/grammar_matcher.h"
@@ -219,10 +220,15 @@ TEST(JsonGrammarTest, AdditionalPropertiesAndTuples) {
   const auto map = Schema(R"({"type": "object", "additionalProperties": {"type": "integer"}})");
   EXPECT_TRUE(Accepts(map, R"({"x":1,"y":2})"));
   EXPECT_FALSE(Accepts(map, R"({"x":"1"})"));
-  const auto with_extra = Schema(R"({"type": "object", "properties": {"a": {"type": "null"}},
+  // With properties listed, extra keys are never written (one could repeat a listed key with a
+  // value of another type; additionalProperties only permits them).
+  const auto with_extra = Schema(R"({"type": "object", "properties": {"a": {"type": "integer"}},
       "additionalProperties": true})");
-  EXPECT_TRUE(Accepts(with_extra, R"({"a":null,"b":[1]})"));
-  EXPECT_TRUE(Accepts(with_extra, R"({"b":[1]})"));
+  EXPECT_TRUE(Accepts(with_extra, R"({"a":1})"));
+  EXPECT_TRUE(Accepts(with_extra, R"({})"));
+  EXPECT_FALSE(Accepts(with_extra, R"({"a":"old"})"));
+  EXPECT_FALSE(Accepts(with_extra, R"({"a":1,"a":"x"})"));
+  EXPECT_FALSE(Accepts(with_extra, R"({"b":[1]})"));
   const auto none = Schema(R"({"type": "object", "additionalProperties": false})");
   EXPECT_TRUE(Accepts(none, R"({})"));
   EXPECT_FALSE(Accepts(none, R"({"a":1})"));
@@ -309,6 +315,64 @@ TEST(JsonGrammarTest, IntegerBoundsAcceptExactlyTheRange) {
   EXPECT_TRUE(Accepts(*nonneg, "0.5"));
   EXPECT_TRUE(Accepts(*nonneg, "12e3"));
   EXPECT_FALSE(Accepts(*nonneg, "-0.5"));
+}
+
+// Found in review: each of these once crashed, hung or accepted what the schema forbids.
+TEST(JsonGrammarTest, HostileAndContradictorySchemas) {
+  // A count past 2^63 is refused, not wrapped to a negative bound.
+  for (const char* k : {"minLength", "maxLength"}) {
+    OJson schema = {{"type", "string"}};
+    schema[k] = 18446744073709551615u;
+    EXPECT_FALSE(JsonSchemaGrammar(schema).ok()) << k;
+  }
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"type": "array", "minItems": 18446744073709551615})")).ok());
+  // A chain of 30 definitions, each two alternatives naming the next: 2^30 paths, one stack.
+  OJson defs = OJson::object();
+  for (int i = 0; i < 30; ++i) {
+    const std::string next = fmt::format("#/$defs/d{}", i + 1);
+    defs[fmt::format("d{}", i)] = {{"anyOf", {{{"$ref", next}}, {{"$ref", next}}}}};
+  }
+  defs["d30"] = {{"type", "integer"}};
+  OJson chain = {{"$ref", "#/$defs/d0"}, {"$defs", defs}};
+  auto g = JsonSchemaGrammar(chain);
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  EXPECT_TRUE(Accepts(*g, "42"));
+  // Repeated types nested 20 deep: built once per distinct type, and within the rule budget.
+  OJson nested = {{"type", "integer"}};
+  for (int i = 0; i < 20; ++i) nested = {{"type", {"object", "object"}}, {"properties", {{"a", nested}}}};
+  auto n = JsonSchemaGrammar(nested);
+  ASSERT_TRUE(n.ok()) << n.status().ToString();
+  // Genuinely different alternatives nested 17 deep: refused by the rule budget, not built.
+  OJson wide = {{"type", "integer"}};
+  for (int i = 0; i < 17; ++i) wide = {{"anyOf", {wide, wide}}};  // 131,072 leaves
+  EXPECT_FALSE(JsonSchemaGrammar(wide).ok());
+  // Keywords beside $ref / enum / anyOf are refused; `type` beside enum keeps that type's values.
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"type": "object", "properties": {"x": {"type": "integer"}},
+      "anyOf": [{"required": ["x"]}]})")).ok());
+  auto e = JsonSchemaGrammar(OJson::parse(R"({"type": "string", "enum": ["a", 1], "description": "d"})"));
+  ASSERT_TRUE(e.ok());
+  EXPECT_TRUE(Accepts(*e, "\"a\""));
+  EXPECT_FALSE(Accepts(*e, "1"));
+  EXPECT_TRUE(JsonSchemaGrammar(OJson::parse(R"({"$ref": "#/$defs/a", "description": "x", "$defs": {"a": {"type": "null"}}})")).ok());
+  // Schemas no document can meet.
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"type": "array", "items": false, "minItems": 1})")).ok());
+  EXPECT_FALSE(JsonSchemaGrammar(OJson::parse(R"({"type": "object", "required": ["a"], "properties": {"b": {}},
+      "additionalProperties": false})")).ok());
+  // \u escapes: no lone surrogate; a pair is fine.
+  const auto str = Schema(R"({"type": "string"})");
+  EXPECT_TRUE(Accepts(str, R"("\u00e9\ud83d\ude00")"));
+  EXPECT_FALSE(Accepts(str, R"("\ud800")"));
+  EXPECT_FALSE(Accepts(str, R"("\udc00\ud800")"));
+  // JSON mode nests at most 32 levels.
+  auto nest = [](size_t levels) {
+    std::string doc = "{\"a\":";
+    doc.append(levels, '[');
+    doc.append(levels, ']');
+    doc.push_back('}');
+    return doc;
+  };
+  EXPECT_TRUE(Accepts(JsonObjectGrammar(), nest(32)));
+  EXPECT_FALSE(Accepts(JsonObjectGrammar(), nest(40)));
 }
 
 TEST(JsonGrammarTest, Choices) {

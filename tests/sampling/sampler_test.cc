@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -153,6 +154,52 @@ TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
   EXPECT_EQ(r.top[1].id, 1);
   EXPECT_EQ(r.top[2].id, 2);  // tie with 3: the lower id
   EXPECT_NEAR(r.top[1].logprob, std::log(0.25), 1e-6);
+}
+
+}  // namespace
+}  // namespace qb
+
+namespace qb {
+namespace {
+
+// A filter that allows a fixed set of ids.
+class SetFilter : public TokenFilter {
+ public:
+  SetFilter(std::vector<int32_t> ids, size_t vocab) : ids_(std::move(ids)), vocab_(vocab) {}
+  bool Allows(int32_t id) override { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
+  int64_t Allowed(std::vector<uint8_t>& allowed) override {
+    allowed.assign(vocab_, 0);
+    for (int32_t id : ids_) allowed[static_cast<size_t>(id)] = 1;
+    return static_cast<int64_t>(ids_.size());
+  }
+
+ private:
+  std::vector<int32_t> ids_;
+  size_t vocab_;
+};
+
+TEST(SamplerFilterTest, OnlyAllowedTokensEvenWhenTheirLogitsAreNanOrInfinite) {
+  for (float bad : {NAN, -INFINITY}) {
+    std::vector<float> logits = {5.0f, 4.0f, bad, bad, 3.0f};
+    SetFilter f({2, 3}, logits.size());
+    SamplingParams greedy;
+    EXPECT_EQ(Sampler(greedy).Sample(logits, &f).token, 2);
+    SamplingParams sampled;
+    sampled.temperature = 0.8f;
+    sampled.top_p = 0.9f;
+    for (uint64_t seed = 0; seed < 5; ++seed) {
+      sampled.seed = seed;
+      const int32_t t = Sampler(sampled).Sample(logits, &f).token;
+      EXPECT_TRUE(t == 2 || t == 3) << t;
+    }
+  }
+  std::vector<float> logits = {1.0f, 2.0f, 3.0f};
+  SetFilter none({}, logits.size());
+  EXPECT_EQ(Sampler(SamplingParams{}).Sample(logits, &none).token, -1);
+  SetFilter one({0}, logits.size());
+  SamplingParams sampled;
+  sampled.temperature = 1.0f;
+  EXPECT_EQ(Sampler(sampled).Sample(logits, &one).token, 0);
 }
 
 }  // namespace
