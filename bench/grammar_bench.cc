@@ -43,7 +43,11 @@ int main(int argc, char** argv) {
   const std::vector<float> zeros;
   bool first = true;
   for (const auto& [name, grammar] : {std::pair{"json_object", JsonObjectGrammar()}, std::pair{"schema", *schema}})
-    for (bool sampled : {false, true}) {
+    for (int mode = 0; mode < 3; ++mode) {
+      // 0 greedy, 1 sampled (each document its own allowed-set cache), 2 greedy with one
+      // cache shared by the documents (what requests of one schema get in the engine).
+      const bool sampled = mode == 1;
+      auto shared = std::make_shared<TokenSetCache>();
       std::mt19937 rng(1);
       std::normal_distribution<float> normal(0.0f, 3.0f);
       std::vector<float> logits(static_cast<size_t>(index->vocab_size()));
@@ -56,7 +60,7 @@ int main(int argc, char** argv) {
           p.seed = static_cast<uint64_t>(d);
         }
         Sampler plain(p), constrained(p);
-        GrammarConstraint c(grammar, index, {end});
+        GrammarConstraint c(grammar, index, {end}, mode == 2 ? shared : nullptr);
         for (int step = 0; step < 64; ++step) {
           for (float& l : logits) l = normal(rng);
           auto a = Clock::now();
@@ -72,7 +76,7 @@ int main(int argc, char** argv) {
       }
       std::printf("%s{\"grammar\": \"%s\", \"sampling\": \"%s\", \"tokens\": %zu, \"plain_us_p50\": %.1f, "
                   "\"constrained_us_p50\": %.1f, \"constrained_us_p99\": %.1f, \"first_token_us_p50\": %.1f}",
-                  first ? "" : ", ", name, sampled ? "t=0.8 top_p=0.95" : "greedy", with.size(),
+                  first ? "" : ", ", name, sampled ? "t=0.8 top_p=0.95" : mode == 2 ? "greedy, shared sets" : "greedy", with.size(),
                   Percentile(without, 0.5), Percentile(with, 0.5), Percentile(with, 0.99), Percentile(first_token, 0.5));
       first = false;
     }

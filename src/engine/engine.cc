@@ -150,9 +150,11 @@ void Engine::Admit() {
     for (const auto& s : a->request.stop) a->hold = std::max(a->hold, s.size() - 1);
     if (a->request.grammar) {
       if (!token_bytes_) token_bytes_ = std::make_shared<const TokenBytesIndex>(tokenizer_);
+      if (!token_sets_) token_sets_ = std::make_shared<TokenSetCaches>();
       std::vector<int32_t> ends = config_.eos_token_ids;
       ends.insert(ends.end(), a->request.stop_token_ids.begin(), a->request.stop_token_ids.end());
-      a->constraint = std::make_unique<GrammarConstraint>(a->request.grammar, token_bytes_, std::move(ends));
+      a->constraint = std::make_unique<GrammarConstraint>(a->request.grammar, token_bytes_, std::move(ends),
+                                                          token_sets_->For(a->request.grammar));
     }
     Sequence seq;
     seq.id = a->seq_id;

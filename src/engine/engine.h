@@ -26,6 +26,7 @@
 namespace qb {
 
 class TokenBytesIndex;
+class TokenSetCaches;
 
 
 struct EngineConfig {
@@ -86,6 +87,7 @@ class Engine {
   std::unique_ptr<StepModel> model_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   std::shared_ptr<const TokenBytesIndex> token_bytes_;  // made on the first structured-output request
+  std::shared_ptr<TokenSetCaches> token_sets_;  // allowed-token sets per grammar, shared by its requests
   EngineConfig config_;
   kernels::ExecContext ctx_;  // host threads (sampling)
   // Engine-thread state.

@@ -26,9 +26,44 @@ TokenBytesIndex::TokenBytesIndex(std::shared_ptr<const Tokenizer> tokenizer) : t
   }
 }
 
+bool TokenSetCache::Find(const std::string& key, std::vector<uint64_t>& bits) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return false;
+  sets_.splice(sets_.begin(), sets_, it->second);
+  bits = it->second->second;
+  return true;
+}
+
+void TokenSetCache::Insert(const std::string& key, std::vector<uint64_t> bits) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (index_.count(key)) return;  // another request walked it meanwhile
+  sets_.emplace_front(key, std::move(bits));
+  index_[key] = sets_.begin();
+  if (sets_.size() > capacity_) {
+    index_.erase(sets_.back().first);
+    sets_.pop_back();
+  }
+}
+
+std::shared_ptr<TokenSetCache> TokenSetCaches::For(const std::shared_ptr<const Grammar>& grammar) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = caches_.begin(); it != caches_.end();) {  // forget grammars nobody holds
+    if (it->second.first.expired()) it = caches_.erase(it);
+    else ++it;
+  }
+  auto& entry = caches_[grammar.get()];
+  if (!entry.second) entry = {grammar, std::make_shared<TokenSetCache>()};
+  return entry.second;
+}
+
 GrammarConstraint::GrammarConstraint(std::shared_ptr<const Grammar> grammar,
-                                     std::shared_ptr<const TokenBytesIndex> vocab, std::vector<int32_t> end_ids)
-    : matcher_(std::move(grammar)), vocab_(std::move(vocab)), end_ids_(std::move(end_ids)) {}
+                                     std::shared_ptr<const TokenBytesIndex> vocab, std::vector<int32_t> end_ids,
+                                     std::shared_ptr<TokenSetCache> sets)
+    : matcher_(std::move(grammar)),
+      vocab_(std::move(vocab)),
+      end_ids_(std::move(end_ids)),
+      sets_(sets ? std::move(sets) : std::make_shared<TokenSetCache>(32)) {}
 
 bool GrammarConstraint::IsEnd(int32_t id) const {
   return std::find(end_ids_.begin(), end_ids_.end(), id) != end_ids_.end();
@@ -113,18 +148,15 @@ int64_t GrammarConstraint::Allowed(std::vector<uint8_t>& allowed) {
   const auto vocab = static_cast<size_t>(vocab_->vocab_size());
   allowed.assign(vocab, 0);
   const std::string key = Key(matcher_.state());
-  auto hit = std::find_if(cache_.begin(), cache_.end(), [&](const auto& c) { return c.first == key; });
-  if (hit != cache_.end()) {
-    cache_.splice(cache_.begin(), cache_, hit);
-    const auto& bits = cache_.front().second;
-    for (size_t id = 0; id < vocab; ++id) allowed[id] = (bits[id >> 6] >> (id & 63)) & 1;
+  if (sets_->Find(key, bits_)) {
+    for (size_t id = 0; id < vocab; ++id) allowed[id] = (bits_[id >> 6] >> (id & 63)) & 1;
   } else {
     Walk(allowed);
-    std::vector<uint64_t> bits((vocab + 63) / 64, 0);
+    ++walks_;
+    bits_.assign((vocab + 63) / 64, 0);
     for (size_t id = 0; id < vocab; ++id)
-      if (allowed[id]) bits[id >> 6] |= uint64_t{1} << (id & 63);
-    cache_.emplace_front(key, std::move(bits));
-    if (cache_.size() > kCacheSize) cache_.pop_back();
+      if (allowed[id]) bits_[id >> 6] |= uint64_t{1} << (id & 63);
+    sets_->Insert(key, bits_);
   }
   const bool complete = matcher_.complete();
   for (int32_t id : end_ids_)

@@ -4,13 +4,14 @@
 // other special tokens never are. Finding every allowed token walks the vocabulary in sorted byte
 // order, so tokens sharing a prefix share its steps and a dead prefix skips all tokens under it;
 // the sets found are remembered per grammar state (a JSON string's state recurs at every
-// character).
+// character), across the requests that share the grammar.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -46,10 +47,39 @@ class TokenBytesIndex {
   std::vector<Entry> sorted_;
 };
 
+// Allowed-token sets of one grammar's states (ordinary tokens only, as bits), shared by every
+// request that uses the grammar: a schema sent again finds its states' sets already walked.
+// Thread-safe (requests are sampled in parallel); least recently used sets are dropped.
+class TokenSetCache {
+ public:
+  explicit TokenSetCache(size_t capacity = 64) : capacity_(capacity) {}
+  // Copies the set of `key` into `bits`; false when it is not cached.
+  bool Find(const std::string& key, std::vector<uint64_t>& bits);
+  void Insert(const std::string& key, std::vector<uint64_t> bits);
+
+ private:
+  std::mutex mu_;
+  size_t capacity_;
+  std::list<std::pair<std::string, std::vector<uint64_t>>> sets_;  // most recently used first
+  std::unordered_map<std::string, decltype(sets_)::iterator> index_;
+};
+
+// TokenSetCaches by grammar, for an engine: grammars compiled once per schema (the server keeps
+// them) share one; a grammar no request holds any more is forgotten.
+class TokenSetCaches {
+ public:
+  std::shared_ptr<TokenSetCache> For(const std::shared_ptr<const Grammar>& grammar);
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<const Grammar*, std::pair<std::weak_ptr<const Grammar>, std::shared_ptr<TokenSetCache>>> caches_;
+};
+
 class GrammarConstraint : public TokenFilter {
  public:
+  // `sets` may be shared with other requests of the same grammar (nullptr: a private one).
   GrammarConstraint(std::shared_ptr<const Grammar> grammar, std::shared_ptr<const TokenBytesIndex> vocab,
-                    std::vector<int32_t> end_ids);
+                    std::vector<int32_t> end_ids, std::shared_ptr<TokenSetCache> sets = nullptr);
 
   bool Allows(int32_t id) override;
   int64_t Allowed(std::vector<uint8_t>& allowed) override;
@@ -59,6 +89,7 @@ class GrammarConstraint : public TokenFilter {
   bool IsEnd(int32_t id) const;
   bool complete() const { return matcher_.complete(); }
   const GrammarMatcher& matcher() const { return matcher_; }
+  int64_t walks() const { return walks_; }  // allowed sets computed (not found in the cache)
 
  private:
   static std::string Key(const GrammarState& state);
@@ -77,9 +108,9 @@ class GrammarConstraint : public TokenFilter {
   std::unordered_map<std::string, int32_t> state_ids_;
   std::vector<std::array<int32_t, 256>> next_;  // -2 not yet known, -1 dead
   std::vector<int32_t> path_;                   // the walk's state per prefix length
-  // Allowed sets of recent states (least recently used last), as bits.
-  static constexpr size_t kCacheSize = 32;
-  std::list<std::pair<std::string, std::vector<uint64_t>>> cache_;
+  std::shared_ptr<TokenSetCache> sets_;
+  std::vector<uint64_t> bits_;
+  int64_t walks_ = 0;
 };
 
 }  // namespace qb

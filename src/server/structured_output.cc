@@ -2,12 +2,30 @@
 
 #include <fmt/format.h>
 
+#include "grammar/grammar_cache.h"
 #include "grammar/json_grammar.h"
 #include "grammar/regex_grammar.h"
 
 namespace qb::api {
 
 namespace {
+
+// Compiled grammars shared by all requests (a schema sent again is compiled once and shares its
+// allowed-token sets in the engine).
+GrammarCache& Compiled() {
+  static GrammarCache cache;
+  return cache;
+}
+
+Result<std::shared_ptr<const Grammar>> CachedSchema(const OrderedJson& schema) {
+  return Compiled().GetOrBuild("schema:" + schema.dump(), [&] { return JsonSchemaGrammar(schema); });
+}
+Result<std::shared_ptr<const Grammar>> CachedRegex(const std::string& pattern) {
+  return Compiled().GetOrBuild("regex:" + pattern, [&] { return RegexGrammar(pattern); });
+}
+Result<std::shared_ptr<const Grammar>> CachedChoice(const std::vector<std::string>& choices) {
+  return Compiled().GetOrBuild("choice:" + OrderedJson(choices).dump(), [&] { return ChoiceGrammar(choices); });
+}
 
 HttpError Bad(std::string message, std::string param, std::string type = "invalid_request_error") {
   return HttpError{400, std::move(type), std::move(message), std::move(param)};
@@ -21,7 +39,7 @@ std::optional<HttpError> SchemaGrammar(const OrderedJson& schema, const std::str
     s = OrderedJson::parse(schema.get<std::string>(), nullptr, false);
     if (s.is_discarded()) return Bad(fmt::format("'{}' is a string that is not JSON", param), param, error_type);
   }
-  auto g = JsonSchemaGrammar(s);
+  auto g = CachedSchema(s);
   if (!g.ok()) return Bad(fmt::format("'{}': {}", param, g.status().message()), param, error_type);
   p.gen.grammar = *g;
   return std::nullopt;
@@ -57,7 +75,7 @@ std::optional<HttpError> ReadStructuredOutput(const OrderedJson& body, ParsedReq
   if (given > 1) return Bad("give one of response_format, guided_json, guided_choice and guided_regex", "response_format");
   if (body.contains("guided_regex") && !body["guided_regex"].is_null()) {
     if (!body["guided_regex"].is_string()) return Bad("'guided_regex' must be a string", "guided_regex");
-    auto g = RegexGrammar(body["guided_regex"].get<std::string>());
+    auto g = CachedRegex(body["guided_regex"].get<std::string>());
     if (!g.ok()) return Bad(fmt::format("'guided_regex': {}", g.status().message()), "guided_regex");
     p.gen.grammar = *g;
   }
@@ -73,7 +91,7 @@ std::optional<HttpError> ReadStructuredOutput(const OrderedJson& body, ParsedReq
       }
     else
       return Bad("'guided_choice' must be an array of strings", "guided_choice");
-    auto g = ChoiceGrammar(choices);
+    auto g = CachedChoice(choices);
     if (!g.ok()) return Bad(fmt::format("'guided_choice': {}", g.status().message()), "guided_choice");
     p.gen.grammar = *g;
   }
@@ -86,7 +104,7 @@ std::optional<HttpError> ReadTgiGrammar(const OrderedJson& grammar, ParsedReques
   const std::string type = grammar["type"].get<std::string>();
   if (type == "regex") {
     if (!grammar["value"].is_string()) return Bad("'grammar' of type regex needs a string 'value'", "grammar", "validation");
-    auto g = RegexGrammar(grammar["value"].get<std::string>());
+    auto g = CachedRegex(grammar["value"].get<std::string>());
     if (!g.ok()) return Bad(fmt::format("'grammar': {}", g.status().message()), "grammar", "validation");
     p.gen.grammar = *g;
     return std::nullopt;

@@ -7,7 +7,9 @@
 #include <random>
 
 #include "common/test_paths.h"
+#include "grammar/grammar_cache.h"
 #include "grammar/json_grammar.h"
+#include "grammar/regex_grammar.h"
 #include "grammar/token_constraint.h"
 #include "sampling/sampler.h"
 
@@ -177,6 +179,49 @@ TEST_F(TokenConstraintTest, RandomLogitsWriteDocumentsOfTheSchema) {
     EXPECT_EQ(j.size(), 3u) << text;
   }
   EXPECT_EQ(finished, 6);
+}
+
+}  // namespace
+}  // namespace qb
+
+namespace qb {
+namespace {
+
+// Requests of the same grammar share its allowed sets: a second document walks only the states
+// the first did not reach; a compiled grammar is reused by its source, failures are not kept.
+TEST_F(TokenConstraintTest, RequestsOfOneGrammarShareTheirAllowedSets) {
+  GrammarCache compiled(2);
+  const auto schema = nlohmann::ordered_json::parse(R"({"type": "object", "properties": {"ok": {"type": "boolean"}},
+      "required": ["ok"], "additionalProperties": false})");
+  auto g1 = compiled.GetOrBuild("s", [&] { return JsonSchemaGrammar(schema); });
+  auto g2 = compiled.GetOrBuild("s", [&]() -> Result<std::shared_ptr<const Grammar>> { return Internal("not called"); });
+  ASSERT_TRUE(g1.ok() && g2.ok());
+  EXPECT_EQ(g1->get(), g2->get());
+  EXPECT_FALSE(compiled.GetOrBuild("bad", [] { return RegexGrammar("(a"); }).ok());
+  EXPECT_TRUE(compiled.GetOrBuild("bad", [] { return RegexGrammar("a"); }).ok());  // not cached as failed
+  EXPECT_TRUE(compiled.GetOrBuild("third", [] { return RegexGrammar("b"); }).ok());
+  auto again = compiled.GetOrBuild("s", [&] { return JsonSchemaGrammar(schema); });  // evicted: built anew
+  ASSERT_TRUE(again.ok());
+  EXPECT_NE(again->get(), g1->get());
+
+  TokenSetCaches caches;
+  auto sets = caches.For(*g1);
+  EXPECT_EQ(caches.For(*g1), sets);
+  const std::vector<int32_t> doc = tokenizer_->Encode(R"({"ok": true})", false);
+  std::vector<uint8_t> allowed;
+  int64_t first_walks = 0;
+  for (int request = 0; request < 2; ++request) {
+    GrammarConstraint c(*g1, index_, {im_end_}, caches.For(*g1));
+    for (int32_t id : doc) {
+      c.Allowed(allowed);
+      ASSERT_TRUE(allowed[static_cast<size_t>(id)]);
+      ASSERT_TRUE(c.Accept(id));
+    }
+    EXPECT_TRUE(c.complete());
+    if (request == 0) first_walks = c.walks();
+    else EXPECT_EQ(c.walks(), 0);  // every state's set came from the first request
+  }
+  EXPECT_GT(first_walks, 2);
 }
 
 }  // namespace
