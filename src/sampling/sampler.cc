@@ -122,21 +122,15 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
   auto refused = [&](int32_t id) {
     return static_cast<size_t>(id) >= allowed_.size() || !allowed_[static_cast<size_t>(id)];
   };
-  if (filter != nullptr && greedy) {
+  if (greedy) {
     r.token = Argmax(logits);
-    if (!filter->Allows(r.token)) {
+    if (filter != nullptr && !filter->Allows(r.token)) {
       if (!restrict()) return none;
       r.token = Argmax(logits);
       if (refused(r.token)) r.token = first_allowed();
     }
-  } else if (filter != nullptr && !restrict()) {
-    return none;
-  }
-  if (filter != nullptr && greedy) {
-    // chosen above
-  } else if (greedy) {
-    r.token = Argmax(logits);
   } else {
+    if (filter != nullptr && !restrict()) return none;
     // Candidates best first (ties: lower id first), cut by top-k; when only top-p/min-p cut,
     // the best 1024 usually hold the whole nucleus; when they do not, 8x more are taken until
     // they do (a flat distribution can need most of the vocabulary).
