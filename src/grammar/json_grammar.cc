@@ -96,8 +96,6 @@ class JsonGrammarMaker {
     ByteSet p2;  // the same without '"' and '\'
     for (int c = 0x20; c <= 0x7f; ++c)
       if (c != '"' && c != '\\') p2.Add(static_cast<uint8_t>(c));
-    const ByteSet cont = ByteSet().AddRange(0x80, 0xbf);
-    const GrammarElement k = b_.Bytes(cont);
     ByteSet hex;
     hex.AddRange('0', '9').AddRange('a', 'f').AddRange('A', 'F');
     const GrammarElement h = b_.Bytes(hex);
@@ -112,17 +110,7 @@ class JsonGrammarMaker {
     const GrammarElement escape = b_.AnyOf({{b_.Bytes(ByteSet().Add('"').Add('\\').Add('/').Add('b').Add('f').Add('n').Add('r').Add('t'))},
                                             {b_.Byte('u'), unit},
                                             {b_.Byte('u'), pair}});
-    char_ = b_.AnyOf({
-        {b_.Bytes(p2)},
-        {b_.Byte('\\'), escape},
-        {b_.Bytes(ByteSet().AddRange(0xc2, 0xdf)), k},
-        {b_.Byte(0xe0), b_.Bytes(ByteSet().AddRange(0xa0, 0xbf)), k},
-        {b_.Bytes(ByteSet().AddRange(0xe1, 0xec).AddRange(0xee, 0xef)), k, k},
-        {b_.Byte(0xed), b_.Bytes(ByteSet().AddRange(0x80, 0x9f)), k},
-        {b_.Byte(0xf0), b_.Bytes(ByteSet().AddRange(0x90, 0xbf)), k, k},
-        {b_.Bytes(ByteSet().AddRange(0xf1, 0xf3)), k, k, k},
-        {b_.Byte(0xf4), b_.Bytes(ByteSet().AddRange(0x80, 0x8f)), k, k},
-    });
+    char_ = b_.AnyOf({{b_.Bytes(p2)}, {b_.Byte('\\'), escape}, {Utf8NonAscii(b_)}});
     return *char_;
   }
 
@@ -148,14 +136,20 @@ class JsonGrammarMaker {
     return *integer_;
   }
 
-  GrammarElement Number() {
-    if (number_) return *number_;
+  // What may follow a number's integer part: an optional fraction and exponent.
+  GrammarElement FractionAndExponent() {
+    if (fraction_exponent_) return *fraction_exponent_;
     const GrammarElement digit = b_.Bytes(ByteSet().AddRange('0', '9'));
     const GrammarElement frac = b_.Optional({b_.Byte('.'), b_.Repeat({digit}, 1, kMaxDigits)});
     const GrammarElement exp = b_.Optional({b_.Bytes(ByteSet().Add('e').Add('E')),
                                             b_.Optional({b_.Bytes(ByteSet().Add('+').Add('-'))}),
                                             b_.Repeat({digit}, 1, 2)});  // e99 at most: every parser takes it
-    number_ = b_.AnyOf({{b_.Optional({b_.Byte('-')}), IntegerPart(), frac, exp}});
+    fraction_exponent_ = b_.AnyOf({{frac, exp}});
+    return *fraction_exponent_;
+  }
+
+  GrammarElement Number() {
+    if (!number_) number_ = b_.AnyOf({{b_.Optional({b_.Byte('-')}), IntegerPart(), FractionAndExponent()}});
     return *number_;
   }
 
@@ -363,12 +357,7 @@ class JsonGrammarMaker {
     if (s.contains("maximum") || s.contains("exclusiveMinimum") || s.contains("exclusiveMaximum") ||
         !s["minimum"].is_number() || s["minimum"].get<double>() != 0.0)
       return Bad(path, "bounds on a 'number' other than \"minimum\": 0 are not supported (an 'integer' takes any)");
-    const GrammarElement digit = b_.Bytes(ByteSet().AddRange('0', '9'));
-    const GrammarElement frac = b_.Optional({b_.Byte('.'), b_.Repeat({digit}, 1, kMaxDigits)});
-    const GrammarElement exp = b_.Optional({b_.Bytes(ByteSet().Add('e').Add('E')),
-                                            b_.Optional({b_.Bytes(ByteSet().Add('+').Add('-'))}),
-                                            b_.Repeat({digit}, 1, 2)});
-    return b_.AnyOf({{IntegerPart(), frac, exp}});
+    return b_.AnyOf({{IntegerPart(), FractionAndExponent()}});
   }
 
   Result<GrammarElement> StringSchema(const OJson& s, const std::string& path) {
@@ -525,7 +514,7 @@ class JsonGrammarMaker {
 
   GrammarBuilder b_;
   const OJson* root_schema_;
-  std::optional<GrammarElement> ws_, char_, string_, int_part_, integer_, number_, value_;
+  std::optional<GrammarElement> ws_, char_, string_, int_part_, integer_, fraction_exponent_, number_, value_;
   std::map<std::string, uint32_t> refs_;
 };
 
