@@ -1,5 +1,5 @@
 // qwenbox bench --model PATH [-p 512] [-n 128] [-t THREADS] [--reps 5] [--concurrency N]
-//   [--kv-dtype f16] [--json]
+//   [--kv-dtype f16] [--speculative-tokens K] [--json]
 // Prompt processing (one forward pass over p tokens) and generation (n tokens one at a time)
 // in tokens/s, min/median/max over the repetitions, like llama-bench; and peak RSS.
 // With --concurrency N: N sequences of p prompt tokens and n generated tokens run through the
@@ -32,6 +32,7 @@ struct BenchOptions {
   int reps = 5;
   int concurrency = 0;
   std::string kv_dtype = "f16";
+  SpeculativeConfig speculative;
   bool json = false;
   ExecOptions exec;
 };
@@ -70,7 +71,11 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   ec.scheduler.max_num_seqs = std::max(o.concurrency, 1);
   ec.scheduler.max_batch_tokens = std::max<int64_t>(512, o.concurrency);
   ec.kv_blocks = (per_seq + 15) / 16 * o.concurrency + 16;
+  QB_RETURN_IF_ERROR(CheckSpeculative(o.speculative));
+  ec.speculative = o.speculative;
+  ec.speculative.max_seqs = std::max<int64_t>(ec.speculative.max_seqs, o.concurrency);
   std::vector<double> agg, decode;
+  int64_t drafts = 0, accepted = 0, steps = 0;
   std::mt19937 rng(99);
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(model.config().vocab_size, 151643) - 1));
   for (int r = 0; r < o.reps; ++r) {
@@ -104,6 +109,11 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
     for (const auto& ts : times)
       for (const auto& t : ts) tokens_after += t > last_first;
     agg.push_back(static_cast<double>(tokens) / std::chrono::duration<double>(t1 - t0).count());
+    engine.Shutdown();  // (its counters are final)
+    const EngineStats st = engine.Stats();
+    drafts += st.draft_tokens;
+    accepted += st.accepted_tokens;
+    steps += st.steps;
     decode.push_back(static_cast<double>(tokens_after) / std::chrono::duration<double>(t1 - last_first).count());
   }
   (void)pool;
@@ -111,14 +121,21 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   if (o.json) {
     std::printf("{\"concurrency\": %d, \"aggregate_tg_tok_s\": %.2f, \"aggregate_tok_s_with_prefill\": %.2f, "
                 "\"decode_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, \"prompt_tokens\": %lld, "
-                "\"gen_tokens\": %lld, \"peak_rss_bytes\": %lld}\n",
+                "\"gen_tokens\": %lld, \"peak_rss_bytes\": %lld, \"engine_steps\": %lld, "
+                "\"spec_draft_tokens\": %lld, \"spec_accepted_tokens\": %lld}\n",
                 o.concurrency, d.median, a.median, d.min, d.median, d.max, static_cast<long long>(o.prompt),
-                static_cast<long long>(o.gen), static_cast<long long>(PeakRssBytes()));
+                static_cast<long long>(o.gen), static_cast<long long>(PeakRssBytes()), static_cast<long long>(steps),
+                static_cast<long long>(drafts), static_cast<long long>(accepted));
   } else {
     std::printf("%d concurrent sequences (p %lld, n %lld): decode %.2f tok/s aggregate median (min %.2f, max %.2f); "
                 "%.2f tok/s over the whole run incl. prefill\n",
                 o.concurrency, static_cast<long long>(o.prompt), static_cast<long long>(o.gen), d.median, d.min, d.max,
                 a.median);
+    if (o.speculative.enabled())
+      std::printf("speculation: %lld tokens proposed, %lld accepted (%.0f%%), %lld engine steps over %d runs\n",
+                  static_cast<long long>(drafts), static_cast<long long>(accepted),
+                  drafts > 0 ? 100.0 * static_cast<double>(accepted) / static_cast<double>(drafts) : 0.0,
+                  static_cast<long long>(steps), o.reps);
   }
   return Status::Ok();
 }
@@ -201,6 +218,11 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                   "Run this many sequences at once through the serving engine (aggregate generation rate)");
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32 or q8_0")
       ->capture_default_str();
+  cmd->add_option("--speculative-tokens", o->speculative.num_tokens,
+                  "With --concurrency: n-gram speculative decoding, tokens proposed per step (0: off)")
+      ->capture_default_str();
+  cmd->add_option("--speculative-ngram-min", o->speculative.ngram_min, "Shortest suffix looked up")->capture_default_str();
+  cmd->add_option("--speculative-ngram-max", o->speculative.ngram_max, "Longest suffix looked up")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   o->exec.Add(cmd, "fast");
   cmd->callback([o, exit_code] {

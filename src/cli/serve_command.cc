@@ -196,6 +196,17 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32, or q8_0 (CPU: half of f16's memory)")->capture_default_str();
   cmd->add_option("--block-size", o->block_size, "Tokens per KV block")->capture_default_str();
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");
+  cmd->add_option("--speculative-tokens", o->speculative.num_tokens,
+                  "N-gram speculative decoding: tokens proposed per step from the request's earlier text, verified "
+                  "in one pass (0: off; 3-5 pays where outputs repeat their input: edits, extraction, quotes)")
+      ->capture_default_str();
+  cmd->add_option("--speculative-ngram-min", o->speculative.ngram_min, "Shortest suffix looked up for a proposal")
+      ->capture_default_str();
+  cmd->add_option("--speculative-ngram-max", o->speculative.ngram_max, "Longest suffix looked up for a proposal")
+      ->capture_default_str();
+  cmd->add_option("--speculative-max-seqs", o->speculative.max_seqs,
+                  "Propose only while at most this many requests run or wait (larger batches are compute-bound)")
+      ->capture_default_str();
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
   cmd->add_option("--http-threads", o->server.http_threads,
                   "Connections served at once (default: --max-num-seqs + --max-queue + 64)");

@@ -39,6 +39,7 @@ struct ServeOptions {
   std::string kv_dtype = "f16";
   int64_t block_size = 16;
   bool no_prefix_caching = false;
+  SpeculativeConfig speculative;  // --speculative-*
   double drain_timeout = 30;
   bool print_config = false;
   std::string device = "cpu";           // cpu or cuda

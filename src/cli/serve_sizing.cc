@@ -121,6 +121,8 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   ec.scheduler.max_num_seqs = o.max_num_seqs;
   ec.scheduler.max_batch_tokens = o.max_batch_tokens;
   ec.scheduler.prefix_caching = !o.no_prefix_caching;
+  QB_RETURN_IF_ERROR(CheckSpeculative(o.speculative));
+  ec.speculative = o.speculative;
   ec.kv_dtype = *kv_dtype;
   ec.kv_blocks = kv.blocks;
   ec.max_total_tokens = kv.max_total_tokens;
@@ -169,6 +171,13 @@ nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing&
   j["max_batch_tokens"] = s.engine.scheduler.max_batch_tokens;
   j["max_queue"] = s.engine.max_queue;
   j["prefix_caching"] = s.engine.scheduler.prefix_caching;
+  const SpeculativeConfig& sp = s.engine.speculative;
+  j["speculative"] = sp.enabled() ? nlohmann::ordered_json{{"method", "ngram"},
+                                                           {"num_tokens", sp.num_tokens},
+                                                           {"ngram_min", sp.ngram_min},
+                                                           {"ngram_max", sp.ngram_max},
+                                                           {"max_seqs", sp.max_seqs}}
+                                  : nlohmann::ordered_json();
   j["memory_guard_reserve_bytes"] = s.memory_limit ? nlohmann::ordered_json(s.guard_reserve_bytes) : nlohmann::ordered_json();
   return j;
 }

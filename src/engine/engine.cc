@@ -30,6 +30,22 @@ struct Engine::Active {
   int64_t cached_tokens = 0;
   Clock::time_point arrival, scheduled, first_token;
   bool was_scheduled = false;
+  // Speculation: how many tokens to propose next, and steps to wait after a proposal that was
+  // wholly refused (doubling while they keep being refused).
+  int64_t draft_limit = 0;
+  int64_t draft_skip = 0;
+  int64_t draft_backoff = 1;
+  void Verified(int64_t proposed, int64_t accepted, int64_t max_tokens) {
+    if (proposed == 0) return;
+    if (accepted == 0) {
+      draft_limit = 1;
+      draft_skip = draft_backoff;
+      draft_backoff = std::min<int64_t>(draft_backoff * 2, 32);
+      return;
+    }
+    draft_backoff = 1;
+    draft_limit = accepted == proposed ? std::min(2 * proposed, max_tokens) : accepted + 1;
+  }
 
   Active(GenerationRequest r, std::shared_ptr<RequestStream> s)
       : request(std::move(r)), stream(std::move(s)), sampler(request.sampling, request.prompt) {}
@@ -51,6 +67,8 @@ Engine::Engine(std::unique_ptr<StepModel> model, std::shared_ptr<const Tokenizer
       scheduler_(config_.scheduler, &pool_) {
   if (config_.max_total_tokens <= 0) config_.max_total_tokens = model_->config().max_position_embeddings;
   if (config_.max_input_tokens <= 0) config_.max_input_tokens = config_.max_total_tokens - 1;
+  if (config_.speculative.enabled() && !config_.drafter)
+    config_.drafter = std::make_shared<const NgramDrafter>(config_.speculative);
   counters_.kv_blocks_total = stats_.kv_blocks_total = config_.kv_blocks;
   thread_ = std::thread([this] { Loop(); });
 }
@@ -232,8 +250,47 @@ bool Engine::Emit(Active& a, const SampleResult& s) {
   return stopped;
 }
 
+bool Engine::EndsRequest(const Active& a, int32_t token) const {
+  const auto& eos = config_.eos_token_ids;
+  const auto& stop_ids = a.request.stop_token_ids;
+  return (!a.request.ignore_eos && std::find(eos.begin(), eos.end(), token) != eos.end()) ||
+         (a.constraint && a.constraint->IsEnd(token)) ||
+         std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
+}
+
+void Engine::ProposeDrafts() {
+  const SpeculativeConfig& sp = config_.speculative;
+  const auto running = static_cast<int64_t>(scheduler_.num_running());
+  if (running + static_cast<int64_t>(scheduler_.num_waiting()) > sp.max_seqs) return;
+  // Logit rows per step stay within max_num_seqs (the CUDA backend's buffers are sized so).
+  int64_t rows_left = config_.scheduler.max_num_seqs - running;
+  for (const auto& [id, a] : active_) {
+    Sequence* s = scheduler_.Find(id);
+    if (s == nullptr || s->num_computed + 1 != static_cast<int64_t>(s->tokens.size())) continue;  // not decoding
+    if (a->draft_skip > 0) {
+      --a->draft_skip;
+      continue;
+    }
+    if (a->draft_limit == 0) a->draft_limit = sp.num_tokens;
+    const int64_t total = static_cast<int64_t>(a->request.prompt.size()) + a->generated;
+    // The accepted tokens and the one after them stay within max_tokens and max_total_tokens.
+    const int64_t k = std::min({a->draft_limit, a->request.max_tokens - a->generated - 1,
+                                config_.max_total_tokens - total - 1, rows_left});
+    if (k <= 0) continue;
+    s->draft = config_.drafter->Propose(s->tokens, k);
+    // (A drafter's proposal is only ever a guess: too many tokens or ids outside the vocabulary
+    // are cut off rather than computed.)
+    if (static_cast<int64_t>(s->draft.size()) > k) s->draft.resize(static_cast<size_t>(k));
+    const int32_t vocab = static_cast<int32_t>(model_->config().vocab_size);
+    s->draft.erase(std::find_if(s->draft.begin(), s->draft.end(), [&](int32_t t) { return t < 0 || t >= vocab; }),
+                   s->draft.end());
+    rows_left -= static_cast<int64_t>(s->draft.size());
+  }
+}
+
 void Engine::Step() {
   if (scheduler_.num_running() == 0 && scheduler_.num_waiting() == 0) return;
+  if (config_.speculative.enabled()) ProposeDrafts();
   const StepPlan plan = scheduler_.Schedule();
   if (plan.chunks.empty()) {
     // Nothing fits (cannot happen for admitted requests, which were sized against the pool).
@@ -243,7 +300,10 @@ void Engine::Step() {
   const int64_t bs = config_.scheduler.block_size;
   ForwardBatch batch;
   batch.tokens.reserve(static_cast<size_t>(plan.num_tokens));
+  // Per sampled chunk: its sequence, its first logit row and its draft (the tokens to verify).
   std::vector<int64_t> sample_ids;
+  std::vector<int64_t> first_row;
+  std::vector<std::vector<int32_t>> drafts;
   const auto now = Clock::now();
   int64_t prompt_tokens = 0;
   for (const ScheduledChunk& c : plan.chunks) {
@@ -254,16 +314,20 @@ void Engine::Step() {
       a.scheduled = now;
       a.cached_tokens = s->cached_tokens;
     }
+    const auto known = static_cast<int64_t>(s->tokens.size());
     for (int64_t p = c.start; p < c.start + c.count; ++p) {
-      batch.tokens.push_back(s->tokens[static_cast<size_t>(p)]);
+      batch.tokens.push_back(p < known ? s->tokens[static_cast<size_t>(p)] : s->draft[static_cast<size_t>(p - known)]);
       batch.positions.push_back(static_cast<int32_t>(p));
       batch.slots.push_back(static_cast<int32_t>(s->blocks[static_cast<size_t>(p / bs)] * bs + p % bs));
       batch.tables.emplace_back(s->blocks);
       if (p < static_cast<int64_t>(a.request.prompt.size())) ++prompt_tokens;
     }
     if (c.sample) {
-      batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+      // The last known token's row, then one row per draft token.
+      first_row.push_back(static_cast<int64_t>(batch.logit_rows.size()));
+      for (int64_t r = c.draft; r >= 0; --r) batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1 - r));
       sample_ids.push_back(c.seq_id);
+      drafts.push_back(s->draft);
     }
   }
   const auto t0 = Clock::now();
@@ -275,58 +339,70 @@ void Engine::Step() {
     return;
   }
   // Sampling is independent per sequence (each has its own sampler): spread it over the pool.
-  std::vector<SampleResult> samples(sample_ids.size());
+  // A sequence with a draft samples row after row while its sampler picks the draft's tokens:
+  // exactly the tokens, and the random draws, of sampling one step at a time.
+  std::vector<std::vector<SampleResult>> samples(sample_ids.size());
   std::vector<Active*> actives(sample_ids.size());
   for (size_t i = 0; i < sample_ids.size(); ++i) actives[i] = active_.at(sample_ids[i]).get();
   auto sample_range = [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
-      const float* row = logits->data<float>() + i * logits->cols();
       Active& a = *actives[static_cast<size_t>(i)];
-      SampleResult& s = samples[static_cast<size_t>(i)];
-      s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())}, a.constraint.get());
-      // (A token the grammar refuses here would be a bug; the request ends with an error rather
-      // than the server.)
-      if (a.constraint && s.token >= 0 && !a.constraint->Accept(s.token)) s.token = -1;
+      const std::vector<int32_t>& draft = drafts[static_cast<size_t>(i)];
+      for (size_t j = 0; j <= draft.size(); ++j) {
+        const float* row = logits->data<float>() + (first_row[static_cast<size_t>(i)] + static_cast<int64_t>(j)) * logits->cols();
+        SampleResult s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())}, a.constraint.get());
+        // (A token the grammar refuses here would be a bug; the request ends with an error rather
+        // than the server.)
+        if (a.constraint && s.token >= 0 && !a.constraint->Accept(s.token)) s.token = -1;
+        const int32_t token = s.token;
+        samples[static_cast<size_t>(i)].push_back(std::move(s));
+        if (j == draft.size() || token != draft[j] || token < 0 || EndsRequest(a, token)) break;
+      }
     }
   };
   if (ctx_.pool != nullptr) ctx_.pool->ParallelFor(static_cast<int64_t>(sample_ids.size()), sample_range);
   else sample_range(0, static_cast<int64_t>(sample_ids.size()));
-  std::vector<int32_t> next;
+  std::vector<std::vector<int32_t>> next(sample_ids.size());
   std::vector<std::pair<int64_t, FinishReason>> finished;
   std::vector<int64_t> no_token;
+  int64_t new_tokens = 0;
   for (size_t i = 0; i < sample_ids.size(); ++i) {
     Active& a = *actives[i];
-    const SampleResult& s = samples[i];
-    if (s.token < 0) {  // structured output: no token can continue the text
-      next.push_back(0);  // (the sequence ends in this step; the token is never computed on)
-      no_token.push_back(sample_ids[i]);
-      continue;
+    std::vector<int32_t>& add = next[i];
+    for (const SampleResult& s : samples[i]) {
+      if (s.token < 0) {  // structured output: no token can continue the text
+        add.push_back(0);  // (the sequence ends in this step; the token is never computed on)
+        no_token.push_back(sample_ids[i]);
+        break;
+      }
+      add.push_back(s.token);
+      if (a.generated == 0) a.first_token = Clock::now();
+      ++a.generated;
+      if (EndsRequest(a, s.token)) {
+        StreamEvent ev;  // the stop token itself carries no text
+        ev.token = s.token;
+        ev.logprob = s.logprob;
+        ev.top_logprobs = s.top;
+        a.stream->Push(std::move(ev));
+        finished.emplace_back(sample_ids[i], FinishReason::kStop);
+        break;
+      }
+      if (Emit(a, s)) {
+        a.decoder.reset();  // the text is final: nothing held back is sent after the stop string
+        finished.emplace_back(sample_ids[i], FinishReason::kStop);
+        break;
+      }
+      const int64_t total = static_cast<int64_t>(a.request.prompt.size()) + a.generated;
+      if (a.generated >= a.request.max_tokens || total >= config_.max_total_tokens) {
+        finished.emplace_back(sample_ids[i], FinishReason::kLength);
+        break;
+      }
     }
-    next.push_back(s.token);
-    if (a.generated == 0) a.first_token = Clock::now();
-    ++a.generated;
-    const auto& eos = config_.eos_token_ids;
-    const auto& stop_ids = a.request.stop_token_ids;
-    const bool is_eos = (!a.request.ignore_eos && std::find(eos.begin(), eos.end(), s.token) != eos.end()) ||
-                        (a.constraint && a.constraint->IsEnd(s.token));
-    const bool is_stop_id = std::find(stop_ids.begin(), stop_ids.end(), s.token) != stop_ids.end();
-    if (is_eos || is_stop_id) {
-      StreamEvent ev;  // the stop token itself carries no text
-      ev.token = s.token;
-      ev.logprob = s.logprob;
-      ev.top_logprobs = s.top;
-      a.stream->Push(std::move(ev));
-      finished.emplace_back(sample_ids[i], FinishReason::kStop);
-      continue;
-    }
-    if (Emit(a, s)) {
-      a.decoder.reset();  // the text is final: nothing held back is sent after the stop string
-      finished.emplace_back(sample_ids[i], FinishReason::kStop);
-      continue;
-    }
-    const int64_t total = static_cast<int64_t>(a.request.prompt.size()) + a.generated;
-    if (a.generated >= a.request.max_tokens || total >= config_.max_total_tokens)
-      finished.emplace_back(sample_ids[i], FinishReason::kLength);
+    new_tokens += static_cast<int64_t>(add.size());
+    counters_.draft_tokens += static_cast<int64_t>(drafts[i].size());
+    counters_.accepted_tokens += static_cast<int64_t>(add.size()) - 1;
+    a.Verified(static_cast<int64_t>(drafts[i].size()), static_cast<int64_t>(add.size()) - 1,
+               config_.speculative.num_tokens);
   }
   scheduler_.Complete(plan, next);
   for (const auto& [id, reason] : finished) FinishRequest(id, reason);
@@ -334,7 +410,7 @@ void Engine::Step() {
   const auto t2 = Clock::now();
   ++counters_.steps;
   counters_.prompt_tokens += prompt_tokens;
-  counters_.generated_tokens += static_cast<int64_t>(next.size());
+  counters_.generated_tokens += new_tokens;
   counters_.forward_s += Seconds(t1 - t0);
   counters_.sample_s += Seconds(t2 - t1);
 }

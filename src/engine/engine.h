@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/drafter.h"
 #include "engine/request.h"
 #include "kernels/exec_context.h"
 #include "kv/block_pool.h"
@@ -37,6 +38,8 @@ struct EngineConfig {
   int64_t max_total_tokens = 0;       // prompt + generated; 0: the model's context length
   int64_t max_queue = 0;              // waiting requests; 0: unbounded
   std::vector<int32_t> eos_token_ids;
+  SpeculativeConfig speculative;      // speculative decoding (off by default)
+  std::shared_ptr<const Drafter> drafter;  // its proposals; null: NgramDrafter(speculative)
 };
 
 struct EngineStats {
@@ -51,6 +54,8 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   double forward_s = 0;          // time in forward passes
   double sample_s = 0;           // time sampling and detokenizing
+  int64_t draft_tokens = 0;      // speculative tokens computed
+  int64_t accepted_tokens = 0;   // of which the sampler agreed with (each saved a step)
 };
 
 class Engine {
@@ -79,6 +84,11 @@ class Engine {
   void Loop();
   void Step();
   void Admit();
+  // Sets the draft of every decoding sequence whose text repeats itself (speculation on).
+  void ProposeDrafts();
+  // True when `token` ends the request (end of sequence unless ignored, a stop id, the end of
+  // its grammar).
+  bool EndsRequest(const Active& a, int32_t token) const;
   // Sends one token with the text that became final; true when a stop string ended the output.
   bool Emit(Active& a, const SampleResult& s);
   void FinishRequest(int64_t id, FinishReason reason, const std::string& error = "");

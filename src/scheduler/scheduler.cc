@@ -56,6 +56,7 @@ bool Scheduler::Abort(int64_t id) {
 
 void Scheduler::Preempt(size_t i) {
   Sequence s = std::move(running_[i]);
+  s.draft.clear();
   running_.erase(running_.begin() + static_cast<std::ptrdiff_t>(i));
   ReleaseBlocks(s);
   ++s.preemptions;
@@ -111,14 +112,18 @@ StepPlan Scheduler::Schedule() {
       s.blocks.push_back(b);
     }
     const bool sample = s.num_computed + chunk == static_cast<int64_t>(s.tokens.size());
-    plan.chunks.push_back({s.id, s.num_computed, chunk, sample});
-    budget -= chunk;
+    // A draft takes no budget the decodes of the sequences after this one need.
+    const auto later = static_cast<int64_t>(running_.size() - i - 1);
+    const int64_t draft = sample ? TakeDraft(s, budget - chunk - later) : 0;
+    plan.chunks.push_back({s.id, s.num_computed, chunk + draft, sample, draft});
+    budget -= chunk + draft;
     ++i;
   }
   // 2. Admit waiting sequences (not in a step that had to preempt: they would thrash).
   while (plan.preempted.empty() && budget > 0 && !waiting_.empty() &&
          static_cast<int64_t>(running_.size()) < config_.max_num_seqs) {
     Sequence& s = waiting_.front();
+    s.draft.clear();  // drafts are for decoding sequences
     MatchPrefix(s);
     const int64_t need = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     const int64_t chunk = std::min(need, budget);
@@ -135,7 +140,27 @@ StepPlan Scheduler::Schedule() {
     waiting_.pop_front();
   }
   plan.num_tokens = config_.max_batch_tokens - budget;
+  // A draft is for this step only: those not scheduled are dropped.
+  for (Sequence& s : running_)
+    if (!s.draft.empty() && std::none_of(plan.chunks.begin(), plan.chunks.end(),
+                                         [&](const ScheduledChunk& c) { return c.seq_id == s.id && c.draft > 0; }))
+      s.draft.clear();
   return plan;
+}
+
+int64_t Scheduler::TakeDraft(Sequence& s, int64_t budget) {
+  auto n = std::clamp<int64_t>(budget, 0, static_cast<int64_t>(s.draft.size()));
+  const auto end = static_cast<int64_t>(s.tokens.size());  // the draft's first position
+  const int64_t spare = pool_->num_free();
+  // Only the blocks that are free now: a draft never preempts anyone.
+  while (n > 0 && BlocksFor(end + n) - static_cast<int64_t>(s.blocks.size()) > spare) --n;
+  s.draft.resize(static_cast<size_t>(n));
+  for (int64_t b = BlocksFor(end + n) - static_cast<int64_t>(s.blocks.size()); b > 0; --b) {
+    const int32_t blk = pool_->Allocate();
+    QB_CHECK(blk >= 0, "no block for a draft after counting the free ones");
+    s.blocks.push_back(blk);
+  }
+  return n;
 }
 
 void Scheduler::Publish(Sequence& s) {
@@ -152,6 +177,13 @@ void Scheduler::Publish(Sequence& s) {
 }
 
 void Scheduler::Complete(const StepPlan& plan, const std::vector<int32_t>& next) {
+  std::vector<std::vector<int32_t>> each;
+  each.reserve(next.size());
+  for (int32_t t : next) each.push_back({t});
+  Complete(plan, each);
+}
+
+void Scheduler::Complete(const StepPlan& plan, const std::vector<std::vector<int32_t>>& next) {
   size_t k = 0;
   for (const ScheduledChunk& c : plan.chunks) {
     Sequence* s = Find(c.seq_id);
@@ -159,11 +191,25 @@ void Scheduler::Complete(const StepPlan& plan, const std::vector<int32_t>& next)
       if (c.sample) ++k;
       continue;
     }
-    s->num_computed = c.start + c.count;
+    if (!c.sample) {
+      s->num_computed = c.start + c.count;
+      Publish(*s);
+      continue;
+    }
+    QB_CHECK(k < next.size(), "Complete: {} sampled chunks' tokens for more chunks", next.size());
+    const std::vector<int32_t>& add = next[k++];
+    const auto accepted = static_cast<int64_t>(add.size()) - 1;
+    QB_CHECK(accepted >= 0 && accepted <= c.draft, "Complete: {} tokens for a chunk with {} draft tokens", add.size(),
+             c.draft);
+    QB_CHECK(std::equal(add.begin(), add.end() - 1, s->draft.begin()), "Complete: accepted tokens differ from the draft");
+    s->tokens.insert(s->tokens.end(), add.begin(), add.end());  // (before Publish reads them)
+    s->draft.clear();
+    s->num_computed = c.start + c.count - c.draft + accepted;
     Publish(*s);
-    if (c.sample) {
-      QB_CHECK(k < next.size(), "Complete: {} sampled tokens for more chunks", next.size());
-      s->tokens.push_back(next[k++]);
+    // Blocks taken for rejected draft tokens go back (the next step needs the last token's slot).
+    while (static_cast<int64_t>(s->blocks.size()) > BlocksFor(static_cast<int64_t>(s->tokens.size()))) {
+      pool_->Release(s->blocks.back());
+      s->blocks.pop_back();
     }
   }
 }

@@ -39,6 +39,10 @@ struct Sequence {
   int64_t cached_tokens = 0;    // tokens found in the prefix cache at the last admission
   int64_t preemptions = 0;
   int64_t arrival = 0;          // set by the scheduler
+  // Speculative decoding: tokens proposed to follow `tokens`, set by the engine before a step.
+  // A decoding sequence's chunk then also computes as many of them as the budget and the free
+  // blocks allow (never preempting anyone for them); cleared by the next Complete.
+  std::vector<int32_t> draft;
 };
 
 struct ScheduledChunk {
@@ -46,6 +50,7 @@ struct ScheduledChunk {
   int64_t start;  // first position computed in this step
   int64_t count;
   bool sample;    // the chunk ends at the last known token: the next one is sampled from it
+  int64_t draft = 0;  // the chunk's last `draft` tokens are the sequence's draft (sample is true)
 };
 
 struct StepPlan {
@@ -67,6 +72,10 @@ class Scheduler {
   // After the step ran: every chunk's tokens are computed; `next[i]` is the token sampled for
   // the i-th chunk with sample = true (appended to its sequence).
   void Complete(const StepPlan& plan, const std::vector<int32_t>& next);
+  // The same with speculation: `next[i]` holds the tokens accepted for the i-th sampled chunk,
+  // at least one; all but the last must be the chunk's first draft tokens, whose keys and values
+  // then count as computed (those of the rejected ones are overwritten later).
+  void Complete(const StepPlan& plan, const std::vector<std::vector<int32_t>>& next);
   // Frees a running sequence that is done.
   void Finish(int64_t id) { Abort(id); }
 
@@ -82,6 +91,9 @@ class Scheduler {
   void Publish(Sequence& s);
   // Reuses cached blocks for the longest cached prefix (keeping at least one token to compute).
   void MatchPrefix(Sequence& s);
+  // Keeps as much of s.draft as `budget` tokens and the free blocks allow (allocating the
+  // blocks); returns its length.
+  int64_t TakeDraft(Sequence& s, int64_t budget);
   void InsertWaiting(Sequence seq, bool front);
 
   SchedulerConfig config_;

@@ -12,6 +12,10 @@ ServerMetrics::ServerMetrics() {
   generated_tokens_ = reg_.AddCounter("qwenbox_generation_tokens_total", "Tokens generated.");
   prefix_hits_ = reg_.AddCounter("qwenbox_prefix_cache_hit_blocks_total", "KV blocks served from the prefix cache.");
   preemptions_ = reg_.AddCounter("qwenbox_preemptions_total", "Sequences preempted for lack of KV blocks.");
+  draft_tokens_ = reg_.AddCounter("qwenbox_spec_decode_draft_tokens_total",
+                                  "Speculative (n-gram) tokens proposed and computed.");
+  accepted_tokens_ = reg_.AddCounter("qwenbox_spec_decode_accepted_tokens_total",
+                                     "Speculative tokens the sampler agreed with (each saved a step).");
   ttft_ = reg_.AddHistogram("qwenbox_time_to_first_token_seconds", "Arrival to first generated token.", latency);
   itl_ = reg_.AddHistogram("qwenbox_inter_token_latency_seconds", "Time between consecutive tokens of a stream.",
                            prom::ExponentialBuckets(0.001, 2, 14));
@@ -68,8 +72,12 @@ std::string ServerMetrics::Render(const Engine* engine, MemoryGuard* guard, int 
     std::lock_guard<std::mutex> lock(mu);
     prefix_hits_->Add(static_cast<double>(s.prefix_hit_blocks - last_prefix_hits_));
     preemptions_->Add(static_cast<double>(s.preemptions - last_preemptions_));
+    draft_tokens_->Add(static_cast<double>(s.draft_tokens - last_draft_tokens_));
+    accepted_tokens_->Add(static_cast<double>(s.accepted_tokens - last_accepted_tokens_));
     last_prefix_hits_ = s.prefix_hit_blocks;
     last_preemptions_ = s.preemptions;
+    last_draft_tokens_ = s.draft_tokens;
+    last_accepted_tokens_ = s.accepted_tokens;
   }
   rss_->Set(static_cast<double>(ProcessResidentBytes()));
   if (guard != nullptr) {

@@ -134,5 +134,21 @@ TEST(ServePrintConfig, TooSmallALimitIsRefusedWithWhatWouldFit) {
   EXPECT_NE(bad.err.find("12q"), std::string::npos) << bad.err;
 }
 
+TEST(ServePrintConfig, SpeculativeDecodingSettings) {
+  const std::string model = DataPath("micro-qwen2/micro-qwen2-q8_0.gguf");
+  const Json off = RunJson({kQwenbox, "serve", "--model", model, "--print-config", "--kv-cache-bytes", "16m"});
+  EXPECT_TRUE(off["speculative"].is_null());
+  const Json on = RunJson({kQwenbox, "serve", "--model", model, "--print-config", "--kv-cache-bytes", "16m",
+                           "--speculative-tokens", "3", "--speculative-ngram-min", "1"});
+  EXPECT_EQ(on["speculative"]["method"], "ngram");
+  EXPECT_EQ(on["speculative"]["num_tokens"], 3);
+  EXPECT_EQ(on["speculative"]["ngram_min"], 1);
+  EXPECT_EQ(on["speculative"]["ngram_max"], 4);
+  auto bad = RunCommand({kQwenbox, "serve", "--model", model, "--print-config", "--speculative-tokens", "3",
+                         "--speculative-ngram-min", "5"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--speculative-ngram-min"), std::string::npos) << bad.err;
+}
+
 }  // namespace
 }  // namespace qb

@@ -226,5 +226,152 @@ TEST(SchedulerTest, StressWithPreemptionAndCancellation) {
   EXPECT_EQ(pool.num_used(), 0);
 }
 
+// Speculative decoding: a decoding sequence's draft rides along with its last token; the blocks
+// taken for rejected draft tokens go back at once.
+TEST(SchedulerTest, DraftTokensRunWithTheDecodeAndRejectedOnesFreeTheirBlocks) {
+  BlockPool pool(10);
+  Scheduler sched({16, 8, 64, true}, &pool);
+  sched.Add(Seq(1, Prompt(13)));
+  RunStep(sched);  // prefill: 14 tokens, 13 computed
+  Sequence* s = sched.Find(1);
+  ASSERT_EQ(s->tokens.size(), 14u);
+  s->draft = {5, 6, 7, 8, 9};
+  StepPlan plan = sched.Schedule();
+  ASSERT_EQ(plan.chunks.size(), 1u);
+  EXPECT_EQ(plan.chunks[0].start, 13);
+  EXPECT_EQ(plan.chunks[0].count, 6);
+  EXPECT_EQ(plan.chunks[0].draft, 5);
+  EXPECT_TRUE(plan.chunks[0].sample);
+  EXPECT_EQ(pool.num_used(), 2);  // positions up to 18
+  sched.Complete(plan, std::vector<std::vector<int32_t>>{{42}});  // the first draft token refused
+  EXPECT_EQ(s->num_computed, 14);
+  EXPECT_EQ(s->tokens.size(), 15u);
+  EXPECT_EQ(s->tokens.back(), 42);
+  EXPECT_TRUE(s->draft.empty());
+  EXPECT_EQ(pool.num_used(), 1);  // the block taken for positions 16..18 went back
+  // Two of three accepted, then the sampler's own token.
+  s->draft = {7, 8, 9};
+  plan = sched.Schedule();
+  EXPECT_EQ(plan.chunks[0].count, 4);
+  sched.Complete(plan, std::vector<std::vector<int32_t>>{{7, 8, 100}});
+  EXPECT_EQ(s->num_computed, 17);
+  EXPECT_EQ(std::vector<int32_t>(s->tokens.end() - 4, s->tokens.end()), (std::vector<int32_t>{42, 7, 8, 100}));
+  EXPECT_EQ(pool.num_used(), 2);
+}
+
+TEST(SchedulerTest, DraftsFitTheTokenBudgetAndNeverPreempt) {
+  BlockPool pool(2);
+  Scheduler sched({16, 8, 4, true}, &pool);
+  sched.Add(Seq(1, Prompt(3)));
+  sched.Add(Seq(2, Prompt(1, 500)));
+  RunStep(sched);  // both prefilled (3 + 1 tokens): one block each
+  Sequence* s1 = sched.Find(1);
+  Sequence* s2 = sched.Find(2);
+  s1->draft = {1, 2, 3, 4, 5, 6};
+  StepPlan plan = sched.Schedule();
+  ASSERT_EQ(plan.chunks.size(), 2u);
+  EXPECT_EQ(plan.chunks[0].draft, 2);  // 4 tokens a step: 1 + 2 drafts, then the other's decode
+  EXPECT_EQ(plan.chunks[1].draft, 0);
+  EXPECT_EQ(plan.num_tokens, 4);
+  sched.Complete(plan, std::vector<std::vector<int32_t>>{{1, 2, 3}, {7}});
+  EXPECT_EQ(s1->tokens.size(), 7u);
+  // Sequence 1 fills its block at position 15; a draft that needs a third block gets only the
+  // tokens that fit in the blocks it has, and nobody is preempted for it.
+  for (int i = 0; i < 8; ++i) {
+    s1->draft.clear();
+    RunStep(sched);
+  }
+  ASSERT_EQ(s1->tokens.size(), 15u);
+  s1->draft = {1, 2, 3};
+  plan = sched.Schedule();
+  EXPECT_TRUE(plan.preempted.empty());
+  EXPECT_EQ(plan.chunks[0].draft, 1);  // position 15 is the block's last slot
+  EXPECT_EQ(pool.num_free(), 0);
+  (void)s2;
+}
+
+// Random drafts (some right, most wrong somewhere) under preemption and prefix caching: every
+// sequence still produces exactly its expected tokens, the keys/values behind every computed
+// position are that position's token (a rejected draft's never leak, into the prefix cache
+// either), and the pool ends empty.
+TEST(SchedulerTest, StressWithDraftsPreemptionAndPrefixCaching) {
+  std::mt19937 rng(7);
+  const int64_t bs = 16;
+  BlockPool pool(24);
+  Scheduler sched({bs, 12, 64, true}, &pool);
+  std::vector<int32_t> kv(24 * bs, -1);  // what each slot's keys/values were computed from
+  std::map<int64_t, std::pair<size_t, size_t>> live;  // id -> prompt length, tokens wanted
+  int64_t next_id = 1;
+  int steps = 0;
+  int64_t drafted = 0, accepted = 0;
+  while (next_id <= 200 || !live.empty()) {
+    ASSERT_LT(++steps, 100000);
+    for (int k = 0; k < 2 && next_id <= 200; ++k) {
+      const int plen = std::uniform_int_distribution<int>(1, 40)(rng);
+      const int32_t first = rng() % 2 ? 1 : static_cast<int32_t>(1000 + next_id * 100);
+      sched.Add(Seq(next_id, Prompt(plen, first)));
+      live[next_id] = {static_cast<size_t>(plen), static_cast<size_t>(plen + std::uniform_int_distribution<int>(1, 40)(rng))};
+      ++next_id;
+    }
+    for (const auto& entry : live) {
+      Sequence* s = sched.Find(entry.first);
+      if (s->num_computed + 1 != static_cast<int64_t>(s->tokens.size()) || s->num_computed == 0) continue;
+      const int n = std::uniform_int_distribution<int>(0, 6)(rng);
+      const int right = std::uniform_int_distribution<int>(0, n)(rng);  // the first `right` are correct
+      int32_t t = s->tokens.back();
+      s->draft.clear();
+      for (int j = 0; j < n; ++j) {
+        t = FakeNext(t);
+        s->draft.push_back(j < right ? t : (t + 1) % 1000);
+      }
+    }
+    StepPlan plan = sched.Schedule();
+    std::vector<std::vector<int32_t>> next;
+    for (const auto& c : plan.chunks) {
+      Sequence* s = sched.Find(c.seq_id);
+      ASSERT_EQ(c.start, s->num_computed);
+      const auto known = static_cast<int64_t>(s->tokens.size());
+      ASSERT_EQ(c.draft, c.sample ? static_cast<int64_t>(s->draft.size()) : 0);
+      ASSERT_EQ(c.start + c.count - c.draft, c.sample ? known : c.start + c.count);
+      for (int64_t p = c.start; p < c.start + c.count; ++p) {
+        const int32_t slot = s->blocks[static_cast<size_t>(p / bs)] * static_cast<int32_t>(bs) + static_cast<int32_t>(p % bs);
+        kv[static_cast<size_t>(slot)] = p < known ? s->tokens[static_cast<size_t>(p)] : s->draft[static_cast<size_t>(p - known)];
+      }
+      if (!c.sample) continue;
+      std::vector<int32_t> add;
+      int32_t t = FakeNext(s->tokens.back());
+      for (size_t j = 0;; ++j) {
+        add.push_back(t);
+        if (j == s->draft.size() || s->draft[j] != t) break;
+        t = FakeNext(t);
+      }
+      drafted += c.draft;
+      accepted += static_cast<int64_t>(add.size()) - 1;
+      next.push_back(std::move(add));
+    }
+    sched.Complete(plan, next);
+    for (auto it = live.begin(); it != live.end();) {
+      Sequence* s = sched.Find(it->first);
+      ASSERT_NE(s, nullptr);
+      for (int64_t p = 0; p < s->num_computed; ++p) {
+        const int32_t slot = s->blocks[static_cast<size_t>(p / bs)] * static_cast<int32_t>(bs) + static_cast<int32_t>(p % bs);
+        ASSERT_EQ(kv[static_cast<size_t>(slot)], s->tokens[static_cast<size_t>(p)]) << "sequence " << it->first << " position " << p;
+      }
+      if (s->tokens.size() >= it->second.second && s->num_computed + 1 >= static_cast<int64_t>(s->tokens.size())) {
+        for (size_t g = it->second.first; g < s->tokens.size(); ++g)
+          ASSERT_EQ(s->tokens[g], FakeNext(s->tokens[g - 1])) << "sequence " << it->first << " token " << g;
+        sched.Finish(it->first);
+        it = live.erase(it);
+        continue;
+      }
+      ++it;
+    }
+  }
+  EXPECT_GT(sched.total_preemptions(), 10);
+  EXPECT_GT(accepted, 100);
+  EXPECT_GT(drafted - accepted, 100);
+  EXPECT_EQ(pool.num_used(), 0);
+}
+
 }  // namespace
 }  // namespace qb

@@ -43,8 +43,9 @@ class ServerTest : public ::testing::Test {
     pool_.reset();
   }
 
-  void Start(ServerConfig sc = {}, int64_t max_queue = 0, int64_t max_num_seqs = 16) {
+  void Start(ServerConfig sc = {}, int64_t max_queue = 0, int64_t max_num_seqs = 16, SpeculativeConfig sp = {}) {
     EngineConfig ec;
+    ec.speculative = sp;
     ec.kv_blocks = 256;
     ec.max_total_tokens = 1024;
     ec.max_queue = max_queue;
@@ -482,6 +483,33 @@ TEST_F(ServerTest, MetricsPassPromtool) {
   test::WriteBytes(path, m->body);
   const int rc = std::system(("promtool check metrics < " + path + " > " + path + ".out 2>&1").c_str());
   EXPECT_EQ(rc, 0) << test::ReadBytes(path + ".out");
+}
+
+// With speculative decoding on, the API answers exactly as without it, and /metrics counts the
+// proposals (a prompt that repeats a phrase gives the n-gram drafter something to propose).
+TEST_F(ServerTest, SpeculativeDecodingAnswersTheSameAndIsCounted) {
+  const std::string body =
+      R"({"prompt": "one two three four, one two three four, one two three four, one two three", )"
+      R"("max_tokens": 24, "ignore_eos": true, "logprobs": 2})";
+  Start();
+  const OrderedJson plain = PostJson("/v1/completions", body);
+  server_->Stop();
+  engine_.reset();
+  SpeculativeConfig sp;
+  sp.num_tokens = 3;
+  sp.ngram_min = 1;
+  Start({}, 0, 16, sp);
+  const OrderedJson spec = PostJson("/v1/completions", body);
+  EXPECT_EQ(spec["choices"][0]["text"], plain["choices"][0]["text"]);
+  EXPECT_EQ(spec["choices"][0]["logprobs"]["tokens"], plain["choices"][0]["logprobs"]["tokens"]);
+  EXPECT_EQ(spec["usage"], plain["usage"]);
+  auto m = client_->Get("/metrics");
+  ASSERT_TRUE(m);
+  const std::string key = "\nqwenbox_spec_decode_draft_tokens_total ";
+  const auto at = m->body.find(key);
+  ASSERT_NE(at, std::string::npos) << m->body;
+  EXPECT_GT(std::stod(m->body.substr(at + key.size())), 0);
+  EXPECT_NE(m->body.find("qwenbox_spec_decode_accepted_tokens_total"), std::string::npos);
 }
 
 // `serve` listens before it loads the model, so a load that fails at once stops the server right
