@@ -40,6 +40,9 @@ Result<std::unique_ptr<StepModel>> MakeServeStepModel(const ServeOptions& o, con
   CudaStepOptions co;
   co.max_batch_tokens = o.max_batch_tokens;
   co.max_num_seqs = o.max_num_seqs;
+  // Speculation asks for a row per proposed token: room for every proposing sequence's.
+  if (o.speculative.enabled())
+    co.max_logit_rows = o.max_num_seqs + o.speculative.num_tokens * std::min(o.speculative.max_seqs, o.max_num_seqs);
   co.max_total_tokens = o.max_total_tokens;
   co.block_size = o.block_size;
   co.kv_dtype = ec.kv_dtype;

@@ -14,6 +14,13 @@ namespace qb {
 namespace {
 using Clock = std::chrono::steady_clock;
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The backend's limit on logit rows per step bounds the scheduler's.
+EngineConfig WithBackendLimits(EngineConfig c, const StepModel& model) {
+  if (const int64_t rows = model.max_logit_rows(); rows > 0)
+    c.scheduler.max_logit_rows = c.scheduler.max_logit_rows > 0 ? std::min(c.scheduler.max_logit_rows, rows) : rows;
+  return c;
+}
 }  // namespace
 
 struct Engine::Active {
@@ -44,7 +51,8 @@ struct Engine::Active {
       return;
     }
     draft_backoff = 1;
-    draft_limit = accepted == proposed ? std::min(2 * proposed, max_tokens) : accepted + 1;
+    // (A wholly accepted proposal may have been cut short by the step: the limit never shrinks then.)
+    draft_limit = accepted == proposed ? std::max(draft_limit, std::min(2 * proposed, max_tokens)) : accepted + 1;
   }
 
   Active(GenerationRequest r, std::shared_ptr<RequestStream> s)
@@ -61,7 +69,7 @@ Engine::Engine(std::unique_ptr<StepModel> model, std::shared_ptr<const Tokenizer
                kernels::ExecContext host)
     : model_(std::move(model)),
       tokenizer_(std::move(tokenizer)),
-      config_(std::move(config)),
+      config_(WithBackendLimits(std::move(config), *model_)),
       ctx_(host),
       pool_(static_cast<int32_t>(config_.kv_blocks)),
       scheduler_(config_.scheduler, &pool_) {
@@ -260,31 +268,25 @@ bool Engine::EndsRequest(const Active& a, int32_t token) const {
 
 void Engine::ProposeDrafts() {
   const SpeculativeConfig& sp = config_.speculative;
-  const auto running = static_cast<int64_t>(scheduler_.num_running());
-  if (running + static_cast<int64_t>(scheduler_.num_waiting()) > sp.max_seqs) return;
-  // Logit rows per step stay within max_num_seqs (the CUDA backend's buffers are sized so).
-  int64_t rows_left = config_.scheduler.max_num_seqs - running;
-  for (const auto& [id, a] : active_) {
-    Sequence* s = scheduler_.Find(id);
-    if (s == nullptr || s->num_computed + 1 != static_cast<int64_t>(s->tokens.size())) continue;  // not decoding
-    if (a->draft_skip > 0) {
-      --a->draft_skip;
+  if (static_cast<int64_t>(scheduler_.num_running() + scheduler_.num_waiting()) > sp.max_seqs) return;
+  const auto vocab = static_cast<int32_t>(model_->config().vocab_size);
+  for (Sequence* s : scheduler_.Decoding()) {
+    Active& a = *active_.at(s->id);
+    if (a.draft_skip > 0) {
+      --a.draft_skip;
       continue;
     }
-    if (a->draft_limit == 0) a->draft_limit = sp.num_tokens;
-    const int64_t total = static_cast<int64_t>(a->request.prompt.size()) + a->generated;
+    if (a.draft_limit == 0) a.draft_limit = sp.num_tokens;
+    const int64_t total = static_cast<int64_t>(a.request.prompt.size()) + a.generated;
     // The accepted tokens and the one after them stay within max_tokens and max_total_tokens.
-    const int64_t k = std::min({a->draft_limit, a->request.max_tokens - a->generated - 1,
-                                config_.max_total_tokens - total - 1, rows_left});
+    const int64_t k = std::min({a.draft_limit, a.request.max_tokens - a.generated - 1, config_.max_total_tokens - total - 1});
     if (k <= 0) continue;
     s->draft = config_.drafter->Propose(s->tokens, k);
     // (A drafter's proposal is only ever a guess: too many tokens or ids outside the vocabulary
     // are cut off rather than computed.)
     if (static_cast<int64_t>(s->draft.size()) > k) s->draft.resize(static_cast<size_t>(k));
-    const int32_t vocab = static_cast<int32_t>(model_->config().vocab_size);
     s->draft.erase(std::find_if(s->draft.begin(), s->draft.end(), [&](int32_t t) { return t < 0 || t >= vocab; }),
                    s->draft.end());
-    rows_left -= static_cast<int64_t>(s->draft.size());
   }
 }
 

@@ -1,5 +1,7 @@
 #include "model/cuda_step_model.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "model/qwen2_cuda.h"
@@ -17,6 +19,7 @@ class CudaStepModel final : public StepModel {
   int64_t kv_pool_bytes() const override { return model_->kv_pool_bytes(); }
   int64_t kv_blocks() const override { return model_->options().num_blocks; }
   std::string device() const override { return device_; }
+  int64_t max_logit_rows() const override { return model_->options().max_logit_rows; }
 
  private:
   std::unique_ptr<CudaQwen2Model> model_;
@@ -26,7 +29,7 @@ class CudaStepModel final : public StepModel {
 CudaModelOptions ModelOptions(const ModelConfig& c, const CudaStepOptions& o, int64_t blocks) {
   CudaModelOptions m;
   m.max_tokens = o.max_batch_tokens;
-  m.max_logit_rows = o.max_num_seqs;
+  m.max_logit_rows = std::min(std::max(o.max_logit_rows, o.max_num_seqs), o.max_batch_tokens);
   m.max_seqs = o.max_num_seqs;
   const int64_t longest = o.max_total_tokens > 0 ? o.max_total_tokens : c.max_position_embeddings;
   m.max_blocks_per_seq = (longest + o.block_size - 1) / o.block_size;

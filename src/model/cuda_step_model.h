@@ -14,7 +14,8 @@ namespace qb {
 
 struct CudaStepOptions {
   int64_t max_batch_tokens = 2048;  // tokens per step
-  int64_t max_num_seqs = 64;        // sequences per step (logit rows)
+  int64_t max_num_seqs = 64;        // sequences per step
+  int64_t max_logit_rows = 0;       // logit rows per step (speculation: more than sequences); at least max_num_seqs
   int64_t max_total_tokens = 0;     // longest sequence (block table width); 0: the model's context
   int64_t block_size = 16;
   DType kv_dtype = DType::kBF16;

@@ -23,6 +23,8 @@ class StepModel {
   virtual int64_t kv_pool_bytes() const = 0;
   virtual int64_t kv_blocks() const = 0;  // the pool's blocks (the scheduler's BlockPool matches it)
   virtual std::string device() const = 0;  // "cpu", "cuda:0 (NVIDIA H100 ...)"
+  // The most logit rows one step may ask for (buffers sized at start); 0: no limit.
+  virtual int64_t max_logit_rows() const { return 0; }
 };
 
 // The CPU backend: `model` over a KvStorage of `layout`, computing with `ctx`.

@@ -31,6 +31,13 @@ Sequence* Scheduler::Find(int64_t id) {
   return nullptr;
 }
 
+std::vector<Sequence*> Scheduler::Decoding() {
+  std::vector<Sequence*> out;
+  for (auto& s : running_)
+    if (s.num_computed + 1 == static_cast<int64_t>(s.tokens.size())) out.push_back(&s);
+  return out;
+}
+
 void Scheduler::ReleaseBlocks(Sequence& s) {
   for (int32_t b : s.blocks) pool_->Release(b);
   s.blocks.clear();
@@ -112,11 +119,8 @@ StepPlan Scheduler::Schedule() {
       s.blocks.push_back(b);
     }
     const bool sample = s.num_computed + chunk == static_cast<int64_t>(s.tokens.size());
-    // A draft takes no budget the decodes of the sequences after this one need.
-    const auto later = static_cast<int64_t>(running_.size() - i - 1);
-    const int64_t draft = sample ? TakeDraft(s, budget - chunk - later) : 0;
-    plan.chunks.push_back({s.id, s.num_computed, chunk + draft, sample, draft});
-    budget -= chunk + draft;
+    plan.chunks.push_back({s.id, s.num_computed, chunk, sample, 0});
+    budget -= chunk;
     ++i;
   }
   // 2. Admit waiting sequences (not in a step that had to preempt: they would thrash).
@@ -139,6 +143,8 @@ StepPlan Scheduler::Schedule() {
     running_.push_back(std::move(s));
     waiting_.pop_front();
   }
+  // 3. Drafts, last: only what the step's budget, logit rows and free blocks have left.
+  AddDrafts(plan, budget);
   plan.num_tokens = config_.max_batch_tokens - budget;
   // A draft is for this step only: those not scheduled are dropped.
   for (Sequence& s : running_)
@@ -146,6 +152,23 @@ StepPlan Scheduler::Schedule() {
                                          [&](const ScheduledChunk& c) { return c.seq_id == s.id && c.draft > 0; }))
       s.draft.clear();
   return plan;
+}
+
+void Scheduler::AddDrafts(StepPlan& plan, int64_t& budget) {
+  int64_t rows = 0;
+  for (const ScheduledChunk& c : plan.chunks) rows += c.sample ? 1 : 0;
+  for (ScheduledChunk& c : plan.chunks) {
+    if (!c.sample || budget <= 0) continue;
+    Sequence* s = Find(c.seq_id);
+    if (s == nullptr || s->draft.empty()) continue;
+    int64_t room = budget;
+    if (config_.max_logit_rows > 0) room = std::min(room, config_.max_logit_rows - rows);
+    const int64_t n = TakeDraft(*s, room);
+    c.count += n;
+    c.draft = n;
+    budget -= n;
+    rows += n;
+  }
 }
 
 int64_t Scheduler::TakeDraft(Sequence& s, int64_t budget) {

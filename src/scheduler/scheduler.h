@@ -27,6 +27,7 @@ struct SchedulerConfig {
   int64_t max_num_seqs = 64;        // sequences running at once
   int64_t max_batch_tokens = 2048;  // tokens per step (prefill chunks + decodes)
   bool prefix_caching = true;
+  int64_t max_logit_rows = 0;       // logit rows per step (sampled chunks + draft tokens); 0: no limit
 };
 
 struct Sequence {
@@ -39,9 +40,11 @@ struct Sequence {
   int64_t cached_tokens = 0;    // tokens found in the prefix cache at the last admission
   int64_t preemptions = 0;
   int64_t arrival = 0;          // set by the scheduler
-  // Speculative decoding: tokens proposed to follow `tokens`, set by the engine before a step.
-  // A decoding sequence's chunk then also computes as many of them as the budget and the free
-  // blocks allow (never preempting anyone for them); cleared by the next Complete.
+  // Speculative decoding: tokens proposed to follow `tokens`, set by the engine before a step
+  // (Decoding()). A decoding sequence's chunk then also computes as many of them as the step
+  // leaves room for once every running sequence and every admission has its chunk: token
+  // budget, logit rows, free blocks (no one is preempted or kept waiting for a draft). Dropped
+  // when not scheduled; cleared by Complete.
   std::vector<int32_t> draft;
 };
 
@@ -80,6 +83,9 @@ class Scheduler {
   void Finish(int64_t id) { Abort(id); }
 
   Sequence* Find(int64_t id);
+  // Running sequences whose next step is a decode (their tokens but the last are computed):
+  // the ones a draft can be proposed for.
+  std::vector<Sequence*> Decoding();
   size_t num_running() const { return running_.size(); }
   size_t num_waiting() const { return waiting_.size(); }
   int64_t total_preemptions() const { return total_preemptions_; }
@@ -91,6 +97,8 @@ class Scheduler {
   void Publish(Sequence& s);
   // Reuses cached blocks for the longest cached prefix (keeping at least one token to compute).
   void MatchPrefix(Sequence& s);
+  // Extends the plan's sampled chunks with their sequences' drafts, within what is left.
+  void AddDrafts(StepPlan& plan, int64_t& budget);
   // Keeps as much of s.draft as `budget` tokens and the free blocks allow (allocating the
   // blocks); returns its length.
   int64_t TakeDraft(Sequence& s, int64_t budget);

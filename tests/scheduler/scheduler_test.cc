@@ -290,6 +290,43 @@ TEST(SchedulerTest, DraftsFitTheTokenBudgetAndNeverPreempt) {
   (void)s2;
 }
 
+// Drafts take what is left once every running sequence and admission has its chunk: here the
+// last free block goes to B's decode, and A's draft keeps to the blocks A holds.
+TEST(SchedulerTest, DraftsComeLastForBlocksAndLogitRows) {
+  BlockPool pool(5);
+  SchedulerConfig config{16, 8, 64, true};
+  config.max_logit_rows = 64;
+  Scheduler sched(config, &pool);
+  sched.Add(Seq(1, Prompt(17)));
+  sched.Add(Seq(2, Prompt(32, 100)));
+  RunStep(sched);  // both prefilled: A 18 tokens in 2 blocks, B 33 tokens in 2 blocks
+  ASSERT_EQ(pool.num_free(), 1);
+  sched.Find(1)->draft = std::vector<int32_t>(16, 3);
+  StepPlan plan = sched.Schedule();
+  EXPECT_TRUE(plan.preempted.empty());
+  ASSERT_EQ(plan.chunks.size(), 2u);
+  EXPECT_EQ(plan.chunks[0].draft, 14);  // positions 18..31
+  EXPECT_EQ(plan.chunks[1].seq_id, 2);
+  EXPECT_EQ(plan.chunks[1].count, 1);
+  EXPECT_EQ(pool.num_free(), 0);
+  sched.Complete(plan, std::vector<std::vector<int32_t>>{{9}, {8}});
+
+  // Logit rows: two decodes leave one row of three for drafts.
+  BlockPool pool2(8);
+  config.max_logit_rows = 3;
+  Scheduler rows(config, &pool2);
+  rows.Add(Seq(1, Prompt(4)));
+  rows.Add(Seq(2, Prompt(4, 50)));
+  RunStep(rows);
+  rows.Find(1)->draft = {1, 2, 3, 4};
+  rows.Find(2)->draft = {1, 2, 3, 4};
+  plan = rows.Schedule();
+  ASSERT_EQ(plan.chunks.size(), 2u);
+  EXPECT_EQ(plan.chunks[0].draft, 1);
+  EXPECT_EQ(plan.chunks[1].draft, 0);
+  EXPECT_TRUE(rows.Find(2)->draft.empty());  // dropped: not scheduled
+}
+
 // Random drafts (some right, most wrong somewhere) under preemption and prefix caching: every
 // sequence still produces exactly its expected tokens, the keys/values behind every computed
 // position are that position's token (a rejected draft's never leak, into the prefix cache
@@ -313,9 +350,7 @@ TEST(SchedulerTest, StressWithDraftsPreemptionAndPrefixCaching) {
       live[next_id] = {static_cast<size_t>(plen), static_cast<size_t>(plen + std::uniform_int_distribution<int>(1, 40)(rng))};
       ++next_id;
     }
-    for (const auto& entry : live) {
-      Sequence* s = sched.Find(entry.first);
-      if (s->num_computed + 1 != static_cast<int64_t>(s->tokens.size()) || s->num_computed == 0) continue;
+    for (Sequence* s : sched.Decoding()) {
       const int n = std::uniform_int_distribution<int>(0, 6)(rng);
       const int right = std::uniform_int_distribution<int>(0, n)(rng);  // the first `right` are correct
       int32_t t = s->tokens.back();
