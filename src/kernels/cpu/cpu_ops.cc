@@ -4,6 +4,9 @@
 #include <cmath>
 #include <vector>
 
+#include <cstdlib>
+#include <string_view>
+
 #include "kernels/cpu/linear_kernels.h"
 #include "util/check.h"
 
@@ -11,8 +14,18 @@ namespace qb::kernels::cpu {
 
 namespace {
 
+// QB_AVX512_256=1 keeps the AVX-512 VNNI kernels to 256-bit vectors (for comparison, or for
+// CPUs whose clock drops under 512-bit vectors, as older Xeons' did).
+bool Avx512Wide() {
+  static const bool wide = [] {
+    const char* e = std::getenv("QB_AVX512_256");
+    return e == nullptr || std::string_view(e) != "1";
+  }();
+  return wide;
+}
+
 const CpuKernels& KernelsFor(Isa isa) {
-  if (isa >= Isa::kAvx512Vnni) return Avx512VnniCpuKernels();
+  if (isa >= Isa::kAvx512Vnni) return Avx512VnniCpuKernels(Avx512Wide());
   return isa >= Isa::kAvx2 ? Avx2CpuKernels() : ScalarCpuKernels();
 }
 

@@ -92,7 +92,7 @@ void AddKQuantX8Avx2Kernels(CpuKernels& k);  // only call when the CPU has AVX2,
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
-// AVX-512 F, BW, VL and VNNI.
-const CpuKernels& Avx512VnniCpuKernels();
+// AVX-512 F, BW, VL and VNNI. `wide`: 512-bit vectors (two block columns a vpdpbusd); else 256.
+const CpuKernels& Avx512VnniCpuKernels(bool wide);
 
 }  // namespace qb::kernels::cpu
