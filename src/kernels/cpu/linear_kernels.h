@@ -94,7 +94,5 @@ const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
 // AVX-512 F, BW, VL and VNNI. `wide`: 512-bit vectors (two block columns a vpdpbusd); else 256.
 const CpuKernels& Avx512VnniCpuKernels(bool wide);
-// The 512-bit float-weight kernels (F32, F16, BF16); only call when the CPU has AVX-512 F/BW/VL.
-void AddAvx512FloatKernels(CpuKernels& k);
 
 }  // namespace qb::kernels::cpu

@@ -8,8 +8,7 @@
 // This file is compiled with AVX-512 options and only called after a CPU check. It holds no
 // namespace-scope initializers and includes no headers beyond intrinsics and the block layouts,
 // so nothing compiled here runs (or is shared with other files) on a CPU without AVX-512.
-// With `wide`, the float-weight kernels are the 512-bit ones of linear_kernels_avx512_float.cc;
-// every other kernel of the table is the AVX2 one.
+// Every other kernel of the table is the AVX2 one.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -165,7 +164,6 @@ void ByTokens(const void* group, const ActBlock* const* acts, int nt, int64_t n,
 CpuKernels Make(bool wide) {
   CpuKernels v = Avx2CpuKernels();
   if (wide) {
-    AddAvx512FloatKernels(v);
     v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8Z<1>, DotQ4_0x8Z<2>, DotQ4_0x8Z<3>, DotQ4_0x8Z<4>>;
     v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8Z<1>, DotQ8_0x8Z<2>, DotQ8_0x8Z<3>, DotQ8_0x8Z<4>>;
   } else {
