@@ -198,7 +198,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");
   cmd->add_option("--speculative-tokens", o->speculative.num_tokens,
                   "N-gram speculative decoding: tokens proposed per step from the request's earlier text, verified "
-                  "in one pass (0: off; 3-5 pays where outputs repeat their input: edits, extraction, quotes)")
+                  "in one pass (0: off; 3 suits CPUs; pays where outputs repeat their input: edits, extraction, quotes)")
       ->capture_default_str();
   cmd->add_option("--speculative-ngram-min", o->speculative.ngram_min, "Shortest suffix looked up for a proposal")
       ->capture_default_str();
