@@ -42,7 +42,7 @@ struct Engine::Active {
   int64_t draft_limit = 0;
   int64_t draft_skip = 0;
   int64_t draft_backoff = 1;
-  void Verified(int64_t proposed, int64_t accepted, int64_t max_tokens) {
+  void Verified(int64_t proposed, int64_t accepted, int64_t most) {
     if (proposed == 0) return;
     if (accepted == 0) {
       draft_limit = 1;
@@ -52,7 +52,7 @@ struct Engine::Active {
     }
     draft_backoff = 1;
     // (A wholly accepted proposal may have been cut short by the step: the limit never shrinks then.)
-    draft_limit = accepted == proposed ? std::max(draft_limit, std::min(2 * proposed, max_tokens)) : accepted + 1;
+    draft_limit = accepted == proposed ? std::max(draft_limit, std::min(2 * proposed, most)) : accepted + 1;
   }
 
   Active(GenerationRequest r, std::shared_ptr<RequestStream> s)

@@ -155,6 +155,7 @@ StepPlan Scheduler::Schedule() {
 }
 
 void Scheduler::AddDrafts(StepPlan& plan, int64_t& budget) {
+  if (std::none_of(running_.begin(), running_.end(), [](const Sequence& s) { return !s.draft.empty(); })) return;
   int64_t rows = 0;
   for (const ScheduledChunk& c : plan.chunks) rows += c.sample ? 1 : 0;
   for (ScheduledChunk& c : plan.chunks) {
@@ -172,11 +173,10 @@ void Scheduler::AddDrafts(StepPlan& plan, int64_t& budget) {
 }
 
 int64_t Scheduler::TakeDraft(Sequence& s, int64_t budget) {
-  auto n = std::clamp<int64_t>(budget, 0, static_cast<int64_t>(s.draft.size()));
   const auto end = static_cast<int64_t>(s.tokens.size());  // the draft's first position
-  const int64_t spare = pool_->num_free();
   // Only the blocks that are free now: a draft never preempts anyone.
-  while (n > 0 && BlocksFor(end + n) - static_cast<int64_t>(s.blocks.size()) > spare) --n;
+  const int64_t slots = (static_cast<int64_t>(s.blocks.size()) + pool_->num_free()) * config_.block_size - end;
+  const int64_t n = std::clamp<int64_t>(std::min(budget, slots), 0, static_cast<int64_t>(s.draft.size()));
   s.draft.resize(static_cast<size_t>(n));
   for (int64_t b = BlocksFor(end + n) - static_cast<int64_t>(s.blocks.size()); b > 0; --b) {
     const int32_t blk = pool_->Allocate();

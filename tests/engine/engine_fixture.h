@@ -7,6 +7,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/test_paths.h"
@@ -80,6 +81,41 @@ class EngineTest : public ::testing::Test {
     std::vector<int32_t> p(static_cast<size_t>(n));
     for (auto& t : p) t = std::uniform_int_distribution<int32_t>(0, 1022)(rng);
     return p;
+  }
+
+  struct StressJob {
+    std::vector<int32_t> prompt;
+    int64_t max_tokens;
+    bool cancel;
+  };
+  // Runs every job not marked for cancelling alone (greedy, on a fresh engine), then all jobs
+  // at once on `engine`, cancelling the marked ones: each request that was not cancelled must
+  // return exactly its solo tokens. Returns how many were cancelled; `idle` gets the engine's
+  // counters once it has published its last step.
+  static int ExpectBatchedMatchesSolo(const std::vector<StressJob>& jobs, Engine& engine, EngineStats* idle) {
+    auto solo_engine = MakeEngine();
+    std::vector<std::vector<int32_t>> want;
+    for (const StressJob& j : jobs)
+      want.push_back(j.cancel ? std::vector<int32_t>{} : Collect(**solo_engine->Submit(Greedy(j.prompt, j.max_tokens))).ids);
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    for (const StressJob& j : jobs) streams.push_back(*engine.Submit(Greedy(j.prompt, j.max_tokens)));
+    for (size_t i = 0; i < jobs.size(); ++i)
+      if (jobs[i].cancel) streams[i]->Cancel();
+    int cancelled = 0;
+    for (size_t i = 0; i < jobs.size(); ++i) {
+      const Output o = Collect(*streams[i]);
+      if (o.finish.reason == FinishReason::kCancelled) {
+        EXPECT_TRUE(jobs[i].cancel) << i;
+        ++cancelled;
+        continue;
+      }
+      EXPECT_EQ(o.ids, want[i]) << "request " << i;
+    }
+    // The engine publishes its counters after the step that sent the last events.
+    for (int i = 0; i < 200 && engine.Stats().kv_blocks_used > 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    *idle = engine.Stats();
+    return cancelled;
   }
 
   static inline std::shared_ptr<const Qwen2Model> model_;

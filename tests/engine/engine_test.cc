@@ -103,40 +103,14 @@ TEST_F(EngineTest, PrefixCacheServesASharedPrompt) {
 // request not cancelled returns exactly its solo tokens, and the pool ends empty.
 TEST_F(EngineTest, StressMatchesSoloRuns) {
   std::mt19937 rng(4);
-  struct Job {
-    std::vector<int32_t> prompt;
-    int64_t max_tokens;
-    bool cancel;
-  };
-  std::vector<Job> jobs;
+  std::vector<StressJob> jobs;
   for (int i = 0; i < 300; ++i)
     jobs.push_back({RandomPrompt(rng, std::uniform_int_distribution<int>(1, 48)(rng)),
                     std::uniform_int_distribution<int64_t>(1, 24)(rng), rng() % 10 == 0});
-  // Solo runs (one engine, one request at a time).
-  auto solo_engine = MakeEngine();
-  std::vector<std::vector<int32_t>> want;
-  for (const Job& j : jobs)
-    want.push_back(j.cancel ? std::vector<int32_t>{} : Collect(**solo_engine->Submit(Greedy(j.prompt, j.max_tokens))).ids);
   // All at once: 20 blocks of 16 tokens for up to 72-token requests.
   auto engine = MakeEngine(20, 64, 16);
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const Job& j : jobs) streams.push_back(*engine->Submit(Greedy(j.prompt, j.max_tokens)));
-  for (size_t i = 0; i < jobs.size(); ++i)
-    if (jobs[i].cancel) streams[i]->Cancel();
-  int cancelled = 0;
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const Output o = Collect(*streams[i]);
-    if (o.finish.reason == FinishReason::kCancelled) {
-      EXPECT_TRUE(jobs[i].cancel) << i;
-      ++cancelled;
-      continue;
-    }
-    EXPECT_EQ(o.ids, want[i]) << "request " << i;
-  }
-  EXPECT_GT(cancelled, 0);
-  // The engine publishes its counters after the step that sent the last events.
-  for (int i = 0; i < 200 && engine->Stats().kv_blocks_used > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  const EngineStats st = engine->Stats();
+  EngineStats st;
+  EXPECT_GT(ExpectBatchedMatchesSolo(jobs, *engine, &st), 0);
   EXPECT_GT(st.preemptions, 0);
   EXPECT_EQ(st.kv_blocks_used, 0);
   EXPECT_EQ(st.running + st.waiting, 0);

@@ -141,35 +141,14 @@ TEST_F(EngineTest, SpeculationKeepsMaxTokensAndStructuredOutput) {
 // speculation: every request not cancelled returns exactly its solo tokens; the pool ends empty.
 TEST_F(EngineTest, SpeculationStressMatchesSoloRuns) {
   std::mt19937 rng(24);
-  struct Job {
-    std::vector<int32_t> prompt;
-    int64_t max_tokens;
-    bool cancel;
-  };
-  std::vector<Job> jobs;
+  std::vector<StressJob> jobs;
   for (int i = 0; i < 120; ++i)
     jobs.push_back({i % 2 ? RandomPrompt(rng, std::uniform_int_distribution<int>(1, 40)(rng))
                           : RepetitivePrompt(rng, std::uniform_int_distribution<int>(2, 6)(rng), 4),
                     std::uniform_int_distribution<int64_t>(1, 28)(rng), rng() % 10 == 0});
-  auto solo_engine = MakeEngine();
-  std::vector<std::vector<int32_t>> want;
-  for (const Job& j : jobs)
-    want.push_back(j.cancel ? std::vector<int32_t>{} : Collect(**solo_engine->Submit(Greedy(j.prompt, j.max_tokens))).ids);
   auto engine = MakeEngine(20, 64, 16, DType::kF16, Speculate(6, 1, 16));
-  std::vector<std::shared_ptr<RequestStream>> streams;
-  for (const Job& j : jobs) streams.push_back(*engine->Submit(Greedy(j.prompt, j.max_tokens)));
-  for (size_t i = 0; i < jobs.size(); ++i)
-    if (jobs[i].cancel) streams[i]->Cancel();
-  for (size_t i = 0; i < jobs.size(); ++i) {
-    const Output o = Collect(*streams[i]);
-    if (o.finish.reason == FinishReason::kCancelled) {
-      EXPECT_TRUE(jobs[i].cancel) << i;
-      continue;
-    }
-    EXPECT_EQ(o.ids, want[i]) << "request " << i;
-  }
-  for (int i = 0; i < 200 && engine->Stats().kv_blocks_used > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  const EngineStats st = engine->Stats();
+  EngineStats st;
+  ExpectBatchedMatchesSolo(jobs, *engine, &st);
   EXPECT_GT(st.preemptions, 0);
   EXPECT_GT(st.accepted_tokens, 0);
   EXPECT_EQ(st.kv_blocks_used, 0);

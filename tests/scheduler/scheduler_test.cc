@@ -337,6 +337,9 @@ TEST(SchedulerTest, StressWithDraftsPreemptionAndPrefixCaching) {
   BlockPool pool(24);
   Scheduler sched({bs, 12, 64, true}, &pool);
   std::vector<int32_t> kv(24 * bs, -1);  // what each slot's keys/values were computed from
+  auto slot = [&](const Sequence* s, int64_t p) -> int32_t& {
+    return kv[static_cast<size_t>(s->blocks[static_cast<size_t>(p / bs)] * bs + p % bs)];
+  };
   std::map<int64_t, std::pair<size_t, size_t>> live;  // id -> prompt length, tokens wanted
   int64_t next_id = 1;
   int steps = 0;
@@ -369,8 +372,7 @@ TEST(SchedulerTest, StressWithDraftsPreemptionAndPrefixCaching) {
       ASSERT_EQ(c.draft, c.sample ? static_cast<int64_t>(s->draft.size()) : 0);
       ASSERT_EQ(c.start + c.count - c.draft, c.sample ? known : c.start + c.count);
       for (int64_t p = c.start; p < c.start + c.count; ++p) {
-        const int32_t slot = s->blocks[static_cast<size_t>(p / bs)] * static_cast<int32_t>(bs) + static_cast<int32_t>(p % bs);
-        kv[static_cast<size_t>(slot)] = p < known ? s->tokens[static_cast<size_t>(p)] : s->draft[static_cast<size_t>(p - known)];
+        slot(s, p) = p < known ? s->tokens[static_cast<size_t>(p)] : s->draft[static_cast<size_t>(p - known)];
       }
       if (!c.sample) continue;
       std::vector<int32_t> add;
@@ -389,8 +391,7 @@ TEST(SchedulerTest, StressWithDraftsPreemptionAndPrefixCaching) {
       Sequence* s = sched.Find(it->first);
       ASSERT_NE(s, nullptr);
       for (int64_t p = 0; p < s->num_computed; ++p) {
-        const int32_t slot = s->blocks[static_cast<size_t>(p / bs)] * static_cast<int32_t>(bs) + static_cast<int32_t>(p % bs);
-        ASSERT_EQ(kv[static_cast<size_t>(slot)], s->tokens[static_cast<size_t>(p)]) << "sequence " << it->first << " position " << p;
+        ASSERT_EQ(slot(s, p), s->tokens[static_cast<size_t>(p)]) << "sequence " << it->first << " position " << p;
       }
       if (s->tokens.size() >= it->second.second && s->num_computed + 1 >= static_cast<int64_t>(s->tokens.size())) {
         for (size_t g = it->second.first; g < s->tokens.size(); ++g)
