@@ -45,6 +45,9 @@ using FloatDot = void (*)(const void* rows, int64_t stride, int nr, const float*
 
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
+// Two 8-row groups (16 rows), the second `group_bytes` after the first; writes out[t * 16 + r].
+using QuantDot16 = void (*)(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n,
+                            float* out);
 // Likewise for the 8-row interleaved K-quants, against 256-value activation blocks.
 using QuantDotK8 = void (*)(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out);
 
@@ -75,6 +78,8 @@ struct CpuKernels {
   QuantDot8 q5_0x8 = nullptr, q5_1x8 = nullptr, iq4_nlx8 = nullptr;
   // The 8-row interleaved K-quants (linear_kernels_kx8_*.cc).
   QuantDotK8 q2_kx8 = nullptr, q3_kx8 = nullptr, q4_kx8 = nullptr, q5_kx8 = nullptr, q6_kx8 = nullptr;
+  // Two 8-row groups a call, where that pays (AVX-512: each activation broadcast feeds two rows).
+  QuantDot16 q4_0x16 = nullptr, q8_0x16 = nullptr;
 };
 
 // Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load

@@ -19,6 +19,7 @@
 // GCC 12 reports the undefined pass-through operand inside its own 512-bit extract and shuffle
 // intrinsics as maybe-uninitialized (GCC bug 105593, fixed in GCC 13).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace qb::kernels::cpu {
 
@@ -79,71 +80,124 @@ void DotQ8_0x8V(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, f
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
-// 512-bit versions: the lower 256 bits compute block column c, the upper c + 1 (the next 32
-// bytes of the same rows, so one 64-byte load), and the two halves' int32 sums are added before
-// the same epilogue: the same exact integer sums, bit-identical results, half the vpdpbusd.
-inline __m512i Bcast4Pair(const ActBlock& a, int c) {  // dword c in lanes 0..7, dword c + 1 in 8..15
-  int32_t v0, v1;
-  __builtin_memcpy(&v0, a.q + 4 * c, 4);
-  __builtin_memcpy(&v1, a.q + 4 * c + 4, 4);
-  return _mm512_mask_set1_epi32(_mm512_set1_epi32(v0), 0xff00, v1);
+// 512-bit versions: one 64-byte load holds block columns c (lanes 0..7) and c + 1 (lanes 8..15)
+// of the 8 rows; one vpermd per load, shared by every token, pairs them up (lanes 2j and 2j + 1:
+// row j, columns c and c + 1), so each token's activations are one 8-byte broadcast straight
+// from memory and each vpdpbusd does two block columns. Adding each lane pair gives the AVX2
+// kernels' exact integer sums (in both lanes), and the float epilogue is theirs lane by lane:
+// results stay bit-identical, with no per-token shuffles or sign fixes in the inner loop.
+inline __m512i PairUp(__m512i v) {
+  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15), v);
 }
 
-inline __m256i FoldHalves(__m512i s) {
-  return _mm256_add_epi32(_mm512_castsi512_si256(s), _mm512_extracti64x4_epi64(s, 1));
+inline __m512i Bcast8(const int8_t* p) {  // 8 activation bytes in every 64-bit lane
+  int64_t v;
+  __builtin_memcpy(&v, p, 8);
+  return _mm512_set1_epi64(v);
 }
 
-template <int NT>
-void DotQ4_0x8Z(const BlockQ4_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+// The 8 rows' scales, each in two lanes (2j and 2j + 1).
+inline __m512 PairScales(const uint16_t* d) {
+  const __m512 dw = _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d))));
+  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), dw);
+}
+
+// acc += (pair sums - corr) * dw * d, with both lanes of a pair holding row j's values.
+inline __m512 Epilogue(__m512i s, int32_t corr, __m512 dw, float d, __m512 acc) {
+  const __m512i sum = _mm512_mask_sub_epi32(s, 0x5555, s, _mm512_set1_epi32(corr));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(d)), acc);
+}
+
+inline void StoreEvenLanes(__m512 acc, float* out) {
+  acc = _mm512_add_ps(acc, _mm512_permute_ps(acc, 0xB1));
+  _mm256_storeu_ps(out, _mm512_castps512_ps256(
+                            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14), acc)));
+}
+
+// RG groups of 8 rows (RG = 2: 16 rows, the second group `stride` blocks after the first) against
+// NT tokens: each activation broadcast feeds RG vpdpbusd, each weight load NT.
+template <int NT, int RG>
+void DotQ4_0x8Z(const BlockQ4_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m512 acc[RG][NT];
+  for (int g = 0; g < RG; ++g)
+    for (int t = 0; t < NT; ++t) acc[g][t] = _mm512_setzero_ps();
   const __m512i low = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i s[NT];
-    for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
+    __m512i s[RG][NT];
+    for (int g = 0; g < RG; ++g)
+      for (int t = 0; t < NT; ++t) s[g][t] = _mm512_setzero_si512();
     _Pragma("GCC unroll 2") for (int c = 0; c < 4; c += 2) {
-      const __m512i v = _mm512_loadu_si512(w[b].qs + 32 * c);
-      const __m512i lo = _mm512_and_si512(v, low), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+      __m512i lo[RG], hi[RG];
+      for (int g = 0; g < RG; ++g) {
+        const __m512i v = PairUp(_mm512_loadu_si512(w[b + g * stride].qs + 32 * c));
+        lo[g] = _mm512_and_si512(v, low);
+        hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+      }
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        s[t] = _mm512_dpbusd_epi32(s[t], lo, Bcast4Pair(acts[t][b], c));
-        s[t] = _mm512_dpbusd_epi32(s[t], hi, Bcast4Pair(acts[t][b], c + 4));
+        const __m512i xl = Bcast8(acts[t][b].q + 4 * c), xh = Bcast8(acts[t][b].q + 4 * c + 16);
+        for (int g = 0; g < RG; ++g) s[g][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s[g][t], lo[g], xl), hi[g], xh);
       }
     }
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
-    for (int t = 0; t < NT; ++t) {
-      const ActBlock& a = acts[t][b];
-      const __m256i si = _mm256_sub_epi32(FoldHalves(s[t]), _mm256_set1_epi32(8 * a.qsum));
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(si), _mm256_mul_ps(dw, _mm256_broadcast_ss(&a.d)), acc[t]);
+    for (int g = 0; g < RG; ++g) {
+      const __m512 dw = PairScales(w[b + g * stride].d);
+      for (int t = 0; t < NT; ++t) acc[g][t] = Epilogue(s[g][t], 8 * acts[t][b].qsum, dw, acts[t][b].d, acc[g][t]);
     }
   }
-  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+  for (int g = 0; g < RG; ++g)
+    for (int t = 0; t < NT; ++t) StoreEvenLanes(acc[g][t], out + 8 * (t * RG + g));
 }
 
-// The sign trick without vpsignb (no 512-bit form): |w| meets x negated where w < 0 (where w is
-// 0 the product is 0 either way).
-template <int NT>
-void DotQ8_0x8Z(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, float* out) {
-  __m256 acc[NT];
-  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
-  const __m512i zero = _mm512_setzero_si512();
+// Q8_0x8: the weights plus 128 are the unsigned operand (exact for every int8), and 128 x the
+// activations' sum comes off in integers: no per-token sign trick.
+template <int NT, int RG>
+void DotQ8_0x8Z(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m512 acc[RG][NT];
+  for (int g = 0; g < RG; ++g)
+    for (int t = 0; t < NT; ++t) acc[g][t] = _mm512_setzero_ps();
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i s[NT];
-    for (int t = 0; t < NT; ++t) s[t] = _mm512_setzero_si512();
+    __m512i s[RG][NT];
+    for (int g = 0; g < RG; ++g)
+      for (int t = 0; t < NT; ++t) s[g][t] = _mm512_setzero_si512();
     _Pragma("GCC unroll 4") for (int c = 0; c < 8; c += 2) {
-      const __m512i q = _mm512_loadu_si512(w[b].qs + 32 * c);
-      const __m512i aq = _mm512_abs_epi8(q);
-      const __mmask64 neg = _mm512_movepi8_mask(q);
+      __m512i q[RG];
+      for (int g = 0; g < RG; ++g) q[g] = PairUp(_mm512_xor_si512(_mm512_loadu_si512(w[b + g * stride].qs + 32 * c), flip));
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const __m512i x = Bcast4Pair(acts[t][b], c);
-        s[t] = _mm512_dpbusd_epi32(s[t], aq, _mm512_mask_sub_epi8(x, neg, zero, x));
+        const __m512i x = Bcast8(acts[t][b].q + 4 * c);
+        for (int g = 0; g < RG; ++g) s[g][t] = _mm512_dpbusd_epi32(s[g][t], q[g], x);
       }
     }
-    const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].d)));
-    for (int t = 0; t < NT; ++t)
-      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(FoldHalves(s[t])), _mm256_mul_ps(dw, _mm256_broadcast_ss(&acts[t][b].d)),
-                               acc[t]);
+    for (int g = 0; g < RG; ++g) {
+      const __m512 dw = PairScales(w[b + g * stride].d);
+      for (int t = 0; t < NT; ++t) acc[g][t] = Epilogue(s[g][t], 128 * acts[t][b].qsum, dw, acts[t][b].d, acc[g][t]);
+    }
   }
-  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+  for (int g = 0; g < RG; ++g)
+    for (int t = 0; t < NT; ++t) StoreEvenLanes(acc[g][t], out + 8 * (t * RG + g));
+}
+
+template <typename Block, void (*K1)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
+          void (*K2)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
+          void (*K3)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
+          void (*K4)(const Block*, int64_t, const ActBlock* const*, int64_t, float*)>
+void ByTokensZ(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  static_assert(kMaxTokens == 4);
+  const auto* w = static_cast<const Block*>(groups);
+  const int64_t stride = group_bytes / static_cast<int64_t>(sizeof(Block));
+  switch (nt) {
+    case 1: return K1(w, stride, acts, n / 32, out);
+    case 2: return K2(w, stride, acts, n / 32, out);
+    case 3: return K3(w, stride, acts, n / 32, out);
+    default: return K4(w, stride, acts, n / 32, out);
+  }
+}
+
+template <typename Block, void (*K1)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
+          void (*K2)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
+          void (*K3)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
+          void (*K4)(const Block*, int64_t, const ActBlock* const*, int64_t, float*)>
+void ByTokensZ1(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+  ByTokensZ<Block, K1, K2, K3, K4>(group, 0, acts, nt, n, out);
 }
 
 template <typename Block, void (*K1)(const Block*, const ActBlock* const*, int64_t, float*),
@@ -164,8 +218,10 @@ void ByTokens(const void* group, const ActBlock* const* acts, int nt, int64_t n,
 CpuKernels Make(bool wide) {
   CpuKernels v = Avx2CpuKernels();
   if (wide) {
-    v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8Z<1>, DotQ4_0x8Z<2>, DotQ4_0x8Z<3>, DotQ4_0x8Z<4>>;
-    v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8Z<1>, DotQ8_0x8Z<2>, DotQ8_0x8Z<3>, DotQ8_0x8Z<4>>;
+    v.q4_0x8 = ByTokensZ1<BlockQ4_0x8, DotQ4_0x8Z<1, 1>, DotQ4_0x8Z<2, 1>, DotQ4_0x8Z<3, 1>, DotQ4_0x8Z<4, 1>>;
+    v.q8_0x8 = ByTokensZ1<BlockQ8_0x8, DotQ8_0x8Z<1, 1>, DotQ8_0x8Z<2, 1>, DotQ8_0x8Z<3, 1>, DotQ8_0x8Z<4, 1>>;
+    v.q4_0x16 = ByTokensZ<BlockQ4_0x8, DotQ4_0x8Z<1, 2>, DotQ4_0x8Z<2, 2>, DotQ4_0x8Z<3, 2>, DotQ4_0x8Z<4, 2>>;
+    v.q8_0x16 = ByTokensZ<BlockQ8_0x8, DotQ8_0x8Z<1, 2>, DotQ8_0x8Z<2, 2>, DotQ8_0x8Z<3, 2>, DotQ8_0x8Z<4, 2>>;
   } else {
     v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8V<1>, DotQ4_0x8V<2>, DotQ4_0x8V<3>, DotQ4_0x8V<4>>;
     v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8V<1>, DotQ8_0x8V<2>, DotQ8_0x8V<3>, DotQ8_0x8V<4>>;
