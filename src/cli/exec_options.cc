@@ -13,8 +13,8 @@ void ExecOptions::Add(CLI::App* cmd, const std::string& default_kernels) {
   cmd->add_option("-t,--threads", threads, "Compute threads (default: the CPU quota rounded down, at least 1, at most the cores)");
   cmd->add_option("--kernels", kernels,
                   "fast (the best SIMD path of this CPU, threaded, 8-bit activations for quantized weights), "
-                  "one path by name (avx512vnni, avx2, scalar: slower paths for comparison) or reference "
-                  "(scalar, f32 activations: exact)")
+                  "one path by name (avx512bf16, avx512vnni, avx2, scalar: slower paths for comparison; avx512bf16 "
+                  "rounds the activations of BF16 weights to bf16) or reference (scalar, f32 activations: exact)")
       ->capture_default_str();
   cmd->add_option("--quant", quant,
                   "Convert the weights when loading: q8_0, q4_0, q4_k, f16 or bf16 (default: as stored)");
@@ -34,7 +34,7 @@ Status ExecOptions::Make(std::unique_ptr<ThreadPool>* pool, kernels::ExecContext
   const std::optional<kernels::Isa> isa = kernels == "fast" ? kernels::DetectIsa() : kernels::IsaFromName(kernels);
   if (!isa)
     return InvalidArgument(
-        fmt::format("--kernels {} is not one of fast, avx512vnni, avx2, scalar, reference", kernels));
+        fmt::format("--kernels {} is not one of fast, avx512bf16, avx512vnni, avx2, scalar, reference", kernels));
   if (*isa > kernels::DetectIsa())
     return InvalidArgument(fmt::format("--kernels {}: this CPU's best path is {}", kernels,
                                        kernels::IsaName(kernels::DetectIsa())));

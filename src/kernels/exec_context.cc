@@ -8,12 +8,13 @@ std::string_view IsaName(Isa isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512Vnni: return "avx512vnni";
+    case Isa::kAvx512Bf16: return "avx512bf16";
   }
   return "?";
 }
 
 std::optional<Isa> IsaFromName(std::string_view name) {
-  for (Isa isa : {Isa::kReference, Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni})
+  for (Isa isa : {Isa::kReference, Isa::kScalar, Isa::kAvx2, Isa::kAvx512Vnni, Isa::kAvx512Bf16})
     if (IsaName(isa) == name) return isa;
   return std::nullopt;
 }
@@ -26,7 +27,7 @@ Isa DetectIsa() {
       return Isa::kScalar;
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni"))
-      return Isa::kAvx512Vnni;
+      return __builtin_cpu_supports("avx512bf16") ? Isa::kAvx512Bf16 : Isa::kAvx512Vnni;
     return Isa::kAvx2;
   }();
   return isa;

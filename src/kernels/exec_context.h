@@ -13,10 +13,11 @@ namespace qb::kernels {
 // activations, f64 sums): exact, slow. The others quantize activations to 8 bits for
 // quantized weights (as llama.cpp does) and use plain C++ (kScalar) or SIMD intrinsics:
 // kAvx2 (AVX2 + FMA + F16C), kAvx512Vnni (that, plus AVX-512 F/BW/VL/VNNI for the integer dot
-// products).
-enum class Isa { kReference, kScalar, kAvx2, kAvx512Vnni };
+// products), kAvx512Bf16 (that, plus AVX512_BF16: BF16 weights meet activations rounded to bf16
+// in vdpbf16ps, as llama.cpp and oneDNN do).
+enum class Isa { kReference, kScalar, kAvx2, kAvx512Vnni, kAvx512Bf16 };
 
-std::string_view IsaName(Isa isa);  // "reference", "scalar", "avx2", "avx512vnni"
+std::string_view IsaName(Isa isa);  // "reference", "scalar", "avx2", "avx512vnni", "avx512bf16"
 std::optional<Isa> IsaFromName(std::string_view name);
 // The fastest path this CPU supports (and this build contains).
 Isa DetectIsa();

@@ -152,7 +152,7 @@ TEST(CliTest, GenerateFromTextAndChat) {
 TEST(CliTest, KernelsOptionSelectsAPath) {
   const test::Reference ref = test::LoadReference(DataPath("micro-qwen2/reference/f32/zh_sentence.json"));
   const std::string best(kernels::IsaName(kernels::DetectIsa()));
-  for (const std::string isa : {"scalar", "avx2", "avx512vnni"}) {
+  for (const std::string isa : {"scalar", "avx2", "avx512vnni", "avx512bf16"}) {
     auto r = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", Ids(ref.token_ids),
                          "--max-tokens", "8", "--temperature", "0", "--kernels", isa, "--json"});
     if (kernels::IsaFromName(isa) > kernels::DetectIsa()) {
@@ -181,7 +181,7 @@ TEST(CliTest, BadInputFailsCleanly) {
   ExpectCleanFailure(RunCommand({kQwenbox, "make-model", "--preset", "huge", "--out", dir + "/x"}), "unknown preset");
   ExpectCleanFailure(RunCommand({kQwenbox, "logits", "--model", DataPath("micro-qwen2"), "--ids", "1", "--kernels",
                                  "sse9"}),
-                     "not one of fast, avx512vnni, avx2, scalar, reference");
+                     "not one of fast, avx512bf16, avx512vnni, avx2, scalar, reference");
 
   // Truncated and corrupt checkpoints.
   const std::string gguf = test::ReadBytes(DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"));

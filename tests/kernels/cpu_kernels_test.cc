@@ -24,6 +24,7 @@ std::vector<Isa> FastIsas() {
   std::vector<Isa> v = {Isa::kScalar};
   if (DetectIsa() >= Isa::kAvx2) v.push_back(Isa::kAvx2);
   if (DetectIsa() >= Isa::kAvx512Vnni) v.push_back(Isa::kAvx512Vnni);
+  if (DetectIsa() >= Isa::kAvx512Bf16) v.push_back(Isa::kAvx512Bf16);
   return v;
 }
 
@@ -138,7 +139,7 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
     // Bound per output: sum over blocks of sum|w| * (block amax / 254), the activation rounding;
     // activation blocks are 256 values for the K-quants, 32 otherwise.
     const int64_t act_block = Info(type).block_size == 256 ? 256 : 32;
-    std::vector<double> bound(static_cast<size_t>(n * out), 0.0);
+    std::vector<double> bound(static_cast<size_t>(n * out), 0.0), mags(static_cast<size_t>(n * out), 0.0);
     for (int64_t r = 0; r < out; ++r) {
       DequantizeMatrixRow(w.raw(), type, in, r, deq.data());
       for (int64_t t = 0; t < n; ++t) {
@@ -154,22 +155,41 @@ TEST_P(FastLinearTest, MatchesReferenceWithinActivationRounding) {
         }
         const bool quantized = Info(type).is_quantized;
         bound[static_cast<size_t>(t * out + r)] = (quantized ? b * 1.001 : 0.0) + 1e-5 * mag + 1e-5;
+        mags[static_cast<size_t>(t * out + r)] = mag;
       }
     }
+    // The AVX512_BF16 path rounds the activations of BF16 weights to bf16 (relative error
+    // <= 2^-8 each): within that of the reference, and within float rounding of the reference
+    // computed on the rounded activations.
+    Tensor x_bf16 = Tensor::Empty(DType::kF32, {n, in});
+    for (int64_t i = 0; i < n * in; ++i) x_bf16.mutable_data<float>()[i] = BF16ToF32(F32ToBF16(x.data<float>()[i]));
+    Tensor want_bf16 = Tensor::Empty(DType::kF32, {n, out});
+    Linear(ExecContext::Reference(), x_bf16, w, &bias, want_bf16);
     std::vector<Tensor> results;
     for (Isa isa : FastIsas()) {
+      const bool bf16_acts = type == DType::kBF16 && isa >= Isa::kAvx512Bf16 && in % 32 == 0;
+      std::vector<Tensor> same_path;
       for (int threads : {1, 2}) {
         ThreadPool pool(threads);
         ExecContext ctx{&pool, isa};
         Tensor got = Tensor::Empty(DType::kF32, {n, out});
         Linear(ctx, x, w, &bias, got);
-        for (int64_t i = 0; i < n * out; ++i)
-          ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], bound[static_cast<size_t>(i)])
+        for (int64_t i = 0; i < n * out; ++i) {
+          const double mag = mags[static_cast<size_t>(i)];
+          ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], bound[static_cast<size_t>(i)] + (bf16_acts ? mag / 256 * 1.001 : 0))
               << Name(type) << " isa " << IsaName(isa) << " threads " << threads << " n " << n << " i " << i;
-        results.push_back(std::move(got));
+          if (bf16_acts) {
+            ASSERT_NEAR(got.data<float>()[i], want_bf16.data<float>()[i], 1e-5 * mag + 1e-5)
+                << Name(type) << " isa " << IsaName(isa) << " threads " << threads << " n " << n << " i " << i;
+          }
+        }
+        (bf16_acts ? same_path : results).push_back(std::move(got));
       }
+      for (size_t k = 1; k < same_path.size(); ++k)  // threads never change a result
+        for (int64_t i = 0; i < n * out; ++i) ASSERT_EQ(same_path[k].data<float>()[i], same_path[0].data<float>()[i]);
     }
-    // All fast paths compute the same arithmetic: they agree to float summation order.
+    // All fast paths on f32 or 8-bit activations compute the same arithmetic: they agree to
+    // float summation order.
     for (size_t k = 1; k < results.size(); ++k)
       for (int64_t i = 0; i < n * out; ++i)
         ASSERT_NEAR(results[k].data<float>()[i], results[0].data<float>()[i],

@@ -25,6 +25,7 @@ bool Avx512Wide() {
 }
 
 const CpuKernels& KernelsFor(Isa isa) {
+  if (isa >= Isa::kAvx512Bf16) return Avx512Bf16CpuKernels(Avx512Wide());
   if (isa >= Isa::kAvx512Vnni) return Avx512VnniCpuKernels(Avx512Wide());
   return isa >= Isa::kAvx2 ? Avx2CpuKernels() : ScalarCpuKernels();
 }
@@ -208,6 +209,19 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     const ActBlockK* a = QuantizeActivations(ctx, x, n, in, k.quantize_k);
     RowTiles(ctx, a, in / 256, n, out, row_bytes, 1, bias, y,
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
+    return;
+  }
+  if (w_type == DType::kBF16 && k.bf16_bf16 != nullptr && in % 32 == 0) {  // vdpbf16ps on bf16 activations
+    thread_local std::vector<uint16_t> xb;
+    xb.resize(static_cast<size_t>(n * in));
+    uint16_t* a = xb.data();
+    ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) k.to_bf16(x + t * in, in, a + t * in);
+    });
+    RowTiles(ctx, static_cast<const uint16_t*>(a), in, n, out, row_bytes, kFloatRows, bias, y,
+             [&](int64_t r, int nr, const uint16_t* const* p, int nt, float* res) {
+               k.bf16_bf16(wb + r * row_bytes, row_bytes, nr, p, nt, in, res);
+             });
     return;
   }
   QB_CHECK(Info(w_type).row_group == 1, "Linear: no CPU kernel for {} weights", Name(w_type));

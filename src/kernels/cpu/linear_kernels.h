@@ -43,6 +43,10 @@ using QuantDotK = void (*)(const void* row, const ActBlockK* const* acts, int nt
 using FloatDot = void (*)(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n,
                           float* out);
 
+// BF16 weights (rows as FloatDot) against activations already rounded to bf16; n a multiple of 32.
+using Bf16Dot = void (*)(const void* rows, int64_t stride, int nr, const uint16_t* const* xs, int nt, int64_t n,
+                         float* out);
+
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
 // Two 8-row groups (16 rows), the second `group_bytes` after the first; writes out[t * 16 + r].
@@ -80,6 +84,9 @@ struct CpuKernels {
   QuantDotK8 q2_kx8 = nullptr, q3_kx8 = nullptr, q4_kx8 = nullptr, q5_kx8 = nullptr, q6_kx8 = nullptr;
   // Two 8-row groups a call, where that pays (AVX-512: each activation broadcast feeds two rows).
   QuantDot16 q4_0x16 = nullptr, q8_0x16 = nullptr;
+  // BF16 weights on bf16 activations (AVX512_BF16): to_bf16 rounds n (a multiple of 16) floats.
+  void (*to_bf16)(const float* x, int64_t n, uint16_t* out) = nullptr;
+  Bf16Dot bf16_bf16 = nullptr;
 };
 
 // Every f16 bit pattern as f32 (65,536 floats), for the SIMD kernels' scale loads: one load
@@ -99,5 +106,8 @@ const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
 // AVX-512 F, BW, VL and VNNI. `wide`: 512-bit vectors (two block columns a vpdpbusd); else 256.
 const CpuKernels& Avx512VnniCpuKernels(bool wide);
+// That table plus the bf16 dot products; only call when the CPU also has AVX512_BF16.
+const CpuKernels& Avx512Bf16CpuKernels(bool wide);
+void AddAvx512Bf16Kernels(CpuKernels& k);  // linear_kernels_avx512bf16.cc
 
 }  // namespace qb::kernels::cpu

@@ -236,4 +236,18 @@ const CpuKernels& Avx512VnniCpuKernels(bool wide) {
   return wide ? k512 : k256;
 }
 
+const CpuKernels& Avx512Bf16CpuKernels(bool wide) {
+  static const CpuKernels k256 = [] {
+    CpuKernels k = Make(false);
+    AddAvx512Bf16Kernels(k);
+    return k;
+  }();
+  static const CpuKernels k512 = [] {
+    CpuKernels k = Make(true);
+    AddAvx512Bf16Kernels(k);
+    return k;
+  }();
+  return wide ? k512 : k256;
+}
+
 }  // namespace qb::kernels::cpu
