@@ -1,9 +1,10 @@
 // AVX-512 VNNI versions of the 8-row interleaved micro-kernels (Q4_0x8, Q8_0x8): vpdpbusd
 // multiplies u8 x s8 in groups of 4 and adds into int32 in one instruction, where AVX2 needs
 // vpmaddubsw, vpmaddwd and vpaddd. Same integer sums as the AVX2 kernels (nothing saturates in
-// either), same float operations in the same order: results are bit-identical to the AVX2
-// path. 256-bit vectors (AVX-512VL), so the code shape and the ActBlock layout stay those of
-// AVX2 and the clock does not drop as with 512-bit vectors on older Xeons.
+// either). The 256-bit kernels (QB_AVX512_256=1: for CPUs whose clock drops under 512-bit
+// vectors, as older Xeons') also do the same float operations in the same order: bit-identical
+// to AVX2. The 512-bit ones (the default) keep two float sums per row to the end: within float
+// rounding of AVX2.
 //
 // This file is compiled with AVX-512 options and only called after a CPU check. It holds no
 // namespace-scope initializers and includes no headers beyond intrinsics and the block layouts,
@@ -83,9 +84,12 @@ void DotQ8_0x8V(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, f
 // 512-bit versions: one 64-byte load holds block columns c (lanes 0..7) and c + 1 (lanes 8..15)
 // of the 8 rows; one vpermd per load, shared by every token, pairs them up (lanes 2j and 2j + 1:
 // row j, columns c and c + 1), so each token's activations are one 8-byte broadcast straight
-// from memory and each vpdpbusd does two block columns. Adding each lane pair gives the AVX2
-// kernels' exact integer sums (in both lanes), and the float epilogue is theirs lane by lane:
-// results stay bit-identical, with no per-token shuffles or sign fixes in the inner loop.
+// from memory and each vpdpbusd does two block columns, with no per-token shuffles or sign
+// fixes in the inner loop. Each lane pair's float sums (the even and the odd block columns) are
+// added once, at the end. Per block and (row group, token) that leaves 4 vpdpbusd and 3
+// multiply-pipe epilogue ops (convert, scale, FMA): measured at about one vpdpbusd a cycle,
+// half the pipes' peak, which is what 32-value blocks with their own scales allow. (Two groups
+// stacked in one register, one block column a vpdpbusd, measured no faster.)
 inline __m512i PairUp(__m512i v) {
   return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15), v);
 }
