@@ -180,22 +180,33 @@ void DotQ8_0x8Z(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* act
     for (int t = 0; t < NT; ++t) StoreEvenLanes(acc[g][t], out + 8 * (t * RG + g));
 }
 
-// F16 weights, 512-bit: 16 weights converted per vcvtph2ps and used for every token of the
-// call, NR <= 3 rows x NT <= 4 tokens with one accumulator each (12 FMA chains in flight), a
-// masked last chunk (masked loads only there: in the loop they made the kernel slower than
-// AVX2's, 16.6 vs 12.3 ms at 4864 x 896 x 128 on a Zen 5; plain loads, 8.5 ms). Every (row, token) sees the same operations in the same order whatever the
-// tile: a token's result does not depend on its batch. One token (decode) takes one row at a
-// time: one memory stream.
-template <int NR, int NT>
-void F16Tile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out) {
+// F16 and BF16 weights, 512-bit: 16 weights converted to f32 per load and used for every token
+// of the call, NR <= 3 rows x NT <= 4 tokens with one accumulator each (12 FMA chains in
+// flight), a masked last chunk (masked loads only there: in the loop they made the F16 kernel
+// slower than AVX2's, 16.6 vs 12.3 ms at 4864 x 896 x 128 on a Zen 5; plain loads, 8.5 ms).
+// Every (row, token) sees the same operations in the same order whatever the tile: a token's
+// result does not depend on its batch. One token (decode) takes one row at a time: one memory
+// stream. (With AVX512_BF16, BF16 weights take linear_kernels_avx512bf16.cc instead.)
+struct F16To32 {
+  static __m512 Load(const uint16_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 Load(const uint16_t* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+};
+struct Bf16To32 {
+  static __m512 Widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static __m512 Load(const uint16_t* p) { return Widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 Load(const uint16_t* p, __mmask16 m) { return Widen(_mm256_maskz_loadu_epi16(m, p)); }
+};
+
+template <typename Cvt, int NR, int NT>
+void HalfTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out) {
   __m512 acc[NR][NT];
   for (int r = 0; r < NR; ++r)
     for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  auto row = [&](int r) { return reinterpret_cast<const uint16_t*>(rows + r * stride); };
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     __m512 w[NR];
-    for (int r = 0; r < NR; ++r)
-      w[r] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(reinterpret_cast<const uint16_t*>(rows + r * stride) + i)));
+    for (int r = 0; r < NR; ++r) w[r] = Cvt::Load(row(r) + i);
     for (int t = 0; t < NT; ++t) {
       const __m512 x = _mm512_loadu_ps(xs[t] + i);
       for (int r = 0; r < NR; ++r) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
@@ -204,8 +215,7 @@ void F16Tile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_
   if (i < n) {
     const auto m = static_cast<__mmask16>((1u << (n - i)) - 1);
     __m512 w[NR];
-    for (int r = 0; r < NR; ++r)
-      w[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, reinterpret_cast<const uint16_t*>(rows + r * stride) + i));
+    for (int r = 0; r < NR; ++r) w[r] = Cvt::Load(row(r) + i, m);
     for (int t = 0; t < NT; ++t) {
       const __m512 x = _mm512_maskz_loadu_ps(m, xs[t] + i);
       for (int r = 0; r < NR; ++r) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
@@ -215,27 +225,28 @@ void F16Tile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_
     for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = _mm512_reduce_add_ps(acc[r][t]);
 }
 
-template <int NR>
-void F16Rows(const uint8_t* rows, int64_t stride, const float* const* xs, int nt, int64_t n, float* out) {
+template <typename Cvt, int NR>
+void HalfRows(const uint8_t* rows, int64_t stride, const float* const* xs, int nt, int64_t n, float* out) {
   switch (nt) {
-    case 1: return F16Tile<NR, 1>(rows, stride, xs, n, out);
-    case 2: return F16Tile<NR, 2>(rows, stride, xs, n, out);
-    case 3: return F16Tile<NR, 3>(rows, stride, xs, n, out);
-    default: return F16Tile<NR, 4>(rows, stride, xs, n, out);
+    case 1: return HalfTile<Cvt, NR, 1>(rows, stride, xs, n, out);
+    case 2: return HalfTile<Cvt, NR, 2>(rows, stride, xs, n, out);
+    case 3: return HalfTile<Cvt, NR, 3>(rows, stride, xs, n, out);
+    default: return HalfTile<Cvt, NR, 4>(rows, stride, xs, n, out);
   }
 }
 
-void DotF16Z(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
+template <typename Cvt>
+void DotHalfZ(const void* rows, int64_t stride, int nr, const float* const* xs, int nt, int64_t n, float* out) {
   static_assert(kFloatRows == 3 && kMaxTokens == 4, "the tiles below cover 3 rows x 4 tokens");
   const auto* r = static_cast<const uint8_t*>(rows);
   if (nt == 1) {
-    for (int k = 0; k < nr; ++k) F16Tile<1, 1>(r + k * stride, stride, xs, n, out + k);
+    for (int k = 0; k < nr; ++k) HalfTile<Cvt, 1, 1>(r + k * stride, stride, xs, n, out + k);
     return;
   }
   switch (nr) {
-    case 1: return F16Rows<1>(r, stride, xs, nt, n, out);
-    case 2: return F16Rows<2>(r, stride, xs, nt, n, out);
-    default: return F16Rows<3>(r, stride, xs, nt, n, out);
+    case 1: return HalfRows<Cvt, 1>(r, stride, xs, nt, n, out);
+    case 2: return HalfRows<Cvt, 2>(r, stride, xs, nt, n, out);
+    default: return HalfRows<Cvt, 3>(r, stride, xs, nt, n, out);
   }
 }
 
@@ -285,7 +296,8 @@ CpuKernels Make(bool wide) {
     v.q8_0x8 = ByTokensZ1<BlockQ8_0x8, DotQ8_0x8Z<1, 1>, DotQ8_0x8Z<2, 1>, DotQ8_0x8Z<3, 1>, DotQ8_0x8Z<4, 1>>;
     v.q4_0x16 = ByTokensZ<BlockQ4_0x8, DotQ4_0x8Z<1, 2>, DotQ4_0x8Z<2, 2>, DotQ4_0x8Z<3, 2>, DotQ4_0x8Z<4, 2>>;
     v.q8_0x16 = ByTokensZ<BlockQ8_0x8, DotQ8_0x8Z<1, 2>, DotQ8_0x8Z<2, 2>, DotQ8_0x8Z<3, 2>, DotQ8_0x8Z<4, 2>>;
-    v.f16 = DotF16Z;
+    v.f16 = DotHalfZ<F16To32>;
+    v.bf16 = DotHalfZ<Bf16To32>;
   } else {
     v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8V<1>, DotQ4_0x8V<2>, DotQ4_0x8V<3>, DotQ4_0x8V<4>>;
     v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8V<1>, DotQ8_0x8V<2>, DotQ8_0x8V<3>, DotQ8_0x8V<4>>;
