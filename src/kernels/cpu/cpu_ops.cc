@@ -244,7 +244,7 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
     thread_local std::vector<float> scores;
     const int64_t t = u / n_kv_heads, kvh = u % n_kv_heads;
     const int64_t n_keys = offsets[t + 1] - offsets[t];
-    scores.resize(static_cast<size_t>(n_keys));
+    scores.resize(static_cast<size_t>(group * n_keys));
     const int64_t h0 = kvh * group;
     kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + offsets[t], n_keys, kv_stride,
               kvh * head_dim, head_dim, scale, scores.data(), out + t * q_stride + h0 * head_dim);

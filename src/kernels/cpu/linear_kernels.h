@@ -72,7 +72,7 @@ struct CpuKernels {
   // n_q query heads (q[h * head_dim ...], the heads of one GQA group) over the same n_keys
   // keys/values: key j is row rows[j] of k/v (rows of `stride` elements of kv_type: f32, f16,
   // bf16, or q8_0 with stride and offset multiples of 32), from element `offset` on. softmax(q_h.k * scale) . v into out[h * head_dim ...];
-  // `scores` is scratch of n_keys floats.
+  // `scores` is scratch of n_q * n_keys floats.
   void (*attend)(const float* q, int64_t n_q, const void* k, const void* v, DType kv_type, const int32_t* rows,
                  int64_t n_keys, int64_t stride, int64_t offset, int64_t head_dim, float scale, float* scores,
                  float* out);
