@@ -95,16 +95,16 @@ QuantDotK8 QuantKernelK8(const CpuKernels& k, DType t) {
   }
 }
 
-// Quantizes every token's activations once, in parallel over tokens, into a per-thread buffer.
+// Converts every token's activations once (to 8-bit blocks, or to bf16), in parallel over tokens,
+// into a per-thread buffer: `per_token` Acts a token.
 template <typename Act>
-const Act* QuantizeActivations(const ExecContext& ctx, const float* x, int64_t n, int64_t in,
-                               void (*quantize)(const float*, int64_t, Act*)) {
-  const int64_t nb = in / static_cast<int64_t>(sizeof(Act::q));
+const Act* ConvertActivations(const ExecContext& ctx, const float* x, int64_t n, int64_t in, int64_t per_token,
+                              void (*convert)(const float*, int64_t, Act*)) {
   thread_local std::vector<Act> acts;
-  acts.resize(static_cast<size_t>(n * nb));
+  acts.resize(static_cast<size_t>(n * per_token));
   Act* a = acts.data();
   ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) quantize(x + t * in, in, a + t * nb);
+    for (int64_t t = b; t < e; ++t) convert(x + t * in, in, a + t * per_token);
   });
   return a;
 }
@@ -171,7 +171,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   const auto* wb = static_cast<const uint8_t*>(w);
 
   if (QuantDotK8 k8 = QuantKernelK8(k, w_type)) {  // interleaved K-quants: 8 rows per kernel call
-    const ActBlockK* a = QuantizeActivations(ctx, x, n, in, k.quantize_k);
+    const ActBlockK* a = ConvertActivations(ctx, x, n, in, in / 256, k.quantize_k);
     RowTiles(ctx, a, in / 256, n, out, row_bytes, 8, bias, y,
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
     return;
@@ -183,7 +183,7 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   QuantDot16 k16 = n > kMaxTokens ? QuantKernel16(k, w_type) : nullptr;
   if (k16 != nullptr) {
     const QuantDot8 k8 = QuantKernel8(k, w_type);
-    const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
+    const ActBlock* a = ConvertActivations(ctx, x, n, in, in / 32, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 16, bias, y,
              [&](int64_t r, int nr, const ActBlock* const* p, int nt, float* res) {
                if (nr == 16) return k16(wb + r * row_bytes, 8 * row_bytes, p, nt, in, res);
@@ -194,31 +194,26 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     return;
   }
   if (QuantDot8 k8 = QuantKernel8(k, w_type)) {  // interleaved: 8 rows per kernel call
-    const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
+    const ActBlock* a = ConvertActivations(ctx, x, n, in, in / 32, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 8, bias, y,
              [&](int64_t r, int, const ActBlock* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (QuantDot qk = QuantKernel(k, w_type)) {
-    const ActBlock* a = QuantizeActivations(ctx, x, n, in, k.quantize);
+    const ActBlock* a = ConvertActivations(ctx, x, n, in, in / 32, k.quantize);
     RowTiles(ctx, a, in / 32, n, out, row_bytes, 1, bias, y,
              [&](int64_t r, int, const ActBlock* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (QuantDotK qk = QuantKernelK(k, w_type)) {
-    const ActBlockK* a = QuantizeActivations(ctx, x, n, in, k.quantize_k);
+    const ActBlockK* a = ConvertActivations(ctx, x, n, in, in / 256, k.quantize_k);
     RowTiles(ctx, a, in / 256, n, out, row_bytes, 1, bias, y,
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { qk(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
   if (w_type == DType::kBF16 && k.bf16_bf16 != nullptr && in % 32 == 0) {  // vdpbf16ps on bf16 activations
-    thread_local std::vector<uint16_t> xb;
-    xb.resize(static_cast<size_t>(n * in));
-    uint16_t* a = xb.data();
-    ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
-      for (int64_t t = b; t < e; ++t) k.to_bf16(x + t * in, in, a + t * in);
-    });
-    RowTiles(ctx, static_cast<const uint16_t*>(a), in, n, out, row_bytes, kFloatRows, bias, y,
+    const uint16_t* a = ConvertActivations(ctx, x, n, in, in, k.to_bf16);
+    RowTiles(ctx, a, in, n, out, row_bytes, kFloatRows, bias, y,
              [&](int64_t r, int nr, const uint16_t* const* p, int nt, float* res) {
                k.bf16_bf16(wb + r * row_bytes, row_bytes, nr, p, nt, in, res);
              });

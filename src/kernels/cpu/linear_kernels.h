@@ -106,6 +106,9 @@ const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
 // AVX-512 F, BW, VL and VNNI. `wide`: 512-bit vectors (two block columns a vpdpbusd); else 256.
 const CpuKernels& Avx512VnniCpuKernels(bool wide);
+// The 512-bit float-weight kernels (F16, BF16) and attention, for the 512-bit table above
+// (linear_kernels_avx512_float.cc); only call when the CPU has AVX-512 F/BW/VL.
+void AddAvx512FloatKernels(CpuKernels& k);
 // That table plus the bf16 dot products; only call when the CPU also has AVX512_BF16.
 const CpuKernels& Avx512Bf16CpuKernels(bool wide);
 void AddAvx512Bf16Kernels(CpuKernels& k);  // linear_kernels_avx512bf16.cc
