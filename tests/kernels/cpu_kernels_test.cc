@@ -305,18 +305,19 @@ TEST(FastLinearTest, InterleavedKernelsHaveHeadroomAtTheExtremes) {
   }
 }
 
-// The AVX-512 VNNI kernels (8-row interleaved Q4_0 / Q8_0). The 256-bit ones compute the same
-// integer sums as the AVX2 ones and the same float operations in the same order: bit-identical
-// results. The 512-bit ones (the default) keep two partial sums per row (even and odd block
-// columns) to the end: the same exact integer sums, float rounding apart. Their 16-row form
-// is the 8-row one twice. Runs only on a CPU with AVX-512 VNNI.
-TEST(Avx512VnniTest, InterleavedKernelsAgreeWithAvx2) {
+// The AVX-512 VNNI kernels (interleaved Q4_0 / Q8_0) compute the same integer sums as the AVX2
+// ones and the same float operations in the same order: bit-identical results, for the 8-row
+// kernels of both tables and for the 512-bit 32-row form (four groups a call), which must equal
+// the 8-row kernel on each group, or a token's logits would depend on its batch. 25 blocks a
+// row: odd, so no kernel can pair blocks up unnoticed. Runs only on a CPU with AVX-512 VNNI.
+TEST(Avx512VnniTest, InterleavedKernelsAreBitIdenticalToAvx2) {
   if (DetectIsa() < Isa::kAvx512Vnni) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (best path: " << IsaName(DetectIsa()) << ")";
   const cpu::CpuKernels &avx2 = cpu::Avx2CpuKernels(), &k256 = cpu::Avx512VnniCpuKernels(false),
                         &k512 = cpu::Avx512VnniCpuKernels(true);
+  ASSERT_EQ(k256.q8_0x32, nullptr);  // the 256-bit table has no 512-bit kernels
   for (DType file_type : {DType::kQ4_0, DType::kQ8_0}) {
-    const int64_t in = 256;
-    Tensor w = Interleave(RandomWeights(file_type, 16, in, 31));
+    const int64_t in = 25 * 32;
+    Tensor w = Interleave(RandomWeights(file_type, 32, in, 31));
     const int64_t group_bytes = 8 * w.row_bytes();
     const bool q8 = file_type == DType::kQ8_0;
     for (int nt = 1; nt <= cpu::kMaxTokens; ++nt) {
@@ -327,44 +328,42 @@ TEST(Avx512VnniTest, InterleavedKernelsAgreeWithAvx2) {
         avx2.quantize(x.data<float>() + t * in, in, acts.data() + t * in / 32);
         ptrs[t] = acts.data() + t * in / 32;
       }
-      float r_avx2[2][32], r256[32], r512[2][32], r16[64];
-      for (int g = 0; g < 2; ++g) {
+      float r_avx2[4][32], r256[4][32], r512[4][32], r32[4 * 32];
+      for (int g = 0; g < 4; ++g) {
         const void* group = static_cast<const uint8_t*>(w.raw()) + g * group_bytes;
         (q8 ? avx2.q8_0x8 : avx2.q4_0x8)(group, ptrs, nt, in, r_avx2[g]);
+        (q8 ? k256.q8_0x8 : k256.q4_0x8)(group, ptrs, nt, in, r256[g]);
         (q8 ? k512.q8_0x8 : k512.q4_0x8)(group, ptrs, nt, in, r512[g]);
-        if (g == 0) (q8 ? k256.q8_0x8 : k256.q4_0x8)(group, ptrs, nt, in, r256);
       }
-      (q8 ? k512.q8_0x16 : k512.q4_0x16)(w.raw(), group_bytes, ptrs, nt, in, r16);
-      for (int i = 0; i < nt * 8; ++i) {
-        ASSERT_EQ(r256[i], r_avx2[0][i]) << Name(file_type) << " nt " << nt << " i " << i;
-        for (int g = 0; g < 2; ++g) {
-          const float a = r_avx2[g][i], z = r512[g][i];
-          ASSERT_NEAR(z, a, 2e-6f * (1.f + std::fabs(a))) << Name(file_type) << " nt " << nt << " g " << g << " i " << i;
-          ASSERT_EQ(r16[(i / 8) * 16 + g * 8 + i % 8], z) << Name(file_type) << " nt " << nt << " g " << g << " i " << i;
+      (q8 ? k512.q8_0x32 : k512.q4_0x32)(w.raw(), group_bytes, ptrs, nt, in, r32);
+      for (int g = 0; g < 4; ++g) {
+        for (int i = 0; i < nt * 8; ++i) {
+          const float a = r_avx2[g][i];
+          ASSERT_NE(a, 0.f);
+          ASSERT_EQ(r256[g][i], a) << Name(file_type) << " nt " << nt << " g " << g << " i " << i;
+          ASSERT_EQ(r512[g][i], a) << Name(file_type) << " nt " << nt << " g " << g << " i " << i;
+          ASSERT_EQ(r32[(i / 8) * 32 + g * 8 + i % 8], a) << Name(file_type) << " nt " << nt << " g " << g << " i " << i;
         }
       }
     }
   }
 }
 
-// Linear on the AVX-512 path: 16-row calls, an odd number of 8-row groups (the last one alone),
-// token counts past one micro-kernel call; within float rounding of the AVX2 path.
-TEST(Avx512VnniTest, LinearAgreesWithAvx2) {
+// Linear on the AVX-512 path: 32-row calls, matrices that end in 8, 16 or 24 rows (8-row calls),
+// token counts past one micro-kernel call; bit-identical to the AVX2 path.
+TEST(Avx512VnniTest, LinearIsBitIdenticalToAvx2) {
   if (DetectIsa() < Isa::kAvx512Vnni) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (best path: " << IsaName(DetectIsa()) << ")";
   for (DType file_type : {DType::kQ4_0, DType::kQ8_0}) {
-    for (int64_t out : {40, 48}) {
+    for (int64_t out : {40, 48, 56, 64, 96}) {
       const int64_t in = 256;
       Tensor w = Interleave(RandomWeights(file_type, out, in, 31));
-      for (int64_t n : {1, 2, 3, 4, 7}) {
+      for (int64_t n : {1, 2, 3, 4, 5, 7, 9}) {
         Tensor x = RandomF32({n, in}, static_cast<uint32_t>(40 + n));
         Tensor avx2 = Tensor::Empty(DType::kF32, {n, out}), vnni = Tensor::Empty(DType::kF32, {n, out});
         Linear(ExecContext{nullptr, Isa::kAvx2}, x, w, nullptr, avx2);
         Linear(ExecContext{nullptr, Isa::kAvx512Vnni}, x, w, nullptr, vnni);
-        for (int64_t i = 0; i < n * out; ++i) {
-          const float a = avx2.data<float>()[i];
-          ASSERT_NEAR(vnni.data<float>()[i], a, 2e-6f * (1.f + std::fabs(a)))
-              << Name(file_type) << " out " << out << " n " << n << " i " << i;
-        }
+        for (int64_t i = 0; i < n * out; ++i)
+          ASSERT_EQ(vnni.data<float>()[i], avx2.data<float>()[i]) << Name(file_type) << " out " << out << " n " << n << " i " << i;
       }
     }
   }

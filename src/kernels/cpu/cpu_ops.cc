@@ -76,10 +76,10 @@ QuantDot8 QuantKernel8(const CpuKernels& k, DType t) {
   }
 }
 
-QuantDot16 QuantKernel16(const CpuKernels& k, DType t) {
+QuantDot32 QuantKernel32(const CpuKernels& k, DType t) {
   switch (t) {
-    case DType::kQ4_0x8: return k.q4_0x16;
-    case DType::kQ8_0x8: return k.q8_0x16;
+    case DType::kQ4_0x8: return k.q4_0x32;
+    case DType::kQ8_0x8: return k.q8_0x32;
     default: return nullptr;
   }
 }
@@ -111,7 +111,7 @@ const Act* ConvertActivations(const ExecContext& ctx, const float* x, int64_t n,
 
 // Output rows are cut into tiles that threads take as they become free. A tile's weights stay in
 // cache while every group of up to kMaxTokens tokens passes over it; up to `rows_per_call` rows
-// (1; kFloatRows for float weights; 8 for the interleaved layouts) come out of one micro-kernel
+// (1; kFloatRows for float weights; 8 or 32 for the interleaved layouts) come out of one micro-kernel
 // call as res[token * rows_per_call + row]. call(first_row, rows, tokens_ptrs, nt, res) runs the
 // micro-kernel; `rows` is less than rows_per_call only at the end of the matrix.
 template <typename In, typename Call>
@@ -125,7 +125,7 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
   const int64_t n_tiles = (out + tile - 1) / tile;
   auto body = [&](int64_t ti) {
     const In* ptrs[kMaxTokens];
-    float res[kMaxTokens * 16];
+    float res[kMaxTokens * 32];
     const int64_t r0 = ti * tile, r1 = std::min(out, r0 + tile);
     for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
       const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
@@ -176,20 +176,23 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
              [&](int64_t r, int, const ActBlockK* const* p, int nt, float* res) { k8(wb + r * row_bytes, p, nt, in, res); });
     return;
   }
-  // Two interleaved groups (16 rows) a kernel call, for more than one call's tokens (prefill,
-  // batched decode): each tile then stays in cache for several passes, where 16 rows a call
-  // halve the activation loads. Decode streams the weights from memory once, and there the two
-  // groups' interleaved reads (two streams a call) measured up to 2x slower than one.
-  QuantDot16 k16 = n > kMaxTokens ? QuantKernel16(k, w_type) : nullptr;
-  if (k16 != nullptr) {
+  // Four interleaved groups (32 rows) a kernel call, for more than one call's tokens (prefill,
+  // batched decode): each tile then stays in cache for several passes, where wider calls halve
+  // the activation loads and the per-block float work. Decode streams the weights from memory
+  // once, and there four groups' interleaved reads (four streams a call) gain nothing. Both
+  // compute bit-identical results, so batching never changes a token's logits.
+  QuantDot32 k32 = n > kMaxTokens ? QuantKernel32(k, w_type) : nullptr;
+  if (k32 != nullptr) {
     const QuantDot8 k8 = QuantKernel8(k, w_type);
     const ActBlock* a = ConvertActivations(ctx, x, n, in, in / 32, k.quantize);
-    RowTiles(ctx, a, in / 32, n, out, row_bytes, 16, bias, y,
+    RowTiles(ctx, a, in / 32, n, out, row_bytes, 32, bias, y,
              [&](int64_t r, int nr, const ActBlock* const* p, int nt, float* res) {
-               if (nr == 16) return k16(wb + r * row_bytes, 8 * row_bytes, p, nt, in, res);
-               float part[kMaxTokens * 8];  // the last 8 rows of a matrix with an odd number of groups
-               k8(wb + r * row_bytes, p, nt, in, part);
-               for (int t = 0; t < nt; ++t) std::copy_n(part + 8 * t, 8, res + 16 * t);
+               if (nr == 32) return k32(wb + r * row_bytes, 8 * row_bytes, p, nt, in, res);
+               for (int g = 0; g < nr / 8; ++g) {  // the last 8, 16 or 24 rows of the matrix
+                 float part[kMaxTokens * 8];
+                 k8(wb + (r + 8 * g) * row_bytes, p, nt, in, part);
+                 for (int t = 0; t < nt; ++t) std::copy_n(part + 8 * t, 8, res + 32 * t + 8 * g);
+               }
              });
     return;
   }

@@ -14,13 +14,17 @@ inline constexpr int kFloatRows = 3;  // weight rows per float micro-kernel call
 
 // 32 activations as int8 with one scale: x[i] ~= d * q[i]. ds16[h] = d * (sum of q[16h..16h+15]),
 // the block's sums for the zero points and mins of Q4_K / Q6_K; qsum = sum of all 32 q, for
-// zero points applied in integers (Q4_0x8).
+// zero points applied in integers (Q4_0x8). neg8_qsum = -8 qsum and neg128_qsum = -128 qsum are
+// the integer corrections of Q4_0's offset of 8 and of Q8_0 weights taken as unsigned (w + 128),
+// stored so that the AVX-512 kernels start their sums from one broadcast load.
 // 64 bytes and 64-byte aligned, so that loading q never splits a cache line.
 struct alignas(64) ActBlock {
   int8_t q[32];
   float d;
   float ds16[2];
   int32_t qsum;
+  int32_t neg8_qsum;
+  int32_t neg128_qsum;
 };
 static_assert(sizeof(ActBlock) == 64);
 
@@ -49,8 +53,8 @@ using Bf16Dot = void (*)(const void* rows, int64_t stride, int nr, const uint16_
 
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
-// Two 8-row groups (16 rows), the second `group_bytes` after the first; writes out[t * 16 + r].
-using QuantDot16 = void (*)(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n,
+// Four 8-row groups (32 rows), each `group_bytes` after the one before; writes out[t * 32 + r].
+using QuantDot32 = void (*)(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n,
                             float* out);
 // Likewise for the 8-row interleaved K-quants, against 256-value activation blocks.
 using QuantDotK8 = void (*)(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out);
@@ -82,8 +86,9 @@ struct CpuKernels {
   QuantDot8 q5_0x8 = nullptr, q5_1x8 = nullptr, iq4_nlx8 = nullptr;
   // The 8-row interleaved K-quants (linear_kernels_kx8_*.cc).
   QuantDotK8 q2_kx8 = nullptr, q3_kx8 = nullptr, q4_kx8 = nullptr, q5_kx8 = nullptr, q6_kx8 = nullptr;
-  // Two 8-row groups a call, where that pays (AVX-512: each activation broadcast feeds two rows).
-  QuantDot16 q4_0x16 = nullptr, q8_0x16 = nullptr;
+  // Four 8-row groups a call, where that pays (AVX-512: 16 rows a vector, each activation
+  // broadcast feeding two vectors).
+  QuantDot32 q4_0x32 = nullptr, q8_0x32 = nullptr;
   // BF16 weights on bf16 activations (AVX512_BF16): to_bf16 rounds n (a multiple of 16) floats.
   void (*to_bf16)(const float* x, int64_t n, uint16_t* out) = nullptr;
   Bf16Dot bf16_bf16 = nullptr;
@@ -104,7 +109,7 @@ void AddKQuantX8Avx2Kernels(CpuKernels& k);  // only call when the CPU has AVX2,
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
-// AVX-512 F, BW, VL and VNNI. `wide`: 512-bit vectors (two block columns a vpdpbusd); else 256.
+// AVX-512 F, BW, VL and VNNI. `wide`: with the 512-bit kernels (32 rows a call); else 256-bit only.
 const CpuKernels& Avx512VnniCpuKernels(bool wide);
 // The 512-bit float-weight kernels (F16, BF16) and attention, for the 512-bit table above
 // (linear_kernels_avx512_float.cc); only call when the CPU has AVX-512 F/BW/VL.

@@ -1,10 +1,9 @@
 // AVX-512 VNNI versions of the 8-row interleaved micro-kernels (Q4_0x8, Q8_0x8): vpdpbusd
 // multiplies u8 x s8 in groups of 4 and adds into int32 in one instruction, where AVX2 needs
 // vpmaddubsw, vpmaddwd and vpaddd. Same integer sums as the AVX2 kernels (nothing saturates in
-// either). The 256-bit kernels (QB_AVX512_256=1: for CPUs whose clock drops under 512-bit
-// vectors, as older Xeons') also do the same float operations in the same order: bit-identical
-// to AVX2. The 512-bit ones (the default) keep two float sums per row to the end: within float
-// rounding of AVX2.
+// either), and the same float operations in the same order: bit-identical to AVX2. 256-bit
+// 8-row kernels for decode; 512-bit 32-row kernels for more tokens (not with QB_AVX512_256=1:
+// for CPUs whose clock drops under 512-bit vectors, as older Xeons').
 //
 // This file is compiled with AVX-512 options and only called after a CPU check. It holds no
 // namespace-scope initializers and includes no headers beyond intrinsics and the block layouts,
@@ -81,103 +80,102 @@ void DotQ8_0x8V(const BlockQ8_0x8* w, const ActBlock* const* acts, int64_t nb, f
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
-// 512-bit versions: one 64-byte load holds block columns c (lanes 0..7) and c + 1 (lanes 8..15)
-// of the 8 rows; one vpermd per load, shared by every token, pairs them up (lanes 2j and 2j + 1:
-// row j, columns c and c + 1), so each token's activations are one 8-byte broadcast straight
-// from memory and each vpdpbusd does two block columns, with no per-token shuffles or sign
-// fixes in the inner loop. Each lane pair's float sums (the even and the odd block columns) are
-// added once, at the end. Per block and (row group, token) that leaves 4 vpdpbusd and 3
-// multiply-pipe epilogue ops (convert, scale, FMA): measured at about one vpdpbusd a cycle,
-// half the pipes' peak, which is what 32-value blocks with their own scales allow. (Two groups
-// stacked in one register, one block column a vpdpbusd, measured no faster.)
-inline __m512i PairUp(__m512i v) {
-  return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15), v);
+// 512-bit versions, for more than one call's tokens (prefill, batched decode): 32 rows a call,
+// two vectors of 16 (lane r: row r, from two 8-row groups side by side), so each lane sums a
+// whole block of its row in integers, as the 256-bit kernels' lanes do, and then takes the same
+// float operations in the same order: bit-identical to them and to AVX2, so a token's result
+// does not depend on how many others share its call. Each activation broadcast feeds both
+// vectors; the zero point's correction is where the integer sums start (neg8_qsum /
+// neg128_qsum, one broadcast load); per block and (16 rows, token) that leaves 8 vpdpbusd and
+// 3 float operations (convert, scale, FMA). Decode (a few tokens) keeps the 256-bit 8-row
+// kernels: it streams the weights once from memory, where they measured as fast, and reading
+// four groups' streams at once was slower there.
+inline __m512i Pair256(const void* lo, const void* hi) {  // 32 bytes of one group, 32 of the next
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(lo))),
+                            _mm256_loadu_si256(static_cast<const __m256i*>(hi)), 1);
 }
 
-inline __m512i Bcast8(const int8_t* p) {  // 8 activation bytes in every 64-bit lane
-  int64_t v;
-  __builtin_memcpy(&v, p, 8);
-  return _mm512_set1_epi64(v);
+inline __m512 PairScales(const uint16_t* lo, const uint16_t* hi) {  // 16 rows' f16 scales
+  return _mm512_cvtph_ps(_mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lo))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(hi)), 1));
 }
 
-// The 8 rows' scales, each in two lanes (2j and 2j + 1).
-inline __m512 PairScales(const uint16_t* d) {
-  const __m512 dw = _mm512_zextps256_ps512(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d))));
-  return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), dw);
+inline __m512i Bcast4Z(const ActBlock& a, int c) {  // activations 4c..4c+3 in every 32-bit lane
+  int32_t v;
+  __builtin_memcpy(&v, a.q + 4 * c, 4);
+  return _mm512_set1_epi32(v);
 }
 
-// acc += (pair sums - corr) * dw * d, with both lanes of a pair holding row j's values.
-inline __m512 Epilogue(__m512i s, int32_t corr, __m512 dw, float d, __m512 acc) {
-  const __m512i sum = _mm512_mask_sub_epi32(s, 0x5555, s, _mm512_set1_epi32(corr));
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_mul_ps(dw, _mm512_set1_ps(d)), acc);
-}
-
-inline void StoreEvenLanes(__m512 acc, float* out) {
-  acc = _mm512_add_ps(acc, _mm512_permute_ps(acc, 0xB1));
-  _mm256_storeu_ps(out, _mm512_castps512_ps256(
-                            _mm512_permutexvar_ps(_mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14), acc)));
-}
-
-// RG groups of 8 rows (RG = 2: 16 rows, the second group `stride` blocks after the first) against
-// NT tokens: each activation broadcast feeds RG vpdpbusd, each weight load NT.
-template <int NT, int RG>
-void DotQ4_0x8Z(const BlockQ4_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
-  __m512 acc[RG][NT];
-  for (int g = 0; g < RG; ++g)
-    for (int t = 0; t < NT; ++t) acc[g][t] = _mm512_setzero_ps();
+// Q4_0: nibbles (0..15) are the unsigned operand; the sums start at -8 x the activations' sum.
+template <int NT>
+void DotQ4_0x32(const BlockQ4_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m512 acc[2][NT];
+  _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
   const __m512i low = _mm512_set1_epi8(0x0f);
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i s[RG][NT];
-    for (int g = 0; g < RG; ++g)
-      for (int t = 0; t < NT; ++t) s[g][t] = _mm512_setzero_si512();
-    _Pragma("GCC unroll 2") for (int c = 0; c < 4; c += 2) {
-      __m512i lo[RG], hi[RG];
-      for (int g = 0; g < RG; ++g) {
-        const __m512i v = PairUp(_mm512_loadu_si512(w[b + g * stride].qs + 32 * c));
-        lo[g] = _mm512_and_si512(v, low);
-        hi[g] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+    const BlockQ4_0x8* g[4] = {w + b, w + b + stride, w + b + 2 * stride, w + b + 3 * stride};
+    __m512i s[2][NT];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      s[0][t] = _mm512_set1_epi32(acts[t][b].neg8_qsum);
+      s[1][t] = s[0][t];
+    }
+    _Pragma("GCC unroll 4") for (int c = 0; c < 4; ++c) {
+      __m512i lo[2], hi[2];
+      _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) {
+        const __m512i v = Pair256(g[2 * p]->qs + 32 * c, g[2 * p + 1]->qs + 32 * c);
+        lo[p] = _mm512_and_si512(v, low);
+        hi[p] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
       }
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const __m512i xl = Bcast8(acts[t][b].q + 4 * c), xh = Bcast8(acts[t][b].q + 4 * c + 16);
-        for (int g = 0; g < RG; ++g) s[g][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s[g][t], lo[g], xl), hi[g], xh);
+        const __m512i xl = Bcast4Z(acts[t][b], c), xh = Bcast4Z(acts[t][b], c + 4);
+        _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
+          s[p][t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(s[p][t], lo[p], xl), hi[p], xh);
       }
     }
-    for (int g = 0; g < RG; ++g) {
-      const __m512 dw = PairScales(w[b + g * stride].d);
-      for (int t = 0; t < NT; ++t) acc[g][t] = Epilogue(s[g][t], 8 * acts[t][b].qsum, dw, acts[t][b].d, acc[g][t]);
+    _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) {
+      const __m512 dw = PairScales(g[2 * p]->d, g[2 * p + 1]->d);
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
+        acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[p][t]), _mm512_mul_ps(dw, _mm512_set1_ps(acts[t][b].d)), acc[p][t]);
     }
   }
-  for (int g = 0; g < RG; ++g)
-    for (int t = 0; t < NT; ++t) StoreEvenLanes(acc[g][t], out + 8 * (t * RG + g));
+  _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + 32 * t + 16 * p, acc[p][t]);
 }
 
-// Q8_0x8: the weights plus 128 are the unsigned operand (exact for every int8), and 128 x the
-// activations' sum comes off in integers: no per-token sign trick.
-template <int NT, int RG>
-void DotQ8_0x8Z(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
-  __m512 acc[RG][NT];
-  for (int g = 0; g < RG; ++g)
-    for (int t = 0; t < NT; ++t) acc[g][t] = _mm512_setzero_ps();
+// Q8_0: the weights plus 128 are the unsigned operand (exact for every int8); the sums start at
+// -128 x the activations' sum. No per-token sign trick.
+template <int NT>
+void DotQ8_0x32(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
+  __m512 acc[2][NT];
+  _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t b = 0; b < nb; ++b) {
-    __m512i s[RG][NT];
-    for (int g = 0; g < RG; ++g)
-      for (int t = 0; t < NT; ++t) s[g][t] = _mm512_setzero_si512();
-    _Pragma("GCC unroll 4") for (int c = 0; c < 8; c += 2) {
-      __m512i q[RG];
-      for (int g = 0; g < RG; ++g) q[g] = PairUp(_mm512_xor_si512(_mm512_loadu_si512(w[b + g * stride].qs + 32 * c), flip));
+    const BlockQ8_0x8* g[4] = {w + b, w + b + stride, w + b + 2 * stride, w + b + 3 * stride};
+    __m512i s[2][NT];
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
+      s[0][t] = _mm512_set1_epi32(acts[t][b].neg128_qsum);
+      s[1][t] = s[0][t];
+    }
+    _Pragma("GCC unroll 8") for (int c = 0; c < 8; ++c) {
+      __m512i q[2];
+      _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
+        q[p] = _mm512_xor_si512(Pair256(g[2 * p]->qs + 32 * c, g[2 * p + 1]->qs + 32 * c), flip);
       _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) {
-        const __m512i x = Bcast8(acts[t][b].q + 4 * c);
-        for (int g = 0; g < RG; ++g) s[g][t] = _mm512_dpbusd_epi32(s[g][t], q[g], x);
+        const __m512i x = Bcast4Z(acts[t][b], c);
+        _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) s[p][t] = _mm512_dpbusd_epi32(s[p][t], q[p], x);
       }
     }
-    for (int g = 0; g < RG; ++g) {
-      const __m512 dw = PairScales(w[b + g * stride].d);
-      for (int t = 0; t < NT; ++t) acc[g][t] = Epilogue(s[g][t], 128 * acts[t][b].qsum, dw, acts[t][b].d, acc[g][t]);
+    _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p) {
+      const __m512 dw = PairScales(g[2 * p]->d, g[2 * p + 1]->d);
+      _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t)
+        acc[p][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[p][t]), _mm512_mul_ps(dw, _mm512_set1_ps(acts[t][b].d)), acc[p][t]);
     }
   }
-  for (int g = 0; g < RG; ++g)
-    for (int t = 0; t < NT; ++t) StoreEvenLanes(acc[g][t], out + 8 * (t * RG + g));
+  _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + 32 * t + 16 * p, acc[p][t]);
 }
 
 template <typename Block, void (*K1)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
@@ -194,14 +192,6 @@ void ByTokensZ(const void* groups, int64_t group_bytes, const ActBlock* const* a
     case 3: return K3(w, stride, acts, n / 32, out);
     default: return K4(w, stride, acts, n / 32, out);
   }
-}
-
-template <typename Block, void (*K1)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
-          void (*K2)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
-          void (*K3)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
-          void (*K4)(const Block*, int64_t, const ActBlock* const*, int64_t, float*)>
-void ByTokensZ1(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out) {
-  ByTokensZ<Block, K1, K2, K3, K4>(group, 0, acts, nt, n, out);
 }
 
 template <typename Block, void (*K1)(const Block*, const ActBlock* const*, int64_t, float*),
@@ -221,15 +211,12 @@ void ByTokens(const void* group, const ActBlock* const* acts, int nt, int64_t n,
 
 CpuKernels Make(bool wide) {
   CpuKernels v = Avx2CpuKernels();
+  v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8V<1>, DotQ4_0x8V<2>, DotQ4_0x8V<3>, DotQ4_0x8V<4>>;
+  v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8V<1>, DotQ8_0x8V<2>, DotQ8_0x8V<3>, DotQ8_0x8V<4>>;
   if (wide) {
-    v.q4_0x8 = ByTokensZ1<BlockQ4_0x8, DotQ4_0x8Z<1, 1>, DotQ4_0x8Z<2, 1>, DotQ4_0x8Z<3, 1>, DotQ4_0x8Z<4, 1>>;
-    v.q8_0x8 = ByTokensZ1<BlockQ8_0x8, DotQ8_0x8Z<1, 1>, DotQ8_0x8Z<2, 1>, DotQ8_0x8Z<3, 1>, DotQ8_0x8Z<4, 1>>;
-    v.q4_0x16 = ByTokensZ<BlockQ4_0x8, DotQ4_0x8Z<1, 2>, DotQ4_0x8Z<2, 2>, DotQ4_0x8Z<3, 2>, DotQ4_0x8Z<4, 2>>;
-    v.q8_0x16 = ByTokensZ<BlockQ8_0x8, DotQ8_0x8Z<1, 2>, DotQ8_0x8Z<2, 2>, DotQ8_0x8Z<3, 2>, DotQ8_0x8Z<4, 2>>;
+    v.q4_0x32 = ByTokensZ<BlockQ4_0x8, DotQ4_0x32<1>, DotQ4_0x32<2>, DotQ4_0x32<3>, DotQ4_0x32<4>>;
+    v.q8_0x32 = ByTokensZ<BlockQ8_0x8, DotQ8_0x32<1>, DotQ8_0x32<2>, DotQ8_0x32<3>, DotQ8_0x32<4>>;
     AddAvx512FloatKernels(v);
-  } else {
-    v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8V<1>, DotQ4_0x8V<2>, DotQ4_0x8V<3>, DotQ4_0x8V<4>>;
-    v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8V<1>, DotQ8_0x8V<2>, DotQ8_0x8V<3>, DotQ8_0x8V<4>>;
   }
   return v;
 }

@@ -36,6 +36,8 @@ void Quantize(const float* x, int64_t n, ActBlock* out) {
     a.ds16[0] = d * static_cast<float>(s[0]);
     a.ds16[1] = d * static_cast<float>(s[1]);
     a.qsum = s[0] + s[1];
+    a.neg8_qsum = -8 * a.qsum;
+    a.neg128_qsum = -128 * a.qsum;
   }
 }
 
