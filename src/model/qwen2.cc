@@ -54,15 +54,17 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   const int64_t block_size = kv.layout().block_size;
 
   const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  Tensor x = Tensor::Empty(DType::kF32, {n, c.hidden_size});       // residual stream
-  Tensor h = Tensor::Empty(DType::kF32, {n, c.hidden_size});       // normalized input
-  Tensor q = Tensor::Empty(DType::kF32, {n, c.q_dim()});
-  Tensor kk = Tensor::Empty(DType::kF32, {n, c.kv_dim()});
-  Tensor v = Tensor::Empty(DType::kF32, {n, c.kv_dim()});
-  Tensor attn = Tensor::Empty(DType::kF32, {n, c.q_dim()});
-  Tensor proj = Tensor::Empty(DType::kF32, {n, c.hidden_size});    // a sublayer's output
-  Tensor gate = Tensor::Empty(DType::kF32, {n, c.intermediate_size});
-  Tensor up = Tensor::Empty(DType::kF32, {n, c.intermediate_size});
+  // Every buffer below is written in full before it is read: no zero-fill (the logits alone are
+  // 600 KB a sequence).
+  Tensor x = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // residual stream
+  Tensor h = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // normalized input
+  Tensor q = Tensor::Uninitialized(DType::kF32, {n, c.q_dim()});
+  Tensor kk = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
+  Tensor v = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
+  Tensor attn = Tensor::Uninitialized(DType::kF32, {n, c.q_dim()});
+  Tensor proj = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // a sublayer's output
+  Tensor gate = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
+  Tensor up = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
 
   k::Embedding(batch.tokens, weights_.token_embedding, x);
   for (int64_t l = 0; l < c.num_layers; ++l) {
@@ -89,16 +91,16 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   }
   // Final norm and lm_head, only for the rows that need logits.
   const auto m = static_cast<int64_t>(batch.logit_rows.size());
-  Tensor last = Tensor::Empty(DType::kF32, {m, c.hidden_size});
+  Tensor last = Tensor::Uninitialized(DType::kF32, {m, c.hidden_size});
   for (int64_t i = 0; i < m; ++i) {
     const int32_t r = batch.logit_rows[static_cast<size_t>(i)];
     QB_CHECK(r >= 0 && r < n, "logit row {} of {}", r, n);
     std::memcpy(last.mutable_data<float>() + i * c.hidden_size, x.data<float>() + r * c.hidden_size,
                 static_cast<size_t>(c.hidden_size) * sizeof(float));
   }
-  Tensor normed = Tensor::Empty(DType::kF32, last.shape());
+  Tensor normed = Tensor::Uninitialized(DType::kF32, last.shape());
   k::RmsNorm(ctx, last, weights_.final_norm, static_cast<float>(c.rms_norm_eps), normed);
-  Tensor logits = Tensor::Empty(DType::kF32, {m, c.vocab_size});
+  Tensor logits = Tensor::Uninitialized(DType::kF32, {m, c.vocab_size});
   k::Linear(ctx, normed, weights_.lm_head, nullptr, logits);
   return logits;
 }

@@ -1,5 +1,6 @@
 #include "tensor/tensor.h"
 
+#include <cstdlib>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -41,6 +42,23 @@ Tensor Tensor::Empty(DType dtype, Shape shape, Device device) {
   QB_CHECK(p != nullptr, "out of {} memory allocating {} bytes", DeviceName(device), t.nbytes());
   t.data_ = p;
   t.owner_ = std::shared_ptr<const void>(p, [alloc](const void* q) { alloc->Free(const_cast<void*>(q)); });
+  t.writable_ = true;
+  return t;
+}
+
+Tensor Tensor::Uninitialized(DType dtype, Shape shape) {
+  Tensor t;
+  t.dtype_ = dtype;
+  t.device_ = Device::kCpu;
+  t.shape_ = std::move(shape);
+  QB_CHECK(t.cols() % Info(dtype).block_size == 0, "{} row of {} is not whole blocks", Name(dtype),
+           t.cols());
+  constexpr size_t kAlign = 64;
+  const size_t bytes = (t.nbytes() + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, bytes == 0 ? kAlign : bytes);
+  QB_CHECK(p != nullptr, "out of cpu memory allocating {} bytes", t.nbytes());
+  t.data_ = p;
+  t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
   t.writable_ = true;
   return t;
 }

@@ -31,6 +31,9 @@ class Tensor {
   // Likewise on the CPU, for a large tensor that lives as long as the model (weights made at
   // load): AllocateMappedCpu's memory (no memset pass, huge pages advised).
   static Tensor EmptyLongLived(DType dtype, Shape shape);
+  // CPU memory left as it is (no memset pass), for scratch that is written in full before it is
+  // read: a forward pass's activations and logits, allocated every step.
+  static Tensor Uninitialized(DType dtype, Shape shape);
 
   bool defined() const { return data_ != nullptr; }
   DType dtype() const { return dtype_; }

@@ -335,7 +335,7 @@ TEST(Avx512VnniTest, InterleavedKernelsAreBitIdenticalToAvx2) {
         (q8 ? k256.q8_0x8 : k256.q4_0x8)(group, ptrs, nt, in, r256[g]);
         (q8 ? k512.q8_0x8 : k512.q4_0x8)(group, ptrs, nt, in, r512[g]);
       }
-      (q8 ? k512.q8_0x32 : k512.q4_0x32)(w.raw(), group_bytes, ptrs, nt, in, r32);
+      (q8 ? k512.q8_0x32 : k512.q4_0x32)(w.raw(), group_bytes, ptrs, nt, in, r32, 32);
       for (int g = 0; g < 4; ++g) {
         for (int i = 0; i < nt * 8; ++i) {
           const float a = r_avx2[g][i];

@@ -114,9 +114,12 @@ const Act* ConvertActivations(const ExecContext& ctx, const float* x, int64_t n,
 // (1; kFloatRows for float weights; 8 or 32 for the interleaved layouts) come out of one micro-kernel
 // call as res[token * rows_per_call + row]. call(first_row, rows, tokens_ptrs, nt, res) runs the
 // micro-kernel; `rows` is less than rows_per_call only at the end of the matrix.
-template <typename In, typename Call>
+// With kDirect, call(first_row, rows, tokens_ptrs, nt, dst, dst_stride) writes token j's rows
+// straight into dst[j * dst_stride + row] (the output itself: no copy), and the bias is added there.
+template <bool kDirect = false, typename In, typename Call>
 void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_t n, int64_t out, int64_t row_bytes,
               int rows_per_call, const float* bias, float* y, Call call) {
+  QB_CHECK(kDirect || rows_per_call <= 8, "RowTiles: {} rows a call need kDirect", rows_per_call);
   // Decode (few tokens) is bound by reading weights: small tiles split it evenly. Prefill
   // reuses each tile for many tokens: tiles sized for L2, taken dynamically.
   const int64_t tile_bytes = n <= kMaxTokens ? 16 * 1024 : 64 * 1024;
@@ -125,21 +128,28 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
   const int64_t n_tiles = (out + tile - 1) / tile;
   auto body = [&](int64_t ti) {
     const In* ptrs[kMaxTokens];
-    float res[kMaxTokens * 32];
+    [[maybe_unused]] float res[kMaxTokens * 8];  // (kDirect: unused)
     const int64_t r0 = ti * tile, r1 = std::min(out, r0 + tile);
     for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
       const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
       for (int j = 0; j < nt; ++j) ptrs[j] = acts + (t0 + j) * act_stride;
       for (int64_t r = r0; r < r1; r += rows_per_call) {
         const int nr = static_cast<int>(std::min<int64_t>(rows_per_call, r1 - r));
-        call(r, nr, ptrs, nt, res);
-        for (int j = 0; j < nt; ++j) {
-          float* yt = y + (t0 + j) * out + r;
-          const float* rt = res + j * rows_per_call;
+        if constexpr (kDirect) {
+          call(r, nr, ptrs, nt, y + t0 * out + r, out);
           if (bias != nullptr)
-            for (int i = 0; i < nr; ++i) yt[i] = rt[i] + bias[r + i];
-          else
-            for (int i = 0; i < nr; ++i) yt[i] = rt[i];
+            for (int j = 0; j < nt; ++j)
+              for (int i = 0; i < nr; ++i) y[(t0 + j) * out + r + i] += bias[r + i];
+        } else {
+          call(r, nr, ptrs, nt, res);
+          for (int j = 0; j < nt; ++j) {
+            float* yt = y + (t0 + j) * out + r;
+            const float* rt = res + j * rows_per_call;
+            if (bias != nullptr)
+              for (int i = 0; i < nr; ++i) yt[i] = rt[i] + bias[r + i];
+            else
+              for (int i = 0; i < nr; ++i) yt[i] = rt[i];
+          }
         }
       }
     }
@@ -185,15 +195,15 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
   if (k32 != nullptr) {
     const QuantDot8 k8 = QuantKernel8(k, w_type);
     const ActBlock* a = ConvertActivations(ctx, x, n, in, in / 32, k.quantize);
-    RowTiles(ctx, a, in / 32, n, out, row_bytes, 32, bias, y,
-             [&](int64_t r, int nr, const ActBlock* const* p, int nt, float* res) {
-               if (nr == 32) return k32(wb + r * row_bytes, 8 * row_bytes, p, nt, in, res);
-               for (int g = 0; g < nr / 8; ++g) {  // the last 8, 16 or 24 rows of the matrix
-                 float part[kMaxTokens * 8];
-                 k8(wb + (r + 8 * g) * row_bytes, p, nt, in, part);
-                 for (int t = 0; t < nt; ++t) std::copy_n(part + 8 * t, 8, res + 32 * t + 8 * g);
-               }
-             });
+    RowTiles<true>(ctx, a, in / 32, n, out, row_bytes, 32, bias, y,
+                   [&](int64_t r, int nr, const ActBlock* const* p, int nt, float* dst, int64_t stride) {
+                     if (nr == 32) return k32(wb + r * row_bytes, 8 * row_bytes, p, nt, in, dst, stride);
+                     for (int g = 0; g < nr / 8; ++g) {  // the last 8, 16 or 24 rows of the matrix
+                       float part[kMaxTokens * 8];
+                       k8(wb + (r + 8 * g) * row_bytes, p, nt, in, part);
+                       for (int t = 0; t < nt; ++t) std::copy_n(part + 8 * t, 8, dst + t * stride + 8 * g);
+                     }
+                   });
     return;
   }
   if (QuantDot8 k8 = QuantKernel8(k, w_type)) {  // interleaved: 8 rows per kernel call

@@ -53,9 +53,10 @@ using Bf16Dot = void (*)(const void* rows, int64_t stride, int nr, const uint16_
 
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
-// Four 8-row groups (32 rows), each `group_bytes` after the one before; writes out[t * 32 + r].
+// Four 8-row groups (32 rows), each `group_bytes` after the one before; writes
+// out[t * out_stride + r].
 using QuantDot32 = void (*)(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n,
-                            float* out);
+                            float* out, int64_t out_stride);
 // Likewise for the 8-row interleaved K-quants, against 256-value activation blocks.
 using QuantDotK8 = void (*)(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out);
 

@@ -109,7 +109,8 @@ inline __m512i Bcast4Z(const ActBlock& a, int c) {  // activations 4c..4c+3 in e
 
 // Q4_0: nibbles (0..15) are the unsigned operand; the sums start at -8 x the activations' sum.
 template <int NT>
-void DotQ4_0x32(const BlockQ4_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
+void DotQ4_0x32(const BlockQ4_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out,
+                int64_t out_stride) {
   __m512 acc[2][NT];
   _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
@@ -141,13 +142,14 @@ void DotQ4_0x32(const BlockQ4_0x8* w, int64_t stride, const ActBlock* const* act
     }
   }
   _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + 32 * t + 16 * p, acc[p][t]);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + out_stride * t + 16 * p, acc[p][t]);
 }
 
 // Q8_0: the weights plus 128 are the unsigned operand (exact for every int8); the sums start at
 // -128 x the activations' sum. No per-token sign trick.
 template <int NT>
-void DotQ8_0x32(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out) {
+void DotQ8_0x32(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* acts, int64_t nb, float* out,
+                int64_t out_stride) {
   __m512 acc[2][NT];
   _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
     _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) acc[p][t] = _mm512_setzero_ps();
@@ -175,22 +177,23 @@ void DotQ8_0x32(const BlockQ8_0x8* w, int64_t stride, const ActBlock* const* act
     }
   }
   _Pragma("GCC unroll 2") for (int p = 0; p < 2; ++p)
-    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + 32 * t + 16 * p, acc[p][t]);
+    _Pragma("GCC unroll 4") for (int t = 0; t < NT; ++t) _mm512_storeu_ps(out + out_stride * t + 16 * p, acc[p][t]);
 }
 
-template <typename Block, void (*K1)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
-          void (*K2)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
-          void (*K3)(const Block*, int64_t, const ActBlock* const*, int64_t, float*),
-          void (*K4)(const Block*, int64_t, const ActBlock* const*, int64_t, float*)>
-void ByTokensZ(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n, float* out) {
+template <typename Block>
+using Dot32 = void (*)(const Block*, int64_t, const ActBlock* const*, int64_t, float*, int64_t);
+
+template <typename Block, Dot32<Block> K1, Dot32<Block> K2, Dot32<Block> K3, Dot32<Block> K4>
+void ByTokens32(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n, float* out,
+                int64_t out_stride) {
   static_assert(kMaxTokens == 4);
   const auto* w = static_cast<const Block*>(groups);
   const int64_t stride = group_bytes / static_cast<int64_t>(sizeof(Block));
   switch (nt) {
-    case 1: return K1(w, stride, acts, n / 32, out);
-    case 2: return K2(w, stride, acts, n / 32, out);
-    case 3: return K3(w, stride, acts, n / 32, out);
-    default: return K4(w, stride, acts, n / 32, out);
+    case 1: return K1(w, stride, acts, n / 32, out, out_stride);
+    case 2: return K2(w, stride, acts, n / 32, out, out_stride);
+    case 3: return K3(w, stride, acts, n / 32, out, out_stride);
+    default: return K4(w, stride, acts, n / 32, out, out_stride);
   }
 }
 
@@ -214,8 +217,8 @@ CpuKernels Make(bool wide) {
   v.q4_0x8 = ByTokens<BlockQ4_0x8, DotQ4_0x8V<1>, DotQ4_0x8V<2>, DotQ4_0x8V<3>, DotQ4_0x8V<4>>;
   v.q8_0x8 = ByTokens<BlockQ8_0x8, DotQ8_0x8V<1>, DotQ8_0x8V<2>, DotQ8_0x8V<3>, DotQ8_0x8V<4>>;
   if (wide) {
-    v.q4_0x32 = ByTokensZ<BlockQ4_0x8, DotQ4_0x32<1>, DotQ4_0x32<2>, DotQ4_0x32<3>, DotQ4_0x32<4>>;
-    v.q8_0x32 = ByTokensZ<BlockQ8_0x8, DotQ8_0x32<1>, DotQ8_0x32<2>, DotQ8_0x32<3>, DotQ8_0x32<4>>;
+    v.q4_0x32 = ByTokens32<BlockQ4_0x8, DotQ4_0x32<1>, DotQ4_0x32<2>, DotQ4_0x32<3>, DotQ4_0x32<4>>;
+    v.q8_0x32 = ByTokens32<BlockQ8_0x8, DotQ8_0x32<1>, DotQ8_0x32<2>, DotQ8_0x32<3>, DotQ8_0x32<4>>;
     AddAvx512FloatKernels(v);
   }
   return v;
