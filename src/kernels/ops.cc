@@ -66,18 +66,40 @@ void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, floa
   if (ctx.isa == Isa::kReference)
     ref::RmsNorm(x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
   else
-    cpu::RmsNorm(x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
+    cpu::RmsNorm(ctx, x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
 }
 
-void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
+namespace {
+void CheckRope(const Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
   CheckF32(x, "Rope", "x");
   QB_CHECK(head_dim % 2 == 0 && x.cols() % head_dim == 0 &&
                static_cast<int64_t>(rope.inv_freq.size()) == head_dim / 2 &&
                static_cast<int64_t>(positions.size()) == x.rows(),
            "Rope: x {} head_dim {} positions {}", ShapeToString(x.shape()), head_dim, positions.size());
-  auto* impl = ctx.isa == Isa::kReference ? &ref::Rope : &cpu::Rope;
-  impl(x.mutable_data<float>(), x.rows(), x.cols() / head_dim, head_dim, positions.data(), rope.inv_freq.data(),
-       rope.attention_scale);
+}
+}  // namespace
+
+void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
+  CheckRope(x, head_dim, positions, rope);
+  if (ctx.isa == Isa::kReference)
+    ref::Rope(x.mutable_data<float>(), x.rows(), x.cols() / head_dim, head_dim, positions.data(), rope.inv_freq.data(),
+              rope.attention_scale);
+  else
+    cpu::Rope(ctx, x.mutable_data<float>(), x.cols() / head_dim, nullptr, 0, x.rows(), head_dim, positions.data(),
+              rope.inv_freq.data(), rope.attention_scale);
+}
+
+void Rope(const ExecContext& ctx, Tensor& q, Tensor& k, int64_t head_dim, std::span<const int32_t> positions,
+          const RopeTable& rope) {
+  if (ctx.isa == Isa::kReference) {
+    Rope(ctx, q, head_dim, positions, rope);
+    Rope(ctx, k, head_dim, positions, rope);
+    return;
+  }
+  CheckRope(q, head_dim, positions, rope);
+  CheckRope(k, head_dim, positions, rope);
+  cpu::Rope(ctx, q.mutable_data<float>(), q.cols() / head_dim, k.mutable_data<float>(), k.cols() / head_dim, q.rows(),
+            head_dim, positions.data(), rope.inv_freq.data(), rope.attention_scale);
 }
 
 void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out) {

@@ -36,6 +36,9 @@ void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, floa
 // NEOX-style ("rotate half") rotary embedding, in place. x: [n, heads * head_dim]; token t is at
 // positions[t]. Pairs are (i, i + head_dim / 2).
 void Rope(const ExecContext& ctx, Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope);
+// Both at once, at the same positions (a forward pass's queries and keys).
+void Rope(const ExecContext& ctx, Tensor& q, Tensor& k, int64_t head_dim, std::span<const int32_t> positions,
+          const RopeTable& rope);
 
 // out = silu(gate) * up, elementwise. out may alias gate.
 void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out);

@@ -74,8 +74,7 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
     k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
     k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
-    k::Rope(ctx, q, c.head_dim, pos, rope_);
-    k::Rope(ctx, kk, c.head_dim, pos, rope_);
+    k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
     k::ScatterRows(kk, slots, kv.keys(l));
     k::ScatterRows(v, slots, kv.values(l));
     k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);

@@ -406,6 +406,14 @@ TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
     Rope(ctx, a, hd, pos, table);
     Rope(ExecContext::Reference(), b, hd, pos, table);
     for (int64_t i = 0; i < a.numel(); ++i) ASSERT_NEAR(a.data<float>()[i], b.data<float>()[i], 1e-5);
+    // Queries and keys rotated in one call: each exactly as alone.
+    Tensor qa = q.Copy(), ka = Tensor::Empty(DType::kF32, {3, kv * hd});
+    for (int64_t i = 0; i < ka.numel(); ++i) ka.mutable_data<float>()[i] = q.data<float>()[i];
+    Tensor kb = ka.Copy();
+    Rope(ctx, qa, ka, hd, pos, table);
+    Rope(ctx, kb, hd, pos, table);
+    for (int64_t i = 0; i < qa.numel(); ++i) ASSERT_EQ(qa.data<float>()[i], a.data<float>()[i]);
+    for (int64_t i = 0; i < ka.numel(); ++i) ASSERT_EQ(ka.data<float>()[i], kb.data<float>()[i]);
     Tensor r1 = Tensor::Empty(DType::kF32, q.shape()), r2 = Tensor::Empty(DType::kF32, q.shape());
     RmsNorm(ctx, q, nw, 1e-6f, r1);
     RmsNorm(ExecContext::Reference(), q, nw, 1e-6f, r2);

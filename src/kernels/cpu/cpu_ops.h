@@ -14,9 +14,11 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
                const int64_t* offsets, float scale, float* out);
-void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
-void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* positions, const float* inv_freq,
-          float attention_scale);
+void RmsNorm(const ExecContext& ctx, const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
+// Rotates n tokens' `heads` heads of x and, when x2 is not null, `heads2` heads of x2 (queries and
+// keys: one sine and cosine computation for both).
+void Rope(const ExecContext& ctx, float* x, int64_t heads, float* x2, int64_t heads2, int64_t n, int64_t head_dim,
+          const int32_t* positions, const float* inv_freq, float attention_scale);
 void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t count, float* out);
 
 }  // namespace qb::kernels::cpu
