@@ -1,6 +1,7 @@
 #include "kernels/ops.h"
 
 #include <cstring>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -163,12 +164,26 @@ void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {
                  out.mutable_data<float>());
 }
 
-void AddInPlace(Tensor& acc, const Tensor& x) {
+namespace {
+// fn over [0, n) on ctx's threads, or here when it has none.
+void Split(const ExecContext& ctx, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (ctx.pool != nullptr)
+    ctx.pool->ParallelFor(n, fn, grain);
+  else if (n > 0)
+    fn(0, n);
+}
+}  // namespace
+
+void AddInPlace(Tensor& acc, const Tensor& x) { AddInPlace(ExecContext{}, acc, x); }
+
+void AddInPlace(const ExecContext& ctx, Tensor& acc, const Tensor& x) {
   CheckF32(acc, "AddInPlace", "acc");
   CheckF32(x, "AddInPlace", "x");
   QB_CHECK(acc.shape() == x.shape(), "AddInPlace shapes {} {}", ShapeToString(acc.shape()),
            ShapeToString(x.shape()));
-  ref::Add(acc.mutable_data<float>(), x.data<float>(), acc.numel());
+  float* a = acc.mutable_data<float>();
+  const float* b = x.data<float>();
+  Split(ctx, acc.numel(), 4096, [&](int64_t begin, int64_t end) { ref::Add(a + begin, b + begin, end - begin); });
 }
 
 bool IsKvDType(DType t) { return Info(t).is_float || t == DType::kQ8_0; }
@@ -182,16 +197,21 @@ Status CheckKvDType(DType t, int64_t head_dim) {
 }
 
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {
+  ScatterRows(ExecContext{}, src, rows, dst);
+}
+
+void ScatterRows(const ExecContext& ctx, const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {
   CheckF32(src, "ScatterRows", "src");
   CheckCpu(dst, "ScatterRows");
   QB_CHECK(IsKvDType(dst.dtype()) && src.cols() == dst.cols() && src.rows() == static_cast<int64_t>(rows.size()),
            "ScatterRows: src {} dst {} {}", ShapeToString(src.shape()), Name(dst.dtype()), ShapeToString(dst.shape()));
   const int64_t d = src.cols(), rb = dst.row_bytes();
+  for (const int32_t r : rows) QB_CHECK(r >= 0 && r < dst.rows(), "ScatterRows: row {} of {}", r, dst.rows());
   auto* base = static_cast<uint8_t*>(dst.mutable_raw());
-  for (size_t t = 0; t < rows.size(); ++t) {
-    QB_CHECK(rows[t] >= 0 && rows[t] < dst.rows(), "ScatterRows: row {} of {}", rows[t], dst.rows());
-    QuantizeRow(dst.dtype(), src.data<float>() + static_cast<int64_t>(t) * d, base + rows[t] * rb, d);
-  }
+  Split(ctx, static_cast<int64_t>(rows.size()), 4, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      QuantizeRow(dst.dtype(), src.data<float>() + t * d, base + rows[static_cast<size_t>(t)] * rb, d);
+  });
 }
 
 }  // namespace qb::kernels

@@ -55,8 +55,9 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
 // out[t] = table[ids[t]] as f32. ids must be < table rows (checked by the caller).
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out);
 
-// acc += x, elementwise.
+// acc += x, elementwise (with ctx: split across its threads).
 void AddInPlace(Tensor& acc, const Tensor& x);
+void AddInPlace(const ExecContext& ctx, Tensor& acc, const Tensor& x);
 
 // The types a KV cache may be stored in: f32, f16, bf16, and q8_0 (blocks of 32 with a scale;
 // half of f16's bytes; attention dequantizes it exactly).
@@ -64,7 +65,9 @@ bool IsKvDType(DType t);
 // An error unless `t` can hold the KV cache of heads of `head_dim` values (q8_0: multiples of 32).
 Status CheckKvDType(DType t, int64_t head_dim);
 
-// Writes rows of src [n, d] (f32) into dst [T, d] (IsKvDType) at rows[t].
+// Writes rows of src [n, d] (f32) into dst [T, d] (IsKvDType) at rows[t] (with ctx: split
+// across its threads).
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
+void ScatterRows(const ExecContext& ctx, const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
 
 }  // namespace qb::kernels

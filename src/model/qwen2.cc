@@ -75,18 +75,18 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
     k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
     k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
-    k::ScatterRows(kk, slots, kv.keys(l));
-    k::ScatterRows(v, slots, kv.values(l));
+    k::ScatterRows(ctx, kk, slots, kv.keys(l));
+    k::ScatterRows(ctx, v, slots, kv.values(l));
     k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);
     k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);
-    k::AddInPlace(x, proj);
+    k::AddInPlace(ctx, x, proj);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
     k::RmsNorm(ctx, x, w.ffn_norm, static_cast<float>(c.rms_norm_eps), h);
     k::Linear(ctx, h, w.w_gate, nullptr, gate, &w.gate_perm);
     k::Linear(ctx, h, w.w_up, nullptr, up, &w.up_perm);
     k::SiluMul(ctx, gate, up, gate);
     k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
-    k::AddInPlace(x, proj);
+    k::AddInPlace(ctx, x, proj);
   }
   // Final norm and lm_head, only for the rows that need logits.
   const auto m = static_cast<int64_t>(batch.logit_rows.size());
