@@ -23,6 +23,14 @@ void CheckF32(const Tensor& t, const char* op, const char* name) {
   QB_CHECK(t.dtype() == DType::kF32, "{}: {} must be f32, is {}", op, name, Name(t.dtype()));
 }
 
+// fn over [0, n) on ctx's threads, or here when it has none.
+void Split(const ExecContext& ctx, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
+  if (ctx.pool != nullptr)
+    ctx.pool->ParallelFor(n, fn, grain);
+  else if (n > 0)
+    fn(0, n);
+}
+
 }  // namespace
 
 void Linear(const ExecContext& ctx, const Tensor& x_in, const Tensor& w, const Tensor* bias, Tensor& y,
@@ -114,6 +122,42 @@ void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tenso
     cpu::SiluMul(ctx, gate.data<float>(), up.data<float>(), gate.numel(), out.mutable_data<float>());
 }
 
+void SiluMulJoined(const ExecContext& ctx, const Tensor& gate_up, Tensor& out) {
+  CheckF32(gate_up, "SiluMulJoined", "gate_up");
+  CheckF32(out, "SiluMulJoined", "out");
+  QB_CHECK(gate_up.rank() == 2 && out.rank() == 2 && gate_up.rows() == out.rows() && gate_up.cols() == 2 * out.cols(),
+           "SiluMulJoined: gate_up {} out {}", ShapeToString(gate_up.shape()), ShapeToString(out.shape()));
+  const int64_t n = out.rows(), d = out.cols();
+  const float* gu = gate_up.data<float>();
+  float* o = out.mutable_data<float>();
+  if (ctx.isa == Isa::kReference) {
+    for (int64_t t = 0; t < n; ++t) ref::SiluMul(gu + t * 2 * d, gu + t * 2 * d + d, d, o + t * d);
+    return;
+  }
+  cpu::SiluMulJoined(ctx, gu, n, d, o);
+}
+
+void SplitColumns(const ExecContext& ctx, const Tensor& x, std::span<Tensor* const> parts) {
+  CheckF32(x, "SplitColumns", "x");
+  int64_t width = 0;
+  for (const Tensor* p : parts) {
+    CheckF32(*p, "SplitColumns", "part");
+    QB_CHECK(p->rank() == 2 && p->rows() == x.rows(), "SplitColumns: part {} of x {}", ShapeToString(p->shape()),
+             ShapeToString(x.shape()));
+    width += p->cols();
+  }
+  QB_CHECK(x.rank() == 2 && width == x.cols(), "SplitColumns: parts {} wide, x {}", width, ShapeToString(x.shape()));
+  Split(ctx, x.rows(), 4, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      const float* src = x.data<float>() + t * width;
+      for (Tensor* p : parts) {
+        std::memcpy(p->mutable_data<float>() + t * p->cols(), src, static_cast<size_t>(p->cols()) * sizeof(float));
+        src += p->cols();
+      }
+    }
+  });
+}
+
 void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
                int64_t block_size, std::span<const int32_t> positions,
                std::span<const std::span<const int32_t>> tables, float scale, Tensor& out) {
@@ -163,16 +207,6 @@ void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {
   ref::Embedding(ids.data(), static_cast<int64_t>(ids.size()), table.raw(), table.dtype(), table.dim(1),
                  out.mutable_data<float>());
 }
-
-namespace {
-// fn over [0, n) on ctx's threads, or here when it has none.
-void Split(const ExecContext& ctx, int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
-  if (ctx.pool != nullptr)
-    ctx.pool->ParallelFor(n, fn, grain);
-  else if (n > 0)
-    fn(0, n);
-}
-}  // namespace
 
 void AddInPlace(Tensor& acc, const Tensor& x) { AddInPlace(ExecContext{}, acc, x); }
 

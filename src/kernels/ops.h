@@ -42,6 +42,12 @@ void Rope(const ExecContext& ctx, Tensor& q, Tensor& k, int64_t head_dim, std::s
 
 // out = silu(gate) * up, elementwise. out may alias gate.
 void SiluMul(const ExecContext& ctx, const Tensor& gate, const Tensor& up, Tensor& out);
+// The same on a joined projection: out [n, d] = silu(gate_up[:, :d]) * gate_up[:, d:], gate_up
+// [n, 2d] (the output of [gate; up]). Bit-identical to SiluMul on the two halves.
+void SiluMulJoined(const ExecContext& ctx, const Tensor& gate_up, Tensor& out);
+// Copies the columns of x [n, sum of widths] into parts[i] [n, width_i], left to right (the
+// output of a joined [q; k; v] projection into q, k and v).
+void SplitColumns(const ExecContext& ctx, const Tensor& x, std::span<Tensor* const> parts);
 
 // Causal grouped-query attention over a paged KV cache. q: [n, n_heads * head_dim] f32;
 // k, v: [rows, n_kv_heads * head_dim] (IsKvDType; q8_0 needs head_dim % 32 == 0), where key j of token t's sequence is

@@ -6,6 +6,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/fuse_projections.h"
 #include "model/int4_checkpoint.h"
 #include "model/quantize.h"
 #include "model/tensor_source.h"
@@ -173,7 +174,10 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
       report("converting to " + options.quant, 0.1 + 0.85 * static_cast<double>(done) / static_cast<double>(total));
     });
   }
-  if (options.interleave) InterleaveWeights(weights, config.tie_word_embeddings, options.pool);
+  if (options.interleave) {  // the CPU kernels' layouts
+    InterleaveWeights(weights, config.tie_word_embeddings, options.pool);
+    FuseProjections(weights);
+  }
   report("weights ready", 1.0);
   out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
   return out;

@@ -64,16 +64,23 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   Tensor attn = Tensor::Uninitialized(DType::kF32, {n, c.q_dim()});
   Tensor proj = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // a sublayer's output
   Tensor gate = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
-  Tensor up = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
+  Tensor up, qkv, gate_up;  // made on first use: which ones a layer needs depends on its weights
 
   k::Embedding(batch.tokens, weights_.token_embedding, x);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
     // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x).
     k::RmsNorm(ctx, x, w.attn_norm, static_cast<float>(c.rms_norm_eps), h);
-    k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
-    k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
-    k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
+    if (w.wqkv.defined()) {  // joined at load (model/fuse_projections.h): one Linear, then split
+      if (!qkv.defined()) qkv = Tensor::Uninitialized(DType::kF32, {n, w.wqkv.rows()});
+      k::Linear(ctx, h, w.wqkv, w.bqkv.defined() ? &w.bqkv : nullptr, qkv);
+      Tensor* const parts[] = {&q, &kk, &v};
+      k::SplitColumns(ctx, qkv, parts);
+    } else {
+      k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
+      k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
+      k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
+    }
     k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
     k::ScatterRows(ctx, kk, slots, kv.keys(l));
     k::ScatterRows(ctx, v, slots, kv.values(l));
@@ -82,9 +89,16 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     k::AddInPlace(ctx, x, proj);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
     k::RmsNorm(ctx, x, w.ffn_norm, static_cast<float>(c.rms_norm_eps), h);
-    k::Linear(ctx, h, w.w_gate, nullptr, gate, &w.gate_perm);
-    k::Linear(ctx, h, w.w_up, nullptr, up, &w.up_perm);
-    k::SiluMul(ctx, gate, up, gate);
+    if (w.w_gate_up.defined()) {
+      if (!gate_up.defined()) gate_up = Tensor::Uninitialized(DType::kF32, {n, 2 * c.intermediate_size});
+      k::Linear(ctx, h, w.w_gate_up, nullptr, gate_up);
+      k::SiluMulJoined(ctx, gate_up, gate);
+    } else {
+      if (!up.defined()) up = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
+      k::Linear(ctx, h, w.w_gate, nullptr, gate, &w.gate_perm);
+      k::Linear(ctx, h, w.w_up, nullptr, up, &w.up_perm);
+      k::SiluMul(ctx, gate, up, gate);
+    }
     k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
     k::AddInPlace(ctx, x, proj);
   }

@@ -20,6 +20,9 @@ struct LayerWeights {
   Tensor w_down;     // [hidden, intermediate]
   // GPTQ act-order: the input permutation of each matrix (i32 [in]); undefined when none.
   Tensor wq_perm, wk_perm, wv_perm, wo_perm, gate_perm, up_perm, down_perm;
+  // Joined matrices (model/fuse_projections.h), undefined when not joined: [q; k; v] with its
+  // bias, and [gate; up]. When defined, wq/wk/wv/bq/bk/bv (or w_gate/w_up) are views of them.
+  Tensor wqkv, bqkv, w_gate_up;
 };
 
 struct Qwen2Weights {

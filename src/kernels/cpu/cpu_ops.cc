@@ -312,4 +312,20 @@ void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t
   ParallelFor(ctx, count, [&](int64_t b, int64_t e) { k.silu_mul(gate + b, up + b, e - b, out + b); }, 256);
 }
 
+// The same ranges as SiluMul's over the n x d outputs (so the same elements meet the same code
+// path: bit-identical), each cut where a row ends.
+void SiluMulJoined(const ExecContext& ctx, const float* gate_up, int64_t n, int64_t d, float* out) {
+  const CpuKernels& k = KernelsFor(ctx.isa);
+  ParallelFor(
+      ctx, n * d,
+      [&](int64_t b, int64_t e) {
+        while (b < e) {
+          const int64_t t = b / d, i = b % d, len = std::min(e - b, d - i);
+          k.silu_mul(gate_up + t * 2 * d + i, gate_up + t * 2 * d + d + i, len, out + t * d + i);
+          b += len;
+        }
+      },
+      256);
+}
+
 }  // namespace qb::kernels::cpu
