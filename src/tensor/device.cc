@@ -10,16 +10,14 @@ namespace qb {
 
 namespace {
 
-// aligned_alloc and a memset: the pages are touched (committed) at once, and freed memory is
+// AllocateCpu and a memset: the pages are touched (committed) at once, and freed memory is
 // reused by the next allocation (per-step activations come and go this way). Long-lived large
 // tensors made at load take AllocateMappedCpu instead.
 class CpuAllocator final : public DeviceAllocator {
  public:
   void* Allocate(size_t bytes) override {
-    constexpr size_t kAlign = 64;
-    const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-    void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
-    if (p != nullptr) std::memset(p, 0, rounded);
+    void* p = AllocateCpu(bytes);
+    if (p != nullptr) std::memset(p, 0, bytes);
     return p;
   }
   void Free(void* p) override { std::free(p); }
@@ -29,6 +27,12 @@ CpuAllocator g_cpu_allocator;
 DeviceAllocator* g_allocators[2] = {&g_cpu_allocator, nullptr};
 
 }  // namespace
+
+void* AllocateCpu(size_t bytes) {
+  constexpr size_t kAlign = 64;
+  const size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  return std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
+}
 
 std::string_view DeviceName(Device d) { return d == Device::kCpu ? "cpu" : "cuda"; }
 

@@ -21,6 +21,9 @@ class DeviceAllocator {
   virtual void Free(void* p) = 0;
 };
 
+// 64-byte-aligned CPU memory, left as it is (no memset); std::free releases it.
+void* AllocateCpu(size_t bytes);
+
 // Zero-filled CPU memory for a large tensor that lives as long as the model (weights repacked or
 // converted at load): a fresh mapping with transparent huge pages advised, so no memset pass and
 // 2 MiB page faults (loading a 4.7 GB Qwen2.5-7B Q4_K_M, whose matrices are all repacked, spent

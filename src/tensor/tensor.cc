@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -18,64 +19,52 @@ int64_t Tensor::numel() const {
 
 Tensor Tensor::View(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner,
                     Device device) {
+  Tensor t = Shaped(dtype, std::move(shape), device);
+  t.data_ = data;
+  t.owner_ = std::move(owner);
+  return t;
+}
+
+Tensor Tensor::Shaped(DType dtype, Shape shape, Device device) {
   Tensor t;
   t.dtype_ = dtype;
   t.device_ = device;
   t.shape_ = std::move(shape);
-  t.data_ = data;
-  t.owner_ = std::move(owner);
   QB_CHECK(t.cols() % Info(dtype).block_size == 0, "{} row of {} is not whole blocks", Name(dtype),
            t.cols());
   return t;
+}
+
+void Tensor::Own(void* p, std::function<void(const void*)> free) {
+  data_ = p;
+  owner_ = std::shared_ptr<const void>(p, std::move(free));
+  writable_ = true;
 }
 
 Tensor Tensor::Empty(DType dtype, Shape shape, Device device) {
   DeviceAllocator* alloc = AllocatorFor(device);
   QB_CHECK(alloc != nullptr, "no {} support in this build", DeviceName(device));
-  Tensor t;
-  t.dtype_ = dtype;
-  t.device_ = device;
-  t.shape_ = std::move(shape);
-  QB_CHECK(t.cols() % Info(dtype).block_size == 0, "{} row of {} is not whole blocks", Name(dtype),
-           t.cols());
+  Tensor t = Shaped(dtype, std::move(shape), device);
   void* p = alloc->Allocate(t.nbytes());
   QB_CHECK(p != nullptr, "out of {} memory allocating {} bytes", DeviceName(device), t.nbytes());
-  t.data_ = p;
-  t.owner_ = std::shared_ptr<const void>(p, [alloc](const void* q) { alloc->Free(const_cast<void*>(q)); });
-  t.writable_ = true;
+  t.Own(p, [alloc](const void* q) { alloc->Free(const_cast<void*>(q)); });
   return t;
 }
 
 Tensor Tensor::Uninitialized(DType dtype, Shape shape) {
-  Tensor t;
-  t.dtype_ = dtype;
-  t.device_ = Device::kCpu;
-  t.shape_ = std::move(shape);
-  QB_CHECK(t.cols() % Info(dtype).block_size == 0, "{} row of {} is not whole blocks", Name(dtype),
-           t.cols());
-  constexpr size_t kAlign = 64;
-  const size_t bytes = (t.nbytes() + kAlign - 1) / kAlign * kAlign;
-  void* p = std::aligned_alloc(kAlign, bytes == 0 ? kAlign : bytes);
+  Tensor t = Shaped(dtype, std::move(shape), Device::kCpu);
+  void* p = AllocateCpu(t.nbytes());
   QB_CHECK(p != nullptr, "out of cpu memory allocating {} bytes", t.nbytes());
-  t.data_ = p;
-  t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
-  t.writable_ = true;
+  t.Own(p, [](const void* q) { std::free(const_cast<void*>(q)); });
   return t;
 }
 
 Tensor Tensor::EmptyLongLived(DType dtype, Shape shape) {
-  Tensor t;
-  t.dtype_ = dtype;
-  t.device_ = Device::kCpu;
-  t.shape_ = std::move(shape);
-  QB_CHECK(t.cols() % Info(dtype).block_size == 0, "{} row of {} is not whole blocks", Name(dtype),
-           t.cols());
+  Tensor t = Shaped(dtype, std::move(shape), Device::kCpu);
   const size_t bytes = t.nbytes();
   void* p = AllocateMappedCpu(bytes);
   QB_CHECK(p != nullptr, "out of cpu memory allocating {} bytes", bytes);
-  t.data_ = p;
-  t.owner_ = std::shared_ptr<const void>(p, [bytes](const void* q) { FreeMappedCpu(const_cast<void*>(q), bytes); });
-  t.writable_ = true;
+  t.Own(p, [bytes](const void* q) { FreeMappedCpu(const_cast<void*>(q), bytes); });
   return t;
 }
 

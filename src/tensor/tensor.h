@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <string>
@@ -75,6 +76,11 @@ class Tensor {
   Tensor Copy() const;
 
  private:
+  // A tensor of that type and shape with no memory yet (checks that rows are whole blocks).
+  static Tensor Shaped(DType dtype, Shape shape, Device device);
+  // Takes ownership of p (released by `free`); the tensor becomes writable.
+  void Own(void* p, std::function<void(const void*)> free);
+
   DType dtype_ = DType::kF32;
   Device device_ = Device::kCpu;
   bool writable_ = false;
