@@ -242,9 +242,15 @@ void ScatterRows(const ExecContext& ctx, const Tensor& src, std::span<const int3
   const int64_t d = src.cols(), rb = dst.row_bytes();
   for (const int32_t r : rows) QB_CHECK(r >= 0 && r < dst.rows(), "ScatterRows: row {} of {}", r, dst.rows());
   auto* base = static_cast<uint8_t*>(dst.mutable_raw());
+  const bool fast_f16 = dst.dtype() == DType::kF16 && ctx.isa != Isa::kReference;
   Split(ctx, static_cast<int64_t>(rows.size()), 4, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t)
-      QuantizeRow(dst.dtype(), src.data<float>() + t * d, base + rows[static_cast<size_t>(t)] * rb, d);
+    for (int64_t t = b; t < e; ++t) {
+      uint8_t* row = base + rows[static_cast<size_t>(t)] * rb;
+      if (fast_f16)
+        cpu::ToF16(ctx, src.data<float>() + t * d, d, reinterpret_cast<uint16_t*>(row));
+      else
+        QuantizeRow(dst.dtype(), src.data<float>() + t * d, row, d);
+    }
   });
 }
 

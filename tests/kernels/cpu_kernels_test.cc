@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -427,6 +428,51 @@ TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(HeadDims, FastOpsTest, ::testing::Values(16, 64, 128));
+
+// SiLU-mul on every length from 1 to 40 (the vector kernels' masked or scalar tails).
+TEST(FastOpsTest, SiluMulMatchesReferenceAtEveryLength) {
+  for (int64_t n = 1; n <= 40; ++n) {
+    Tensor g = RandomF32({n}, static_cast<uint32_t>(60 + n), 4.f), u = RandomF32({n}, static_cast<uint32_t>(100 + n));
+    Tensor want = Tensor::Empty(DType::kF32, {n});
+    SiluMul(ExecContext::Reference(), g, u, want);
+    for (Isa isa : FastIsas()) {
+      Tensor got = Tensor::Empty(DType::kF32, {n});
+      SiluMul(ExecContext{nullptr, isa}, g, u, got);
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_NEAR(got.data<float>()[i], want.data<float>()[i], 1e-5f * (1.f + std::fabs(want.data<float>()[i])))
+            << IsaName(isa) << " n " << n << " i " << i;
+    }
+  }
+}
+
+// Writes into an f16 cache round exactly as F32ToF16 on every path: ties to even, values that
+// round up to the next binade or to infinity, subnormals, and zero's sign; rows of 13 values
+// leave every vector kernel a tail.
+TEST(FastOpsTest, F16CacheWritesRoundLikeTheScalarConversion) {
+  std::vector<float> values = {0.f, -0.f, 1.f, -2.5f, 65504.f, 65519.f, 65520.f, -70000.f, 1e-8f, -3e-6f, 6.1e-5f,
+                               5.9604645e-8f, 2.9802322e-8f, 1.00048828125f, 1.000244140625f, 1.000732421875f};
+  std::mt19937 rng(7);
+  std::uniform_int_distribution<uint32_t> bits(0, 0xffffffffu);
+  while (values.size() < 13 * 40) {
+    const float f = std::bit_cast<float>(bits(rng));
+    if (!std::isnan(f)) values.push_back(f);
+  }
+  const int64_t d = 13, n = static_cast<int64_t>(values.size()) / d;
+  Tensor src = Tensor::Empty(DType::kF32, {n, d});
+  std::copy(values.begin(), values.end(), src.mutable_data<float>());
+  std::vector<int32_t> rows(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) rows[static_cast<size_t>(t)] = static_cast<int32_t>(n - 1 - t);
+  for (Isa isa : FastIsas()) {
+    ThreadPool pool(2);
+    Tensor dst = Tensor::Empty(DType::kF16, {n, d});
+    ScatterRows(ExecContext{&pool, isa}, src, rows, dst);
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t i = 0; i < d; ++i) {
+        const float f = values[static_cast<size_t>(t * d + i)];
+        ASSERT_EQ(dst.data<uint16_t>()[(n - 1 - t) * d + i], F32ToF16(f)) << IsaName(isa) << " value " << f;
+      }
+  }
+}
 
 TEST(ThreadPoolTest, ParallelForCoversTheRangeOnce) {
   for (int threads : {1, 2, 3, 8}) {

@@ -124,6 +124,12 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
   // reuses each tile for many tokens: tiles sized for L2, taken dynamically.
   const int64_t tile_bytes = n <= kMaxTokens ? 16 * 1024 : 64 * 1024;
   int64_t tile = std::clamp<int64_t>(tile_bytes / std::max<int64_t>(row_bytes, 1), 4, 256);
+  if (n > kMaxTokens && ctx.pool != nullptr) {
+    // At least 8 tiles a thread: a thread that takes the last tile leaves the others waiting
+    // for at most one small tile (a 32-sequence decode step issues ~100 such jobs a layer).
+    const int64_t balanced = out / (8 * static_cast<int64_t>(ctx.pool->size()));
+    tile = std::min(tile, balanced);
+  }
   tile = std::max<int64_t>(rows_per_call, tile / rows_per_call * rows_per_call);
   const int64_t n_tiles = (out + tile - 1) / tile;
   auto body = [&](int64_t ti) {
@@ -137,9 +143,6 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
         const int nr = static_cast<int>(std::min<int64_t>(rows_per_call, r1 - r));
         if constexpr (kDirect) {
           call(r, nr, ptrs, nt, y + t0 * out + r, out);
-          if (bias != nullptr)
-            for (int j = 0; j < nt; ++j)
-              for (int i = 0; i < nr; ++i) y[(t0 + j) * out + r + i] += bias[r + i];
         } else {
           call(r, nr, ptrs, nt, res);
           for (int j = 0; j < nt; ++j) {
@@ -153,6 +156,13 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
         }
       }
     }
+    // The bias once the tile is written (adding it right after each call read back the
+    // kernel's wide stores through narrow loads, which stalled on store forwarding).
+    if (kDirect && bias != nullptr)
+      for (int64_t t = 0; t < n; ++t) {
+        float* yt = y + t * out;
+        for (int64_t i = r0; i < r1; ++i) yt[i] += bias[i];
+      }
   };
   if (n <= kMaxTokens) {  // one contiguous range per thread keeps the hardware prefetcher streaming
     ParallelFor(ctx, n_tiles, [&](int64_t b, int64_t e) {
@@ -259,6 +269,8 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
   };
   ParallelForDynamic(ctx, units, chunk);
 }
+
+void ToF16(const ExecContext& ctx, const float* x, int64_t n, uint16_t* out) { KernelsFor(ctx.isa).to_f16(x, n, out); }
 
 // Tokens split across the threads (serial, the norms and rotations of a 32-sequence batch were
 // a tenth of a decode step with the second thread idle).

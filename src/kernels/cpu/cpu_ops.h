@@ -20,6 +20,8 @@ void RmsNorm(const ExecContext& ctx, const float* x, int64_t n, int64_t d, const
 void Rope(const ExecContext& ctx, float* x, int64_t heads, float* x2, int64_t heads2, int64_t n, int64_t head_dim,
           const int32_t* positions, const float* inv_freq, float attention_scale);
 void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t count, float* out);
+// n floats rounded to f16 (one row of an f16 KV cache; on the calling thread).
+void ToF16(const ExecContext& ctx, const float* x, int64_t n, uint16_t* out);
 // gate_up: n rows of 2d (gate, then up); out: n rows of d.
 void SiluMulJoined(const ExecContext& ctx, const float* gate_up, int64_t n, int64_t d, float* out);
 

@@ -90,6 +90,9 @@ struct CpuKernels {
   // Four 8-row groups a call, where that pays (AVX-512: 16 rows a vector, each activation
   // broadcast feeding two vectors).
   QuantDot32 q4_0x32 = nullptr, q8_0x32 = nullptr;
+  // Rounds n floats to f16 (nearest even; every non-NaN value as util/half.h's F32ToF16): the
+  // f16 KV cache's writes.
+  void (*to_f16)(const float* x, int64_t n, uint16_t* out) = nullptr;
   // BF16 weights on bf16 activations (AVX512_BF16): to_bf16 rounds n (a multiple of 16) floats.
   void (*to_bf16)(const float* x, int64_t n, uint16_t* out) = nullptr;
   Bf16Dot bf16_bf16 = nullptr;

@@ -494,6 +494,14 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
 }
 
+// F16C's conversion rounds to nearest even, as F32ToF16 does (NaNs keep some payload bits).
+void ToF16(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
 float ExpShifted(float* x, int64_t n) {
   float mx = -INFINITY;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
@@ -671,6 +679,7 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
 const CpuKernels& Avx2CpuKernels() {
   static const CpuKernels k = [] {
     CpuKernels v{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+    v.to_f16 = ToF16;
     AddGgufAvx2Kernels(v);
     AddKQuantX8Avx2Kernels(v);
     return v;

@@ -198,6 +198,21 @@ inline __m512 Exp16(__m512 x) {
   return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
 
+// out[i] = gate[i] / (1 + exp(-gate[i])) * up[i], 16 lanes at a time (the AVX2 kernel's
+// operations lane for lane; the last n % 16 masked: masked loads in the loop are slow here).
+inline __m512 Silu16(__m512 g) {
+  return _mm512_div_ps(g, _mm512_add_ps(_mm512_set1_ps(1.f), Exp16(_mm512_sub_ps(_mm512_setzero_ps(), g))));
+}
+void SiluMul512(const float* gate, const float* up, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(Silu16(_mm512_loadu_ps(gate + i)), _mm512_loadu_ps(up + i)));
+  if (i < n) {
+    const __mmask16 m = static_cast<__mmask16>((1u << (n - i)) - 1);
+    _mm512_mask_storeu_ps(out + i, m, _mm512_mul_ps(Silu16(_mm512_maskz_loadu_ps(m, gate + i)), _mm512_maskz_loadu_ps(m, up + i)));
+  }
+}
+
 // x[i] = exp(x[i] - max x); returns 1 / the sum.
 float SoftmaxInPlace(float* x, int64_t n) {
   __m512 mv = _mm512_set1_ps(-__builtin_inff());
@@ -303,6 +318,7 @@ void AddAvx512FloatKernels(CpuKernels& k) {
   k.f16 = DotHalfZ<F16To32>;
   k.bf16 = DotHalfZ<Bf16To32>;
   k.attend = Attend512;
+  k.silu_mul = SiluMul512;
 }
 
 }  // namespace qb::kernels::cpu

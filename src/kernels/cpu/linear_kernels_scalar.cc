@@ -225,6 +225,10 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = gate[i] / (1.f + std::exp(-gate[i])) * up[i];
 }
 
+void ToF16(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = F32ToF16(x[i]);
+}
+
 float ExpShifted(float* x, int64_t n) {
   float mx = -INFINITY, sum = 0.f;
   for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
@@ -272,6 +276,7 @@ void Attend(const float* q, int64_t n_q, const void* k, const void* v, DType kv_
 const CpuKernels& ScalarCpuKernels() {
   static const CpuKernels k = [] {
     CpuKernels v{Quantize, QuantizeK, DotQ8_0, DotQ4_0, DotQ4Z, DotQ4_K, DotQ6_K, DotQ4_0x8, DotQ8_0x8, DotF32, DotF16, DotBF16, Dot, Axpy, SiluMul, ExpShifted, Attend};
+    v.to_f16 = ToF16;
     AddGgufScalarKernels(v);
     AddKQuantX8ScalarKernels(v);
     return v;
