@@ -2,7 +2,9 @@
 // over every layer's own K/V pool (blocks of 16 handed out round-robin to the sequences, as
 // the engine's block pool does when they decode side by side), so the keys come from memory
 // as they do in a decode step and not from a cache warmed by the previous call.
-//   build/bench/attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [KV_TYPE] [REPS] [ISA] [BLOCK]
+//   build/bench/attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [KV_TYPE] [REPS] [ISA] [BLOCK] [prefill]
+// With "prefill", every one of a sequence's CONTEXT tokens is a query (a whole prompt in one
+// step, each token over the keys up to its own).
 // Defaults: the qwen2.5-0.5b shape (14 heads over 2 KV heads of 64), 32 x 96 tokens, 24
 // layers, 1 thread, f16. Prints the median time of one layer's call and GB/s of K/V read.
 #include <algorithm>
@@ -26,6 +28,7 @@ int main(int argc, char** argv) {
   const int reps = argc > 6 ? std::atoi(argv[6]) : 11;
   const auto isa = argc > 7 ? qb::kernels::IsaFromName(argv[7]) : qb::kernels::DetectIsa();
   const int64_t kBlock = argc > 8 ? std::atoll(argv[8]) : 16;
+  const bool prefill = argc > 9 && std::string(argv[9]) == "prefill";
   if (!kv_type || !isa || *isa > qb::kernels::DetectIsa() || seqs < 1 || context < 1 || layers < 1 || kBlock < 1) {
     std::fprintf(stderr, "usage: attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [f16|bf16|q8_0|f32] [REPS] [ISA] [BLOCK]\n");
     return 2;
@@ -53,10 +56,17 @@ int main(int argc, char** argv) {
   for (int64_t s = 0; s < seqs; ++s)
     for (int64_t b = 0; b < blocks_per_seq; ++b) tables[static_cast<size_t>(s)].push_back(static_cast<int32_t>(b * seqs + s));
   std::vector<std::span<const int32_t>> table_spans(tables.begin(), tables.end());
-  std::vector<int32_t> positions(static_cast<size_t>(seqs), static_cast<int32_t>(context - 1));
-  qb::Tensor q = qb::Tensor::Empty(qb::DType::kF32, {seqs, kHeads * kHeadDim});
+  std::vector<int32_t> positions;
+  std::vector<std::span<const int32_t>> token_tables;
+  for (int64_t s = 0; s < seqs; ++s)
+    for (int64_t p = prefill ? 0 : context - 1; p < context; ++p) {
+      positions.push_back(static_cast<int32_t>(p));
+      token_tables.push_back(table_spans[static_cast<size_t>(s)]);
+    }
+  const auto n_tokens = static_cast<int64_t>(positions.size());
+  qb::Tensor q = qb::Tensor::Empty(qb::DType::kF32, {n_tokens, kHeads * kHeadDim});
   for (int64_t i = 0; i < q.numel(); ++i) q.mutable_data<float>()[i] = nd(rng);
-  qb::Tensor out = qb::Tensor::Empty(qb::DType::kF32, {seqs, kHeads * kHeadDim});
+  qb::Tensor out = qb::Tensor::Empty(qb::DType::kF32, {n_tokens, kHeads * kHeadDim});
   qb::ThreadPool pool(threads);
   const qb::kernels::ExecContext ctx{&pool, *isa};
   std::vector<double> ms;
@@ -64,15 +74,15 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t l = 0; l < layers; ++l)
       qb::kernels::Attention(ctx, q, k[static_cast<size_t>(l)], v[static_cast<size_t>(l)], kHeadDim, kBlock, positions,
-                             table_spans, 0.125f, out);
+                             token_tables, 0.125f, out);
     const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (r > 0) ms.push_back(dt / static_cast<double>(layers));  // the first pass pages the pools in
   }
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
   const double bytes = 2.0 * static_cast<double>(seqs * context) * static_cast<double>(k[0].row_bytes());
-  std::printf("attention %lld seqs x %lld tokens, %lld layers, t=%d kv=%s isa=%s: %.1f us per layer median (min %.1f), "
-              "%.2f GB/s of K/V\n",
+  std::printf("attention %s %lld seqs x %lld tokens, %lld layers, t=%d kv=%s isa=%s: %.1f us per layer median (min %.1f), "
+              "%.2f GB/s of K/V\n", prefill ? "prefill" : "decode",
               static_cast<long long>(seqs), static_cast<long long>(context), static_cast<long long>(layers), threads,
               std::string(qb::Name(*kv_type)).c_str(), std::string(qb::kernels::IsaName(ctx.isa)).c_str(), med * 1e3,
               ms.front() * 1e3, bytes / (med * 1e-3) / 1e9);

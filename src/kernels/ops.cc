@@ -1,5 +1,6 @@
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 
@@ -174,26 +175,37 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
            ShapeToString(v.shape()), ShapeToString(out.shape()));
   const int64_t n_heads = q.cols() / head_dim, n_kv = k.cols() / head_dim;
   QB_CHECK(n_kv > 0 && n_heads % n_kv == 0, "Attention: {} heads over {} kv heads", n_heads, n_kv);
-  // Physical rows of every token's keys, flattened (shared by all heads of the token).
-  std::vector<int64_t> offsets(positions.size() + 1, 0);
+  // Physical rows of the keys, shared by all heads: tokens of one sequence at consecutive
+  // positions (a prefill chunk) share one list, token t's keys being its first positions[t] + 1
+  // entries from row_start[t] on, so a chunk's list costs O(its length), not O(length^2).
+  std::vector<int32_t> rows;
+  std::vector<int64_t> row_start(positions.size());
+  auto row_of = [&](size_t t, int64_t j) {
+    const int64_t row = tables[t][static_cast<size_t>(j / block_size)] * block_size + j % block_size;
+    QB_CHECK(row >= 0 && row < k.rows(), "Attention: key row {} of {}", row, k.rows());
+    return static_cast<int32_t>(row);
+  };
   for (size_t t = 0; t < positions.size(); ++t) {
     QB_CHECK(positions[t] >= 0 && (positions[t] / block_size) < static_cast<int64_t>(tables[t].size()),
              "Attention: position {} beyond a table of {} blocks", positions[t], tables[t].size());
-    offsets[t + 1] = offsets[t] + positions[t] + 1;
-  }
-  std::vector<int32_t> rows(static_cast<size_t>(offsets.back()));
-  for (size_t t = 0; t < positions.size(); ++t)
-    for (int64_t j = 0; j <= positions[t]; ++j) {
-      const int64_t row = tables[t][static_cast<size_t>(j / block_size)] * block_size + j % block_size;
-      QB_CHECK(row >= 0 && row < k.rows(), "Attention: key row {} of {}", row, k.rows());
-      rows[static_cast<size_t>(offsets[t] + j)] = static_cast<int32_t>(row);
+    const int64_t prev_blocks = t > 0 ? positions[t - 1] / block_size + 1 : 0;
+    const bool same_run = t > 0 && positions[t] == positions[t - 1] + 1 &&
+                          (tables[t].data() == tables[t - 1].data() ||
+                           std::equal(tables[t - 1].begin(), tables[t - 1].begin() + prev_blocks, tables[t].begin()));
+    if (same_run) {
+      row_start[t] = row_start[t - 1];
+      rows.push_back(row_of(t, positions[t]));
+    } else {
+      row_start[t] = static_cast<int64_t>(rows.size());
+      for (int64_t j = 0; j <= positions[t]; ++j) rows.push_back(row_of(t, j));
     }
+  }
   if (ctx.isa == Isa::kReference)
     ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.raw(), v.raw(), k.dtype(), rows.data(),
-                   offsets.data(), scale, out.mutable_data<float>());
+                   row_start.data(), positions.data(), scale, out.mutable_data<float>());
   else
     cpu::Attention(ctx, q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.raw(), v.raw(), k.dtype(), rows.data(),
-                   offsets.data(), scale, out.mutable_data<float>());
+                   row_start.data(), positions.data(), scale, out.mutable_data<float>());
 }
 
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {

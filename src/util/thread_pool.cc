@@ -42,7 +42,7 @@ void ThreadPool::WorkerLoop(int index) {
     // Spin for a short while, then sleep until the next job.
     const auto spin_until = std::chrono::steady_clock::now() + kSpin;
     while (generation_.load(std::memory_order_acquire) == seen && std::chrono::steady_clock::now() < spin_until)
-      for (int k = 0; k < 64; ++k) CpuRelax();
+      for (int k = 0; k < 8; ++k) CpuRelax();
     if (generation_.load(std::memory_order_acquire) == seen) {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/linear_kernels.h"
@@ -531,6 +532,57 @@ TEST(FastAttentionTest, GroupedHeadsOverManyKeysMatchReferenceAndSingleHeads) {
           for (int64_t d = 0; d < hd; ++d)
             ASSERT_EQ(o1.data<float>()[t * hd + d], got.data<float>()[t * heads * hd + h * hd + d])
                 << Name(kv_type) << " " << IsaName(isa) << " head " << h;
+      }
+    }
+  }
+}
+
+// A prompt's tokens computed in one call (a prefill chunk: their query heads share the key
+// tiles), in a call that starts mid-prompt (a later chunk, a prefix-cache hit, a recompute after
+// preemption), and one by one (decode) give every token the same bits, on every path, for each
+// cache type, head size and group size; and match the reference.
+TEST(FastAttentionTest, PrefillChunksGiveEachTokenTheBitsOfItsDecode) {
+  for (int64_t hd : {64, 128}) {
+    for (int64_t heads : {7, 2}) {
+      const int64_t kv = heads == 7 ? 1 : 2, n = 75, block = 16, n_blocks = 5;
+      Tensor q = RandomF32({n, heads * hd}, static_cast<uint32_t>(51 + hd + heads));
+      Tensor k = RandomF32({n, kv * hd}, 52), v = RandomF32({n, kv * hd}, 53);
+      const std::vector<int32_t> table = {4, 1, 3, 0, 2};
+      std::vector<int32_t> slots, pos;
+      for (int32_t j = 0; j < n; ++j) {
+        slots.push_back(table[static_cast<size_t>(j / block)] * block + j % block);
+        pos.push_back(j);
+      }
+      for (DType kv_type : {DType::kF16, DType::kBF16, DType::kQ8_0, DType::kF32}) {
+        Tensor kc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd}), vc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd});
+        ScatterRows(k, slots, kc);
+        ScatterRows(v, slots, vc);
+        auto run = [&](const ExecContext& ctx, int64_t first, int64_t count) {
+          Tensor qs = Tensor::Empty(DType::kF32, {count, heads * hd}), o = Tensor::Empty(DType::kF32, {count, heads * hd});
+          std::copy_n(q.data<float>() + first * heads * hd, count * heads * hd, qs.mutable_data<float>());
+          const std::vector<int32_t> p(pos.begin() + first, pos.begin() + first + count);
+          const std::vector<std::span<const int32_t>> tables(static_cast<size_t>(count), std::span<const int32_t>(table));
+          Attention(ctx, qs, kc, vc, hd, block, p, tables, 0.125f, o);
+          return o;
+        };
+        const Tensor want = run(ExecContext::Reference(), 0, n);
+        for (Isa isa : FastIsas()) {
+          ThreadPool pool(2);
+          const ExecContext ctx{&pool, isa};
+          const Tensor whole = run(ctx, 0, n), tail = run(ctx, 30, n - 30);
+          const std::string what = std::string(Name(kv_type)) + " " + std::string(IsaName(isa)) + " hd " +
+                                   std::to_string(hd) + " heads " + std::to_string(heads);
+          for (int64_t i = 0; i < whole.numel(); ++i) ASSERT_NEAR(whole.data<float>()[i], want.data<float>()[i], 1e-5) << what;
+          for (int64_t t = 0; t < n; ++t) {
+            const Tensor alone = run(ctx, t, 1);
+            for (int64_t i = 0; i < heads * hd; ++i) {
+              ASSERT_EQ(alone.data<float>()[i], whole.data<float>()[t * heads * hd + i]) << what << " token " << t;
+              if (t >= 30) {
+                ASSERT_EQ(tail.data<float>()[(t - 30) * heads * hd + i], alone.data<float>()[i]) << what << " token " << t;
+              }
+            }
+          }
+        }
       }
     }
   }

@@ -252,22 +252,40 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
 
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
-               const int64_t* offsets, float scale, float* out) {
+               const int64_t* row_start, const int32_t* positions, float scale, float* out) {
   const CpuKernels& kk = KernelsFor(ctx.isa);
   const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
-  // Work units are (token, kv head): the group's query heads share the keys. Units differ in
-  // cost (a prompt's last token sees all of its keys, the first one key): taken dynamically.
-  const int64_t units = n * n_kv_heads;
-  auto chunk = [&](int64_t u) {
-    thread_local std::vector<float> scores;
-    const int64_t t = u / n_kv_heads, kvh = u % n_kv_heads;
-    const int64_t n_keys = offsets[t + 1] - offsets[t];
-    scores.resize(static_cast<size_t>(group * n_keys));
-    const int64_t h0 = kvh * group;
-    kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + offsets[t], n_keys, kv_stride,
-              kvh * head_dim, head_dim, scale, scores.data(), out + t * q_stride + h0 * head_dim);
+  // Chunks of up to `per_chunk` consecutive tokens of one sequence: with a run kernel their
+  // query heads share every key tile. Work units are (chunk, kv head), taken dynamically and
+  // the last chunks first (a prompt's last tokens see the most keys).
+  const bool runs = kk.attend_run != nullptr && head_dim % 64 == 0 && head_dim <= 256 &&
+                    group <= kk.attend_run_max_rows;
+  const int64_t per_chunk = runs ? std::min<int64_t>(8, kk.attend_run_max_rows / group) : 1;
+  std::vector<int64_t> first{0};
+  for (int64_t t = 1; t < n; ++t)
+    if (row_start[t] != row_start[t - 1] || positions[t] != positions[t - 1] + 1 || t - first.back() >= per_chunk)
+      first.push_back(t);
+  const auto n_chunks = static_cast<int64_t>(first.size());
+  first.push_back(n);
+  auto unit = [&](int64_t u) {
+    thread_local std::vector<float> scratch;
+    const int64_t c = n_chunks - 1 - u / n_kv_heads, kvh = u % n_kv_heads, h0 = kvh * group;
+    const int64_t t0 = first[static_cast<size_t>(c)], m = first[static_cast<size_t>(c) + 1] - t0;
+    if (runs) {
+      scratch.resize(static_cast<size_t>(m * group * head_dim));
+      kk.attend_run(q + t0 * q_stride + h0 * head_dim, q_stride, m, group, k, v, kv_type, rows + row_start[t0],
+                    positions[t0] + 1, kv_stride, kvh * head_dim, head_dim, scale, scratch.data(),
+                    out + t0 * q_stride + h0 * head_dim);
+      return;
+    }
+    for (int64_t t = t0; t < t0 + m; ++t) {
+      const int64_t n_keys = positions[t] + 1;
+      scratch.resize(static_cast<size_t>(group * n_keys));
+      kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + row_start[t], n_keys, kv_stride,
+                kvh * head_dim, head_dim, scale, scratch.data(), out + t * q_stride + h0 * head_dim);
+    }
   };
-  ParallelForDynamic(ctx, units, chunk);
+  ParallelForDynamic(ctx, n_chunks * n_kv_heads, unit);
 }
 
 void ToF16(const ExecContext& ctx, const float* x, int64_t n, uint16_t* out) { KernelsFor(ctx.isa).to_f16(x, n, out); }

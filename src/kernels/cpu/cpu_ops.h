@@ -11,9 +11,11 @@ namespace qb::kernels::cpu {
 
 void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type,
             int64_t out, const float* bias, float* y);
+// Token t's keys: rows[row_start[t] .. row_start[t] + positions[t]]; consecutive tokens with the
+// same row_start and consecutive positions are one sequence's run (ops.cc builds them so).
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
-               const int64_t* offsets, float scale, float* out);
+               const int64_t* row_start, const int32_t* positions, float scale, float* out);
 void RmsNorm(const ExecContext& ctx, const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
 // Rotates n tokens' `heads` heads of x and, when x2 is not null, `heads2` heads of x2 (queries and
 // keys: one sine and cosine computation for both).

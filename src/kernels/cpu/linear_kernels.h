@@ -90,6 +90,16 @@ struct CpuKernels {
   // Four 8-row groups a call, where that pays (AVX-512: 16 rows a vector, each activation
   // broadcast feeding two vectors).
   QuantDot32 q4_0x32 = nullptr, q8_0x32 = nullptr;
+  // A run of m consecutive query tokens of one sequence and the n_q query heads of one GQA
+  // group: token i's queries at q + i * q_stride (heads head_dim apart), its keys the first
+  // n_keys0 + i of `rows`, its output at out + i * q_stride. head_dim a multiple of 64 (<= 256),
+  // m * n_q <= attend_run_max_rows; scratch: m * n_q * head_dim floats. A token's result is the
+  // same bits whatever the run it is part of. Null where the table has none (AVX-512 only:
+  // elsewhere `attend` runs token by token).
+  void (*attend_run)(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
+                     DType kv_type, const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset,
+                     int64_t head_dim, float scale, float* scratch, float* out) = nullptr;
+  int64_t attend_run_max_rows = 0;
   // Rounds n floats to f16 (nearest even; every non-NaN value as util/half.h's F32ToF16): the
   // f16 KV cache's writes.
   void (*to_f16)(const float* x, int64_t n, uint16_t* out) = nullptr;
@@ -118,6 +128,7 @@ const CpuKernels& Avx512VnniCpuKernels(bool wide);
 // The 512-bit float-weight kernels (F16, BF16) and attention, for the 512-bit table above
 // (linear_kernels_avx512_float.cc); only call when the CPU has AVX-512 F/BW/VL.
 void AddAvx512FloatKernels(CpuKernels& k);
+void AddAvx512AttentionKernels(CpuKernels& k);  // attention_avx512.cc, likewise
 // That table plus the bf16 dot products; only call when the CPU also has AVX512_BF16.
 const CpuKernels& Avx512Bf16CpuKernels(bool wide);
 void AddAvx512Bf16Kernels(CpuKernels& k);  // linear_kernels_avx512bf16.cc

@@ -220,6 +220,7 @@ CpuKernels Make(bool wide) {
     v.q4_0x32 = ByTokens32<BlockQ4_0x8, DotQ4_0x32<1>, DotQ4_0x32<2>, DotQ4_0x32<3>, DotQ4_0x32<4>>;
     v.q8_0x32 = ByTokens32<BlockQ8_0x8, DotQ8_0x32<1>, DotQ8_0x32<2>, DotQ8_0x32<3>, DotQ8_0x32<4>>;
     AddAvx512FloatKernels(v);
+    AddAvx512AttentionKernels(v);
   }
   return v;
 }

@@ -7,7 +7,8 @@
 namespace qb::kernels::ref {
 
 void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const void* k,
-               const void* v, DType kv_type, const int32_t* rows, const int64_t* offsets, float scale, float* out) {
+               const void* v, DType kv_type, const int32_t* rows, const int64_t* row_start, const int32_t* positions,
+               float scale, float* out) {
   const int64_t group = n_heads / n_kv_heads;
   const int64_t q_stride = n_heads * head_dim;
   const int64_t kv_row_bytes = RowBytes(kv_type, n_kv_heads * head_dim);
@@ -18,8 +19,8 @@ void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, i
     DequantizeRow(kv_type, static_cast<const uint8_t*>(base) + row * kv_row_bytes + kvh * head_bytes, dst, head_dim);
   };
   for (int64_t t = 0; t < n; ++t) {
-    const int64_t n_keys = offsets[t + 1] - offsets[t];
-    const int32_t* tr = rows + offsets[t];
+    const int64_t n_keys = positions[t] + 1;
+    const int32_t* tr = rows + row_start[t];
     scores.assign(static_cast<size_t>(n_keys), 0.0);
     for (int64_t h = 0; h < n_heads; ++h) {
       const int64_t kvh = h / group;

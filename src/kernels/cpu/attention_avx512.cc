@@ -1,0 +1,271 @@
+// AVX-512 attention over the paged KV cache: a run of consecutive query tokens of one sequence
+// (a prefill chunk, or one decoding token) and the query heads of one GQA group, key tiles of 32
+// rows shared by all of them (flash-attention's order: each tile's scores, an online softmax,
+// the weighted values, then the next tile).
+//
+// Per query row (token, head) the arithmetic is fixed whatever the run, the group or the batch:
+// the score of key j is q . k_j summed over the dimensions in order (lane = key, so there is no
+// reduction tree), tiles start at key 0 and every 32 keys, each row keeps its own running max,
+// sum and output, and keys past a row's own position contribute exact zeros. So a token's
+// result is bit-identical whether it is decoded alone, batched, or computed inside a prefill
+// chunk of any length or starting point (recompute after preemption, prefix-cache hits): tested.
+//
+// Compiled with AVX-512 options and only called after a CPU check; intrinsics only (see
+// linear_kernels_avx512vnni.cc).
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/avx512_helpers.h"
+#include "kernels/cpu/linear_kernels.h"
+#include "tensor/quant_blocks.h"
+
+// GCC 12 reports the undefined pass-through operand inside its own 512-bit intrinsics as
+// uninitialized (GCC bug 105593, fixed in GCC 13).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace qb::kernels::cpu {
+
+namespace {
+
+constexpr int64_t kTile = 32;          // keys a tile
+constexpr int64_t kRowBlock = 8;       // query rows sharing each key/value load
+constexpr int64_t kMaxHeadDim = 256;   // (head_dim a multiple of 64)
+constexpr int64_t kMaxRows = 64;       // query rows (tokens x heads) of one call
+constexpr int64_t kAhead = 2;          // tiles prefetched ahead (into L2)
+
+// Cache rows of one KV head: Row(base, row, stride, offset) is its first element, RowBytes its
+// size, Load16(row, d) its values d..d+15 as f32 (exact; d a multiple of 16).
+struct KvF32 {
+  static const float* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const float*>(base) + row * stride + offset;
+  }
+  static int64_t RowBytes(int64_t hd) { return 4 * hd; }
+  static __m512 Load16(const float* p, int64_t d) { return _mm512_loadu_ps(p + d); }
+};
+template <typename Cvt>
+struct KvHalf {
+  static const uint16_t* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const uint16_t*>(base) + row * stride + offset;
+  }
+  static int64_t RowBytes(int64_t hd) { return 2 * hd; }
+  static __m512 Load16(const uint16_t* p, int64_t d) { return Cvt::Load(p + d); }
+};
+struct KvQ8_0 {  // blocks of 32 (stride and offset multiples of 32): d * q
+  static const BlockQ8_0* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const BlockQ8_0*>(base) + (row * stride + offset) / 32;
+  }
+  static int64_t RowBytes(int64_t hd) { return hd / 32 * static_cast<int64_t>(sizeof(BlockQ8_0)); }
+  static __m512 Load16(const BlockQ8_0* p, int64_t d) {
+    const BlockQ8_0& b = p[d / 32];
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + (d % 32)));
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)), _mm512_set1_ps(kF16ToF32Table[b.d]));
+  }
+};
+
+// r[i] (row i of a 16 x 16 block) becomes column i.
+inline void Transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // within 128-bit lanes: (a0 b0 a1 b1), (a2 b2 a3 b3)
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m512 u[16];
+  for (int i = 0; i < 16; i += 4) {  // rows i..i+3, column 4L + c in lane L of u[i + c]
+    const __m512d t0 = _mm512_castps_pd(t[i]), t1 = _mm512_castps_pd(t[i + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[i + 2]), t3 = _mm512_castps_pd(t[i + 3]);
+    u[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane L of u[c], u[4 + c], u[8 + c], u[12 + c]
+    const __m512 x_lo = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), x_hi = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xee);
+    const __m512 y_lo = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), y_hi = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xee);
+    r[c] = _mm512_shuffle_f32x4(x_lo, y_lo, 0x88);
+    r[4 + c] = _mm512_shuffle_f32x4(x_lo, y_lo, 0xdd);
+    r[8 + c] = _mm512_shuffle_f32x4(x_hi, y_hi, 0x88);
+    r[12 + c] = _mm512_shuffle_f32x4(x_hi, y_hi, 0xdd);
+  }
+}
+
+// kt[d * kTile + j] = key j's value d (f32) for j < nj, 0 for the rest of the tile.
+template <typename Kv>
+void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd, float* kt) {
+  for (int64_t j0 = 0; j0 < kTile; j0 += 16) {
+    decltype(Kv::Row(k, 0, 0, 0)) src[16];
+    for (int64_t i = 0; i < 16; ++i) src[i] = j0 + i < nj ? Kv::Row(k, rows[j0 + i], stride, offset) : nullptr;
+    for (int64_t d0 = 0; d0 < hd; d0 += 16) {
+      __m512 r[16];
+      for (int64_t i = 0; i < 16; ++i) r[i] = src[i] != nullptr ? Kv::Load16(src[i], d0) : _mm512_setzero_ps();
+      Transpose16(r);
+      for (int64_t c = 0; c < 16; ++c) _mm512_store_ps(kt + (d0 + c) * kTile + j0, r[c]);
+    }
+  }
+}
+
+// vt[j * hd + d] = value j's value d (f32), j < nj.
+template <typename Kv>
+void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd, float* vt) {
+  for (int64_t j = 0; j < nj; ++j) {
+    const auto* src = Kv::Row(v, rows[j], stride, offset);
+    for (int64_t d = 0; d < hd; d += 16) _mm512_store_ps(vt + j * hd + d, Kv::Load16(src, d));
+  }
+}
+
+template <typename Kv>
+void PrefetchTile(const void* k, const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset,
+                  int64_t hd) {
+  const int64_t bytes = Kv::RowBytes(hd);
+  for (int64_t j = 0; j < nj; ++j) {
+    const char* kr = reinterpret_cast<const char*>(Kv::Row(k, rows[j], stride, offset));
+    const char* vr = reinterpret_cast<const char*>(Kv::Row(v, rows[j], stride, offset));
+    for (int64_t b = 0; b < bytes; b += 64) {
+      _mm_prefetch(kr + b, _MM_HINT_T1);
+      _mm_prefetch(vr + b, _MM_HINT_T1);
+    }
+  }
+}
+
+// Running state of a query row: max, sum of exponentials, output (hd floats, unnormalized).
+struct RowState {
+  const float* q;
+  int64_t n_keys;  // keys this row sees (its token's position + 1)
+  float max, sum;
+  float* out;
+};
+
+// One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
+template <int NR>
+void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale) {
+  __m512 s[NR][2];
+  for (int r = 0; r < NR; ++r) s[r][0] = s[r][1] = _mm512_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const __m512 k0 = _mm512_load_ps(kt + d * kTile), k1 = _mm512_load_ps(kt + d * kTile + 16);
+    for (int r = 0; r < NR; ++r) {
+      const __m512 qd = _mm512_set1_ps(rs[r].q[d]);
+      s[r][0] = _mm512_fmadd_ps(qd, k0, s[r][0]);
+      s[r][1] = _mm512_fmadd_ps(qd, k1, s[r][1]);
+    }
+  }
+  alignas(64) float p[NR][kTile];
+  int64_t keys = 0;  // the most keys of this tile any of the rows sees
+  const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
+  for (int r = 0; r < NR; ++r) {
+    RowState& st = rs[r];
+    const int64_t c = st.n_keys - j0 < 0 ? 0 : (st.n_keys - j0 > kTile ? kTile : st.n_keys - j0);
+    if (c == 0) {
+      for (int64_t j = 0; j < kTile; j += 16) _mm512_store_ps(p[r] + j, _mm512_setzero_ps());
+      continue;
+    }
+    keys = c > keys ? c : keys;
+    const __mmask16 m0 = c >= 16 ? static_cast<__mmask16>(0xffff) : static_cast<__mmask16>((1u << c) - 1);
+    const __mmask16 m1 = c >= 32 ? static_cast<__mmask16>(0xffff)
+                                 : static_cast<__mmask16>(c > 16 ? (1u << (c - 16)) - 1 : 0u);
+    const __m512 a0 = _mm512_mask_mov_ps(neg_inf, m0, _mm512_mul_ps(s[r][0], _mm512_set1_ps(scale)));
+    const __m512 a1 = _mm512_mask_mov_ps(neg_inf, m1, _mm512_mul_ps(s[r][1], _mm512_set1_ps(scale)));
+    const float tile_max = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+    const float new_max = tile_max > st.max ? tile_max : st.max;
+    if (st.max != -__builtin_inff() && new_max != st.max) {  // rescale what the earlier tiles summed
+      const float alpha = _mm512_cvtss_f32(Exp16(_mm512_set1_ps(st.max - new_max)));
+      st.sum *= alpha;
+      const __m512 av = _mm512_set1_ps(alpha);
+      for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_ps(st.out + d, _mm512_mul_ps(_mm512_loadu_ps(st.out + d), av));
+    }
+    st.max = new_max;
+    const __m512 mv = _mm512_set1_ps(new_max);
+    const __m512 e0 = _mm512_maskz_mov_ps(m0, Exp16(_mm512_sub_ps(a0, mv)));
+    const __m512 e1 = _mm512_maskz_mov_ps(m1, Exp16(_mm512_sub_ps(a1, mv)));
+    _mm512_store_ps(p[r], e0);
+    _mm512_store_ps(p[r] + 16, e1);
+    st.sum += _mm512_reduce_add_ps(_mm512_add_ps(e0, e1));
+  }
+  // out += p . values, 32 dimensions at a time; a row's keys past its own count have p = 0.
+  for (int64_t d0 = 0; d0 < hd; d0 += 32) {
+    __m512 o[NR][2];
+    for (int r = 0; r < NR; ++r) {
+      o[r][0] = _mm512_loadu_ps(rs[r].out + d0);
+      o[r][1] = _mm512_loadu_ps(rs[r].out + d0 + 16);
+    }
+    for (int64_t j = 0; j < keys; ++j) {
+      const __m512 v0 = _mm512_load_ps(vt + j * hd + d0), v1 = _mm512_load_ps(vt + j * hd + d0 + 16);
+      for (int r = 0; r < NR; ++r) {
+        const __m512 pj = _mm512_set1_ps(p[r][j]);
+        o[r][0] = _mm512_fmadd_ps(pj, v0, o[r][0]);
+        o[r][1] = _mm512_fmadd_ps(pj, v1, o[r][1]);
+      }
+    }
+    for (int r = 0; r < NR; ++r) {
+      _mm512_storeu_ps(rs[r].out + d0, o[r][0]);
+      _mm512_storeu_ps(rs[r].out + d0 + 16, o[r][1]);
+    }
+  }
+}
+
+template <typename Kv>
+void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
+                const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
+                float* scratch, float* out) {
+  const int64_t n_rows = m * n_q;
+  RowState rs[kMaxRows];
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t i = r / n_q, h = r % n_q;
+    rs[r] = RowState{q + i * q_stride + h * hd, n_keys0 + i, -__builtin_inff(), 0.f, scratch + r * hd};
+    for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_ps(rs[r].out + d, _mm512_setzero_ps());
+  }
+  const int64_t n_keys = n_keys0 + m - 1;  // the last token's
+  alignas(64) float kt[kMaxHeadDim * kTile];
+  alignas(64) float vt[kTile * kMaxHeadDim];
+  for (int64_t j0 = 0; j0 < n_keys && j0 < kAhead * kTile; j0 += kTile)
+    PrefetchTile<Kv>(k, v, rows + j0, n_keys - j0 < kTile ? n_keys - j0 : kTile, stride, offset, hd);
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kTile) {
+    const int64_t nj = n_keys - j0 < kTile ? n_keys - j0 : kTile;
+    const int64_t ahead = j0 + kAhead * kTile;  // prefetched kAhead tiles ahead
+    if (ahead < n_keys) PrefetchTile<Kv>(k, v, rows + ahead, n_keys - ahead < kTile ? n_keys - ahead : kTile, stride, offset, hd);
+    StageKeys<Kv>(k, rows + j0, nj, stride, offset, hd, kt);
+    StageValues<Kv>(v, rows + j0, nj, stride, offset, hd, vt);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+      switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
+        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 3: TileRows<3>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 4: TileRows<4>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 5: TileRows<5>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 6: TileRows<6>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 7: TileRows<7>(rs + r0, j0, kt, vt, hd, scale); break;
+        default: TileRows<8>(rs + r0, j0, kt, vt, hd, scale); break;
+      }
+    }
+  }
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t i = r / n_q, h = r % n_q;
+    const __m512 inv = _mm512_set1_ps(1.f / rs[r].sum);
+    float* o = out + i * q_stride + h * hd;
+    for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(rs[r].out + d), inv));
+  }
+}
+
+void AttendRun512(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
+                  DType kv_type, const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t head_dim,
+                  float scale, float* scratch, float* out) {
+  switch (kv_type) {
+    case DType::kF16:
+      return AttendRunT<KvHalf<F16To32>>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+    case DType::kBF16:
+      return AttendRunT<KvHalf<Bf16To32>>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+    case DType::kQ8_0:
+      return AttendRunT<KvQ8_0>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+    default:
+      return AttendRunT<KvF32>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+  }
+}
+
+}  // namespace
+
+void AddAvx512AttentionKernels(CpuKernels& k) {
+  k.attend_run = AttendRun512;
+  k.attend_run_max_rows = kMaxRows;
+}
+
+}  // namespace qb::kernels::cpu
