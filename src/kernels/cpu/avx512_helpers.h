@@ -1,5 +1,7 @@
 // Inline 512-bit helpers shared by the AVX-512 kernel files: half-precision loads and exp.
-// Only for files compiled with AVX-512 options (see linear_kernels_avx512vnni.cc): intrinsics only.
+// Only for files compiled with AVX-512 options (see linear_kernels_avx512vnni.cc): intrinsics
+// only, and internal linkage (an anonymous namespace), so no copy compiled with one file's
+// options can stand in for another's at link time.
 #pragma once
 
 #include <immintrin.h>
@@ -7,6 +9,7 @@
 #include <cstdint>
 
 namespace qb::kernels::cpu {
+namespace {
 
 // 16 f16 / bf16 values to f32 (exact); the masked forms read only the lanes in m.
 struct F16To32 {
@@ -39,4 +42,5 @@ inline __m512 Exp16(__m512 x) {
   return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
 }
 
+}  // namespace
 }  // namespace qb::kernels::cpu
