@@ -32,7 +32,7 @@ namespace {
 constexpr int64_t kTile = 32;          // keys a tile
 constexpr int64_t kRowBlock = 8;       // query rows sharing each key/value load
 constexpr int64_t kMaxHeadDim = 256;   // (head_dim a multiple of 64)
-constexpr int64_t kMaxRows = 64;       // query rows (tokens x heads) of one call
+constexpr int64_t kMaxRows = 128;      // query rows (tokens x heads) of one call
 constexpr int64_t kAhead = 2;          // tiles prefetched ahead (into L2)
 
 // Cache rows of one KV head: Row(base, row, stride, offset) is its first element, RowBytes its

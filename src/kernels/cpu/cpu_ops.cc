@@ -260,7 +260,7 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
   // the last chunks first (a prompt's last tokens see the most keys).
   const bool runs = kk.attend_run != nullptr && head_dim % 64 == 0 && head_dim <= 256 &&
                     group <= kk.attend_run_max_rows;
-  const int64_t per_chunk = runs ? std::min<int64_t>(8, kk.attend_run_max_rows / group) : 1;
+  const int64_t per_chunk = runs ? std::min<int64_t>(16, kk.attend_run_max_rows / group) : 1;
   std::vector<int64_t> first{0};
   for (int64_t t = 1; t < n; ++t)
     if (row_start[t] != row_start[t - 1] || positions[t] != positions[t - 1] + 1 || t - first.back() >= per_chunk)
