@@ -1,5 +1,7 @@
 // Linear kernel speed: y[n, out] = x[n, in] . W^T for one weight type, on 1..T threads.
-//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS] [ISA]
+//   build/bench/linear_bench [TYPE] [IN] [OUT] [N] [THREADS] [REPS] [ISA] [COPIES]
+// (COPIES > 1: that many copies of the matrix, used in turn, so each call reads its weights from
+// memory as a decode step does rather than from a cache that still holds them)
 // (TYPE q4_0x8 / q8_0x8: 8-row layouts; ISA: avx512vnni, avx2, scalar; default the CPU's best)
 // Prints the median time and ns per (weight block x token) and GB/s of weights read.
 #include <algorithm>
@@ -21,7 +23,8 @@ int main(int argc, char** argv) {
   const int64_t n = argc > 4 ? std::atoll(argv[4]) : 1;
   const int threads = argc > 5 ? std::atoi(argv[5]) : 1;
   const int reps = argc > 6 ? std::atoi(argv[6]) : 21;
-  const auto isa = argc > 7 ? qb::kernels::IsaFromName(argv[7]) : qb::kernels::DetectIsa();
+  const auto isa = argc > 7 && std::string(argv[7]) != "best" ? qb::kernels::IsaFromName(argv[7]) : qb::kernels::DetectIsa();
+  const int copies = argc > 8 ? std::max(1, std::atoi(argv[8])) : 1;
   if (!isa || *isa > qb::kernels::DetectIsa()) {
     std::fprintf(stderr, "ISA %s is unknown or not on this CPU (best: %s)\n", argc > 7 ? argv[7] : "",
                  std::string(qb::kernels::IsaName(qb::kernels::DetectIsa())).c_str());
@@ -54,6 +57,12 @@ int main(int argc, char** argv) {
     qb::QuantizeRow(*type, row.data(), dst, in);
   }
   if (interleaved) w = qb::Interleave(w);
+  std::vector<qb::Tensor> ws{w};
+  for (int c = 1; c < copies; ++c) {
+    qb::Tensor copy = qb::Tensor::Empty(w.dtype(), w.shape());
+    std::copy_n(static_cast<const uint8_t*>(w.raw()), w.nbytes(), static_cast<uint8_t*>(copy.mutable_raw()));
+    ws.push_back(std::move(copy));
+  }
   qb::Tensor x = qb::Tensor::Empty(qb::DType::kF32, {n, in});
   for (int64_t i = 0; i < x.numel(); ++i) x.mutable_data<float>()[i] = nd(rng) * 20;
   qb::Tensor y = qb::Tensor::Empty(qb::DType::kF32, {n, out});
@@ -64,14 +73,14 @@ int main(int argc, char** argv) {
   int inner = 1;
   for (;;) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < inner; ++i) qb::kernels::Linear(ctx, x, w, nullptr, y);
+    for (int i = 0; i < inner; ++i) qb::kernels::Linear(ctx, x, ws[static_cast<size_t>(i) % ws.size()], nullptr, y);
     const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    if (dt > 20 || inner > 1 << 20) break;
+    if ((dt > 20 && inner >= copies) || inner > 1 << 20) break;
     inner *= 2;
   }
   for (int r = 0; r < reps; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < inner; ++i) qb::kernels::Linear(ctx, x, w, nullptr, y);
+    for (int i = 0; i < inner; ++i) qb::kernels::Linear(ctx, x, ws[static_cast<size_t>(i) % ws.size()], nullptr, y);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / inner);
   }
   std::sort(ms.begin(), ms.end());

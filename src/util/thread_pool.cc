@@ -22,7 +22,8 @@ constexpr auto kSpin = std::chrono::microseconds(200);
 
 }  // namespace
 
-ThreadPool::ThreadPool(int n_threads) : n_threads_(n_threads < 1 ? 1 : n_threads) {
+ThreadPool::ThreadPool(int n_threads)
+    : n_threads_(n_threads < 1 ? 1 : n_threads), shares_(std::make_unique<Share[]>(static_cast<size_t>(n_threads_))) {
   for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
 }
 
@@ -98,6 +99,50 @@ void ThreadPool::ParallelForDynamic(int64_t n, const std::function<void(int64_t)
   Run([&](int) {
     for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < n; i = next.fetch_add(1, std::memory_order_relaxed))
       fn(i);
+  });
+}
+
+namespace {
+
+constexpr uint64_t Pack(uint64_t front, uint64_t end) { return front | end << 32; }
+constexpr uint64_t Front(uint64_t r) { return r & 0xffffffffu; }
+constexpr uint64_t End(uint64_t r) { return r >> 32; }
+
+// Takes the front index of `share` (from_back false) or its last one; false when it is empty.
+bool Take(std::atomic<uint64_t>& share, bool from_back, int64_t& index) {
+  uint64_t r = share.load(std::memory_order_relaxed);
+  while (Front(r) < End(r)) {
+    const uint64_t next = from_back ? Pack(Front(r), End(r) - 1) : Pack(Front(r) + 1, End(r));
+    if (share.compare_exchange_weak(r, next, std::memory_order_relaxed)) {
+      index = static_cast<int64_t>(from_back ? End(r) - 1 : Front(r));
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+void ThreadPool::ParallelForStealing(int64_t n, const std::function<void(int64_t)>& fn) {
+  if (n <= 0) return;
+  if (n_threads_ == 1 || n == 1) {
+    for (int64_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  if (n >= (int64_t{1} << 32)) return ParallelForDynamic(n, fn);  // beyond 32-bit shares
+  const int threads = n_threads_;
+  for (int t = 0; t < threads; ++t)
+    shares_[static_cast<size_t>(t)].range.store(Pack(static_cast<uint64_t>(n * t / threads),
+                                                     static_cast<uint64_t>(n * (t + 1) / threads)),
+                                                std::memory_order_relaxed);
+  // Run's release of the job publishes the shares to the workers.
+  Run([&](int self) {
+    int64_t i;
+    while (Take(shares_[static_cast<size_t>(self)].range, false, i)) fn(i);
+    for (int k = 1; k < threads; ++k) {
+      auto& other = shares_[static_cast<size_t>((self + k) % threads)].range;
+      while (Take(other, true, i)) fn(i);
+    }
   });
 }
 

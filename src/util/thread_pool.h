@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -31,6 +32,11 @@ class ThreadPool {
   // atomic counter): uneven work, or a thread slowed by a noisy neighbour, does not leave the
   // others waiting at the end as a static split does.
   void ParallelForDynamic(int64_t n, const std::function<void(int64_t)>& fn);
+  // Runs fn(i) for every i in [0, n): each thread walks its own contiguous share of [0, n) from
+  // the front (one sequential stream, as ParallelFor), and a thread that finishes its share takes
+  // the indices left at the back of the others' (a thread slowed by a neighbour on a shared
+  // machine leaves no one waiting for more than one index).
+  void ParallelForStealing(int64_t n, const std::function<void(int64_t)>& fn);
 
  private:
   void WorkerLoop(int index);
@@ -44,6 +50,12 @@ class ThreadPool {
   std::mutex mu_;
   std::condition_variable wake_;
   std::mutex run_mu_;  // one job at a time
+  // ParallelForStealing's shares, one per thread on its own cache line: the next index at the
+  // front (low 32 bits) and the end (high 32 bits), both moved by compare-and-swap.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+  std::unique_ptr<Share[]> shares_;
 };
 
 }  // namespace qb

@@ -35,6 +35,12 @@ void ParallelFor(const ExecContext& ctx, int64_t n, const std::function<void(int
   else if (n > 0) fn(0, n);
 }
 
+void ParallelForStealing(const ExecContext& ctx, int64_t n, const std::function<void(int64_t)>& fn) {
+  if (ctx.pool != nullptr) ctx.pool->ParallelForStealing(n, fn);
+  else
+    for (int64_t i = 0; i < n; ++i) fn(i);
+}
+
 void ParallelForDynamic(const ExecContext& ctx, int64_t n, const std::function<void(int64_t)>& fn) {
   if (ctx.pool != nullptr) ctx.pool->ParallelForDynamic(n, fn);
   else
@@ -164,10 +170,10 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
         for (int64_t i = r0; i < r1; ++i) yt[i] += bias[i];
       }
   };
-  if (n <= kMaxTokens) {  // one contiguous range per thread keeps the hardware prefetcher streaming
-    ParallelFor(ctx, n_tiles, [&](int64_t b, int64_t e) {
-      for (int64_t ti = b; ti < e; ++ti) body(ti);
-    });
+  if (n <= kMaxTokens) {
+    // One contiguous range per thread keeps the hardware prefetcher streaming; a thread done
+    // early takes tiles from the end of the other's range.
+    ParallelForStealing(ctx, n_tiles, body);
   } else {
     ParallelForDynamic(ctx, n_tiles, body);
   }

@@ -24,26 +24,38 @@ namespace qb::kernels::cpu {
 namespace {
 
 // F16 and BF16 weights, 512-bit: 16 weights converted to f32 per load and used for every token
-// of the call, NR <= 3 rows x NT <= 4 tokens with one accumulator each (12 FMA chains in
-// flight), a masked last chunk (masked loads only there: in the loop they made the F16 kernel
+// of the call, NR <= 3 rows x NT <= 4 tokens with two accumulators each (16-value chunks
+// alternate between them: one chain held a decode row to an FMA latency per 32 bytes, ~27 GB/s
+// a thread, short of what memory and cache deliver), a masked last chunk (masked loads only there: in the loop they made the F16 kernel
 // slower than AVX2's, 16.6 vs 12.3 ms at 4864 x 896 x 128 on a Zen 5; plain loads, 8.5 ms).
 // Every (row, token) sees the same operations in the same order whatever the tile: a token's
 // result does not depend on its batch. One token (decode) takes one row at a time: one memory
 // stream. (With AVX512_BF16, BF16 weights take linear_kernels_avx512bf16.cc instead.)
 template <typename Cvt, int NR, int NT>
 void HalfTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out) {
-  __m512 acc[NR][NT];
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
+  __m512 acc[2][NR][NT];  // two chains: 16-value chunk c goes to chain c % 2
+  for (int c = 0; c < 2; ++c)
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) acc[c][r][t] = _mm512_setzero_ps();
   auto row = [&](int r) { return reinterpret_cast<const uint16_t*>(rows + r * stride); };
-  int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
+  auto chunk = [&](int c, int64_t i) {
     __m512 w[NR];
     for (int r = 0; r < NR; ++r) w[r] = Cvt::Load(row(r) + i);
     for (int t = 0; t < NT; ++t) {
       const __m512 x = _mm512_loadu_ps(xs[t] + i);
-      for (int r = 0; r < NR; ++r) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
+      for (int r = 0; r < NR; ++r) acc[c][r][t] = _mm512_fmadd_ps(w[r], x, acc[c][r][t]);
     }
+  };
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    chunk(0, i);
+    chunk(1, i + 16);
+  }
+  int c = 0;
+  if (i + 16 <= n) {
+    chunk(0, i);
+    i += 16;
+    c = 1;
   }
   if (i < n) {
     const auto m = static_cast<__mmask16>((1u << (n - i)) - 1);
@@ -51,11 +63,11 @@ void HalfTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64
     for (int r = 0; r < NR; ++r) w[r] = Cvt::Load(row(r) + i, m);
     for (int t = 0; t < NT; ++t) {
       const __m512 x = _mm512_maskz_loadu_ps(m, xs[t] + i);
-      for (int r = 0; r < NR; ++r) acc[r][t] = _mm512_fmadd_ps(w[r], x, acc[r][t]);
+      for (int r = 0; r < NR; ++r) acc[c][r][t] = _mm512_fmadd_ps(w[r], x, acc[c][r][t]);
     }
   }
   for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][r][t], acc[1][r][t]));
 }
 
 template <typename Cvt, int NR>
