@@ -3,6 +3,8 @@
 #include <cstring>
 #include <initializer_list>
 
+#include "util/mapped_file.h"
+
 namespace qb {
 
 namespace {
@@ -12,7 +14,7 @@ bool CanJoin(std::initializer_list<const Tensor*> ms, std::initializer_list<cons
     if (p->defined()) return false;
   const Tensor& first = **ms.begin();
   for (const Tensor* m : ms) {
-    if (!m->defined() || !m->writable() || m->device() != Device::kCpu || m->rank() != 2) return false;
+    if (!m->defined() || m->device() != Device::kCpu || m->rank() != 2) return false;
     if (m->dtype() != first.dtype() || m->cols() != first.cols()) return false;
     if (m->rows() % Info(m->dtype()).row_group != 0) return false;
   }
@@ -33,6 +35,7 @@ Tensor Join(std::initializer_list<Tensor*> parts) {
   for (Tensor* p : parts) {
     const int64_t n = p->rank() == 1 ? p->numel() : p->rows();
     std::memcpy(dst, p->raw(), p->nbytes());
+    if (!p->writable()) ReleaseMappedRange(p->raw(), p->nbytes());  // mapped from the file: not held twice
     dst += p->nbytes();
     *p = joined.Slice(row, row + n);
     row += n;

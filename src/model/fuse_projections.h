@@ -12,8 +12,8 @@
 namespace qb {
 
 // Joins where it can: matrices of one dtype and width, row counts that are whole row groups of
-// that dtype, no act-order permutation, and weights the process owns (converted or repacked at
-// load; matrices still mapped from the file are left as they are, so they stay page cache).
+// that dtype, no act-order permutation. Parts still mapped from the file are copied and their
+// pages released from the mapping (the file's page cache may keep them until memory is needed).
 void FuseProjections(Qwen2Weights& w);
 
 }  // namespace qb

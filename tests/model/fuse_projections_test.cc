@@ -62,7 +62,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(Case{"micro-qwen2/micro-qwen2-q8_0.gguf", "", true},  // repacked at load: joined
                       Case{"micro-qwen2/micro-qwen2-q4_0.gguf", "", true},
                       Case{"micro-qwen2", "q4_k", true},                      // converted at load: joined
-                      Case{"micro-qwen2/micro-qwen2-f16.gguf", "", false},   // mapped from the file: left alone
+                      Case{"micro-qwen2/micro-qwen2-f16.gguf", "", true},    // mapped: copied, file pages let go
+                      Case{"micro-qwen2", "", true},                          // bf16 safetensors, mapped
                       Case{"micro-qwen2-gptq-descact", "", false}),          // act-order permutations
     [](const ::testing::TestParamInfo<Case>& i) { return std::to_string(i.index); });
 
