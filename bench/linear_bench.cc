@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   }
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.f, 0.05f);
-  qb::Tensor w = getenv("THP") ? qb::Tensor::EmptyLongLived(*type, {out, in}) : qb::Tensor::Empty(*type, {out, in});
+  qb::Tensor w = qb::Tensor::Empty(*type, {out, in});
   std::vector<float> row(static_cast<size_t>(in));
   // The GGUF types qwenbox reads but never writes (q5_k, q3_k, ...) get random bytes: the
   // kernels' speed does not depend on the values.
@@ -59,7 +59,7 @@ int main(int argc, char** argv) {
   if (interleaved) w = qb::Interleave(w);
   std::vector<qb::Tensor> ws{w};
   for (int c = 1; c < copies; ++c) {
-    qb::Tensor copy = getenv("THP") ? qb::Tensor::EmptyLongLived(w.dtype(), w.shape()) : qb::Tensor::Empty(w.dtype(), w.shape());
+    qb::Tensor copy = qb::Tensor::Empty(w.dtype(), w.shape());
     std::copy_n(static_cast<const uint8_t*>(w.raw()), w.nbytes(), static_cast<uint8_t*>(copy.mutable_raw()));
     ws.push_back(std::move(copy));
   }
