@@ -34,24 +34,32 @@ inline __m512bh LoadBf16(const void* p) {
   return reinterpret_cast<const __m512bh&>(v);
 }
 
-// NR <= kFloatRows rows x NT <= kMaxTokens tokens, one accumulator each (12 in flight cover
-// vdpbf16ps's latency), 32 values a step. Every (row, token) sees the same operations in the
-// same order whatever NR and NT: a token's result is bit-identical alone or batched.
+// NR <= kFloatRows rows x NT <= kMaxTokens tokens, two accumulators each (32-value step s goes
+// to chain s % 2: one chain held a decode row to one vdpbf16ps latency per 64 bytes), 32 values
+// a step. Every (row, token) sees the same operations in the same order whatever NR and NT: a
+// token's result is bit-identical alone or batched.
 template <int NR, int NT>
 void Tile(const uint8_t* rows, int64_t stride, const uint16_t* const* xs, int64_t n, float* out) {
-  __m512 acc[NR][NT];
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) acc[r][t] = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 32) {
+  __m512 acc[2][NR][NT];
+  for (int c = 0; c < 2; ++c)
+    for (int r = 0; r < NR; ++r)
+      for (int t = 0; t < NT; ++t) acc[c][r][t] = _mm512_setzero_ps();
+  auto step = [&](int c, int64_t i) {
     __m512bh w[NR];
     for (int r = 0; r < NR; ++r) w[r] = LoadBf16(rows + r * stride + 2 * i);
     for (int t = 0; t < NT; ++t) {
       const __m512bh x = LoadBf16(xs[t] + i);
-      for (int r = 0; r < NR; ++r) acc[r][t] = _mm512_dpbf16_ps(acc[r][t], w[r], x);
+      for (int r = 0; r < NR; ++r) acc[c][r][t] = _mm512_dpbf16_ps(acc[c][r][t], w[r], x);
     }
+  };
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    step(0, i);
+    step(1, i + 32);
   }
+  if (i < n) step(0, i);  // n is a multiple of 32
   for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = _mm512_reduce_add_ps(acc[r][t]);
+    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[0][r][t], acc[1][r][t]));
 }
 
 template <int NR>
