@@ -1,15 +1,15 @@
 // CUDA decode/prefill benchmark on a random-weight Qwen2.5-7B-shape model built directly in GPU
-// memory (no checkpoint file): measured HBM bandwidth (device-to-device copy), then for BF16 and
-// INT4 (group 128) weights: batch-1 decode tok/s with the weight-read bandwidth it implies (every
-// matrix is read once per step) and its share of the measured HBM bandwidth, with and without
-// CUDA graphs; aggregate decode tok/s at 8 and 32 sequences with 512 tokens of context each in
-// the paged KV cache; prefill tok/s of a 512-token prompt; and GEMV vs cuBLAS per matrix shape.
+// memory (no checkpoint file): measured HBM bandwidth (device-to-device copy), then for BF16,
+// INT4 (group 128) in the CUDA-core GEMV layout ("int4") and INT4 in the tensor-core layout
+// ("int4tc", what serving uses): batch-1 decode tok/s with the weight-read bandwidth it implies
+// (every matrix is read once per step) and its share of the measured HBM bandwidth, with and
+// without CUDA graphs; aggregate decode tok/s at 8 and 32 sequences with 512 tokens of context
+// each in the paged KV cache; prefill tok/s of a 512-token prompt; a per-kernel-class profile of
+// one decode step (b=1 and 8); and the linear layers per shape (GEMV, v3 for int4, cuBLAS).
 // Times are medians of several runs after warm-up; a step is timed from staging its inputs to
-// the end of its kernels (wall clock, synchronized), as the engine would see it. Then the same
-// decode with the first version's kernels ("v1": unfused ops, GEMV v1), a per-kernel-class
-// profile of one decode step (b=1 and 8, both versions), and the linear layers per shape.
+// the end of its kernels (wall clock, synchronized), as the engine would see it.
 //
-//   cuda_decode_bench [--quick] [--json PATH] [--formats bf16,int4] [--steps N]
+//   cuda_decode_bench [--quick] [--json PATH] [--formats bf16,int4,int4tc] [--steps N]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -101,7 +101,7 @@ void Check(const qb::Status& s) {
 
 int main(int argc, char** argv) {
   bool quick = false;
-  std::string json_path, formats = "bf16,int4";
+  std::string json_path, formats = "bf16,int4,int4tc";
   int steps = 0;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
@@ -114,7 +114,7 @@ int main(int argc, char** argv) {
     } else if (a == "--steps" && i + 1 < argc) {
       steps = std::atoi(argv[++i]);
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--json PATH] [--formats bf16,int4] [--steps N]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--json PATH] [--formats bf16,int4,int4tc] [--steps N]\n", argv[0]);
       return 2;
     }
   }
@@ -150,10 +150,17 @@ int main(int argc, char** argv) {
       seqs.tables.back().push_back(static_cast<int32_t>(i * o.max_blocks_per_seq + b));
   }
 
-  std::printf("%-5s %-28s %10s %10s %12s %8s\n", "fmt", "measurement", "ms/step", "tok/s", "weights GB/s", "% HBM");
-  for (const std::string fmt : {"bf16", "int4"}) {
-    if (formats.find(fmt) == std::string::npos) continue;
+  std::printf("%-6s %-28s %10s %10s %12s %8s\n", "fmt", "measurement", "ms/step", "tok/s", "weights GB/s", "% HBM");
+  std::vector<std::string> wanted;
+  for (size_t at = 0; at <= formats.size();) {
+    const size_t comma = std::min(formats.find(',', at), formats.size());
+    wanted.push_back(formats.substr(at, comma - at));
+    at = comma + 1;
+  }
+  for (const std::string fmt : {"bf16", "int4", "int4tc"}) {
+    if (std::find(wanted.begin(), wanted.end(), fmt) == wanted.end()) continue;
     const auto wf = fmt == "bf16" ? cuda::WeightFormat::kBF16 : cuda::WeightFormat::kInt4;
+    o.int4_tensor_cores = fmt == "int4tc";
     auto created = CudaQwen2Model::CreateRandom(cfg, wf, 128, 1234, o);
     Check(created.status());
     CudaQwen2Model& m = **created;
@@ -165,10 +172,10 @@ int main(int argc, char** argv) {
       const double tps = tokens * 1000.0 / ms;
       if (bw) {
         const double gbs = wbytes / (ms * 1e6);
-        std::printf("%-5s %-28s %10.3f %10.1f %12.0f %7.1f%%\n", fmt.c_str(), what.c_str(), ms, tps, gbs, 100 * gbs / hbm);
+        std::printf("%-6s %-28s %10.3f %10.1f %12.0f %7.1f%%\n", fmt.c_str(), what.c_str(), ms, tps, gbs, 100 * gbs / hbm);
         jf[what] = {{"ms", ms}, {"tok_s", tps}, {"weight_gbs", gbs}, {"pct_hbm", 100 * gbs / hbm}};
       } else {
-        std::printf("%-5s %-28s %10.3f %10.1f %12s %8s\n", fmt.c_str(), what.c_str(), ms, tps, "", "");
+        std::printf("%-6s %-28s %10.3f %10.1f %12s %8s\n", fmt.c_str(), what.c_str(), ms, tps, "", "");
         jf[what] = {{"ms", ms}, {"tok_s", tps}};
       }
     };
@@ -209,13 +216,12 @@ int main(int argc, char** argv) {
         row("decode b=" + std::to_string(batch) + " graphs v" + std::to_string(gemv_version), ms, batch, batch == 1);
       }
     };
-    decode_with(false, 1, {1, 8});  // the first version's kernels: unfused ops, GEMV v1
     if (fmt == "int4") decode_with(true, 3, {1, 4});  // the int4 GEMV candidate v3, fused ops
     // Where a decode step's time goes: each kernel class's device time (all its launches of
     // one step, run back to back behind a spinning kernel), median of 3 steps, with the fused
-    // kernels + GEMV v2 and with the first version's.
+    // kernels + GEMV v2 (the first version's kernels were profiled in runs 1-3).
     for (int batch : {1, 8}) {
-      for (const bool v2 : {true, false}) {
+      for (const bool v2 : {true}) {
         m.set_fused_ops(v2);
         cuda::SetGemvVersion(v2 ? 2 : 1);
         cuda::EventList events;
@@ -240,14 +246,14 @@ int main(int argc, char** argv) {
         m.set_profiler(nullptr);
         const std::string tag = std::string("profile b=") + std::to_string(batch) + (v2 ? " v2" : " v1");
         const double total = Median(totals);
-        std::printf("%-5s %s (%s): %.3f ms of kernels per step\n", fmt.c_str(), tag.c_str(),
-                    v2 ? "fused ops, GEMV v2" : "unfused ops, GEMV v1", total);
+        std::printf("%-6s %s (%s): %.3f ms of kernels per step\n", fmt.c_str(), tag.c_str(),
+                    fmt == "int4tc" ? "fused ops, tensor-core int4" : v2 ? "fused ops, GEMV v2" : "unfused ops, GEMV v1", total);
         std::vector<std::pair<double, std::string>> order;
         for (const auto& [label, v] : per_class) order.emplace_back(Median(v), label);
         std::sort(order.rbegin(), order.rend());
         for (const auto& [ms, label] : order) {
           const int count = launches[label];
-          std::printf("%-5s   %-12s %3dx %8.1f us = %7.3f ms %5.1f%%\n", fmt.c_str(), label.c_str(), count,
+          std::printf("%-6s   %-12s %3dx %8.1f us = %7.3f ms %5.1f%%\n", fmt.c_str(), label.c_str(), count,
                       ms * 1e3 / std::max(count, 1), ms, 100 * ms / total);
           jf[tag][label] = {{"ms", ms}, {"count", count}};
         }
@@ -279,7 +285,8 @@ int main(int argc, char** argv) {
                                                        : name == "gate_up" ? l.gate_up.parts[0] : l.down.parts[0]);
         }
         const cuda::DeviceMatrix& w = mats[0];
-        for (int n : {1, 2, 4, 8}) {
+        const bool tc = w.format == cuda::WeightFormat::kInt4Mma;
+        for (int n : tc ? std::vector<int>{1, 2, 4, 8, 16, 32} : std::vector<int>{1, 2, 4, 8}) {
           auto time_path = [&](cuda::LinearPath path, int version) {
             cuda::SetGemvVersion(version);
             std::vector<double> us;
@@ -292,21 +299,19 @@ int main(int argc, char** argv) {
             return Median(us);
           };
           const double t_v2 = time_path(cuda::LinearPath::kGemv, 2);
-          const double t_v1 = time_path(cuda::LinearPath::kGemv, 1);
           // v3 (the pipelined int4 candidate) where it applies: int4, up to 4 tokens.
           const bool has_v3 = w.format == cuda::WeightFormat::kInt4 && n <= 4;
           const double t_v3 = has_v3 ? time_path(cuda::LinearPath::kGemv, 3) : 0.0;
           const double t_gemm = time_path(cuda::LinearPath::kGemm, 2);
           cuda::SetGemvVersion(2);
           const double bytes = static_cast<double>(w.bytes());
-          std::printf("%-5s linear %-8s %6lldx%-6lld n=%d: GEMV %8.1f us (%5.0f GB/s)  v1 %8.1f us (%5.0f GB/s)  "
-                      "cuBLAS %8.1f us",
-                      fmt.c_str(), name.c_str(), static_cast<long long>(w.rows), static_cast<long long>(w.cols), n,
-                      t_v2, bytes / (t_v2 * 1e3), t_v1, bytes / (t_v1 * 1e3), t_gemm);
+          std::printf("%-6s linear %-8s %6lldx%-6lld n=%2d: GEMV %8.1f us (%5.0f GB/s)  cuBLAS %8.1f us", fmt.c_str(),
+                      name.c_str(), static_cast<long long>(w.rows), static_cast<long long>(w.cols), n, t_v2,
+                      bytes / (t_v2 * 1e3), t_gemm);
           if (has_v3) std::printf("  v3 %8.1f us (%5.0f GB/s)", t_v3, bytes / (t_v3 * 1e3));
           std::printf("\n");
           jf["linear"][name + "_n" + std::to_string(n)] = {
-              {"gemv_us", t_v2}, {"gemv_v1_us", t_v1}, {"cublas_us", t_gemm}, {"bytes", w.bytes()}};
+              {"gemv_us", t_v2}, {"cublas_us", t_gemm}, {"bytes", w.bytes()}};
           if (has_v3) jf["linear"][name + "_n" + std::to_string(n)]["gemv_v3_us"] = t_v3;
         }
       }
@@ -314,11 +319,15 @@ int main(int argc, char** argv) {
     out[fmt] = jf;
     std::printf("\n");
   }
-  if (out.contains("bf16") && out.contains("int4")) {
-    const double r = out["int4"]["decode b=1 graphs"]["tok_s"].get<double>() /
-                     out["bf16"]["decode b=1 graphs"]["tok_s"].get<double>();
-    out["int4_over_bf16_b1"] = r;
-    std::printf("INT4 / BF16 decode speed at batch 1 (graphs): %.2fx\n", r);
+  for (const std::string fmt : {"int4", "int4tc"}) {
+    if (!out.contains("bf16") || !out.contains(fmt)) continue;
+    for (const int b : {1, 8, 32}) {
+      const std::string key = "decode b=" + std::to_string(b) + " graphs";
+      const double r = out[fmt][key]["tok_s"].get<double>() / out["bf16"][key]["tok_s"].get<double>();
+      out[fmt + "_over_bf16_b" + std::to_string(b)] = r;
+      std::printf("%s / BF16 decode speed at batch %d (graphs): %.2fx\n", fmt == "int4" ? "INT4 (CUDA-core GEMV)"
+                                                                                      : "INT4 (tensor cores)", b, r);
+    }
   }
   if (!json_path.empty()) std::ofstream(json_path) << out.dump(2) << "\n";
   return 0;

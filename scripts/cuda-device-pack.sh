@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Builds the CUDA test and benchmark (and the CPU kernel test and benchmark, for the GPU machine's
-# CPU: it may have AVX-512 VNNI, which this machine lacks) here (where the Debian dev packages are) and packs them,
-# with the shared libraries they need that a bare GPU machine may lack, into .devcarry/ (git-
-# ignored), to be carried to the GPU machine and run by scripts/cuda-device-check.sh.
+# Builds the CUDA test, the benchmark and qwenbox-cuda here (where the Debian dev packages are)
+# and packs them, with the shared libraries they need that a bare GPU machine may lack, into
+# .devcarry/ (git-ignored), to be carried to the GPU machine and run by
+# scripts/cuda-device-check.sh.
 # Left out: glibc, the NVIDIA driver (libcuda) and cuBLAS (libcublas*, hundreds of MB; the GPU
 # machine has them with its CUDA toolkit or PyTorch).
 set -euo pipefail
@@ -11,12 +11,11 @@ build=build-cuda
 if [[ ! -f $build/CMakeCache.txt ]]; then
   cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DQWENBOX_CUDA=ON -DQWENBOX_WERROR=ON
 fi
-cmake --build "$build" -j2 --target cuda_test cuda_decode_bench qwenbox-cuda kernels_test linear_bench
+cmake --build "$build" -j2 --target cuda_test cuda_decode_bench qwenbox-cuda
 
 rm -rf .devcarry
 mkdir -p .devcarry/bin .devcarry/lib .devcarry/lib-cxx
-cp "$build/tests/cuda_test" "$build/bench/cuda_decode_bench" "$build/qwenbox-cuda" "$build/tests/kernels_test" \
-  "$build/bench/linear_bench" .devcarry/bin/
+cp "$build/tests/cuda_test" "$build/bench/cuda_decode_bench" "$build/qwenbox-cuda" .devcarry/bin/
 strip .devcarry/bin/*
 for bin in .devcarry/bin/*; do ldd "$bin"; done | awk '$2 == "=>" && $3 ~ /^\// {print $1, $3}' | sort -u |
   while read -r name path; do

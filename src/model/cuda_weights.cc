@@ -1,5 +1,6 @@
 #include "model/cuda_weights.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <set>
@@ -186,7 +187,7 @@ int64_t CudaWeights::MatrixBytes() const {
 int64_t CudaWeights::MaxInt4Elements() const {
   int64_t m = 0;
   ForEachMatrix(*this, [&](const auto& p) {
-    if (p.format == WeightFormat::kInt4) m = std::max(m, p.rows * p.cols);
+    if (p.format == WeightFormat::kInt4 || p.format == WeightFormat::kInt4Mma) m = std::max(m, p.rows * p.cols);
   });
   return m;
 }
@@ -195,6 +196,33 @@ int64_t CudaWeights::MaxInputFeatures() const {
   int64_t m = 0;
   ForEachMatrix(*this, [&](const auto& p) { m = std::max(m, p.cols); });
   return m;
+}
+
+int UseInt4TensorCoreLayout(CudaWeights& w) {
+  int repacked = 0;
+  auto convert = [&](CudaLinear& l) {
+    for (DeviceMatrix& m : l.parts) {
+      if (m.format != WeightFormat::kInt4 || !cuda::Int4MmaSupported(m)) continue;
+      DeviceBuffer codes(static_cast<size_t>(cuda::Int4MmaCodeBytes(m.rows, m.cols)));
+      const void* old = m.data;
+      m = cuda::RepackInt4ForMma(m, codes.get());
+      cuda::Synchronize();  // the old codes are read until here
+      auto it = std::find_if(w.buffers.begin(), w.buffers.end(), [&](const DeviceBuffer& b) { return b.get() == old; });
+      if (it != w.buffers.end())
+        *it = std::move(codes);  // frees the row-major codes
+      else
+        w.buffers.push_back(std::move(codes));
+      ++repacked;
+    }
+  };
+  for (CudaLayer& l : w.layers) {
+    convert(l.qkv);
+    convert(l.o);
+    convert(l.gate_up);
+    convert(l.down);
+  }
+  convert(w.lm_head);
+  return repacked;
 }
 
 Result<CudaWeights> UploadWeights(const ModelConfig& c, const Qwen2Weights& w) {

@@ -58,6 +58,10 @@ struct CudaWeights {
 // not support (in_features not a multiple of 32 for int4, 8 otherwise).
 Result<CudaWeights> UploadWeights(const ModelConfig& config, const Qwen2Weights& weights);
 
+// Repacks every int4 matrix the tensor-core kernel supports into its layout (kInt4Mma,
+// int4_mma.cu), freeing the row-major codes; returns how many were repacked.
+int UseInt4TensorCoreLayout(CudaWeights& weights);
+
 // Random weights made on the device: matrices in `format` (bf16, f16 or int4 with
 // `group_size`), embedding and lm_head bf16 (as GPTQ/AWQ checkpoints keep them), norms 1,
 // biases 0. Values are scaled so that activations stay in range through every layer.

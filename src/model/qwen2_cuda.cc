@@ -59,6 +59,7 @@ CudaWeights CudaQwen2Model::TakeWeights() {
 
 CudaQwen2Model::CudaQwen2Model(ModelConfig config, CudaWeights weights, const CudaModelOptions& options)
     : config_(std::move(config)), weights_(std::move(weights)), options_(options) {
+  if (options_.int4_tensor_cores) UseInt4TensorCoreLayout(weights_);
   AllocateState();
 }
 

@@ -39,6 +39,9 @@ struct CudaModelOptions {
   // Fused kernels (docs/CUDA_PERF.md): residual add + RMSNorm, RoPE + KV scatter, split-key
   // decode attention. false: the first version's separate kernels (for comparisons).
   bool fused_ops = true;
+  // GPTQ/AWQ int4 matrices in the tensor-core layout (kInt4Mma: 1-32 tokens on the tensor
+  // cores, f16-rounded activations); false keeps the CUDA-core GEMV layout (f32 activations).
+  bool int4_tensor_cores = true;
 };
 
 class CudaQwen2Model {

@@ -1,9 +1,10 @@
 // CUDA Linear (GEMV and cuBLAS paths) against the CPU reference Linear for bf16, f16 and int4
 // (Q4Z as the GPTQ/AWQ loader makes it, repacked; with and without an act-order permutation),
-// for 1-33 tokens, with bias, writing a column slice of a wider, NaN-poisoned output; both GEMV
-// generations (v1 and v2, see cuda_api.h).
-// Tolerances: the GEMV keeps f32 activations and exact weights (1e-5 relative); the GEMM rounds
-// activations (and int4 weights) to bf16/f16 (1e-2).
+// for 1-33 tokens, with bias, writing a column slice of a wider, NaN-poisoned output; every GEMV
+// generation (v1, v2, v3, see cuda_api.h) and the int4 tensor-core layout (kInt4Mma).
+// Tolerances: the GEMV keeps f32 activations and exact weights (1e-5 relative); the tensor-core
+// int4 kernel rounds activations to f16 (2e-3); the GEMM rounds activations (and int4 weights)
+// to bf16/f16 (1e-2).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -64,7 +65,8 @@ Weights Make(const std::string& kind, int64_t rows, int64_t cols) {
     w.m.data = w.bufs[0].get();
     return w;
   }
-  const int64_t group = kind == "int4_g128" ? 128 : 32;
+  const bool mma = kind.rfind("int4mma", 0) == 0;
+  const int64_t group = kind == "int4_g128" || kind == "int4mma_g128" ? 128 : 32;
   w.cpu = RandomQ4Z(rows, cols, group, 12);
   const cuda::Int4Host h = cuda::RepackQ4Z(w.cpu.raw(), rows, cols);
   EXPECT_EQ(h.group_size, group);
@@ -74,14 +76,20 @@ Weights Make(const std::string& kind, int64_t rows, int64_t cols) {
   w.bufs.push_back(test::ToDevice(h.scale_zero));
   w.m.data = w.bufs[0].get();
   w.m.scale_zero = w.bufs[1].get();
-  if (kind == "int4_g32_perm") {
+  if (mma) {
+    w.bufs.emplace_back(static_cast<size_t>(cuda::Int4MmaCodeBytes(rows, cols)));
+    EXPECT_TRUE(cuda::Int4MmaSupported(w.m));
+    w.m = cuda::RepackInt4ForMma(w.m, w.bufs.back().get());
+    EXPECT_EQ(w.m.format, WeightFormat::kInt4Mma);
+  }
+  if (kind == "int4_g32_perm" || kind == "int4mma_g32_perm") {
     std::vector<int32_t> p(static_cast<size_t>(cols));
     std::iota(p.begin(), p.end(), 0);
     std::shuffle(p.begin(), p.end(), std::mt19937(13));
     w.perm = Tensor::Empty(DType::kI32, {cols});
     std::copy(p.begin(), p.end(), w.perm.mutable_data<int32_t>());
     w.bufs.push_back(test::ToDevice(p));
-    w.m.perm = w.bufs[2].as<int32_t>();
+    w.m.perm = w.bufs.back().as<int32_t>();
   }
   return w;
 }
@@ -115,7 +123,7 @@ TEST_P(CudaLinearTest, MatchesReference) {
   cuda::DeviceBuffer act(static_cast<size_t>(max_n * c.cols) * 4), wscr(static_cast<size_t>(c.rows * c.cols) * 2);
   const cuda::LinearScratch scratch{act.get(), act.bytes(), wscr.get(), wscr.bytes()};
   double worst_gemv = 0, worst_gemm = 0;
-  for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 33}) {
+  for (int64_t n : {1, 2, 3, 4, 5, 8, 9, 17, 32, 33}) {
     Tensor x = test::RandomTensor(DType::kF32, {n, c.cols}, static_cast<uint32_t>(15 + n), 2.f);
     Tensor ref = Tensor::Empty(DType::kF32, {n, c.rows});
     kernels::Linear(kernels::ExecContext::Reference(), x, w.cpu, &bias_t, ref, w.perm.defined() ? &w.perm : nullptr);
@@ -138,7 +146,8 @@ TEST_P(CudaLinearTest, MatchesReference) {
       const bool gemv = path == LinearPath::kGemv ||
                         (path == LinearPath::kAuto && n <= cuda::GemvMaxTokens(w.m.format));
       (gemv ? worst_gemv : worst_gemm) = std::max(gemv ? worst_gemv : worst_gemm, err);
-      EXPECT_LE(err, gemv ? 1e-5 : 1e-2) << c.kind << " n=" << n << " path=" << static_cast<int>(path)
+      const double gemv_tol = w.m.format == WeightFormat::kInt4Mma ? 2e-3 : 1e-5;
+      EXPECT_LE(err, gemv ? gemv_tol : 1e-2) << c.kind << " n=" << n << " path=" << static_cast<int>(path)
                                           << " GEMV v" << version;
     }
   }
@@ -151,7 +160,9 @@ INSTANTIATE_TEST_SUITE_P(Formats, CudaLinearTest,
                          ::testing::Values(Case{"bf16", 200, 512}, Case{"f16", 200, 512}, Case{"bf16", 77, 1024},
                                            Case{"int4_g128", 200, 512}, Case{"int4_g32_perm", 200, 512},
                                            Case{"int4_g128", 77, 1024}, Case{"bf16", 300, 3584},
-                                           Case{"int4_g128", 333, 3584}),
+                                           Case{"int4_g128", 333, 3584}, Case{"int4mma_g128", 200, 512},
+                                           Case{"int4mma_g32_perm", 200, 512}, Case{"int4mma_g128", 77, 1024},
+                                           Case{"int4mma_g128", 333, 3584}, Case{"int4mma_g32", 64, 256}),
                          [](const auto& p) {
                            return p.param.kind + "_" + std::to_string(p.param.rows) + "x" + std::to_string(p.param.cols);
                          });
@@ -168,6 +179,28 @@ TEST(CudaInt4Test, DequantizeMatchesTheCpuValues) {
   for (size_t i = 0; i < got.size(); ++i) g[i] = BF16ToF32(got[i]);
   for (int64_t r = 0; r < rows; ++r) DequantizeMatrixRow(w.cpu.raw(), DType::kQ4Z, cols, r, ref.data() + r * cols);
   EXPECT_LE(test::RelError(g, ref), 4e-3);  // one bf16 rounding
+}
+
+// The tensor-core layout holds the same codes: dequantized, bit for bit the row-major layout's
+// values (rows not a multiple of 16, groups of 32 and 128).
+TEST(CudaInt4Test, MmaLayoutDequantizesToTheSameValues) {
+  QB_REQUIRE_CUDA();
+  for (const std::string kind : {"int4_g128", "int4_g32"}) {
+    const int64_t rows = 40, cols = 256;
+    Weights row_major = Make(kind, rows, cols), mma = Make(kind == "int4_g128" ? "int4mma_g128" : "int4mma_g32", rows, cols);
+    std::vector<uint16_t> a(static_cast<size_t>(rows * cols)), b(a.size());
+    cuda::DeviceBuffer out(a.size() * 2);
+    cuda::DequantizeInt4ToBF16(row_major.m, out.get());
+    cuda::CopyToHost(a.data(), out.get(), a.size() * 2);
+    cuda::MemsetAsync(out.get(), 0xff, a.size() * 2);
+    cuda::DequantizeInt4ToBF16(mma.m, out.get());
+    cuda::CopyToHost(b.data(), out.get(), b.size() * 2);
+    size_t first_diff = a.size();
+    for (size_t i = 0; i < a.size() && first_diff == a.size(); ++i)
+      if (a[i] != b[i]) first_diff = i;
+    EXPECT_EQ(first_diff, a.size()) << kind << ": first difference at row " << first_diff / cols << " column "
+                                    << first_diff % cols;
+  }
 }
 
 }  // namespace

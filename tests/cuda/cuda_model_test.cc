@@ -6,7 +6,10 @@
 //   BF16-level tolerance, 2e-2 relative to the logits' norm;
 // - "gemv": every token through the GEMV (f32 activations, exact weights) and an f32 KV cache:
 //   only summation order differs from the f32 reference, 2e-4;
-// - "gemv_v1": the same with the first version's kernels (unfused ops, GEMV v1), 2e-4.
+// - "gemv_v1": the same with the first version's kernels (unfused ops, GEMV v1), 2e-4;
+// - "gemv_mma" (GPTQ/AWQ only): "gemv" with the int4 weights in the tensor-core layout, whose
+//   kernel rounds activations to f16, 5e-3. "auto" uses that layout too (the default), "gemv"
+//   and "gemv_v1" the CUDA-core one.
 // Then a paged batch: three sequences fed in interleaved chunks (chunked prefill, then decode
 // steps replayed from CUDA graphs) through shuffled block tables must give the same logits as
 // each sequence run alone. With QB_CUDA_LOGITS_DUMP=DIR, logits are written there as JSON for
@@ -102,9 +105,12 @@ TEST_P(CudaModelTest, LogitsMatchTheReference) {
   ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
   const Qwen2Model& cpu = *loaded->model;
   // "gemv_v1": the "gemv" variant with the first version's kernels (unfused ops, GEMV v1).
-  for (const std::string variant : {"auto", "gemv", "gemv_v1"}) {
-    const bool gemv = variant != "auto", v1 = variant == "gemv_v1";
+  const bool int4 = cpu.weights().layers[0].wq.dtype() == DType::kQ4Z;
+  for (const std::string variant : {"auto", "gemv", "gemv_v1", "gemv_mma"}) {
+    const bool gemv = variant != "auto", v1 = variant == "gemv_v1", mma = variant == "gemv_mma";
+    if (mma && !int4) continue;
     CudaModelOptions o = TestOptions();
+    o.int4_tensor_cores = variant == "auto" || mma;
     if (gemv) {
       o.linear_path = cuda::LinearPath::kGemv;
       o.kv_dtype = DType::kF32;
@@ -113,7 +119,7 @@ TEST_P(CudaModelTest, LogitsMatchTheReference) {
     cuda::SetGemvVersion(v1 ? 1 : 2);
     auto model = CudaQwen2Model::Create(cpu.config(), cpu.weights(), o);
     ASSERT_TRUE(model.ok()) << model.status().ToString();
-    const double tol = gemv ? c.gemv_tol : c.auto_tol;
+    const double tol = mma ? 5e-3 : gemv ? c.gemv_tol : c.auto_tol;
     double worst = 0;
     float worst_abs = 0;
     int argmax_same = 0, refs = 0;

@@ -216,6 +216,8 @@ enum class WeightFormat : uint8_t {
   kInt4,  // codes u32 [rows, cols / 8] (nibble i of word w = element 8w + i, unsigned 0..15) and
           // scale_zero: per (row, group of group_size inputs) an f16 pair {scale, zero}:
           // w = scale * (code - zero). See int4.cu for why this layout.
+  kInt4Mma,  // the same codes, scales and zeros, the codes in the tensor cores' fragment order
+             // (rows padded to 16; see int4_mma.cu): 1-32 tokens run on the tensor cores
 };
 const char* WeightFormatName(WeightFormat f);
 
@@ -234,7 +236,16 @@ struct DeviceMatrix {
 // Which kernel a Linear uses. kAuto: the GEMV for up to GemvMaxTokens() tokens, else cuBLAS
 // (int4 weights are dequantized to bf16 into scratch first).
 enum class LinearPath : uint8_t { kAuto, kGemv, kGemm };
-int GemvMaxTokens(WeightFormat f);  // 8 for bf16/f16; 4 for int4 (then dequantize + cuBLAS)
+// 8 for bf16/f16; 4 for int4 (then dequantize + cuBLAS); 32 for int4 in the mma layout.
+int GemvMaxTokens(WeightFormat f);
+
+// The tensor-core int4 layout (kInt4Mma): whether a matrix can have it (in_features a multiple
+// of 64, groups of a multiple of 32 inputs), the bytes of its codes, and the repacking of a
+// kInt4 matrix's codes into `dst` (Int4MmaCodeBytes bytes, 16-byte aligned): the result shares
+// w's scales, zeros and permutation. Exact (no value changes).
+bool Int4MmaSupported(const DeviceMatrix& w);
+int64_t Int4MmaCodeBytes(int64_t rows, int64_t cols);
+DeviceMatrix RepackInt4ForMma(const DeviceMatrix& w, void* dst);
 
 // GEMV kernel generation: 2 (default: more loads in flight per warp; int4 at 3-4 tokens decodes
 // each weight once for all tokens, at 1-2 tokens uses v1's kernel), 1 (the first version, kept
@@ -257,7 +268,8 @@ struct LinearScratch {
 void Linear(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, float* y, int64_t ldy,
             const LinearScratch& scratch, LinearPath path = LinearPath::kAuto);
 
-// Dequantizes an int4 matrix to bf16 [rows, cols] (exact values rounded once to bf16).
+// Dequantizes an int4 matrix (either layout) to bf16 [rows, cols] (exact values rounded once
+// to bf16).
 void DequantizeInt4ToBF16(const DeviceMatrix& w, void* out);
 
 // ---- Random fills (benchmarks build weights on the device) ----------------------------------

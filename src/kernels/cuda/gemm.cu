@@ -18,6 +18,7 @@ using namespace detail;
 namespace detail {
 void GemvFloat(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy);
 void GemvInt4(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy);
+void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy);
 }  // namespace detail
 
 namespace {
@@ -28,6 +29,7 @@ constexpr int kGemvMaxInt4V1 = 4;  // v1 re-decodes int4 weights per token: past
 // v2 decodes each weight once for all tokens, but from 5 tokens on dequantize + cuBLAS was
 // faster on an H100 (gate_up at 8 tokens: 238 vs 305 us).
 constexpr int kGemvMaxInt4V2 = 4;
+constexpr int kGemvMaxInt4Mma = 32;  // the tensor-core kernel: 1-32 tokens in one launch
 
 int InitialGemvVersion() {
   const char* e = std::getenv("QB_CUDA_GEMV");
@@ -71,7 +73,7 @@ void Gemm(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, f
   else
     GatherConvert<__nv_bfloat16>(x, n, w.cols, w.perm, scratch.act);
   const void* wp = w.data;
-  if (w.format == WeightFormat::kInt4) {
+  if (w.format == WeightFormat::kInt4 || w.format == WeightFormat::kInt4Mma) {
     QB_CUDA_REQUIRE(scratch.weights != nullptr && scratch.weight_bytes >= static_cast<size_t>(w.rows * w.cols * 2),
                     "Linear: weight scratch too small for an int4 GEMM");
     DequantizeInt4ToBF16(w, scratch.weights);
@@ -100,6 +102,7 @@ void SetGemvVersion(int version) {
 int GemvVersion() { return g_gemv_version.load(); }
 
 int GemvMaxTokens(WeightFormat f) {
+  if (f == WeightFormat::kInt4Mma) return kGemvMaxInt4Mma;
   if (f != WeightFormat::kInt4) return kGemvMaxFloat;
   return GemvVersion() == 1 || GemvVersion() == 3 ? kGemvMaxInt4V1 : kGemvMaxInt4V2;
 }
@@ -123,7 +126,9 @@ void Linear(const float* x, int64_t n, const DeviceMatrix& w, const float* bias,
   }
   for (int64_t t0 = 0; t0 < n; t0 += max_gemv) {
     const int64_t nt = n - t0 < max_gemv ? n - t0 : max_gemv;
-    if (w.format == WeightFormat::kInt4)
+    if (w.format == WeightFormat::kInt4Mma)
+      GemvInt4Mma(w, xin + t0 * w.cols, nt, bias, y + t0 * ldy, ldy);
+    else if (w.format == WeightFormat::kInt4)
       GemvInt4(w, xin + t0 * w.cols, nt, bias, y + t0 * ldy, ldy);
     else
       GemvFloat(w, xin + t0 * w.cols, nt, bias, y + t0 * ldy, ldy);

@@ -311,6 +311,8 @@ __global__ void DequantKernel(const uint32_t* __restrict__ codes, const __half2*
 
 namespace detail {
 
+void DequantizeInt4MmaToBF16(const DeviceMatrix& w, void* out);  // int4_mma.cu
+
 void GemvInt4(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
   QB_CUDA_REQUIRE(w.cols % 32 == 0 && w.group_size % 32 == 0 && w.cols % w.group_size == 0,
                   "int4 GEMV: in_features and the group size must be multiples of 32");
@@ -332,6 +334,10 @@ void GemvInt4(const DeviceMatrix& w, const float* x, int64_t n, const float* bia
 }  // namespace detail
 
 void DequantizeInt4ToBF16(const DeviceMatrix& w, void* out) {
+  if (w.format == WeightFormat::kInt4Mma) {
+    detail::DequantizeInt4MmaToBF16(w, out);
+    return;
+  }
   QB_CUDA_REQUIRE(w.format == WeightFormat::kInt4 && w.cols % 32 == 0 && w.group_size % 32 == 0,
                   "DequantizeInt4ToBF16: not an int4 matrix");
   const int64_t words = w.rows * (w.cols / 8);

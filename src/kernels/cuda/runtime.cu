@@ -297,13 +297,16 @@ const char* WeightFormatName(WeightFormat f) {
     case WeightFormat::kBF16: return "bf16";
     case WeightFormat::kF16: return "f16";
     case WeightFormat::kInt4: return "int4";
+    case WeightFormat::kInt4Mma: return "int4-mma";
   }
   return "?";
 }
 
 int64_t DeviceMatrix::bytes() const {
-  if (format != WeightFormat::kInt4) return rows * cols * 2;
-  return rows * cols / 2 + rows * (cols / group_size) * 4;
+  const int64_t scales = rows * (cols / (group_size > 0 ? group_size : 1)) * 4;
+  if (format == WeightFormat::kInt4) return rows * cols / 2 + scales;
+  if (format == WeightFormat::kInt4Mma) return Int4MmaCodeBytes(rows, cols) + scales;
+  return rows * cols * 2;
 }
 
 }  // namespace qb::cuda

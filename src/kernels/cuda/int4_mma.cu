@@ -1,0 +1,328 @@
+// INT4 weight-only products on the tensor cores, for 1 to 32 tokens (decode and small batches),
+// in the layout WeightFormat::kInt4Mma.
+//
+// Why: the CUDA-core GEMVs of int4.cu spend ~4 instructions per weight and token on decoding
+// and FMAs, as many as the memory system needs to deliver the weight (run 3 on an H100: the
+// int4 GEMVs read 700-1,350 GB/s of ~3,000), and past 4 tokens the model dequantized each
+// matrix to bf16 for cuBLAS (3x the bytes). Here a warp decodes 8 weights with 5 logic ops and
+// 4 packed f16 ops, and one mma.sync m16n8k16 (f16 inputs, f32 accumulation) multiplies a
+// 16 x 16 block of weights with up to 8 tokens' activations: ~1.2 instructions per weight for
+// 1-8 tokens, so the weight read is the limit.
+//
+// Layout: rows padded to a multiple of 16 (padding codes 0, never stored); per 16-row tile and
+// per 64 inputs, 32 lanes x 16 bytes: lane L's 16 bytes are its A fragments of the 4 k-steps of
+// 16 inputs (word j = k-step j). Lane L = 4 g + t holds, of tile rows g and g + 8 and of the
+// k-step's inputs 2t, 2t + 1, 2t + 8, 2t + 9, the codes at these bits of its word:
+//   bits  0-3  row g,     input 2t       bits 16-19  row g,     input 2t + 1   (fragment a0)
+//   bits  4-7  row g + 8, input 2t       bits 20-23  row g + 8, input 2t + 1   (a1)
+//   bits  8-11 row g,     input 2t + 8   bits 24-27  row g,     input 2t + 9   (a2)
+//   bits 12-15 row g + 8, input 2t + 8   bits 28-31  row g + 8, input 2t + 9   (a3)
+// so that OR-ing a nibble pair into the mantissas of f16 1024.0 (0x6400) gives {1024 + q, ..}
+// exactly (bits 4-7 and 12-15: 1024 + 16 q), and subtracting 1024 + zero (or multiplying by
+// 1/16 and subtracting 64 + zero) leaves q - zero, a small integer, exact in f16. Scales and
+// zeros stay per (row, group) as in kInt4; each group's partial products (f32) are scaled once.
+//
+// Activations are rounded to f16 for the tensor cores (relative error ~5e-4 per product, against
+// the CUDA-core GEMV's exact f32; values beyond the f16 range, 65504, would overflow).
+#include <cstring>
+
+#include "kernels/cuda/cuda_api.h"
+#include "kernels/cuda/gemv_common.cuh"
+
+namespace qb::cuda {
+
+using namespace detail;
+
+namespace {
+
+constexpr int kMmaWarps = 8;       // warps per block; they split the inputs of the block's rows
+constexpr int kChunkInputs = 64;   // inputs per 16-byte code load (4 k-steps of 16)
+constexpr uint32_t kMagic = 0x64006400u;      // f16 1024.0 in both halves
+constexpr uint32_t kSixteenth = 0x2C002C00u;  // f16 1/16 in both halves
+
+__device__ __forceinline__ uint32_t AsU32(__half2 h) {
+  uint32_t u;
+  memcpy(&u, &h, 4);
+  return u;
+}
+__device__ __forceinline__ __half2 AsHalf2(uint32_t u) {
+  __half2 h;
+  memcpy(&h, &u, 4);
+  return h;
+}
+
+// d += A B: A 16x16 (f16, row fragment), B 16x8 (f16, column fragment), d 16x8 f32.
+__device__ __forceinline__ void Mma(const uint32_t (&a)[4], uint32_t b0, uint32_t b1, float (&d)[4]) {
+  asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// One word of codes -> the A fragment of q - zero (exact f16 integers). zg = 1024 + zero of row
+// g, zg8 = -(64 + zero) of row g + 8 (both halves).
+__device__ __forceinline__ void DecodeWord(uint32_t w, __half2 zg, __half2 zg8, uint32_t (&a)[4]) {
+  const uint32_t hi = w >> 8;
+  const __half2 sixteenth = AsHalf2(kSixteenth);
+  a[0] = AsU32(__hsub2(AsHalf2((w & 0x000F000Fu) | kMagic), zg));
+  a[1] = AsU32(__hfma2(AsHalf2((w & 0x00F000F0u) | kMagic), sixteenth, zg8));
+  a[2] = AsU32(__hsub2(AsHalf2((hi & 0x000F000Fu) | kMagic), zg));
+  a[3] = AsU32(__hfma2(AsHalf2((hi & 0x00F000F0u) | kMagic), sixteenth, zg8));
+}
+
+// Where element e (0..7) of lane (g, t)'s word for k-step `k0` sits: the row within the tile,
+// the input, and the bit offset (see the layout above).
+__device__ __forceinline__ void Element(int e, int g, int t, int64_t k0, int& row, int64_t& col, int& bit) {
+  const int i = e >> 1, h = e & 1;
+  row = g + 8 * (i & 1);
+  col = k0 + 2 * t + h + 8 * (i >> 1);
+  bit = 4 * i + 16 * h;
+}
+
+// The per-(row, group) parameters one lane needs: its two rows' scales and decoding constants.
+struct RowParams {
+  float s_lo, s_hi;
+  __half2 z_lo, z_hi;  // 1024 + zero (row g), -(64 + zero) (row g + 8)
+};
+
+__device__ __forceinline__ RowParams MakeParams(__half2 lo, __half2 hi) {
+  RowParams p;
+  p.s_lo = __low2float(lo);
+  p.s_hi = __low2float(hi);
+  p.z_lo = __half2half2(__hadd(__high2half(lo), __float2half(1024.f)));
+  p.z_hi = __half2half2(__hneg(__hadd(__high2half(hi), __float2half(64.f))));
+  return p;
+}
+
+// Tokens n <= 8 NB, rows of TM 16-row tiles per block; the block's kMmaWarps warps split the
+// 64-input chunks and sum their partial results through shared memory (a fixed order: the
+// result does not depend on timing, nor on the other tokens of the launch).
+template <int NB, int TM>
+__global__ void __launch_bounds__(kMmaWarps * 32, NB == 1 ? 3 : 1)
+    Int4MmaKernel(const uint4* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows, int64_t cols,
+                  int64_t group_size, const float* __restrict__ x, int64_t n, const float* __restrict__ bias,
+                  float* __restrict__ y, int64_t ldy) {
+  constexpr int kOut = TM * NB * 4;  // accumulators per lane
+  __shared__ float partial[kMmaWarps][kOut][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t tiles = (rows + 15) / 16, tile0 = static_cast<int64_t>(blockIdx.x) * TM;
+  const int64_t chunks = cols / kChunkInputs, groups = cols / group_size, steps_per_group = group_size / 16;
+  const int64_t per_warp = (chunks + kMmaWarps - 1) / kMmaWarps;
+  const int64_t c_begin = warp * per_warp, c_end = min(chunks, c_begin + per_warp);
+
+  int64_t tile[TM], r_lo[TM], r_hi[TM];
+#pragma unroll
+  for (int m = 0; m < TM; ++m) {
+    tile[m] = min(tile0 + m, tiles - 1);  // a block's last tile may not exist: recompute the previous
+    r_lo[m] = min(tile[m] * 16 + g, rows - 1);
+    r_hi[m] = min(tile[m] * 16 + g + 8, rows - 1);
+  }
+
+  float acc[TM][NB][4], part[TM][NB][4];
+#pragma unroll
+  for (int m = 0; m < TM; ++m)
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[m][b][i] = part[m][b][i] = 0.f;
+
+  auto flush = [&](const RowParams (&p)[TM]) {
+#pragma unroll
+    for (int m = 0; m < TM; ++m)
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        acc[m][b][0] = fmaf(p[m].s_lo, part[m][b][0], acc[m][b][0]);
+        acc[m][b][1] = fmaf(p[m].s_lo, part[m][b][1], acc[m][b][1]);
+        acc[m][b][2] = fmaf(p[m].s_hi, part[m][b][2], acc[m][b][2]);
+        acc[m][b][3] = fmaf(p[m].s_hi, part[m][b][3], acc[m][b][3]);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) part[m][b][i] = 0.f;
+      }
+  };
+
+  // Chunks whose codes (and first group's scales and zeros) are loaded before any is used:
+  // 4 x 16 bytes per lane in flight for up to 8 tokens, 2 above (more registers per chunk).
+  constexpr int kU = NB == 1 ? 4 : 2;
+  for (int64_t c = c_begin; c < c_end; c += kU) {
+    uint4 raw[kU][TM];
+    __half2 sz[kU][TM][2];
+#pragma unroll
+    for (int u = 0; u < kU; ++u)
+#pragma unroll
+      for (int m = 0; m < TM; ++m) {
+        const bool in = c + u < c_end;
+        const int64_t grp = in ? 4 * (c + u) / steps_per_group : 0;
+        raw[u][m] = in ? LoadStreaming(codes + (tile[m] * chunks + c + u) * 32 + lane) : make_uint4(0, 0, 0, 0);
+        sz[u][m][0] = scale_zero[r_lo[m] * groups + grp];
+        sz[u][m][1] = scale_zero[r_hi[m] * groups + grp];
+      }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      const int64_t cc = c + u;
+      if (cc >= c_end) break;
+      // Group boundaries fall on even k-steps (groups are multiples of 32 inputs): k-steps 0-1
+      // of the chunk share one group, 2-3 another (the same unless groups are 32 or 96, ...).
+      const int64_t s0 = 4 * cc, grp0 = s0 / steps_per_group, grp1 = (s0 + 2) / steps_per_group;
+      RowParams p0[TM], p1[TM];
+#pragma unroll
+      for (int m = 0; m < TM; ++m) {
+        p0[m] = MakeParams(sz[u][m][0], sz[u][m][1]);
+        p1[m] = grp1 == grp0 ? p0[m]
+                             : MakeParams(scale_zero[r_lo[m] * groups + grp1], scale_zero[r_hi[m] * groups + grp1]);
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        // B fragments: token 8 b + g's activations at inputs 2t, 2t + 1 and 2t + 8, 2t + 9.
+        uint32_t b0[NB], b1[NB];
+#pragma unroll
+        for (int b = 0; b < NB; ++b) {
+          const int64_t token = 8 * b + g;
+          if (token < n) {
+            const float* xr = x + token * cols + (s0 + j) * 16 + 2 * t;
+            const float2 lo = *reinterpret_cast<const float2*>(xr);
+            const float2 hi = *reinterpret_cast<const float2*>(xr + 8);
+            b0[b] = AsU32(__floats2half2_rn(lo.x, lo.y));
+            b1[b] = AsU32(__floats2half2_rn(hi.x, hi.y));
+          } else {
+            b0[b] = b1[b] = 0u;
+          }
+        }
+#pragma unroll
+        for (int m = 0; m < TM; ++m) {
+          const uint32_t word = j == 0 ? raw[u][m].x : j == 1 ? raw[u][m].y : j == 2 ? raw[u][m].z : raw[u][m].w;
+          const RowParams& p = j < 2 ? p0[m] : p1[m];
+          uint32_t a[4];
+          DecodeWord(word, p.z_lo, p.z_hi, a);
+#pragma unroll
+          for (int b = 0; b < NB; ++b) Mma(a, b0[b], b1[b], part[m][b]);
+        }
+        if (j == 1 && grp1 != grp0) flush(p0);
+      }
+      if ((s0 + 4) % steps_per_group == 0 || cc + 1 == c_end) flush(p1);
+    }
+  }
+
+#pragma unroll
+  for (int m = 0; m < TM; ++m)
+#pragma unroll
+    for (int b = 0; b < NB; ++b)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) partial[warp][(m * NB + b) * 4 + i][lane] = acc[m][b][i];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kOut * 32; idx += kMmaWarps * 32) {
+    const int l = idx % 32, slot = idx / 32;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) v += partial[w][slot][l];
+    const int i = slot % 4, b = (slot / 4) % NB, m = slot / (4 * NB);
+    const int64_t row = (tile0 + m) * 16 + l / 4 + 8 * (i >> 1);
+    const int64_t token = 8 * b + 2 * (l % 4) + (i & 1);
+    if (tile0 + m < tiles && row < rows && token < n) y[token * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
+  }
+}
+
+// dst word (tile, k-step, lane) from the row-major kInt4 codes (zero past the last row).
+__global__ void RepackKernel(const uint32_t* __restrict__ src, int64_t rows, int64_t cols, uint32_t* __restrict__ dst,
+                             int64_t words) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= words) return;
+  const int64_t chunks = cols / kChunkInputs;
+  const int j = static_cast<int>(idx % 4), lane = static_cast<int>((idx / 4) % 32);
+  const int64_t c = (idx / 128) % chunks, tile = idx / (128 * chunks);
+  uint32_t word = 0;
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    int r, bit;
+    int64_t col;
+    Element(e, lane >> 2, lane & 3, (4 * c + j) * 16, r, col, bit);
+    const int64_t row = tile * 16 + r;
+    if (row < rows) word |= ((src[row * (cols / 8) + col / 8] >> (4 * (col % 8))) & 0xfu) << bit;
+  }
+  dst[idx] = word;
+}
+
+// bf16 [rows, cols] = scale * (code - zero), from the kInt4Mma layout (one thread per word).
+__global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
+                                 int64_t cols, int64_t group_size, int64_t words, __nv_bfloat16* __restrict__ out) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= words) return;
+  const int64_t chunks = cols / kChunkInputs;
+  const int j = static_cast<int>(idx % 4), lane = static_cast<int>((idx / 4) % 32);
+  const int64_t c = (idx / 128) % chunks, tile = idx / (128 * chunks);
+  const uint32_t word = codes[idx];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    int r, bit;
+    int64_t col;
+    Element(e, lane >> 2, lane & 3, (4 * c + j) * 16, r, col, bit);
+    const int64_t row = tile * 16 + r;
+    if (row >= rows) continue;
+    const float2 s = __half22float2(scale_zero[row * (cols / group_size) + col / group_size]);
+    out[row * cols + col] = __float2bfloat16_rn(s.x * (static_cast<float>((word >> bit) & 0xfu) - s.y));
+  }
+}
+
+template <int NB, int TM>
+void Launch(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
+  const int64_t tiles = (w.rows + 15) / 16;
+  Int4MmaKernel<NB, TM><<<Blocks(tiles, TM), kMmaWarps * 32, 0, Stream()>>>(
+      static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size, x, n,
+      bias, y, ldy);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+bool Int4MmaSupported(const DeviceMatrix& w) {
+  return (w.format == WeightFormat::kInt4 || w.format == WeightFormat::kInt4Mma) && w.cols % kChunkInputs == 0 &&
+         w.group_size % 32 == 0 && w.group_size > 0 && w.cols % w.group_size == 0;
+}
+
+int64_t Int4MmaCodeBytes(int64_t rows, int64_t cols) { return (rows + 15) / 16 * 16 * cols / 2; }
+
+DeviceMatrix RepackInt4ForMma(const DeviceMatrix& w, void* dst) {
+  QB_CUDA_REQUIRE(w.format == WeightFormat::kInt4 && Int4MmaSupported(w),
+                  "RepackInt4ForMma: an int4 matrix with in_features a multiple of 64 expected");
+  const int64_t words = Int4MmaCodeBytes(w.rows, w.cols) / 4;
+  RepackKernel<<<Blocks(words, 256), 256, 0, Stream()>>>(static_cast<const uint32_t*>(w.data), w.rows, w.cols,
+                                                         static_cast<uint32_t*>(dst), words);
+  QB_CUDA_CHECK_LAUNCH();
+  DeviceMatrix m = w;
+  m.format = WeightFormat::kInt4Mma;
+  m.data = dst;
+  return m;
+}
+
+namespace detail {
+
+void DequantizeInt4MmaToBF16(const DeviceMatrix& w, void* out) {
+  const int64_t words = Int4MmaCodeBytes(w.rows, w.cols) / 4;
+  if (words == 0) return;
+  DequantMmaKernel<<<Blocks(words, 256), 256, 0, Stream()>>>(static_cast<const uint32_t*>(w.data),
+                                                             static_cast<const __half2*>(w.scale_zero), w.rows, w.cols,
+                                                             w.group_size, words, static_cast<__nv_bfloat16*>(out));
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
+  QB_CUDA_REQUIRE(w.format == WeightFormat::kInt4Mma && Int4MmaSupported(w), "int4 mma: not a kInt4Mma matrix");
+  QB_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 8 == 0,
+                  "int4 mma: codes must be 16-byte and activations 8-byte aligned");
+  // One 16-row tile per block for up to 8 tokens; two above, so that each activation fragment
+  // (which grows with the tokens) serves two tiles.
+  if (n <= 8)
+    Launch<1, 1>(w, x, n, bias, y, ldy);
+  else if (n <= 16)
+    Launch<2, 2>(w, x, n, bias, y, ldy);
+  else if (n <= 24)
+    Launch<3, 2>(w, x, n, bias, y, ldy);
+  else if (n <= 32)
+    Launch<4, 2>(w, x, n, bias, y, ldy);
+  else
+    QB_CUDA_REQUIRE(false, "int4 mma: 1 to 32 tokens per launch");
+}
+
+}  // namespace detail
+
+}  // namespace qb::cuda
