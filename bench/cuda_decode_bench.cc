@@ -217,6 +217,31 @@ int main(int argc, char** argv) {
       }
     };
     if (fmt == "int4") decode_with(true, 3, {1, 4});  // the int4 GEMV candidate v3, fused ops
+    if (fmt == "int4tc") {
+      // Variants of the tensor-core kernel (int4_mma.cu: tiles per block, chunks loaded ahead,
+      // blocks per SM) for 1-8 tokens, and one 16-row tile per block instead of two for 9-32.
+      m.set_use_graphs(true);
+      for (int v = 1; v < cuda::kInt4MmaVariants; ++v) {
+        cuda::SetInt4MmaVariant(v);
+        const double ms = TimeSteps(3, steps, [&](int i) {
+          Check(m.Enqueue(DecodeStep(seqs, 1, static_cast<int32_t>(ctx + i), o.block_size)));
+        });
+        row("decode b=1 graphs variant " + std::to_string(v), ms, 1, true);
+      }
+      cuda::SetInt4MmaVariant(0);
+      cuda::SetInt4MmaTiles(1);
+      for (int batch : {16, 32}) {
+        const double ms = TimeSteps(3, steps, [&](int i) {
+          Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
+        });
+        row("decode b=" + std::to_string(batch) + " graphs 1-tile", ms, batch, false);
+      }
+      cuda::SetInt4MmaTiles(2);
+      const double ms = TimeSteps(3, steps, [&](int i) {
+        Check(m.Enqueue(DecodeStep(seqs, 16, static_cast<int32_t>(ctx + i), o.block_size)));
+      });
+      row("decode b=16 graphs", ms, 16, false);
+    }
     // Where a decode step's time goes: each kernel class's device time (all its launches of
     // one step, run back to back behind a spinning kernel), median of 3 steps, with the fused
     // kernels + GEMV v2 (the first version's kernels were profiled in runs 1-3).
@@ -303,16 +328,35 @@ int main(int argc, char** argv) {
           const bool has_v3 = w.format == cuda::WeightFormat::kInt4 && n <= 4;
           const double t_v3 = has_v3 ? time_path(cuda::LinearPath::kGemv, 3) : 0.0;
           const double t_gemm = time_path(cuda::LinearPath::kGemm, 2);
+          double t_tile1 = 0;
+          std::vector<double> t_variant;
+          if (tc && n > 8) {
+            cuda::SetInt4MmaTiles(1);
+            t_tile1 = time_path(cuda::LinearPath::kGemv, 2);
+            cuda::SetInt4MmaTiles(2);
+          }
+          if (tc && (n == 1 || n == 8)) {
+            for (int v = 1; v < cuda::kInt4MmaVariants; ++v) {
+              cuda::SetInt4MmaVariant(v);
+              t_variant.push_back(time_path(cuda::LinearPath::kGemv, 2));
+            }
+            cuda::SetInt4MmaVariant(0);
+          }
           cuda::SetGemvVersion(2);
           const double bytes = static_cast<double>(w.bytes());
           std::printf("%-6s linear %-8s %6lldx%-6lld n=%2d: GEMV %8.1f us (%5.0f GB/s)  cuBLAS %8.1f us", fmt.c_str(),
                       name.c_str(), static_cast<long long>(w.rows), static_cast<long long>(w.cols), n, t_v2,
                       bytes / (t_v2 * 1e3), t_gemm);
           if (has_v3) std::printf("  v3 %8.1f us (%5.0f GB/s)", t_v3, bytes / (t_v3 * 1e3));
+          if (t_tile1 > 0) std::printf("  1-tile %8.1f us (%5.0f GB/s)", t_tile1, bytes / (t_tile1 * 1e3));
+          for (size_t v = 0; v < t_variant.size(); ++v) std::printf("  variant %zu %6.1f us", v + 1, t_variant[v]);
           std::printf("\n");
           jf["linear"][name + "_n" + std::to_string(n)] = {
               {"gemv_us", t_v2}, {"cublas_us", t_gemm}, {"bytes", w.bytes()}};
           if (has_v3) jf["linear"][name + "_n" + std::to_string(n)]["gemv_v3_us"] = t_v3;
+          if (t_tile1 > 0) jf["linear"][name + "_n" + std::to_string(n)]["gemv_1tile_us"] = t_tile1;
+          for (size_t v = 0; v < t_variant.size(); ++v)
+            jf["linear"][name + "_n" + std::to_string(n)]["gemv_variant" + std::to_string(v + 1) + "_us"] = t_variant[v];
         }
       }
     }

@@ -66,6 +66,16 @@ timeout 220 "$work/bin/cuda_decode_bench" --json "$OUT/bench.json" 2>&1 | tee "$
 rc=${PIPESTATUS[0]}
 status[bench]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
 
+# The tensor-core int4 kernel's machine code (1-8 tokens, default variant), when the machine
+# has cuobjdump: instruction counts per k-step say what bounds it.
+cuobjdump=$(command -v cuobjdump || ls /usr/local/cuda*/bin/cuobjdump 2>/dev/null | head -1)
+if [[ -n $cuobjdump ]]; then
+  "$cuobjdump" -sass -arch sm_90 "$work/bin/cuda_decode_bench" 2>/dev/null |
+    awk '/Function : .*Int4MmaKernelILi1ELi1ELi2ELi3E/ {on = 1} on && /Function : / && !/Int4MmaKernelILi1ELi1ELi2ELi3E/ {on = 0} on' \
+      > "$OUT/int4_mma_sass.txt"
+  echo "int4 mma kernel SASS: $(wc -l < "$OUT/int4_mma_sass.txt") lines in \$OUT/int4_mma_sass.txt"
+fi
+
 echo "== serve --device cuda (micro-qwen2) + loadtest"
 "$work/bin/qwenbox-cuda" serve --device cuda --model tests/data/micro-qwen2 --port 28417 --gpu-memory-utilization 0.1 \
   --max-num-seqs 16 > "$work/serve.log" 2>&1 &
@@ -97,7 +107,7 @@ printf '%-14s %s\n' "tests" "${status[tests]}" "benchmark" "${status[bench]}" "s
   "transformers" "${status[transformers]}"
 grep -E "^\[  (PASSED|FAILED) +\]|tests? from .* ran|^\[  SKIPPED \] [0-9]+ tests" "$OUT/cuda_tests.log" | head -40
 grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16|gpu|cuda)" "$OUT/cuda_tests.log" | head -40
-grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|32):" "$OUT/bench.log"
+grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|b=16 graphs" "$OUT/bench.log"
 grep -E "^(logits|hf generate|SKIP)" "$OUT/hf.log"
 grep -E "output tokens/s|TTFT|TPOT|failed" "$OUT/serve.log" | head -6
 exit 0

@@ -306,10 +306,13 @@ Status CudaQwen2Model::Enqueue(const ForwardBatch& batch) {
     return Status::Ok();
   }
   if (options_.use_graphs && profiler_ == nullptr && n <= options_.graph_max_tokens) {
-    if (graphs_gemv_version_ != cuda::GemvVersion()) {  // captured kernels would be stale
+    // The kernel choices a graph captures (the GEMV generation, the int4 tensor-core variant):
+    // when they change, the captured kernels would be stale.
+    const int kernels = cuda::GemvVersion() * 100 + cuda::Int4MmaTiles() * 10 + cuda::Int4MmaVariant();
+    if (graphs_gemv_version_ != kernels) {
       cuda::Synchronize();
       graphs_.clear();
-      graphs_gemv_version_ = cuda::GemvVersion();
+      graphs_gemv_version_ = kernels;
     }
     std::unique_ptr<cuda::Graph>& g = graphs_[{n, m}];
     if (!g) {

@@ -77,6 +77,7 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) 
     }
   }
   const int32_t* table = a.tables + static_cast<int64_t>(a.seq_of_token[t]) * a.table_stride;
+  const int block_size = static_cast<int>(a.block_size);
   const int64_t kv_ld = a.n_kv_heads * a.head_dim;
   const int64_t d0 = static_cast<int64_t>(lane) * DPL;
   const bool active = d0 < a.head_dim;  // head_dim < 32 * DPL leaves the top lanes idle
@@ -93,16 +94,23 @@ __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) 
 
   for (int64_t j0 = first_key + static_cast<int64_t>(warp) * kTile; j0 < n_keys; j0 += kWarps * kTile) {
     float kf[kTile][DPL], vf[kTile][DPL], s[kTile];
+    // The tile's first key's block and offset: one 32-bit division per tile (a 64-bit division
+    // per key cost more instructions than the key's dot product and softmax update).
+    int blk = static_cast<int>(j0) / block_size, off = static_cast<int>(j0) - blk * block_size;
 #pragma unroll
     for (int u = 0; u < kTile; ++u) {
       const int64_t j = j0 + u;
       if (j < n_keys && active) {
-        const int64_t row = static_cast<int64_t>(table[j / a.block_size]) * a.block_size + j % a.block_size;
+        const int64_t row = static_cast<int64_t>(table[blk]) * block_size + off;
         LoadVec<KV, DPL>(kbase + row * kv_ld, kf[u]);
         LoadVec<KV, DPL>(vbase + row * kv_ld, vf[u]);
       } else {
 #pragma unroll
         for (int i = 0; i < DPL; ++i) kf[u][i] = vf[u][i] = 0.f;
+      }
+      if (++off == block_size) {
+        off = 0;
+        ++blk;
       }
     }
 #pragma unroll

@@ -236,7 +236,7 @@ struct DeviceMatrix {
 // Which kernel a Linear uses. kAuto: the GEMV for up to GemvMaxTokens() tokens, else cuBLAS
 // (int4 weights are dequantized to bf16 into scratch first).
 enum class LinearPath : uint8_t { kAuto, kGemv, kGemm };
-// 8 for bf16/f16; 4 for int4 (then dequantize + cuBLAS); 32 for int4 in the mma layout.
+// 4 for bf16/f16 and int4 (then cuBLAS, after dequantizing int4); 32 for int4 in the mma layout.
 int GemvMaxTokens(WeightFormat f);
 
 // The tensor-core int4 layout (kInt4Mma): whether a matrix can have it (in_features a multiple
@@ -246,6 +246,15 @@ int GemvMaxTokens(WeightFormat f);
 bool Int4MmaSupported(const DeviceMatrix& w);
 int64_t Int4MmaCodeBytes(int64_t rows, int64_t cols);
 DeviceMatrix RepackInt4ForMma(const DeviceMatrix& w, void* dst);
+// 16-row tiles per block of the tensor-core kernel for 9-32 tokens: 2 (default) or 1
+// (benchmark comparisons).
+void SetInt4MmaTiles(int tiles);
+int Int4MmaTiles();
+// The tensor-core kernel's shape for 1-8 tokens (benchmark comparisons; int4_mma.cu lists them):
+// 0 (default) to kInt4MmaVariants - 1.
+constexpr int kInt4MmaVariants = 5;
+void SetInt4MmaVariant(int variant);
+int Int4MmaVariant();
 
 // GEMV kernel generation: 2 (default: more loads in flight per warp; int4 at 3-4 tokens decodes
 // each weight once for all tokens, at 1-2 tokens uses v1's kernel), 1 (the first version, kept

@@ -24,7 +24,9 @@ void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* 
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kGemvMaxFloat = 8;  // the GEMV kernels are instantiated for 1-8 tokens
+// The float GEMV kernels are instantiated for 1-8 tokens, but cuBLAS is faster from 5-8 on
+// (H200, 2026-11-28: 7B gate_up at 8 tokens 111 vs 75 us, lm_head 429 vs 260 us; equal at 4).
+constexpr int kGemvMaxFloat = 4;
 constexpr int kGemvMaxInt4V1 = 4;  // v1 re-decodes int4 weights per token: past 4, dequant + GEMM
 // v2 decodes each weight once for all tokens, but from 5 tokens on dequantize + cuBLAS was
 // faster on an H100 (gate_up at 8 tokens: 238 vs 305 us).

@@ -49,7 +49,7 @@ __device__ __forceinline__ void LoadChunks(const uint32_t* __restrict__ codes, c
     for (int r = 0; r < kRows; ++r) {
       if (c < chunks) {
         raw[u][r] = LoadStreaming(codes + rr[r] * (cols / 8) + c * 4);
-        sz[u][r] = scale_zero[rr[r] * groups + c / chunks_per_group];
+        sz[u][r] = scale_zero[rr[r] * groups + static_cast<int>(c) / static_cast<int>(chunks_per_group)];
       } else {
         raw[u][r] = make_uint4(0, 0, 0, 0);
         sz[u][r] = __floats2half2_rn(0.f, 0.f);
@@ -213,7 +213,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
       for (int r = 0; r < R; ++r) {
         if (c < chunks) {
           raw[u][r] = LoadStreaming(codes + rr[r] * (cols / 8) + c * 4);
-          sz[u][r] = scale_zero[rr[r] * groups + c / chunks_per_group];
+          sz[u][r] = scale_zero[rr[r] * groups + static_cast<int>(c) / static_cast<int>(chunks_per_group)];
         } else {
           raw[u][r] = make_uint4(0, 0, 0, 0);
           sz[u][r] = __floats2half2_rn(0.f, 0.f);

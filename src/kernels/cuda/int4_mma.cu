@@ -24,6 +24,7 @@
 //
 // Activations are rounded to f16 for the tensor cores (relative error ~5e-4 per product, against
 // the CUDA-core GEMV's exact f32; values beyond the f16 range, 65504, would overflow).
+#include <atomic>
 #include <cstring>
 
 #include "kernels/cuda/cuda_api.h"
@@ -59,15 +60,22 @@ __device__ __forceinline__ void Mma(const uint32_t (&a)[4], uint32_t b0, uint32_
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// (w & mask) | magic in one instruction (nvcc emitted an AND and an OR).
+__device__ __forceinline__ uint32_t AndOr(uint32_t w, uint32_t mask, uint32_t magic) {
+  uint32_t r;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(r) : "r"(w), "r"(mask), "r"(magic));
+  return r;
+}
+
 // One word of codes -> the A fragment of q - zero (exact f16 integers). zg = 1024 + zero of row
 // g, zg8 = -(64 + zero) of row g + 8 (both halves).
 __device__ __forceinline__ void DecodeWord(uint32_t w, __half2 zg, __half2 zg8, uint32_t (&a)[4]) {
   const uint32_t hi = w >> 8;
   const __half2 sixteenth = AsHalf2(kSixteenth);
-  a[0] = AsU32(__hsub2(AsHalf2((w & 0x000F000Fu) | kMagic), zg));
-  a[1] = AsU32(__hfma2(AsHalf2((w & 0x00F000F0u) | kMagic), sixteenth, zg8));
-  a[2] = AsU32(__hsub2(AsHalf2((hi & 0x000F000Fu) | kMagic), zg));
-  a[3] = AsU32(__hfma2(AsHalf2((hi & 0x00F000F0u) | kMagic), sixteenth, zg8));
+  a[0] = AsU32(__hsub2(AsHalf2(AndOr(w, 0x000F000Fu, kMagic)), zg));
+  a[1] = AsU32(__hfma2(AsHalf2(AndOr(w, 0x00F000F0u, kMagic)), sixteenth, zg8));
+  a[2] = AsU32(__hsub2(AsHalf2(AndOr(hi, 0x000F000Fu, kMagic)), zg));
+  a[3] = AsU32(__hfma2(AsHalf2(AndOr(hi, 0x00F000F0u, kMagic)), sixteenth, zg8));
 }
 
 // Where element e (0..7) of lane (g, t)'s word for k-step `k0` sits: the row within the tile,
@@ -97,8 +105,8 @@ __device__ __forceinline__ RowParams MakeParams(__half2 lo, __half2 hi) {
 // Tokens n <= 8 NB, rows of TM 16-row tiles per block; the block's kMmaWarps warps split the
 // 64-input chunks and sum their partial results through shared memory (a fixed order: the
 // result does not depend on timing, nor on the other tokens of the launch).
-template <int NB, int TM>
-__global__ void __launch_bounds__(kMmaWarps * 32, NB == 1 ? 3 : 1)
+template <int NB, int TM, int U, int MINB>
+__global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     Int4MmaKernel(const uint4* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows, int64_t cols,
                   int64_t group_size, const float* __restrict__ x, int64_t n, const float* __restrict__ bias,
                   float* __restrict__ y, int64_t ldy) {
@@ -107,101 +115,143 @@ __global__ void __launch_bounds__(kMmaWarps * 32, NB == 1 ? 3 : 1)
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int64_t tiles = (rows + 15) / 16, tile0 = static_cast<int64_t>(blockIdx.x) * TM;
-  const int64_t chunks = cols / kChunkInputs, groups = cols / group_size, steps_per_group = group_size / 16;
-  const int64_t per_warp = (chunks + kMmaWarps - 1) / kMmaWarps;
-  const int64_t c_begin = warp * per_warp, c_end = min(chunks, c_begin + per_warp);
+  // 32-bit index arithmetic within a row: a 64-bit division is ~100 instructions, as many as a
+  // chunk's decoding and products (the first version of this kernel divided per chunk).
+  const int chunks = static_cast<int>(cols / kChunkInputs), groups = static_cast<int>(cols / group_size);
+  const int pairs_per_group = static_cast<int>(group_size / 32);  // 32-input halves of a chunk
+  const int per_warp = (chunks + kMmaWarps - 1) / kMmaWarps;
+  const int c_begin = min(chunks, warp * per_warp), c_end = min(chunks, c_begin + per_warp);
 
-  int64_t tile[TM], r_lo[TM], r_hi[TM];
+  // Each B-fragment row's activations (token 8 b + g, or the last token for lanes past it).
+  const float* x_row[NB];
+#pragma unroll
+  for (int b = 0; b < NB; ++b) x_row[b] = x + min(static_cast<int64_t>(8 * b + g), n - 1) * cols + 2 * t;
+
+  const uint4* tile_codes[TM];
+  const __half2 *sz_lo[TM], *sz_hi[TM];
 #pragma unroll
   for (int m = 0; m < TM; ++m) {
-    tile[m] = min(tile0 + m, tiles - 1);  // a block's last tile may not exist: recompute the previous
-    r_lo[m] = min(tile[m] * 16 + g, rows - 1);
-    r_hi[m] = min(tile[m] * 16 + g + 8, rows - 1);
+    const int64_t tile = min(tile0 + m, tiles - 1);  // a block's last tile may not exist: redo the one before
+    tile_codes[m] = codes + tile * chunks * 32 + lane;
+    sz_lo[m] = scale_zero + min(tile * 16 + g, rows - 1) * groups;
+    sz_hi[m] = scale_zero + min(tile * 16 + g + 8, rows - 1) * groups;
   }
 
-  float acc[TM][NB][4], part[TM][NB][4];
+  // One chain of partial sums for every variant: a token's result must not depend on how many
+  // tokens share the launch (two chains for 1-8 tokens changed the sums' order against 9-32).
+  constexpr int kChains = 1;
+  float acc[TM][NB][4], part[kChains][TM][NB][4];
 #pragma unroll
   for (int m = 0; m < TM; ++m)
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) acc[m][b][i] = part[m][b][i] = 0.f;
+      for (int i = 0; i < 4; ++i) {
+        acc[m][b][i] = 0.f;
+#pragma unroll
+        for (int k = 0; k < kChains; ++k) part[k][m][b][i] = 0.f;
+      }
 
-  auto flush = [&](const RowParams (&p)[TM]) {
+  RowParams cur[TM];  // the scales and zeros of group cur_group
+#pragma unroll
+  for (int m = 0; m < TM; ++m) cur[m] = MakeParams(__half2(), __half2());
+  int cur_group = -1;
+  auto flush = [&]() {
 #pragma unroll
     for (int m = 0; m < TM; ++m)
 #pragma unroll
-      for (int b = 0; b < NB; ++b) {
-        acc[m][b][0] = fmaf(p[m].s_lo, part[m][b][0], acc[m][b][0]);
-        acc[m][b][1] = fmaf(p[m].s_lo, part[m][b][1], acc[m][b][1]);
-        acc[m][b][2] = fmaf(p[m].s_hi, part[m][b][2], acc[m][b][2]);
-        acc[m][b][3] = fmaf(p[m].s_hi, part[m][b][3], acc[m][b][3]);
+      for (int b = 0; b < NB; ++b)
 #pragma unroll
-        for (int i = 0; i < 4; ++i) part[m][b][i] = 0.f;
-      }
+        for (int k = 0; k < kChains; ++k) {
+          acc[m][b][0] = fmaf(cur[m].s_lo, part[k][m][b][0], acc[m][b][0]);
+          acc[m][b][1] = fmaf(cur[m].s_lo, part[k][m][b][1], acc[m][b][1]);
+          acc[m][b][2] = fmaf(cur[m].s_hi, part[k][m][b][2], acc[m][b][2]);
+          acc[m][b][3] = fmaf(cur[m].s_hi, part[k][m][b][3], acc[m][b][3]);
+#pragma unroll
+          for (int i = 0; i < 4; ++i) part[k][m][b][i] = 0.f;
+        }
   };
 
-  // Chunks whose codes (and first group's scales and zeros) are loaded before any is used:
-  // 4 x 16 bytes per lane in flight for up to 8 tokens, 2 above (more registers per chunk).
-  constexpr int kU = NB == 1 ? 4 : 2;
-  for (int64_t c = c_begin; c < c_end; c += kU) {
+  // Group cursors over 32-input halves (groups are multiples of 32 inputs): one for the loads
+  // issued ahead, one for the arithmetic; a single division per warp.
+  int load_group = 2 * c_begin / pairs_per_group, load_rem = 2 * c_begin % pairs_per_group;
+  int group = load_group, rem = load_rem;
+
+  // U chunks' codes (and their first half's scales and zeros) are loaded before any is used.
+  constexpr int kU = U;
+  for (int c = c_begin; c < c_end; c += kU) {
     uint4 raw[kU][TM];
     __half2 sz[kU][TM][2];
-#pragma unroll
-    for (int u = 0; u < kU; ++u)
-#pragma unroll
-      for (int m = 0; m < TM; ++m) {
-        const bool in = c + u < c_end;
-        const int64_t grp = in ? 4 * (c + u) / steps_per_group : 0;
-        raw[u][m] = in ? LoadStreaming(codes + (tile[m] * chunks + c + u) * 32 + lane) : make_uint4(0, 0, 0, 0);
-        sz[u][m][0] = scale_zero[r_lo[m] * groups + grp];
-        sz[u][m][1] = scale_zero[r_hi[m] * groups + grp];
-      }
+    int first_group[kU];
 #pragma unroll
     for (int u = 0; u < kU; ++u) {
-      const int64_t cc = c + u;
-      if (cc >= c_end) break;
-      // Group boundaries fall on even k-steps (groups are multiples of 32 inputs): k-steps 0-1
-      // of the chunk share one group, 2-3 another (the same unless groups are 32 or 96, ...).
-      const int64_t s0 = 4 * cc, grp0 = s0 / steps_per_group, grp1 = (s0 + 2) / steps_per_group;
-      RowParams p0[TM], p1[TM];
+      const bool in = c + u < c_end;
+      first_group[u] = load_group;
 #pragma unroll
       for (int m = 0; m < TM; ++m) {
-        p0[m] = MakeParams(sz[u][m][0], sz[u][m][1]);
-        p1[m] = grp1 == grp0 ? p0[m]
-                             : MakeParams(scale_zero[r_lo[m] * groups + grp1], scale_zero[r_hi[m] * groups + grp1]);
+        raw[u][m] = in ? LoadStreaming(tile_codes[m] + (c + u) * 32) : make_uint4(0, 0, 0, 0);
+        sz[u][m][0] = sz_lo[m][in ? load_group : 0];
+        sz[u][m][1] = sz_hi[m][in ? load_group : 0];
+      }
+      load_rem += 2;
+      while (load_rem >= pairs_per_group) {
+        load_rem -= pairs_per_group;
+        ++load_group;
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < kU; ++u) {
+      if (c + u >= c_end) break;
+      const int s0 = 4 * (c + u);  // the chunk's first k-step
+      // B fragments of the chunk's 4 k-steps: token 8 b + g's activations at inputs 2t, 2t + 1
+      // and 2t + 8, 2t + 9, loaded together before any is used (one exposed load latency per
+      // chunk, not per k-step), from a valid row for every lane (no branch around the loads).
+      uint32_t bf[4][NB][2];
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        const int64_t token = 8 * b + g;
+        const float* xr = x_row[b] + s0 * 16;
+        float2 lo[4], hi[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          lo[j] = *reinterpret_cast<const float2*>(xr + 16 * j);
+          hi[j] = *reinterpret_cast<const float2*>(xr + 16 * j + 8);
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          bf[j][b][0] = token < n ? AsU32(__floats2half2_rn(lo[j].x, lo[j].y)) : 0u;
+          bf[j][b][1] = token < n ? AsU32(__floats2half2_rn(hi[j].x, hi[j].y)) : 0u;
+        }
       }
 #pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        // B fragments: token 8 b + g's activations at inputs 2t, 2t + 1 and 2t + 8, 2t + 9.
-        uint32_t b0[NB], b1[NB];
+      for (int h = 0; h < 2; ++h) {
+        if (group != cur_group) {
 #pragma unroll
-        for (int b = 0; b < NB; ++b) {
-          const int64_t token = 8 * b + g;
-          if (token < n) {
-            const float* xr = x + token * cols + (s0 + j) * 16 + 2 * t;
-            const float2 lo = *reinterpret_cast<const float2*>(xr);
-            const float2 hi = *reinterpret_cast<const float2*>(xr + 8);
-            b0[b] = AsU32(__floats2half2_rn(lo.x, lo.y));
-            b1[b] = AsU32(__floats2half2_rn(hi.x, hi.y));
-          } else {
-            b0[b] = b1[b] = 0u;
+          for (int m = 0; m < TM; ++m)
+            cur[m] = group == first_group[u] ? MakeParams(sz[u][m][0], sz[u][m][1])
+                                             : MakeParams(sz_lo[m][group], sz_hi[m][group]);
+          cur_group = group;
+        }
+#pragma unroll
+        for (int j = 2 * h; j < 2 * h + 2; ++j) {
+#pragma unroll
+          for (int m = 0; m < TM; ++m) {
+            const uint32_t word = j == 0 ? raw[u][m].x : j == 1 ? raw[u][m].y : j == 2 ? raw[u][m].z : raw[u][m].w;
+            uint32_t a[4];
+            DecodeWord(word, cur[m].z_lo, cur[m].z_hi, a);
+#pragma unroll
+            for (int b = 0; b < NB; ++b) Mma(a, bf[j][b][0], bf[j][b][1], part[j % kChains][m][b]);
           }
         }
-#pragma unroll
-        for (int m = 0; m < TM; ++m) {
-          const uint32_t word = j == 0 ? raw[u][m].x : j == 1 ? raw[u][m].y : j == 2 ? raw[u][m].z : raw[u][m].w;
-          const RowParams& p = j < 2 ? p0[m] : p1[m];
-          uint32_t a[4];
-          DecodeWord(word, p.z_lo, p.z_hi, a);
-#pragma unroll
-          for (int b = 0; b < NB; ++b) Mma(a, b0[b], b1[b], part[m][b]);
+        if (++rem == pairs_per_group) {
+          flush();
+          rem = 0;
+          ++group;
         }
-        if (j == 1 && grp1 != grp0) flush(p0);
       }
-      if ((s0 + 4) % steps_per_group == 0 || cc + 1 == c_end) flush(p1);
     }
   }
+  flush();  // a group cut by the end of the warp's range (no-op otherwise: part is 0)
 
 #pragma unroll
   for (int m = 0; m < TM; ++m)
@@ -242,37 +292,63 @@ __global__ void RepackKernel(const uint32_t* __restrict__ src, int64_t rows, int
   dst[idx] = word;
 }
 
-// bf16 [rows, cols] = scale * (code - zero), from the kInt4Mma layout (one thread per word).
+// bf16 [rows, cols] = scale * (code - zero), from the kInt4Mma layout (one thread per word: its
+// 16 inputs lie in one group, so two scale loads, and four 4-byte stores of adjacent pairs).
 __global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                                  int64_t cols, int64_t group_size, int64_t words, __nv_bfloat16* __restrict__ out) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= words) return;
-  const int64_t chunks = cols / kChunkInputs;
+  const int chunks = static_cast<int>(cols / kChunkInputs);
   const int j = static_cast<int>(idx % 4), lane = static_cast<int>((idx / 4) % 32);
   const int64_t c = (idx / 128) % chunks, tile = idx / (128 * chunks);
+  const int g = lane >> 2, t = lane & 3;
+  const int64_t k0 = (4 * c + j) * 16, group = k0 / group_size, groups = cols / group_size;
   const uint32_t word = codes[idx];
 #pragma unroll
-  for (int e = 0; e < 8; ++e) {
-    int r, bit;
-    int64_t col;
-    Element(e, lane >> 2, lane & 3, (4 * c + j) * 16, r, col, bit);
-    const int64_t row = tile * 16 + r;
+  for (int half = 0; half < 2; ++half) {  // rows g and g + 8
+    const int64_t row = tile * 16 + g + 8 * half;
     if (row >= rows) continue;
-    const float2 s = __half22float2(scale_zero[row * (cols / group_size) + col / group_size]);
-    out[row * cols + col] = __float2bfloat16_rn(s.x * (static_cast<float>((word >> bit) & 0xfu) - s.y));
+    const float2 s = __half22float2(scale_zero[row * groups + group]);
+#pragma unroll
+    for (int hi = 0; hi < 2; ++hi) {  // inputs 2t, 2t + 1 and 2t + 8, 2t + 9
+      const int bit = 4 * (half + 2 * hi);
+      const float a = s.x * (static_cast<float>((word >> bit) & 0xfu) - s.y);
+      const float b = s.x * (static_cast<float>((word >> (bit + 16)) & 0xfu) - s.y);
+      *reinterpret_cast<__nv_bfloat162*>(out + row * cols + k0 + 2 * t + 8 * hi) = __floats2bfloat162_rn(a, b);
+    }
   }
 }
 
-template <int NB, int TM>
+template <int NB, int TM, int U, int MINB>
 void Launch(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
   const int64_t tiles = (w.rows + 15) / 16;
-  Int4MmaKernel<NB, TM><<<Blocks(tiles, TM), kMmaWarps * 32, 0, Stream()>>>(
+  Int4MmaKernel<NB, TM, U, MINB><<<Blocks(tiles, TM), kMmaWarps * 32, 0, Stream()>>>(
       static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size, x, n,
       bias, y, ldy);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
+
+namespace {
+std::atomic<int> g_mma_tiles{2};
+}  // namespace
+
+void SetInt4MmaTiles(int tiles) {
+  QB_CUDA_REQUIRE(tiles == 1 || tiles == 2, "SetInt4MmaTiles: 1 or 2");
+  g_mma_tiles.store(tiles);
+}
+int Int4MmaTiles() { return g_mma_tiles.load(); }
+
+namespace {
+std::atomic<int> g_mma_variant{0};
+}  // namespace
+
+void SetInt4MmaVariant(int variant) {
+  QB_CUDA_REQUIRE(variant >= 0 && variant < kInt4MmaVariants, "SetInt4MmaVariant: 0 to 4");
+  g_mma_variant.store(variant);
+}
+int Int4MmaVariant() { return g_mma_variant.load(); }
 
 bool Int4MmaSupported(const DeviceMatrix& w) {
   return (w.format == WeightFormat::kInt4 || w.format == WeightFormat::kInt4Mma) && w.cols % kChunkInputs == 0 &&
@@ -309,18 +385,29 @@ void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* 
   QB_CUDA_REQUIRE(w.format == WeightFormat::kInt4Mma && Int4MmaSupported(w), "int4 mma: not a kInt4Mma matrix");
   QB_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 8 == 0,
                   "int4 mma: codes must be 16-byte and activations 8-byte aligned");
-  // One 16-row tile per block for up to 8 tokens; two above, so that each activation fragment
-  // (which grows with the tokens) serves two tiles.
-  if (n <= 8)
-    Launch<1, 1>(w, x, n, bias, y, ldy);
-  else if (n <= 16)
-    Launch<2, 2>(w, x, n, bias, y, ldy);
-  else if (n <= 24)
-    Launch<3, 2>(w, x, n, bias, y, ldy);
-  else if (n <= 32)
-    Launch<4, 2>(w, x, n, bias, y, ldy);
-  else
+  // One 16-row tile per block for up to 8 tokens; above, two by default, so that each
+  // activation fragment (which grows with the tokens) serves two tiles (SetInt4MmaTiles).
+  const bool two = Int4MmaTiles() == 2;
+  if (n <= 8) {
+    // (tiles per block, chunks loaded ahead, blocks per SM the registers must allow)
+    switch (Int4MmaVariant()) {
+      // The default was the fastest 7B decode step of these on an H200 (run 6, 2026-11-28:
+      // 3.25 ms against 3.36-3.47; per matrix they differ by up to 25% either way).
+      case 1: Launch<1, 1, 2, 4>(w, x, n, bias, y, ldy); break;
+      case 2: Launch<1, 1, 4, 3>(w, x, n, bias, y, ldy); break;
+      case 3: Launch<1, 2, 2, 2>(w, x, n, bias, y, ldy); break;
+      case 4: Launch<1, 1, 4, 2>(w, x, n, bias, y, ldy); break;
+      default: Launch<1, 1, 2, 3>(w, x, n, bias, y, ldy);
+    }
+  } else if (n <= 16) {
+    two ? Launch<2, 2, 2, 1>(w, x, n, bias, y, ldy) : Launch<2, 1, 2, 2>(w, x, n, bias, y, ldy);
+  } else if (n <= 24) {
+    two ? Launch<3, 2, 2, 1>(w, x, n, bias, y, ldy) : Launch<3, 1, 2, 2>(w, x, n, bias, y, ldy);
+  } else if (n <= 32) {
+    two ? Launch<4, 2, 2, 1>(w, x, n, bias, y, ldy) : Launch<4, 1, 2, 2>(w, x, n, bias, y, ldy);
+  } else {
     QB_CUDA_REQUIRE(false, "int4 mma: 1 to 32 tokens per launch");
+  }
 }
 
 }  // namespace detail
