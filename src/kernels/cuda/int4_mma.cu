@@ -391,7 +391,7 @@ void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* 
   if (n <= 8) {
     // (tiles per block, chunks loaded ahead, blocks per SM the registers must allow)
     switch (Int4MmaVariant()) {
-      // The default was the fastest 7B decode step of these on an H200 (run 6, 2026-11-28:
+      // The default was the fastest 7B decode step of these on an H200 (run 9, 2026-11-28:
       // 3.25 ms against 3.36-3.47; per matrix they differ by up to 25% either way).
       case 1: Launch<1, 1, 2, 4>(w, x, n, bias, y, ldy); break;
       case 2: Launch<1, 1, 4, 3>(w, x, n, bias, y, ldy); break;
