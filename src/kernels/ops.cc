@@ -79,6 +79,24 @@ void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, floa
     cpu::RmsNorm(ctx, x.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps, y.mutable_data<float>());
 }
 
+void AddRmsNorm(const ExecContext& ctx, Tensor& x, const Tensor& delta, const Tensor& weight, float eps, Tensor& y) {
+  CheckF32(x, "AddRmsNorm", "x");
+  CheckF32(delta, "AddRmsNorm", "delta");
+  CheckF32(weight, "AddRmsNorm", "weight");
+  CheckF32(y, "AddRmsNorm", "y");
+  QB_CHECK(delta.shape() == x.shape() && y.shape() == x.shape() && weight.numel() == x.cols() &&
+               y.raw() != x.raw() && y.raw() != delta.raw(),
+           "AddRmsNorm: x {} delta {} weight {} y {}", ShapeToString(x.shape()), ShapeToString(delta.shape()),
+           ShapeToString(weight.shape()), ShapeToString(y.shape()));
+  if (ctx.isa == Isa::kReference) {
+    AddInPlace(ctx, x, delta);
+    RmsNorm(ctx, x, weight, eps, y);
+    return;
+  }
+  cpu::AddRmsNorm(ctx, x.mutable_data<float>(), delta.data<float>(), x.rows(), x.cols(), weight.data<float>(), eps,
+                  y.mutable_data<float>());
+}
+
 namespace {
 void CheckRope(const Tensor& x, int64_t head_dim, std::span<const int32_t> positions, const RopeTable& rope) {
   CheckF32(x, "Rope", "x");
@@ -157,6 +175,50 @@ void SplitColumns(const ExecContext& ctx, const Tensor& x, std::span<Tensor* con
       }
     }
   });
+}
+
+void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_dim, std::span<const int32_t> positions,
+                      const RopeTable& rope, std::span<const int32_t> slots, Tensor& q, Tensor& k_cache,
+                      Tensor& v_cache) {
+  CheckF32(qkv, "SplitRopeScatter", "qkv");
+  CheckRope(q, head_dim, positions, rope);
+  CheckCpu(k_cache, "SplitRopeScatter");
+  CheckCpu(v_cache, "SplitRopeScatter");
+  const int64_t n = qkv.rows(), kv_dim = k_cache.cols();
+  QB_CHECK(qkv.rank() == 2 && q.rows() == n && qkv.cols() == q.cols() + 2 * kv_dim && v_cache.cols() == kv_dim &&
+               kv_dim % head_dim == 0 && k_cache.dtype() == v_cache.dtype() && IsKvDType(k_cache.dtype()) &&
+               static_cast<int64_t>(slots.size()) == n,
+           "SplitRopeScatter: qkv {} q {} caches {} {}", ShapeToString(qkv.shape()), ShapeToString(q.shape()),
+           ShapeToString(k_cache.shape()), ShapeToString(v_cache.shape()));
+  if (ctx.isa == Isa::kReference) {
+    Tensor k = Tensor::Uninitialized(DType::kF32, {n, kv_dim}), v = Tensor::Uninitialized(DType::kF32, {n, kv_dim});
+    Tensor* const parts[] = {&q, &k, &v};
+    SplitColumns(ctx, qkv, parts);
+    Rope(ctx, q, k, head_dim, positions, rope);
+    ScatterRows(ctx, k, slots, k_cache);
+    ScatterRows(ctx, v, slots, v_cache);
+    return;
+  }
+  for (const int32_t r : slots)
+    QB_CHECK(r >= 0 && r < k_cache.rows() && r < v_cache.rows(), "SplitRopeScatter: row {} of {}", r, k_cache.rows());
+  const int64_t rb = k_cache.row_bytes();
+  auto* kbase = static_cast<uint8_t*>(k_cache.mutable_raw());
+  auto* vbase = static_cast<uint8_t*>(v_cache.mutable_raw());
+  const DType type = k_cache.dtype();
+  // As ScatterRows: f16 rows through the SIMD conversion, other types through QuantizeRow.
+  auto store_row = [&](const float* src, uint8_t* row) {
+    if (type == DType::kF16)
+      cpu::ToF16(ctx, src, kv_dim, reinterpret_cast<uint16_t*>(row));
+    else
+      QuantizeRow(type, src, row, kv_dim);
+  };
+  cpu::SplitRopeKv(ctx, qkv.data<float>(), n, q.cols() / head_dim, kv_dim / head_dim, head_dim, positions.data(),
+                   rope.inv_freq.data(), rope.attention_scale, q.mutable_data<float>(),
+                   [&](int64_t t, const float* k, const float* v) {
+                     const int64_t slot = slots[static_cast<size_t>(t)];
+                     store_row(k, kbase + slot * rb);
+                     store_row(v, vbase + slot * rb);
+                   });
 }
 
 void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,

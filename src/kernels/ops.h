@@ -32,6 +32,9 @@ void Linear(const ExecContext& ctx, const Tensor& x, const Tensor& w, const Tens
 
 // y = x / sqrt(mean(x^2) + eps) * weight, per row; weight f32 [d]. y may alias x.
 void RmsNorm(const ExecContext& ctx, const Tensor& x, const Tensor& weight, float eps, Tensor& y);
+// The residual add before a norm in one pass: x += delta, then y = rmsnorm(x) (the values of
+// AddInPlace followed by RmsNorm; y must not alias x or delta).
+void AddRmsNorm(const ExecContext& ctx, Tensor& x, const Tensor& delta, const Tensor& weight, float eps, Tensor& y);
 
 // NEOX-style ("rotate half") rotary embedding, in place. x: [n, heads * head_dim]; token t is at
 // positions[t]. Pairs are (i, i + head_dim / 2).
@@ -48,6 +51,14 @@ void SiluMulJoined(const ExecContext& ctx, const Tensor& gate_up, Tensor& out);
 // Copies the columns of x [n, sum of widths] into parts[i] [n, width_i], left to right (the
 // output of a joined [q; k; v] projection into q, k and v).
 void SplitColumns(const ExecContext& ctx, const Tensor& x, std::span<Tensor* const> parts);
+
+// A joined [q; k; v] projection's output qkv [n, q_dim + 2 kv_dim] in one pass: q [n, q_dim] =
+// its q columns rotated (RoPE at positions), and token t's rotated k and its v written to row
+// slots[t] of k_cache and v_cache ([T, kv_dim], IsKvDType). The values of SplitColumns, Rope of
+// q and k, and two ScatterRows.
+void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_dim, std::span<const int32_t> positions,
+                      const RopeTable& rope, std::span<const int32_t> slots, Tensor& q, Tensor& k_cache,
+                      Tensor& v_cache);
 
 // Causal grouped-query attention over a paged KV cache. q: [n, n_heads * head_dim] f32;
 // k, v: [rows, n_kv_heads * head_dim] (IsKvDType; q8_0 needs head_dim % 32 == 0), where key j of token t's sequence is

@@ -67,28 +67,28 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   Tensor up, qkv, gate_up;  // made on first use: which ones a layer needs depends on its weights
 
   k::Embedding(batch.tokens, weights_.token_embedding, x);
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  k::RmsNorm(ctx, x, weights_.layers[0].attn_norm, eps, h);
   for (int64_t l = 0; l < c.num_layers; ++l) {
     const LayerWeights& w = weights_.layers[static_cast<size_t>(l)];
-    // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over rmsnorm(x).
-    k::RmsNorm(ctx, x, w.attn_norm, static_cast<float>(c.rms_norm_eps), h);
+    // Attention block: x += o_proj(attention(rope(q), rope(k), v)) over h = rmsnorm(x) (made by
+    // the previous layer's last add, or above for layer 0).
     if (w.wqkv.defined()) {  // joined at load (model/fuse_projections.h): one Linear, then split
       if (!qkv.defined()) qkv = Tensor::Uninitialized(DType::kF32, {n, w.wqkv.rows()});
       k::Linear(ctx, h, w.wqkv, w.bqkv.defined() ? &w.bqkv : nullptr, qkv);
-      Tensor* const parts[] = {&q, &kk, &v};
-      k::SplitColumns(ctx, qkv, parts);
+      k::SplitRopeScatter(ctx, qkv, c.head_dim, pos, rope_, slots, q, kv.keys(l), kv.values(l));
     } else {
       k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
       k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
       k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
+      k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
+      k::ScatterRows(ctx, kk, slots, kv.keys(l));
+      k::ScatterRows(ctx, v, slots, kv.values(l));
     }
-    k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
-    k::ScatterRows(ctx, kk, slots, kv.keys(l));
-    k::ScatterRows(ctx, v, slots, kv.values(l));
     k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);
     k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);
-    k::AddInPlace(ctx, x, proj);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
-    k::RmsNorm(ctx, x, w.ffn_norm, static_cast<float>(c.rms_norm_eps), h);
+    k::AddRmsNorm(ctx, x, proj, w.ffn_norm, eps, h);
     if (w.w_gate_up.defined()) {
       if (!gate_up.defined()) gate_up = Tensor::Uninitialized(DType::kF32, {n, 2 * c.intermediate_size});
       k::Linear(ctx, h, w.w_gate_up, nullptr, gate_up);
@@ -100,7 +100,11 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
       k::SiluMul(ctx, gate, up, gate);
     }
     k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
-    k::AddInPlace(ctx, x, proj);
+    // The residual add, with the next layer's attention norm when there is one.
+    if (l + 1 < c.num_layers)
+      k::AddRmsNorm(ctx, x, proj, weights_.layers[static_cast<size_t>(l + 1)].attn_norm, eps, h);
+    else
+      k::AddInPlace(ctx, x, proj);
   }
   // Final norm and lm_head, only for the rows that need logits.
   const auto m = static_cast<int64_t>(batch.logit_rows.size());
@@ -112,7 +116,7 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
                 static_cast<size_t>(c.hidden_size) * sizeof(float));
   }
   Tensor normed = Tensor::Uninitialized(DType::kF32, last.shape());
-  k::RmsNorm(ctx, last, weights_.final_norm, static_cast<float>(c.rms_norm_eps), normed);
+  k::RmsNorm(ctx, last, weights_.final_norm, eps, normed);
   Tensor logits = Tensor::Uninitialized(DType::kF32, {m, c.vocab_size});
   k::Linear(ctx, normed, weights_.lm_head, nullptr, logits);
   return logits;

@@ -475,6 +475,51 @@ TEST(FastOpsTest, F16CacheWritesRoundLikeTheScalarConversion) {
   }
 }
 
+// The fused ops of a decode step give the bits of the separate ops they replace, on every ISA
+// and the reference, threaded: add + RmsNorm, and split + RoPE + two KV writes (every KV type,
+// slots in shuffled order).
+TEST(FastOpsTest, FusedOpsAreBitIdenticalToTheSeparateOps) {
+  const int64_t n = 13, hd = 64, heads = 4, kv_heads = 2, d = heads * hd, kv = kv_heads * hd;
+  RopeTable table;
+  for (int64_t i = 0; i < hd / 2; ++i)
+    table.inv_freq.push_back(static_cast<float>(std::pow(10000.0, -2.0 * static_cast<double>(i) / hd)));
+  std::vector<int32_t> pos(static_cast<size_t>(n)), slots(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) {
+    pos[static_cast<size_t>(t)] = static_cast<int32_t>(3 + 97 * t);
+    slots[static_cast<size_t>(t)] = static_cast<int32_t>((7 * t + 5) % 17);
+  }
+  const Tensor x0 = RandomF32({n, d}, 61, 3.f), delta = RandomF32({n, d}, 62), w = RandomF32({d}, 63);
+  const Tensor qkv = RandomF32({n, d + 2 * kv}, 64, 2.f);
+  std::vector<ExecContext> contexts = {ExecContext::Reference()};
+  ThreadPool pool(2);
+  for (Isa isa : FastIsas()) contexts.push_back(ExecContext{&pool, isa});
+  for (const ExecContext& ctx : contexts) {
+    const std::string where(IsaName(ctx.isa));
+    Tensor xa = x0.Copy(), xb = x0.Copy();
+    Tensor ya = Tensor::Empty(DType::kF32, {n, d}), yb = Tensor::Empty(DType::kF32, {n, d});
+    AddRmsNorm(ctx, xa, delta, w, 1e-6f, ya);
+    AddInPlace(ctx, xb, delta);
+    RmsNorm(ctx, xb, w, 1e-6f, yb);
+    ASSERT_EQ(std::memcmp(xa.raw(), xb.raw(), xa.nbytes()), 0) << where;
+    ASSERT_EQ(std::memcmp(ya.raw(), yb.raw(), ya.nbytes()), 0) << where;
+    for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
+      Tensor qa = Tensor::Empty(DType::kF32, {n, d}), qb = Tensor::Empty(DType::kF32, {n, d});
+      Tensor ka = Tensor::Empty(type, {17, kv}), va = Tensor::Empty(type, {17, kv});
+      Tensor kb = Tensor::Empty(type, {17, kv}), vb = Tensor::Empty(type, {17, kv});
+      SplitRopeScatter(ctx, qkv, hd, pos, table, slots, qa, ka, va);
+      Tensor k = Tensor::Empty(DType::kF32, {n, kv}), v = Tensor::Empty(DType::kF32, {n, kv});
+      Tensor* const parts[] = {&qb, &k, &v};
+      SplitColumns(ctx, qkv, parts);
+      Rope(ctx, qb, k, hd, pos, table);
+      ScatterRows(ctx, k, slots, kb);
+      ScatterRows(ctx, v, slots, vb);
+      ASSERT_EQ(std::memcmp(qa.raw(), qb.raw(), qa.nbytes()), 0) << where << " " << Name(type);
+      ASSERT_EQ(std::memcmp(ka.raw(), kb.raw(), ka.nbytes()), 0) << where << " " << Name(type);
+      ASSERT_EQ(std::memcmp(va.raw(), vb.raw(), va.nbytes()), 0) << where << " " << Name(type);
+    }
+  }
+}
+
 TEST(ThreadPoolTest, ParallelForCoversTheRangeOnce) {
   for (int threads : {1, 2, 3, 8}) {
     ThreadPool pool(threads);

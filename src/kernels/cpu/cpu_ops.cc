@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include <cstdlib>
@@ -296,22 +297,80 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
 
 void ToF16(const ExecContext& ctx, const float* x, int64_t n, uint16_t* out) { KernelsFor(ctx.isa).to_f16(x, n, out); }
 
+namespace {
+
+void RmsNormRow(const float* xt, int64_t d, const float* weight, float eps, float* yt) {
+  float part[8] = {};  // eight running sums (vectorized; one would be a chain of dependent adds)
+  int64_t i = 0;
+  for (; i + 8 <= d; i += 8)
+    for (int j = 0; j < 8; ++j) part[j] += xt[i + j] * xt[i + j];
+  float ss = 0.f;
+  for (; i < d; ++i) ss += xt[i] * xt[i];
+  for (int j = 0; j < 8; ++j) ss += part[j];
+  const float inv = 1.f / std::sqrt(ss / static_cast<float>(d) + eps);
+  for (i = 0; i < d; ++i) yt[i] = xt[i] * inv * weight[i];
+}
+
+// RoPE angles of one position: cs/sn [half] (cos and sin times attention_scale).
+void RopeAngles(int32_t position, int64_t half, const float* inv_freq, float attention_scale, float* cs, float* sn) {
+  for (int64_t i = 0; i < half; ++i) {
+    const double angle = static_cast<double>(position) * inv_freq[i];
+    cs[i] = static_cast<float>(std::cos(angle) * attention_scale);
+    sn[i] = static_cast<float>(std::sin(angle) * attention_scale);
+  }
+}
+
+// Rotates `count` consecutive heads in place.
+void RotateHeads(float* rows, int64_t count, int64_t head_dim, const float* cs, const float* sn) {
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < count; ++h) {
+    float* v = rows + h * head_dim;
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = v[i], c = v[i + half];
+      v[i] = a * cs[i] - c * sn[i];
+      v[i + half] = c * cs[i] + a * sn[i];
+    }
+  }
+}
+
+}  // namespace
+
 // Tokens split across the threads (serial, the norms and rotations of a 32-sequence batch were
 // a tenth of a decode step with the second thread idle).
 void RmsNorm(const ExecContext& ctx, const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y) {
   ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) RmsNormRow(x + t * d, d, weight, eps, y + t * d);
+  });
+}
+
+void AddRmsNorm(const ExecContext& ctx, float* x, const float* delta, int64_t n, int64_t d, const float* weight,
+                float eps, float* y) {
+  ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      const float* xt = x + t * d;
-      float part[8] = {};  // eight running sums (vectorized; one would be a chain of dependent adds)
-      int64_t i = 0;
-      for (; i + 8 <= d; i += 8)
-        for (int j = 0; j < 8; ++j) part[j] += xt[i + j] * xt[i + j];
-      float ss = 0.f;
-      for (; i < d; ++i) ss += xt[i] * xt[i];
-      for (int j = 0; j < 8; ++j) ss += part[j];
-      const float inv = 1.f / std::sqrt(ss / static_cast<float>(d) + eps);
-      float* yt = y + t * d;
-      for (i = 0; i < d; ++i) yt[i] = xt[i] * inv * weight[i];
+      float* xt = x + t * d;
+      const float* dt = delta + t * d;
+      for (int64_t i = 0; i < d; ++i) xt[i] += dt[i];
+      RmsNormRow(xt, d, weight, eps, y + t * d);
+    }
+  });
+}
+
+void SplitRopeKv(const ExecContext& ctx, const float* qkv, int64_t n, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                 const int32_t* positions, const float* inv_freq, float attention_scale, float* q,
+                 const std::function<void(int64_t t, const float* k, const float* v)>& store) {
+  const int64_t half = head_dim / 2, q_dim = heads * head_dim, kv_dim = kv_heads * head_dim;
+  const int64_t width = q_dim + 2 * kv_dim;
+  ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
+    std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half)), k(static_cast<size_t>(kv_dim));
+    for (int64_t t = b; t < e; ++t) {
+      const float* row = qkv + t * width;
+      RopeAngles(positions[t], half, inv_freq, attention_scale, cs.data(), sn.data());
+      float* qt = q + t * q_dim;
+      std::memcpy(qt, row, static_cast<size_t>(q_dim) * sizeof(float));
+      RotateHeads(qt, heads, head_dim, cs.data(), sn.data());
+      std::memcpy(k.data(), row + q_dim, static_cast<size_t>(kv_dim) * sizeof(float));
+      RotateHeads(k.data(), kv_heads, head_dim, cs.data(), sn.data());
+      store(t, k.data(), row + q_dim + kv_dim);
     }
   });
 }
@@ -321,24 +380,10 @@ void Rope(const ExecContext& ctx, float* x, int64_t heads, float* x2, int64_t he
   const int64_t half = head_dim / 2;
   ParallelFor(ctx, n, [&](int64_t b, int64_t e) {
     std::vector<float> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
-    auto rotate = [&](float* rows, int64_t count) {
-      for (int64_t h = 0; h < count; ++h) {
-        float* v = rows + h * head_dim;
-        for (int64_t i = 0; i < half; ++i) {
-          const float a = v[i], c = v[i + half];
-          v[i] = a * cs[static_cast<size_t>(i)] - c * sn[static_cast<size_t>(i)];
-          v[i + half] = c * cs[static_cast<size_t>(i)] + a * sn[static_cast<size_t>(i)];
-        }
-      }
-    };
     for (int64_t t = b; t < e; ++t) {
-      for (int64_t i = 0; i < half; ++i) {
-        const double angle = static_cast<double>(positions[t]) * inv_freq[i];
-        cs[static_cast<size_t>(i)] = static_cast<float>(std::cos(angle) * attention_scale);
-        sn[static_cast<size_t>(i)] = static_cast<float>(std::sin(angle) * attention_scale);
-      }
-      rotate(x + t * heads * head_dim, heads);
-      if (x2 != nullptr) rotate(x2 + t * heads2 * head_dim, heads2);
+      RopeAngles(positions[t], half, inv_freq, attention_scale, cs.data(), sn.data());
+      RotateHeads(x + t * heads * head_dim, heads, head_dim, cs.data(), sn.data());
+      if (x2 != nullptr) RotateHeads(x2 + t * heads2 * head_dim, heads2, head_dim, cs.data(), sn.data());
     }
   });
 }

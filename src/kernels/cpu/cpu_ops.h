@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "kernels/exec_context.h"
 #include "tensor/dtype.h"
@@ -17,10 +18,21 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
                int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
                const int64_t* row_start, const int32_t* positions, float scale, float* out);
 void RmsNorm(const ExecContext& ctx, const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
+// x += delta, then y = rmsnorm(x), row by row in one pass over the threads (the arithmetic of
+// an add followed by RmsNorm).
+void AddRmsNorm(const ExecContext& ctx, float* x, const float* delta, int64_t n, int64_t d, const float* weight,
+                float eps, float* y);
 // Rotates n tokens' `heads` heads of x and, when x2 is not null, `heads2` heads of x2 (queries and
 // keys: one sine and cosine computation for both).
 void Rope(const ExecContext& ctx, float* x, int64_t heads, float* x2, int64_t heads2, int64_t n, int64_t head_dim,
           const int32_t* positions, const float* inv_freq, float attention_scale);
+// The output of a joined [q; k; v] projection, n rows of (heads + 2 kv_heads) heads: q gets each
+// row's rotated q heads; store(t, k, v) receives token t's rotated k heads and its v heads (a
+// scratch row and a pointer into qkv) on the thread that made them. The arithmetic of a column
+// split followed by Rope of q and k.
+void SplitRopeKv(const ExecContext& ctx, const float* qkv, int64_t n, int64_t heads, int64_t kv_heads, int64_t head_dim,
+                 const int32_t* positions, const float* inv_freq, float attention_scale, float* q,
+                 const std::function<void(int64_t t, const float* k, const float* v)>& store);
 void SiluMul(const ExecContext& ctx, const float* gate, const float* up, int64_t count, float* out);
 // n floats rounded to f16 (one row of an f16 KV cache; on the calling thread).
 void ToF16(const ExecContext& ctx, const float* x, int64_t n, uint16_t* out);
