@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 
@@ -147,6 +148,24 @@ TEST_P(CudaLinearTest, MatchesReference) {
                         (path == LinearPath::kAuto && n <= cuda::GemvMaxTokens(w.m.format));
       (gemv ? worst_gemv : worst_gemm) = std::max(gemv ? worst_gemv : worst_gemm, err);
       const double gemv_tol = w.m.format == WeightFormat::kInt4Mma ? 2e-3 : 1e-5;
+      if (w.m.format == WeightFormat::kInt4Mma && path == LinearPath::kGemv && version == 2) {
+        // Every shape variant of the tensor-core kernel (benchmarks compare them) sums in the
+        // same order: the same bits as the default.
+        for (int variant = 1; variant < cuda::kInt4MmaVariants; ++variant)
+          for (int tiles : {1, 2}) {
+            cuda::SetInt4MmaVariant(variant);
+            cuda::SetInt4MmaTiles(tiles);
+            auto y2 = test::Poisoned(static_cast<size_t>(n * ldy));
+            cuda::Linear(dx.as<float>(), n, w.m, dbias.as<float>(), y2.as<float>() + col0, ldy, scratch, path);
+            cuda::SetInt4MmaVariant(0);
+            cuda::SetInt4MmaTiles(2);
+            const auto all2 = test::ToHost(y2, static_cast<size_t>(n * ldy));
+            size_t diff = 0;
+            for (size_t i = 0; i < all.size(); ++i)
+              diff += std::memcmp(&all[i], &all2[i], sizeof(float)) != 0;
+            EXPECT_EQ(diff, 0u) << c.kind << " n=" << n << " variant " << variant << " tiles " << tiles;
+          }
+      }
       EXPECT_LE(err, gemv ? gemv_tol : 1e-2) << c.kind << " n=" << n << " path=" << static_cast<int>(path)
                                           << " GEMV v" << version;
     }
