@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "model/rope.h"
 
@@ -59,7 +60,10 @@ CudaWeights CudaQwen2Model::TakeWeights() {
 
 CudaQwen2Model::CudaQwen2Model(ModelConfig config, CudaWeights weights, const CudaModelOptions& options)
     : config_(std::move(config)), weights_(std::move(weights)), options_(options) {
-  if (options_.int4_tensor_cores) UseInt4TensorCoreLayout(weights_);
+  if (options_.int4_tensor_cores) {
+    const int repacked = UseInt4TensorCoreLayout(weights_);
+    if (repacked > 0) spdlog::info("cuda: {} int4 matrices in the tensor-core layout", repacked);
+  }
   AllocateState();
 }
 
