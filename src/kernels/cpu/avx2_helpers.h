@@ -1,5 +1,6 @@
 // Small AVX2 helpers shared by the files compiled with -mavx2 -mfma -mf16c
-// (linear_kernels_avx2.cc, linear_kernels_gguf_avx2.cc, linear_kernels_kx8_avx2.cc). Include it
+// (linear_kernels_avx2.cc, linear_kernels_gguf_avx2.cc, linear_kernels_kx8_avx2.cc,
+// attention_avx2.cc). Include it
 // from such files only.
 // Everything here has internal linkage (an unnamed namespace), on purpose: an inline function
 // with external linkage compiled for AVX2 in one file could be the copy the linker keeps for a
@@ -38,6 +39,27 @@ inline void KeepInRegister(V& v) {
 }
 
 inline float F16Table(uint16_t h) { return kF16ToF32Table[h]; }
+
+// exp(x) for 8 lanes: x = n ln2 + r with |r| <= ln2/2, exp(r) by a degree-6 polynomial
+// (relative error ~1e-7 on the range used here), 2^n built in the exponent bits.
+inline __m256 Exp8(__m256 x) {
+  x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365447504f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  // r = x - n ln2 in two steps (ln2 split into a high and a low part) for accuracy.
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
 
 // u8 (0..255) x s8 -> 8 x s32 sums of 4 products each.
 inline __m256i DotU8S8(__m256i u, __m256i s) {

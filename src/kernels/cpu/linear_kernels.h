@@ -122,6 +122,7 @@ void AddKQuantX8Avx2Kernels(CpuKernels& k);  // only call when the CPU has AVX2,
 
 const CpuKernels& ScalarCpuKernels();
 const CpuKernels& Avx2CpuKernels();  // only call when the CPU has AVX2, FMA and F16C
+void AddAvx2AttentionKernels(CpuKernels& k);  // attention_avx2.cc, likewise
 // The AVX2 table with the 8-row interleaved kernels on vpdpbusd; only call when the CPU also has
 // AVX-512 F, BW, VL and VNNI. `wide`: with the 512-bit kernels (32 rows a call); else 256-bit only.
 const CpuKernels& Avx512VnniCpuKernels(bool wide);

@@ -1,0 +1,275 @@
+// AVX2 attention over the paged KV cache, the structure of attention_avx512.cc in 8-lane
+// vectors: a run of consecutive query tokens of one sequence (a prefill chunk, or one decoding
+// token) and the query heads of one GQA group share key tiles of 32 rows (each tile's scores,
+// an online softmax, the weighted values, then the next tile).
+//
+// Per query row (token, head) the arithmetic is fixed whatever the run, the group or the batch
+// (score of key j = q . k_j summed over the dimensions in order, lane = key; tiles at key 0 and
+// every 32; each row its own running max, sum and output; keys past a row's position add exact
+// zeros), so a token's result is the same decoded alone, batched, or inside a prefill chunk.
+// The first AVX2 path ran prefill attention token by token (one layer's 2048-token prefill:
+// 147 ms against 52 ms for this structure on AVX-512, docs/KERNELS.md).
+//
+// Compiled with -mavx2 -mfma -mf16c and only called after a CPU check.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/cpu/avx2_helpers.h"
+#include "kernels/cpu/linear_kernels.h"
+#include "tensor/quant_blocks.h"
+
+namespace qb::kernels::cpu {
+
+namespace {
+
+constexpr int64_t kTile = 32;         // keys a tile (4 vectors)
+constexpr int64_t kRowBlock = 3;      // query rows sharing each key/value load (16 ymm registers)
+constexpr int64_t kMaxHeadDim = 256;  // (head_dim a multiple of 64)
+constexpr int64_t kMaxRows = 128;     // query rows (tokens x heads) of one call
+constexpr int64_t kAhead = 2;         // tiles prefetched ahead (into L2)
+
+// Cache rows of one KV head: Row(base, row, stride, offset) is its first element, RowBytes its
+// size, Load8(row, d) its values d..d+7 as f32 (exact; d a multiple of 8).
+struct KvF32 {
+  static const float* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const float*>(base) + row * stride + offset;
+  }
+  static int64_t RowBytes(int64_t hd) { return 4 * hd; }
+  static __m256 Load8(const float* p, int64_t d) { return _mm256_loadu_ps(p + d); }
+};
+struct KvF16 {
+  static const uint16_t* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const uint16_t*>(base) + row * stride + offset;
+  }
+  static int64_t RowBytes(int64_t hd) { return 2 * hd; }
+  static __m256 Load8(const uint16_t* p, int64_t d) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + d)));
+  }
+};
+struct KvBF16 : KvF16 {
+  static __m256 Load8(const uint16_t* p, int64_t d) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + d)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+  }
+};
+struct KvQ8_0 {  // blocks of 32 (stride and offset multiples of 32): d * q
+  static const BlockQ8_0* Row(const void* base, int64_t row, int64_t stride, int64_t offset) {
+    return static_cast<const BlockQ8_0*>(base) + (row * stride + offset) / 32;
+  }
+  static int64_t RowBytes(int64_t hd) { return hd / 32 * static_cast<int64_t>(sizeof(BlockQ8_0)); }
+  static __m256 Load8(const BlockQ8_0* p, int64_t d) {
+    const BlockQ8_0& b = p[d / 32];
+    const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(b.qs + (d % 32)));
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)), _mm256_set1_ps(F16Table(b.d)));
+  }
+};
+
+// r[i] (row i of an 8 x 8 block) becomes column i.
+inline void Transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+  }
+  for (int c = 0; c < 4; ++c) {
+    r[c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x20);
+    r[4 + c] = _mm256_permute2f128_ps(u[c], u[4 + c], 0x31);
+  }
+}
+
+// kt[d * kTile + j] = key j's value d (f32) for j < nj, 0 for the rest of the tile.
+template <typename Kv>
+void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd, float* kt) {
+  for (int64_t j0 = 0; j0 < kTile; j0 += 8) {
+    decltype(Kv::Row(k, 0, 0, 0)) src[8];
+    for (int64_t i = 0; i < 8; ++i) src[i] = j0 + i < nj ? Kv::Row(k, rows[j0 + i], stride, offset) : nullptr;
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+      __m256 r[8];
+      for (int64_t i = 0; i < 8; ++i) r[i] = src[i] != nullptr ? Kv::Load8(src[i], d0) : _mm256_setzero_ps();
+      Transpose8(r);
+      for (int64_t c = 0; c < 8; ++c) _mm256_store_ps(kt + (d0 + c) * kTile + j0, r[c]);
+    }
+  }
+}
+
+// vt[j * hd + d] = value j's value d (f32), j < nj.
+template <typename Kv>
+void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd, float* vt) {
+  for (int64_t j = 0; j < nj; ++j) {
+    const auto* src = Kv::Row(v, rows[j], stride, offset);
+    for (int64_t d = 0; d < hd; d += 8) _mm256_store_ps(vt + j * hd + d, Kv::Load8(src, d));
+  }
+}
+
+template <typename Kv>
+void PrefetchTile(const void* k, const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset,
+                  int64_t hd) {
+  const int64_t bytes = Kv::RowBytes(hd);
+  for (int64_t j = 0; j < nj; ++j) {
+    const char* kr = reinterpret_cast<const char*>(Kv::Row(k, rows[j], stride, offset));
+    const char* vr = reinterpret_cast<const char*>(Kv::Row(v, rows[j], stride, offset));
+    for (int64_t b = 0; b < bytes; b += 64) {
+      _mm_prefetch(kr + b, _MM_HINT_T1);
+      _mm_prefetch(vr + b, _MM_HINT_T1);
+    }
+  }
+}
+
+inline float Hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// Running state of a query row: max, sum of exponentials, output (hd floats, unnormalized).
+struct RowState {
+  const float* q;
+  int64_t n_keys;  // keys this row sees (its token's position + 1)
+  float max, sum;
+  float* out;
+};
+
+// One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
+template <int NR>
+void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale) {
+  __m256 s[NR][4];
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < 4; ++v) s[r][v] = _mm256_setzero_ps();
+  for (int64_t d = 0; d < hd; ++d) {
+    const float* kd = kt + d * kTile;
+    const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8), k2 = _mm256_load_ps(kd + 16),
+                 k3 = _mm256_load_ps(kd + 24);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 qd = _mm256_broadcast_ss(rs[r].q + d);
+      s[r][0] = _mm256_fmadd_ps(qd, k0, s[r][0]);
+      s[r][1] = _mm256_fmadd_ps(qd, k1, s[r][1]);
+      s[r][2] = _mm256_fmadd_ps(qd, k2, s[r][2]);
+      s[r][3] = _mm256_fmadd_ps(qd, k3, s[r][3]);
+    }
+  }
+  alignas(32) float p[NR][kTile];
+  int64_t keys = 0;  // the most keys of this tile any of the rows sees
+  const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff()), vscale = _mm256_set1_ps(scale);
+  const __m256 lane = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
+  for (int r = 0; r < NR; ++r) {
+    RowState& st = rs[r];
+    const int64_t c = st.n_keys - j0 < 0 ? 0 : (st.n_keys - j0 > kTile ? kTile : st.n_keys - j0);
+    if (c == 0) {
+      for (int64_t j = 0; j < kTile; j += 8) _mm256_store_ps(p[r] + j, _mm256_setzero_ps());
+      continue;
+    }
+    keys = c > keys ? c : keys;
+    __m256 mask[4], a[4];
+    for (int v = 0; v < 4; ++v) {  // lanes of keys this row sees: key index < c
+      mask[v] = _mm256_cmp_ps(_mm256_add_ps(lane, _mm256_set1_ps(8.f * static_cast<float>(v))),
+                              _mm256_set1_ps(static_cast<float>(c)), _CMP_LT_OQ);
+      a[v] = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(s[r][v], vscale), mask[v]);
+    }
+    const float tile_max = Hmax(_mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3])));
+    const float new_max = tile_max > st.max ? tile_max : st.max;
+    if (st.max != -__builtin_inff() && new_max != st.max) {  // rescale what the earlier tiles summed
+      const float alpha = _mm_cvtss_f32(_mm256_castps256_ps128(Exp8(_mm256_set1_ps(st.max - new_max))));
+      st.sum *= alpha;
+      const __m256 av = _mm256_set1_ps(alpha);
+      for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(st.out + d, _mm256_mul_ps(_mm256_loadu_ps(st.out + d), av));
+    }
+    st.max = new_max;
+    const __m256 mv = _mm256_set1_ps(new_max);
+    __m256 e[4];
+    for (int v = 0; v < 4; ++v) {
+      e[v] = _mm256_and_ps(mask[v], Exp8(_mm256_sub_ps(a[v], mv)));
+      _mm256_store_ps(p[r] + 8 * v, e[v]);
+    }
+    st.sum += Hsum(_mm256_add_ps(_mm256_add_ps(e[0], e[1]), _mm256_add_ps(e[2], e[3])));
+  }
+  // out += p . values, 32 dimensions at a time; a row's keys past its own count have p = 0.
+  for (int64_t d0 = 0; d0 < hd; d0 += 32) {
+    __m256 o[NR][4];
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < 4; ++v) o[r][v] = _mm256_loadu_ps(rs[r].out + d0 + 8 * v);
+    for (int64_t j = 0; j < keys; ++j) {
+      const float* vj = vt + j * hd + d0;
+      const __m256 v0 = _mm256_load_ps(vj), v1 = _mm256_load_ps(vj + 8), v2 = _mm256_load_ps(vj + 16),
+                   v3 = _mm256_load_ps(vj + 24);
+      for (int r = 0; r < NR; ++r) {
+        const __m256 pj = _mm256_broadcast_ss(p[r] + j);
+        o[r][0] = _mm256_fmadd_ps(pj, v0, o[r][0]);
+        o[r][1] = _mm256_fmadd_ps(pj, v1, o[r][1]);
+        o[r][2] = _mm256_fmadd_ps(pj, v2, o[r][2]);
+        o[r][3] = _mm256_fmadd_ps(pj, v3, o[r][3]);
+      }
+    }
+    for (int r = 0; r < NR; ++r)
+      for (int v = 0; v < 4; ++v) _mm256_storeu_ps(rs[r].out + d0 + 8 * v, o[r][v]);
+  }
+}
+
+template <typename Kv>
+void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
+                const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
+                float* scratch, float* out) {
+  const int64_t n_rows = m * n_q;
+  RowState rs[kMaxRows];
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t i = r / n_q, h = r % n_q;
+    rs[r] = RowState{q + i * q_stride + h * hd, n_keys0 + i, -__builtin_inff(), 0.f, scratch + r * hd};
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(rs[r].out + d, _mm256_setzero_ps());
+  }
+  const int64_t n_keys = n_keys0 + m - 1;  // the last token's
+  alignas(32) float kt[kMaxHeadDim * kTile];
+  alignas(32) float vt[kTile * kMaxHeadDim];
+  for (int64_t j0 = 0; j0 < n_keys && j0 < kAhead * kTile; j0 += kTile)
+    PrefetchTile<Kv>(k, v, rows + j0, n_keys - j0 < kTile ? n_keys - j0 : kTile, stride, offset, hd);
+  for (int64_t j0 = 0; j0 < n_keys; j0 += kTile) {
+    const int64_t nj = n_keys - j0 < kTile ? n_keys - j0 : kTile;
+    const int64_t ahead = j0 + kAhead * kTile;  // prefetched kAhead tiles ahead
+    if (ahead < n_keys) PrefetchTile<Kv>(k, v, rows + ahead, n_keys - ahead < kTile ? n_keys - ahead : kTile, stride, offset, hd);
+    StageKeys<Kv>(k, rows + j0, nj, stride, offset, hd, kt);
+    StageValues<Kv>(v, rows + j0, nj, stride, offset, hd, vt);
+    for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+      switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
+        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale); break;
+        default: TileRows<3>(rs + r0, j0, kt, vt, hd, scale); break;
+      }
+    }
+  }
+  for (int64_t r = 0; r < n_rows; ++r) {
+    const int64_t i = r / n_q, h = r % n_q;
+    const __m256 inv = _mm256_set1_ps(1.f / rs[r].sum);
+    float* o = out + i * q_stride + h * hd;
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(rs[r].out + d), inv));
+  }
+}
+
+void AttendRun256(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
+                  DType kv_type, const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t head_dim,
+                  float scale, float* scratch, float* out) {
+  switch (kv_type) {
+    case DType::kF16:
+      return AttendRunT<KvF16>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+    case DType::kBF16:
+      return AttendRunT<KvBF16>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+    case DType::kQ8_0:
+      return AttendRunT<KvQ8_0>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+    default:
+      return AttendRunT<KvF32>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+  }
+}
+
+}  // namespace
+
+void AddAvx2AttentionKernels(CpuKernels& k) {
+  k.attend_run = AttendRun256;
+  k.attend_run_max_rows = kMaxRows;
+}
+
+}  // namespace qb::kernels::cpu
