@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/avx512_helpers.h"
+#include "kernels/cpu/attention_run.h"
 #include "kernels/cpu/linear_kernels.h"
 #include "tensor/quant_blocks.h"
 
@@ -29,11 +30,8 @@ namespace qb::kernels::cpu {
 
 namespace {
 
-constexpr int64_t kTile = 32;          // keys a tile
+constexpr int64_t kTile = kRunTile;  // keys a tile
 constexpr int64_t kRowBlock = 8;       // query rows sharing each key/value load
-constexpr int64_t kMaxHeadDim = 256;   // (head_dim a multiple of 64)
-constexpr int64_t kMaxRows = 128;      // query rows (tokens x heads) of one call
-constexpr int64_t kAhead = 2;          // tiles prefetched ahead (into L2)
 
 // Cache rows of one KV head: Row(base, row, stride, offset) is its first element, RowBytes its
 // size, Load16(row, d) its values d..d+15 as f32 (exact; d a multiple of 16).
@@ -114,28 +112,6 @@ void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride,
   }
 }
 
-template <typename Kv>
-void PrefetchTile(const void* k, const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset,
-                  int64_t hd) {
-  const int64_t bytes = Kv::RowBytes(hd);
-  for (int64_t j = 0; j < nj; ++j) {
-    const char* kr = reinterpret_cast<const char*>(Kv::Row(k, rows[j], stride, offset));
-    const char* vr = reinterpret_cast<const char*>(Kv::Row(v, rows[j], stride, offset));
-    for (int64_t b = 0; b < bytes; b += 64) {
-      _mm_prefetch(kr + b, _MM_HINT_T1);
-      _mm_prefetch(vr + b, _MM_HINT_T1);
-    }
-  }
-}
-
-// Running state of a query row: max, sum of exponentials, output (hd floats, unnormalized).
-struct RowState {
-  const float* q;
-  int64_t n_keys;  // keys this row sees (its token's position + 1)
-  float max, sum;
-  float* out;
-};
-
 // One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
 template <int NR>
 void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale) {
@@ -203,28 +179,20 @@ void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_
   }
 }
 
-template <typename Kv>
-void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
-                const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
-                float* scratch, float* out) {
-  const int64_t n_rows = m * n_q;
-  RowState rs[kMaxRows];
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const int64_t i = r / n_q, h = r % n_q;
-    rs[r] = RowState{q + i * q_stride + h * hd, n_keys0 + i, -__builtin_inff(), 0.f, scratch + r * hd};
-    for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_ps(rs[r].out + d, _mm512_setzero_ps());
+// The staging and per-tile arithmetic that attention_run.h's frame calls.
+struct Avx512Run {
+  template <typename Kv>
+  static void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
+                        float* kt) {
+    cpu::StageKeys<Kv>(k, rows, nj, stride, offset, hd, kt);
   }
-  const int64_t n_keys = n_keys0 + m - 1;  // the last token's
-  alignas(64) float kt[kMaxHeadDim * kTile];
-  alignas(64) float vt[kTile * kMaxHeadDim];
-  for (int64_t j0 = 0; j0 < n_keys && j0 < kAhead * kTile; j0 += kTile)
-    PrefetchTile<Kv>(k, v, rows + j0, n_keys - j0 < kTile ? n_keys - j0 : kTile, stride, offset, hd);
-  for (int64_t j0 = 0; j0 < n_keys; j0 += kTile) {
-    const int64_t nj = n_keys - j0 < kTile ? n_keys - j0 : kTile;
-    const int64_t ahead = j0 + kAhead * kTile;  // prefetched kAhead tiles ahead
-    if (ahead < n_keys) PrefetchTile<Kv>(k, v, rows + ahead, n_keys - ahead < kTile ? n_keys - ahead : kTile, stride, offset, hd);
-    StageKeys<Kv>(k, rows + j0, nj, stride, offset, hd, kt);
-    StageValues<Kv>(v, rows + j0, nj, stride, offset, hd, vt);
+  template <typename Kv>
+  static void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
+                          float* vt) {
+    cpu::StageValues<Kv>(v, rows, nj, stride, offset, hd, vt);
+  }
+  static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
+                    float scale) {
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
       switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
         case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale); break;
@@ -238,12 +206,13 @@ void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const 
       }
     }
   }
-  for (int64_t r = 0; r < n_rows; ++r) {
-    const int64_t i = r / n_q, h = r % n_q;
-    const __m512 inv = _mm512_set1_ps(1.f / rs[r].sum);
-    float* o = out + i * q_stride + h * hd;
-    for (int64_t d = 0; d < hd; d += 16) _mm512_storeu_ps(o + d, _mm512_mul_ps(_mm512_loadu_ps(rs[r].out + d), inv));
-  }
+};
+
+template <typename Kv>
+void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
+                const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
+                float* scratch, float* out) {
+  AttendRunFrame<Avx512Run, Kv>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, hd, scale, scratch, out);
 }
 
 void AttendRun512(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
@@ -265,7 +234,7 @@ void AttendRun512(const float* q, int64_t q_stride, int64_t m, int64_t n_q, cons
 
 void AddAvx512AttentionKernels(CpuKernels& k) {
   k.attend_run = AttendRun512;
-  k.attend_run_max_rows = kMaxRows;
+  k.attend_run_max_rows = kRunMaxRows;
 }
 
 }  // namespace qb::kernels::cpu
