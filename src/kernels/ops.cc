@@ -32,6 +32,20 @@ void Split(const ExecContext& ctx, int64_t n, int64_t grain, const std::function
     fn(0, n);
 }
 
+// Row r of a KV cache (IsKvDType) from d floats: f16 through the SIMD conversion off the
+// reference ISA, every other type (and the reference) through QuantizeRow.
+void StoreKvRow(const ExecContext& ctx, const float* src, int64_t d, Tensor& cache, int64_t r) {
+  uint8_t* row = static_cast<uint8_t*>(cache.mutable_raw()) + r * cache.row_bytes();
+  if (cache.dtype() == DType::kF16 && ctx.isa != Isa::kReference)
+    cpu::ToF16(ctx, src, d, reinterpret_cast<uint16_t*>(row));
+  else
+    QuantizeRow(cache.dtype(), src, row, d);
+}
+
+void CheckKvRows(std::span<const int32_t> rows, const Tensor& cache, const char* op) {
+  for (const int32_t r : rows) QB_CHECK(r >= 0 && r < cache.rows(), "{}: row {} of {}", op, r, cache.rows());
+}
+
 }  // namespace
 
 void Linear(const ExecContext& ctx, const Tensor& x_in, const Tensor& w, const Tensor* bias, Tensor& y,
@@ -199,25 +213,14 @@ void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_di
     ScatterRows(ctx, v, slots, v_cache);
     return;
   }
-  for (const int32_t r : slots)
-    QB_CHECK(r >= 0 && r < k_cache.rows() && r < v_cache.rows(), "SplitRopeScatter: row {} of {}", r, k_cache.rows());
-  const int64_t rb = k_cache.row_bytes();
-  auto* kbase = static_cast<uint8_t*>(k_cache.mutable_raw());
-  auto* vbase = static_cast<uint8_t*>(v_cache.mutable_raw());
-  const DType type = k_cache.dtype();
-  // As ScatterRows: f16 rows through the SIMD conversion, other types through QuantizeRow.
-  auto store_row = [&](const float* src, uint8_t* row) {
-    if (type == DType::kF16)
-      cpu::ToF16(ctx, src, kv_dim, reinterpret_cast<uint16_t*>(row));
-    else
-      QuantizeRow(type, src, row, kv_dim);
-  };
+  CheckKvRows(slots, k_cache, "SplitRopeScatter");
+  CheckKvRows(slots, v_cache, "SplitRopeScatter");
   cpu::SplitRopeKv(ctx, qkv.data<float>(), n, q.cols() / head_dim, kv_dim / head_dim, head_dim, positions.data(),
                    rope.inv_freq.data(), rope.attention_scale, q.mutable_data<float>(),
                    [&](int64_t t, const float* k, const float* v) {
                      const int64_t slot = slots[static_cast<size_t>(t)];
-                     store_row(k, kbase + slot * rb);
-                     store_row(v, vbase + slot * rb);
+                     StoreKvRow(ctx, k, kv_dim, k_cache, slot);
+                     StoreKvRow(ctx, v, kv_dim, v_cache, slot);
                    });
 }
 
@@ -313,18 +316,10 @@ void ScatterRows(const ExecContext& ctx, const Tensor& src, std::span<const int3
   CheckCpu(dst, "ScatterRows");
   QB_CHECK(IsKvDType(dst.dtype()) && src.cols() == dst.cols() && src.rows() == static_cast<int64_t>(rows.size()),
            "ScatterRows: src {} dst {} {}", ShapeToString(src.shape()), Name(dst.dtype()), ShapeToString(dst.shape()));
-  const int64_t d = src.cols(), rb = dst.row_bytes();
-  for (const int32_t r : rows) QB_CHECK(r >= 0 && r < dst.rows(), "ScatterRows: row {} of {}", r, dst.rows());
-  auto* base = static_cast<uint8_t*>(dst.mutable_raw());
-  const bool fast_f16 = dst.dtype() == DType::kF16 && ctx.isa != Isa::kReference;
+  CheckKvRows(rows, dst, "ScatterRows");
+  const int64_t d = src.cols();
   Split(ctx, static_cast<int64_t>(rows.size()), 4, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      uint8_t* row = base + rows[static_cast<size_t>(t)] * rb;
-      if (fast_f16)
-        cpu::ToF16(ctx, src.data<float>() + t * d, d, reinterpret_cast<uint16_t*>(row));
-      else
-        QuantizeRow(dst.dtype(), src.data<float>() + t * d, row, d);
-    }
+    for (int64_t t = b; t < e; ++t) StoreKvRow(ctx, src.data<float>() + t * d, d, dst, rows[static_cast<size_t>(t)]);
   });
 }
 

@@ -59,12 +59,12 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   Tensor x = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // residual stream
   Tensor h = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // normalized input
   Tensor q = Tensor::Uninitialized(DType::kF32, {n, c.q_dim()});
-  Tensor kk = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
-  Tensor v = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
   Tensor attn = Tensor::Uninitialized(DType::kF32, {n, c.q_dim()});
   Tensor proj = Tensor::Uninitialized(DType::kF32, {n, c.hidden_size});  // a sublayer's output
   Tensor gate = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
-  Tensor up, qkv, gate_up;  // made on first use: which ones a layer needs depends on its weights
+  // Made on first use: which ones a layer needs depends on its weights (joined q|k|v go straight
+  // from qkv to q and the KV cache; separate k and v pass through kk and v).
+  Tensor up, qkv, gate_up, kk, v;
 
   k::Embedding(batch.tokens, weights_.token_embedding, x);
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -78,6 +78,10 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
       k::Linear(ctx, h, w.wqkv, w.bqkv.defined() ? &w.bqkv : nullptr, qkv);
       k::SplitRopeScatter(ctx, qkv, c.head_dim, pos, rope_, slots, q, kv.keys(l), kv.values(l));
     } else {
+      if (!kk.defined()) {
+        kk = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
+        v = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
+      }
       k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
       k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
       k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);

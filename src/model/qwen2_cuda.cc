@@ -313,10 +313,10 @@ Status CudaQwen2Model::Enqueue(const ForwardBatch& batch) {
     // The kernel choices a graph captures (the GEMV generation, the int4 tensor-core variant):
     // when they change, the captured kernels would be stale.
     const int kernels = cuda::GemvVersion() * 100 + cuda::Int4MmaTiles() * 10 + cuda::Int4MmaVariant();
-    if (graphs_gemv_version_ != kernels) {
+    if (graphs_kernels_ != kernels) {
       cuda::Synchronize();
       graphs_.clear();
-      graphs_gemv_version_ = kernels;
+      graphs_kernels_ = kernels;
     }
     std::unique_ptr<cuda::Graph>& g = graphs_[{n, m}];
     if (!g) {

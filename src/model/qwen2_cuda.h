@@ -106,7 +106,7 @@ class CudaQwen2Model {
   float* attn_partial_ = nullptr;  // split-key attention scratch
   size_t attn_partial_bytes_ = 0;
   cuda::EventList* profiler_ = nullptr;
-  int graphs_gemv_version_ = 0;  // the kernel choices the graphs were captured with
+  int graphs_kernels_ = 0;  // the kernel choices the graphs were captured with
   // Step inputs: pinned host staging and its device copy, at fixed offsets (int32 elements).
   int32_t* host_in_ = nullptr;
   int32_t* dev_in_ = nullptr;

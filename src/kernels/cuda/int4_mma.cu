@@ -137,20 +137,16 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     sz_hi[m] = scale_zero + min(tile * 16 + g + 8, rows - 1) * groups;
   }
 
-  // One chain of partial sums for every variant: a token's result must not depend on how many
-  // tokens share the launch (two chains for 1-8 tokens changed the sums' order against 9-32).
-  constexpr int kChains = 1;
-  float acc[TM][NB][4], part[kChains][TM][NB][4];
+  // One chain of partial sums (per tile and token block) in every variant: a token's result
+  // must not depend on how many tokens share the launch (two chains for 1-8 tokens, tried on
+  // the device, changed the sums' order against 9-32).
+  float acc[TM][NB][4], part[TM][NB][4];
 #pragma unroll
   for (int m = 0; m < TM; ++m)
 #pragma unroll
     for (int b = 0; b < NB; ++b)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        acc[m][b][i] = 0.f;
-#pragma unroll
-        for (int k = 0; k < kChains; ++k) part[k][m][b][i] = 0.f;
-      }
+      for (int i = 0; i < 4; ++i) acc[m][b][i] = part[m][b][i] = 0.f;
 
   RowParams cur[TM];  // the scales and zeros of group cur_group
 #pragma unroll
@@ -160,16 +156,14 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
 #pragma unroll
     for (int m = 0; m < TM; ++m)
 #pragma unroll
-      for (int b = 0; b < NB; ++b)
+      for (int b = 0; b < NB; ++b) {
+        acc[m][b][0] = fmaf(cur[m].s_lo, part[m][b][0], acc[m][b][0]);
+        acc[m][b][1] = fmaf(cur[m].s_lo, part[m][b][1], acc[m][b][1]);
+        acc[m][b][2] = fmaf(cur[m].s_hi, part[m][b][2], acc[m][b][2]);
+        acc[m][b][3] = fmaf(cur[m].s_hi, part[m][b][3], acc[m][b][3]);
 #pragma unroll
-        for (int k = 0; k < kChains; ++k) {
-          acc[m][b][0] = fmaf(cur[m].s_lo, part[k][m][b][0], acc[m][b][0]);
-          acc[m][b][1] = fmaf(cur[m].s_lo, part[k][m][b][1], acc[m][b][1]);
-          acc[m][b][2] = fmaf(cur[m].s_hi, part[k][m][b][2], acc[m][b][2]);
-          acc[m][b][3] = fmaf(cur[m].s_hi, part[k][m][b][3], acc[m][b][3]);
-#pragma unroll
-          for (int i = 0; i < 4; ++i) part[k][m][b][i] = 0.f;
-        }
+        for (int i = 0; i < 4; ++i) part[m][b][i] = 0.f;
+      }
   };
 
   // Group cursors over 32-input halves (groups are multiples of 32 inputs): one for the loads
@@ -240,7 +234,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
             uint32_t a[4];
             DecodeWord(word, cur[m].z_lo, cur[m].z_hi, a);
 #pragma unroll
-            for (int b = 0; b < NB; ++b) Mma(a, bf[j][b][0], bf[j][b][1], part[j % kChains][m][b]);
+            for (int b = 0; b < NB; ++b) Mma(a, bf[j][b][0], bf[j][b][1], part[m][b]);
           }
         }
         if (++rem == pairs_per_group) {
