@@ -337,7 +337,8 @@ TEST(Avx512VnniTest, InterleavedKernelsAreBitIdenticalToAvx2) {
         (q8 ? k256.q8_0x8 : k256.q4_0x8)(group, ptrs, nt, in, r256[g]);
         (q8 ? k512.q8_0x8 : k512.q4_0x8)(group, ptrs, nt, in, r512[g]);
       }
-      (q8 ? k512.q8_0x32 : k512.q4_0x32)(w.raw(), group_bytes, ptrs, nt, in, r32, 32);
+      // (prefetching a line of the weights a block, as Linear does for the next tile)
+      (q8 ? k512.q8_0x32 : k512.q4_0x32)(w.raw(), group_bytes, ptrs, nt, in, r32, 32, static_cast<const uint8_t*>(w.raw()), 64);
       for (int g = 0; g < 4; ++g) {
         for (int i = 0; i < nt * 8; ++i) {
           const float a = r_avx2[g][i];

@@ -121,12 +121,16 @@ const Act* ConvertActivations(const ExecContext& ctx, const float* x, int64_t n,
 // (1; kFloatRows for float weights; 8 or 32 for the interleaved layouts) come out of one micro-kernel
 // call as res[token * rows_per_call + row]. call(first_row, rows, tokens_ptrs, nt, res) runs the
 // micro-kernel; `rows` is less than rows_per_call only at the end of the matrix.
-// With kDirect, call(first_row, rows, tokens_ptrs, nt, dst, dst_stride) writes token j's rows
-// straight into dst[j * dst_stride + row] (the output itself: no copy), and the bias is added there.
+// With kDirect, call(first_row, rows, tokens_ptrs, nt, dst, dst_stride, prefetch, prefetch_step)
+// writes token j's rows straight into dst[j * dst_stride + row] (the output itself: no copy), and
+// the bias is added there. Given `weights` (kDirect only; rows contiguous, each act_stride blocks
+// of the kernel's loop), a tile that gets several passes has the next tile's bytes prefetched
+// during its own: each call is handed its share, `prefetch_step` bytes for each of its blocks.
 template <bool kDirect = false, typename In, typename Call>
 void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_t n, int64_t out, int64_t row_bytes,
-              int rows_per_call, const float* bias, float* y, Call call) {
+              int rows_per_call, const float* bias, float* y, Call call, const uint8_t* weights = nullptr) {
   QB_CHECK(kDirect || rows_per_call <= 8, "RowTiles: {} rows a call need kDirect", rows_per_call);
+  QB_CHECK(kDirect || weights == nullptr, "RowTiles: prefetching needs kDirect");
   // Decode (few tokens) is bound by reading weights: small tiles split it evenly. Prefill
   // reuses each tile for many tokens: tiles sized for L2, taken dynamically.
   const int64_t tile_bytes = n <= kMaxTokens ? 16 * 1024 : 64 * 1024;
@@ -139,17 +143,34 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
   }
   tile = std::max<int64_t>(rows_per_call, tile / rows_per_call * rows_per_call);
   const int64_t n_tiles = (out + tile - 1) / tile;
+  // Several passes over a tile (more tokens than a call takes): without help the first pass
+  // waits on memory for every line. Each call fetches its share of the next tile a line or two
+  // a block (rows are contiguous, and each thread walks its own range of tiles front to back,
+  // so the next tile is usually its own); in bursts between calls the prefetches stalled.
+  const int64_t passes = (n + kMaxTokens - 1) / kMaxTokens;
+  const bool prefetch = weights != nullptr && passes > 1 && act_stride > 0;
+  const int64_t calls_per_tile = passes * ((tile + rows_per_call - 1) / rows_per_call);
+  const int64_t call_lines = (tile * row_bytes / 64 + calls_per_tile - 1) / calls_per_tile;
+  const int64_t prefetch_step = prefetch ? (call_lines + act_stride - 1) / act_stride * 64 : 0;
   auto body = [&](int64_t ti) {
     const In* ptrs[kMaxTokens];
     [[maybe_unused]] float res[kMaxTokens * 8];  // (kDirect: unused)
     const int64_t r0 = ti * tile, r1 = std::min(out, r0 + tile);
+    // The bytes of the next tile not yet handed to a call: [next, next + left).
+    const uint8_t* next = prefetch ? weights + r1 * row_bytes : nullptr;
+    int64_t left = prefetch ? (std::min(out, r1 + tile) - r1) * row_bytes : 0;
     for (int64_t t0 = 0; t0 < n; t0 += kMaxTokens) {
       const int nt = static_cast<int>(std::min<int64_t>(kMaxTokens, n - t0));
       for (int j = 0; j < nt; ++j) ptrs[j] = acts + (t0 + j) * act_stride;
       for (int64_t r = r0; r < r1; r += rows_per_call) {
         const int nr = static_cast<int>(std::min<int64_t>(rows_per_call, r1 - r));
         if constexpr (kDirect) {
-          call(r, nr, ptrs, nt, y + t0 * out + r, out);
+          const int64_t step = std::min(prefetch_step, left / act_stride / 64 * 64);
+          call(r, nr, ptrs, nt, y + t0 * out + r, out, step > 0 ? next : nullptr, step);
+          if (step > 0) {
+            next += step * act_stride;
+            left -= step * act_stride;
+          }
         } else {
           call(r, nr, ptrs, nt, res);
           for (int j = 0; j < nt; ++j) {
@@ -171,7 +192,7 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
         for (int64_t i = r0; i < r1; ++i) yt[i] += bias[i];
       }
   };
-  if (n <= kMaxTokens) {
+  if (n <= kMaxTokens || prefetch) {
     // One contiguous range per thread keeps the hardware prefetcher streaming; a thread done
     // early takes tiles from the end of the other's range.
     ParallelForStealing(ctx, n_tiles, body);
@@ -213,14 +234,17 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
     const QuantDot8 k8 = QuantKernel8(k, w_type);
     const ActBlock* a = ConvertActivations(ctx, x, n, in, in / 32, k.quantize);
     RowTiles<true>(ctx, a, in / 32, n, out, row_bytes, 32, bias, y,
-                   [&](int64_t r, int nr, const ActBlock* const* p, int nt, float* dst, int64_t stride) {
-                     if (nr == 32) return k32(wb + r * row_bytes, 8 * row_bytes, p, nt, in, dst, stride);
+                   [&](int64_t r, int nr, const ActBlock* const* p, int nt, float* dst, int64_t stride,
+                       const uint8_t* prefetch, int64_t prefetch_step) {
+                     if (nr == 32)
+                       return k32(wb + r * row_bytes, 8 * row_bytes, p, nt, in, dst, stride, prefetch, prefetch_step);
                      for (int g = 0; g < nr / 8; ++g) {  // the last 8, 16 or 24 rows of the matrix
                        float part[kMaxTokens * 8];
                        k8(wb + (r + 8 * g) * row_bytes, p, nt, in, part);
                        for (int t = 0; t < nt; ++t) std::copy_n(part + 8 * t, 8, dst + t * stride + 8 * g);
                      }
-                   });
+                   },
+                   wb);
     return;
   }
   if (QuantDot8 k8 = QuantKernel8(k, w_type)) {  // interleaved: 8 rows per kernel call

@@ -54,9 +54,12 @@ using Bf16Dot = void (*)(const void* rows, int64_t stride, int nr, const uint16_
 // For 8-row interleaved weights: `group` is one group of 8 rows; writes out[t * 8 + r].
 using QuantDot8 = void (*)(const void* group, const ActBlock* const* acts, int nt, int64_t n, float* out);
 // Four 8-row groups (32 rows), each `group_bytes` after the one before; writes
-// out[t * out_stride + r].
+// out[t * out_stride + r]. Block b of the call also prefetches (into L2) the cache lines of
+// [prefetch + b * prefetch_step, prefetch + (b + 1) * prefetch_step), step a multiple of 64
+// (0: none): the caller's next tile of weights, fetched a little at a time while this one is
+// computed.
 using QuantDot32 = void (*)(const void* groups, int64_t group_bytes, const ActBlock* const* acts, int nt, int64_t n,
-                            float* out, int64_t out_stride);
+                            float* out, int64_t out_stride, const uint8_t* prefetch, int64_t prefetch_step);
 // Likewise for the 8-row interleaved K-quants, against 256-value activation blocks.
 using QuantDotK8 = void (*)(const void* group, const ActBlockK* const* acts, int nt, int64_t n, float* out);
 
