@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "kernels/cpu/linear_kernels.h"
+#include "tensor/quant_blocks.h"
 #include "util/check.h"
 
 namespace qb::kernels::cpu {
@@ -287,8 +288,8 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
   const CpuKernels& kk = KernelsFor(ctx.isa);
   const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
   // Chunks of up to `per_chunk` consecutive tokens of one sequence: with a run kernel their
-  // query heads share every key tile. Work units are (chunk, kv head), taken dynamically and
-  // the last chunks first (a prompt's last tokens see the most keys).
+  // query heads share every key tile. Work units are (chunk, kv head), the last chunks first (a
+  // prompt's last tokens see the most keys).
   const bool runs = kk.attend_run != nullptr && head_dim % 64 == 0 && head_dim <= 256 &&
                     group <= kk.attend_run_max_rows;
   const int64_t per_chunk = runs ? std::min<int64_t>(16, kk.attend_run_max_rows / group) : 1;
@@ -298,10 +299,38 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
       first.push_back(t);
   const auto n_chunks = static_cast<int64_t>(first.size());
   first.push_back(n);
+  // A unit of decode (one token over ~100 keys) is short: the frame's own prefetches, issued
+  // when it starts, came too late, and the units waited on the cache rows (scattered 4 KiB
+  // blocks). So each thread walks its own range of units in order (stealing at the end) and,
+  // before a unit, prefetches the first two key tiles of its next one into L2.
+  const int64_t elem_bytes = kv_type == DType::kF32 ? 4 : 2;
+  const bool q8 = kv_type == DType::kQ8_0;
+  const int64_t kv_row_bytes = q8 ? head_dim / 32 * static_cast<int64_t>(sizeof(BlockQ8_0)) : head_dim * elem_bytes;
+  auto kv_row = [&](const void* base, int64_t row, int64_t offset) {
+    const int64_t element = row * kv_stride + offset;
+    return static_cast<const char*>(base) + (q8 ? element / 32 * static_cast<int64_t>(sizeof(BlockQ8_0)) : element * elem_bytes);
+  };
+  const int64_t n_units = n_chunks * n_kv_heads;
+  auto prefetch_unit = [&](int64_t u) {
+    if (u >= n_units) return;
+    const int64_t c = n_chunks - 1 - u / n_kv_heads, offset = (u % n_kv_heads) * head_dim;
+    const int64_t t0 = first[static_cast<size_t>(c)];
+    const int32_t* unit_rows = rows + row_start[t0];
+    const int64_t n_keys = std::min<int64_t>(positions[t0] + 1, 64);
+    for (int64_t j = 0; j < n_keys; ++j) {
+      const char* kr = kv_row(k, unit_rows[j], offset);
+      const char* vr = kv_row(v, unit_rows[j], offset);
+      for (int64_t b = 0; b < kv_row_bytes; b += 64) {
+        __builtin_prefetch(kr + b, 0, 2);
+        __builtin_prefetch(vr + b, 0, 2);
+      }
+    }
+  };
   auto unit = [&](int64_t u) {
     thread_local std::vector<float> scratch;
     const int64_t c = n_chunks - 1 - u / n_kv_heads, kvh = u % n_kv_heads, h0 = kvh * group;
     const int64_t t0 = first[static_cast<size_t>(c)], m = first[static_cast<size_t>(c) + 1] - t0;
+    prefetch_unit(u + 1);
     if (runs) {
       scratch.resize(static_cast<size_t>(m * group * head_dim));
       kk.attend_run(q + t0 * q_stride + h0 * head_dim, q_stride, m, group, k, v, kv_type, rows + row_start[t0],
@@ -316,7 +345,7 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
                 kvh * head_dim, head_dim, scale, scratch.data(), out + t * q_stride + h0 * head_dim);
     }
   };
-  ParallelForDynamic(ctx, n_chunks * n_kv_heads, unit);
+  ParallelForStealing(ctx, n_units, unit);
 }
 
 void ToF16(const ExecContext& ctx, const float* x, int64_t n, uint16_t* out) { KernelsFor(ctx.isa).to_f16(x, n, out); }
