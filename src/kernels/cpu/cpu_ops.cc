@@ -150,9 +150,12 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
   // so the next tile is usually its own); in bursts between calls the prefetches stalled.
   const int64_t passes = (n + kMaxTokens - 1) / kMaxTokens;
   const bool prefetch = weights != nullptr && passes > 1 && act_stride > 0;
-  const int64_t calls_per_tile = passes * ((tile + rows_per_call - 1) / rows_per_call);
-  const int64_t call_lines = (tile * row_bytes / 64 + calls_per_tile - 1) / calls_per_tile;
-  const int64_t prefetch_step = prefetch ? (call_lines + act_stride - 1) / act_stride * 64 : 0;
+  int64_t prefetch_step = 0;  // bytes a block of each call (0: no prefetching)
+  if (prefetch) {
+    const int64_t calls_per_tile = passes * ((tile + rows_per_call - 1) / rows_per_call);
+    const int64_t call_lines = (tile * row_bytes / 64 + calls_per_tile - 1) / calls_per_tile;
+    prefetch_step = (call_lines + act_stride - 1) / act_stride * 64;
+  }
   auto body = [&](int64_t ti) {
     const In* ptrs[kMaxTokens];
     [[maybe_unused]] float res[kMaxTokens * 8];  // (kDirect: unused)
@@ -166,7 +169,7 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
       for (int64_t r = r0; r < r1; r += rows_per_call) {
         const int nr = static_cast<int>(std::min<int64_t>(rows_per_call, r1 - r));
         if constexpr (kDirect) {
-          const int64_t step = std::min(prefetch_step, left / act_stride / 64 * 64);
+          const int64_t step = prefetch ? std::min(prefetch_step, left / act_stride / 64 * 64) : 0;
           call(r, nr, ptrs, nt, y + t0 * out + r, out, step > 0 ? next : nullptr, step);
           if (step > 0) {
             next += step * act_stride;
