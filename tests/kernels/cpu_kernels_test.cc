@@ -356,17 +356,24 @@ TEST(Avx512VnniTest, InterleavedKernelsAreBitIdenticalToAvx2) {
 // token counts past one micro-kernel call; bit-identical to the AVX2 path.
 TEST(Avx512VnniTest, LinearIsBitIdenticalToAvx2) {
   if (DetectIsa() < Isa::kAvx512Vnni) GTEST_SKIP() << "this CPU has no AVX-512 VNNI (best path: " << IsaName(DetectIsa()) << ")";
+  ThreadPool pool(2);
   for (DType file_type : {DType::kQ4_0, DType::kQ8_0}) {
     for (int64_t out : {40, 48, 56, 64, 96}) {
       const int64_t in = 256;
       Tensor w = Interleave(RandomWeights(file_type, out, in, 31));
-      for (int64_t n : {1, 2, 3, 4, 5, 7, 9}) {
+      // (5 tokens and more: several passes over each tile, the next tile prefetched meanwhile;
+      // on two threads each walks its own range of tiles and steals from the other's)
+      for (int64_t n : {0, 1, 2, 3, 4, 5, 7, 9, 33}) {
         Tensor x = RandomF32({n, in}, static_cast<uint32_t>(40 + n));
         Tensor avx2 = Tensor::Empty(DType::kF32, {n, out}), vnni = Tensor::Empty(DType::kF32, {n, out});
+        Tensor pooled = Tensor::Empty(DType::kF32, {n, out});
         Linear(ExecContext{nullptr, Isa::kAvx2}, x, w, nullptr, avx2);
         Linear(ExecContext{nullptr, Isa::kAvx512Vnni}, x, w, nullptr, vnni);
-        for (int64_t i = 0; i < n * out; ++i)
+        Linear(ExecContext{&pool, Isa::kAvx512Vnni}, x, w, nullptr, pooled);
+        for (int64_t i = 0; i < n * out; ++i) {
           ASSERT_EQ(vnni.data<float>()[i], avx2.data<float>()[i]) << Name(file_type) << " out " << out << " n " << n << " i " << i;
+          ASSERT_EQ(pooled.data<float>()[i], avx2.data<float>()[i]) << Name(file_type) << " out " << out << " n " << n << " i " << i;
+        }
       }
     }
   }

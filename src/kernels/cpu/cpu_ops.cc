@@ -133,7 +133,8 @@ void RowTiles(const ExecContext& ctx, const In* acts, int64_t act_stride, int64_
   QB_CHECK(kDirect || rows_per_call <= 8, "RowTiles: {} rows a call need kDirect", rows_per_call);
   QB_CHECK(kDirect || weights == nullptr, "RowTiles: prefetching needs kDirect");
   // Decode (few tokens) is bound by reading weights: small tiles split it evenly. Prefill
-  // reuses each tile for many tokens: tiles sized for L2, taken dynamically.
+  // reuses each tile for many tokens: tiles sized for L2, taken dynamically (or, when the next
+  // tile is prefetched, in order from each thread's range).
   const int64_t tile_bytes = n <= kMaxTokens ? 16 * 1024 : 64 * 1024;
   int64_t tile = std::clamp<int64_t>(tile_bytes / std::max<int64_t>(row_bytes, 1), 4, 256);
   if (n > kMaxTokens && ctx.pool != nullptr) {
