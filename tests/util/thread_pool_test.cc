@@ -53,12 +53,20 @@ TEST(ThreadPoolTest, StealingTakesTheBackOfASlowThreadsShare) {
   std::vector<int> runner(kN, -1);
   std::vector<int64_t> order_of_caller;
   const auto caller = std::this_thread::get_id();
+  // The worker starts only once the caller has taken its first index: on a loaded machine the
+  // caller can be descheduled right after handing out the job, and the worker would then
+  // (rightly) run all 40 before the caller takes one.
+  std::atomic<bool> caller_started{false};
   pool.ParallelForStealing(kN, [&](int64_t i) {
     const bool is_caller = std::this_thread::get_id() == caller;
     runner[static_cast<size_t>(i)] = is_caller ? 0 : 1;
     if (is_caller) {
       order_of_caller.push_back(i);
+      caller_started.store(true);
       std::this_thread::sleep_for(std::chrono::milliseconds(5));  // the slow thread
+    } else {
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (!caller_started.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
     }
   });
   // The caller owns [0, 20) and starts at 0; the worker finishes [20, 40) long before the caller
