@@ -9,7 +9,6 @@
 #include <string_view>
 
 #include "kernels/cpu/linear_kernels.h"
-#include "tensor/quant_blocks.h"
 #include "util/check.h"
 
 namespace qb::kernels::cpu {
@@ -307,12 +306,9 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
   // when it starts, came too late, and the units waited on the cache rows (scattered 4 KiB
   // blocks). So each thread walks its own range of units in order (stealing at the end) and,
   // before a unit, prefetches the first two key tiles of its next one into L2.
-  const int64_t elem_bytes = kv_type == DType::kF32 ? 4 : 2;
-  const bool q8 = kv_type == DType::kQ8_0;
-  const int64_t kv_row_bytes = q8 ? head_dim / 32 * static_cast<int64_t>(sizeof(BlockQ8_0)) : head_dim * elem_bytes;
+  const int64_t kv_row_bytes = RowBytes(kv_type, head_dim);
   auto kv_row = [&](const void* base, int64_t row, int64_t offset) {
-    const int64_t element = row * kv_stride + offset;
-    return static_cast<const char*>(base) + (q8 ? element / 32 * static_cast<int64_t>(sizeof(BlockQ8_0)) : element * elem_bytes);
+    return static_cast<const char*>(base) + RowBytes(kv_type, row * kv_stride + offset);
   };
   const int64_t n_units = n_chunks * n_kv_heads;
   auto prefetch_unit = [&](int64_t u) {
