@@ -1,6 +1,7 @@
 #include "kernels/ops.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <functional>
 
@@ -32,14 +33,35 @@ void Split(const ExecContext& ctx, int64_t n, int64_t grain, const std::function
     fn(0, n);
 }
 
-// Row r of a KV cache (IsKvDType) from d floats: f16 through the SIMD conversion off the
-// reference ISA, every other type (and the reference) through QuantizeRow.
-void StoreKvRow(const ExecContext& ctx, const float* src, int64_t d, Tensor& cache, int64_t r) {
-  uint8_t* row = static_cast<uint8_t*>(cache.mutable_raw()) + r * cache.row_bytes();
+// d floats into `cache` (IsKvDType) from element `at` on: f16 through the SIMD conversion off
+// the reference ISA, every other type (and the reference) through QuantizeRow.
+void StoreKv(const ExecContext& ctx, const float* src, int64_t d, Tensor& cache, int64_t at) {
+  uint8_t* dst = static_cast<uint8_t*>(cache.mutable_raw()) + RowBytes(cache.dtype(), at);
   if (cache.dtype() == DType::kF16 && ctx.isa != Isa::kReference)
-    cpu::ToF16(ctx, src, d, reinterpret_cast<uint16_t*>(row));
+    cpu::ToF16(ctx, src, d, reinterpret_cast<uint16_t*>(dst));
   else
-    QuantizeRow(cache.dtype(), src, row, d);
+    QuantizeRow(cache.dtype(), src, dst, d);
+}
+
+// Row r of a cache of slot rows (ScatterRows).
+void StoreKvRow(const ExecContext& ctx, const float* src, int64_t d, Tensor& cache, int64_t r) {
+  StoreKv(ctx, src, d, cache, r * cache.cols());
+}
+
+// Token row `src` (kv_dim floats, head after head) into pool slot `slot`, head by head.
+void StoreKvSlot(const ExecContext& ctx, const float* src, Tensor& cache, int64_t slot, int64_t head_dim,
+                 int64_t block_size) {
+  const int64_t n_kv = cache.cols() / head_dim;
+  for (int64_t h = 0; h < n_kv; ++h)
+    StoreKv(ctx, src + h * head_dim, head_dim, cache, KvHeadElement(slot, h, head_dim, n_kv, block_size));
+}
+
+void CheckKvPool(const Tensor& cache, int64_t head_dim, int64_t block_size, const char* op) {
+  CheckCpu(cache, op);
+  QB_CHECK(IsKvDType(cache.dtype()) && cache.rank() == 2 && head_dim > 0 && cache.cols() % head_dim == 0 &&
+               head_dim % Info(cache.dtype()).block_size == 0 && block_size > 0 && cache.rows() % block_size == 0,
+           "{}: pool {} {} with head_dim {} and blocks of {}", op, Name(cache.dtype()), ShapeToString(cache.shape()),
+           head_dim, block_size);
 }
 
 void CheckKvRows(std::span<const int32_t> rows, const Tensor& cache, const char* op) {
@@ -191,13 +213,13 @@ void SplitColumns(const ExecContext& ctx, const Tensor& x, std::span<Tensor* con
   });
 }
 
-void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_dim, std::span<const int32_t> positions,
-                      const RopeTable& rope, std::span<const int32_t> slots, Tensor& q, Tensor& k_cache,
-                      Tensor& v_cache) {
+void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_dim, int64_t block_size,
+                      std::span<const int32_t> positions, const RopeTable& rope, std::span<const int32_t> slots,
+                      Tensor& q, Tensor& k_cache, Tensor& v_cache) {
   CheckF32(qkv, "SplitRopeScatter", "qkv");
   CheckRope(q, head_dim, positions, rope);
-  CheckCpu(k_cache, "SplitRopeScatter");
-  CheckCpu(v_cache, "SplitRopeScatter");
+  CheckKvPool(k_cache, head_dim, block_size, "SplitRopeScatter");
+  CheckKvPool(v_cache, head_dim, block_size, "SplitRopeScatter");
   const int64_t n = qkv.rows(), kv_dim = k_cache.cols();
   QB_CHECK(qkv.rank() == 2 && q.rows() == n && qkv.cols() == q.cols() + 2 * kv_dim && v_cache.cols() == kv_dim &&
                kv_dim % head_dim == 0 && k_cache.dtype() == v_cache.dtype() && IsKvDType(k_cache.dtype()) &&
@@ -209,8 +231,8 @@ void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_di
     Tensor* const parts[] = {&q, &k, &v};
     SplitColumns(ctx, qkv, parts);
     Rope(ctx, q, k, head_dim, positions, rope);
-    ScatterRows(ctx, k, slots, k_cache);
-    ScatterRows(ctx, v, slots, v_cache);
+    ScatterKv(ctx, k, slots, k_cache, head_dim, block_size);
+    ScatterKv(ctx, v, slots, v_cache, head_dim, block_size);
     return;
   }
   CheckKvRows(slots, k_cache, "SplitRopeScatter");
@@ -219,8 +241,8 @@ void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_di
                    rope.inv_freq.data(), rope.attention_scale, q.mutable_data<float>(),
                    [&](int64_t t, const float* k, const float* v) {
                      const int64_t slot = slots[static_cast<size_t>(t)];
-                     StoreKvRow(ctx, k, kv_dim, k_cache, slot);
-                     StoreKvRow(ctx, v, kv_dim, v_cache, slot);
+                     StoreKvSlot(ctx, k, k_cache, slot, head_dim, block_size);
+                     StoreKvSlot(ctx, v, v_cache, slot, head_dim, block_size);
                    });
 }
 
@@ -240,15 +262,20 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
            ShapeToString(v.shape()), ShapeToString(out.shape()));
   const int64_t n_heads = q.cols() / head_dim, n_kv = k.cols() / head_dim;
   QB_CHECK(n_kv > 0 && n_heads % n_kv == 0, "Attention: {} heads over {} kv heads", n_heads, n_kv);
-  // Physical rows of the keys, shared by all heads: tokens of one sequence at consecutive
-  // positions (a prefill chunk) share one list, token t's keys being its first positions[t] + 1
-  // entries from row_start[t] on, so a chunk's list costs O(its length), not O(length^2).
+  CheckKvPool(k, head_dim, block_size, "Attention");
+  QB_CHECK(k.rows() * n_kv <= INT32_MAX, "Attention: a pool of {} slots x {} kv heads", k.rows(), n_kv);
+  // Where the keys are, shared by all heads: key row r (of head_dim values) of kv head h starts
+  // at element r * head_dim + h * block_size * head_dim of the pool (KvHeadElement with r =
+  // block * block_size * n_kv + slot in block). Tokens of one sequence at consecutive positions
+  // (a prefill chunk) share one list, token t's keys being its first positions[t] + 1 entries
+  // from row_start[t] on, so a chunk's list costs O(its length), not O(length^2).
   std::vector<int32_t> rows;
   std::vector<int64_t> row_start(positions.size());
   auto row_of = [&](size_t t, int64_t j) {
-    const int64_t row = tables[t][static_cast<size_t>(j / block_size)] * block_size + j % block_size;
-    QB_CHECK(row >= 0 && row < k.rows(), "Attention: key row {} of {}", row, k.rows());
-    return static_cast<int32_t>(row);
+    const int64_t block = tables[t][static_cast<size_t>(j / block_size)];
+    QB_CHECK(block >= 0 && (block + 1) * block_size <= k.rows(), "Attention: block {} of {}", block,
+             k.rows() / block_size);
+    return static_cast<int32_t>(block * block_size * n_kv + j % block_size);
   };
   for (size_t t = 0; t < positions.size(); ++t) {
     QB_CHECK(positions[t] >= 0 && (positions[t] / block_size) < static_cast<int64_t>(tables[t].size()),
@@ -260,17 +287,25 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
     if (same_run) {
       row_start[t] = row_start[t - 1];
       rows.push_back(row_of(t, positions[t]));
-    } else {
+    } else {  // block by block (a decode step lists every key of every sequence)
       row_start[t] = static_cast<int64_t>(rows.size());
-      for (int64_t j = 0; j <= positions[t]; ++j) rows.push_back(row_of(t, j));
+      const int64_t n_keys = positions[t] + 1;
+      rows.resize(rows.size() + static_cast<size_t>(n_keys));
+      int32_t* dst = rows.data() + row_start[t];
+      for (int64_t j0 = 0; j0 < n_keys; j0 += block_size) {
+        const int32_t first = row_of(t, j0);
+        for (int64_t j = j0; j < std::min(n_keys, j0 + block_size); ++j) *dst++ = first + static_cast<int32_t>(j - j0);
+      }
     }
   }
   if (ctx.isa == Isa::kReference)
     ref::Attention(q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.raw(), v.raw(), k.dtype(), rows.data(),
-                   row_start.data(), positions.data(), scale, out.mutable_data<float>());
+                   row_start.data(), positions.data(), head_dim, block_size * head_dim, scale,
+                   out.mutable_data<float>());
   else
     cpu::Attention(ctx, q.data<float>(), q.rows(), n_heads, n_kv, head_dim, k.raw(), v.raw(), k.dtype(), rows.data(),
-                   row_start.data(), positions.data(), scale, out.mutable_data<float>());
+                   row_start.data(), positions.data(), head_dim, block_size * head_dim, scale,
+                   out.mutable_data<float>());
 }
 
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {
@@ -305,6 +340,33 @@ Status CheckKvDType(DType t, int64_t head_dim) {
     return InvalidArgument(fmt::format("KV cache type {} needs a head size that is a multiple of {} (the model's is {})",
                                        Name(t), Info(t).block_size, head_dim));
   return Status::Ok();
+}
+
+void ScatterKv(const ExecContext& ctx, const Tensor& src, std::span<const int32_t> slots, Tensor& cache,
+               int64_t head_dim, int64_t block_size) {
+  CheckF32(src, "ScatterKv", "src");
+  CheckKvPool(cache, head_dim, block_size, "ScatterKv");
+  QB_CHECK(src.cols() == cache.cols() && src.rows() == static_cast<int64_t>(slots.size()), "ScatterKv: src {} pool {}",
+           ShapeToString(src.shape()), ShapeToString(cache.shape()));
+  CheckKvRows(slots, cache, "ScatterKv");
+  const int64_t d = src.cols();
+  Split(ctx, static_cast<int64_t>(slots.size()), 4, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t)
+      StoreKvSlot(ctx, src.data<float>() + t * d, cache, slots[static_cast<size_t>(t)], head_dim, block_size);
+  });
+}
+
+Tensor KvPoolFromSlotRows(const Tensor& slot_rows, int64_t head_dim, int64_t block_size) {
+  CheckKvPool(slot_rows, head_dim, block_size, "KvPoolFromSlotRows");
+  Tensor pool = Tensor::Empty(slot_rows.dtype(), slot_rows.shape());
+  const int64_t n_kv = slot_rows.cols() / head_dim, head_bytes = RowBytes(slot_rows.dtype(), head_dim);
+  const auto* src = static_cast<const uint8_t*>(slot_rows.raw());
+  auto* dst = static_cast<uint8_t*>(pool.mutable_raw());
+  for (int64_t r = 0; r < slot_rows.rows(); ++r)
+    for (int64_t h = 0; h < n_kv; ++h)
+      std::memcpy(dst + RowBytes(pool.dtype(), KvHeadElement(r, h, head_dim, n_kv, block_size)),
+                  src + r * slot_rows.row_bytes() + h * head_bytes, static_cast<size_t>(head_bytes));
+  return pool;
 }
 
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst) {

@@ -52,17 +52,38 @@ void SiluMulJoined(const ExecContext& ctx, const Tensor& gate_up, Tensor& out);
 // output of a joined [q; k; v] projection into q, k and v).
 void SplitColumns(const ExecContext& ctx, const Tensor& x, std::span<Tensor* const> parts);
 
+// The CPU's paged KV pool, one tensor [num_blocks * block_size, kv_dim] (IsKvDType) per layer
+// for K and one for V: block b holds its block_size slots head by head, so the head_dim values
+// of kv head h at pool slot s (slot s % block_size of block s / block_size) start at element
+// KvHeadElement(s, h, ...) (RowBytes of that many elements in). One head's keys of a block are
+// thus one contiguous run (2 KiB for 16 slots of 64 f16 values), which decode attention reads
+// at about twice the rate of the same bytes spread over slot rows of all heads (the memory
+// system streams a run but not every other pair of lines; docs/KERNELS.md). The CUDA pool keeps
+// slot rows (cuda_api.h); KvPoolFromSlotRows converts one to the other.
+inline int64_t KvHeadElement(int64_t slot, int64_t h, int64_t head_dim, int64_t n_kv_heads, int64_t block_size) {
+  return ((slot / block_size) * n_kv_heads + h) * block_size * head_dim + slot % block_size * head_dim;
+}
+
+// Writes token t's row of src [n, kv_dim] (f32, head after head) into pool slot slots[t] of
+// `cache` (the layout above), split across ctx's threads.
+void ScatterKv(const ExecContext& ctx, const Tensor& src, std::span<const int32_t> slots, Tensor& cache,
+               int64_t head_dim, int64_t block_size);
+// The pool above holding the values of `slot_rows` (row s = slot s, all heads; same type and
+// shape), byte for byte.
+Tensor KvPoolFromSlotRows(const Tensor& slot_rows, int64_t head_dim, int64_t block_size);
+
 // A joined [q; k; v] projection's output qkv [n, q_dim + 2 kv_dim] in one pass: q [n, q_dim] =
-// its q columns rotated (RoPE at positions), and token t's rotated k and its v written to row
-// slots[t] of k_cache and v_cache ([T, kv_dim], IsKvDType). The values of SplitColumns, Rope of
-// q and k, and two ScatterRows.
-void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_dim, std::span<const int32_t> positions,
-                      const RopeTable& rope, std::span<const int32_t> slots, Tensor& q, Tensor& k_cache,
-                      Tensor& v_cache);
+// its q columns rotated (RoPE at positions), and token t's rotated k and its v written to pool
+// slot slots[t] of k_cache and v_cache (the pool layout above, blocks of block_size). The
+// values of SplitColumns, Rope of q and k, and two ScatterKv.
+void SplitRopeScatter(const ExecContext& ctx, const Tensor& qkv, int64_t head_dim, int64_t block_size,
+                      std::span<const int32_t> positions, const RopeTable& rope, std::span<const int32_t> slots,
+                      Tensor& q, Tensor& k_cache, Tensor& v_cache);
 
 // Causal grouped-query attention over a paged KV cache. q: [n, n_heads * head_dim] f32;
-// k, v: [rows, n_kv_heads * head_dim] (IsKvDType; q8_0 needs head_dim % 32 == 0), where key j of token t's sequence is
-// row tables[t][j / block_size] * block_size + j % block_size. Query t sees keys 0..positions[t];
+// k, v: pools of n_kv_heads heads in blocks of block_size (the layout above; IsKvDType, q8_0
+// needs head_dim % 32 == 0), where key j of token t's sequence is pool slot
+// tables[t][j / block_size] * block_size + j % block_size. Query t sees keys 0..positions[t];
 // query head h uses kv head h / (n_heads / n_kv_heads); scores are scaled by `scale`.
 // (A contiguous cache is one block of block_size = rows with table {0}.)
 void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const Tensor& v, int64_t head_dim,
@@ -83,7 +104,7 @@ bool IsKvDType(DType t);
 Status CheckKvDType(DType t, int64_t head_dim);
 
 // Writes rows of src [n, d] (f32) into dst [T, d] (IsKvDType) at rows[t] (with ctx: split
-// across its threads).
+// across its threads): a pool of slot rows, as the CUDA backend keeps (the CPU's: ScatterKv).
 void ScatterRows(const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
 void ScatterRows(const ExecContext& ctx, const Tensor& src, std::span<const int32_t> rows, Tensor& dst);
 

@@ -76,7 +76,7 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     if (w.wqkv.defined()) {  // joined at load (model/fuse_projections.h): one Linear, then split
       if (!qkv.defined()) qkv = Tensor::Uninitialized(DType::kF32, {n, w.wqkv.rows()});
       k::Linear(ctx, h, w.wqkv, w.bqkv.defined() ? &w.bqkv : nullptr, qkv);
-      k::SplitRopeScatter(ctx, qkv, c.head_dim, pos, rope_, slots, q, kv.keys(l), kv.values(l));
+      k::SplitRopeScatter(ctx, qkv, c.head_dim, block_size, pos, rope_, slots, q, kv.keys(l), kv.values(l));
     } else {
       if (!kk.defined()) {
         kk = Tensor::Uninitialized(DType::kF32, {n, c.kv_dim()});
@@ -86,8 +86,8 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
       k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
       k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
       k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
-      k::ScatterRows(ctx, kk, slots, kv.keys(l));
-      k::ScatterRows(ctx, v, slots, kv.values(l));
+      k::ScatterKv(ctx, kk, slots, kv.keys(l), c.head_dim, block_size);
+      k::ScatterKv(ctx, v, slots, kv.values(l), c.head_dim, block_size);
     }
     k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);
     k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);

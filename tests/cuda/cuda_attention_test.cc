@@ -67,7 +67,10 @@ TEST_P(CudaAttentionTest, MatchesReference) {
   for (int64_t t = 0; t < n; ++t) spans.emplace_back(tables[static_cast<size_t>(seq[static_cast<size_t>(t)])]);
   const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
   Tensor ref = Tensor::Empty(DType::kF32, {n, q_dim});
-  kernels::Attention(kernels::ExecContext::Reference(), q, k, v, c.head_dim, c.block_size, pos, spans, scale, ref);
+  // The GPU pool keeps slot rows; the CPU reference reads its own layout of the same values.
+  kernels::Attention(kernels::ExecContext::Reference(), q, kernels::KvPoolFromSlotRows(k, c.head_dim, c.block_size),
+                     kernels::KvPoolFromSlotRows(v, c.head_dim, c.block_size), c.head_dim, c.block_size, pos, spans,
+                     scale, ref);
 
   const int64_t stride = std::max<int64_t>(80, 2000 / c.block_size + 1);  // table row width (blocks)
   std::vector<int32_t> flat(lens.size() * stride, 0);

@@ -385,7 +385,10 @@ class FastOpsTest : public ::testing::TestWithParam<int64_t> {};
 // leave a remainder after the groups of four.
 TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
   const int64_t hd = GetParam(), heads = 4, kv = 2, n_keys = 9;
-  Tensor q = RandomF32({3, heads * hd}, 21), k = RandomF32({n_keys, kv * hd}, 22), v = RandomF32({n_keys, kv * hd}, 23);
+  Tensor q = RandomF32({3, heads * hd}, 21);
+  // One block of n_keys slots (the keys drawn as slot rows, then laid out as the pool keeps them).
+  const Tensor k_rows = RandomF32({n_keys, kv * hd}, 22), v_rows = RandomF32({n_keys, kv * hd}, 23);
+  const Tensor k = KvPoolFromSlotRows(k_rows, hd, n_keys), v = KvPoolFromSlotRows(v_rows, hd, n_keys);
   const std::vector<int32_t> pos = {6, 7, 8};
   Tensor want = Tensor::Empty(DType::kF32, {3, heads * hd});
   static const int32_t kZero[1] = {0};
@@ -396,8 +399,8 @@ TEST_P(FastOpsTest, ElementwiseAndAttentionMatchReference) {
   std::vector<int32_t> slots;
   for (int32_t j = 0; j < n_keys; ++j) slots.push_back(block_table[static_cast<size_t>(j / 4)] * 4 + j % 4);
   Tensor kh = Tensor::Empty(DType::kF16, {12, kv * hd}), vh = Tensor::Empty(DType::kF16, {12, kv * hd});
-  ScatterRows(k, slots, kh);
-  ScatterRows(v, slots, vh);
+  ScatterKv(ExecContext::Reference(), k_rows, slots, kh, hd, 4);
+  ScatterKv(ExecContext::Reference(), v_rows, slots, vh, hd, 4);
   const std::vector<std::span<const int32_t>> paged(pos.size(), std::span<const int32_t>(block_table));
   Tensor want16 = Tensor::Empty(DType::kF32, {3, heads * hd});
   Attention(ExecContext::Reference(), q, kh, vh, hd, 4, pos, paged, 0.25f, want16);
@@ -512,15 +515,15 @@ TEST(FastOpsTest, FusedOpsAreBitIdenticalToTheSeparateOps) {
     ASSERT_EQ(std::memcmp(ya.raw(), yb.raw(), ya.nbytes()), 0) << where;
     for (DType type : {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0}) {
       Tensor qa = Tensor::Empty(DType::kF32, {n, d}), qb = Tensor::Empty(DType::kF32, {n, d});
-      Tensor ka = Tensor::Empty(type, {17, kv}), va = Tensor::Empty(type, {17, kv});
-      Tensor kb = Tensor::Empty(type, {17, kv}), vb = Tensor::Empty(type, {17, kv});
-      SplitRopeScatter(ctx, qkv, hd, pos, table, slots, qa, ka, va);
+      Tensor ka = Tensor::Empty(type, {20, kv}), va = Tensor::Empty(type, {20, kv});
+      Tensor kb = Tensor::Empty(type, {20, kv}), vb = Tensor::Empty(type, {20, kv});
+      SplitRopeScatter(ctx, qkv, hd, 4, pos, table, slots, qa, ka, va);
       Tensor k = Tensor::Empty(DType::kF32, {n, kv}), v = Tensor::Empty(DType::kF32, {n, kv});
       Tensor* const parts[] = {&qb, &k, &v};
       SplitColumns(ctx, qkv, parts);
       Rope(ctx, qb, k, hd, pos, table);
-      ScatterRows(ctx, k, slots, kb);
-      ScatterRows(ctx, v, slots, vb);
+      ScatterKv(ctx, k, slots, kb, hd, 4);
+      ScatterKv(ctx, v, slots, vb, hd, 4);
       ASSERT_EQ(std::memcmp(qa.raw(), qb.raw(), qa.nbytes()), 0) << where << " " << Name(type);
       ASSERT_EQ(std::memcmp(ka.raw(), kb.raw(), ka.nbytes()), 0) << where << " " << Name(type);
       ASSERT_EQ(std::memcmp(va.raw(), vb.raw(), va.nbytes()), 0) << where << " " << Name(type);
@@ -565,8 +568,8 @@ TEST(FastAttentionTest, GroupedHeadsOverManyKeysMatchReferenceAndSingleHeads) {
   const std::vector<std::span<const int32_t>> tables(pos.size(), std::span<const int32_t>(table));
   for (DType kv_type : {DType::kF16, DType::kBF16, DType::kQ8_0}) {
     Tensor kc = Tensor::Empty(kv_type, {n_blocks * block, hd}), vc = Tensor::Empty(kv_type, {n_blocks * block, hd});
-    ScatterRows(k, slots, kc);
-    ScatterRows(v, slots, vc);
+    ScatterKv(ExecContext::Reference(), k, slots, kc, hd, block);
+    ScatterKv(ExecContext::Reference(), v, slots, vc, hd, block);
     Tensor want = Tensor::Empty(DType::kF32, {2, heads * hd});
     Attention(ExecContext::Reference(), q, kc, vc, hd, block, pos, tables, 0.125f, want);
     for (Isa isa : FastIsas()) {
@@ -608,8 +611,8 @@ TEST(FastAttentionTest, PrefillChunksGiveEachTokenTheBitsOfItsDecode) {
       }
       for (DType kv_type : {DType::kF16, DType::kBF16, DType::kQ8_0, DType::kF32}) {
         Tensor kc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd}), vc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd});
-        ScatterRows(k, slots, kc);
-        ScatterRows(v, slots, vc);
+        ScatterKv(ExecContext::Reference(), k, slots, kc, hd, block);
+        ScatterKv(ExecContext::Reference(), v, slots, vc, hd, block);
         auto run = [&](const ExecContext& ctx, int64_t first, int64_t count) {
           Tensor qs = Tensor::Empty(DType::kF32, {count, heads * hd}), o = Tensor::Empty(DType::kF32, {count, heads * hd});
           std::copy_n(q.data<float>() + first * heads * hd, count * heads * hd, qs.mutable_data<float>());
@@ -655,8 +658,8 @@ TEST(FastAttentionTest, Q8_0CacheMatchesReferenceAndStaysNearF32) {
     const std::vector<std::span<const int32_t>> tables(pos.size(), std::span<const int32_t>(table));
     auto run = [&](DType kv_type, const ExecContext& ctx) {
       Tensor kc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd}), vc = Tensor::Empty(kv_type, {n_blocks * block, kv * hd});
-      ScatterRows(k, slots, kc);
-      ScatterRows(v, slots, vc);
+      ScatterKv(ExecContext::Reference(), k, slots, kc, hd, block);
+      ScatterKv(ExecContext::Reference(), v, slots, vc, hd, block);
       Tensor out = Tensor::Empty(DType::kF32, {3, heads * hd});
       Attention(ctx, q, kc, vc, hd, block, pos, tables, 0.1f, out);
       return out;

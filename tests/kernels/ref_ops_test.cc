@@ -179,7 +179,9 @@ TEST(AttentionTest, CausalGroupedQueryAttention) {
   Tensor q = Random({3, n_heads * hd}, 12), k = Random({n_keys, n_kv * hd}, 13), v = Random({n_keys, n_kv * hd}, 14);
   const std::vector<int32_t> pos = {3, 4, 5};  // three new tokens after three cached ones
   Tensor out = Tensor::Empty(DType::kF32, {3, n_heads * hd});
-  Attention(kRef, q, k, v, hd, n_keys, pos, OneBlock(pos.size()), 1.0f / std::sqrt(static_cast<float>(hd)), out);
+  // The naive loop reads slot rows (all heads of a key in one row); the pool keeps heads in blocks.
+  Attention(kRef, q, KvPoolFromSlotRows(k, hd, n_keys), KvPoolFromSlotRows(v, hd, n_keys), hd, n_keys, pos,
+            OneBlock(pos.size()), 1.0f / std::sqrt(static_cast<float>(hd)), out);
   for (int64_t t = 0; t < 3; ++t)
     for (int64_t h = 0; h < n_heads; ++h) {
       const auto want = NaiveAttention(q, k, v, hd, pos, t, h);
@@ -196,27 +198,56 @@ TEST(AttentionTest, FirstPositionSeesOnlyItself) {
 }
 
 TEST(AttentionTest, PagedLayoutGivesTheSameResult) {
-  // 11 keys in blocks of 4 scattered over a pool of 6 blocks, in the order 5, 0, 3.
-  const int64_t hd = 8, heads = 2, kv = 1, bs = 4, n_keys = 11;
+  // 11 keys in blocks of 4 scattered over a pool of 6 blocks, in the order 5, 0, 3; two kv heads,
+  // so each block holds two runs of 4 key rows.
+  const int64_t hd = 8, heads = 4, kv = 2, bs = 4, n_keys = 11;
   Tensor q = Random({2, heads * hd}, 30), k = Random({n_keys, kv * hd}, 31), v = Random({n_keys, kv * hd}, 32);
   const std::vector<int32_t> table = {5, 0, 3};
   Tensor kp = Tensor::Empty(DType::kF32, {6 * bs, kv * hd}), vp = Tensor::Empty(DType::kF32, {6 * bs, kv * hd});
   std::vector<int32_t> slots;
   for (int32_t j = 0; j < n_keys; ++j) slots.push_back(table[static_cast<size_t>(j / bs)] * bs + j % bs);
-  ScatterRows(k, slots, kp);
-  ScatterRows(v, slots, vp);
+  ScatterKv(kRef, k, slots, kp, hd, bs);
+  ScatterKv(kRef, v, slots, vp, hd, bs);
   const std::vector<int32_t> pos = {7, 10};
   Tensor want = Tensor::Empty(DType::kF32, q.shape()), got = Tensor::Empty(DType::kF32, q.shape());
-  Attention(kRef, q, k, v, hd, n_keys, pos, OneBlock(2), 0.3f, want);
+  Attention(kRef, q, KvPoolFromSlotRows(k, hd, n_keys), KvPoolFromSlotRows(v, hd, n_keys), hd, n_keys, pos,
+            OneBlock(2), 0.3f, want);
   const std::vector<std::span<const int32_t>> tables(2, std::span<const int32_t>(table));
   Attention(kRef, q, kp, vp, hd, bs, pos, tables, 0.3f, got);
   for (int64_t i = 0; i < got.numel(); ++i) EXPECT_EQ(got.data<float>()[i], want.data<float>()[i]);
   // The same in an f16 pool: within f16 rounding of K and V.
   Tensor kh = Tensor::Empty(DType::kF16, kp.shape()), vh = Tensor::Empty(DType::kF16, vp.shape());
-  ScatterRows(k, slots, kh);
-  ScatterRows(v, slots, vh);
+  ScatterKv(kRef, k, slots, kh, hd, bs);
+  ScatterKv(kRef, v, slots, vh, hd, bs);
   Attention(kRef, q, kh, vh, hd, bs, pos, tables, 0.3f, got);
   for (int64_t i = 0; i < got.numel(); ++i) EXPECT_NEAR(got.data<float>()[i], want.data<float>()[i], 5e-3);
+}
+
+// The pool's layout, spelled out: head h of slot s at ((s / bs) * n_kv + h) * bs * hd + (s % bs)
+// * hd; ScatterKv writes there, and KvPoolFromSlotRows moves a slot-row pool's bytes there.
+TEST(KvPoolTest, HeadsAreContiguousWithinABlock) {
+  EXPECT_EQ(KvHeadElement(0, 0, 64, 2, 16), 0);
+  EXPECT_EQ(KvHeadElement(1, 0, 64, 2, 16), 64);
+  EXPECT_EQ(KvHeadElement(0, 1, 64, 2, 16), 16 * 64);
+  EXPECT_EQ(KvHeadElement(17, 1, 64, 2, 16), (2 + 1) * 16 * 64 + 64);
+  const int64_t hd = 32, n_kv = 3, bs = 4, rows = 5 * bs;
+  const Tensor src = Random({6, n_kv * hd}, 40);
+  const std::vector<int32_t> slots = {19, 0, 5, 6, 7, 12};
+  for (const DType t : {DType::kF32, DType::kF16, DType::kQ8_0}) {
+    Tensor by_rows = Tensor::Empty(t, {rows, n_kv * hd}), pool = Tensor::Empty(t, {rows, n_kv * hd});
+    ScatterRows(src, slots, by_rows);
+    ScatterKv(kRef, src, slots, pool, hd, bs);
+    const Tensor converted = KvPoolFromSlotRows(by_rows, hd, bs);
+    ASSERT_EQ(converted.nbytes(), pool.nbytes());
+    EXPECT_EQ(0, std::memcmp(converted.raw(), pool.raw(), pool.nbytes())) << Name(t);
+    // Slot 5's head 2 is where KvHeadElement says, and holds src row 2's last head.
+    std::vector<float> got(static_cast<size_t>(hd)), want(static_cast<size_t>(hd));
+    DequantizeRow(t, static_cast<const uint8_t*>(pool.raw()) + RowBytes(t, KvHeadElement(5, 2, hd, n_kv, bs)),
+                  got.data(), hd);
+    DequantizeRow(t, static_cast<const uint8_t*>(by_rows.row(5)) + RowBytes(t, 2 * hd), want.data(), hd);
+    EXPECT_EQ(got, want) << Name(t);
+    EXPECT_NE(0.f, want[0]);
+  }
 }
 
 TEST(EmbeddingTest, LooksUpAndDequantizesRows) {

@@ -115,11 +115,16 @@ inline float Hmax(__m256 v) {
 
 // One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
 template <int NR>
-void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale) {
+void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+              const TileLines& next) {
   __m256 s[NR][4];
   for (int r = 0; r < NR; ++r)
     for (int v = 0; v < 4; ++v) s[r][v] = _mm256_setzero_ps();
+  // The next tile's lines, spread over the dimensions (attention_run.h).
+  const int64_t per_d = (next.n + hd - 1) / hd;
+  int64_t next_line = 0;
   for (int64_t d = 0; d < hd; ++d) {
+    PrefetchSome(next, next_line, per_d);
     const float* kd = kt + d * kTile;
     const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8), k2 = _mm256_load_ps(kd + 16),
                  k3 = _mm256_load_ps(kd + 24);
@@ -201,12 +206,14 @@ struct Avx2Run {
     cpu::StageValues<Kv>(v, rows, nj, stride, offset, hd, vt);
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
-                    float scale) {
+                    float scale, const TileLines& next_tile) {
+    static const TileLines kNone{};
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+      const TileLines& next = r0 == 0 ? next_tile : kNone;  // the first rows' score loop issues them
       switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
-        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale); break;
-        default: TileRows<3>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        default: TileRows<3>(rs + r0, j0, kt, vt, hd, scale, next); break;
       }
     }
   }

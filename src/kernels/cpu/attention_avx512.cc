@@ -114,10 +114,15 @@ void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride,
 
 // One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
 template <int NR>
-void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale) {
+void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+              const TileLines& next) {
   __m512 s[NR][2];
   for (int r = 0; r < NR; ++r) s[r][0] = s[r][1] = _mm512_setzero_ps();
+  // The next tile's lines, spread over the dimensions (attention_run.h).
+  const int64_t per_d = (next.n + hd - 1) / hd;
+  int64_t next_line = 0;
   for (int64_t d = 0; d < hd; ++d) {
+    PrefetchSome(next, next_line, per_d);
     const __m512 k0 = _mm512_load_ps(kt + d * kTile), k1 = _mm512_load_ps(kt + d * kTile + 16);
     for (int r = 0; r < NR; ++r) {
       const __m512 qd = _mm512_set1_ps(rs[r].q[d]);
@@ -192,17 +197,19 @@ struct Avx512Run {
     cpu::StageValues<Kv>(v, rows, nj, stride, offset, hd, vt);
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
-                    float scale) {
+                    float scale, const TileLines& next_tile) {
+    static const TileLines kNone{};
     for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+      const TileLines& next = r0 == 0 ? next_tile : kNone;  // the first rows' score loop issues them
       switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
-        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 3: TileRows<3>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 4: TileRows<4>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 5: TileRows<5>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 6: TileRows<6>(rs + r0, j0, kt, vt, hd, scale); break;
-        case 7: TileRows<7>(rs + r0, j0, kt, vt, hd, scale); break;
-        default: TileRows<8>(rs + r0, j0, kt, vt, hd, scale); break;
+        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 3: TileRows<3>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 4: TileRows<4>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 5: TileRows<5>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 6: TileRows<6>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        case 7: TileRows<7>(rs + r0, j0, kt, vt, hd, scale, next); break;
+        default: TileRows<8>(rs + r0, j0, kt, vt, hd, scale, next); break;
       }
     }
   }

@@ -16,7 +16,8 @@ namespace {  // NOLINT(google-build-namespaces): see above
 constexpr int64_t kRunTile = 32;        // keys a tile
 constexpr int64_t kRunMaxHeadDim = 256;  // (head_dim a multiple of 64)
 constexpr int64_t kRunMaxRows = 128;     // query rows (tokens x heads) of one call
-constexpr int64_t kRunAhead = 2;         // tiles prefetched ahead (into L2)
+// Lines of one key tile (K and V rows of up to kRunTile keys, f32 rows of kRunMaxHeadDim at most).
+constexpr int64_t kRunMaxLines = 2 * kRunTile * (4 * kRunMaxHeadDim / 64);
 
 // Running state of a query row: max, sum of exponentials, output (hd floats, unnormalized).
 struct RowState {
@@ -26,18 +27,35 @@ struct RowState {
   float* out;
 };
 
+// The cache lines of a key tile, to prefetch a few at a time while the tile before it is
+// computed. A burst of them (the tile's 128-256 lines at once) stalled the thread: a software
+// prefetch that misses holds one of the core's few miss buffers, and once they are all taken the
+// next prefetch waits; issued one or two per dimension of the score loop, they overlap the
+// arithmetic instead (docs/KERNELS.md, "decode attention").
+struct TileLines {
+  const char* line[kRunMaxLines];
+  int64_t n = 0;
+};
+
 template <typename Kv>
-void PrefetchTile(const void* k, const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset,
-                  int64_t hd) {
+void CollectTileLines(const void* k, const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset,
+                      int64_t hd, TileLines& out) {
   const int64_t bytes = Kv::RowBytes(hd);
+  out.n = 0;
   for (int64_t j = 0; j < nj; ++j) {
     const char* kr = reinterpret_cast<const char*>(Kv::Row(k, rows[j], stride, offset));
     const char* vr = reinterpret_cast<const char*>(Kv::Row(v, rows[j], stride, offset));
     for (int64_t b = 0; b < bytes; b += 64) {
-      _mm_prefetch(kr + b, _MM_HINT_T1);
-      _mm_prefetch(vr + b, _MM_HINT_T1);
+      out.line[out.n++] = kr + b;
+      out.line[out.n++] = vr + b;
     }
   }
+}
+
+// Issues lines [next, next + count) of `lines` (clamped to its end) and advances next.
+inline void PrefetchSome(const TileLines& lines, int64_t& next, int64_t count) {
+  for (const int64_t end = next + count < lines.n ? next + count : lines.n; next < end; ++next)
+    _mm_prefetch(lines.line[next], _MM_HINT_T0);
 }
 
 // m consecutive tokens (the first sees n_keys0 keys) x n_q query heads of one KV head: tile by
@@ -57,16 +75,16 @@ void AttendRunFrame(const float* q, int64_t q_stride, int64_t m, int64_t n_q, co
   const int64_t n_keys = n_keys0 + m - 1;  // the last token's
   alignas(64) float kt[kRunMaxHeadDim * kRunTile];
   alignas(64) float vt[kRunTile * kRunMaxHeadDim];
-  for (int64_t j0 = 0; j0 < n_keys && j0 < kRunAhead * kRunTile; j0 += kRunTile)
-    PrefetchTile<Kv>(k, v, rows + j0, n_keys - j0 < kRunTile ? n_keys - j0 : kRunTile, stride, offset, hd);
+  TileLines next;  // the following tile's, prefetched during this one's arithmetic
   for (int64_t j0 = 0; j0 < n_keys; j0 += kRunTile) {
-    const int64_t nj = n_keys - j0 < kRunTile ? n_keys - j0 : kRunTile;
-    const int64_t ahead = j0 + kRunAhead * kRunTile;  // prefetched kRunAhead tiles ahead
-    if (ahead < n_keys)
-      PrefetchTile<Kv>(k, v, rows + ahead, n_keys - ahead < kRunTile ? n_keys - ahead : kRunTile, stride, offset, hd);
+    const int64_t nj = n_keys - j0 < kRunTile ? n_keys - j0 : kRunTile, j1 = j0 + kRunTile;
+    if (j1 < n_keys)
+      CollectTileLines<Kv>(k, v, rows + j1, n_keys - j1 < kRunTile ? n_keys - j1 : kRunTile, stride, offset, hd, next);
+    else
+      next.n = 0;
     Isa::template StageKeys<Kv>(k, rows + j0, nj, stride, offset, hd, kt);
     Isa::template StageValues<Kv>(v, rows + j0, nj, stride, offset, hd, vt);
-    Isa::Tiles(rs, n_rows, j0, kt, vt, hd, scale);
+    Isa::Tiles(rs, n_rows, j0, kt, vt, hd, scale, next);
   }
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t i = r / n_q, h = r % n_q;

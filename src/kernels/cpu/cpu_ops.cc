@@ -287,9 +287,10 @@ void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const
 
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
-               const int64_t* row_start, const int32_t* positions, float scale, float* out) {
+               const int64_t* row_start, const int32_t* positions, int64_t kv_stride, int64_t head_offset,
+               float scale, float* out) {
   const CpuKernels& kk = KernelsFor(ctx.isa);
-  const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim, kv_stride = n_kv_heads * head_dim;
+  const int64_t group = n_heads / n_kv_heads, q_stride = n_heads * head_dim;
   // Chunks of up to `per_chunk` consecutive tokens of one sequence: with a run kernel their
   // query heads share every key tile. Work units are (chunk, kv head), the last chunks first (a
   // prompt's last tokens see the most keys).
@@ -302,10 +303,10 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
       first.push_back(t);
   const auto n_chunks = static_cast<int64_t>(first.size());
   first.push_back(n);
-  // A unit of decode (one token over ~100 keys) is short: the frame's own prefetches, issued
-  // when it starts, came too late, and the units waited on the cache rows (scattered 4 KiB
-  // blocks). So each thread walks its own range of units in order (stealing at the end) and,
-  // before a unit, prefetches the first two key tiles of its next one into L2.
+  // A unit of decode (one token over ~100 keys) is short, and the frame prefetches each tile
+  // during the one before it, so a unit's first tile would wait on memory. So each thread walks
+  // its own range of units in order (stealing at the end) and, before a unit, prefetches the
+  // first key tile of its next one.
   const int64_t kv_row_bytes = RowBytes(kv_type, head_dim);
   auto kv_row = [&](const void* base, int64_t row, int64_t offset) {
     return static_cast<const char*>(base) + RowBytes(kv_type, row * kv_stride + offset);
@@ -313,10 +314,10 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
   const int64_t n_units = n_chunks * n_kv_heads;
   auto prefetch_unit = [&](int64_t u) {
     if (u >= n_units) return;
-    const int64_t c = n_chunks - 1 - u / n_kv_heads, offset = (u % n_kv_heads) * head_dim;
+    const int64_t c = n_chunks - 1 - u / n_kv_heads, offset = (u % n_kv_heads) * head_offset;
     const int64_t t0 = first[static_cast<size_t>(c)];
     const int32_t* unit_rows = rows + row_start[t0];
-    const int64_t n_keys = std::min<int64_t>(positions[t0] + 1, 64);
+    const int64_t n_keys = std::min<int64_t>(positions[t0] + 1, 32);
     for (int64_t j = 0; j < n_keys; ++j) {
       const char* kr = kv_row(k, unit_rows[j], offset);
       const char* vr = kv_row(v, unit_rows[j], offset);
@@ -334,7 +335,7 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
     if (runs) {
       scratch.resize(static_cast<size_t>(m * group * head_dim));
       kk.attend_run(q + t0 * q_stride + h0 * head_dim, q_stride, m, group, k, v, kv_type, rows + row_start[t0],
-                    positions[t0] + 1, kv_stride, kvh * head_dim, head_dim, scale, scratch.data(),
+                    positions[t0] + 1, kv_stride, kvh * head_offset, head_dim, scale, scratch.data(),
                     out + t0 * q_stride + h0 * head_dim);
       return;
     }
@@ -342,7 +343,7 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
       const int64_t n_keys = positions[t] + 1;
       scratch.resize(static_cast<size_t>(group * n_keys));
       kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + row_start[t], n_keys, kv_stride,
-                kvh * head_dim, head_dim, scale, scratch.data(), out + t * q_stride + h0 * head_dim);
+                kvh * head_offset, head_dim, scale, scratch.data(), out + t * q_stride + h0 * head_dim);
     }
   };
   ParallelForStealing(ctx, n_units, unit);

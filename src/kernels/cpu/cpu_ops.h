@@ -12,11 +12,13 @@ namespace qb::kernels::cpu {
 
 void Linear(const ExecContext& ctx, const float* x, int64_t n, int64_t in, const void* w, DType w_type,
             int64_t out, const float* bias, float* y);
-// Token t's keys: rows[row_start[t] .. row_start[t] + positions[t]]; consecutive tokens with the
-// same row_start and consecutive positions are one sequence's run (ops.cc builds them so).
+// Token t's keys: rows[row_start[t] .. row_start[t] + positions[t]], key row r of kv head h
+// being the head_dim values from element r * kv_stride + h * head_offset on; consecutive tokens
+// with the same row_start and consecutive positions are one sequence's run (ops.cc builds them so).
 void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads,
                int64_t head_dim, const void* k, const void* v, DType kv_type, const int32_t* rows,
-               const int64_t* row_start, const int32_t* positions, float scale, float* out);
+               const int64_t* row_start, const int32_t* positions, int64_t kv_stride, int64_t head_offset,
+               float scale, float* out);
 void RmsNorm(const ExecContext& ctx, const float* x, int64_t n, int64_t d, const float* weight, float eps, float* y);
 // x += delta, then y = rmsnorm(x), row by row in one pass over the threads (the arithmetic of
 // an add followed by RmsNorm).

@@ -8,15 +8,14 @@ namespace qb::kernels::ref {
 
 void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const void* k,
                const void* v, DType kv_type, const int32_t* rows, const int64_t* row_start, const int32_t* positions,
-               float scale, float* out) {
+               int64_t kv_stride, int64_t head_offset, float scale, float* out) {
   const int64_t group = n_heads / n_kv_heads;
   const int64_t q_stride = n_heads * head_dim;
-  const int64_t kv_row_bytes = RowBytes(kv_type, n_kv_heads * head_dim);
-  const int64_t head_bytes = RowBytes(kv_type, head_dim);
   std::vector<double> scores;
   std::vector<float> kj(static_cast<size_t>(head_dim)), vj(static_cast<size_t>(head_dim));
   auto head_row = [&](const void* base, int32_t row, int64_t kvh, float* dst) {
-    DequantizeRow(kv_type, static_cast<const uint8_t*>(base) + row * kv_row_bytes + kvh * head_bytes, dst, head_dim);
+    DequantizeRow(kv_type, static_cast<const uint8_t*>(base) + RowBytes(kv_type, row * kv_stride + kvh * head_offset), dst,
+                  head_dim);
   };
   for (int64_t t = 0; t < n; ++t) {
     const int64_t n_keys = positions[t] + 1;

@@ -14,11 +14,12 @@ void RmsNorm(const float* x, int64_t n, int64_t d, const float* weight, float ep
 void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* positions,
           const float* inv_freq, float attention_scale);
 void SiluMul(const float* gate, const float* up, int64_t count, float* out);
-// Token t attends to the keys in rows[row_start[t] .. row_start[t] + positions[t]] of k and v
-// (kv_type rows).
+// Token t attends to the keys rows[row_start[t] .. row_start[t] + positions[t]] of k and v
+// (kv_type): key row r of kv head h is the head_dim values from element r * kv_stride + h *
+// head_offset on.
 void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const void* k,
                const void* v, DType kv_type, const int32_t* rows, const int64_t* row_start, const int32_t* positions,
-               float scale, float* out);
+               int64_t kv_stride, int64_t head_offset, float scale, float* out);
 void Embedding(const int32_t* ids, int64_t n, const void* table, DType table_type, int64_t d,
                float* out);
 void Add(float* acc, const float* x, int64_t count);
