@@ -1,5 +1,7 @@
-// The KV cache's memory: per layer, K and V rows for every slot of every block
-// ([num_blocks * block_size, kv_dim]), in f32 or f16. Slot s of block b is row b * block_size + s.
+// The KV cache's memory: per layer, K and V for every slot of every block, each a tensor
+// [num_blocks * block_size, kv_dim] (f32, f16, bf16 or q8_0). Pool slot b * block_size + s is
+// slot s of block b; inside a block the values lie head by head (kernels::KvHeadElement), so
+// one head's keys of a block are contiguous.
 #pragma once
 
 #include <vector>
