@@ -2,13 +2,15 @@
 // over every layer's own K/V pool (blocks of 16 handed out round-robin to the sequences, as
 // the engine's block pool does when they decode side by side), so the keys come from memory
 // as they do in a decode step and not from a cache warmed by the previous call.
-//   build/bench/attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [KV_TYPE] [REPS] [ISA] [BLOCK] [prefill]
+//   build/bench/attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [KV_TYPE] [REPS] [ISA] [BLOCK]
+//                               [decode|prefill] [0.5b|7b]
 // With "prefill", every one of a sequence's CONTEXT tokens is a query (a whole prompt in one
-// step, each token over the keys up to its own).
-// Defaults: the qwen2.5-0.5b shape (14 heads over 2 KV heads of 64), 32 x 96 tokens, 24
-// layers, 1 thread, f16. Prints the median time of one layer's call and GB/s of K/V read.
+// step, each token over the keys up to its own). "7b": Qwen2.5-7B's heads (28 over 4 KV heads
+// of 128) instead of qwen2.5-0.5b's (14 over 2 of 64).
+// Defaults: the 0.5b shape, 32 x 96 tokens, 24 layers, 1 thread, f16. Prints the median time of one layer's call and GB/s of K/V read.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
@@ -28,12 +30,16 @@ int main(int argc, char** argv) {
   const int reps = argc > 6 ? std::atoi(argv[6]) : 11;
   const auto isa = argc > 7 ? qb::kernels::IsaFromName(argv[7]) : qb::kernels::DetectIsa();
   const int64_t kBlock = argc > 8 ? std::atoll(argv[8]) : 16;
-  const bool prefill = argc > 9 && std::string(argv[9]) == "prefill";
-  if (!kv_type || !isa || *isa > qb::kernels::DetectIsa() || seqs < 1 || context < 1 || layers < 1 || kBlock < 1) {
-    std::fprintf(stderr, "usage: attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [f16|bf16|q8_0|f32] [REPS] [ISA] [BLOCK]\n");
+  const std::string mode = argc > 9 ? argv[9] : "decode", shape = argc > 10 ? argv[10] : "0.5b";
+  const bool prefill = mode == "prefill";
+  if (!kv_type || !isa || *isa > qb::kernels::DetectIsa() || seqs < 1 || context < 1 || layers < 1 || kBlock < 1 ||
+      (mode != "decode" && !prefill) || (shape != "0.5b" && shape != "7b")) {
+    std::fprintf(stderr, "usage: attention_bench [SEQS] [CONTEXT] [LAYERS] [THREADS] [f16|bf16|q8_0|f32] [REPS] [ISA] [BLOCK] "
+                         "[decode|prefill] [0.5b|7b]\n");
     return 2;
   }
-  constexpr int64_t kHeads = 14, kKvHeads = 2, kHeadDim = 64;
+  const bool big = shape == "7b";
+  const int64_t kHeads = big ? 28 : 14, kKvHeads = big ? 4 : 2, kHeadDim = big ? 128 : 64;
   const int64_t blocks_per_seq = (context + kBlock - 1) / kBlock, blocks = seqs * blocks_per_seq;
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.f, 1.f);
@@ -74,15 +80,15 @@ int main(int argc, char** argv) {
     const auto t0 = std::chrono::steady_clock::now();
     for (int64_t l = 0; l < layers; ++l)
       qb::kernels::Attention(ctx, q, k[static_cast<size_t>(l)], v[static_cast<size_t>(l)], kHeadDim, kBlock, positions,
-                             token_tables, 0.125f, out);
+                             token_tables, 1.f / std::sqrt(static_cast<float>(kHeadDim)), out);
     const double dt = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     if (r > 0) ms.push_back(dt / static_cast<double>(layers));  // the first pass pages the pools in
   }
   std::sort(ms.begin(), ms.end());
   const double med = ms[ms.size() / 2];
   const double bytes = 2.0 * static_cast<double>(seqs * context) * static_cast<double>(k[0].row_bytes());
-  std::printf("attention %s %lld seqs x %lld tokens, %lld layers, t=%d kv=%s isa=%s: %.1f us per layer median (min %.1f), "
-              "%.2f GB/s of K/V\n", prefill ? "prefill" : "decode",
+  std::printf("attention %s %s %lld seqs x %lld tokens, %lld layers, t=%d kv=%s isa=%s: %.1f us per layer median (min "
+              "%.1f), %.2f GB/s of K/V\n", shape.c_str(), prefill ? "prefill" : "decode",
               static_cast<long long>(seqs), static_cast<long long>(context), static_cast<long long>(layers), threads,
               std::string(qb::Name(*kv_type)).c_str(), std::string(qb::kernels::IsaName(ctx.isa)).c_str(), med * 1e3,
               ms.front() * 1e3, bytes / (med * 1e-3) / 1e9);
