@@ -58,8 +58,8 @@ void StoreKvSlot(const ExecContext& ctx, const float* src, Tensor& cache, int64_
 
 void CheckKvPool(const Tensor& cache, int64_t head_dim, int64_t block_size, const char* op) {
   CheckCpu(cache, op);
-  QB_CHECK(IsKvDType(cache.dtype()) && cache.rank() == 2 && head_dim > 0 && cache.cols() % head_dim == 0 &&
-               head_dim % Info(cache.dtype()).block_size == 0 && block_size > 0 && cache.rows() % block_size == 0,
+  QB_CHECK(head_dim > 0 && CheckKvDType(cache.dtype(), head_dim).ok() && cache.rank() == 2 &&
+               cache.cols() % head_dim == 0 && block_size > 0 && cache.rows() % block_size == 0,
            "{}: pool {} {} with head_dim {} and blocks of {}", op, Name(cache.dtype()), ShapeToString(cache.shape()),
            head_dim, block_size);
 }
