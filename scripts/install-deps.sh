@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   cmake g++ make            # toolchain (CMake >= 3.25, C++20)
   libgtest-dev              # GoogleTest
+  libsimde-dev              # portable AVX-512, to test the AVX-512 kernels on any x86-64 CPU
   nlohmann-json3-dev        # JSON
   libcli11-dev              # command line
   libspdlog-dev libfmt-dev  # logging and formatting

@@ -167,6 +167,22 @@ void QuantizeRowQ8_0(const float* src, BlockQ8_0* dst, int64_t n) {
   }
 }
 
+void RoundRowQ8_0(const float* src, float* dst, int64_t n) {
+  QB_CHECK(n % kQK8_0 == 0);
+  constexpr float kRound = 12582912.f;  // 1.5 * 2^23: (c + kRound) - kRound rounds |c| < 2^22 half to even
+  for (int64_t i = 0; i < n; i += kQK8_0) {
+    float amax = 0.f;
+    for (int j = 0; j < kQK8_0; ++j) amax = std::max(amax, std::fabs(src[i + j]));
+    const float d = amax / 127.f;
+    const float inv = d != 0.f ? 1.f / d : 0.f;
+    const float dh = F16ToF32(F32ToF16(d));
+    for (int j = 0; j < kQK8_0; ++j) {
+      const float code = std::clamp((src[i + j] * inv + kRound) - kRound, -127.f, 127.f);
+      dst[i + j] = dh * code;
+    }
+  }
+}
+
 void QuantizeRowQ4_0(const float* src, BlockQ4_0* dst, int64_t n) {
   QB_CHECK(n % kQK4_0 == 0);
   constexpr int kHalf = kQK4_0 / 2;

@@ -240,5 +240,42 @@ TEST(QuantizeTest, Q8_0AndQ4_0RoundTripWithinTheirStep) {
   }
 }
 
+// The query rounding in front of a q8_0 KV cache: the same values as a q8_0 round trip (random
+// data has no exact ties), ties to even, and a fixed point, which the integer attention kernel
+// relies on to recover the codes and scales exactly from the rounded query.
+TEST(QuantizeTest, RoundRowQ8_0IsTheQ8_0RoundTripAndAFixedPoint) {
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.f, 3.f);
+  std::vector<float> x(512);
+  for (float& v : x) v = dist(rng);
+  for (int j = 0; j < 32; ++j) x[448 + j] = 1e-3f * x[448 + j];  // a block of small values
+  for (int j = 0; j < 32; ++j) x[480 + j] = 0.f;                 // and one of zeros
+  std::vector<BlockQ8_0> q8(16);
+  QuantizeRowQ8_0(x.data(), q8.data(), 512);
+  std::vector<float> trip(512), rounded(512), again(512);
+  DequantizeRow(DType::kQ8_0, q8.data(), trip.data(), 512);
+  RoundRowQ8_0(x.data(), rounded.data(), 512);
+  RoundRowQ8_0(rounded.data(), again.data(), 512);
+  for (int i = 0; i < 512; ++i) {
+    EXPECT_EQ(rounded[i], trip[i]) << i;
+    EXPECT_EQ(again[i], rounded[i]) << i;
+  }
+  // Scale 1 (max 127): halves go to the even neighbour, both signs.
+  std::vector<float> ties(32, 0.f), out(32);
+  ties[0] = 127.f;
+  ties[1] = 0.5f;
+  ties[2] = 1.5f;
+  ties[3] = 2.5f;
+  ties[4] = -2.5f;
+  ties[5] = -126.5f;
+  RoundRowQ8_0(ties.data(), out.data(), 32);
+  EXPECT_EQ(out[0], 127.f);
+  EXPECT_EQ(out[1], 0.f);
+  EXPECT_EQ(out[2], 2.f);
+  EXPECT_EQ(out[3], 2.f);
+  EXPECT_EQ(out[4], -2.f);
+  EXPECT_EQ(out[5], -126.f);
+}
+
 }  // namespace
 }  // namespace qb

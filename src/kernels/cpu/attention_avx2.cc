@@ -7,6 +7,7 @@
 // (score of key j = q . k_j summed over the dimensions in order, lane = key; tiles at key 0 and
 // every 32; each row its own running max, sum and output; keys past a row's position add exact
 // zeros), so a token's result is the same decoded alone, batched, or inside a prefill chunk.
+// A q8_0 cache is scored in integers instead (Avx2RunQ8 below), with the same guarantees.
 // The first AVX2 path ran prefill attention token by token (one layer's 2048-token prefill:
 // 147 ms against 52 ms for this structure on AVX-512, docs/KERNELS.md).
 //
@@ -14,6 +15,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu/avx2_helpers.h"
 #include "kernels/cpu/attention_run.h"
@@ -113,29 +115,11 @@ inline float Hmax(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
-// One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
+// A key tile's scores s (keys j0 .. j0 + 32, 8 a vector) for NR query rows: the online-softmax
+// update, then the weighted values added to each row's output.
 template <int NR>
-void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
-              const TileLines& next) {
-  __m256 s[NR][4];
-  for (int r = 0; r < NR; ++r)
-    for (int v = 0; v < 4; ++v) s[r][v] = _mm256_setzero_ps();
-  // The next tile's lines, spread over the dimensions (attention_run.h).
-  const int64_t per_d = (next.n + hd - 1) / hd;
-  int64_t next_line = 0;
-  for (int64_t d = 0; d < hd; ++d) {
-    PrefetchSome(next, next_line, per_d);
-    const float* kd = kt + d * kTile;
-    const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8), k2 = _mm256_load_ps(kd + 16),
-                 k3 = _mm256_load_ps(kd + 24);
-    for (int r = 0; r < NR; ++r) {
-      const __m256 qd = _mm256_broadcast_ss(rs[r].q + d);
-      s[r][0] = _mm256_fmadd_ps(qd, k0, s[r][0]);
-      s[r][1] = _mm256_fmadd_ps(qd, k1, s[r][1]);
-      s[r][2] = _mm256_fmadd_ps(qd, k2, s[r][2]);
-      s[r][3] = _mm256_fmadd_ps(qd, k3, s[r][3]);
-    }
-  }
+[[gnu::always_inline]] inline void SoftmaxAndValues(RowState* rs, int64_t j0, __m256 (&s)[NR][4], const float* vt,
+                                                    int64_t hd, float scale) {
   alignas(32) float p[NR][kTile];
   int64_t keys = 0;  // the most keys of this tile any of the rows sees
   const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff()), vscale = _mm256_set1_ps(scale);
@@ -193,8 +177,50 @@ void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_
   }
 }
 
-// The staging and per-tile arithmetic that attention_run.h's frame calls.
+// One key tile (keys j0 .. j0 + 32) for NR query rows: f32 scores, then the softmax and values.
+template <int NR>
+void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+              const TileLines& next) {
+  __m256 s[NR][4];
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < 4; ++v) s[r][v] = _mm256_setzero_ps();
+  // The next tile's lines, spread over the dimensions (attention_run.h).
+  const int64_t per_d = (next.n + hd - 1) / hd;
+  int64_t next_line = 0;
+  for (int64_t d = 0; d < hd; ++d) {
+    PrefetchSome(next, next_line, per_d);
+    const float* kd = kt + d * kTile;
+    const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8), k2 = _mm256_load_ps(kd + 16),
+                 k3 = _mm256_load_ps(kd + 24);
+    for (int r = 0; r < NR; ++r) {
+      const __m256 qd = _mm256_broadcast_ss(rs[r].q + d);
+      s[r][0] = _mm256_fmadd_ps(qd, k0, s[r][0]);
+      s[r][1] = _mm256_fmadd_ps(qd, k1, s[r][1]);
+      s[r][2] = _mm256_fmadd_ps(qd, k2, s[r][2]);
+      s[r][3] = _mm256_fmadd_ps(qd, k3, s[r][3]);
+    }
+  }
+  SoftmaxAndValues<NR>(rs, j0, s, vt, hd, scale);
+}
+
+// Calls f(std::integral_constant<int, NR>{}, r0, next) for each block of up to kRowBlock rows
+// (the first block's score loop issues the next tile's prefetches).
+template <typename F>
+void ForRowBlocks(int64_t n_rows, const TileLines& next_tile, F&& f) {
+  static const TileLines kNone{};
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+    const TileLines& next = r0 == 0 ? next_tile : kNone;
+    switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
+      case 1: f(std::integral_constant<int, 1>{}, r0, next); break;
+      case 2: f(std::integral_constant<int, 2>{}, r0, next); break;
+      default: f(std::integral_constant<int, 3>{}, r0, next); break;
+    }
+  }
+}
+
+// The staging and per-tile arithmetic that attention_run.h's frame calls (f32 scores).
 struct Avx2Run {
+  static void Prepare(const RowState*, int64_t, int64_t) {}
   template <typename Kv>
   static void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
                         float* kt) {
@@ -207,37 +233,138 @@ struct Avx2Run {
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
                     float scale, const TileLines& next_tile) {
-    static const TileLines kNone{};
-    for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
-      const TileLines& next = r0 == 0 ? next_tile : kNone;  // the first rows' score loop issues them
-      switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
-        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        default: TileRows<3>(rs + r0, j0, kt, vt, hd, scale, next); break;
-      }
-    }
+    ForRowBlocks(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+      TileRows<decltype(nr)::value>(rs + r0, j0, kt, vt, hd, scale, next);
+    });
   }
 };
 
-template <typename Kv>
-void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
-                const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
-                float* scratch, float* out) {
-  AttendRunFrame<Avx2Run, Kv>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, hd, scale, scratch, out);
-}
+// A q8_0 cache scored in integers, as llama.cpp's AVX2 q8_0 dot products are: the queries arrive
+// rounded to q8_0 (RoundRowQ8_0, by cpu::Attention) and Prepare recovers their codes and scales
+// exactly; StageKeys keeps the keys' codes and their magnitudes transposed by 4-byte groups (one
+// vector: 8 keys x 4 dimensions) with each key's block scales beside them. Per 32-dimension
+// block, vpmaddubsw(|k|, sign(q, k)) then vpmaddwd by ones gives sum k q exactly in int32 (a pair
+// of products is at most 2 x 127 x 127, inside int16); a row's score is the sum over its blocks,
+// in order, of dq * dk * that. A quarter of the f32 path's staging transposes and no conversion
+// of the keys; the score arithmetic itself costs about what the f32 one does on AVX2.
+struct Avx2RunQ8 {
+  static constexpr int64_t kBlocks = kRunMaxHeadDim / 32;
+  int32_t codes[kRunMaxRows][kRunMaxHeadDim / 4];  // a row's query codes, 4 a dword
+  float dq[kRunMaxRows][kBlocks];                  // its block scales
+
+  void Prepare(const RowState* rs, int64_t n_rows, int64_t hd) {
+    const __m256 sign = _mm256_set1_ps(-0.f);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t b = 0; b < hd / 32; ++b) {
+        __m256 x[4];
+        for (int i = 0; i < 4; ++i) x[i] = _mm256_loadu_ps(rs[r].q + 32 * b + 8 * i);
+        const __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, x[0]), _mm256_andnot_ps(sign, x[1])),
+                                       _mm256_max_ps(_mm256_andnot_ps(sign, x[2]), _mm256_andnot_ps(sign, x[3])));
+        const float amax = Hmax(m);
+        const float d = amax / 127.f, inv = d != 0.f ? 1.f / d : 0.f;
+        __m256i c[4];  // nearest: the exact codes
+        for (int i = 0; i < 4; ++i) c[i] = _mm256_cvtps_epi32(_mm256_mul_ps(x[i], _mm256_set1_ps(inv)));
+        const __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(c[0], c[1]), _mm256_packs_epi32(c[2], c[3]));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(&codes[r][8 * b]), _mm256_permutevar8x32_epi32(bytes, order));
+        dq[r][b] = d;
+      }
+  }
+
+  // The tile as kt holds it: group g's 32 keys (4 bytes each) at byte 128 g, their magnitudes
+  // 32 hd bytes on, then the scales (floats kd[b * 32 + j]).
+  static int64_t MagnitudesAt(int64_t hd) { return hd * kTile; }
+  static int64_t ScalesAt(int64_t hd) { return hd * kTile / 2; }
+
+  template <typename Kv>
+  static void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
+                        float* kt) {
+    auto* kq = reinterpret_cast<uint8_t*>(kt);
+    uint8_t* ka = kq + MagnitudesAt(hd);
+    float* kd = kt + ScalesAt(hd);
+    for (int64_t j0 = 0; j0 < kTile; j0 += 8) {
+      const BlockQ8_0* src[8];
+      for (int64_t i = 0; i < 8; ++i) src[i] = j0 + i < nj ? Kv::Row(k, rows[j0 + i], stride, offset) : nullptr;
+      for (int64_t b = 0; b < hd / 32; ++b) {
+        __m256 r[8];
+        for (int64_t i = 0; i < 8; ++i) {
+          kd[b * kTile + j0 + i] = src[i] != nullptr ? F16Table(src[i][b].d) : 0.f;
+          r[i] = src[i] != nullptr ? _mm256_castsi256_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[i][b].qs)))
+                                   : _mm256_setzero_ps();
+        }
+        Transpose8(r);
+        for (int64_t c = 0; c < 8; ++c) {
+          const __m256i codes = _mm256_castps_si256(r[c]);
+          const int64_t at = ((b * 8 + c) * kTile + j0) * 4;
+          _mm256_store_si256(reinterpret_cast<__m256i*>(kq + at), codes);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(ka + at), _mm256_abs_epi8(codes));
+        }
+      }
+    }
+  }
+  template <typename Kv>
+  static void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
+                          float* vt) {
+    cpu::StageValues<Kv>(v, rows, nj, stride, offset, hd, vt);
+  }
+
+  template <int NR>
+  void TileRows(RowState* rs, int64_t r0, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+                const TileLines& next) const {
+    const auto* kq = reinterpret_cast<const uint8_t*>(kt);
+    const uint8_t* ka = kq + MagnitudesAt(hd);
+    const float* kd = kt + ScalesAt(hd);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 s[NR][4];
+    const int64_t per_group = (next.n + hd - 1) / hd;  // prefetches spread as in the f32 path
+    int64_t next_line = 0;
+    for (int v = 0; v < 4; ++v) {  // keys 8 v .. 8 v + 7
+      for (int r = 0; r < NR; ++r) s[r][v] = _mm256_setzero_ps();
+      for (int64_t b = 0; b < hd / 32; ++b) {
+        __m256i a[NR];
+        for (int r = 0; r < NR; ++r) a[r] = _mm256_setzero_si256();
+        for (int64_t g = 8 * b; g < 8 * b + 8; ++g) {
+          PrefetchSome(next, next_line, per_group);
+          const int64_t at = (g * kTile + 8 * v) * 4;
+          const __m256i kk = _mm256_load_si256(reinterpret_cast<const __m256i*>(kq + at));
+          const __m256i kabs = _mm256_load_si256(reinterpret_cast<const __m256i*>(ka + at));
+          for (int r = 0; r < NR; ++r) {
+            const __m256i qs = _mm256_sign_epi8(_mm256_set1_epi32(codes[r0 + r][g]), kk);
+            a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(_mm256_maddubs_epi16(kabs, qs), ones));
+          }
+        }
+        const __m256 kdv = _mm256_load_ps(kd + b * kTile + 8 * v);
+        for (int r = 0; r < NR; ++r)
+          s[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[r]), _mm256_mul_ps(kdv, _mm256_set1_ps(dq[r0 + r][b])),
+                                    s[r][v]);
+      }
+    }
+    SoftmaxAndValues<NR>(rs + r0, j0, s, vt, hd, scale);
+  }
+  void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+             const TileLines& next_tile) const {
+    ForRowBlocks(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+      TileRows<decltype(nr)::value>(rs, r0, j0, kt, vt, hd, scale, next);
+    });
+  }
+};
 
 void AttendRun256(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
                   DType kv_type, const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t head_dim,
-                  float scale, float* scratch, float* out) {
+                  float scale, float* scratch, float* out, int64_t out_stride) {
+  auto run = [&](auto isa, auto kv) {
+    AttendRunFrame<typename decltype(isa)::type, typename decltype(kv)::type>(
+        q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out, out_stride);
+  };
   switch (kv_type) {
     case DType::kF16:
-      return AttendRunT<KvF16>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx2Run>{}, std::type_identity<KvF16>{});
     case DType::kBF16:
-      return AttendRunT<KvBF16>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx2Run>{}, std::type_identity<KvBF16>{});
     case DType::kQ8_0:
-      return AttendRunT<KvQ8_0>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx2RunQ8>{}, std::type_identity<KvQ8_0>{});
     default:
-      return AttendRunT<KvF32>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx2Run>{}, std::type_identity<KvF32>{});
   }
 }
 

@@ -9,12 +9,14 @@
 // sum and output, and keys past a row's own position contribute exact zeros. So a token's
 // result is bit-identical whether it is decoded alone, batched, or computed inside a prefill
 // chunk of any length or starting point (recompute after preemption, prefix-cache hits): tested.
+// A q8_0 cache is scored in integers instead (Avx512RunQ8 below), with the same guarantees.
 //
 // Compiled with AVX-512 options and only called after a CPU check; intrinsics only (see
 // linear_kernels_avx512vnni.cc).
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cpu/avx512_helpers.h"
 #include "kernels/cpu/attention_run.h"
@@ -112,24 +114,11 @@ void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride,
   }
 }
 
-// One key tile (keys j0 .. j0 + 32) for NR query rows: scores, online-softmax update, values.
+// A key tile's scores s (keys j0 .. j0 + 32; s[r][0] keys 0-15, s[r][1] keys 16-31) for NR
+// query rows: the online-softmax update, then the weighted values added to each row's output.
 template <int NR>
-void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
-              const TileLines& next) {
-  __m512 s[NR][2];
-  for (int r = 0; r < NR; ++r) s[r][0] = s[r][1] = _mm512_setzero_ps();
-  // The next tile's lines, spread over the dimensions (attention_run.h).
-  const int64_t per_d = (next.n + hd - 1) / hd;
-  int64_t next_line = 0;
-  for (int64_t d = 0; d < hd; ++d) {
-    PrefetchSome(next, next_line, per_d);
-    const __m512 k0 = _mm512_load_ps(kt + d * kTile), k1 = _mm512_load_ps(kt + d * kTile + 16);
-    for (int r = 0; r < NR; ++r) {
-      const __m512 qd = _mm512_set1_ps(rs[r].q[d]);
-      s[r][0] = _mm512_fmadd_ps(qd, k0, s[r][0]);
-      s[r][1] = _mm512_fmadd_ps(qd, k1, s[r][1]);
-    }
-  }
+[[gnu::always_inline]] inline void SoftmaxAndValues(RowState* rs, int64_t j0, __m512 (&s)[NR][2], const float* vt,
+                                                    int64_t hd, float scale) {
   alignas(64) float p[NR][kTile];
   int64_t keys = 0;  // the most keys of this tile any of the rows sees
   const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
@@ -184,8 +173,50 @@ void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_
   }
 }
 
-// The staging and per-tile arithmetic that attention_run.h's frame calls.
+// One key tile (keys j0 .. j0 + 32) for NR query rows: f32 scores, then the softmax and values.
+template <int NR>
+void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+              const TileLines& next) {
+  __m512 s[NR][2];
+  for (int r = 0; r < NR; ++r) s[r][0] = s[r][1] = _mm512_setzero_ps();
+  // The next tile's lines, spread over the dimensions (attention_run.h).
+  const int64_t per_d = (next.n + hd - 1) / hd;
+  int64_t next_line = 0;
+  for (int64_t d = 0; d < hd; ++d) {
+    PrefetchSome(next, next_line, per_d);
+    const __m512 k0 = _mm512_load_ps(kt + d * kTile), k1 = _mm512_load_ps(kt + d * kTile + 16);
+    for (int r = 0; r < NR; ++r) {
+      const __m512 qd = _mm512_set1_ps(rs[r].q[d]);
+      s[r][0] = _mm512_fmadd_ps(qd, k0, s[r][0]);
+      s[r][1] = _mm512_fmadd_ps(qd, k1, s[r][1]);
+    }
+  }
+  SoftmaxAndValues<NR>(rs, j0, s, vt, hd, scale);
+}
+
+// Calls f(std::integral_constant<int, NR>{}, r0, next) for each block of up to kRowBlock rows
+// (the first block's score loop issues the next tile's prefetches).
+template <typename F>
+void ForRowBlocks(int64_t n_rows, const TileLines& next_tile, F&& f) {
+  static const TileLines kNone{};
+  for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
+    const TileLines& next = r0 == 0 ? next_tile : kNone;
+    switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
+      case 1: f(std::integral_constant<int, 1>{}, r0, next); break;
+      case 2: f(std::integral_constant<int, 2>{}, r0, next); break;
+      case 3: f(std::integral_constant<int, 3>{}, r0, next); break;
+      case 4: f(std::integral_constant<int, 4>{}, r0, next); break;
+      case 5: f(std::integral_constant<int, 5>{}, r0, next); break;
+      case 6: f(std::integral_constant<int, 6>{}, r0, next); break;
+      case 7: f(std::integral_constant<int, 7>{}, r0, next); break;
+      default: f(std::integral_constant<int, 8>{}, r0, next); break;
+    }
+  }
+}
+
+// The staging and per-tile arithmetic that attention_run.h's frame calls (f32 scores).
 struct Avx512Run {
+  static void Prepare(const RowState*, int64_t, int64_t) {}
   template <typename Kv>
   static void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
                         float* kt) {
@@ -198,42 +229,130 @@ struct Avx512Run {
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
                     float scale, const TileLines& next_tile) {
-    static const TileLines kNone{};
-    for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
-      const TileLines& next = r0 == 0 ? next_tile : kNone;  // the first rows' score loop issues them
-      switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
-        case 1: TileRows<1>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 2: TileRows<2>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 3: TileRows<3>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 4: TileRows<4>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 5: TileRows<5>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 6: TileRows<6>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        case 7: TileRows<7>(rs + r0, j0, kt, vt, hd, scale, next); break;
-        default: TileRows<8>(rs + r0, j0, kt, vt, hd, scale, next); break;
-      }
-    }
+    ForRowBlocks(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+      TileRows<decltype(nr)::value>(rs + r0, j0, kt, vt, hd, scale, next);
+    });
   }
 };
 
-template <typename Kv>
-void AttendRunT(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
-                const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
-                float* scratch, float* out) {
-  AttendRunFrame<Avx512Run, Kv>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, hd, scale, scratch, out);
-}
+// A q8_0 cache scored in integers (vpdpbusd), as llama.cpp's CPU attention does: the queries
+// arrive rounded to q8_0 (RoundRowQ8_0, by cpu::Attention) and Prepare recovers their codes and
+// scales exactly; StageKeys keeps the keys' codes, offset to unsigned (k + 128), transposed by
+// 4-byte groups (one vector: 16 keys x 4 dimensions) with each key's block scales beside them.
+// Per 32-dimension block, sum (k + 128) q - 128 sum q = sum k q exactly in int32; a row's score
+// is the sum over its blocks, in order, of dq * dk * that. A quarter of the f32 path's staging
+// transposes and no per-element conversion of the keys; the values are staged as f32 as before.
+struct Avx512RunQ8 {
+  static constexpr int64_t kBlocks = kRunMaxHeadDim / 32;
+  int32_t codes[kRunMaxRows][kRunMaxHeadDim / 4];  // a row's query codes, 4 a dword
+  float dq[kRunMaxRows][kBlocks];                  // its block scales
+  int32_t bias[kRunMaxRows][kBlocks];              // -128 x the sum of the block's codes
+
+  void Prepare(const RowState* rs, int64_t n_rows, int64_t hd) {
+    for (int64_t r = 0; r < n_rows; ++r)
+      for (int64_t b = 0; b < hd / 32; ++b) {
+        const __m512 x0 = _mm512_loadu_ps(rs[r].q + 32 * b), x1 = _mm512_loadu_ps(rs[r].q + 32 * b + 16);
+        const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+        const float d = amax / 127.f, inv = d != 0.f ? 1.f / d : 0.f;
+        const __m512i c0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(inv)));  // nearest: exact codes
+        const __m512i c1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(inv)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(&codes[r][8 * b]), _mm512_cvtepi32_epi8(c0));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(&codes[r][8 * b + 4]), _mm512_cvtepi32_epi8(c1));
+        dq[r][b] = d;
+        bias[r][b] = -128 * _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1));
+      }
+  }
+
+  // The tile as kt holds it: group g's 32 keys (4 bytes each) at byte 128 g, then the scales.
+  static uint8_t* KeyCodes(float* kt) { return reinterpret_cast<uint8_t*>(kt); }
+  static const uint8_t* KeyCodes(const float* kt) { return reinterpret_cast<const uint8_t*>(kt); }
+  static int64_t ScalesAt(int64_t hd) { return hd * kTile / 4; }  // floats: kd[b * 32 + j]
+
+  template <typename Kv>
+  static void StageKeys(const void* k, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
+                        float* kt) {
+    uint8_t* kq = KeyCodes(kt);
+    float* kd = kt + ScalesAt(hd);
+    const __m512i offset128 = _mm512_set1_epi8(static_cast<char>(0x80));
+    for (int64_t j0 = 0; j0 < kTile; j0 += 16) {
+      const BlockQ8_0* src[16];
+      for (int64_t i = 0; i < 16; ++i) src[i] = j0 + i < nj ? Kv::Row(k, rows[j0 + i], stride, offset) : nullptr;
+      for (int64_t i = 0; i < 16; ++i)
+        for (int64_t b = 0; b < hd / 32; ++b) kd[b * kTile + j0 + i] = src[i] != nullptr ? kF16ToF32Table[src[i][b].d] : 0.f;
+      for (int64_t c64 = 0; c64 < hd / 64; ++c64) {  // 2 blocks: 16 groups of 4 dimensions
+        __m512 r[16];
+        for (int64_t i = 0; i < 16; ++i) {
+          if (src[i] == nullptr) {
+            r[i] = _mm512_setzero_ps();
+            continue;
+          }
+          const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[i][2 * c64].qs));
+          const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[i][2 * c64 + 1].qs));
+          r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+        }
+        Transpose16(r);
+        for (int64_t c = 0; c < 16; ++c)
+          _mm512_store_si512(kq + ((c64 * 16 + c) * kTile + j0) * 4,
+                             _mm512_xor_si512(_mm512_castps_si512(r[c]), offset128));
+      }
+    }
+  }
+  template <typename Kv>
+  static void StageValues(const void* v, const int32_t* rows, int64_t nj, int64_t stride, int64_t offset, int64_t hd,
+                          float* vt) {
+    cpu::StageValues<Kv>(v, rows, nj, stride, offset, hd, vt);
+  }
+
+  template <int NR>
+  void TileRows(RowState* rs, int64_t r0, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+                const TileLines& next) const {
+    const uint8_t* kq = KeyCodes(kt);
+    const float* kd = kt + ScalesAt(hd);
+    __m512 s[NR][2];
+    const int64_t per_group = (next.n + hd / 2 - 1) / (hd / 2);  // prefetches spread as in the f32 path
+    int64_t next_line = 0;
+    for (int half = 0; half < 2; ++half) {
+      for (int r = 0; r < NR; ++r) s[r][half] = _mm512_setzero_ps();
+      for (int64_t b = 0; b < hd / 32; ++b) {
+        __m512i a[NR];
+        for (int r = 0; r < NR; ++r) a[r] = _mm512_set1_epi32(bias[r0 + r][b]);
+        for (int64_t g = 8 * b; g < 8 * b + 8; ++g) {
+          PrefetchSome(next, next_line, per_group);
+          const __m512i kk = _mm512_load_si512(kq + (g * kTile + 16 * half) * 4);
+          for (int r = 0; r < NR; ++r) a[r] = _mm512_dpbusd_epi32(a[r], kk, _mm512_set1_epi32(codes[r0 + r][g]));
+        }
+        const __m512 kdv = _mm512_load_ps(kd + b * kTile + 16 * half);
+        for (int r = 0; r < NR; ++r)
+          s[r][half] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[r]), _mm512_mul_ps(kdv, _mm512_set1_ps(dq[r0 + r][b])),
+                                       s[r][half]);
+      }
+    }
+    SoftmaxAndValues<NR>(rs + r0, j0, s, vt, hd, scale);
+  }
+  void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
+             const TileLines& next_tile) const {
+    ForRowBlocks(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+      TileRows<decltype(nr)::value>(rs, r0, j0, kt, vt, hd, scale, next);
+    });
+  }
+};
 
 void AttendRun512(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
                   DType kv_type, const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t head_dim,
-                  float scale, float* scratch, float* out) {
+                  float scale, float* scratch, float* out, int64_t out_stride) {
+  auto run = [&](auto isa, auto kv) {
+    AttendRunFrame<typename decltype(isa)::type, typename decltype(kv)::type>(
+        q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out, out_stride);
+  };
   switch (kv_type) {
     case DType::kF16:
-      return AttendRunT<KvHalf<F16To32>>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx512Run>{}, std::type_identity<KvHalf<F16To32>>{});
     case DType::kBF16:
-      return AttendRunT<KvHalf<Bf16To32>>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx512Run>{}, std::type_identity<KvHalf<Bf16To32>>{});
     case DType::kQ8_0:
-      return AttendRunT<KvQ8_0>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx512RunQ8>{}, std::type_identity<KvQ8_0>{});
     default:
-      return AttendRunT<KvF32>(q, q_stride, m, n_q, k, v, rows, n_keys0, stride, offset, head_dim, scale, scratch, out);
+      return run(std::type_identity<Avx512Run>{}, std::type_identity<KvF32>{});
   }
 }
 

@@ -58,13 +58,14 @@ inline void PrefetchSome(const TileLines& lines, int64_t& next, int64_t count) {
     _mm_prefetch(lines.line[next], _MM_HINT_T0);
 }
 
-// m consecutive tokens (the first sees n_keys0 keys) x n_q query heads of one KV head: tile by
-// tile, Isa::StageKeys / StageValues stage the tile (kt transposed, vt by rows) and Isa::Tiles
-// updates every row; then out = each row's sum of weighted values over its sum of weights.
+// m consecutive tokens (the first sees n_keys0 keys) x n_q query heads of one KV head: Isa's
+// Prepare sees the rows first (the integer path quantizes their queries there); then tile by
+// tile, StageKeys / StageValues stage the tile (kt transposed, vt by rows) and Tiles updates
+// every row; then out = each row's sum of weighted values over its sum of weights.
 template <typename Isa, typename Kv>
 void AttendRunFrame(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
                     const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset, int64_t hd, float scale,
-                    float* scratch, float* out) {
+                    float* scratch, float* out, int64_t out_stride) {
   const int64_t n_rows = m * n_q;
   RowState rs[kRunMaxRows];
   for (int64_t r = 0; r < n_rows; ++r) {
@@ -72,6 +73,8 @@ void AttendRunFrame(const float* q, int64_t q_stride, int64_t m, int64_t n_q, co
     rs[r] = RowState{q + i * q_stride + h * hd, n_keys0 + i, -__builtin_inff(), 0.f, scratch + r * hd};
     for (int64_t d = 0; d < hd; ++d) rs[r].out[d] = 0.f;
   }
+  Isa isa;
+  isa.Prepare(rs, n_rows, hd);
   const int64_t n_keys = n_keys0 + m - 1;  // the last token's
   alignas(64) float kt[kRunMaxHeadDim * kRunTile];
   alignas(64) float vt[kRunTile * kRunMaxHeadDim];
@@ -82,14 +85,14 @@ void AttendRunFrame(const float* q, int64_t q_stride, int64_t m, int64_t n_q, co
       CollectTileLines<Kv>(k, v, rows + j1, n_keys - j1 < kRunTile ? n_keys - j1 : kRunTile, stride, offset, hd, next);
     else
       next.n = 0;
-    Isa::template StageKeys<Kv>(k, rows + j0, nj, stride, offset, hd, kt);
-    Isa::template StageValues<Kv>(v, rows + j0, nj, stride, offset, hd, vt);
-    Isa::Tiles(rs, n_rows, j0, kt, vt, hd, scale, next);
+    isa.template StageKeys<Kv>(k, rows + j0, nj, stride, offset, hd, kt);
+    isa.template StageValues<Kv>(v, rows + j0, nj, stride, offset, hd, vt);
+    isa.Tiles(rs, n_rows, j0, kt, vt, hd, scale, next);
   }
   for (int64_t r = 0; r < n_rows; ++r) {
     const int64_t i = r / n_q, h = r % n_q;
     const float inv = 1.f / rs[r].sum;
-    float* o = out + i * q_stride + h * hd;
+    float* o = out + i * out_stride + h * hd;
     for (int64_t d = 0; d < hd; ++d) o[d] = rs[r].out[d] * inv;
   }
 }

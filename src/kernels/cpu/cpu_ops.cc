@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "kernels/cpu/linear_kernels.h"
+#include "tensor/dequantize.h"
 #include "util/check.h"
 
 namespace qb::kernels::cpu {
@@ -327,23 +328,33 @@ void Attention(const ExecContext& ctx, const float* q, int64_t n, int64_t n_head
       }
     }
   };
+  const int64_t head_q = group * head_dim;  // a token's queries of one kv head
   auto unit = [&](int64_t u) {
-    thread_local std::vector<float> scratch;
+    thread_local std::vector<float> scratch, q_rounded;
     const int64_t c = n_chunks - 1 - u / n_kv_heads, kvh = u % n_kv_heads, h0 = kvh * group;
     const int64_t t0 = first[static_cast<size_t>(c)], m = first[static_cast<size_t>(c) + 1] - t0;
     prefetch_unit(u + 1);
+    // The unit's queries (token i's at uq + i * uq_stride): a q8_0 cache meets them rounded to
+    // q8_0 (dequantize.h), on every path alike.
+    const float* uq = q + t0 * q_stride + h0 * head_dim;
+    int64_t uq_stride = q_stride;
+    if (kv_type == DType::kQ8_0) {
+      q_rounded.resize(static_cast<size_t>(m * head_q));
+      for (int64_t i = 0; i < m; ++i) RoundRowQ8_0(uq + i * q_stride, q_rounded.data() + i * head_q, head_q);
+      uq = q_rounded.data();
+      uq_stride = head_q;
+    }
     if (runs) {
-      scratch.resize(static_cast<size_t>(m * group * head_dim));
-      kk.attend_run(q + t0 * q_stride + h0 * head_dim, q_stride, m, group, k, v, kv_type, rows + row_start[t0],
-                    positions[t0] + 1, kv_stride, kvh * head_offset, head_dim, scale, scratch.data(),
-                    out + t0 * q_stride + h0 * head_dim);
+      scratch.resize(static_cast<size_t>(m * head_q));
+      kk.attend_run(uq, uq_stride, m, group, k, v, kv_type, rows + row_start[t0], positions[t0] + 1, kv_stride,
+                    kvh * head_offset, head_dim, scale, scratch.data(), out + t0 * q_stride + h0 * head_dim, q_stride);
       return;
     }
-    for (int64_t t = t0; t < t0 + m; ++t) {
-      const int64_t n_keys = positions[t] + 1;
+    for (int64_t i = 0; i < m; ++i) {
+      const int64_t t = t0 + i, n_keys = positions[t] + 1;
       scratch.resize(static_cast<size_t>(group * n_keys));
-      kk.attend(q + t * q_stride + h0 * head_dim, group, k, v, kv_type, rows + row_start[t], n_keys, kv_stride,
-                kvh * head_offset, head_dim, scale, scratch.data(), out + t * q_stride + h0 * head_dim);
+      kk.attend(uq + i * uq_stride, group, k, v, kv_type, rows + row_start[t], n_keys, kv_stride, kvh * head_offset,
+                head_dim, scale, scratch.data(), out + t * q_stride + h0 * head_dim);
     }
   };
   ParallelForStealing(ctx, n_units, unit);

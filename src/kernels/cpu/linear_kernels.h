@@ -95,13 +95,14 @@ struct CpuKernels {
   QuantDot32 q4_0x32 = nullptr, q8_0x32 = nullptr;
   // A run of m consecutive query tokens of one sequence and the n_q query heads of one GQA
   // group: token i's queries at q + i * q_stride (heads head_dim apart), its keys the first
-  // n_keys0 + i of `rows`, its output at out + i * q_stride. head_dim a multiple of 64 (<= 256),
-  // m * n_q <= attend_run_max_rows; scratch: m * n_q * head_dim floats. A token's result is the
-  // same bits whatever the run it is part of. Null where the table has none (AVX-512 only:
-  // elsewhere `attend` runs token by token).
+  // n_keys0 + i of `rows`, its output at out + i * out_stride. head_dim a multiple of 64 (<= 256),
+  // m * n_q <= attend_run_max_rows; scratch: m * n_q * head_dim floats. With a q8_0 cache the
+  // queries come rounded by RoundRowQ8_0 (tensor/dequantize.h; cpu::Attention does it), and the
+  // AVX-512 kernel scores them in integers. A token's result is the same bits whatever the run
+  // it is part of. Null where the table has none (scalar: `attend` runs token by token).
   void (*attend_run)(const float* q, int64_t q_stride, int64_t m, int64_t n_q, const void* k, const void* v,
                      DType kv_type, const int32_t* rows, int64_t n_keys0, int64_t stride, int64_t offset,
-                     int64_t head_dim, float scale, float* scratch, float* out) = nullptr;
+                     int64_t head_dim, float scale, float* scratch, float* out, int64_t out_stride) = nullptr;
   int64_t attend_run_max_rows = 0;
   // Rounds n floats to f16 (nearest even; every non-NaN value as util/half.h's F32ToF16): the
   // f16 KV cache's writes.

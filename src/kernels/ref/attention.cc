@@ -13,6 +13,7 @@ void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, i
   const int64_t q_stride = n_heads * head_dim;
   std::vector<double> scores;
   std::vector<float> kj(static_cast<size_t>(head_dim)), vj(static_cast<size_t>(head_dim));
+  std::vector<float> q_rounded(static_cast<size_t>(head_dim));
   auto head_row = [&](const void* base, int32_t row, int64_t kvh, float* dst) {
     DequantizeRow(kv_type, static_cast<const uint8_t*>(base) + RowBytes(kv_type, row * kv_stride + kvh * head_offset), dst,
                   head_dim);
@@ -24,6 +25,10 @@ void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, i
     for (int64_t h = 0; h < n_heads; ++h) {
       const int64_t kvh = h / group;
       const float* qh = q + t * q_stride + h * head_dim;
+      if (kv_type == DType::kQ8_0) {  // the query meets the cache as q8_0 (dequantize.h)
+        RoundRowQ8_0(qh, q_rounded.data(), head_dim);
+        qh = q_rounded.data();
+      }
       double max_score = -INFINITY;
       for (int64_t j = 0; j < n_keys; ++j) {
         head_row(k, tr[j], kvh, kj.data());

@@ -16,7 +16,7 @@ void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, const int32_t* p
 void SiluMul(const float* gate, const float* up, int64_t count, float* out);
 // Token t attends to the keys rows[row_start[t] .. row_start[t] + positions[t]] of k and v
 // (kv_type): key row r of kv head h is the head_dim values from element r * kv_stride + h *
-// head_offset on.
+// head_offset on. With a q8_0 cache each query head is first rounded by RoundRowQ8_0.
 void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, int64_t head_dim, const void* k,
                const void* v, DType kv_type, const int32_t* rows, const int64_t* row_start, const int32_t* positions,
                int64_t kv_stride, int64_t head_offset, float scale, float* out);
