@@ -37,40 +37,26 @@ V FromLanes(const T (&in)[N]) {
   std::memcpy(&v, in, sizeof(v));
   return v;
 }
-inline simde__m512 cvtepi32_ps(simde__m512i a) {
-  int32_t x[16];
-  float y[16];
+// 16 lanes of TIn converted one by one to TOut (a C++ conversion: exact, or truncating for the
+// narrowing integer one, as vpmovdb).
+template <typename TIn, typename TOut, typename VOut, typename VIn>
+VOut Convert16(VIn a) {
+  TIn x[16];
+  TOut y[16];
   Lanes(a, x);
-  for (int i = 0; i < 16; ++i) y[i] = static_cast<float>(x[i]);
-  return FromLanes<simde__m512>(y);
+  for (int i = 0; i < 16; ++i) y[i] = static_cast<TOut>(x[i]);
+  return FromLanes<VOut>(y);
 }
+inline simde__m512 cvtepi32_ps(simde__m512i a) { return Convert16<int32_t, float, simde__m512>(a); }
+inline simde__m512i cvtepi8_epi32(simde__m128i a) { return Convert16<int8_t, int32_t, simde__m512i>(a); }
+inline simde__m512i cvtepu16_epi32(simde__m256i a) { return Convert16<uint16_t, int32_t, simde__m512i>(a); }
+inline simde__m128i cvtepi32_epi8(simde__m512i a) { return Convert16<int32_t, int8_t, simde__m128i>(a); }
 inline simde__m512i cvtps_epi32(simde__m512 a) {  // the default rounding: nearest, ties to even
   float x[16];
   int32_t y[16];
   Lanes(a, x);
   for (int i = 0; i < 16; ++i) y[i] = static_cast<int32_t>(std::nearbyint(x[i]));
   return FromLanes<simde__m512i>(y);
-}
-inline simde__m512i cvtepi8_epi32(simde__m128i a) {
-  int8_t x[16];
-  int32_t y[16];
-  Lanes(a, x);
-  for (int i = 0; i < 16; ++i) y[i] = x[i];
-  return FromLanes<simde__m512i>(y);
-}
-inline simde__m512i cvtepu16_epi32(simde__m256i a) {
-  uint16_t x[16];
-  int32_t y[16];
-  Lanes(a, x);
-  for (int i = 0; i < 16; ++i) y[i] = x[i];
-  return FromLanes<simde__m512i>(y);
-}
-inline simde__m128i cvtepi32_epi8(simde__m512i a) {  // truncates, as vpmovdb
-  int32_t x[16];
-  int8_t y[16];
-  Lanes(a, x);
-  for (int i = 0; i < 16; ++i) y[i] = static_cast<int8_t>(x[i]);
-  return FromLanes<simde__m128i>(y);
 }
 inline simde__m512 cvtph_ps(simde__m256i a) {
   uint16_t x[16];
