@@ -194,26 +194,6 @@ void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_
   SoftmaxAndValues<NR>(rs, j0, s, vt, hd, scale);
 }
 
-// Calls f(std::integral_constant<int, NR>{}, r0, next) for each block of up to kRowBlock rows
-// (the first block's score loop issues the next tile's prefetches).
-template <typename F>
-void ForRowBlocks(int64_t n_rows, const TileLines& next_tile, F&& f) {
-  static const TileLines kNone{};
-  for (int64_t r0 = 0; r0 < n_rows; r0 += kRowBlock) {
-    const TileLines& next = r0 == 0 ? next_tile : kNone;
-    switch (n_rows - r0 < kRowBlock ? n_rows - r0 : kRowBlock) {
-      case 1: f(std::integral_constant<int, 1>{}, r0, next); break;
-      case 2: f(std::integral_constant<int, 2>{}, r0, next); break;
-      case 3: f(std::integral_constant<int, 3>{}, r0, next); break;
-      case 4: f(std::integral_constant<int, 4>{}, r0, next); break;
-      case 5: f(std::integral_constant<int, 5>{}, r0, next); break;
-      case 6: f(std::integral_constant<int, 6>{}, r0, next); break;
-      case 7: f(std::integral_constant<int, 7>{}, r0, next); break;
-      default: f(std::integral_constant<int, 8>{}, r0, next); break;
-    }
-  }
-}
-
 // The staging and per-tile arithmetic that attention_run.h's frame calls (f32 scores).
 struct Avx512Run {
   static void Prepare(const RowState*, int64_t, int64_t) {}
@@ -229,7 +209,7 @@ struct Avx512Run {
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
                     float scale, const TileLines& next_tile) {
-    ForRowBlocks(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+    ForRowBlocks<kRowBlock>(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
       TileRows<decltype(nr)::value>(rs + r0, j0, kt, vt, hd, scale, next);
     });
   }
@@ -331,7 +311,7 @@ struct Avx512RunQ8 {
   }
   void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
              const TileLines& next_tile) const {
-    ForRowBlocks(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+    ForRowBlocks<kRowBlock>(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
       TileRows<decltype(nr)::value>(rs, r0, j0, kt, vt, hd, scale, next);
     });
   }

@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 namespace qb::kernels::cpu {
 namespace {  // NOLINT(google-build-namespaces): see above
@@ -56,6 +57,24 @@ void CollectTileLines(const void* k, const void* v, const int32_t* rows, int64_t
 inline void PrefetchSome(const TileLines& lines, int64_t& next, int64_t count) {
   for (const int64_t end = next + count < lines.n ? next + count : lines.n; next < end; ++next)
     _mm_prefetch(lines.line[next], _MM_HINT_T0);
+}
+
+// f(std::integral_constant<int, NR>{}, r0, next) for NR = min(rows, MaxRows).
+template <int MaxRows, int NR = MaxRows, typename F>
+void CallWithRows(int64_t rows, F& f, int64_t r0, const TileLines& next) {
+  if constexpr (NR > 1) {
+    if (rows < NR) return CallWithRows<MaxRows, NR - 1>(rows, f, r0, next);
+  }
+  f(std::integral_constant<int, NR>{}, r0, next);
+}
+
+// Calls f for each block of up to MaxRows query rows (the first block's score loop issues the
+// next tile's prefetches).
+template <int MaxRows, typename F>
+void ForRowBlocks(int64_t n_rows, const TileLines& next_tile, F&& f) {
+  static const TileLines kNone{};
+  for (int64_t r0 = 0; r0 < n_rows; r0 += MaxRows)
+    CallWithRows<MaxRows>(n_rows - r0, f, r0, r0 == 0 ? next_tile : kNone);
 }
 
 // m consecutive tokens (the first sees n_keys0 keys) x n_q query heads of one KV head: Isa's
