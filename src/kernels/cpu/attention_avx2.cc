@@ -124,7 +124,7 @@ template <int NR>
   int64_t keys = 0;  // the most keys of this tile any of the rows sees
   const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff()), vscale = _mm256_set1_ps(scale);
   const __m256 lane = _mm256_setr_ps(0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f);
-  for (int r = 0; r < NR; ++r) {
+  QB_UNROLLED for (int r = 0; r < NR; ++r) {
     RowState& st = rs[r];
     const int64_t c = st.n_keys - j0 < 0 ? 0 : (st.n_keys - j0 > kTile ? kTile : st.n_keys - j0);
     if (c == 0) {
@@ -133,7 +133,7 @@ template <int NR>
     }
     keys = c > keys ? c : keys;
     __m256 mask[4], a[4];
-    for (int v = 0; v < 4; ++v) {  // lanes of keys this row sees: key index < c
+    QB_UNROLLED for (int v = 0; v < 4; ++v) {  // lanes of keys this row sees: key index < c
       mask[v] = _mm256_cmp_ps(_mm256_add_ps(lane, _mm256_set1_ps(8.f * static_cast<float>(v))),
                               _mm256_set1_ps(static_cast<float>(c)), _CMP_LT_OQ);
       a[v] = _mm256_blendv_ps(neg_inf, _mm256_mul_ps(s[r][v], vscale), mask[v]);
@@ -149,7 +149,7 @@ template <int NR>
     st.max = new_max;
     const __m256 mv = _mm256_set1_ps(new_max);
     __m256 e[4];
-    for (int v = 0; v < 4; ++v) {
+    QB_UNROLLED for (int v = 0; v < 4; ++v) {
       e[v] = _mm256_and_ps(mask[v], Exp8(_mm256_sub_ps(a[v], mv)));
       _mm256_store_ps(p[r] + 8 * v, e[v]);
     }
@@ -158,13 +158,13 @@ template <int NR>
   // out += p . values, 32 dimensions at a time; a row's keys past its own count have p = 0.
   for (int64_t d0 = 0; d0 < hd; d0 += 32) {
     __m256 o[NR][4];
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < 4; ++v) o[r][v] = _mm256_loadu_ps(rs[r].out + d0 + 8 * v);
+    QB_UNROLLED for (int r = 0; r < NR; ++r)
+      QB_UNROLLED for (int v = 0; v < 4; ++v) o[r][v] = _mm256_loadu_ps(rs[r].out + d0 + 8 * v);
     for (int64_t j = 0; j < keys; ++j) {
       const float* vj = vt + j * hd + d0;
       const __m256 v0 = _mm256_load_ps(vj), v1 = _mm256_load_ps(vj + 8), v2 = _mm256_load_ps(vj + 16),
                    v3 = _mm256_load_ps(vj + 24);
-      for (int r = 0; r < NR; ++r) {
+      QB_UNROLLED for (int r = 0; r < NR; ++r) {
         const __m256 pj = _mm256_broadcast_ss(p[r] + j);
         o[r][0] = _mm256_fmadd_ps(pj, v0, o[r][0]);
         o[r][1] = _mm256_fmadd_ps(pj, v1, o[r][1]);
@@ -172,27 +172,24 @@ template <int NR>
         o[r][3] = _mm256_fmadd_ps(pj, v3, o[r][3]);
       }
     }
-    for (int r = 0; r < NR; ++r)
-      for (int v = 0; v < 4; ++v) _mm256_storeu_ps(rs[r].out + d0 + 8 * v, o[r][v]);
+    QB_UNROLLED for (int r = 0; r < NR; ++r)
+      QB_UNROLLED for (int v = 0; v < 4; ++v) _mm256_storeu_ps(rs[r].out + d0 + 8 * v, o[r][v]);
   }
 }
 
 // One key tile (keys j0 .. j0 + 32) for NR query rows: f32 scores, then the softmax and values.
 template <int NR>
 void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
-              const TileLines& next) {
+              PrefetchCursor& next) {
   __m256 s[NR][4];
-  for (int r = 0; r < NR; ++r)
-    for (int v = 0; v < 4; ++v) s[r][v] = _mm256_setzero_ps();
-  // The next tile's lines, spread over the dimensions (attention_run.h).
-  const int64_t per_d = (next.n + hd - 1) / hd;
-  int64_t next_line = 0;
+  QB_UNROLLED for (int r = 0; r < NR; ++r)
+    QB_UNROLLED for (int v = 0; v < 4; ++v) s[r][v] = _mm256_setzero_ps();
   for (int64_t d = 0; d < hd; ++d) {
-    PrefetchSome(next, next_line, per_d);
+    next.Step();  // the next tile's lines (attention_run.h)
     const float* kd = kt + d * kTile;
     const __m256 k0 = _mm256_load_ps(kd), k1 = _mm256_load_ps(kd + 8), k2 = _mm256_load_ps(kd + 16),
                  k3 = _mm256_load_ps(kd + 24);
-    for (int r = 0; r < NR; ++r) {
+    QB_UNROLLED for (int r = 0; r < NR; ++r) {
       const __m256 qd = _mm256_broadcast_ss(rs[r].q + d);
       s[r][0] = _mm256_fmadd_ps(qd, k0, s[r][0]);
       s[r][1] = _mm256_fmadd_ps(qd, k1, s[r][1]);
@@ -218,7 +215,7 @@ struct Avx2Run {
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
                     float scale, const TileLines& next_tile) {
-    ForRowBlocks<kRowBlock>(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+    ForRowBlocks<kRowBlock>(n_rows, next_tile, hd, [&](auto nr, int64_t r0, PrefetchCursor& next) {
       TileRows<decltype(nr)::value>(rs + r0, j0, kt, vt, hd, scale, next);
     });
   }
@@ -295,31 +292,29 @@ struct Avx2RunQ8 {
 
   template <int NR>
   void TileRows(RowState* rs, int64_t r0, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
-                const TileLines& next) const {
+                PrefetchCursor& next) const {
     const auto* kq = reinterpret_cast<const uint8_t*>(kt);
     const uint8_t* ka = kq + MagnitudesAt(hd);
     const float* kd = kt + ScalesAt(hd);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 s[NR][4];
-    const int64_t per_group = (next.n + hd - 1) / hd;  // prefetches spread as in the f32 path
-    int64_t next_line = 0;
     for (int v = 0; v < 4; ++v) {  // keys 8 v .. 8 v + 7
-      for (int r = 0; r < NR; ++r) s[r][v] = _mm256_setzero_ps();
+      QB_UNROLLED for (int r = 0; r < NR; ++r) s[r][v] = _mm256_setzero_ps();
       for (int64_t b = 0; b < hd / 32; ++b) {
         __m256i a[NR];
-        for (int r = 0; r < NR; ++r) a[r] = _mm256_setzero_si256();
+        QB_UNROLLED for (int r = 0; r < NR; ++r) a[r] = _mm256_setzero_si256();
         for (int64_t g = 8 * b; g < 8 * b + 8; ++g) {
-          PrefetchSome(next, next_line, per_group);
+          next.Step();
           const int64_t at = (g * kTile + 8 * v) * 4;
           const __m256i kk = _mm256_load_si256(reinterpret_cast<const __m256i*>(kq + at));
           const __m256i kabs = _mm256_load_si256(reinterpret_cast<const __m256i*>(ka + at));
-          for (int r = 0; r < NR; ++r) {
+          QB_UNROLLED for (int r = 0; r < NR; ++r) {
             const __m256i qs = _mm256_sign_epi8(_mm256_set1_epi32(codes[r0 + r][g]), kk);
             a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(_mm256_maddubs_epi16(kabs, qs), ones));
           }
         }
         const __m256 kdv = _mm256_load_ps(kd + b * kTile + 8 * v);
-        for (int r = 0; r < NR; ++r)
+        QB_UNROLLED for (int r = 0; r < NR; ++r)
           s[r][v] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(a[r]), _mm256_mul_ps(kdv, _mm256_set1_ps(dq[r0 + r][b])),
                                     s[r][v]);
       }
@@ -328,7 +323,7 @@ struct Avx2RunQ8 {
   }
   void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
              const TileLines& next_tile) const {
-    ForRowBlocks<kRowBlock>(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+    ForRowBlocks<kRowBlock>(n_rows, next_tile, hd, [&](auto nr, int64_t r0, PrefetchCursor& next) {
       TileRows<decltype(nr)::value>(rs, r0, j0, kt, vt, hd, scale, next);
     });
   }

@@ -176,14 +176,11 @@ template <int NR>
 // One key tile (keys j0 .. j0 + 32) for NR query rows: f32 scores, then the softmax and values.
 template <int NR>
 void TileRows(RowState* rs, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
-              const TileLines& next) {
+              PrefetchCursor& next) {
   __m512 s[NR][2];
   for (int r = 0; r < NR; ++r) s[r][0] = s[r][1] = _mm512_setzero_ps();
-  // The next tile's lines, spread over the dimensions (attention_run.h).
-  const int64_t per_d = (next.n + hd - 1) / hd;
-  int64_t next_line = 0;
   for (int64_t d = 0; d < hd; ++d) {
-    PrefetchSome(next, next_line, per_d);
+    next.Step();  // the next tile's lines (attention_run.h)
     const __m512 k0 = _mm512_load_ps(kt + d * kTile), k1 = _mm512_load_ps(kt + d * kTile + 16);
     for (int r = 0; r < NR; ++r) {
       const __m512 qd = _mm512_set1_ps(rs[r].q[d]);
@@ -209,7 +206,7 @@ struct Avx512Run {
   }
   static void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd,
                     float scale, const TileLines& next_tile) {
-    ForRowBlocks<kRowBlock>(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+    ForRowBlocks<kRowBlock>(n_rows, next_tile, hd, [&](auto nr, int64_t r0, PrefetchCursor& next) {
       TileRows<decltype(nr)::value>(rs + r0, j0, kt, vt, hd, scale, next);
     });
   }
@@ -285,19 +282,17 @@ struct Avx512RunQ8 {
 
   template <int NR>
   void TileRows(RowState* rs, int64_t r0, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
-                const TileLines& next) const {
+                PrefetchCursor& next) const {
     const uint8_t* kq = KeyCodes(kt);
     const float* kd = kt + ScalesAt(hd);
     __m512 s[NR][2];
-    const int64_t per_group = (next.n + hd / 2 - 1) / (hd / 2);  // prefetches spread as in the f32 path
-    int64_t next_line = 0;
     for (int half = 0; half < 2; ++half) {
       for (int r = 0; r < NR; ++r) s[r][half] = _mm512_setzero_ps();
       for (int64_t b = 0; b < hd / 32; ++b) {
         __m512i a[NR];
         for (int r = 0; r < NR; ++r) a[r] = _mm512_set1_epi32(bias[r0 + r][b]);
         for (int64_t g = 8 * b; g < 8 * b + 8; ++g) {
-          PrefetchSome(next, next_line, per_group);
+          next.Step();
           const __m512i kk = _mm512_load_si512(kq + (g * kTile + 16 * half) * 4);
           for (int r = 0; r < NR; ++r) a[r] = _mm512_dpbusd_epi32(a[r], kk, _mm512_set1_epi32(codes[r0 + r][g]));
         }
@@ -311,7 +306,7 @@ struct Avx512RunQ8 {
   }
   void Tiles(RowState* rs, int64_t n_rows, int64_t j0, const float* kt, const float* vt, int64_t hd, float scale,
              const TileLines& next_tile) const {
-    ForRowBlocks<kRowBlock>(n_rows, next_tile, [&](auto nr, int64_t r0, const TileLines& next) {
+    ForRowBlocks<kRowBlock>(n_rows, next_tile, hd / 2, [&](auto nr, int64_t r0, PrefetchCursor& next) {
       TileRows<decltype(nr)::value>(rs, r0, j0, kt, vt, hd, scale, next);
     });
   }

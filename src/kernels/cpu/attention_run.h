@@ -11,6 +11,11 @@
 #include <cstdint>
 #include <type_traits>
 
+// In front of a loop over a tile's rows or vectors: unrolled early enough for GCC's scalar
+// replacement, so arrays of accumulators (s[NR][4]) live in registers; as loops, GCC 12 kept
+// them in memory and the AVX2 score loop stored all twelve every dimension (docs/KERNELS.md).
+#define QB_UNROLLED _Pragma("GCC unroll 16")
+
 namespace qb::kernels::cpu {
 namespace {  // NOLINT(google-build-namespaces): see above
 
@@ -59,22 +64,34 @@ inline void PrefetchSome(const TileLines& lines, int64_t& next, int64_t count) {
     _mm_prefetch(lines.line[next], _MM_HINT_T0);
 }
 
-// f(std::integral_constant<int, NR>{}, r0, next) for NR = min(rows, MaxRows).
+// The next tile's lines, issued a few at each step of the score loops of all the row blocks of
+// a tile (steps: how many steps the whole tile's loops take), so the misses spread over the tile.
+class PrefetchCursor {
+ public:
+  PrefetchCursor(const TileLines& lines, int64_t steps) : lines_(lines), per_step_((lines.n + steps - 1) / steps) {}
+  void Step() { PrefetchSome(lines_, next_, per_step_); }
+
+ private:
+  const TileLines& lines_;
+  int64_t next_ = 0;
+  int64_t per_step_;
+};
+
+// f(std::integral_constant<int, NR>{}, r0, cursor) for NR = min(rows, MaxRows).
 template <int MaxRows, int NR = MaxRows, typename F>
-void CallWithRows(int64_t rows, F& f, int64_t r0, const TileLines& next) {
+void CallWithRows(int64_t rows, F& f, int64_t r0, PrefetchCursor& cursor) {
   if constexpr (NR > 1) {
-    if (rows < NR) return CallWithRows<MaxRows, NR - 1>(rows, f, r0, next);
+    if (rows < NR) return CallWithRows<MaxRows, NR - 1>(rows, f, r0, cursor);
   }
-  f(std::integral_constant<int, NR>{}, r0, next);
+  f(std::integral_constant<int, NR>{}, r0, cursor);
 }
 
-// Calls f for each block of up to MaxRows query rows (the first block's score loop issues the
-// next tile's prefetches).
+// Calls f for each block of up to MaxRows query rows; each block's score loop takes
+// steps_per_block steps of the cursor over the next tile's lines.
 template <int MaxRows, typename F>
-void ForRowBlocks(int64_t n_rows, const TileLines& next_tile, F&& f) {
-  static const TileLines kNone{};
-  for (int64_t r0 = 0; r0 < n_rows; r0 += MaxRows)
-    CallWithRows<MaxRows>(n_rows - r0, f, r0, r0 == 0 ? next_tile : kNone);
+void ForRowBlocks(int64_t n_rows, const TileLines& next_tile, int64_t steps_per_block, F&& f) {
+  PrefetchCursor cursor(next_tile, steps_per_block * ((n_rows + MaxRows - 1) / MaxRows));
+  for (int64_t r0 = 0; r0 < n_rows; r0 += MaxRows) CallWithRows<MaxRows>(n_rows - r0, f, r0, cursor);
 }
 
 // m consecutive tokens (the first sees n_keys0 keys) x n_q query heads of one KV head: Isa's
