@@ -11,10 +11,7 @@
 #include <cstdint>
 #include <type_traits>
 
-// In front of a loop over a tile's rows or vectors: unrolled early enough for GCC's scalar
-// replacement, so arrays of accumulators (s[NR][4]) live in registers; as loops, GCC 12 kept
-// them in memory and the AVX2 score loop stored all twelve every dimension (docs/KERNELS.md).
-#define QB_UNROLLED _Pragma("GCC unroll 16")
+#include "kernels/cpu/unrolled.h"
 
 namespace qb::kernels::cpu {
 namespace {  // NOLINT(google-build-namespaces): see above
