@@ -10,6 +10,7 @@
 
 #include "kernels/cpu/avx2_helpers.h"
 #include "kernels/cpu/linear_kernels.h"
+#include "kernels/cpu/unrolled.h"
 #include "tensor/quant_blocks.h"
 #include "util/half.h"
 
@@ -377,15 +378,15 @@ float FloatRowDot(const uint8_t* row, const float* x, int64_t n, Load8 load8) {
 template <int NR, int NT, typename Load8>
 void FloatTile(const uint8_t* rows, int64_t stride, const float* const* xs, int64_t n, float* out, Load8 load8) {
   __m256 acc[2][NR][NT];
-  for (int c = 0; c < 2; ++c)
-    for (int r = 0; r < NR; ++r)
-      for (int t = 0; t < NT; ++t) acc[c][r][t] = _mm256_setzero_ps();
+  QB_UNROLLED for (int c = 0; c < 2; ++c)
+    QB_UNROLLED for (int r = 0; r < NR; ++r)
+      QB_UNROLLED for (int t = 0; t < NT; ++t) acc[c][r][t] = _mm256_setzero_ps();
   auto chunk = [&](int64_t i, int c) {
     __m256 w[NR];
-    for (int r = 0; r < NR; ++r) w[r] = load8(rows + r * stride, i);
-    for (int t = 0; t < NT; ++t) {
+    QB_UNROLLED for (int r = 0; r < NR; ++r) w[r] = load8(rows + r * stride, i);
+    QB_UNROLLED for (int t = 0; t < NT; ++t) {
       const __m256 x = _mm256_loadu_ps(xs[t] + i);
-      for (int r = 0; r < NR; ++r) acc[c][r][t] = _mm256_fmadd_ps(w[r], x, acc[c][r][t]);
+      QB_UNROLLED for (int r = 0; r < NR; ++r) acc[c][r][t] = _mm256_fmadd_ps(w[r], x, acc[c][r][t]);
     }
   };
   int64_t i = 0;
@@ -394,8 +395,8 @@ void FloatTile(const uint8_t* rows, int64_t stride, const float* const* xs, int6
     chunk(i + 8, 1);
   }
   if (i < n) chunk(i, 0);
-  for (int r = 0; r < NR; ++r)
-    for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = Hsum(_mm256_add_ps(acc[0][r][t], acc[1][r][t]));
+  QB_UNROLLED for (int r = 0; r < NR; ++r)
+    QB_UNROLLED for (int t = 0; t < NT; ++t) out[t * kFloatRows + r] = Hsum(_mm256_add_ps(acc[0][r][t], acc[1][r][t]));
 }
 
 template <int NR, typename Load8>
