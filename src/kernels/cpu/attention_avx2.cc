@@ -20,6 +20,7 @@
 #include "kernels/cpu/avx2_helpers.h"
 #include "kernels/cpu/attention_run.h"
 #include "kernels/cpu/linear_kernels.h"
+#include "kernels/cpu/unrolled.h"
 #include "tensor/quant_blocks.h"
 
 namespace qb::kernels::cpu {

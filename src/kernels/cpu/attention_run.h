@@ -11,8 +11,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/cpu/unrolled.h"
-
 namespace qb::kernels::cpu {
 namespace {  // NOLINT(google-build-namespaces): see above
 
