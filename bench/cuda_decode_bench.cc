@@ -228,6 +228,14 @@ int main(int argc, char** argv) {
         });
         row("decode b=1 graphs variant " + std::to_string(v), ms, 1, true);
       }
+      // The lean kernel (variants 5-7) serves 9-32 tokens too: batches 8 and 32 with it.
+      cuda::SetInt4MmaVariant(5);
+      for (int batch : {8, 32}) {
+        const double ms = TimeSteps(3, steps, [&](int i) {
+          Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
+        });
+        row("decode b=" + std::to_string(batch) + " graphs lean", ms, batch, false);
+      }
       cuda::SetInt4MmaVariant(0);
       cuda::SetInt4MmaTiles(1);
       for (int batch : {16, 32}) {
@@ -335,7 +343,7 @@ int main(int argc, char** argv) {
             t_tile1 = time_path(cuda::LinearPath::kGemv, 2);
             cuda::SetInt4MmaTiles(2);
           }
-          if (tc && (n == 1 || n == 8)) {
+          if (tc && (n == 1 || n == 8 || n == 32)) {  // (at 32 only 5-7, the lean kernel, differ)
             for (int v = 1; v < cuda::kInt4MmaVariants; ++v) {
               cuda::SetInt4MmaVariant(v);
               t_variant.push_back(time_path(cuda::LinearPath::kGemv, 2));

@@ -66,14 +66,15 @@ timeout 220 "$work/bin/cuda_decode_bench" --json "$OUT/bench.json" 2>&1 | tee "$
 rc=${PIPESTATUS[0]}
 status[bench]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
 
-# The tensor-core int4 kernel's machine code (1-8 tokens, default variant), when the machine
-# has cuobjdump: instruction counts per k-step say what bounds it.
+# The tensor-core int4 kernels' machine code (1-8 tokens: the default variant and the lean
+# kernel's), when the machine has cuobjdump: instruction counts per k-step say what bounds them.
 cuobjdump=$(command -v cuobjdump || ls /usr/local/cuda*/bin/cuobjdump 2>/dev/null | head -1)
 if [[ -n $cuobjdump ]]; then
+  kernels='Int4MmaKernelILi1ELi1ELi2ELi3E|Int4MmaLeanKernel'
   "$cuobjdump" -sass -arch sm_90 "$work/bin/cuda_decode_bench" 2>/dev/null |
-    awk '/Function : .*Int4MmaKernelILi1ELi1ELi2ELi3E/ {on = 1} on && /Function : / && !/Int4MmaKernelILi1ELi1ELi2ELi3E/ {on = 0} on' \
-      > "$OUT/int4_mma_sass.txt"
+    awk -v k="$kernels" '/Function : / {on = ($0 ~ k)} on' > "$OUT/int4_mma_sass.txt"
   echo "int4 mma kernel SASS: $(wc -l < "$OUT/int4_mma_sass.txt") lines in \$OUT/int4_mma_sass.txt"
+  python3 scripts/cuda-sass-loops.py "$OUT/int4_mma_sass.txt" --match Int4Mma 2>&1 | tee "$OUT/int4_mma_loops.txt" || true
 fi
 
 echo "== serve --device cuda (micro-qwen2) + loadtest"
@@ -107,7 +108,7 @@ printf '%-14s %s\n' "tests" "${status[tests]}" "benchmark" "${status[bench]}" "s
   "transformers" "${status[transformers]}"
 grep -E "^\[  (PASSED|FAILED) +\]|tests? from .* ran|^\[  SKIPPED \] [0-9]+ tests" "$OUT/cuda_tests.log" | head -40
 grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16|gpu|cuda)" "$OUT/cuda_tests.log" | head -40
-grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|b=16 graphs" "$OUT/bench.log"
+grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|lean|b=16 graphs" "$OUT/bench.log"
 grep -E "^(logits|hf generate|SKIP)" "$OUT/hf.log"
 grep -E "output tokens/s|TTFT|TPOT|failed" "$OUT/serve.log" | head -6
 exit 0

@@ -251,8 +251,8 @@ DeviceMatrix RepackInt4ForMma(const DeviceMatrix& w, void* dst);
 void SetInt4MmaTiles(int tiles);
 int Int4MmaTiles();
 // The tensor-core kernel's shape for 1-8 tokens (benchmark comparisons; int4_mma.cu lists them):
-// 0 (default) to kInt4MmaVariants - 1.
-constexpr int kInt4MmaVariants = 5;
+// 0 (default) to kInt4MmaVariants - 1; 5-7 are the lean kernel (groups of a multiple of 64).
+constexpr int kInt4MmaVariants = 8;
 void SetInt4MmaVariant(int variant);
 int Int4MmaVariant();
 

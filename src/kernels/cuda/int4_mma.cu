@@ -9,18 +9,14 @@
 // 16 x 16 block of weights with up to 8 tokens' activations: ~1.2 instructions per weight for
 // 1-8 tokens, so the weight read is the limit.
 //
-// Layout: rows padded to a multiple of 16 (padding codes 0, never stored); per 16-row tile and
-// per 64 inputs, 32 lanes x 16 bytes: lane L's 16 bytes are its A fragments of the 4 k-steps of
-// 16 inputs (word j = k-step j). Lane L = 4 g + t holds, of tile rows g and g + 8 and of the
-// k-step's inputs 2t, 2t + 1, 2t + 8, 2t + 9, the codes at these bits of its word:
-//   bits  0-3  row g,     input 2t       bits 16-19  row g,     input 2t + 1   (fragment a0)
-//   bits  4-7  row g + 8, input 2t       bits 20-23  row g + 8, input 2t + 1   (a1)
-//   bits  8-11 row g,     input 2t + 8   bits 24-27  row g,     input 2t + 9   (a2)
-//   bits 12-15 row g + 8, input 2t + 8   bits 28-31  row g + 8, input 2t + 9   (a3)
-// so that OR-ing a nibble pair into the mantissas of f16 1024.0 (0x6400) gives {1024 + q, ..}
-// exactly (bits 4-7 and 12-15: 1024 + 16 q), and subtracting 1024 + zero (or multiplying by
-// 1/16 and subtracting 64 + zero) leaves q - zero, a small integer, exact in f16. Scales and
-// zeros stay per (row, group) as in kInt4; each group's partial products (f32) are scaled once.
+// Layout (int4_mma_layout.h): rows padded to a multiple of 16 (padding codes 0, never stored);
+// per 16-row tile and per 64 inputs, 32 lanes x 16 bytes, lane L's 16 bytes its A fragments of
+// the 4 k-steps of 16 inputs, the nibbles placed so that OR-ing a nibble pair into the mantissas
+// of f16 1024.0 (0x6400) gives {1024 + q, ..} exactly (bits 4-7 and 12-15: 1024 + 16 q), and
+// subtracting 1024 + zero (or multiplying by 1/16 and subtracting 64 + zero) leaves q - zero, a
+// small integer, exact in f16. Scales and zeros stay per (row, group) as in kInt4; each group's
+// partial products (f32) are scaled once. A lane's activations of a k-step are 4 consecutive
+// inputs (one 16-byte load).
 //
 // Activations are rounded to f16 for the tensor cores (relative error ~5e-4 per product, against
 // the CUDA-core GEMV's exact f32; values beyond the f16 range, 65504, would overflow).
@@ -29,6 +25,7 @@
 
 #include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/gemv_common.cuh"
+#include "kernels/cuda/int4_mma_layout.h"
 
 namespace qb::cuda {
 
@@ -37,7 +34,7 @@ using namespace detail;
 namespace {
 
 constexpr int kMmaWarps = 8;       // warps per block; they split the inputs of the block's rows
-constexpr int kChunkInputs = 64;   // inputs per 16-byte code load (4 k-steps of 16)
+constexpr int kChunkInputs = mma_layout::kChunkInputs;  // inputs per 16-byte code load (4 k-steps)
 constexpr uint32_t kMagic = 0x64006400u;      // f16 1024.0 in both halves
 constexpr uint32_t kSixteenth = 0x2C002C00u;  // f16 1/16 in both halves
 
@@ -78,15 +75,6 @@ __device__ __forceinline__ void DecodeWord(uint32_t w, __half2 zg, __half2 zg8, 
   a[3] = AsU32(__hfma2(AsHalf2(AndOr(hi, 0x00F000F0u, kMagic)), sixteenth, zg8));
 }
 
-// Where element e (0..7) of lane (g, t)'s word for k-step `k0` sits: the row within the tile,
-// the input, and the bit offset (see the layout above).
-__device__ __forceinline__ void Element(int e, int g, int t, int64_t k0, int& row, int64_t& col, int& bit) {
-  const int i = e >> 1, h = e & 1;
-  row = g + 8 * (i & 1);
-  col = k0 + 2 * t + h + 8 * (i >> 1);
-  bit = 4 * i + 16 * h;
-}
-
 // The per-(row, group) parameters one lane needs: its two rows' scales and decoding constants.
 struct RowParams {
   float s_lo, s_hi;
@@ -125,7 +113,8 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
   // Each B-fragment row's activations (token 8 b + g, or the last token for lanes past it).
   const float* x_row[NB];
 #pragma unroll
-  for (int b = 0; b < NB; ++b) x_row[b] = x + min(static_cast<int64_t>(8 * b + g), n - 1) * cols + 2 * t;
+  for (int b = 0; b < NB; ++b)
+    x_row[b] = x + min(static_cast<int64_t>(8 * b + g), n - 1) * cols + mma_layout::ActivationInput(t);
 
   const uint4* tile_codes[TM];
   const __half2 *sz_lo[TM], *sz_hi[TM];
@@ -197,24 +186,21 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     for (int u = 0; u < kU; ++u) {
       if (c + u >= c_end) break;
       const int s0 = 4 * (c + u);  // the chunk's first k-step
-      // B fragments of the chunk's 4 k-steps: token 8 b + g's activations at inputs 2t, 2t + 1
-      // and 2t + 8, 2t + 9, loaded together before any is used (one exposed load latency per
-      // chunk, not per k-step), from a valid row for every lane (no branch around the loads).
+      // B fragments of the chunk's 4 k-steps: token 8 b + g's 4 activations of each (one
+      // 16-byte load), loaded together before any is used (one exposed load latency per chunk,
+      // not per k-step), from a valid row for every lane (no branch around the loads).
       uint32_t bf[4][NB][2];
 #pragma unroll
       for (int b = 0; b < NB; ++b) {
         const int64_t token = 8 * b + g;
         const float* xr = x_row[b] + s0 * 16;
-        float2 lo[4], hi[4];
+        float4 v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = *reinterpret_cast<const float4*>(xr + 16 * j);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          lo[j] = *reinterpret_cast<const float2*>(xr + 16 * j);
-          hi[j] = *reinterpret_cast<const float2*>(xr + 16 * j + 8);
-        }
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          bf[j][b][0] = token < n ? AsU32(__floats2half2_rn(lo[j].x, lo[j].y)) : 0u;
-          bf[j][b][1] = token < n ? AsU32(__floats2half2_rn(hi[j].x, hi[j].y)) : 0u;
+          bf[j][b][0] = token < n ? AsU32(__floats2half2_rn(v[j].x, v[j].y)) : 0u;
+          bf[j][b][1] = token < n ? AsU32(__floats2half2_rn(v[j].z, v[j].w)) : 0u;
         }
       }
 #pragma unroll
@@ -266,6 +252,132 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
   }
 }
 
+// The same products for groups of a multiple of 64 inputs (AWQ and GPTQ files: 128), with less
+// bookkeeping per chunk than Int4MmaKernel (which ran ~37 instructions per k-step on an H200 for
+// ~15 of decoding and products): a group starts only at a chunk boundary, so one counter per
+// chunk replaces the per-half-chunk group checks, and the next group's scales are loaded a group
+// ahead; 32-bit offsets; no zeroing of the B fragments of tokens past n (a token's column of the
+// product depends only on its own column of B, and columns past n are never stored). One
+// 16-row tile per block, tokens n <= 8 NB. Sums in the same order as Int4MmaKernel (chunks and
+// k-steps in order, one chain, groups scaled at the same points, warps summed in the same
+// order): the same bits. XA: the chunks' activations are loaded with their codes (U chunks
+// ahead) rather than at use.
+template <int NB, int U, bool XA, int MINB>
+__global__ void __launch_bounds__(kMmaWarps * 32, MINB)
+    Int4MmaLeanKernel(const uint4* __restrict__ codes, const __half2* __restrict__ scale_zero, int rows, int cols,
+                      int group_size, const float* __restrict__ x, int n, const float* __restrict__ bias,
+                      float* __restrict__ y, int ldy) {
+  constexpr int kOut = NB * 4;  // accumulators per lane
+  __shared__ float partial[kMmaWarps][kOut][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int tile = blockIdx.x;
+  const int chunks = cols / kChunkInputs, groups = cols / group_size, chunks_per_group = group_size / kChunkInputs;
+  const int per_warp = (chunks + kMmaWarps - 1) / kMmaWarps;
+  const int c_begin = min(chunks, warp * per_warp), c_end = min(chunks, c_begin + per_warp);
+
+  // Per chunk: 32 uint4 of codes; per token block 16 float4 of activations (4 per k-step, lane
+  // t's at + t); token 8 b + g, or the last token for lanes past it.
+  const uint4* wp = codes + (tile * chunks + c_begin) * 32 + lane;
+  const float4* xp[NB];
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+    xp[b] = reinterpret_cast<const float4*>(x + min(8 * b + g, n - 1) * cols + mma_layout::ActivationInput(t)) +
+            c_begin * (kChunkInputs / 4);
+  const __half2* sz_lo = scale_zero + min(tile * 16 + g, rows - 1) * groups;
+  const __half2* sz_hi = scale_zero + min(tile * 16 + g + 8, rows - 1) * groups;
+
+  int group = min(c_begin / chunks_per_group, groups - 1);
+  int left = chunks_per_group - c_begin % chunks_per_group;  // chunks of the current group still to come
+  RowParams cur = MakeParams(sz_lo[group], sz_hi[group]);
+  __half2 next_lo = sz_lo[min(group + 1, groups - 1)], next_hi = sz_hi[min(group + 1, groups - 1)];
+
+  float acc[NB][4], part[NB][4];
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) acc[b][i] = part[b][i] = 0.f;
+  auto flush = [&]() {
+#pragma unroll
+    for (int b = 0; b < NB; ++b) {
+      acc[b][0] = fmaf(cur.s_lo, part[b][0], acc[b][0]);
+      acc[b][1] = fmaf(cur.s_lo, part[b][1], acc[b][1]);
+      acc[b][2] = fmaf(cur.s_hi, part[b][2], acc[b][2]);
+      acc[b][3] = fmaf(cur.s_hi, part[b][3], acc[b][3]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) part[b][i] = 0.f;
+    }
+  };
+
+  for (int c = c_begin; c < c_end; c += U) {
+    uint4 raw[U];
+    float4 xv[XA ? U : 1][XA ? NB : 1][4];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c + u >= c_end) break;  // (the chunks past the range are not used below either)
+      raw[u] = LoadStreaming(wp + u * 32);
+      if constexpr (XA) {
+#pragma unroll
+        for (int b = 0; b < NB; ++b)
+#pragma unroll
+          for (int j = 0; j < 4; ++j) xv[u][b][j] = xp[b][u * 16 + 4 * j];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c + u >= c_end) break;
+      // B fragments of the chunk's 4 k-steps for each token block.
+      uint32_t bf[4][NB][2];
+#pragma unroll
+      for (int b = 0; b < NB; ++b) {
+        float4 v[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) v[j] = XA ? xv[XA ? u : 0][XA ? b : 0][j] : xp[b][u * 16 + 4 * j];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          bf[j][b][0] = AsU32(__floats2half2_rn(v[j].x, v[j].y));
+          bf[j][b][1] = AsU32(__floats2half2_rn(v[j].z, v[j].w));
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t word = j == 0 ? raw[u].x : j == 1 ? raw[u].y : j == 2 ? raw[u].z : raw[u].w;
+        uint32_t a[4];
+        DecodeWord(word, cur.z_lo, cur.z_hi, a);
+#pragma unroll
+        for (int b = 0; b < NB; ++b) Mma(a, bf[j][b][0], bf[j][b][1], part[b]);
+      }
+      if (--left == 0) {  // the group ends with this chunk: scale its sums, move to the next
+        flush();
+        cur = MakeParams(next_lo, next_hi);
+        group = min(group + 1, groups - 1);
+        next_lo = sz_lo[min(group + 1, groups - 1)];
+        next_hi = sz_hi[min(group + 1, groups - 1)];
+        left = chunks_per_group;
+      }
+    }
+    wp += U * 32;
+#pragma unroll
+    for (int b = 0; b < NB; ++b) xp[b] += U * (kChunkInputs / 4);
+  }
+  flush();  // a group cut by the end of the warp's range (no-op otherwise: part is 0)
+
+#pragma unroll
+  for (int b = 0; b < NB; ++b)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) partial[warp][b * 4 + i][lane] = acc[b][i];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kOut * 32; idx += kMmaWarps * 32) {
+    const int l = idx % 32, slot = idx / 32;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) v += partial[w][slot][l];
+    const int i = slot % 4, b = slot / 4;
+    const int row = tile * 16 + l / 4 + 8 * (i >> 1), token = 8 * b + 2 * (l % 4) + (i & 1);
+    if (row < rows && token < n) y[token * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
+  }
+}
+
 // dst word (tile, k-step, lane) from the row-major kInt4 codes (zero past the last row).
 __global__ void RepackKernel(const uint32_t* __restrict__ src, int64_t rows, int64_t cols, uint32_t* __restrict__ dst,
                              int64_t words) {
@@ -274,20 +386,20 @@ __global__ void RepackKernel(const uint32_t* __restrict__ src, int64_t rows, int
   const int64_t chunks = cols / kChunkInputs;
   const int j = static_cast<int>(idx % 4), lane = static_cast<int>((idx / 4) % 32);
   const int64_t c = (idx / 128) % chunks, tile = idx / (128 * chunks);
+  const int64_t k0 = (4 * c + j) * mma_layout::kKStepInputs;
   uint32_t word = 0;
 #pragma unroll
   for (int e = 0; e < 8; ++e) {
-    int r, bit;
-    int64_t col;
-    Element(e, lane >> 2, lane & 3, (4 * c + j) * 16, r, col, bit);
-    const int64_t row = tile * 16 + r;
-    if (row < rows) word |= ((src[row * (cols / 8) + col / 8] >> (4 * (col % 8))) & 0xfu) << bit;
+    const mma_layout::CodeSlot slot = mma_layout::WordElement(e, lane >> 2, lane & 3);
+    const int64_t row = tile * 16 + slot.row, col = k0 + slot.input;
+    if (row < rows) word |= ((src[row * (cols / 8) + col / 8] >> (4 * (col % 8))) & 0xfu) << slot.bit;
   }
   dst[idx] = word;
 }
 
 // bf16 [rows, cols] = scale * (code - zero), from the kInt4Mma layout (one thread per word: its
-// 16 inputs lie in one group, so two scale loads, and four 4-byte stores of adjacent pairs).
+// 16 inputs lie in one group, so two scale loads; per row, its 4 consecutive inputs in one
+// 8-byte store).
 __global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                                  int64_t cols, int64_t group_size, int64_t words, __nv_bfloat16* __restrict__ out) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -296,20 +408,25 @@ __global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __hal
   const int j = static_cast<int>(idx % 4), lane = static_cast<int>((idx / 4) % 32);
   const int64_t c = (idx / 128) % chunks, tile = idx / (128 * chunks);
   const int g = lane >> 2, t = lane & 3;
-  const int64_t k0 = (4 * c + j) * 16, group = k0 / group_size, groups = cols / group_size;
+  const int64_t k0 = (4 * c + j) * mma_layout::kKStepInputs, group = k0 / group_size, groups = cols / group_size;
+  const int first = mma_layout::ActivationInput(t);
   const uint32_t word = codes[idx];
 #pragma unroll
   for (int half = 0; half < 2; ++half) {  // rows g and g + 8
     const int64_t row = tile * 16 + g + 8 * half;
     if (row >= rows) continue;
     const float2 s = __half22float2(scale_zero[row * groups + group]);
+    float v[4] = {};
 #pragma unroll
-    for (int hi = 0; hi < 2; ++hi) {  // inputs 2t, 2t + 1 and 2t + 8, 2t + 9
-      const int bit = 4 * (half + 2 * hi);
-      const float a = s.x * (static_cast<float>((word >> bit) & 0xfu) - s.y);
-      const float b = s.x * (static_cast<float>((word >> (bit + 16)) & 0xfu) - s.y);
-      *reinterpret_cast<__nv_bfloat162*>(out + row * cols + k0 + 2 * t + 8 * hi) = __floats2bfloat162_rn(a, b);
+    for (int e = 0; e < 8; ++e) {
+      const mma_layout::CodeSlot slot = mma_layout::WordElement(e, g, t);
+      if (slot.row == g + 8 * half) v[slot.input - first] = s.x * (static_cast<float>((word >> slot.bit) & 0xfu) - s.y);
     }
+    const __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]), hi = __floats2bfloat162_rn(v[2], v[3]);
+    uint2 packed;
+    memcpy(&packed.x, &lo, 4);
+    memcpy(&packed.y, &hi, 4);
+    *reinterpret_cast<uint2*>(out + row * cols + k0 + first) = packed;
   }
 }
 
@@ -319,6 +436,23 @@ void Launch(const DeviceMatrix& w, const float* x, int64_t n, const float* bias,
   Int4MmaKernel<NB, TM, U, MINB><<<Blocks(tiles, TM), kMmaWarps * 32, 0, Stream()>>>(
       static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size, x, n,
       bias, y, ldy);
+  QB_CUDA_CHECK_LAUNCH();
+}
+
+// Int4MmaLeanKernel's conditions: groups of a multiple of 64 inputs, every offset in 32 bits.
+bool LeanFits(const DeviceMatrix& w, int64_t n, int64_t ldy) {
+  constexpr int64_t kMax = int64_t{1} << 31;
+  const int64_t tiles = (w.rows + 15) / 16;
+  return w.group_size % kChunkInputs == 0 && tiles * (w.cols / kChunkInputs) * 32 < kMax && n * w.cols < kMax &&
+         n * ldy < kMax && w.rows * (w.cols / w.group_size) < kMax;
+}
+
+template <int NB, int U, bool XA, int MINB>
+void LaunchLean(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
+  const int64_t tiles = (w.rows + 15) / 16;
+  Int4MmaLeanKernel<NB, U, XA, MINB><<<static_cast<unsigned>(tiles), kMmaWarps * 32, 0, Stream()>>>(
+      static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), static_cast<int>(w.rows),
+      static_cast<int>(w.cols), static_cast<int>(w.group_size), x, static_cast<int>(n), bias, y, static_cast<int>(ldy));
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -339,7 +473,7 @@ std::atomic<int> g_mma_variant{0};
 }  // namespace
 
 void SetInt4MmaVariant(int variant) {
-  QB_CUDA_REQUIRE(variant >= 0 && variant < kInt4MmaVariants, "SetInt4MmaVariant: 0 to 4");
+  QB_CUDA_REQUIRE(variant >= 0 && variant < kInt4MmaVariants, "SetInt4MmaVariant: 0 to kInt4MmaVariants - 1");
   g_mma_variant.store(variant);
 }
 int Int4MmaVariant() { return g_mma_variant.load(); }
@@ -377,14 +511,26 @@ void DequantizeInt4MmaToBF16(const DeviceMatrix& w, void* out) {
 
 void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
   QB_CUDA_REQUIRE(w.format == WeightFormat::kInt4Mma && Int4MmaSupported(w), "int4 mma: not a kInt4Mma matrix");
-  QB_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 8 == 0,
-                  "int4 mma: codes must be 16-byte and activations 8-byte aligned");
+  QB_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(w.data) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0,
+                  "int4 mma: codes and activations must be 16-byte aligned");
   // One 16-row tile per block for up to 8 tokens; above, two by default, so that each
   // activation fragment (which grows with the tokens) serves two tiles (SetInt4MmaTiles).
   const bool two = Int4MmaTiles() == 2;
   if (n <= 8) {
     // (tiles per block, chunks loaded ahead, blocks per SM the registers must allow)
-    switch (Int4MmaVariant()) {
+    const int variant = Int4MmaVariant();
+    if (variant >= 5 && LeanFits(w, n, ldy)) {
+      // Int4MmaLeanKernel <token blocks, chunks loaded ahead, activations loaded with the
+      // codes, blocks per SM>; prepared without a GPU (2026-11-28), not yet measured: the
+      // candidate for the default if a device run finds it faster (docs/CUDA_PERF.md, run 12).
+      switch (variant) {
+        case 5: LaunchLean<1, 2, true, 3>(w, x, n, bias, y, ldy); break;
+        case 6: LaunchLean<1, 2, false, 4>(w, x, n, bias, y, ldy); break;
+        default: LaunchLean<1, 4, false, 3>(w, x, n, bias, y, ldy);
+      }
+      return;
+    }
+    switch (variant) {
       // The default was the fastest 7B decode step of these on an H200 (run 9, 2026-11-28:
       // 3.25 ms against 3.36-3.47; per matrix they differ by up to 25% either way).
       case 1: Launch<1, 1, 2, 4>(w, x, n, bias, y, ldy); break;
@@ -393,6 +539,14 @@ void GemvInt4Mma(const DeviceMatrix& w, const float* x, int64_t n, const float* 
       case 4: Launch<1, 1, 4, 2>(w, x, n, bias, y, ldy); break;
       default: Launch<1, 1, 2, 3>(w, x, n, bias, y, ldy);
     }
+  } else if (n <= 32 && Int4MmaVariant() >= 5 && LeanFits(w, n, ldy)) {
+    // The lean kernel for 9-32 tokens too (one tile per block, activations loaded at use).
+    if (n <= 16)
+      LaunchLean<2, 2, false, 2>(w, x, n, bias, y, ldy);
+    else if (n <= 24)
+      LaunchLean<3, 2, false, 2>(w, x, n, bias, y, ldy);
+    else
+      LaunchLean<4, 2, false, 2>(w, x, n, bias, y, ldy);
   } else if (n <= 16) {
     two ? Launch<2, 2, 2, 1>(w, x, n, bias, y, ldy) : Launch<2, 1, 2, 2>(w, x, n, bias, y, ldy);
   } else if (n <= 24) {
