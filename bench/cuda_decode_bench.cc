@@ -17,6 +17,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/cuda_api.h"
@@ -53,6 +54,91 @@ double MeasureHbm(size_t bytes, int reps) {
     if (i >= 2) gbs.push_back(2.0 * static_cast<double>(bytes) / (ms * 1e6));
   }
   return Median(gbs);
+}
+
+// Decode attention alone, Qwen2.5-7B heads (28 over 4 KV heads of 128, bf16 pool, blocks of
+// 16): one launch's share of 28 back-to-back launches over 28 layers' own pools (as in a step),
+// queued behind a spinning kernel so that they run back to back, median of 5, for each split
+// target (blocks per SM; "none": one block per (token, head)) and keys per warp tile ("/t4",
+// "/t8"). Zeroed pools: the time does not depend on the values.
+void AttentionBench(qb::Json& out) {
+  constexpr int kLayers = 28, kHeads = 28, kKvHeads = 4, kHeadDim = 128, kBlock = 16, kMaxSeqs = 8, kMaxKeys = 4096;
+  const int64_t kv_ld = kKvHeads * kHeadDim;
+  const int64_t blocks_per_seq = kMaxKeys / kBlock, rows = kMaxSeqs * blocks_per_seq * kBlock;
+  std::vector<cuda::DeviceBuffer> k, v;
+  for (int l = 0; l < kLayers; ++l) {
+    k.emplace_back(static_cast<size_t>(rows * kv_ld) * 2);
+    v.emplace_back(static_cast<size_t>(rows * kv_ld) * 2);
+    cuda::MemsetAsync(k.back().get(), 0, k.back().bytes());
+    cuda::MemsetAsync(v.back().get(), 0, v.back().bytes());
+  }
+  cuda::DeviceBuffer q(static_cast<size_t>(kMaxSeqs * kHeads * kHeadDim) * 4), o(q.bytes());
+  cuda::MemsetAsync(q.get(), 0, q.bytes());
+  cuda::DeviceBuffer partial(cuda::AttentionScratchBytes(kHeadDim));
+  std::vector<int32_t> tables(static_cast<size_t>(kMaxSeqs * blocks_per_seq));
+  for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+  cuda::DeviceBuffer d_tables(tables.size() * 4), d_pos(kMaxSeqs * 4), d_seq(kMaxSeqs * 4);
+  cuda::CopyToDevice(d_tables.get(), tables.data(), tables.size() * 4);
+  cuda::EventTimer timer;
+  std::printf("decode attention, 7B heads, one layer (us):\n");
+  for (const int batch : {1, 8}) {
+    std::vector<int32_t> seq(static_cast<size_t>(batch));
+    for (int b = 0; b < batch; ++b) seq[static_cast<size_t>(b)] = b;
+    cuda::CopyToDevice(d_seq.get(), seq.data(), seq.size() * 4);
+    for (const int keys : {512, 4096}) {
+      const std::vector<int32_t> pos(static_cast<size_t>(batch), keys - 1);
+      cuda::CopyToDevice(d_pos.get(), pos.data(), pos.size() * 4);
+      std::printf("  attention b=%d keys=%-5d", batch, keys);
+      cuda::AttentionArgs a;
+      a.q = q.as<float>();
+      a.q_ld = kHeads * kHeadDim;
+      a.n = batch;
+      a.n_heads = kHeads;
+      a.n_kv_heads = kKvHeads;
+      a.head_dim = kHeadDim;
+      a.kv_type = qb::DType::kBF16;
+      a.block_size = kBlock;
+      a.positions = d_pos.as<int32_t>();
+      a.seq_of_token = d_seq.as<int32_t>();
+      a.tables = d_tables.as<int32_t>();
+      a.table_stride = blocks_per_seq;
+      a.scale = 0.088f;
+      a.out = o.as<float>();
+      a.out_ld = kHeads * kHeadDim;
+      for (const auto& [target, tile] : std::vector<std::pair<int, int>>{
+               {0, 4}, {0, 8}, {1, 4}, {1, 8}, {2, 4}, {2, 8}, {4, 4}, {4, 8}, {8, 4}, {8, 8}, {16, 4}, {16, 8}}) {
+        cuda::SetAttentionKeyTile(tile);
+        cuda::SetAttentionSplitBlocksPerSm(target > 0 ? target : 4);
+        a.partial = target > 0 ? partial.as<float>() : nullptr;
+        a.partial_bytes = target > 0 ? partial.bytes() : 0;
+        std::vector<double> us;
+        for (int r = 0; r < 6; ++r) {
+          cuda::SpinWait(3000);  // the launches queue behind it: the events time the GPU, not the host
+          timer.Start();
+          for (int l = 0; l < kLayers; ++l) {
+            a.k = k[static_cast<size_t>(l)].get();
+            a.v = v[static_cast<size_t>(l)].get();
+            cuda::Attention(a);
+          }
+          const double ms = timer.StopMs();
+          if (r >= 1) us.push_back(ms * 1e3 / kLayers);
+        }
+        const double t = Median(us);
+        char label[32], key[32];
+        if (target > 0)
+          std::snprintf(label, sizeof label, "split%d/t%d", target, tile);
+        else
+          std::snprintf(label, sizeof label, "none/t%d", tile);
+        std::snprintf(key, sizeof key, "b%d_keys%d", batch, keys);
+        std::printf("  %s %6.1f", label, t);
+        out["attention"][key][std::string(label) + "_us"] = t;
+      }
+      std::printf("\n");
+    }
+  }
+  cuda::SetAttentionSplitBlocksPerSm(4);
+  cuda::SetAttentionKeyTile(4);
+  std::printf("\n");
 }
 
 // The published Qwen2.5-7B shape (model/presets.cc).
@@ -130,6 +216,7 @@ int main(int argc, char** argv) {
   const double hbm = MeasureHbm(size_t{quick ? 1u : 2u} << 30, quick ? 5 : 10);
   out["hbm_copy_gbs"] = hbm;
   std::printf("HBM bandwidth (device-to-device copy, read + write): %.0f GB/s\n\n", hbm);
+  AttentionBench(out);
 
   const qb::ModelConfig cfg = Qwen7B();
   const int ctx = 512;

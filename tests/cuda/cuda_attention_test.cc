@@ -102,18 +102,29 @@ TEST_P(CudaAttentionTest, MatchesReference) {
   // unwritten partial shows).
   const size_t partial_bytes = cuda::AttentionScratchBytes(c.head_dim);
   auto partial = test::Poisoned(partial_bytes / sizeof(float));
-  for (const bool split : {false, true}) {
+  // Each with 4 and 8 keys per warp tile, and split keys at 1 and 16 blocks per SM too.
+  struct Variant {
+    bool split;
+    int tile, blocks_per_sm;
+  };
+  for (const Variant var : {Variant{false, 4, 4}, Variant{true, 4, 4}, Variant{false, 8, 4}, Variant{true, 8, 4},
+                          Variant{true, 4, 1}, Variant{true, 8, 16}}) {
+    cuda::SetAttentionKeyTile(var.tile);
+    cuda::SetAttentionSplitBlocksPerSm(var.blocks_per_sm);
     auto out = test::Poisoned(static_cast<size_t>(n * q_dim));
     a.out = out.as<float>();
-    a.partial = split ? partial.as<float>() : nullptr;
-    a.partial_bytes = split ? partial_bytes : 0;
+    a.partial = var.split ? partial.as<float>() : nullptr;
+    a.partial_bytes = var.split ? partial_bytes : 0;
     cuda::Attention(a);
+    cuda::SetAttentionKeyTile(4);
+    cuda::SetAttentionSplitBlocksPerSm(4);
     const double err = test::RelError(test::ToHost(out, static_cast<size_t>(n * q_dim)), test::ToVector(ref));
-    EXPECT_LE(err, 1e-5) << (split ? "split keys" : "one block per head");
-    std::printf("[ attention %s %s d=%lld %lld/%lld heads, %lld queries%s ] relative error %.3g\n", c.mode,
+    EXPECT_LE(err, 1e-5) << (var.split ? "split keys" : "one block per head") << ", tile " << var.tile << ", "
+                         << var.blocks_per_sm << " blocks per SM";
+    std::printf("[ attention %s %s d=%lld %lld/%lld heads, %lld queries, tile %d%s ] relative error %.3g\n", c.mode,
                 std::string(Name(c.kv)).c_str(), static_cast<long long>(c.head_dim),
                 static_cast<long long>(c.n_heads), static_cast<long long>(c.n_kv_heads), static_cast<long long>(n),
-                split ? ", split keys" : "", err);
+                var.tile, var.split ? (", split keys, " + std::to_string(var.blocks_per_sm) + "/SM").c_str() : "", err);
   }
 }
 

@@ -204,6 +204,13 @@ struct AttentionArgs {
 };
 void Attention(const AttentionArgs& a);
 size_t AttentionScratchBytes(int64_t head_dim);
+// The split path's target of blocks per SM (default 4; 1 to 16, for measurements): decode
+// splits each (token, head)'s keys until the launch has about this many blocks per SM.
+void SetAttentionSplitBlocksPerSm(int blocks);
+int AttentionSplitBlocksPerSm();
+// Keys per warp tile (4, default, or 8; head sizes above 128 always use 4), for measurements.
+void SetAttentionKeyTile(int keys);
+int AttentionKeyTile();
 // Whether Attention supports this head size (16, 32, 64, 128, 256, ...: see attention.cu).
 bool AttentionSupportsHeadDim(int64_t head_dim);
 
@@ -251,7 +258,8 @@ DeviceMatrix RepackInt4ForMma(const DeviceMatrix& w, void* dst);
 void SetInt4MmaTiles(int tiles);
 int Int4MmaTiles();
 // The tensor-core kernel's shape for 1-8 tokens (benchmark comparisons; int4_mma.cu lists them):
-// 0 (default) to kInt4MmaVariants - 1; 5-7 are the lean kernel (groups of a multiple of 64).
+// 0 (default) to kInt4MmaVariants - 1; 5-7 are the lean kernel (groups of a multiple of 64),
+// which then serves 9-32 tokens too (SetInt4MmaTiles has no effect there).
 constexpr int kInt4MmaVariants = 8;
 void SetInt4MmaVariant(int variant);
 int Int4MmaVariant();
@@ -278,7 +286,7 @@ void Linear(const float* x, int64_t n, const DeviceMatrix& w, const float* bias,
             const LinearScratch& scratch, LinearPath path = LinearPath::kAuto);
 
 // Dequantizes an int4 matrix (either layout) to bf16 [rows, cols] (exact values rounded once
-// to bf16).
+// to bf16); `out` 8-byte aligned.
 void DequantizeInt4ToBF16(const DeviceMatrix& w, void* out);
 
 // ---- Random fills (benchmarks build weights on the device) ----------------------------------

@@ -423,10 +423,10 @@ __global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __hal
       if (slot.row == g + 8 * half) v[slot.input - first] = s.x * (static_cast<float>((word >> slot.bit) & 0xfu) - s.y);
     }
     const __nv_bfloat162 lo = __floats2bfloat162_rn(v[0], v[1]), hi = __floats2bfloat162_rn(v[2], v[3]);
-    uint2 packed;
-    memcpy(&packed.x, &lo, 4);
-    memcpy(&packed.y, &hi, 4);
-    *reinterpret_cast<uint2*>(out + row * cols + k0 + first) = packed;
+    uint32_t ulo, uhi;
+    memcpy(&ulo, &lo, 4);
+    memcpy(&uhi, &hi, 4);
+    __stwb(reinterpret_cast<uint2*>(out + row * cols + k0 + first), make_uint2(ulo, uhi));  // one 8-byte store
   }
 }
 
@@ -503,6 +503,7 @@ namespace detail {
 void DequantizeInt4MmaToBF16(const DeviceMatrix& w, void* out) {
   const int64_t words = Int4MmaCodeBytes(w.rows, w.cols) / 4;
   if (words == 0) return;
+  QB_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(out) % 8 == 0, "DequantizeInt4ToBF16: output must be 8-byte aligned");
   DequantMmaKernel<<<Blocks(words, 256), 256, 0, Stream()>>>(static_cast<const uint32_t*>(w.data),
                                                              static_cast<const __half2*>(w.scale_zero), w.rows, w.cols,
                                                              w.group_size, words, static_cast<__nv_bfloat16*>(out));
