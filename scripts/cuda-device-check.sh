@@ -60,6 +60,11 @@ echo "== CUDA tests"
 timeout 100 "$work/bin/cuda_test" --gtest_color=no 2>&1 | tee "$OUT/cuda_tests.log"
 rc=${PIPESTATUS[0]}
 status[tests]=$([[ $rc == 0 ]] && echo "pass" || echo "FAIL (rc $rc)")
+# Again with programmatic dependent launch (every kernel may start before its predecessor ends).
+QB_CUDA_PDL=1 timeout 100 "$work/bin/cuda_test" --gtest_color=no > "$OUT/cuda_tests_pdl.log" 2>&1
+rc=$?
+status[tests_pdl]=$([[ $rc == 0 ]] && echo "pass" || echo "FAIL (rc $rc)")
+grep -E "^\[  (FAILED|PASSED) " "$OUT/cuda_tests_pdl.log" | sed 's/^/pdl: /' | head -20
 
 echo "== decode benchmark"
 timeout 220 "$work/bin/cuda_decode_bench" --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
@@ -104,11 +109,11 @@ rc=${PIPESTATUS[0]}
 
 echo
 echo "== summary"
-printf '%-14s %s\n' "tests" "${status[tests]}" "benchmark" "${status[bench]}" "serve" "${status[serve]}" \
-  "transformers" "${status[transformers]}"
+printf '%-14s %s\n' "tests" "${status[tests]}" "tests (pdl)" "${status[tests_pdl]}" "benchmark" "${status[bench]}" \
+  "serve" "${status[serve]}" "transformers" "${status[transformers]}"
 grep -E "^\[  (PASSED|FAILED) +\]|tests? from .* ran|^\[  SKIPPED \] [0-9]+ tests" "$OUT/cuda_tests.log" | head -40
 grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16|gpu|cuda)" "$OUT/cuda_tests.log" | head -40
-grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|lean|b=16 graphs|attention b=" "$OUT/bench.log"
+grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|lean|pdl|b=16 graphs|attention b=" "$OUT/bench.log"
 grep -E "^(logits|hf generate|SKIP)" "$OUT/hf.log"
 grep -E "output tokens/s|TTFT|TPOT|failed" "$OUT/serve.log" | head -6
 exit 0

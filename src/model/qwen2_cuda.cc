@@ -310,10 +310,12 @@ Status CudaQwen2Model::Enqueue(const ForwardBatch& batch) {
     return Status::Ok();
   }
   if (options_.use_graphs && profiler_ == nullptr && n <= options_.graph_max_tokens) {
-    // The kernel choices a graph captures (the attention's split target, the GEMV generation,
-    // the int4 tensor-core variant): when they change, the captured kernels would be stale.
-    const int kernels = cuda::AttentionKeyTile() * 100000 + cuda::AttentionSplitBlocksPerSm() * 1000 +
-                        cuda::GemvVersion() * 100 + cuda::Int4MmaTiles() * 10 + cuda::Int4MmaVariant();
+    // The kernel choices a graph captures (programmatic launch, the attention's key tile and
+    // split target, the GEMV generation, the int4 tensor-core variant): when they change, the
+    // captured kernels would be stale.
+    const int kernels = (cuda::ProgrammaticLaunch() ? 1000000 : 0) + cuda::AttentionKeyTile() * 100000 +
+                        cuda::AttentionSplitBlocksPerSm() * 1000 + cuda::GemvVersion() * 100 +
+                        cuda::Int4MmaTiles() * 10 + cuda::Int4MmaVariant();
     if (graphs_kernels_ != kernels) {
       cuda::Synchronize();
       graphs_.clear();

@@ -59,6 +59,7 @@ __host__ __device__ __forceinline__ int64_t PartialStride(int64_t head_dim) { re
 // a graph captured once serves any length), and writes its partial softmax to a.partial.
 template <typename KV, int DPL, bool SPLIT, int TILE>
 __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) {
+  WaitForPriorGrids();
   const int64_t t = blockIdx.x / a.n_heads, h = blockIdx.x % a.n_heads;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t kvh = h / (a.n_heads / a.n_kv_heads);
@@ -197,6 +198,7 @@ int SplitTargetBlocks() { return g_split_blocks_per_sm.load() * SmCount(); }
 // latency per split, three times); each thread's loads of its dimension's sums are independent.
 // The same arithmetic in the same order as before: the same bits.
 __global__ void AttentionCombineKernel(AttentionArgs a, int splits) {
+  WaitForPriorGrids();
   __shared__ float sm_m[kMaxSplits], sm_l[kMaxSplits], sm_w[kMaxSplits];
   const int64_t th = blockIdx.x;  // token * n_heads + head
   const int64_t t = th / a.n_heads, h = th % a.n_heads, stride = PartialStride(a.head_dim);
@@ -228,13 +230,13 @@ template <typename KV, bool SPLIT, int TILE>
 void LaunchDpl(const AttentionArgs& a, dim3 grid) {
   const int threads = kWarps * 32;
   if (a.head_dim <= 32) {
-    AttentionKernel<KV, 1, SPLIT, TILE><<<grid, threads, 0, Stream()>>>(a);
+    LaunchKernel(AttentionKernel<KV, 1, SPLIT, TILE>, grid, threads, a);
   } else if (a.head_dim <= 64) {
-    AttentionKernel<KV, 2, SPLIT, TILE><<<grid, threads, 0, Stream()>>>(a);
+    LaunchKernel(AttentionKernel<KV, 2, SPLIT, TILE>, grid, threads, a);
   } else if (a.head_dim <= 128) {
-    AttentionKernel<KV, 4, SPLIT, TILE><<<grid, threads, 0, Stream()>>>(a);
+    LaunchKernel(AttentionKernel<KV, 4, SPLIT, TILE>, grid, threads, a);
   } else {
-    AttentionKernel<KV, 8, SPLIT, 4><<<grid, threads, 0, Stream()>>>(a);  // (8 keys: too many registers)
+    LaunchKernel(AttentionKernel<KV, 8, SPLIT, 4>, grid, threads, a);  // (8 keys: too many registers)
   }
   QB_CUDA_CHECK_LAUNCH();
 }
@@ -263,7 +265,7 @@ void Launch(const AttentionArgs& a) {
   }
   LaunchTile<KV, true>(a, dim3(static_cast<unsigned>(pairs), static_cast<unsigned>(splits)), tile);
   const int threads = a.head_dim >= 128 ? 128 : (a.head_dim >= 64 ? 64 : 32);
-  AttentionCombineKernel<<<static_cast<unsigned>(pairs), threads, 0, Stream()>>>(a, static_cast<int>(splits));
+  LaunchKernel(AttentionCombineKernel, static_cast<unsigned>(pairs), threads, a, static_cast<int>(splits));
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 namespace qb::cuda::detail {
 
@@ -46,6 +47,41 @@ namespace qb::cuda::detail {
 
 cudaStream_t Stream();
 cublasHandle_t Cublas();
+
+// Programmatic dependent launch (sm_90+; SetProgrammaticLaunch in cuda_api.h): whether kernels
+// are launched so that the GPU may start them before the previous kernel of the stream ends.
+bool ProgrammaticLaunchActive();
+
+// The first thing every kernel does (before any early return) with data another kernel of the
+// stream wrote: waits until the previous grid has finished and its writes are visible. A no-op
+// when the kernel was launched normally (the stream already ordered it) and before sm_90. Since
+// every kernel waits before it can finish, waiting for the previous grid waits for all earlier
+// ones. Work that reads only constant data (weights) may come before it.
+__device__ __forceinline__ void WaitForPriorGrids() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// A hint to bring one weight line into L2 (issued before WaitForPriorGrids, so that a kernel's
+// first weight reads overlap the previous kernel's end).
+__device__ __forceinline__ void PrefetchL2(const void* p) { asm volatile("prefetch.global.L2 [%0];" ::"l"(p)); }
+
+// Launches `kernel` on the backend's stream, with programmatic dependent launch when active.
+template <typename... KernelArgs, typename... Args>
+void LaunchKernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, Args&&... args) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = 0;
+  config.stream = Stream();
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = ProgrammaticLaunchActive() ? 1 : 0;
+  QB_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
+}
 
 inline unsigned Blocks(int64_t work, int threads) {
   const int64_t b = (work + threads - 1) / threads;

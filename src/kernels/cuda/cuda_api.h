@@ -140,6 +140,14 @@ class EventList {
 // behind it runs back to back on the GPU, free of host launch gaps (profiling).
 void SpinWait(int64_t us);
 
+// Programmatic dependent launch (sm_90 and newer; off by default, initially from the
+// environment variable QB_CUDA_PDL=1): kernels are launched so that the GPU may schedule each
+// before the previous one ends; every kernel waits for its predecessor before touching data it
+// wrote (the GEMVs first prefetch their weights), which hides part of the gap between kernels.
+// Captured CUDA graphs depend on it (qwen2_cuda.cc keys them by it).
+void SetProgrammaticLaunch(bool on);
+bool ProgrammaticLaunch();
+
 // Streaming multiprocessors of the device (cached).
 int SmCount();
 

@@ -13,6 +13,7 @@ namespace {
 template <typename T>
 __global__ void EmbeddingKernel(const int32_t* __restrict__ ids, int64_t n, const T* __restrict__ table, int64_t d,
                                 float* __restrict__ out) {
+  WaitForPriorGrids();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n * d) return;
   const int64_t t = i / d, c = i % d;
@@ -21,6 +22,7 @@ __global__ void EmbeddingKernel(const int32_t* __restrict__ ids, int64_t n, cons
 
 // One block per row: each thread sums squares of a strided slice, then a block reduction.
 __global__ void RmsNormKernel(const float* x, int64_t d, const float* __restrict__ w, float eps, float* y) {
+  WaitForPriorGrids();
   const float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * d;
   float ss = 0.f;
@@ -45,6 +47,7 @@ __global__ void RmsNormKernel(const float* x, int64_t d, const float* __restrict
 // re-reads only the elements it wrote itself, so no barrier is needed before the second pass.
 __global__ void AddRmsNormKernel(float* __restrict__ x, const float* __restrict__ delta, int64_t d,
                                  const float* __restrict__ w, float eps, float* __restrict__ y) {
+  WaitForPriorGrids();
   float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
   const float* dr = delta + static_cast<int64_t>(blockIdx.x) * d;
   float* yr = y + static_cast<int64_t>(blockIdx.x) * d;
@@ -78,6 +81,7 @@ __global__ void RopeScatterKernel(float* x, int64_t n, int64_t n_heads, int64_t 
                                   int64_t ld, const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
                                   float attention_scale, const int32_t* __restrict__ slots, T* __restrict__ k_pool,
                                   T* __restrict__ v_pool) {
+  WaitForPriorGrids();
   const int64_t half = head_dim / 2, heads = n_heads + 2 * n_kv_heads;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n * heads * half) return;
@@ -111,6 +115,7 @@ __global__ void RopeScatterKernel(float* x, int64_t n, int64_t n_heads, int64_t 
 __global__ void RopeKernel(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t ld,
                            const int32_t* __restrict__ positions, const float* __restrict__ inv_freq,
                            float attention_scale) {
+  WaitForPriorGrids();
   const int64_t half = head_dim / 2;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n * half) return;
@@ -131,6 +136,7 @@ __global__ void RopeKernel(float* x, int64_t n, int64_t heads, int64_t head_dim,
 
 __global__ void SiluMulKernel(const float* gate, const float* up, int64_t n, int64_t d, int64_t ld_in, float* out,
                               int64_t ld_out) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n * d) return;
   const int64_t t = idx / d, i = idx % d;
@@ -139,6 +145,7 @@ __global__ void SiluMulKernel(const float* gate, const float* up, int64_t n, int
 }
 
 __global__ void AddKernel(float* acc, const float* x, int64_t count) {
+  WaitForPriorGrids();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) acc[i] += x[i];
 }
@@ -146,6 +153,7 @@ __global__ void AddKernel(float* acc, const float* x, int64_t count) {
 template <typename T>
 __global__ void ScatterKernel(const float* __restrict__ src, int64_t n, int64_t d, int64_t ld,
                               const int32_t* __restrict__ rows, T* __restrict__ dst) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n * d) return;
   const int64_t t = idx / d, c = idx % d;
@@ -154,6 +162,7 @@ __global__ void ScatterKernel(const float* __restrict__ src, int64_t n, int64_t 
 
 __global__ void GatherRowsKernel(const float* __restrict__ x, int64_t d, const int32_t* __restrict__ rows, int64_t m,
                                  float* __restrict__ out) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= m * d) return;
   const int64_t i = idx / d, c = idx % d;
@@ -169,13 +178,13 @@ void Embedding(const int32_t* ids, int64_t n, const void* table, DType type, int
   const unsigned blocks = Blocks(n * d, kThreads);
   switch (type) {
     case DType::kF32:
-      EmbeddingKernel<<<blocks, kThreads, 0, Stream()>>>(ids, n, static_cast<const float*>(table), d, out);
+      LaunchKernel(EmbeddingKernel<float>, blocks, kThreads, ids, n, static_cast<const float*>(table), d, out);
       break;
     case DType::kF16:
-      EmbeddingKernel<<<blocks, kThreads, 0, Stream()>>>(ids, n, static_cast<const __half*>(table), d, out);
+      LaunchKernel(EmbeddingKernel<__half>, blocks, kThreads, ids, n, static_cast<const __half*>(table), d, out);
       break;
     case DType::kBF16:
-      EmbeddingKernel<<<blocks, kThreads, 0, Stream()>>>(ids, n, static_cast<const __nv_bfloat16*>(table), d, out);
+      LaunchKernel(EmbeddingKernel<__nv_bfloat16>, blocks, kThreads, ids, n, static_cast<const __nv_bfloat16*>(table), d, out);
       break;
     default:
       QB_CUDA_REQUIRE(false, "Embedding: the table must be f32, f16 or bf16");
@@ -186,14 +195,14 @@ void Embedding(const int32_t* ids, int64_t n, const void* table, DType type, int
 void RmsNorm(const float* x, int64_t n, int64_t d, const float* w, float eps, float* y) {
   if (n == 0) return;
   const int threads = d >= 1024 ? 1024 : (d >= 256 ? 256 : 64);
-  RmsNormKernel<<<static_cast<unsigned>(n), threads, 0, Stream()>>>(x, d, w, eps, y);
+  LaunchKernel(RmsNormKernel, static_cast<unsigned>(n), threads, x, d, w, eps, y);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void AddRmsNorm(float* x, const float* delta, int64_t n, int64_t d, const float* w, float eps, float* y) {
   if (n == 0) return;
   const int threads = d >= 1024 ? 1024 : (d >= 256 ? 256 : 64);
-  AddRmsNormKernel<<<static_cast<unsigned>(n), threads, 0, Stream()>>>(x, delta, d, w, eps, y);
+  LaunchKernel(AddRmsNormKernel, static_cast<unsigned>(n), threads, x, delta, d, w, eps, y);
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -206,19 +215,17 @@ void RopeScatterKV(float* qkv, int64_t n, int64_t n_heads, int64_t n_kv_heads, i
   const unsigned blocks = Blocks(n * (n_heads + 2 * n_kv_heads) * (head_dim / 2), kThreads);
   switch (pool_type) {
     case DType::kF32:
-      RopeScatterKernel<<<blocks, kThreads, 0, Stream()>>>(qkv, n, n_heads, n_kv_heads, head_dim, ld, positions,
-                                                            inv_freq, attention_scale, slots,
-                                                            static_cast<float*>(k_pool), static_cast<float*>(v_pool));
+      LaunchKernel(RopeScatterKernel<float>, blocks, kThreads, qkv, n, n_heads, n_kv_heads, head_dim, ld, positions,
+                   inv_freq, attention_scale, slots, static_cast<float*>(k_pool), static_cast<float*>(v_pool));
       break;
     case DType::kF16:
-      RopeScatterKernel<<<blocks, kThreads, 0, Stream()>>>(qkv, n, n_heads, n_kv_heads, head_dim, ld, positions,
-                                                            inv_freq, attention_scale, slots,
-                                                            static_cast<__half*>(k_pool), static_cast<__half*>(v_pool));
+      LaunchKernel(RopeScatterKernel<__half>, blocks, kThreads, qkv, n, n_heads, n_kv_heads, head_dim, ld, positions,
+                   inv_freq, attention_scale, slots, static_cast<__half*>(k_pool), static_cast<__half*>(v_pool));
       break;
     case DType::kBF16:
-      RopeScatterKernel<<<blocks, kThreads, 0, Stream()>>>(
-          qkv, n, n_heads, n_kv_heads, head_dim, ld, positions, inv_freq, attention_scale, slots,
-          static_cast<__nv_bfloat16*>(k_pool), static_cast<__nv_bfloat16*>(v_pool));
+      LaunchKernel(RopeScatterKernel<__nv_bfloat16>, blocks, kThreads, qkv, n, n_heads, n_kv_heads, head_dim, ld,
+                   positions, inv_freq, attention_scale, slots, static_cast<__nv_bfloat16*>(k_pool),
+                   static_cast<__nv_bfloat16*>(v_pool));
       break;
     default:
       QB_CUDA_REQUIRE(false, "RopeScatterKV: the pool must be f32, f16 or bf16");
@@ -230,20 +237,20 @@ void Rope(float* x, int64_t n, int64_t heads, int64_t head_dim, int64_t ld, cons
           const float* inv_freq, float attention_scale) {
   QB_CUDA_REQUIRE(head_dim % 2 == 0 && ld >= heads * head_dim, "Rope: bad head_dim or row stride");
   if (n == 0) return;
-  RopeKernel<<<Blocks(n * (head_dim / 2), kThreads), kThreads, 0, Stream()>>>(x, n, heads, head_dim, ld, positions,
-                                                                              inv_freq, attention_scale);
+  LaunchKernel(RopeKernel, Blocks(n * (head_dim / 2), kThreads), kThreads, x, n, heads, head_dim, ld, positions,
+               inv_freq, attention_scale);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void SiluMul(const float* gate, const float* up, int64_t n, int64_t d, int64_t ld_in, float* out, int64_t ld_out) {
   if (n * d == 0) return;
-  SiluMulKernel<<<Blocks(n * d, kThreads), kThreads, 0, Stream()>>>(gate, up, n, d, ld_in, out, ld_out);
+  LaunchKernel(SiluMulKernel, Blocks(n * d, kThreads), kThreads, gate, up, n, d, ld_in, out, ld_out);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void Add(float* acc, const float* x, int64_t count) {
   if (count == 0) return;
-  AddKernel<<<Blocks(count, kThreads), kThreads, 0, Stream()>>>(acc, x, count);
+  LaunchKernel(AddKernel, Blocks(count, kThreads), kThreads, acc, x, count);
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -252,13 +259,13 @@ void ScatterRows(const float* src, int64_t n, int64_t d, int64_t ld, const int32
   const unsigned blocks = Blocks(n * d, kThreads);
   switch (dst_type) {
     case DType::kF32:
-      ScatterKernel<<<blocks, kThreads, 0, Stream()>>>(src, n, d, ld, rows, static_cast<float*>(dst));
+      LaunchKernel(ScatterKernel<float>, blocks, kThreads, src, n, d, ld, rows, static_cast<float*>(dst));
       break;
     case DType::kF16:
-      ScatterKernel<<<blocks, kThreads, 0, Stream()>>>(src, n, d, ld, rows, static_cast<__half*>(dst));
+      LaunchKernel(ScatterKernel<__half>, blocks, kThreads, src, n, d, ld, rows, static_cast<__half*>(dst));
       break;
     case DType::kBF16:
-      ScatterKernel<<<blocks, kThreads, 0, Stream()>>>(src, n, d, ld, rows, static_cast<__nv_bfloat16*>(dst));
+      LaunchKernel(ScatterKernel<__nv_bfloat16>, blocks, kThreads, src, n, d, ld, rows, static_cast<__nv_bfloat16*>(dst));
       break;
     default:
       QB_CUDA_REQUIRE(false, "ScatterRows: the pool must be f32, f16 or bf16");
@@ -268,7 +275,7 @@ void ScatterRows(const float* src, int64_t n, int64_t d, int64_t ld, const int32
 
 void GatherRows(const float* x, int64_t d, const int32_t* rows, int64_t m, float* out) {
   if (m * d == 0) return;
-  GatherRowsKernel<<<Blocks(m * d, kThreads), kThreads, 0, Stream()>>>(x, d, rows, m, out);
+  LaunchKernel(GatherRowsKernel, Blocks(m * d, kThreads), kThreads, x, d, rows, m, out);
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -45,6 +45,7 @@ std::atomic<int> g_gemv_version{InitialGemvVersion()};
 template <typename T>
 __global__ void GatherConvertKernel(const float* __restrict__ x, int64_t n, int64_t cols,
                                     const int32_t* __restrict__ perm, T* __restrict__ dst) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n * cols) return;
   const int64_t t = idx / cols, p = idx % cols;
@@ -52,6 +53,7 @@ __global__ void GatherConvertKernel(const float* __restrict__ x, int64_t n, int6
 }
 
 __global__ void AddBiasKernel(float* y, int64_t n, int64_t rows, int64_t ldy, const float* __restrict__ bias) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= n * rows) return;
   const int64_t t = idx / rows, o = idx % rows;
@@ -60,8 +62,7 @@ __global__ void AddBiasKernel(float* y, int64_t n, int64_t rows, int64_t ldy, co
 
 template <typename T>
 void GatherConvert(const float* x, int64_t n, int64_t cols, const int32_t* perm, void* dst) {
-  GatherConvertKernel<T><<<Blocks(n * cols, kThreads), kThreads, 0, Stream()>>>(x, n, cols, perm,
-                                                                                 static_cast<T*>(dst));
+  LaunchKernel(GatherConvertKernel<T>, Blocks(n * cols, kThreads), kThreads, x, n, cols, perm, static_cast<T*>(dst));
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -90,7 +91,7 @@ void Gemm(const float* x, int64_t n, const DeviceMatrix& w, const float* bias, f
                                static_cast<int>(w.cols), &beta, y, CUDA_R_32F, static_cast<int>(ldy),
                                CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   if (bias != nullptr) {
-    AddBiasKernel<<<Blocks(n * w.rows, kThreads), kThreads, 0, Stream()>>>(y, n, w.rows, ldy, bias);
+    LaunchKernel(AddBiasKernel, Blocks(n * w.rows, kThreads), kThreads, y, n, w.rows, ldy, bias);
     QB_CUDA_CHECK_LAUNCH();
   }
 }

@@ -47,11 +47,20 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
                const float* __restrict__ bias, float* __restrict__ y, int64_t ldy) {
   const int lane = threadIdx.x % 32;
   const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRows;
-  if (row0 >= rows) return;
   const int64_t chunks = cols / 8;
   const W* wrow[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) wrow[r] = w + min(row0 + r, rows - 1) * cols;  // clamp: no reads past the end
+  // The first step's weights (constant) are requested before waiting for the activations.
+  if (row0 < rows) {
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < kRows; ++r)
+        if (lane + 32 * u < chunks) PrefetchL2(wrow[r] + (lane + 32 * u) * 8);
+  }
+  WaitForPriorGrids();
+  if (row0 >= rows) return;
 
   float acc[kRows][NT];
 #pragma unroll
@@ -99,8 +108,8 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
 template <typename W, int NT, int kRows, int kUnroll>
 void LaunchShape(const DeviceMatrix& w, const float* x, const float* bias, float* y, int64_t ldy) {
   const int64_t warps = (w.rows + kRows - 1) / kRows;
-  GemvKernel<W, NT, kRows, kUnroll><<<Blocks(warps, kGemvWarps), kGemvWarps * 32, 0, Stream()>>>(
-      static_cast<const W*>(w.data), w.rows, w.cols, x, bias, y, ldy);
+  LaunchKernel(GemvKernel<W, NT, kRows, kUnroll>, Blocks(warps, kGemvWarps), kGemvWarps * 32,
+               static_cast<const W*>(w.data), w.rows, w.cols, x, bias, y, ldy);
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -102,6 +102,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     Int4GemvKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                    int64_t cols, int64_t group_size, const float* __restrict__ x, const float* __restrict__ bias,
                    float* __restrict__ y, int64_t ldy) {
+  WaitForPriorGrids();
   const int lane = threadIdx.x % 32;
   const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRows;
   if (row0 >= rows) return;
@@ -136,6 +137,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     Int4GemvKernelV3(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                      int64_t cols, int64_t group_size, const float* __restrict__ x, const float* __restrict__ bias,
                      float* __restrict__ y, int64_t ldy) {
+  WaitForPriorGrids();
   const int lane = threadIdx.x % 32;
   const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * kRows;
   if (row0 >= rows) return;
@@ -189,6 +191,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32)
     Int4GemvKernelV2(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                      int64_t cols, int64_t group_size, const float* __restrict__ x, const float* __restrict__ bias,
                      float* __restrict__ y, int64_t ldy) {
+  WaitForPriorGrids();
   const int lane = threadIdx.x % 32;
   const int64_t row0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + threadIdx.x / 32) * R;
   if (row0 >= rows) return;
@@ -270,24 +273,24 @@ void LaunchNT(const DeviceMatrix& w, const float* x, const float* bias, float* y
   if (GemvVersion() == 3) {
     if constexpr (NT <= 4) {
       const int64_t warps = (w.rows + kRows - 1) / kRows;
-      Int4GemvKernelV3<NT><<<Blocks(warps, kGemvWarps), kGemvWarps * 32, 0, Stream()>>>(codes, sz, w.rows, w.cols,
-                                                                                         w.group_size, x, bias, y, ldy);
+      LaunchKernel(Int4GemvKernelV3<NT>, Blocks(warps, kGemvWarps), kGemvWarps * 32, codes, sz, w.rows, w.cols,
+                   w.group_size, x, bias, y, ldy);
     } else {
       QB_CUDA_REQUIRE(false, "int4 GEMV v3: 1 to 4 tokens per launch");
     }
   } else if (GemvVersion() == 1 || NT <= 2) {
     if constexpr (NT <= 4) {
       const int64_t warps = (w.rows + kRows - 1) / kRows;
-      Int4GemvKernel<NT><<<Blocks(warps, kGemvWarps), kGemvWarps * 32, 0, Stream()>>>(codes, sz, w.rows, w.cols,
-                                                                                       w.group_size, x, bias, y, ldy);
+      LaunchKernel(Int4GemvKernel<NT>, Blocks(warps, kGemvWarps), kGemvWarps * 32, codes, sz, w.rows, w.cols,
+                   w.group_size, x, bias, y, ldy);
     } else {
       QB_CUDA_REQUIRE(false, "int4 GEMV v1: 1 to 4 tokens per launch");
     }
   } else {
     constexpr int R = Int4V2Shape<NT>::kRows, U = Int4V2Shape<NT>::kUnroll;
     const int64_t warps = (w.rows + R - 1) / R;
-    Int4GemvKernelV2<NT, R, U><<<Blocks(warps, kGemvWarps), kGemvWarps * 32, 0, Stream()>>>(
-        codes, sz, w.rows, w.cols, w.group_size, x, bias, y, ldy);
+    LaunchKernel(Int4GemvKernelV2<NT, R, U>, Blocks(warps, kGemvWarps), kGemvWarps * 32, codes, sz, w.rows, w.cols,
+                 w.group_size, x, bias, y, ldy);
   }
   QB_CUDA_CHECK_LAUNCH();
 }
@@ -295,6 +298,7 @@ void LaunchNT(const DeviceMatrix& w, const float* x, const float* bias, float* y
 // One thread per code word: 8 weights -> 8 bf16 (one 16-byte store).
 __global__ void DequantKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                               int64_t cols, int64_t group_size, __nv_bfloat16* __restrict__ out) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t words_per_row = cols / 8;
   if (idx >= rows * words_per_row) return;
@@ -342,9 +346,9 @@ void DequantizeInt4ToBF16(const DeviceMatrix& w, void* out) {
                   "DequantizeInt4ToBF16: not an int4 matrix");
   const int64_t words = w.rows * (w.cols / 8);
   if (words == 0) return;
-  DequantKernel<<<Blocks(words, 256), 256, 0, Stream()>>>(static_cast<const uint32_t*>(w.data),
-                                                          static_cast<const __half2*>(w.scale_zero), w.rows, w.cols,
-                                                          w.group_size, static_cast<__nv_bfloat16*>(out));
+  LaunchKernel(DequantKernel, Blocks(words, 256), 256, static_cast<const uint32_t*>(w.data),
+               static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size,
+               static_cast<__nv_bfloat16*>(out));
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -125,6 +125,13 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
     sz_lo[m] = scale_zero + min(tile * 16 + g, rows - 1) * groups;
     sz_hi[m] = scale_zero + min(tile * 16 + g + 8, rows - 1) * groups;
   }
+  // The first chunks' codes (constant) are requested before waiting for the activations.
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+#pragma unroll
+    for (int m = 0; m < TM; ++m)
+      if (c_begin + u < c_end) PrefetchL2(tile_codes[m] + (c_begin + u) * 32);
+  WaitForPriorGrids();
 
   // One chain of partial sums (per tile and token block) in every variant: a token's result
   // must not depend on how many tokens share the launch (two chains for 1-8 tokens, tried on
@@ -286,6 +293,11 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
             c_begin * (kChunkInputs / 4);
   const __half2* sz_lo = scale_zero + min(tile * 16 + g, rows - 1) * groups;
   const __half2* sz_hi = scale_zero + min(tile * 16 + g + 8, rows - 1) * groups;
+  // The first chunks' codes (constant) are requested before waiting for the activations.
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (c_begin + u < c_end) PrefetchL2(wp + u * 32);
+  WaitForPriorGrids();
 
   int group = min(c_begin / chunks_per_group, groups - 1);
   int left = chunks_per_group - c_begin % chunks_per_group;  // chunks of the current group still to come
@@ -381,6 +393,7 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
 // dst word (tile, k-step, lane) from the row-major kInt4 codes (zero past the last row).
 __global__ void RepackKernel(const uint32_t* __restrict__ src, int64_t rows, int64_t cols, uint32_t* __restrict__ dst,
                              int64_t words) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= words) return;
   const int64_t chunks = cols / kChunkInputs;
@@ -402,6 +415,7 @@ __global__ void RepackKernel(const uint32_t* __restrict__ src, int64_t rows, int
 // 8-byte store).
 __global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __half2* __restrict__ scale_zero, int64_t rows,
                                  int64_t cols, int64_t group_size, int64_t words, __nv_bfloat16* __restrict__ out) {
+  WaitForPriorGrids();
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= words) return;
   const int chunks = static_cast<int>(cols / kChunkInputs);
@@ -433,9 +447,8 @@ __global__ void DequantMmaKernel(const uint32_t* __restrict__ codes, const __hal
 template <int NB, int TM, int U, int MINB>
 void Launch(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
   const int64_t tiles = (w.rows + 15) / 16;
-  Int4MmaKernel<NB, TM, U, MINB><<<Blocks(tiles, TM), kMmaWarps * 32, 0, Stream()>>>(
-      static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size, x, n,
-      bias, y, ldy);
+  LaunchKernel(Int4MmaKernel<NB, TM, U, MINB>, Blocks(tiles, TM), kMmaWarps * 32, static_cast<const uint4*>(w.data),
+               static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size, x, n, bias, y, ldy);
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -450,9 +463,10 @@ bool LeanFits(const DeviceMatrix& w, int64_t n, int64_t ldy) {
 template <int NB, int U, bool XA, int MINB>
 void LaunchLean(const DeviceMatrix& w, const float* x, int64_t n, const float* bias, float* y, int64_t ldy) {
   const int64_t tiles = (w.rows + 15) / 16;
-  Int4MmaLeanKernel<NB, U, XA, MINB><<<static_cast<unsigned>(tiles), kMmaWarps * 32, 0, Stream()>>>(
-      static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), static_cast<int>(w.rows),
-      static_cast<int>(w.cols), static_cast<int>(w.group_size), x, static_cast<int>(n), bias, y, static_cast<int>(ldy));
+  LaunchKernel(Int4MmaLeanKernel<NB, U, XA, MINB>, static_cast<unsigned>(tiles), kMmaWarps * 32,
+               static_cast<const uint4*>(w.data), static_cast<const __half2*>(w.scale_zero), static_cast<int>(w.rows),
+               static_cast<int>(w.cols), static_cast<int>(w.group_size), x, static_cast<int>(n), bias, y,
+               static_cast<int>(ldy));
   QB_CUDA_CHECK_LAUNCH();
 }
 
@@ -489,8 +503,8 @@ DeviceMatrix RepackInt4ForMma(const DeviceMatrix& w, void* dst) {
   QB_CUDA_REQUIRE(w.format == WeightFormat::kInt4 && Int4MmaSupported(w),
                   "RepackInt4ForMma: an int4 matrix with in_features a multiple of 64 expected");
   const int64_t words = Int4MmaCodeBytes(w.rows, w.cols) / 4;
-  RepackKernel<<<Blocks(words, 256), 256, 0, Stream()>>>(static_cast<const uint32_t*>(w.data), w.rows, w.cols,
-                                                         static_cast<uint32_t*>(dst), words);
+  LaunchKernel(RepackKernel, Blocks(words, 256), 256, static_cast<const uint32_t*>(w.data), w.rows, w.cols,
+               static_cast<uint32_t*>(dst), words);
   QB_CUDA_CHECK_LAUNCH();
   DeviceMatrix m = w;
   m.format = WeightFormat::kInt4Mma;
@@ -504,9 +518,9 @@ void DequantizeInt4MmaToBF16(const DeviceMatrix& w, void* out) {
   const int64_t words = Int4MmaCodeBytes(w.rows, w.cols) / 4;
   if (words == 0) return;
   QB_CUDA_REQUIRE(reinterpret_cast<uintptr_t>(out) % 8 == 0, "DequantizeInt4ToBF16: output must be 8-byte aligned");
-  DequantMmaKernel<<<Blocks(words, 256), 256, 0, Stream()>>>(static_cast<const uint32_t*>(w.data),
-                                                             static_cast<const __half2*>(w.scale_zero), w.rows, w.cols,
-                                                             w.group_size, words, static_cast<__nv_bfloat16*>(out));
+  LaunchKernel(DequantMmaKernel, Blocks(words, 256), 256, static_cast<const uint32_t*>(w.data),
+               static_cast<const __half2*>(w.scale_zero), w.rows, w.cols, w.group_size, words,
+               static_cast<__nv_bfloat16*>(out));
   QB_CUDA_CHECK_LAUNCH();
 }
 

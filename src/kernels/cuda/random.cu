@@ -23,21 +23,25 @@ __device__ __forceinline__ float Uniform(uint64_t seed, uint64_t i) {  // [-1, 1
 
 template <typename T>
 __global__ void FillKernel(T* p, int64_t count, float scale, uint64_t seed) {
+  WaitForPriorGrids();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) p[i] = FromFloat<T>(scale * Uniform(seed, static_cast<uint64_t>(i)));
 }
 
 __global__ void FillCodesKernel(uint32_t* p, int64_t words, uint64_t seed) {
+  WaitForPriorGrids();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < words) p[i] = static_cast<uint32_t>(Mix(seed, static_cast<uint64_t>(i)));
 }
 
 __global__ void FillScaleZeroKernel(__half2* p, int64_t pairs, float scale, uint64_t seed) {
+  WaitForPriorGrids();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < pairs) p[i] = __floats2half2_rn(scale * (0.75f + 0.25f * Uniform(seed, static_cast<uint64_t>(i))), 8.f);
 }
 
 __global__ void FillConstantKernel(float* p, int64_t count, float value) {
+  WaitForPriorGrids();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) p[i] = value;
 }
@@ -50,10 +54,10 @@ void FillRandom(void* p, DType type, int64_t count, float scale, uint64_t seed) 
   if (count == 0) return;
   const unsigned blocks = Blocks(count, kThreads);
   switch (type) {
-    case DType::kF32: FillKernel<<<blocks, kThreads, 0, Stream()>>>(static_cast<float*>(p), count, scale, seed); break;
-    case DType::kF16: FillKernel<<<blocks, kThreads, 0, Stream()>>>(static_cast<__half*>(p), count, scale, seed); break;
+    case DType::kF32: LaunchKernel(FillKernel<float>, blocks, kThreads, static_cast<float*>(p), count, scale, seed); break;
+    case DType::kF16: LaunchKernel(FillKernel<__half>, blocks, kThreads, static_cast<__half*>(p), count, scale, seed); break;
     case DType::kBF16:
-      FillKernel<<<blocks, kThreads, 0, Stream()>>>(static_cast<__nv_bfloat16*>(p), count, scale, seed);
+      LaunchKernel(FillKernel<__nv_bfloat16>, blocks, kThreads, static_cast<__nv_bfloat16*>(p), count, scale, seed);
       break;
     default: QB_CUDA_REQUIRE(false, "FillRandom: f32, f16 or bf16");
   }
@@ -62,20 +66,20 @@ void FillRandom(void* p, DType type, int64_t count, float scale, uint64_t seed) 
 
 void FillRandomInt4(uint32_t* codes, int64_t words, uint64_t seed) {
   if (words == 0) return;
-  FillCodesKernel<<<Blocks(words, kThreads), kThreads, 0, Stream()>>>(codes, words, seed);
+  LaunchKernel(FillCodesKernel, Blocks(words, kThreads), kThreads, codes, words, seed);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void FillInt4ScaleZero(void* scale_zero, int64_t pairs, float scale, uint64_t seed) {
   if (pairs == 0) return;
-  FillScaleZeroKernel<<<Blocks(pairs, kThreads), kThreads, 0, Stream()>>>(static_cast<__half2*>(scale_zero), pairs,
-                                                                          scale, seed);
+  LaunchKernel(FillScaleZeroKernel, Blocks(pairs, kThreads), kThreads, static_cast<__half2*>(scale_zero), pairs, scale,
+               seed);
   QB_CUDA_CHECK_LAUNCH();
 }
 
 void FillConstant(float* p, int64_t count, float value) {
   if (count == 0) return;
-  FillConstantKernel<<<Blocks(count, kThreads), kThreads, 0, Stream()>>>(p, count, value);
+  LaunchKernel(FillConstantKernel, Blocks(count, kThreads), kThreads, p, count, value);
   QB_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,5 +1,7 @@
 // Device selection, the stream and cuBLAS handle, memory, the Device::kCuda allocator, timers
 // and graphs.
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -278,9 +280,37 @@ void SpinWait(int64_t us) {
   int dev = 0, khz = 0;
   QB_CUDA_CHECK(cudaGetDevice(&dev));
   QB_CUDA_CHECK(cudaDeviceGetAttribute(&khz, cudaDevAttrClockRate, dev));
+  // (launched plainly: the kernels queued behind it must not start early)
   SpinKernel<<<1, 1, 0, Stream()>>>(static_cast<long long>(us) * (khz > 0 ? khz : 2000000) / 1000);
   QB_CUDA_CHECK_LAUNCH();
 }
+
+namespace {
+
+bool InitialProgrammaticLaunch() {
+  const char* e = std::getenv("QB_CUDA_PDL");
+  return e != nullptr && e[0] == '1';
+}
+std::atomic<bool> g_programmatic_launch{InitialProgrammaticLaunch()};
+
+bool DeviceSupportsProgrammaticLaunch() {
+  static const bool supported = [] {
+    int dev = 0, major = 0;
+    QB_CUDA_CHECK(cudaGetDevice(&dev));
+    QB_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    return major >= 9;
+  }();
+  return supported;
+}
+
+}  // namespace
+
+void SetProgrammaticLaunch(bool on) { g_programmatic_launch.store(on); }
+bool ProgrammaticLaunch() { return g_programmatic_launch.load(); }
+
+namespace detail {
+bool ProgrammaticLaunchActive() { return g_programmatic_launch.load() && DeviceSupportsProgrammaticLaunch(); }
+}  // namespace detail
 
 int SmCount() {
   static const int count = [] {
