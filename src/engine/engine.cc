@@ -120,8 +120,11 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest r) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_) return Unimplemented("the engine is shutting down");
-    if (config_.max_queue > 0 &&
-        static_cast<int64_t>(inbox_.size()) + Stats().waiting >= config_.max_queue)
+    // The queue is what is admitted beyond the running slots: the inbox (taken by the next
+    // step, which may run it at once) counts against free slots first.
+    const EngineStats st = Stats();
+    if (config_.max_queue > 0 && static_cast<int64_t>(inbox_.size()) + st.waiting + st.running >=
+                                     config_.scheduler.max_num_seqs + config_.max_queue)
       return ResourceExhausted("the waiting queue is full");
     inbox_.push_back(std::move(a));
   }

@@ -249,7 +249,10 @@ class RegexCompiler {
       auto number = [&](int64_t* v) {
         const size_t from = j;
         *v = 0;
-        while (j < p_.size() && p_[j] >= '0' && p_[j] <= '9' && *v <= kMaxRepeat) *v = *v * 10 + (p_[j++] - '0');
+        // Every digit is read (a long count is "too large", not a literal '{'); the value
+        // stops growing past kMaxRepeat, so it cannot overflow.
+        for (; j < p_.size() && p_[j] >= '0' && p_[j] <= '9'; ++j)
+          if (*v <= kMaxRepeat) *v = *v * 10 + (p_[j] - '0');
         return j > from;
       };
       int64_t a = 0, z = 0;

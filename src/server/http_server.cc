@@ -3,8 +3,13 @@
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
+#include <strings.h>
+
 #include <chrono>
 #include <ctime>
+#include <map>
+#include <optional>
+#include <random>
 #include <thread>
 
 #include <fmt/format.h>
@@ -56,15 +61,19 @@ struct Exchange {
   bool role_sent = false;
   std::vector<bool> in_tool_call;  // streaming with tools: a <tool_call> began, hold the text
   std::vector<size_t> streamed;    // bytes of each choice's text already streamed
+  uint64_t call_salt = 0;          // random: makes tool call ids unique across requests and restarts
 };
 
-// Pulls events from every stream until all have finished; `on_event` sees each.
+// Pulls the events that are ready from every stream, waiting up to `wait` for one when there is
+// a single stream; `on_event` sees each. Returns within about `wait` even while tokens keep
+// coming, so that the caller's heartbeat (which finds a client that went away) still runs.
 template <typename F>
 bool Pump(Exchange& x, std::chrono::milliseconds wait, F on_event) {
   bool any = false;
+  const auto deadline = Clock::now() + wait;
   for (size_t i = 0; i < x.streams.size(); ++i) {
     StreamEvent ev;
-    while (x.streams[i]->Next(&ev, x.streams.size() == 1 ? wait : std::chrono::milliseconds(1))) {
+    while (x.streams[i]->Next(&ev, x.streams.size() == 1 && !any ? wait : std::chrono::milliseconds(1))) {
       any = true;
       Choice& c = x.choices[i];
       if (ev.kind == StreamEvent::Kind::kToken) {
@@ -79,7 +88,7 @@ bool Pump(Exchange& x, std::chrono::milliseconds wait, F on_event) {
         ++x.finished;
       }
       if (!on_event(i, ev)) return false;
-      if (ev.kind == StreamEvent::Kind::kFinished) break;
+      if (ev.kind == StreamEvent::Kind::kFinished || Clock::now() >= deadline) break;
     }
   }
   if (!any && x.streams.size() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -165,8 +174,11 @@ void HttpServer::Stop() {
 
 bool HttpServer::Authorized(const httplib::Request& req) const {
   if (config_.api_key.empty()) return true;
+  // The scheme is case-insensitive (RFC 9110 11.1), the key is not.
   const std::string auth = req.get_header_value("Authorization");
-  return auth == "Bearer " + config_.api_key || req.get_header_value("x-api-key") == config_.api_key;
+  const bool bearer = auth.size() == 7 + config_.api_key.size() && strncasecmp(auth.c_str(), "bearer ", 7) == 0 &&
+                      auth.compare(7, std::string::npos, config_.api_key) == 0;
+  return bearer || req.get_header_value("x-api-key") == config_.api_key;
 }
 
 void HttpServer::Routes() {
@@ -184,12 +196,23 @@ void HttpServer::Routes() {
   });
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    if (res.status == 404)
+    // A route that exists with another method: 405 and the Allow header.
+    static const std::map<std::string, std::string, std::less<>> kAllowed = {
+        {"/health", "GET"}, {"/ready", "GET"}, {"/metrics", "GET"}, {"/v1/models", "GET"}, {"/info", "GET"},
+        {"/tokenize", "POST"}, {"/detokenize", "POST"}, {"/v1/chat/completions", "POST"}, {"/v1/completions", "POST"},
+        {"/generate", "POST"}, {"/generate_stream", "POST"}};
+    const auto route = kAllowed.find(req.path);
+    if (res.status == 404 && route != kAllowed.end() && req.method != route->second) {
+      res.set_header("Allow", route->second);
+      SendError(res, HttpError{405, "invalid_request_error",
+                               fmt::format("{} {}: this route takes {}", req.method, req.path, route->second), ""});
+    } else if (res.status == 404) {
       SendError(res, HttpError{404, "not_found_error", fmt::format("no route {} {}", req.method, req.path), ""});
-    else if (res.status == 413)
+    } else if (res.status == 413) {
       SendError(res, HttpError{413, "invalid_request_error", "the request body is too large", ""});
-    else if (res.status >= 400)
+    } else if (res.status >= 400) {
       SendError(res, HttpError{res.status, "invalid_request_error", fmt::format("HTTP {}", res.status), ""});
+    }
   });
   s.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
     std::string what = "internal error";
@@ -291,8 +314,9 @@ void HttpServer::Routes() {
       return SendError(res, HttpError{400, "invalid_request_error", "expected {\"tokens\": [ids]}", ""});
     std::vector<int32_t> ids;
     for (const auto& t : body["tokens"]) {
-      if (!t.is_number_integer()) return SendError(res, HttpError{400, "invalid_request_error", "token ids must be integers", ""});
-      ids.push_back(t.get<int32_t>());
+      if (!t.is_number_unsigned() || t.get<uint64_t>() > uint64_t{INT32_MAX})
+        return SendError(res, HttpError{400, "invalid_request_error", "token ids must be non-negative integers", ""});
+      ids.push_back(static_cast<int32_t>(t.get<uint64_t>()));
     }
     auto text = tok->Decode(ids);
     if (!text.ok()) return SendError(res, HttpError{400, "invalid_request_error", text.status().message(), ""});
@@ -342,6 +366,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   if (auto* e = std::get_if<HttpError>(&parsed)) return fail(*e);
   auto x = std::make_shared<Exchange>();
   x->id = id;
+  x->call_salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   x->parsed = std::move(std::get<ParsedRequest>(parsed));
   x->tok = m.tokenizer;
   x->model_name = config_.served_model_name;
@@ -444,7 +469,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               ch["index"] = i;
               bool tool_calls = false;
               if (chat) {
-                ch["message"] = api::ChatMessage(c, p.tools, &tool_calls);
+                ch["message"] = api::ChatMessage(c, p.tools, &tool_calls, fmt::format("{:016x}{}", x->call_salt, i));
                 ch["logprobs"] = p.want_logprobs ? api::ChatLogprobs(*x->tok, c) : OrderedJson();
               } else {
                 ch["text"] = c.text;
@@ -498,6 +523,15 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
           x->role_sent = true;
         }
         size_t index = 0;
+        std::optional<OrderedJson> tgi_pending;  // a TGI token event not sent yet
+        bool tgi_pending_last = false;
+        auto send_tgi_pending = [&]() {
+          if (!tgi_pending) return true;
+          const std::string out = "data:" + Dump(*tgi_pending) + "\n\n";
+          tgi_pending.reset();
+          last_write = Clock::now();
+          return sink.write(out.data(), out.size());
+        };
         while (ok && x->finished < x->streams.size()) {
           // While a request waits or computes, an SSE comment now and then keeps proxies patient
           // and finds out whether the client is still there.
@@ -507,29 +541,42 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
             if (!ok) break;
           }
           ok = Pump(*x, std::chrono::milliseconds(200), [&](size_t i, const StreamEvent& ev) {
-            last_write = Clock::now();
             on_token_metrics(*x, i, ev);
             Choice& c = x->choices[i];
             std::string out;
             if (tgi) {
+              // As TGI: one event per token, the last one carrying generated_text and details.
+              // A token's event is held until the events ready with it are drained (the engine
+              // sends the last token and the end in the same step), then sent.
               if (ev.kind == StreamEvent::Kind::kToken) {
                 OrderedJson j;
                 j["index"] = index++;
                 j["token"] = {{"id", ev.token}, {"text", ev.text}, {"logprob", ev.logprob}, {"special", x->tok->IsSpecial(ev.token)}};
                 j["generated_text"] = nullptr;
                 j["details"] = nullptr;
-                out = "data:" + Dump(j) + "\n\n";
-              } else {
-                OrderedJson j;
+                const bool sent = send_tgi_pending();
+                tgi_pending = std::move(j);
+                // A token that must be the last (the length limit, or an end-of-sequence token)
+                // waits for the end event however long that takes.
+                tgi_pending_last = static_cast<int64_t>(c.ids.size()) >= p.gen.max_tokens || x->tok->IsSpecial(ev.token);
+                return sent;
+              }
+              OrderedJson j;
+              if (tgi_pending) {  // the last token's event ends the stream
+                j = std::move(*tgi_pending);
+                tgi_pending.reset();
+                j["token"]["text"] = j["token"]["text"].get<std::string>() + ev.text;
+              } else {  // (no token, or its event already went out: a closing event of its own)
                 j["index"] = index++;
                 j["token"] = {{"id", c.ids.empty() ? -1 : c.ids.back()}, {"text", ev.text}, {"logprob", 0.0}, {"special", true}};
-                j["generated_text"] = p.return_full_text ? p.prompt_text + c.text : c.text;
-                const bool by_stop = ev.reason == FinishReason::kStop && !c.ids.empty() && !x->tok->IsSpecial(c.ids.back());
-                j["details"] = {{"finish_reason", api::TgiFinishReason(ev.reason, by_stop)},
-                                {"generated_tokens", ev.generated_tokens},
-                                {"seed", p.gen.sampling.temperature > 0 ? OrderedJson(p.gen.sampling.seed) : OrderedJson()}};
-                out = "data:" + Dump(j) + "\n\n";
               }
+              j["generated_text"] = p.return_full_text ? p.prompt_text + c.text : c.text;
+              const bool by_stop = ev.reason == FinishReason::kStop && !c.ids.empty() && !x->tok->IsSpecial(c.ids.back());
+              j["details"] = {{"finish_reason", api::TgiFinishReason(ev.reason, by_stop)},
+                              {"generated_tokens", ev.generated_tokens},
+                              {"seed", p.gen.sampling.temperature > 0 ? OrderedJson(p.gen.sampling.seed) : OrderedJson()}};
+              out = "data:" + Dump(j) + "\n\n";
+              last_write = Clock::now();
               return sink.write(out.data(), out.size());
             }
             // OpenAI: stream the text; with tools, hold everything from a "<tool_call>" on and
@@ -568,7 +615,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               bool tool_calls = false;
               OrderedJson delta = OrderedJson::object();
               if (chat && p.tools) {
-                OrderedJson msg = api::ChatMessage(c, true, &tool_calls);
+                OrderedJson msg = api::ChatMessage(c, true, &tool_calls, fmt::format("{:016x}{}", x->call_salt, i));
                 if (tool_calls) {
                   OrderedJson calls = msg["tool_calls"];
                   for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
@@ -578,8 +625,11 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               const std::string reason = ev.reason == FinishReason::kError ? "error" : api::FinishReasonText(ev.reason, tool_calls);
               out += chunk(i, chat ? delta : OrderedJson(""), reason, OrderedJson());
             }
-            return out.empty() || sink.write(out.data(), out.size());
+            if (out.empty()) return true;  // (text held back: the heartbeat still runs)
+            last_write = Clock::now();
+            return sink.write(out.data(), out.size());
           });
+          if (ok && !tgi_pending_last) ok = send_tgi_pending();
         }
         if (ok && !tgi) {
           std::string tail;

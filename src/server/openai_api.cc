@@ -43,9 +43,11 @@ struct Reader {
       error = Bad(fmt::format("'{}' must be an integer", k), k);
       return std::nullopt;
     }
+    // An unsigned value above INT64_MAX would wrap to a negative one: out of range as it is.
+    const bool huge = body[k].is_number_unsigned() && body[k].get<uint64_t>() > uint64_t{INT64_MAX};
     const auto v = body[k].get<int64_t>();
-    if (v < lo || v > hi) {
-      error = Bad(fmt::format("'{}' must be between {} and {}, got {}", k, lo, hi, v), k);
+    if (huge || v < lo || v > hi) {
+      error = Bad(fmt::format("'{}' must be between {} and {}, got {}", k, lo, hi, body[k].dump()), k);
       return std::nullopt;
     }
     return v;
@@ -127,8 +129,9 @@ std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const std::str
     const OrderedJson& st = r.body["stop_token_ids"];
     if (!st.is_array()) return Bad("'stop_token_ids' must be an array of integers", "stop_token_ids");
     for (const auto& x : st) {
-      if (!x.is_number_integer()) return Bad("'stop_token_ids' must be an array of integers", "stop_token_ids");
-      p.gen.stop_token_ids.push_back(x.get<int32_t>());
+      if (!x.is_number_unsigned() || x.get<uint64_t>() > uint64_t{INT32_MAX})
+        return Bad("'stop_token_ids' must be an array of token ids (non-negative integers)", "stop_token_ids");
+      p.gen.stop_token_ids.push_back(static_cast<int32_t>(x.get<uint64_t>()));
     }
   }
   if (r.Has("logit_bias") && !(r.body["logit_bias"].is_object() && r.body["logit_bias"].empty()))
@@ -383,7 +386,7 @@ std::string FinishReasonText(FinishReason r, bool tool_calls) {
   return r == FinishReason::kLength ? "length" : "stop";
 }
 
-OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls) {
+OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls, std::string_view call_id_prefix) {
   OrderedJson m;
   m["role"] = "assistant";
   *has_tool_calls = false;
@@ -395,7 +398,7 @@ OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls) {
       OrderedJson calls = OrderedJson::array();
       for (size_t i = 0; i < reply.tool_calls.size(); ++i) {
         const ToolCall& tc = reply.tool_calls[i];
-        calls.push_back({{"id", fmt::format("call_{}", i)},
+        calls.push_back({{"id", fmt::format("call_{}{}", call_id_prefix, i)},
                          {"type", "function"},
                          {"function",
                           {{"name", tc.name},

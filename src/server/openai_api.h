@@ -3,6 +3,7 @@
 // range are 400s that name the field.
 #pragma once
 
+#include <string_view>
 #include <variant>
 
 #include "engine/request.h"
@@ -34,7 +35,9 @@ std::string TokenText(const Tokenizer& tok, int32_t id);
 OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c);
 OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset);
 std::string FinishReasonText(FinishReason r, bool tool_calls);
-// The assistant message of a chat choice, with tool calls parsed out when tools were given.
-OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls);
+// The assistant message of a chat choice, with tool calls parsed out when tools were given;
+// their ids are "call_<call_id_prefix><k>" (the prefix unique per request and choice, as
+// clients match tool results to calls by id across a conversation).
+OrderedJson ChatMessage(const Choice& c, bool tools, bool* has_tool_calls, std::string_view call_id_prefix);
 
 }  // namespace qb::api

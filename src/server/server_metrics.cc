@@ -38,8 +38,8 @@ ServerMetrics::ServerMetrics() {
   mem_shed_ = reg_.AddCounter("qwenbox_memory_rejections_total",
                               "Requests refused with 429 because memory was near the limit.");
   threads_ = reg_.AddGauge("qwenbox_compute_threads", "Threads computing forward passes.");
-  forward_s_ = reg_.AddGauge("qwenbox_engine_forward_seconds", "Cumulative time in forward passes.");
-  sample_s_ = reg_.AddGauge("qwenbox_engine_sampling_seconds", "Cumulative time sampling and detokenizing.");
+  forward_s_ = reg_.AddCounter("qwenbox_engine_forward_seconds_total", "Time in forward passes.");
+  sample_s_ = reg_.AddCounter("qwenbox_engine_sampling_seconds_total", "Time sampling and detokenizing.");
 }
 
 void ServerMetrics::RequestDone(int status, const std::string& finish_reason, const StreamEvent* f) {
@@ -67,9 +67,11 @@ std::string ServerMetrics::Render(const Engine* engine, MemoryGuard* guard, int 
     kv_used_->Set(static_cast<double>(s.kv_blocks_used));
     kv_total_->Set(static_cast<double>(s.kv_blocks_total));
     kv_ratio_->Set(s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / static_cast<double>(s.kv_blocks_total) : 0);
-    forward_s_->Set(s.forward_s);
-    sample_s_->Set(s.sample_s);
     std::lock_guard<std::mutex> lock(mu);
+    forward_s_->Add(s.forward_s - last_forward_s_);
+    sample_s_->Add(s.sample_s - last_sample_s_);
+    last_forward_s_ = s.forward_s;
+    last_sample_s_ = s.sample_s;
     prefix_hits_->Add(static_cast<double>(s.prefix_hit_blocks - last_prefix_hits_));
     preemptions_->Add(static_cast<double>(s.preemptions - last_preemptions_));
     draft_tokens_->Add(static_cast<double>(s.draft_tokens - last_draft_tokens_));

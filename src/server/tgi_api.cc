@@ -76,8 +76,9 @@ std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, 
         if (!x.is_string() || x.get<std::string>().empty()) return Bad("'stop' must hold non-empty strings");
         p.gen.stop.push_back(x.get<std::string>());
       }
+      if (p.gen.stop.size() > 16) return Bad("at most 16 stop sequences");  // /info's max_stop_sequences
     } else if (k == "seed") {
-      if (!v.is_number_integer()) return Bad("'seed' must be an integer");
+      if (!v.is_number_unsigned()) return Bad("'seed' must be a non-negative integer");
       s.seed = v.get<uint64_t>();
     } else if (k == "details" || k == "decoder_input_details" || k == "return_full_text" || k == "do_sample" ||
                k == "watermark") {
@@ -104,7 +105,10 @@ std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, 
   } else {
     s.temperature = 0.0f;  // TGI is greedy unless sampling is asked for
   }
-  p.stream = body.value("stream", false);
+  if (body.contains("stream") && !body["stream"].is_null()) {
+    if (!body["stream"].is_boolean()) return Bad("'stream' must be true or false");
+    p.stream = body["stream"].get<bool>();
+  }
   p.gen.sampling.logprobs = true;  // TGI reports every token's logprob
   (void)d;
   return p;

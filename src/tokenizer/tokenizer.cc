@@ -57,10 +57,15 @@ void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>& ids)
     normalized = unicode::Nfc(text);
     text = normalized;
   }
+  // Reused across calls on this thread (no allocation per call), but not kept at the size of
+  // the largest text ever seen: a server's every HTTP thread would hold one such buffer (an 8 MB
+  // prompt splits into ~64 MB of pieces) for good.
   thread_local std::vector<std::string_view> pieces;
+  constexpr size_t kKeptPieces = size_t{1} << 16;
   pieces.clear();
   SplitQwen2(text, pieces);
   for (std::string_view p : pieces) bpe_.Encode(p, ids);
+  if (pieces.capacity() > kKeptPieces) std::vector<std::string_view>().swap(pieces);
 }
 
 const std::string* Tokenizer::TokenBytes(int32_t id) const {

@@ -5,8 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <random>
+#include <thread>
 
 #include "engine/engine_fixture.h"
 #include "grammar/json_grammar.h"
@@ -189,6 +191,31 @@ TEST_F(EngineTest, LimitsAreCheckedOnSubmit) {
   GenerationRequest r = Greedy({5}, 4);
   r.stop = {""};
   EXPECT_FALSE(engine.Submit(r).ok());
+}
+
+// --max-queue counts the requests admitted beyond the running slots: a burst that the slots
+// take at once is never refused (the queue once counted requests on their way to a free slot).
+TEST_F(EngineTest, TheQueueLimitCountsOnlyRequestsBeyondTheSlots) {
+  EngineConfig c;
+  c.kv_blocks = 64;
+  c.scheduler.max_num_seqs = 2;
+  c.max_queue = 2;
+  Engine engine(model_, tokenizer_, c, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+  std::vector<std::shared_ptr<RequestStream>> admitted;
+  for (int i = 0; i < 4; ++i) {  // 2 running + 2 waiting
+    auto s = engine.Submit(Greedy({5, static_cast<int32_t>(10 + i)}, 200));
+    ASSERT_TRUE(s.ok()) << "request " << i << ": " << s.status().message();
+    admitted.push_back(*s);
+  }
+  StreamEvent ev;
+  ASSERT_TRUE(admitted.front()->Next(&ev));  // running; wait until the stats show all four
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (engine.Stats().running + engine.Stats().waiting < 4 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto fifth = engine.Submit(Greedy({5, 99}, 200));
+  ASSERT_FALSE(fifth.ok());
+  EXPECT_NE(fifth.status().message().find("queue is full"), std::string::npos);
+  for (auto& s : admitted) s->Cancel();
 }
 
 TEST_F(EngineTest, CancellationFreesTheCache) {

@@ -184,6 +184,12 @@ TEST_F(ServerTest, ForcedToolChoice) {
   EXPECT_EQ(msg["tool_calls"][0]["function"]["name"], "get_weather");
   const OrderedJson args = OrderedJson::parse(msg["tool_calls"][0]["function"]["arguments"].get<std::string>());
   EXPECT_TRUE(args["city"].is_string() && args["days"].is_number_integer() && args.size() == 2) << args.dump();
+  // Call ids are unique across requests (clients match tool results to calls by id).
+  const OrderedJson again = PostJson("/v1/chat/completions", named);
+  ASSERT_TRUE(again["choices"][0]["message"].contains("tool_calls")) << again.dump();
+  const std::string id_a = msg["tool_calls"][0]["id"].get<std::string>();
+  EXPECT_TRUE(id_a.starts_with("call_")) << id_a;
+  EXPECT_NE(id_a, again["choices"][0]["message"]["tool_calls"][0]["id"].get<std::string>());
   for (bool parallel : {false, true}) {
     const OrderedJson b = PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 150, )" +
                                                                tools + R"(, "tool_choice": "required", "parallel_tool_calls": )" +
@@ -228,6 +234,17 @@ TEST_F(ServerTest, CompletionsTgiTokenize) {
   const auto events = Events(s->body, &done);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(events.back()["generated_text"], g["generated_text"]);
+  // As TGI: one event per token, the last token's event carrying the details.
+  ASSERT_EQ(events.size(), 5u) << s->body;
+  std::string streamed;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i]["token"]["id"], g["details"]["tokens"][i]["id"]) << i;
+    streamed += events[i]["token"]["text"].get<std::string>();
+  }
+  EXPECT_EQ(streamed, g["generated_text"]);
+  EXPECT_EQ(events.back()["details"]["generated_tokens"], 5);
+  EXPECT_EQ(PostJson("/generate", R"({"inputs": "Hello", "stream": null, "parameters": {"max_new_tokens": 5}})")["generated_text"],
+            g["generated_text"]);  // null is absent
   const OrderedJson t = PostJson("/tokenize", R"({"inputs": "Hello world"})");
   ASSERT_EQ(t.size(), 2u);
   EXPECT_EQ(t[0]["id"], 9707);
@@ -262,7 +279,16 @@ TEST_F(ServerTest, BadRequestsGetClearErrors) {
       {"/v1/completions", R"({"max_tokens": 3})", 400, "'prompt' is required"},
       {"/generate", R"({"inputs": "x", "parameters": {"max_new_tokens": -1}})", 400, "max_new_tokens"},
       {"/generate", R"({"inputs": "x", "parameters": {"bogus": 1}})", 400, "unknown parameter"},
+      {"/generate", R"({"inputs": "x", "stream": "yes"})", 400, "'stream' must be true or false"},
+      {"/generate", R"({"inputs": "x", "parameters": {"seed": -1}})", 400, "'seed'"},
+      {"/generate", R"({"inputs": "x", "parameters": {"stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]}})",
+       400, "at most 16"},
+      {"/v1/completions", R"({"prompt": "x", "stop_token_ids": [1099511627776]})", 400, "stop_token_ids"},
+      {"/v1/completions", R"({"prompt": "x", "max_tokens": 18446744073709551615})", 400, "18446744073709551615"},
+      {"/v1/completions", R"({"prompt": "x", "guided_regex": "a{1000000}"})", 400, "repeat counts"},
+      {"/detokenize", R"({"tokens": [4294967296]})", 400, "token ids"},
       {"/nowhere", "{}", 404, "no route"},
+      {"/health", "{}", 405, "this route takes GET"},
   };
   for (const auto& c : cases) {
     auto r = Post(c.path, c.body);
@@ -367,6 +393,8 @@ TEST_F(ServerTest, ApiKey) {
   EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})")->status, 401);
   EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Authorization", "Bearer wrong"}})->status, 401);
   EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Authorization", "Bearer sekret"}})->status, 200);
+  EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Authorization", "bearer sekret"}})->status, 200);
+  EXPECT_EQ(Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Authorization", "Bearer SEKRET"}})->status, 401);
   EXPECT_EQ(client_->Get("/health")->status, 200);  // probes need no key
   EXPECT_EQ(client_->Get("/metrics")->status, 200);
 }
@@ -401,25 +429,34 @@ TEST_F(ServerTest, FullQueueIs429AndDrainingIs503) {
 }
 
 TEST_F(ServerTest, DisconnectCancelsTheRequest) {
-  Start();
-  // A raw client: send a streaming request, read the first bytes, hang up.
-  const std::string body = R"({"prompt": "x", "max_tokens": 900, "stream": true, "ignore_eos": true})";
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
-  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
-  char buf[512];
-  ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);
-  ::close(fd);
-  for (int i = 0; i < 200 && (engine_->Stats().kv_blocks_used > 0 || engine_->Stats().running > 0); ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  EXPECT_EQ(engine_->Stats().kv_blocks_used, 0);
-  EXPECT_LT(engine_->Stats().generated_tokens, 900);
+  ServerConfig sc;
+  sc.heartbeat_s = 0.1;  // how often a non-streamed answer checks on its client
+  Start(sc);
+  // A raw client: send a request, read the first bytes (streaming) or wait a moment, hang up;
+  // streamed or not, the request must be cancelled and its KV blocks freed.
+  for (const bool stream : {true, false}) {
+    const int64_t generated_before = engine_->Stats().generated_tokens;
+    const std::string body = fmt::format(R"({{"prompt": "x", "max_tokens": 900, "stream": {}, "ignore_eos": true}})",
+                                         stream ? "true" : "false");
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+    char buf[512];
+    ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);  // (a non-streamed answer's first heartbeat)
+    for (int i = 0; i < 100 && engine_->Stats().running == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ::close(fd);
+    for (int i = 0; i < 300 && (engine_->Stats().kv_blocks_used > 0 || engine_->Stats().running > 0); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_EQ(engine_->Stats().kv_blocks_used, 0) << (stream ? "streamed" : "not streamed");
+    EXPECT_LT(engine_->Stats().generated_tokens - generated_before, 900) << (stream ? "streamed" : "not streamed");
+  }
 }
 
 TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
