@@ -159,6 +159,8 @@ patches:
     patch: |-
       - {op: add, path: /spec/template/spec/containers/0/ports/0/hostPort, value: $kport}
       - {op: add, path: /spec/template/spec/containers/0/ports/0/hostIP, value: 127.0.0.1}
+      - {op: add, path: /spec/template/spec/containers/0/ports/1/hostPort, value: $((kport + 1))}
+      - {op: add, path: /spec/template/spec/containers/0/ports/1/hostIP, value: 127.0.0.1}
 EOF
   kubectl kustomize "$tmp/k" > "$tmp/rendered.yaml"
   # Only the Deployment: the rest (quota, HPA, monitors) is the cluster's business, and its PVC is
@@ -181,7 +183,7 @@ EOF
   ctr=$pod-qwenbox
   podman container exists "$ctr" || { cat "$tmp/play.out"; die "no container $ctr"; }
   # The probes of the rendered Deployment, from outside as the kubelet's: startup, then readiness.
-  probe() { curl -fsS -o /dev/null "http://127.0.0.1:$kport$1"; }
+  probe() { curl -fsS -o /dev/null "http://127.0.0.1:$((kport + 1))$1"; }  # the probes' port (--probe-port)
   for path in /health /ready; do
     ok=0
     for _ in $(seq 300); do probe "$path" 2>/dev/null && { ok=1; break; }; sleep 1; done

@@ -1,4 +1,4 @@
-// qwenbox serve [--model PATH] [--host H] [--port P] [--api-key KEY | --api-key-file F]
+// qwenbox serve [--model PATH] [--host H] [--port P] [--probe-port P] [--api-key KEY | --api-key-file F]
 //               [--served-model-name NAME] [engine limits] [-t N] [--quant Q]
 // Without --model it serves a demo model: random weights of the tiny preset with the real
 // Qwen2.5 tokenizer, built in memory. SIGTERM/SIGINT drains: new requests get 503, running ones
@@ -75,6 +75,8 @@ Status RunServe(ServeOptions o) {
   if (!o.print_config) {
     QB_RETURN_IF_ERROR(server.Start());
     spdlog::info("listening on http://{}:{} (/health answers while loading)", o.server.host, server.port());
+    if (server.probe_port() >= 0)
+      spdlog::info("probes (/health, /ready, /metrics) also on http://{}:{}", o.server.host, server.probe_port());
   }
 
   std::unique_ptr<ThreadPool> pool;
@@ -181,6 +183,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", o->model, "A Hugging Face directory or a .gguf file (default: the built-in demo model)");
   cmd->add_option("--host", o->server.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", o->server.port, "Port (0: any free port)")->capture_default_str();
+  cmd->add_option("--probe-port", o->server.probe_port,
+                  "Also serve /health, /ready and /metrics on this port, with threads of their own: probes answer "
+                  "while every connection of --port is busy (Kubernetes manifests use it; -1: off)")
+      ->capture_default_str();
   auto* key = cmd->add_option("--api-key", o->server.api_key, "Require 'Authorization: Bearer KEY'");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from this file")->excludes(key);
   cmd->add_option("--served-model-name", o->server.served_model_name, "The model name clients use")->capture_default_str();

@@ -113,7 +113,8 @@ std::string Sse(const OrderedJson& j) { return "data: " + Dump(j) + "\n\n"; }
 
 }  // namespace
 
-HttpServer::HttpServer(ServerConfig config) : config_(std::move(config)), http_(std::make_unique<httplib::Server>()) {
+HttpServer::HttpServer(ServerConfig config)
+    : config_(std::move(config)), http_(std::make_unique<httplib::Server>()), probe_(std::make_unique<httplib::Server>()) {
   Routes();
 }
 
@@ -154,6 +155,29 @@ Status HttpServer::Start() {
     port_ = config_.port;
   }
   if (*listen_fd >= 0) ::listen(*listen_fd, 4096);
+  if (config_.probe_port >= 0) {
+    // The probes' own listener and threads: they answer while every connection of the API
+    // port is taken (long streams, a flood of slow clients), so an orchestrator does not
+    // restart a server that is only busy.
+    probe_->new_task_queue = [] { return new httplib::ThreadPool(4); };
+    probe_->set_read_timeout(5);
+    probe_->set_write_timeout(5);
+    ProbeRoutes(*probe_);
+    if (config_.probe_port == 0) {
+      probe_port_ = probe_->bind_to_any_port(config_.host);
+      if (probe_port_ <= 0) return IoError(fmt::format("cannot bind {}: no free port for the probes", config_.host));
+    } else {
+      if (!probe_->bind_to_port(config_.host, config_.probe_port))
+        return IoError(fmt::format("cannot listen on {}:{} for the probes (--probe-port)", config_.host,
+                                   config_.probe_port));
+      probe_port_ = config_.probe_port;
+    }
+    probe_returned_ = false;
+    probe_thread_ = std::thread([this] {
+      probe_->listen_after_bind();
+      probe_returned_ = true;
+    });
+  }
   listen_returned_ = false;
   thread_ = std::thread([this] {
     http_->listen_after_bind();
@@ -163,13 +187,17 @@ Status HttpServer::Start() {
 }
 
 void HttpServer::Stop() {
-  if (!thread_.joinable()) return;
   // cpp-httplib's stop() does nothing until the listen loop has begun (it checks is_running()):
   // a Stop() right after Start() would leave the loop running and the join waiting forever.
   // Only stop() ends the loop once it runs, so it cannot end between the check and the call.
-  while (!http_->is_running() && !listen_returned_) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  http_->stop();
-  thread_.join();
+  auto stop = [](httplib::Server& server, std::thread& thread, const std::atomic<bool>& returned) {
+    if (!thread.joinable()) return;
+    while (!server.is_running() && !returned) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    server.stop();
+    thread.join();
+  };
+  stop(*http_, thread_, listen_returned_);
+  stop(*probe_, probe_thread_, probe_returned_);
 }
 
 bool HttpServer::Authorized(const httplib::Request& req) const {
@@ -179,6 +207,26 @@ bool HttpServer::Authorized(const httplib::Request& req) const {
   const bool bearer = auth.size() == 7 + config_.api_key.size() && strncasecmp(auth.c_str(), "bearer ", 7) == 0 &&
                       auth.compare(7, std::string::npos, config_.api_key) == 0;
   return bearer || req.get_header_value("x-api-key") == config_.api_key;
+}
+
+void HttpServer::ProbeRoutes(httplib::Server& s) {
+  s.Get("/health", [](const httplib::Request&, httplib::Response& res) { SendJson(res, 200, R"({"status":"ok"})"); });
+  s.Get("/ready", [this](const httplib::Request&, httplib::Response& res) {
+    std::lock_guard<std::mutex> lock(model_mu_);
+    if (draining()) return SendJson(res, 503, R"({"status":"draining"})");
+    if (!loaded_)
+      return SendJson(res, 503, Dump({{"status", "loading"}, {"stage", loading_what_}, {"progress", loading_fraction_}}));
+    SendJson(res, 200, R"({"status":"ready"})");
+  });
+  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+    ServedModel m;
+    {
+      std::lock_guard<std::mutex> lock(model_mu_);
+      m = model_;
+    }
+    res.set_content(metrics_.Render(m.engine, m.memory_guard.get(), m.compute_threads),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
 }
 
 void HttpServer::Routes() {
@@ -234,23 +282,7 @@ void HttpServer::Routes() {
                              {"remote", req.remote_addr}}));
   });
 
-  s.Get("/health", [](const httplib::Request&, httplib::Response& res) { SendJson(res, 200, R"({"status":"ok"})"); });
-  s.Get("/ready", [this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(model_mu_);
-    if (draining()) return SendJson(res, 503, R"({"status":"draining"})");
-    if (!loaded_)
-      return SendJson(res, 503, Dump({{"status", "loading"}, {"stage", loading_what_}, {"progress", loading_fraction_}}));
-    SendJson(res, 200, R"({"status":"ready"})");
-  });
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    ServedModel m;
-    {
-      std::lock_guard<std::mutex> lock(model_mu_);
-      m = model_;
-    }
-    res.set_content(metrics_.Render(m.engine, m.memory_guard.get(), m.compute_threads),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  });
+  ProbeRoutes(s);
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(model_mu_);
     OrderedJson data = OrderedJson::array();

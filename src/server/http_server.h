@@ -34,6 +34,7 @@ struct ServerConfig {
   size_t max_body_bytes = 8 << 20;
   int http_threads = 1024;  // connections served at once (streams hold one each)
   double heartbeat_s = 1.0;  // a space is sent this often while a non-streamed answer is computed
+  int probe_port = -1;  // >= 0: /health, /ready and /metrics also here, on threads of their own (0: any)
 };
 
 // What the generation endpoints need; set once the model is loaded.
@@ -55,6 +56,7 @@ class HttpServer {
   // Binds and starts serving in the background; an error if the address cannot be bound.
   Status Start();
   int port() const { return port_; }
+  int probe_port() const { return probe_port_; }  // -1 without a probe listener
   // Loading progress shown by /ready until SetModel.
   void SetLoading(const std::string& what, double fraction);
   void SetModel(ServedModel model);
@@ -66,14 +68,15 @@ class HttpServer {
 
  private:
   void Routes();
+  void ProbeRoutes(httplib::Server& s);  // /health, /ready, /metrics
   void HandleGeneration(const httplib::Request& req, httplib::Response& res, api::Endpoint endpoint);
   bool Authorized(const httplib::Request& req) const;
 
   ServerConfig config_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread thread_;
-  std::atomic<bool> listen_returned_{false};
-  int port_ = 0;
+  std::unique_ptr<httplib::Server> http_, probe_;
+  std::thread thread_, probe_thread_;
+  std::atomic<bool> listen_returned_{false}, probe_returned_{false};
+  int port_ = 0, probe_port_ = -1;
   std::atomic<bool> draining_{false};
   std::atomic<int64_t> in_flight_{0};
   std::atomic<uint64_t> next_request_{1};

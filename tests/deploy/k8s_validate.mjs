@@ -62,6 +62,10 @@ function ruleChecks(where, objs) {
   probe(c.livenessProbe, "/health", "livenessProbe");
   const args = c.args ?? [];
   const flag = (f) => { const i = args.indexOf(f); return i >= 0 ? args[i + 1] : undefined; };
+  // Every container port is one qwenbox listens on: --port or --probe-port.
+  const listening = new Set([flag("--port") ?? "8080", flag("--probe-port")].filter(Boolean).map(Number));
+  for (const cp of c.ports ?? [])
+    if (!listening.has(cp.containerPort)) fail(where, `container port ${cp.name} (${cp.containerPort}) is neither --port nor --probe-port`);
   const drain = Number(flag("--drain-timeout") ?? 30);
   const preStop = c.lifecycle?.preStop?.exec?.command;
   const preStopSleep = preStop?.[0] === "sleep" ? Number(preStop[1]) : 0;

@@ -459,6 +459,49 @@ TEST_F(ServerTest, DisconnectCancelsTheRequest) {
   }
 }
 
+// With --probe-port the probes have a listener and threads of their own: they answer while
+// every connection of the API port is taken (here both of its 2 threads hold streams).
+TEST_F(ServerTest, ProbePortAnswersWhileEveryConnectionIsBusy) {
+  ServerConfig sc;
+  sc.http_threads = 2;
+  sc.probe_port = 0;
+  Start(sc);
+  ASSERT_GT(server_->probe_port(), 0);
+  std::vector<int> fds;
+  for (int i = 0; i < 2; ++i) {
+    const std::string body = R"({"prompt": "x", "max_tokens": 900, "stream": true, "ignore_eos": true})";
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+    char buf[256];
+    ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);  // its thread is streaming
+    fds.push_back(fd);
+  }
+  httplib::Client busy("127.0.0.1", server_->port());
+  busy.set_connection_timeout(1);
+  busy.set_read_timeout(1);
+  EXPECT_FALSE(busy.Get("/health"));  // the API port has no thread to answer
+  httplib::Client probe("127.0.0.1", server_->probe_port());
+  probe.set_read_timeout(5);
+  auto health = probe.Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto ready = probe.Get("/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+  auto metrics = probe.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("qwenbox_requests_running 2"), std::string::npos) << metrics->body.substr(0, 2000);
+  EXPECT_EQ(probe.Post("/v1/completions", R"({"prompt": "x"})", "application/json")->status, 404);  // probes only
+  for (int fd : fds) ::close(fd);
+}
+
 TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
   Start();
   const std::string good = R"({"prompt": "The same prompt", "max_tokens": 24, "temperature": 0, "ignore_eos": true})";
