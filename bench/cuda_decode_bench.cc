@@ -291,19 +291,6 @@ int main(int argc, char** argv) {
         row("decode b=" + std::to_string(batch) + (graphs ? " graphs" : " no graphs"), ms, batch, batch == 1);
       }
     }
-    // With programmatic dependent launch (sm_90+): each kernel may start before the previous
-    // one ends (the GEMVs prefetch their first weights, then wait), same graphs otherwise.
-    if (!cuda::ProgrammaticLaunch()) {
-      cuda::SetProgrammaticLaunch(true);
-      m.set_use_graphs(true);
-      for (int batch : {1, 8}) {
-        const double ms = TimeSteps(3, steps, [&](int i) {
-          Check(m.Enqueue(DecodeStep(seqs, batch, static_cast<int32_t>(ctx + i), o.block_size)));
-        });
-        row("decode b=" + std::to_string(batch) + " graphs pdl", ms, batch, batch == 1);
-      }
-      cuda::SetProgrammaticLaunch(false);
-    }
     // Decode steps with graphs under other kernel choices, for comparison on the same model.
     auto decode_with = [&](bool fused, int gemv_version, std::initializer_list<int> batches_here) {
       m.set_fused_ops(fused);

@@ -70,6 +70,13 @@ echo "== decode benchmark"
 timeout 220 "$work/bin/cuda_decode_bench" --json "$OUT/bench.json" 2>&1 | tee "$OUT/bench.log"
 rc=${PIPESTATUS[0]}
 status[bench]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
+# The same with programmatic dependent launch, in a process of its own (a driver that cannot
+# capture such launches in a graph fails this run only).
+echo "== decode benchmark with QB_CUDA_PDL=1"
+QB_CUDA_PDL=1 timeout 150 "$work/bin/cuda_decode_bench" --quick --formats bf16,int4tc --json "$OUT/bench_pdl.json" \
+  > "$OUT/bench_pdl.log" 2>&1
+rc=$?
+status[bench_pdl]=$([[ $rc == 0 ]] && echo "ok" || echo "FAIL (rc $rc)")
 
 # The tensor-core int4 kernels' machine code (1-8 tokens: the default variant and the lean
 # kernel's), when the machine has cuobjdump: instruction counts per k-step say what bounds them.
@@ -110,10 +117,11 @@ rc=${PIPESTATUS[0]}
 echo
 echo "== summary"
 printf '%-14s %s\n' "tests" "${status[tests]}" "tests (pdl)" "${status[tests_pdl]}" "benchmark" "${status[bench]}" \
-  "serve" "${status[serve]}" "transformers" "${status[transformers]}"
+  "bench (pdl)" "${status[bench_pdl]}" "serve" "${status[serve]}" "transformers" "${status[transformers]}"
 grep -E "^\[  (PASSED|FAILED) +\]|tests? from .* ran|^\[  SKIPPED \] [0-9]+ tests" "$OUT/cuda_tests.log" | head -40
 grep -E "^\[ (micro|tiny|paged|attention|int4|bf16|f16|gpu|cuda)" "$OUT/cuda_tests.log" | head -40
-grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|lean|pdl|b=16 graphs|attention b=" "$OUT/bench.log"
+grep -E "HBM|decode b=1 graphs|decode b=4 graphs|decode b=8 graphs|decode b=32 graphs|prefill|/ BF16 decode|profile b=|linear .* n= ?1:|int4tc linear .* n=(8|16|32):|1-tile|variant|lean|b=16 graphs|attention b=" "$OUT/bench.log"
+grep -E "^(bf16|int4tc) +decode b=(1|8) graphs " "$OUT/bench_pdl.log" | sed 's/^/pdl: /'
 grep -E "^(logits|hf generate|SKIP)" "$OUT/hf.log"
 grep -E "output tokens/s|TTFT|TPOT|failed" "$OUT/serve.log" | head -6
 exit 0
