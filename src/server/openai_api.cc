@@ -211,10 +211,16 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   OrderedJson tools;
   if (body.contains("tools") && !body["tools"].is_null()) {
     if (!body["tools"].is_array()) return Bad("'tools' must be an array", "tools");
-    for (const auto& t : body["tools"])
-      if (!t.is_object() || t.value("type", "") != "function" || !t.contains("function") || !t["function"].is_object() ||
-          !t["function"].contains("name"))
+    for (const auto& t : body["tools"]) {
+      if (!t.is_object() || !t.contains("type") || t["type"] != "function" || !t.contains("function") ||
+          !t["function"].is_object() || !t["function"].contains("name"))
         return Bad("each tool must be {\"type\": \"function\", \"function\": {\"name\": ...}}", "tools");
+      const OrderedJson& f = t["function"];
+      if (!f["name"].is_string() || f["name"].get<std::string>().empty())
+        return Bad("a tool's function name must be a non-empty string", "tools");
+      if (f.contains("parameters") && !f["parameters"].is_null() && !f["parameters"].is_object())
+        return Bad("a tool's function parameters must be a JSON schema object", "tools");
+    }
     tools = body["tools"];
   }
   std::string tool_choice = "auto";
