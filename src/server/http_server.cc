@@ -111,6 +111,18 @@ OrderedJson Usage(const Exchange& x) {
 
 std::string Sse(const OrderedJson& j) { return "data: " + Dump(j) + "\n\n"; }
 
+// Binds `server` to host:port (port 0: any free one); the port bound.
+Result<int> Bind(httplib::Server& server, const std::string& host, int port, std::string_view what) {
+  if (port == 0) {
+    const int bound = server.bind_to_any_port(host);
+    if (bound <= 0) return IoError(fmt::format("cannot bind {} for {}: no free port", host, what));
+    return bound;
+  }
+  if (!server.bind_to_port(host, port))
+    return IoError(fmt::format("cannot listen on {}:{} for {} (in use, or not an address of this host)", host, port, what));
+  return port;
+}
+
 }  // namespace
 
 HttpServer::HttpServer(ServerConfig config)
@@ -145,15 +157,7 @@ Status HttpServer::Start() {
     httplib::default_socket_options(sock);
     *listen_fd = sock;
   });
-  if (config_.port == 0) {
-    port_ = http_->bind_to_any_port(config_.host);
-    if (port_ <= 0) return IoError(fmt::format("cannot bind {}: no free port", config_.host));
-  } else {
-    if (!http_->bind_to_port(config_.host, config_.port))
-      return IoError(fmt::format("cannot listen on {}:{} (in use, or not an address of this host)", config_.host,
-                                 config_.port));
-    port_ = config_.port;
-  }
+  QB_ASSIGN_OR_RETURN(port_, Bind(*http_, config_.host, config_.port, "the API"));
   if (*listen_fd >= 0) ::listen(*listen_fd, 4096);
   if (config_.probe_port >= 0) {
     // The probes' own listener and threads: they answer while every connection of the API
@@ -163,15 +167,7 @@ Status HttpServer::Start() {
     probe_->set_read_timeout(5);
     probe_->set_write_timeout(5);
     ProbeRoutes(*probe_);
-    if (config_.probe_port == 0) {
-      probe_port_ = probe_->bind_to_any_port(config_.host);
-      if (probe_port_ <= 0) return IoError(fmt::format("cannot bind {}: no free port for the probes", config_.host));
-    } else {
-      if (!probe_->bind_to_port(config_.host, config_.probe_port))
-        return IoError(fmt::format("cannot listen on {}:{} for the probes (--probe-port)", config_.host,
-                                   config_.probe_port));
-      probe_port_ = config_.probe_port;
-    }
+    QB_ASSIGN_OR_RETURN(probe_port_, Bind(*probe_, config_.host, config_.probe_port, "the probes (--probe-port)"));
     probe_returned_ = false;
     probe_thread_ = std::thread([this] {
       probe_->listen_after_bind();

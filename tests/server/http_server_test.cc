@@ -75,6 +75,21 @@ class ServerTest : public ::testing::Test {
     server_.reset();
   }
 
+  // A raw client: connects, sends a POST of `body` and returns the socket (-1 on failure), for
+  // tests that hang up or hold the connection.
+  int SendRaw(const std::string& path, const std::string& body) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) return -1;
+    const std::string req = "POST " + path + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    if (::send(fd, req.data(), req.size(), 0) != static_cast<ssize_t>(req.size())) return -1;
+    return fd;
+  }
+
   httplib::Result Post(const std::string& path, const std::string& body, httplib::Headers h = {}) {
     return client_->Post(path.c_str(), h, body, "application/json");
   }
@@ -442,15 +457,8 @@ TEST_F(ServerTest, DisconnectCancelsTheRequest) {
     const int64_t generated_before = engine_->Stats().generated_tokens;
     const std::string body = fmt::format(R"({{"prompt": "x", "max_tokens": 900, "stream": {}, "ignore_eos": true}})",
                                          stream ? "true" : "false");
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
-    ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+    const int fd = SendRaw("/v1/completions", body);
+    ASSERT_GE(fd, 0);
     char buf[512];
     ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);  // (a non-streamed answer's first heartbeat)
     for (int i = 0; i < 100 && engine_->Stats().running == 0; ++i)
@@ -474,15 +482,8 @@ TEST_F(ServerTest, ProbePortAnswersWhileEveryConnectionIsBusy) {
   std::vector<int> fds;
   for (int i = 0; i < 2; ++i) {
     const std::string body = R"({"prompt": "x", "max_tokens": 900, "stream": true, "ignore_eos": true})";
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
-    ASSERT_EQ(::send(fd, req.data(), req.size(), 0), static_cast<ssize_t>(req.size()));
+    const int fd = SendRaw("/v1/completions", body);
+    ASSERT_GE(fd, 0);
     char buf[256];
     ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);  // its thread is streaming
     fds.push_back(fd);

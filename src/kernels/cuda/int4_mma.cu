@@ -90,6 +90,23 @@ __device__ __forceinline__ RowParams MakeParams(__half2 lo, __half2 hi) {
   return p;
 }
 
+// The kernels' epilogue: each accumulator slot's partial sums of the block's warps added in
+// warp order (fixed: the result does not depend on timing), plus the bias, stored where the
+// slot's output exists. where(lane, slot, &row, &token) says which output a slot is.
+template <int kOut, typename Where>
+__device__ __forceinline__ void StoreWarpSums(const float (&partial)[kMmaWarps][kOut][32], int64_t rows, int64_t n,
+                                              const float* __restrict__ bias, float* __restrict__ y, int64_t ldy,
+                                              Where where) {
+  for (int idx = threadIdx.x; idx < kOut * 32; idx += kMmaWarps * 32) {
+    const int l = idx % 32, slot = idx / 32;
+    float v = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMmaWarps; ++w) v += partial[w][slot][l];
+    int64_t row = 0, token = 0;
+    if (where(l, slot, &row, &token) && row < rows && token < n) y[token * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
+  }
+}
+
 // Tokens n <= 8 NB, rows of TM 16-row tiles per block; the block's kMmaWarps warps split the
 // 64-input chunks and sum their partial results through shared memory (a fixed order: the
 // result does not depend on timing, nor on the other tokens of the launch).
@@ -247,16 +264,12 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
 #pragma unroll
       for (int i = 0; i < 4; ++i) partial[warp][(m * NB + b) * 4 + i][lane] = acc[m][b][i];
   __syncthreads();
-  for (int idx = threadIdx.x; idx < kOut * 32; idx += kMmaWarps * 32) {
-    const int l = idx % 32, slot = idx / 32;
-    float v = 0.f;
-#pragma unroll
-    for (int w = 0; w < kMmaWarps; ++w) v += partial[w][slot][l];
+  StoreWarpSums(partial, rows, n, bias, y, ldy, [&](int l, int slot, int64_t* row, int64_t* token) {
     const int i = slot % 4, b = (slot / 4) % NB, m = slot / (4 * NB);
-    const int64_t row = (tile0 + m) * 16 + l / 4 + 8 * (i >> 1);
-    const int64_t token = 8 * b + 2 * (l % 4) + (i & 1);
-    if (tile0 + m < tiles && row < rows && token < n) y[token * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
-  }
+    *row = (tile0 + m) * 16 + l / 4 + 8 * (i >> 1);
+    *token = 8 * b + 2 * (l % 4) + (i & 1);
+    return tile0 + m < tiles;
+  });
 }
 
 // The same products for groups of a multiple of 64 inputs (AWQ and GPTQ files: 128), with less
@@ -379,15 +392,12 @@ __global__ void __launch_bounds__(kMmaWarps * 32, MINB)
 #pragma unroll
     for (int i = 0; i < 4; ++i) partial[warp][b * 4 + i][lane] = acc[b][i];
   __syncthreads();
-  for (int idx = threadIdx.x; idx < kOut * 32; idx += kMmaWarps * 32) {
-    const int l = idx % 32, slot = idx / 32;
-    float v = 0.f;
-#pragma unroll
-    for (int w = 0; w < kMmaWarps; ++w) v += partial[w][slot][l];
+  StoreWarpSums(partial, rows, n, bias, y, ldy, [&](int l, int slot, int64_t* row, int64_t* token) {
     const int i = slot % 4, b = slot / 4;
-    const int row = tile * 16 + l / 4 + 8 * (i >> 1), token = 8 * b + 2 * (l % 4) + (i & 1);
-    if (row < rows && token < n) y[token * ldy + row] = v + (bias != nullptr ? bias[row] : 0.f);
-  }
+    *row = tile * 16 + l / 4 + 8 * (i >> 1);
+    *token = 8 * b + 2 * (l % 4) + (i & 1);
+    return true;
+  });
 }
 
 // dst word (tile, k-step, lane) from the row-major kInt4 codes (zero past the last row).
