@@ -497,7 +497,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               ch["index"] = i;
               bool tool_calls = false;
               if (chat) {
-                ch["message"] = api::ChatMessage(c, p.tools, &tool_calls, fmt::format("{:016x}{}", x->call_salt, i));
+                ch["message"] = api::ChatMessage(c, p.tools, &tool_calls, fmt::format("{:016x}{}_", x->call_salt, i));
                 ch["logprobs"] = p.want_logprobs ? api::ChatLogprobs(*x->tok, c) : OrderedJson();
               } else {
                 ch["text"] = c.text;
@@ -643,7 +643,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               bool tool_calls = false;
               OrderedJson delta = OrderedJson::object();
               if (chat && p.tools) {
-                OrderedJson msg = api::ChatMessage(c, true, &tool_calls, fmt::format("{:016x}{}", x->call_salt, i));
+                OrderedJson msg = api::ChatMessage(c, true, &tool_calls, fmt::format("{:016x}{}_", x->call_salt, i));
                 if (tool_calls) {
                   OrderedJson calls = msg["tool_calls"];
                   for (size_t k = 0; k < calls.size(); ++k) calls[k]["index"] = k;
