@@ -102,7 +102,8 @@ TEST_P(CudaAttentionTest, MatchesReference) {
   // unwritten partial shows).
   const size_t partial_bytes = cuda::AttentionScratchBytes(c.head_dim);
   auto partial = test::Poisoned(partial_bytes / sizeof(float));
-  // Each with 4 and 8 keys per warp tile, and split keys at 1 and 16 blocks per SM too.
+  // Each with 4 and 8 keys per warp tile (8: head size 128 only; the others use 4), and split
+  // keys at 1 and 16 blocks per SM too.
   struct Variant {
     bool split;
     int tile, blocks_per_sm;

@@ -21,7 +21,7 @@ using namespace detail;
 namespace {
 
 constexpr int kWarps = 4;
-// Keys per warp tile: 4 by default; 8 (head sizes up to 128) halves the dependent memory round
+// Keys per warp tile: 4 by default; 8 (head sizes 65-128) halves the dependent memory round
 // trips of a short split, for twice the registers (SetAttentionKeyTile, for measurements).
 std::atomic<int> g_key_tile{4};
 
@@ -230,10 +230,10 @@ template <typename KV, bool SPLIT, int TILE>
 void LaunchDpl(const AttentionArgs& a, dim3 grid) {
   const int threads = kWarps * 32;
   if (a.head_dim <= 32) {
-    LaunchKernel(AttentionKernel<KV, 1, SPLIT, TILE>, grid, threads, a);
+    LaunchKernel(AttentionKernel<KV, 1, SPLIT, 4>, grid, threads, a);
   } else if (a.head_dim <= 64) {
-    LaunchKernel(AttentionKernel<KV, 2, SPLIT, TILE>, grid, threads, a);
-  } else if (a.head_dim <= 128) {
+    LaunchKernel(AttentionKernel<KV, 2, SPLIT, 4>, grid, threads, a);
+  } else if (a.head_dim <= 128) {  // (Qwen2.5's 128: the only size with a choice of tile)
     LaunchKernel(AttentionKernel<KV, 4, SPLIT, TILE>, grid, threads, a);
   } else {
     LaunchKernel(AttentionKernel<KV, 8, SPLIT, 4>, grid, threads, a);  // (8 keys: too many registers)
@@ -249,7 +249,7 @@ void LaunchTile(const AttentionArgs& a, dim3 grid, int tile) {
 template <typename KV>
 void Launch(const AttentionArgs& a) {
   const int64_t pairs = a.n * a.n_heads;
-  const int tile = a.head_dim <= 128 ? g_key_tile.load() : 4;
+  const int tile = a.head_dim > 64 && a.head_dim <= 128 ? g_key_tile.load() : 4;
   int64_t splits = 1;
   if (a.partial != nullptr) {
     const int64_t max_keys = a.table_stride * a.block_size;

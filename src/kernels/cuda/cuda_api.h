@@ -216,7 +216,7 @@ size_t AttentionScratchBytes(int64_t head_dim);
 // splits each (token, head)'s keys until the launch has about this many blocks per SM.
 void SetAttentionSplitBlocksPerSm(int blocks);
 int AttentionSplitBlocksPerSm();
-// Keys per warp tile (4, default, or 8; head sizes above 128 always use 4), for measurements.
+// Keys per warp tile (4, default, or 8; only head sizes 65-128 use 8), for measurements.
 void SetAttentionKeyTile(int keys);
 int AttentionKeyTile();
 // Whether Attention supports this head size (16, 32, 64, 128, 256, ...: see attention.cu).
