@@ -2,6 +2,7 @@
 // HTTP error (status, OpenAI-style type, message).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,15 @@
 #include "tokenizer/chat_template.h"
 
 namespace qb::api {
+
+// Stop sequences a request may give (both APIs; /info reports it as max_stop_sequences).
+inline constexpr size_t kMaxStopSequences = 16;
+
+// A JSON value that can be a token id: a non-negative integer within int32 (larger unsigned
+// values would wrap when read as int32).
+inline bool IsTokenIdValue(const OrderedJson& v) {
+  return v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t{INT32_MAX};
+}
 
 struct HttpError {
   int status = 400;

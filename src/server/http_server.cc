@@ -300,7 +300,7 @@ void HttpServer::Routes() {
                    {"model_pipeline_tag", "text-generation"},
                    {"max_concurrent_requests", model_.engine ? model_.engine->config().scheduler.max_num_seqs : 0},
                    {"max_best_of", 1},
-                   {"max_stop_sequences", 16},
+                   {"max_stop_sequences", api::kMaxStopSequences},
                    {"max_input_tokens", model_.engine ? model_.engine->config().max_input_tokens : total - 1},
                    {"max_total_tokens", total},
                    {"max_batch_total_tokens", model_.engine ? model_.engine->config().scheduler.max_batch_tokens : 0},
@@ -342,7 +342,7 @@ void HttpServer::Routes() {
       return SendError(res, HttpError{400, "invalid_request_error", "expected {\"tokens\": [ids]}", ""});
     std::vector<int32_t> ids;
     for (const auto& t : body["tokens"]) {
-      if (!t.is_number_unsigned() || t.get<uint64_t>() > uint64_t{INT32_MAX})
+      if (!api::IsTokenIdValue(t))
         return SendError(res, HttpError{400, "invalid_request_error", "token ids must be non-negative integers", ""});
       ids.push_back(static_cast<int32_t>(t.get<uint64_t>()));
     }

@@ -121,7 +121,7 @@ std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const std::str
     } else {
       return Bad("'stop' must be a string or an array of strings", "stop");
     }
-    if (p.gen.stop.size() > 16) return Bad("at most 16 stop sequences", "stop");
+    if (p.gen.stop.size() > kMaxStopSequences) return Bad(fmt::format("at most {} stop sequences", kMaxStopSequences), "stop");
     for (const auto& x : p.gen.stop)
       if (x.empty()) return Bad("a stop sequence is empty", "stop");
   }
@@ -129,7 +129,7 @@ std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const std::str
     const OrderedJson& st = r.body["stop_token_ids"];
     if (!st.is_array()) return Bad("'stop_token_ids' must be an array of integers", "stop_token_ids");
     for (const auto& x : st) {
-      if (!x.is_number_unsigned() || x.get<uint64_t>() > uint64_t{INT32_MAX})
+      if (!IsTokenIdValue(x))
         return Bad("'stop_token_ids' must be an array of token ids (non-negative integers)", "stop_token_ids");
       p.gen.stop_token_ids.push_back(static_cast<int32_t>(x.get<uint64_t>()));
     }

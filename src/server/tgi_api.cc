@@ -76,7 +76,7 @@ std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, 
         if (!x.is_string() || x.get<std::string>().empty()) return Bad("'stop' must hold non-empty strings");
         p.gen.stop.push_back(x.get<std::string>());
       }
-      if (p.gen.stop.size() > 16) return Bad("at most 16 stop sequences");  // /info's max_stop_sequences
+      if (p.gen.stop.size() > kMaxStopSequences) return Bad(fmt::format("at most {} stop sequences", kMaxStopSequences));
     } else if (k == "seed") {
       if (!v.is_number_unsigned()) return Bad("'seed' must be a non-negative integer");
       s.seed = v.get<uint64_t>();
