@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/reference.h"
+#include "cli/cli_test_util.h"
 #include "common/run_command.h"
 #include "util/child_process.h"
 #include "common/test_paths.h"
@@ -25,7 +26,7 @@ namespace {
 using test::DataPath;
 using test::RunCommand;
 
-const std::string kQwenbox = QB_BINARY;
+using test::kQwenbox;
 
 std::string Ids(const std::vector<int32_t>& ids) {
   std::string s;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/run_command.h"
+#include "cli/cli_test_util.h"
 #include "util/child_process.h"
 #include "common/test_paths.h"
 #include "util/json.h"
@@ -16,7 +17,7 @@ namespace qb {
 namespace {
 
 using test::RunCommand;
-const std::string kQwenbox = QB_BINARY;
+using test::kQwenbox;
 
 TEST(LoadtestCli, AgainstTheDemoServer) {
   const int port = test::FreeLoopbackPort();

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "common/run_command.h"
+#include "cli/cli_test_util.h"
 #include "common/test_paths.h"
 #include "util/json.h"
 
@@ -12,7 +13,7 @@ namespace {
 using test::DataPath;
 using test::RunCommand;
 
-const std::string kQwenbox = QB_BINARY;
+using test::kQwenbox;
 
 Json RunJson(const std::vector<std::string>& argv) {
   auto r = RunCommand(argv);

@@ -15,21 +15,21 @@
 namespace qb {
 namespace {
 
-struct Case {
+struct AttentionCase {
   DType kv;
   int64_t head_dim, n_heads, n_kv_heads, block_size;
   const char* mode;  // "decode", "prefill", "mixed", "long" (decode, up to 2000 keys)
 };
 
-std::ostream& operator<<(std::ostream& os, const Case& c) {
+std::ostream& operator<<(std::ostream& os, const AttentionCase& c) {
   return os << c.mode << " " << Name(c.kv) << " head_dim " << c.head_dim;
 }
 
-class CudaAttentionTest : public ::testing::TestWithParam<Case> {};
+class CudaAttentionTest : public ::testing::TestWithParam<AttentionCase> {};
 
 TEST_P(CudaAttentionTest, MatchesReference) {
   QB_REQUIRE_CUDA();
-  const Case& c = GetParam();
+  const AttentionCase& c = GetParam();
   // Tokens in each sequence so far ("long": decode over a few thousand keys).
   const std::vector<int64_t> lens =
       std::string(c.mode) == "long" ? std::vector<int64_t>{2000, 1, 700, 64} : std::vector<int64_t>{1, 37, 130, 16, 300};
@@ -131,11 +131,11 @@ TEST_P(CudaAttentionTest, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Shapes, CudaAttentionTest,
-    ::testing::Values(Case{DType::kBF16, 128, 28, 4, 16, "decode"}, Case{DType::kBF16, 128, 28, 4, 16, "prefill"},
-                      Case{DType::kF16, 128, 8, 2, 16, "mixed"}, Case{DType::kF32, 64, 4, 2, 4, "mixed"},
-                      Case{DType::kBF16, 64, 4, 2, 16, "prefill"}, Case{DType::kF32, 16, 4, 2, 8, "decode"},
-                      Case{DType::kBF16, 16, 4, 4, 8, "mixed"}, Case{DType::kBF16, 128, 28, 4, 16, "long"},
-                      Case{DType::kF32, 64, 8, 2, 8, "long"}),
+    ::testing::Values(AttentionCase{DType::kBF16, 128, 28, 4, 16, "decode"}, AttentionCase{DType::kBF16, 128, 28, 4, 16, "prefill"},
+                      AttentionCase{DType::kF16, 128, 8, 2, 16, "mixed"}, AttentionCase{DType::kF32, 64, 4, 2, 4, "mixed"},
+                      AttentionCase{DType::kBF16, 64, 4, 2, 16, "prefill"}, AttentionCase{DType::kF32, 16, 4, 2, 8, "decode"},
+                      AttentionCase{DType::kBF16, 16, 4, 4, 8, "mixed"}, AttentionCase{DType::kBF16, 128, 28, 4, 16, "long"},
+                      AttentionCase{DType::kF32, 64, 8, 2, 8, "long"}),
     [](const auto& p) {
       return std::string(p.param.mode) + "_" + std::string(Name(p.param.kv)) + "_d" + std::to_string(p.param.head_dim) +
              "_h" + std::to_string(p.param.n_heads) + "_" + std::to_string(p.param.n_kv_heads) + "_bs" +

@@ -106,7 +106,7 @@ TEST_F(EngineTest, PrefixCacheServesASharedPrompt) {
 TEST_F(EngineTest, StressMatchesSoloRuns) {
   std::mt19937 rng(4);
   std::vector<StressJob> jobs;
-  for (int i = 0; i < 300; ++i)
+  for (int i = 0; i < 300 / kStressScale; ++i)
     jobs.push_back({RandomPrompt(rng, std::uniform_int_distribution<int>(1, 48)(rng)),
                     std::uniform_int_distribution<int64_t>(1, 24)(rng), rng() % 10 == 0});
   // All at once: 20 blocks of 16 tokens for up to 72-token requests.

@@ -142,7 +142,7 @@ TEST_F(EngineTest, SpeculationKeepsMaxTokensAndStructuredOutput) {
 TEST_F(EngineTest, SpeculationStressMatchesSoloRuns) {
   std::mt19937 rng(24);
   std::vector<StressJob> jobs;
-  for (int i = 0; i < 120; ++i)
+  for (int i = 0; i < 120 / kStressScale; ++i)
     jobs.push_back({i % 2 ? RandomPrompt(rng, std::uniform_int_distribution<int>(1, 40)(rng))
                           : RepetitivePrompt(rng, std::uniform_int_distribution<int>(2, 6)(rng), 4),
                     std::uniform_int_distribution<int64_t>(1, 28)(rng), rng() % 10 == 0});

@@ -57,14 +57,14 @@ class Bytes {
   std::string s_;
 };
 
-Result<GgufFile> OpenBytes(const std::string& bytes) {
+Result<GgufFile> OpenGgufBytes(const std::string& bytes) {
   const std::string path = ScratchDir() + "/t.gguf";
   test::WriteBytes(path, bytes);
   return GgufFile::Open(path);
 }
 
 void ExpectError(const std::string& bytes, const std::string& expect, const char* name) {
-  auto f = OpenBytes(bytes);
+  auto f = OpenGgufBytes(bytes);
   ASSERT_FALSE(f.ok()) << name;
   EXPECT_NE(f.status().message().find(expect), std::string::npos) << name << ": " << f.status().message();
   EXPECT_NE(f.status().message().find("t.gguf"), std::string::npos) << name << ": " << f.status().message();
@@ -237,7 +237,7 @@ TEST(GgufTest, CorruptFilesGiveClearErrors) {
     b.PadTo(32).Raw(std::string(data_bytes, '\0'));
     return b.str();
   };
-  EXPECT_TRUE(OpenBytes(file({tensor(1, {8}, 0, 0)}, 32)).ok());
+  EXPECT_TRUE(OpenGgufBytes(file({tensor(1, {8}, 0, 0)}, 32)).ok());
   ExpectError(file({tensor(5, {1, 1, 1, 1, 1}, 0, 0)}, 32), "5 dimensions", "n_dims");
   ExpectError(file({tensor(1, {0}, 0, 0)}, 32), "dimension 0 of size 0", "zero dim");
   ExpectError(file({tensor(1, {8}, 200, 0)}, 32), "unknown ggml tensor type 200", "type");
@@ -257,7 +257,7 @@ TEST(GgufTest, CorruptFilesGiveClearErrors) {
 TEST(GgufTest, TruncatedFixtureIsAnError) {
   const std::string bytes = test::ReadBytes(DataPath("micro-qwen2/micro-qwen2-q4_0.gguf"));
   for (size_t keep : {size_t{3}, size_t{20}, size_t{5000}, size_t{30000}, bytes.size() / 2, bytes.size() - 1}) {
-    auto f = OpenBytes(bytes.substr(0, keep));
+    auto f = OpenGgufBytes(bytes.substr(0, keep));
     EXPECT_FALSE(f.ok()) << keep;
   }
 }
@@ -266,7 +266,7 @@ TEST(GgufTest, UnsupportedTensorTypeFailsOnLoadOnly) {
   Bytes b;
   b.Header(3, 1, 0).Str("w").Put<uint32_t>(1).Put<uint64_t>(256).Put<uint32_t>(16).Put<uint64_t>(0);  // IQ2_XXS
   b.PadTo(32).Raw(std::string(66, '\0'));
-  auto f = OpenBytes(b.str());
+  auto f = OpenGgufBytes(b.str());
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   auto t = f->Load(f->tensors()[0]);
   ASSERT_FALSE(t.ok());
@@ -277,7 +277,7 @@ TEST(GgufTest, UnsupportedTensorTypeFailsOnLoadOnly) {
 TEST(GgufTest, Version2IsRead) {
   Bytes b;
   b.Header(2, 0, 1).Str("general.architecture").Put<uint32_t>(8).Str("qwen2");
-  auto f = OpenBytes(b.str());
+  auto f = OpenGgufBytes(b.str());
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f->version(), 2u);
   EXPECT_EQ(f->GetString("general.architecture"), "qwen2");

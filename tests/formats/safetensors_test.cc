@@ -26,7 +26,7 @@ std::string MakeFile(const std::string& header, const std::string& data, uint64_
   return out + header + data;
 }
 
-Status OpenBytes(const std::string& bytes) {
+Status OpenSafetensorsBytes(const std::string& bytes) {
   const std::string path = ScratchDir() + "/t.safetensors";
   WriteBytes(path, bytes);
   auto f = SafetensorsFile::Open(path);
@@ -109,7 +109,7 @@ TEST(SafetensorsTest, CorruptFilesGiveClearErrors) {
        "too large"},
   };
   for (const auto& c : cases) {
-    Status s = OpenBytes(c.bytes);
+    Status s = OpenSafetensorsBytes(c.bytes);
     EXPECT_FALSE(s.ok()) << c.name;
     EXPECT_NE(s.message().find(c.expect), std::string::npos) << c.name << ": " << s.message();
     EXPECT_NE(s.message().find("t.safetensors"), std::string::npos) << c.name << ": " << s.message();
@@ -119,7 +119,7 @@ TEST(SafetensorsTest, CorruptFilesGiveClearErrors) {
 TEST(SafetensorsTest, TruncatedFixtureIsAnError) {
   const std::string bytes = test::ReadBytes(DataPath("micro-qwen2/model.safetensors"));
   for (size_t keep : {size_t{0}, size_t{4}, size_t{100}, bytes.size() / 2, bytes.size() - 1}) {
-    Status s = OpenBytes(bytes.substr(0, keep));
+    Status s = OpenSafetensorsBytes(bytes.substr(0, keep));
     EXPECT_FALSE(s.ok()) << keep;
   }
 }

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "grammar/grammar_matcher.h"
+#include "grammar/grammar_test_util.h"
 #include "grammar/json_grammar.h"
 
 namespace qb {
@@ -15,10 +16,7 @@ namespace {
 
 using OJson = nlohmann::ordered_json;
 
-bool Accepts(const std::shared_ptr<const Grammar>& g, std::string_view text) {
-  GrammarMatcher m(g);
-  return m.Advance(text) && m.complete();
-}
+using test::Accepts;
 
 std::shared_ptr<const Grammar> Schema(std::string_view schema) {
   auto g = JsonSchemaGrammar(OJson::parse(schema));

@@ -7,16 +7,14 @@
 #include <regex>
 
 #include "grammar/grammar_matcher.h"
+#include "grammar/grammar_test_util.h"
 #include "grammar/json_grammar.h"
 #include "grammar/regex_grammar.h"
 
 namespace qb {
 namespace {
 
-bool Accepts(const std::shared_ptr<const Grammar>& g, std::string_view text) {
-  GrammarMatcher m(g);
-  return m.Advance(text) && m.complete();
-}
+using test::Accepts;
 
 std::string Utf8(uint32_t cp) {
   std::string s;

@@ -21,16 +21,16 @@ Qwen2Model Unjoined(const Qwen2Model& m) {
   return Qwen2Model(m.config(), std::move(w));
 }
 
-struct Case {
+struct FuseCase {
   const char* path;
   const char* quant;
   bool joined;
 };
 
-class FuseProjectionsTest : public ::testing::TestWithParam<Case> {};
+class FuseProjectionsTest : public ::testing::TestWithParam<FuseCase> {};
 
 TEST_P(FuseProjectionsTest, JoinedAndSeparateGiveTheSameLogits) {
-  const Case c = GetParam();
+  const FuseCase c = GetParam();
   LoadOptions o;
   o.quant = c.quant;
   auto loaded = LoadModel(DataPath(c.path), o);
@@ -59,13 +59,13 @@ TEST_P(FuseProjectionsTest, JoinedAndSeparateGiveTheSameLogits) {
 
 INSTANTIATE_TEST_SUITE_P(
     Loads, FuseProjectionsTest,
-    ::testing::Values(Case{"micro-qwen2/micro-qwen2-q8_0.gguf", "", true},  // repacked at load: joined
-                      Case{"micro-qwen2/micro-qwen2-q4_0.gguf", "", true},
-                      Case{"micro-qwen2", "q4_k", true},                      // converted at load: joined
-                      Case{"micro-qwen2/micro-qwen2-f16.gguf", "", true},    // mapped: copied, file pages let go
-                      Case{"micro-qwen2", "", true},                          // bf16 safetensors, mapped
-                      Case{"micro-qwen2-gptq-descact", "", false}),          // act-order permutations
-    [](const ::testing::TestParamInfo<Case>& i) { return std::to_string(i.index); });
+    ::testing::Values(FuseCase{"micro-qwen2/micro-qwen2-q8_0.gguf", "", true},  // repacked at load: joined
+                      FuseCase{"micro-qwen2/micro-qwen2-q4_0.gguf", "", true},
+                      FuseCase{"micro-qwen2", "q4_k", true},                      // converted at load: joined
+                      FuseCase{"micro-qwen2/micro-qwen2-f16.gguf", "", true},    // mapped: copied, file pages let go
+                      FuseCase{"micro-qwen2", "", true},                          // bf16 safetensors, mapped
+                      FuseCase{"micro-qwen2-gptq-descact", "", false}),          // act-order permutations
+    [](const ::testing::TestParamInfo<FuseCase>& i) { return std::to_string(i.index); });
 
 }  // namespace
 }  // namespace qb

@@ -2,6 +2,7 @@
 // `docker run`, the compose and Kubernetes blocks, and how GPUs split into instances.
 #include <gtest/gtest.h>
 
+#include "common/byte_units.h"
 #include "model/presets.h"
 #include "resources/deployment.h"
 #include "resources/memory_guard.h"
@@ -9,8 +10,8 @@
 namespace qb {
 namespace {
 
-constexpr int64_t kMiB = int64_t{1} << 20;
-constexpr int64_t kGiB = int64_t{1} << 30;
+using test::kGiB;
+using test::kMiB;
 
 MemoryPlan SevenB(const std::string& quant, int64_t context, int64_t batch) {
   PlanInput in;

@@ -2,6 +2,7 @@
 // explicit sizes, and refusals that say what would fit.
 #include <gtest/gtest.h>
 
+#include "common/byte_units.h"
 #include "model/presets.h"
 #include "resources/kv_sizing.h"
 #include "resources/memory_plan.h"
@@ -9,7 +10,7 @@
 namespace qb {
 namespace {
 
-constexpr int64_t kMiB = 1 << 20;
+using test::kMiB;
 
 KvSizingInput SevenB() {
   KvSizingInput in;
