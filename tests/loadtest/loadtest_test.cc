@@ -259,9 +259,11 @@ TEST(LoadTest, TimingsMatchWhatTheServerDid) {
       EXPECT_EQ(rep.completed, 3);
       EXPECT_EQ(rep.failed, 0);
       EXPECT_EQ(rep.output_tokens, 13);
-      // The scripted gaps are 15, 5 and 25 ms; a loaded machine can only make them longer.
-      EXPECT_GE(rep.tpot_ms.min, 5 - 0.5);
-      EXPECT_GE(rep.tpot_ms.max, 25 - 0.5);
+      // The report's TPOT range: the scripted gaps are 5 to 25 ms. (Not a bound that holds in
+      // every run: a client thread held off the CPU when the first token came measures a late
+      // TTFT, and so a shorter TPOT; it counts toward the run's deviation like the rest.)
+      deviation(rep.tpot_ms.min, 5, "report's smallest TPOT");
+      deviation(rep.tpot_ms.max, 25, "report's largest TPOT");
       EXPECT_EQ(rep.itl_ms.count, 5u + 3u + 2u);
       EXPECT_LE(rep.max_in_flight, 3);
       if (run_worst < best) {
