@@ -20,4 +20,11 @@ WeightsSummary Summarize(const Qwen2Weights& w) {
   return s;
 }
 
+int64_t MappedEmbeddingBytes(const Qwen2Weights& w) {
+  const Tensor& e = w.token_embedding;
+  const bool tied = e.raw() == w.lm_head.raw();
+  // A tensor that owns its memory is writable; a view of the mapped file is not.
+  return tied || e.writable() ? 0 : static_cast<int64_t>(e.nbytes());
+}
+
 }  // namespace qb

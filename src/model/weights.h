@@ -46,4 +46,10 @@ struct WeightsSummary {
 
 WeightsSummary Summarize(const Qwen2Weights& w);
 
+// Bytes of an untied embedding that are still a view of the checkpoint file: the forward pass
+// reads it a row at a time, so it becomes resident only as tokens are seen (sizing counts it in
+// full in advance). 0 when it is tied (lm_head reads all of it every step) or was converted at
+// load (then it is in memory of its own, resident already).
+int64_t MappedEmbeddingBytes(const Qwen2Weights& w);
+
 }  // namespace qb

@@ -11,6 +11,7 @@
 #include "formats/safetensors_writer.h"
 #include "model/presets.h"
 #include "model/random_checkpoint.h"
+#include "model/weights.h"
 #include "tensor/interleave.h"
 #include "util/json.h"
 
@@ -51,6 +52,22 @@ void RewriteSafetensors(const std::string& dir, const std::function<bool(Pending
   f.reset();
   ASSERT_TRUE(w.Write(path + ".new").ok());
   fs::rename(path + ".new", path);
+}
+
+TEST(LoaderTest, MappedEmbeddingBytesCountOnlyAnEmbeddingStillInTheFile) {
+  // micro-qwen2: untied, BF16 safetensors. As stored, the embedding is a view of the file;
+  // converted by --quant it has memory of its own.
+  auto stored = LoadModel(DataPath("micro-qwen2"));
+  ASSERT_TRUE(stored.ok()) << stored.status().ToString();
+  const Tensor& e = stored->model->weights().token_embedding;
+  EXPECT_FALSE(e.writable());
+  EXPECT_EQ(MappedEmbeddingBytes(stored->model->weights()), static_cast<int64_t>(e.nbytes()));
+  LoadOptions o;
+  o.quant = "q8_0";
+  auto converted = LoadModel(DataPath("micro-qwen2"), o);
+  ASSERT_TRUE(converted.ok()) << converted.status().ToString();
+  EXPECT_TRUE(converted->model->weights().token_embedding.writable());
+  EXPECT_EQ(MappedEmbeddingBytes(converted->model->weights()), 0);
 }
 
 TEST(LoaderTest, MissingPathNamesIt) {
