@@ -1,7 +1,6 @@
 # Compile time. On the 2-core CI machine the Release (+ CUDA) and ASan builds took ~11 minutes
 # each, most of it spent instantiating and compiling the same header-only code (CLI11,
-# nlohmann::json, fmt, GoogleTest) again in every file of the command-line, server and test
-# targets. Two remedies, each with an option to turn it off:
+# nlohmann::json, fmt, GoogleTest) again in every file of the command-line and test targets. Two remedies, each with an option to turn it off:
 #  - unity builds (QWENBOX_UNITY): such a target's files are compiled together, in batches,
 #    so the shared templates are instantiated once per batch (qb_cli: 300 s of CPU -> 60 s).
 #    Files of one target must then not define the same names in anonymous namespaces.
@@ -25,14 +24,9 @@ endfunction()
 
 # qb_precompile_headers(target header...): the target's C++ files start with these headers.
 function(qb_precompile_headers target)
-  if(NOT QWENBOX_PCH)
-    return()
+  if(QWENBOX_PCH)
+    target_precompile_headers(${target} PRIVATE ${ARGN})
   endif()
-  set(headers "")
-  foreach(header ${ARGN})
-    list(APPEND headers "$<$<COMPILE_LANGUAGE:CXX>:${header}>")
-  endforeach()
-  target_precompile_headers(${target} PRIVATE ${headers})
 endfunction()
 
 # qb_reuse_precompiled_headers(target from): the target uses `from`'s precompiled headers (both

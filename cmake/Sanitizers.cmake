@@ -10,9 +10,7 @@ endif()
 # (still fully instrumented); the kernels, model and engine keep the build's -O1.
 function(qb_sanitize_without_optimizing)
   if(QWENBOX_SANITIZE)
-    foreach(target ${ARGN})
-      target_compile_options(${target} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-O0>)
-    endforeach()
+    qb_compile_without_optimizing(${ARGN})
   endif()
 endfunction()
 

@@ -58,10 +58,8 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   const ModelConfig& mc = loaded.model->config();
   const Qwen2Weights& w = loaded.model->weights();
 
-  // Resident now, after a one-token forward pass touched every matrix; an untied embedding still
-  // in the mapped file is read a row at a time, so count all of it as it will become resident
-  // (one converted by --quant is resident already: counting it again took 0.3 GB of KV cache
-  // from a 7B model under a 6 GB limit).
+  // Resident now, after a one-token forward pass touched every matrix, plus what will become
+  // resident later: an untied embedding still in the mapped file (MappedEmbeddingBytes).
   if (o.device == "cpu") {
     ContiguousKvCache warm(mc, 1);
     const int32_t token = 0;
