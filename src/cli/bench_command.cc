@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "kernels/ops.h"
 #include "model/loader.h"
+#include "model/step_model.h"
 
 namespace qb::cli {
 
@@ -63,10 +64,10 @@ Result<DType> BenchKvDType(const BenchOptions& o, const ModelConfig& config) {
 // N requests at once through the engine: the decode rate once every request is generating
 // (from the last first token to the last finish), and the rate over the whole run.
 Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const kernels::ExecContext& ctx, ThreadPool* pool) {
-  const Qwen2Model& model = *loaded.model;
+  const ModelConfig& mc = loaded.model->config();
   const int64_t per_seq = o.prompt + o.gen;
   EngineConfig ec;
-  QB_ASSIGN_OR_RETURN(ec.kv_dtype, BenchKvDType(o, model.config()));
+  QB_ASSIGN_OR_RETURN(ec.kv_dtype, BenchKvDType(o, mc));
   ec.scheduler.block_size = 16;
   ec.scheduler.max_num_seqs = std::max(o.concurrency, 1);
   ec.scheduler.max_batch_tokens = std::max<int64_t>(512, o.concurrency);
@@ -77,9 +78,10 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   std::vector<double> agg, decode;
   int64_t drafts = 0, accepted = 0, steps = 0;
   std::mt19937 rng(99);
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(model.config().vocab_size, 151643) - 1));
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(mc.vocab_size, 151643) - 1));
   for (int r = 0; r < o.reps; ++r) {
-    Engine engine(loaded.model, nullptr, ec, ctx);
+    Engine engine(MakeCpuStepModel(loaded, KvLayout{ec.kv_blocks, ec.scheduler.block_size, ec.kv_dtype}, ctx), nullptr,
+                  ec, ctx);
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     std::vector<std::shared_ptr<RequestStream>> streams;
@@ -147,32 +149,37 @@ Status RunBench(const BenchOptions& o) {
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
   QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
   if (o.concurrency > 0) return RunConcurrent(o, loaded, ctx, pool.get());
-  const Qwen2Model& model = *loaded.model;
+  const ModelConfig& mc = loaded.model->config();
   const int64_t total = std::max<int64_t>(o.prompt, o.gen);
-  if (total > model.config().max_position_embeddings)
-    return InvalidArgument(fmt::format("{} tokens exceed the context length {}", total, model.config().max_position_embeddings));
+  if (total > mc.max_position_embeddings)
+    return InvalidArgument(fmt::format("{} tokens exceed the context length {}", total, mc.max_position_embeddings));
   std::mt19937 rng(1234);
-  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(model.config().vocab_size, 151643) - 1));
+  std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(mc.vocab_size, 151643) - 1));
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt));
   for (auto& t : prompt) t = id(rng);
-  QB_ASSIGN_OR_RETURN(const DType kv_dtype, BenchKvDType(o, model.config()));
-  ContiguousKvCache cache(model.config(), std::max<int64_t>(total, 1), kv_dtype);
+  QB_ASSIGN_OR_RETURN(const DType kv_dtype, BenchKvDType(o, mc));
+  // One sequence in one block as long as it (ContiguousKvCache's layout), through the CPU
+  // backend: the model, or its tensor-parallel ranks.
+  auto step = MakeCpuStepModel(loaded, KvLayout{1, std::max<int64_t>(total, 1), kv_dtype}, ctx);
+  auto forward = [&step](const std::vector<int32_t>& tokens, int64_t start) {
+    return step->Step(SequenceBatch(tokens, start, false));
+  };
   using Clock = std::chrono::steady_clock;
   auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
   // Warm-up: touch every weight page once.
-  { QB_ASSIGN_OR_RETURN(Tensor w, model.Forward(std::vector<int32_t>{1}, 0, cache, false, ctx)); }
+  { QB_ASSIGN_OR_RETURN(Tensor w, forward(std::vector<int32_t>{1}, 0)); }
   std::vector<double> pp, tg;
   for (int r = 0; r < o.reps; ++r) {
     if (o.prompt > 0) {
       const auto t0 = Clock::now();
-      QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(prompt, 0, cache, false, ctx));
+      QB_ASSIGN_OR_RETURN(Tensor logits, forward(prompt, 0));
       pp.push_back(static_cast<double>(o.prompt) / seconds(Clock::now() - t0));
     }
     if (o.gen > 0) {
       const auto t0 = Clock::now();
       int32_t tok = id(rng);
       for (int64_t i = 0; i < o.gen; ++i) {
-        QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(std::vector<int32_t>{tok}, i, cache, false, ctx));
+        QB_ASSIGN_OR_RETURN(Tensor logits, forward(std::vector<int32_t>{tok}, i));
         tok = std::max_element(logits.data<float>(), logits.data<float>() + logits.cols()) - logits.data<float>();
       }
       tg.push_back(static_cast<double>(o.gen) / seconds(Clock::now() - t0));
@@ -180,19 +187,21 @@ Status RunBench(const BenchOptions& o) {
   }
   const Stats p = Summarize(pp), g = Summarize(tg);
   const int64_t rss = PeakRssBytes();
-  const int64_t weight_bytes = Summarize(model.weights()).bytes;
+  const int64_t weight_bytes = loaded.Summary().bytes;
   if (o.json) {
     std::printf("{\"pp_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, "
                 "\"tg_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, \"peak_rss_bytes\": %lld, "
-                "\"prompt_tokens\": %lld, \"gen_tokens\": %lld, \"threads\": %d, \"isa\": \"%s\", \"weight_bytes\": %lld}\n",
+                "\"prompt_tokens\": %lld, \"gen_tokens\": %lld, \"threads\": %d, \"isa\": \"%s\", \"weight_bytes\": %lld, "
+                "\"tensor_parallel\": %d}\n",
                 p.min, p.median, p.max, g.min, g.median, g.max, static_cast<long long>(rss),
                 static_cast<long long>(o.prompt), static_cast<long long>(o.gen), pool->size(),
-                std::string(kernels::IsaName(ctx.isa)).c_str(), static_cast<long long>(weight_bytes));
+                std::string(kernels::IsaName(ctx.isa)).c_str(), static_cast<long long>(weight_bytes), o.exec.tensor_parallel);
     return Status::Ok();
   }
-  std::printf("%s", fmt::format("model {} ({:.3f} B parameters, {:.1f} MiB of weights), {} threads, {} kernels\n",
-                                o.model, static_cast<double>(model.config().ParameterCount()) / 1e9,
-                                static_cast<double>(weight_bytes) / 1048576.0, pool->size(), kernels::IsaName(ctx.isa))
+  std::printf("%s", fmt::format("model {} ({:.3f} B parameters, {:.1f} MiB of weights), {} threads on {}, {} kernels\n",
+                                o.model, static_cast<double>(mc.ParameterCount()) / 1e9,
+                                static_cast<double>(weight_bytes) / 1048576.0, pool->size(), step->device(),
+                                kernels::IsaName(ctx.isa))
                         .c_str());
   if (o.prompt > 0)
     std::printf("pp%-5lld %8.2f tok/s median (min %.2f, max %.2f) over %d runs\n", static_cast<long long>(o.prompt),
@@ -225,6 +234,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--speculative-ngram-max", o->speculative.ngram_max, "Longest suffix looked up")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   o->exec.Add(cmd, "fast");
+  o->exec.AddTensorParallel(cmd);
   cmd->callback([o, exit_code] {
     Status s = RunBench(*o);
     *exit_code = s.ok() ? 0 : ReportError("bench", s);

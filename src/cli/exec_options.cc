@@ -20,11 +20,20 @@ void ExecOptions::Add(CLI::App* cmd, const std::string& default_kernels) {
                   "Convert the weights when loading: q8_0, q4_0, q4_k, f16 or bf16 (default: as stored)");
 }
 
+void ExecOptions::AddTensorParallel(CLI::App* cmd) {
+  cmd->add_option("--tensor-parallel-size,--tp", tensor_parallel,
+                  "Split the model over this many ranks, each with --threads / N threads and its own share of "
+                  "the heads, the MLP and the vocabulary (Megatron-style; on a CPU it pays across NUMA nodes)")
+      ->capture_default_str();
+}
+
 Result<LoadedModel> ExecOptions::Load(const std::string& path, ThreadPool* pool,
                                       std::function<void(const std::string&, double)> progress) const {
   LoadOptions lo;
   lo.quant = quant;
   lo.pool = pool;
+  if (tensor_parallel < 1) return InvalidArgument("--tensor-parallel-size must be at least 1");
+  lo.tensor_parallel = tensor_parallel;
   lo.progress = std::move(progress);
   return LoadModel(path, lo);
 }

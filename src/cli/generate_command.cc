@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/exec_options.h"
 #include "model/loader.h"
+#include "model/step_model.h"
 #include "sampling/sampler.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/stream_decoder.h"
@@ -77,13 +78,15 @@ Status RunGenerate(const GenerateOptions& o) {
   if (!tok && o.ids.empty()) return tok_result.status();
   QB_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, PromptIds(o, tok));
   if (prompt.empty()) return InvalidArgument("the prompt is empty");
-  const Qwen2Model& model = *loaded.model;
+  const ModelConfig& mc = loaded.model->config();
   const int64_t total = static_cast<int64_t>(prompt.size()) + o.max_tokens;
-  if (total > model.config().max_position_embeddings)
+  if (total > mc.max_position_embeddings)
     return InvalidArgument(fmt::format("prompt ({}) + max tokens ({}) exceeds the context length {}",
-                                       prompt.size(), o.max_tokens, model.config().max_position_embeddings));
+                                       prompt.size(), o.max_tokens, mc.max_position_embeddings));
   Sampler sampler(ResolveSampling(o, loaded.generation), prompt);
-  ContiguousKvCache cache(model.config(), total);
+  // One f32 block as long as the sequence (ContiguousKvCache's layout) through the CPU backend:
+  // the model, or its tensor-parallel ranks.
+  auto model = MakeCpuStepModel(loaded, KvLayout{1, total, DType::kF32}, ctx);
   std::vector<int32_t> generated;
   std::vector<int32_t> step = prompt;
   std::optional<StreamDecoder> stream;
@@ -92,7 +95,7 @@ Status RunGenerate(const GenerateOptions& o) {
   const auto& eos = loaded.generation.eos_token_ids;
   int64_t pos = 0;
   while (static_cast<int64_t>(generated.size()) < o.max_tokens) {
-    QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(step, pos, cache, false, ctx));
+    QB_ASSIGN_OR_RETURN(Tensor logits, model->Step(SequenceBatch(step, pos, false)));
     pos += static_cast<int64_t>(step.size());
     const int32_t next = sampler.Sample({logits.data<float>(), static_cast<size_t>(logits.cols())}).token;
     generated.push_back(next);
@@ -144,6 +147,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--top-k", o->top_k, "Sample among the K most likely tokens (0 = all)");
   cmd->add_option("--seed", o->seed, "Random seed for sampling")->capture_default_str();
   o->exec.Add(cmd, "fast");
+  o->exec.AddTensorParallel(cmd);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after an end-of-sequence token");
   cmd->add_flag("--json", o->json, "Print {\"ids\": [...], \"text\": \"...\"} at the end instead of streaming text");
   cmd->callback([o, exit_code] {

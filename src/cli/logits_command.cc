@@ -1,4 +1,4 @@
-// qwenbox logits --model PATH --ids 1,2,3 [--all-positions] [--kernels reference|fast|avx2|...] [-t N]
+// qwenbox logits --model PATH --ids 1,2,3 [--all-positions] [--kernels reference|fast|avx2|...] [-t N] [--tp N]
 // The correctness tool: prints {"n_vocab": V, "logits": [[...], ...]} with an f32 KV cache, by
 // default through the reference kernels (f32 activations). External checks depend on this
 // exact interface.
@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/exec_options.h"
 #include "model/loader.h"
+#include "model/step_model.h"
 
 namespace qb::cli {
 
@@ -27,9 +28,11 @@ Status RunLogits(const LogitsOptions& o) {
   kernels::ExecContext ctx;
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
   QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
-  const Qwen2Model& model = *loaded.model;
-  ContiguousKvCache cache(model.config(), static_cast<int64_t>(ids.size()));
-  QB_ASSIGN_OR_RETURN(Tensor logits, model.Forward(ids, 0, cache, o.all_positions, ctx));
+  if (ids.empty()) return InvalidArgument("--ids: no token ids");
+  // One block as long as the sequence, f32 (ContiguousKvCache's layout), through the CPU backend
+  // (the model, or its tensor-parallel ranks).
+  auto step = MakeCpuStepModel(loaded, KvLayout{1, static_cast<int64_t>(ids.size()), DType::kF32}, ctx);
+  QB_ASSIGN_OR_RETURN(Tensor logits, step->Step(SequenceBatch(ids, 0, o.all_positions)));
   std::string out = "{\"n_vocab\": " + std::to_string(logits.cols()) + ", \"logits\": [";
   out.reserve(out.size() + static_cast<size_t>(logits.numel()) * 14);
   for (int64_t r = 0; r < logits.rows(); ++r) {
@@ -56,6 +59,7 @@ void AddLogitsCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--ids", o->ids, "Comma-separated token ids, e.g. 1,2,3")->required();
   cmd->add_flag("--all-positions", o->all_positions, "One row of logits per position (default: last only)");
   o->exec.Add(cmd, "reference");
+  o->exec.AddTensorParallel(cmd);
   cmd->callback([o, exit_code] {
     Status s = RunLogits(*o);
     *exit_code = s.ok() ? 0 : ReportError("logits", s);

@@ -226,6 +226,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "Connections served at once (default: --max-num-seqs + --max-queue + 64)");
   cmd->add_option("--drain-timeout", o->drain_timeout, "Seconds to let requests finish on SIGTERM")->capture_default_str();
   o->exec.Add(cmd, "fast");
+  o->exec.AddTensorParallel(cmd);
   cmd->callback([o, exit_code] {
     Status s = RunServe(*o);
     *exit_code = s.ok() ? 0 : ReportError("serve", s);

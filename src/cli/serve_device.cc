@@ -30,8 +30,9 @@ Result<std::unique_ptr<StepModel>> MakeServeStepModel(const ServeOptions& o, con
                                                       const kernels::ExecContext& ctx, ServeSizing* s) {
   EngineConfig& ec = s->engine;
   if (o.device == "cpu") {
-    s->device = "cpu";
-    return MakeCpuStepModel(loaded.model, KvLayout{ec.kv_blocks, ec.scheduler.block_size, ec.kv_dtype}, ctx);
+    auto step = MakeCpuStepModel(loaded, KvLayout{ec.kv_blocks, ec.scheduler.block_size, ec.kv_dtype}, ctx);
+    s->device = step->device();
+    return step;
   }
   if (o.device != "cuda") return InvalidArgument(fmt::format("--device \"{}\": cpu or cuda", o.device));
 #ifndef QWENBOX_HAVE_CUDA

@@ -6,6 +6,7 @@
 #include "kernels/ops.h"
 #include "kv/kv_storage.h"
 #include "model/kv_cache.h"
+#include "model/step_model.h"
 #include "model/weights.h"
 #include "resources/kv_sizing.h"
 #include "resources/memory_plan.h"
@@ -28,6 +29,9 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   if (o.memory_margin < 0 || o.memory_margin >= 1) return InvalidArgument("--memory-margin must be in [0, 1)");
   // The device and the KV cache type are checked before minutes of loading, not after.
   QB_RETURN_IF_ERROR(CheckDevice(o));
+  if (o.exec.tensor_parallel < 1) return InvalidArgument("--tensor-parallel-size must be at least 1");
+  if (o.exec.tensor_parallel > 1 && o.device != "cpu")
+    return Unimplemented("--tensor-parallel-size > 1 runs on --device cpu only (the CUDA backend uses one GPU)");
   const auto kv_dtype = DTypeFromName(o.kv_dtype);
   if (!kv_dtype || !kernels::IsKvDType(*kv_dtype))
     return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");
@@ -56,17 +60,17 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1 || o.max_queue < 0)
     return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
   const ModelConfig& mc = loaded.model->config();
-  const Qwen2Weights& w = loaded.model->weights();
+  // Rank 0's with tensor parallelism: the same types and the same (shared) embedding.
+  const Qwen2Weights& w = loaded.FirstWeights();
 
   // Resident now, after a one-token forward pass touched every matrix, plus what will become
   // resident later: an untied embedding still in the mapped file (MappedEmbeddingBytes).
   if (o.device == "cpu") {
-    ContiguousKvCache warm(mc, 1);
     const int32_t token = 0;
-    kernels::ExecContext ctx;
-    QB_RETURN_IF_ERROR(loaded.model->Forward(std::span<const int32_t>(&token, 1), 0, warm, false, ctx).status());
+    auto warm = MakeCpuStepModel(loaded, KvLayout{1, 1, DType::kF32}, kernels::ExecContext{});
+    QB_RETURN_IF_ERROR(warm->Step(SequenceBatch(std::span<const int32_t>(&token, 1), 0, false)).status());
   }
-  s->weights_bytes = Summarize(w).bytes;
+  s->weights_bytes = loaded.Summary().bytes;
   // Under a cgroup limit, what the cgroup charges counts: its working set also holds kernel
   // memory (thread stacks, page tables, socket buffers) that the resident set leaves out.
   int64_t resident = ProcessResidentBytes();
@@ -140,6 +144,7 @@ nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing&
   const ResourceLimits& l = s.limits;
   nlohmann::ordered_json j;
   j["threads"] = threads;
+  j["tensor_parallel"] = o.exec.tensor_parallel;
   j["threads_rule"] = o.exec.threads > 0 ? "--threads" : "floor(cpu quota), at least 1, at most the cpuset and cores";
   j["cpu_quota"] = l.cpu_quota ? nlohmann::ordered_json(*l.cpu_quota) : nlohmann::ordered_json();
   j["cpuset_cpus"] = l.cpuset_cpus;

@@ -9,6 +9,8 @@
 
 namespace qb::kernels {
 
+class Collective;
+
 // CPU code paths, slowest to fastest. kReference is the scalar definition of every op (f32
 // activations, f64 sums): exact, slow. The others quantize activations to 8 bits for
 // quantized weights (as llama.cpp does) and use plain C++ (kScalar) or SIMD intrinsics:
@@ -25,6 +27,9 @@ Isa DetectIsa();
 struct ExecContext {
   ThreadPool* pool = nullptr;  // nullptr: run on the calling thread
   Isa isa = DetectIsa();
+  // Set on the ranks of a tensor-parallel group (model/tensor_parallel.h): the forward pass
+  // adds up the ranks' partial outputs through it. nullptr: the model is whole.
+  Collective* collective = nullptr;
 
   // Single-threaded, fastest ISA.
   static const ExecContext& Default();

@@ -9,6 +9,7 @@
 #include "model/fuse_projections.h"
 #include "model/int4_checkpoint.h"
 #include "model/quantize.h"
+#include "model/tensor_parallel.h"
 #include "model/tensor_source.h"
 #include "model/weight_names.h"
 #include "tensor/dequantize.h"
@@ -134,6 +135,7 @@ Result<ModelConfig> LoadModelConfig(const std::string& path) {
 }
 
 Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
+  if (options.tensor_parallel < 1) return InvalidArgument("tensor parallel size must be at least 1");
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFound(fmt::format("{}: no such file or directory", path));
   LoadedModel out;
@@ -174,13 +176,32 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
       report("converting to " + options.quant, 0.1 + 0.85 * static_cast<double>(done) / static_cast<double>(total));
     });
   }
-  if (options.interleave) {  // the CPU kernels' layouts
+  if (options.tensor_parallel > 1) {
+    QB_ASSIGN_OR_RETURN(std::vector<TensorParallelShard> shards, ShardWeights(config, weights, options.tensor_parallel));
+    weights = Qwen2Weights{};  // whole matrices converted at load are freed; the shards hold what they need
+    for (TensorParallelShard& s : shards) {
+      if (options.interleave) {
+        // A rank's lm_head is a slice of a tied embedding, not the embedding: repacked on its own.
+        InterleaveWeights(s.weights, false, options.pool);
+        FuseProjections(s.weights);
+      }
+      out.shards.push_back(std::make_shared<const Qwen2Model>(std::move(s.config), std::move(s.weights)));
+    }
+  } else if (options.interleave) {  // the CPU kernels' layouts
     InterleaveWeights(weights, config.tie_word_embeddings, options.pool);
     FuseProjections(weights);
   }
   report("weights ready", 1.0);
   out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
   return out;
+}
+
+WeightsSummary LoadedModel::Summary() const {
+  return shards.empty() ? Summarize(model->weights()) : SummarizeShards(shards);
+}
+
+const Qwen2Weights& LoadedModel::FirstWeights() const {
+  return shards.empty() ? model->weights() : shards[0]->weights();
 }
 
 }  // namespace qb

@@ -2,12 +2,14 @@
 // model.safetensors or sharded safetensors) or a .gguf file. Weights stay in the mmap'd files.
 #pragma once
 
-#include <memory>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/qwen2.h"
+#include "model/weights.h"
 #include "util/thread_pool.h"
 #include "util/status.h"
 
@@ -19,13 +21,23 @@ struct LoadedModel {
   std::string path;
   CheckpointFormat format = CheckpointFormat::kSafetensors;
   GenerationConfig generation;
+  // The whole model; with tensor parallelism (LoadOptions::tensor_parallel > 1) only its config:
+  // the weights are in `shards`, one model per rank (model/tensor_parallel.h), and model's are
+  // empty (run the shards: MakeCpuStepModel(const LoadedModel&, ...) in model/step_model.h).
   std::shared_ptr<const Qwen2Model> model;
+  std::vector<std::shared_ptr<const Qwen2Model>> shards;
+
+  // The weights as held: the model's, or every rank's (what they share counted once).
+  WeightsSummary Summary() const;
+  // The weights of the model, or of rank 0 (the same types and the same embedding).
+  const Qwen2Weights& FirstWeights() const;
 };
 
 struct LoadOptions {
   std::string quant;           // "" = weights as stored; else q8_0, q4_0, q4_k, f16, bf16 (--quant)
   ThreadPool* pool = nullptr;  // threads for on-load quantization and repacking
   bool interleave = true;      // repack Q4_0/Q8_0/Q4_K/... matrices into the CPU kernels' 8-row layouts
+  int tensor_parallel = 1;     // > 1: split the weights over this many ranks (LoadedModel::shards)
   // Called as loading goes (stage, fraction of the whole load in [0, 1]); may be empty.
   std::function<void(const std::string& stage, double fraction)> progress;
 };

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "kernels/collective.h"
 #include "model/rope.h"
 
 namespace qb {
@@ -16,14 +17,9 @@ namespace k = kernels;
 Qwen2Model::Qwen2Model(ModelConfig config, Qwen2Weights weights)
     : config_(std::move(config)), weights_(std::move(weights)), rope_(MakeRopeTable(config_)) {}
 
-Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t start_pos, ContiguousKvCache& cache,
-                                   bool all_logits, const kernels::ExecContext& ctx) const {
-  const auto n = static_cast<int64_t>(tokens.size());
-  if (n == 0) return InvalidArgument("no tokens to run");
-  if (start_pos < 0 || start_pos + n > cache.capacity())
-    return OutOfRange(fmt::format("positions {}..{} exceed the KV cache of {} tokens", start_pos,
-                                  start_pos + n - 1, cache.capacity()));
+ForwardBatch SequenceBatch(std::span<const int32_t> tokens, int64_t start_pos, bool all_logits) {
   static const int32_t kOneBlock[1] = {0};
+  const auto n = static_cast<int64_t>(tokens.size());
   ForwardBatch b;
   b.tokens.assign(tokens.begin(), tokens.end());
   for (int64_t i = 0; i < n; ++i) {
@@ -33,9 +29,20 @@ Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t star
   }
   if (all_logits) {
     for (int64_t i = 0; i < n; ++i) b.logit_rows.push_back(static_cast<int32_t>(i));
-  } else {
+  } else if (n > 0) {
     b.logit_rows.push_back(static_cast<int32_t>(n - 1));
   }
+  return b;
+}
+
+Result<Tensor> Qwen2Model::Forward(std::span<const int32_t> tokens, int64_t start_pos, ContiguousKvCache& cache,
+                                   bool all_logits, const kernels::ExecContext& ctx) const {
+  const auto n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return InvalidArgument("no tokens to run");
+  if (start_pos < 0 || start_pos + n > cache.capacity())
+    return OutOfRange(fmt::format("positions {}..{} exceed the KV cache of {} tokens", start_pos,
+                                  start_pos + n - 1, cache.capacity()));
+  const ForwardBatch b = SequenceBatch(tokens, start_pos, all_logits);
   return Forward(b, cache.storage(), ctx);
 }
 
@@ -43,6 +50,8 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   const ModelConfig& c = config_;
   const auto n = static_cast<int64_t>(batch.tokens.size());
   if (n == 0) return InvalidArgument("no tokens to run");
+  if (static_cast<int64_t>(weights_.layers.size()) != c.num_layers)
+    return Internal("this model holds no weights (loaded split for tensor parallelism: run its ranks)");
   QB_CHECK(batch.positions.size() == batch.tokens.size() && batch.slots.size() == batch.tokens.size() &&
                batch.tables.size() == batch.tokens.size(),
            "ForwardBatch: inconsistent sizes");
@@ -91,6 +100,8 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     }
     k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);
     k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);
+    // Tensor parallel: each rank's o_proj saw only its heads; the sum of the ranks' is the whole.
+    if (ctx.collective != nullptr) ctx.collective->AllReduceSum(proj.mutable_data<float>(), proj.numel(), ctx.pool);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
     k::AddRmsNorm(ctx, x, proj, w.ffn_norm, eps, h);
     if (w.w_gate_up.defined()) {
@@ -104,6 +115,7 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
       k::SiluMul(ctx, gate, up, gate);
     }
     k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
+    if (ctx.collective != nullptr) ctx.collective->AllReduceSum(proj.mutable_data<float>(), proj.numel(), ctx.pool);
     // The residual add, with the next layer's attention norm when there is one.
     if (l + 1 < c.num_layers)
       k::AddRmsNorm(ctx, x, proj, weights_.layers[static_cast<size_t>(l + 1)].attn_norm, eps, h);
@@ -121,8 +133,18 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   }
   Tensor normed = Tensor::Uninitialized(DType::kF32, last.shape());
   k::RmsNorm(ctx, last, weights_.final_norm, eps, normed);
-  Tensor logits = Tensor::Uninitialized(DType::kF32, {m, c.vocab_size});
-  k::Linear(ctx, normed, weights_.lm_head, nullptr, logits);
+  if (ctx.collective == nullptr) {
+    Tensor logits = Tensor::Uninitialized(DType::kF32, {m, c.vocab_size});
+    k::Linear(ctx, normed, weights_.lm_head, nullptr, logits);
+    return logits;
+  }
+  // Tensor parallel: each rank holds a slice of the vocabulary's rows; rank 0 joins the logits
+  // (the other ranks return an empty tensor).
+  Tensor part = Tensor::Uninitialized(DType::kF32, {m, weights_.lm_head.dim(0)});
+  k::Linear(ctx, normed, weights_.lm_head, nullptr, part);
+  const bool receives = ctx.collective->rank() == 0;
+  Tensor logits = receives ? Tensor::Uninitialized(DType::kF32, {m, c.vocab_size}) : Tensor();
+  ctx.collective->GatherColumns(part.data<float>(), m, part.cols(), receives ? logits.mutable_data<float>() : nullptr);
   return logits;
 }
 

@@ -24,6 +24,11 @@ struct ForwardBatch {
   std::vector<int32_t> logit_rows;  // the tokens whose logits are returned, in this order
 };
 
+// One sequence's `tokens` at positions [start_pos, start_pos + n) in a KV pool of a single block
+// as long as the sequence (ContiguousKvCache's layout): logits for the last token, or for every
+// token with all_logits.
+ForwardBatch SequenceBatch(std::span<const int32_t> tokens, int64_t start_pos, bool all_logits);
+
 class Qwen2Model {
  public:
   Qwen2Model(ModelConfig config, Qwen2Weights weights);

@@ -1,5 +1,7 @@
 #include "model/step_model.h"
 
+#include <algorithm>
+
 namespace qb {
 
 namespace {
@@ -25,6 +27,15 @@ class CpuStepModel final : public StepModel {
 std::unique_ptr<StepModel> MakeCpuStepModel(std::shared_ptr<const Qwen2Model> model, const KvLayout& layout,
                                             const kernels::ExecContext& ctx) {
   return std::make_unique<CpuStepModel>(std::move(model), layout, ctx);
+}
+
+std::unique_ptr<StepModel> MakeCpuStepModel(const LoadedModel& loaded, const KvLayout& layout,
+                                            const kernels::ExecContext& ctx) {
+  if (loaded.shards.empty()) return MakeCpuStepModel(loaded.model, layout, ctx);
+  const int world = static_cast<int>(loaded.shards.size());
+  const int threads = ctx.pool != nullptr ? ctx.pool->size() : 1;
+  return MakeCpuTensorParallelStepModel(loaded.shards, loaded.model->config(), layout, ctx.isa,
+                                        std::max(1, threads / world));
 }
 
 }  // namespace qb

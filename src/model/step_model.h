@@ -7,9 +7,11 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kernels/exec_context.h"
 #include "kv/kv_storage.h"
+#include "model/loader.h"
 #include "model/qwen2.h"
 
 namespace qb {
@@ -29,6 +31,19 @@ class StepModel {
 
 // The CPU backend: `model` over a KvStorage of `layout`, computing with `ctx`.
 std::unique_ptr<StepModel> MakeCpuStepModel(std::shared_ptr<const Qwen2Model> model, const KvLayout& layout,
+                                            const kernels::ExecContext& ctx);
+
+// The CPU backend over tensor-parallel ranks (model/tensor_parallel.h): rank r runs shards[r]
+// with a KvStorage of its own KV heads (`layout`'s blocks) on `threads_per_rank` threads of its
+// own; the ranks meet through an in-process collective. The calling thread is rank 0's. Logits
+// and config() are the whole model's (`config`).
+std::unique_ptr<StepModel> MakeCpuTensorParallelStepModel(std::vector<std::shared_ptr<const Qwen2Model>> shards,
+                                                          const ModelConfig& config, const KvLayout& layout,
+                                                          kernels::Isa isa, int threads_per_rank);
+
+// The CPU backend for a loaded model: its ranks when it was loaded split (LoadOptions::
+// tensor_parallel > 1; `ctx`'s threads are divided among them), else the model itself on `ctx`.
+std::unique_ptr<StepModel> MakeCpuStepModel(const LoadedModel& loaded, const KvLayout& layout,
                                             const kernels::ExecContext& ctx);
 
 }  // namespace qb

@@ -2,21 +2,24 @@
 
 namespace qb {
 
-WeightsSummary Summarize(const Qwen2Weights& w) {
-  WeightsSummary s;
-  auto add = [&s](const Tensor& t) {
-    ++s.tensors_by_dtype[t.dtype()];
-    s.parameters += t.numel();
-    s.bytes += static_cast<int64_t>(t.nbytes());
-  };
-  add(w.token_embedding);
+void ForEachWeight(const Qwen2Weights& w, const std::function<void(const Tensor&)>& fn) {
+  fn(w.token_embedding);
   for (const LayerWeights& l : w.layers) {
     for (const Tensor* t : {&l.attn_norm, &l.wq, &l.bq, &l.wk, &l.bk, &l.wv, &l.bv, &l.wo, &l.ffn_norm,
                             &l.w_gate, &l.w_up, &l.w_down})
-      add(*t);
+      fn(*t);
   }
-  add(w.final_norm);
-  if (w.lm_head.raw() != w.token_embedding.raw()) add(w.lm_head);
+  fn(w.final_norm);
+  if (w.lm_head.raw() != w.token_embedding.raw()) fn(w.lm_head);
+}
+
+WeightsSummary Summarize(const Qwen2Weights& w) {
+  WeightsSummary s;
+  ForEachWeight(w, [&s](const Tensor& t) {
+    ++s.tensors_by_dtype[t.dtype()];
+    s.parameters += t.numel();
+    s.bytes += static_cast<int64_t>(t.nbytes());
+  });
   return s;
 }
 

@@ -34,9 +34,14 @@ struct Qwen2Weights {
 
 }  // namespace qb
 
+#include <functional>
 #include <map>
 
 namespace qb {
+
+// Calls fn on every weight tensor the forward pass reads: the embedding, each layer's norms,
+// matrices and biases, the final norm, and lm_head unless it is the embedding (tied).
+void ForEachWeight(const Qwen2Weights& w, const std::function<void(const Tensor&)>& fn);
 
 struct WeightsSummary {
   std::map<DType, int64_t> tensors_by_dtype;

@@ -1,0 +1,153 @@
+#include "model/tensor_parallel.h"
+
+#include <cstring>
+#include <numeric>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace qb {
+
+namespace {
+
+struct Cut {
+  int64_t begin = 0, end = 0;
+  int64_t size() const { return end - begin; }
+};
+
+// Rank r's share of `total` elements split into `world` parts of whole `unit`s (the last part
+// takes any remainder).
+Cut Share(int64_t total, int64_t unit, int world, int r) {
+  const int64_t units = total / unit;
+  Cut c{units * r / world * unit, units * (r + 1) / world * unit};
+  if (r == world - 1) c.end = total;
+  return c;
+}
+
+// The unit the intermediate width is cut in: whole blocks of down's type (its input columns),
+// and whole 8-row groups of gate and up when the width allows (the CPU kernels' repacked layout).
+int64_t IntermediateUnit(const ModelConfig& c, const Qwen2Weights& w, int world) {
+  const int64_t block = w.layers.empty() ? 1 : Info(w.layers[0].w_down.dtype()).block_size;
+  const int64_t grouped = std::lcm(block, int64_t{8});
+  return c.intermediate_size % grouped == 0 && c.intermediate_size / grouped >= world ? grouped : block;
+}
+
+// Input columns [begin, end) of every row: a copy (rows of block-quantized types are blocks of
+// inputs, so a cut must fall on a block boundary; CheckTensorParallel made sure it does).
+Tensor Columns(const Tensor& t, Cut cut) {
+  if (cut.begin == 0 && cut.end == t.cols()) return t;
+  const DType dt = t.dtype();
+  QB_CHECK(Info(dt).row_group == 1 && cut.begin % Info(dt).block_size == 0 && cut.end % Info(dt).block_size == 0,
+           "column cut {}..{} of a {} matrix", cut.begin, cut.end, Name(dt));
+  Tensor out = Tensor::EmptyLongLived(dt, {t.dim(0), cut.size()});
+  const auto offset = static_cast<size_t>(RowBytes(dt, cut.begin));
+  const auto bytes = static_cast<size_t>(RowBytes(dt, cut.size()));
+  auto* dst = static_cast<uint8_t*>(out.mutable_raw());
+  for (int64_t r = 0; r < t.dim(0); ++r)
+    std::memcpy(dst + static_cast<size_t>(r) * bytes, static_cast<const uint8_t*>(t.row(r)) + offset, bytes);
+  return out;
+}
+
+Tensor Rows(const Tensor& t, Cut cut) { return cut.begin == 0 && cut.end == t.dim(0) ? t : t.Slice(cut.begin, cut.end); }
+
+}  // namespace
+
+Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int world) {
+  if (world < 1) return InvalidArgument(fmt::format("tensor parallel size {}: must be at least 1", world));
+  if (world == 1) return Status::Ok();
+  const auto prefix = fmt::format("tensor parallel size {}", world);
+  if (c.num_kv_heads % world != 0)
+    return InvalidArgument(fmt::format("{}: the model's {} KV heads do not split evenly (each rank takes whole KV "
+                                       "heads and their query heads)",
+                                       prefix, c.num_kv_heads));
+  const int64_t q_cols = c.q_dim() / world;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& lw = w.layers[l];
+    QB_CHECK(!lw.wqkv.defined() && !lw.w_gate_up.defined() && Info(lw.wo.dtype()).row_group == 1,
+             "ShardWeights runs before the CPU kernels' repacking");
+    if (lw.wo_perm.defined() || lw.down_perm.defined())
+      return InvalidArgument(fmt::format("{}: GPTQ act-order (desc_act) reorders o_proj's and down_proj's inputs "
+                                         "across the ranks' slices; this checkpoint cannot be split",
+                                         prefix));
+    const int64_t wo_block = Info(lw.wo.dtype()).block_size;
+    if (q_cols % wo_block != 0)
+      return InvalidArgument(fmt::format("{}: layer {}'s o_proj is {} (blocks of {} inputs), which do not split at a "
+                                         "rank's {} heads ({} inputs); use a smaller size or another --quant",
+                                         prefix, l, Name(lw.wo.dtype()), wo_block, c.num_heads / world, q_cols));
+    const int64_t down_block = Info(lw.w_down.dtype()).block_size;
+    if (c.intermediate_size / down_block < world)
+      return InvalidArgument(fmt::format("{}: layer {}'s down_proj has {} blocks of {} inputs, fewer than the ranks",
+                                         prefix, l, c.intermediate_size / down_block, down_block));
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& c, const Qwen2Weights& w, int world) {
+  QB_RETURN_IF_ERROR(CheckTensorParallel(c, w, world));
+  if (world == 1) return std::vector<TensorParallelShard>{{c, w}};
+  const int64_t hd = c.head_dim;
+  const int64_t kv_heads = c.num_kv_heads / world, q_heads = c.num_heads / world;
+  const int64_t unit = IntermediateUnit(c, w, world);
+  std::vector<TensorParallelShard> shards;
+  for (int r = 0; r < world; ++r) {
+    const Cut q{r * q_heads * hd, (r + 1) * q_heads * hd};
+    const Cut kv{r * kv_heads * hd, (r + 1) * kv_heads * hd};
+    const Cut inter = Share(c.intermediate_size, unit, world, r);
+    const Cut vocab = Share(c.vocab_size, 8, world, r);
+    TensorParallelShard s;
+    s.config = c;
+    s.config.num_heads = q_heads;
+    s.config.num_kv_heads = kv_heads;
+    s.config.intermediate_size = inter.size();
+    Qwen2Weights& o = s.weights;
+    o.token_embedding = w.token_embedding;
+    o.final_norm = w.final_norm;
+    o.lm_head = Rows(w.lm_head, vocab);
+    for (const LayerWeights& lw : w.layers) {
+      LayerWeights l;
+      l.attn_norm = lw.attn_norm;
+      l.ffn_norm = lw.ffn_norm;
+      l.wq = Rows(lw.wq, q);
+      l.bq = Rows(lw.bq, q);
+      l.wk = Rows(lw.wk, kv);
+      l.bk = Rows(lw.bk, kv);
+      l.wv = Rows(lw.wv, kv);
+      l.bv = Rows(lw.bv, kv);
+      l.wo = Columns(lw.wo, q);
+      l.w_gate = Rows(lw.w_gate, inter);
+      l.w_up = Rows(lw.w_up, inter);
+      l.w_down = Columns(lw.w_down, inter);
+      // Act-order permutations of the inputs that every rank reads whole (the hidden state).
+      l.wq_perm = lw.wq_perm;
+      l.wk_perm = lw.wk_perm;
+      l.wv_perm = lw.wv_perm;
+      l.gate_perm = lw.gate_perm;
+      l.up_perm = lw.up_perm;
+      o.layers.push_back(std::move(l));
+    }
+    shards.push_back(std::move(s));
+  }
+  return shards;
+}
+
+WeightsSummary SummarizeShards(const std::vector<std::shared_ptr<const Qwen2Model>>& shards) {
+  WeightsSummary total;
+  if (shards.empty()) return total;
+  // The ranks share the embedding and the norms (the same tensors); with tied embeddings a
+  // rank's lm_head may be a view into the embedding.
+  const Tensor& e = shards[0]->weights().token_embedding;
+  const auto* e_begin = static_cast<const uint8_t*>(e.raw());
+  std::set<const void*> seen;
+  for (const auto& shard : shards) {
+    ForEachWeight(shard->weights(), [&](const Tensor& t) {
+      const auto* p = static_cast<const uint8_t*>(t.raw());
+      if (!seen.insert(p).second || (p > e_begin && p < e_begin + e.nbytes())) return;
+      ++total.tensors_by_dtype[t.dtype()];
+      total.parameters += t.numel();
+      total.bytes += static_cast<int64_t>(t.nbytes());
+    });
+  }
+  return total;
+}
+
+}  // namespace qb

@@ -1,0 +1,41 @@
+// Tensor parallelism (Megatron-LM's split of a transformer layer): the model's matrices are cut
+// into `world` slices, one per rank, so that each rank computes its part of every layer and the
+// ranks add up their partial outputs twice a layer (kernels/collective.h):
+// - q, k, v (with their biases): by heads, each rank taking whole KV-head groups (its q heads
+//   read only its kv heads), so attention and the KV cache need no communication; o_proj by the
+//   matching input columns, its outputs summed over the ranks;
+// - gate and up: by rows of the intermediate width; down by the matching input columns, summed;
+// - lm_head: by vocabulary rows, the logits joined on rank 0;
+// - the embedding, norms and everything else: whole on every rank (the embedding is shared, not
+//   copied: a lookup reads a few rows).
+// Slices are cut before the CPU kernels' repacking (InterleaveWeights, FuseProjections), which
+// then runs per rank. Row slices of a mapped checkpoint stay views of it; column slices (o_proj,
+// down) are copies, cut at block boundaries of their type.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "model/config.h"
+#include "model/qwen2.h"
+#include "model/weights.h"
+#include "util/status.h"
+
+namespace qb {
+
+struct TensorParallelShard {
+  ModelConfig config;  // the rank's heads, kv heads and intermediate width; the rest as the model's
+  Qwen2Weights weights;
+};
+
+// Why `world` ranks cannot split this model (kv heads not divisible, a column cut inside a
+// quantization block, GPTQ act-order on o_proj/down); OK when they can. Reads shapes only.
+Status CheckTensorParallel(const ModelConfig& config, const Qwen2Weights& weights, int world);
+// The `world` slices of the weights (world >= 1; 1 returns the weights as they are).
+Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& config, const Qwen2Weights& weights,
+                                                      int world);
+
+// The weights of every rank together, what the ranks share (embedding, norms) counted once.
+WeightsSummary SummarizeShards(const std::vector<std::shared_ptr<const Qwen2Model>>& shards);
+
+}  // namespace qb
