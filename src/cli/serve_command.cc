@@ -37,12 +37,14 @@ namespace qb::cli {
 
 namespace {
 
-Result<LoadedModel> DemoModel(std::shared_ptr<const Tokenizer>* tok) {
+Result<LoadedModel> DemoModel(int tensor_parallel, std::shared_ptr<const Tokenizer>* tok) {
   QB_ASSIGN_OR_RETURN(ModelPreset preset, FindPreset("tiny"));
   LoadedModel m;
   m.path = "(demo: random tiny model)";
   m.generation = preset.generation;
-  m.model = std::make_shared<const Qwen2Model>(preset.config, RandomWeightsInMemory(preset, DType::kBF16, 0));
+  LoadOptions lo;
+  lo.tensor_parallel = tensor_parallel;
+  QB_RETURN_IF_ERROR(FinishLoading(preset.config, RandomWeightsInMemory(preset, DType::kBF16, 0), lo, &m));
   QB_ASSIGN_OR_RETURN(*tok, LoadTokenizerFromText(assets::Qwen25TokenizerJson(), assets::Qwen25TokenizerConfigJson(),
                                                   "built-in"));
   return m;
@@ -101,7 +103,7 @@ Status RunServe(ServeOptions o) {
   if (o.model.empty()) {
     spdlog::warn("no --model given: serving a DEMO model (random weights of the tiny preset, real Qwen2.5 "
                  "tokenizer); its text is meaningless");
-    QB_ASSIGN_OR_RETURN(loaded, DemoModel(&tok));
+    QB_ASSIGN_OR_RETURN(loaded, DemoModel(o.exec.tensor_parallel, &tok));
   } else {
     // The load itself is 5-70% of the bar.
     QB_ASSIGN_OR_RETURN(loaded, o.exec.Load(o.model, pool.get(), [&stage](const std::string& what, double f) {

@@ -176,6 +176,14 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
       report("converting to " + options.quant, 0.1 + 0.85 * static_cast<double>(done) / static_cast<double>(total));
     });
   }
+  QB_RETURN_IF_ERROR(FinishLoading(std::move(config), std::move(weights), options, &out));
+  report("weights ready", 1.0);
+  return out;
+}
+
+Status FinishLoading(ModelConfig config, Qwen2Weights weights, const LoadOptions& options, LoadedModel* out) {
+  if (options.tensor_parallel < 1) return InvalidArgument("tensor parallel size must be at least 1");
+  out->shards.clear();
   if (options.tensor_parallel > 1) {
     QB_ASSIGN_OR_RETURN(std::vector<TensorParallelShard> shards, ShardWeights(config, weights, options.tensor_parallel));
     weights = Qwen2Weights{};  // whole matrices converted at load are freed; the shards hold what they need
@@ -185,15 +193,14 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
         InterleaveWeights(s.weights, false, options.pool);
         FuseProjections(s.weights);
       }
-      out.shards.push_back(std::make_shared<const Qwen2Model>(std::move(s.config), std::move(s.weights)));
+      out->shards.push_back(std::make_shared<const Qwen2Model>(std::move(s.config), std::move(s.weights)));
     }
   } else if (options.interleave) {  // the CPU kernels' layouts
     InterleaveWeights(weights, config.tie_word_embeddings, options.pool);
     FuseProjections(weights);
   }
-  report("weights ready", 1.0);
-  out.model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
-  return out;
+  out->model = std::make_shared<const Qwen2Model>(std::move(config), std::move(weights));
+  return Status::Ok();
 }
 
 WeightsSummary LoadedModel::Summary() const {

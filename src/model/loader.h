@@ -45,5 +45,9 @@ struct LoadOptions {
 // Reads only the configuration (cheap: no tensor data is touched).
 Result<ModelConfig> LoadModelConfig(const std::string& path);
 Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options = {});
+// Loading's last stage, also for weights made in memory (the demo model): splits them over
+// options.tensor_parallel ranks and repacks them for the CPU kernels (options.interleave), into
+// out->model (and out->shards).
+Status FinishLoading(ModelConfig config, Qwen2Weights weights, const LoadOptions& options, LoadedModel* out);
 
 }  // namespace qb
