@@ -60,7 +60,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1 || o.max_queue < 0)
     return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
   const ModelConfig& mc = loaded.model->config();
-  // Rank 0's with tensor parallelism: the same types and the same (shared) embedding.
+  // Rank 0's with tensor parallelism (the same types).
   const Qwen2Weights& w = loaded.FirstWeights();
 
   // Resident now, after a one-token forward pass touched every matrix, plus what will become
@@ -76,7 +76,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   int64_t resident = ProcessResidentBytes();
   if (s->limit_from_cgroup)
     if (auto ws = CgroupWorkingSet(s->limits)) resident = std::max(resident, *ws);
-  s->resident_bytes = resident + MappedEmbeddingBytes(w);
+  s->resident_bytes = resident + loaded.MappedEmbeddingBytes();
   StepShape step;
   step.max_batch_tokens = o.max_batch_tokens;
   step.max_num_seqs = o.max_num_seqs;

@@ -189,8 +189,7 @@ Status FinishLoading(ModelConfig config, Qwen2Weights weights, const LoadOptions
     weights = Qwen2Weights{};  // whole matrices converted at load are freed; the shards hold what they need
     for (TensorParallelShard& s : shards) {
       if (options.interleave) {
-        // A rank's lm_head is a slice of a tied embedding, not the embedding: repacked on its own.
-        InterleaveWeights(s.weights, false, options.pool);
+        InterleaveWeights(s.weights, config.tie_word_embeddings, options.pool);
         FuseProjections(s.weights);
       }
       out->shards.push_back(std::make_shared<const Qwen2Model>(std::move(s.config), std::move(s.weights)));
@@ -209,6 +208,13 @@ WeightsSummary LoadedModel::Summary() const {
 
 const Qwen2Weights& LoadedModel::FirstWeights() const {
   return shards.empty() ? model->weights() : shards[0]->weights();
+}
+
+int64_t LoadedModel::MappedEmbeddingBytes() const {
+  if (shards.empty()) return qb::MappedEmbeddingBytes(model->weights());
+  int64_t bytes = 0;
+  for (const auto& s : shards) bytes += qb::MappedEmbeddingBytes(s->weights());
+  return bytes;
 }
 
 }  // namespace qb

@@ -29,8 +29,10 @@ struct LoadedModel {
 
   // The weights as held: the model's, or every rank's (what they share counted once).
   WeightsSummary Summary() const;
-  // The weights of the model, or of rank 0 (the same types and the same embedding).
+  // The weights of the model, or of rank 0 (the same types).
   const Qwen2Weights& FirstWeights() const;
+  // MappedEmbeddingBytes (model/weights.h) of the model, or of every rank's embedding slice.
+  int64_t MappedEmbeddingBytes() const;
 };
 
 struct LoadOptions {

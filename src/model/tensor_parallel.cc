@@ -100,9 +100,12 @@ Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& c, cons
     s.config.num_kv_heads = kv_heads;
     s.config.intermediate_size = inter.size();
     Qwen2Weights& o = s.weights;
-    o.token_embedding = w.token_embedding;
+    // The embedding is split by vocabulary like lm_head (the rank holding a token's row looks
+    // it up, the others add zeros): with tied embeddings a rank's slice serves both.
+    o.token_embedding = Rows(w.token_embedding, vocab);
+    o.lm_head = w.lm_head.raw() == w.token_embedding.raw() ? o.token_embedding : Rows(w.lm_head, vocab);
+    o.vocab_begin = vocab.begin;
     o.final_norm = w.final_norm;
-    o.lm_head = Rows(w.lm_head, vocab);
     for (const LayerWeights& lw : w.layers) {
       LayerWeights l;
       l.attn_norm = lw.attn_norm;
@@ -132,16 +135,10 @@ Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& c, cons
 
 WeightsSummary SummarizeShards(const std::vector<std::shared_ptr<const Qwen2Model>>& shards) {
   WeightsSummary total;
-  if (shards.empty()) return total;
-  // The ranks share the embedding and the norms (the same tensors); with tied embeddings a
-  // rank's lm_head may be a view into the embedding.
-  const Tensor& e = shards[0]->weights().token_embedding;
-  const auto* e_begin = static_cast<const uint8_t*>(e.raw());
-  std::set<const void*> seen;
+  std::set<const void*> seen;  // the ranks share the norms
   for (const auto& shard : shards) {
     ForEachWeight(shard->weights(), [&](const Tensor& t) {
-      const auto* p = static_cast<const uint8_t*>(t.raw());
-      if (!seen.insert(p).second || (p > e_begin && p < e_begin + e.nbytes())) return;
+      if (!seen.insert(t.raw()).second) return;
       ++total.tensors_by_dtype[t.dtype()];
       total.parameters += t.numel();
       total.bytes += static_cast<int64_t>(t.nbytes());

@@ -5,9 +5,10 @@
 //   read only its kv heads), so attention and the KV cache need no communication; o_proj by the
 //   matching input columns, its outputs summed over the ranks;
 // - gate and up: by rows of the intermediate width; down by the matching input columns, summed;
-// - lm_head: by vocabulary rows, the logits joined on rank 0;
-// - the embedding, norms and everything else: whole on every rank (the embedding is shared, not
-//   copied: a lookup reads a few rows).
+// - lm_head and the embedding: by vocabulary rows; the logits are joined on rank 0, and an
+//   embedding lookup is summed like a layer's output (the rank holding the token's row gives it,
+//   the others zeros), so a tied embedding stays one tensor per rank;
+// - the norms: whole on every rank (shared, not copied).
 // Slices are cut before the CPU kernels' repacking (InterleaveWeights, FuseProjections), which
 // then runs per rank. Row slices of a mapped checkpoint stay views of it; column slices (o_proj,
 // down) are copies, cut at block boundaries of their type.
@@ -35,7 +36,7 @@ Status CheckTensorParallel(const ModelConfig& config, const Qwen2Weights& weight
 Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& config, const Qwen2Weights& weights,
                                                       int world);
 
-// The weights of every rank together, what the ranks share (embedding, norms) counted once.
+// The weights of every rank together, what the ranks share (the norms) counted once.
 WeightsSummary SummarizeShards(const std::vector<std::shared_ptr<const Qwen2Model>>& shards);
 
 }  // namespace qb

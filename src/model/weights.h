@@ -30,6 +30,9 @@ struct Qwen2Weights {
   std::vector<LayerWeights> layers;
   Tensor final_norm;  // [hidden]
   Tensor lm_head;     // [vocab, hidden]; the same tensor as token_embedding when tied
+  // A tensor-parallel rank's weights (model/tensor_parallel.h) hold rows [vocab_begin,
+  // vocab_begin + rows) of the vocabulary in token_embedding and lm_head; 0 for a whole model.
+  int64_t vocab_begin = 0;
 };
 
 }  // namespace qb

@@ -108,7 +108,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<TpCase>& p) { return std::string(p.param.name); });
 
 // A shape whose intermediate width and vocabulary do not split evenly over 3 ranks.
-ModelPreset UnevenPreset() {
+ModelPreset UnevenPreset(bool tied) {
   ModelPreset p;
   p.name = "uneven";
   ModelConfig& c = p.config;
@@ -120,32 +120,40 @@ ModelPreset UnevenPreset() {
   c.intermediate_size = 40;  // 5 units of 8 rows: 8, 16, 16
   c.vocab_size = 100;        // 12 units of 8 rows, the last rank takes the 4 left over
   c.max_position_embeddings = 64;
+  c.tie_word_embeddings = tied;
   p.qwen25_vocabulary = false;
   return p;
 }
 
-TEST(TensorParallelTest, UnevenSplitsComputeWhatTheWholeModelDoes) {
-  const ModelPreset preset = UnevenPreset();
+class UnevenSplitTest : public ::testing::TestWithParam<bool> {};  // tied embeddings or not
+
+TEST_P(UnevenSplitTest, ComputesWhatTheWholeModelDoes) {
+  const bool tied = GetParam();
+  const ModelPreset preset = UnevenPreset(tied);
   const Qwen2Weights whole = RandomWeightsInMemory(preset, DType::kF32, 7);
   auto shards = ShardWeights(preset.config, whole, 3);
   ASSERT_TRUE(shards.ok()) << shards.status().ToString();
   ASSERT_EQ(shards->size(), 3u);
-  std::vector<int64_t> inter, vocab;
+  std::vector<int64_t> inter, vocab, vocab_begin;
   LoadedModel split, one;
   one.model = std::make_shared<const Qwen2Model>(preset.config, whole);
   split.model = std::make_shared<const Qwen2Model>(preset.config, Qwen2Weights{});
   for (TensorParallelShard& s : *shards) {
     inter.push_back(s.config.intermediate_size);
     vocab.push_back(s.weights.lm_head.dim(0));
+    vocab_begin.push_back(s.weights.vocab_begin);
+    EXPECT_EQ(s.weights.token_embedding.dim(0), s.weights.lm_head.dim(0));
+    EXPECT_EQ(s.weights.lm_head.raw() == s.weights.token_embedding.raw(), tied);
     EXPECT_EQ(s.config.num_heads, 2);
     EXPECT_EQ(s.config.num_kv_heads, 1);
     // Row slices are views of the whole model's memory; column slices are new.
-    EXPECT_EQ(s.weights.token_embedding.raw(), whole.token_embedding.raw());
+    EXPECT_EQ(s.weights.token_embedding.raw(), whole.token_embedding.row(s.weights.vocab_begin));
     EXPECT_NE(s.weights.layers[0].w_down.raw(), whole.layers[0].w_down.raw());
     split.shards.push_back(std::make_shared<const Qwen2Model>(s.config, s.weights));
   }
   EXPECT_EQ(inter, (std::vector<int64_t>{8, 16, 16}));
   EXPECT_EQ(vocab, (std::vector<int64_t>{32, 32, 36}));
+  EXPECT_EQ(vocab_begin, (std::vector<int64_t>{0, 32, 64}));
   // Nothing held twice: the ranks' weights add up to the whole model's.
   EXPECT_EQ(split.Summary().parameters, one.Summary().parameters);
   EXPECT_EQ(split.Summary().bytes, one.Summary().bytes);
@@ -197,6 +205,8 @@ TEST(TensorParallelTest, UnevenSplitsComputeWhatTheWholeModelDoes) {
   ASSERT_TRUE(want.ok() && got.ok());
   EXPECT_LE(test::MaxAbsDiff(got->data<float>(), want->data<float>(), static_cast<size_t>(got->numel())), 1e-4f);
 }
+
+INSTANTIATE_TEST_SUITE_P(TiedOrNot, UnevenSplitTest, ::testing::Bool());
 
 TEST(TensorParallelTest, SplitsThatCannotBeMadeAreClearErrors) {
   auto message = [](const std::string& model, int world) {
