@@ -22,8 +22,9 @@ void ExecOptions::Add(CLI::App* cmd, const std::string& default_kernels) {
 
 void ExecOptions::AddTensorParallel(CLI::App* cmd) {
   cmd->add_option("--tensor-parallel-size,--tp", tensor_parallel,
-                  "Split the model over this many ranks, each with --threads / N threads and its own share of "
-                  "the heads, the MLP and the vocabulary (Megatron-style; on a CPU it pays across NUMA nodes)")
+                  "Split the model over this many ranks, each with --threads / N threads and its own share of the "
+                  "heads, the MLP and the vocabulary (Megatron-style). It pays on a multi-socket host: with as many "
+                  "NUMA nodes as ranks, rank r runs on node r's CPUs with its weights and KV cache in node r's memory")
       ->capture_default_str();
 }
 

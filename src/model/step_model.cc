@@ -34,8 +34,9 @@ std::unique_ptr<StepModel> MakeCpuStepModel(const LoadedModel& loaded, const KvL
   if (loaded.shards.empty()) return MakeCpuStepModel(loaded.model, layout, ctx);
   const int world = static_cast<int>(loaded.shards.size());
   const int threads = ctx.pool != nullptr ? ctx.pool->size() : 1;
-  return MakeCpuTensorParallelStepModel(loaded.shards, loaded.model->config(), layout, ctx.isa,
-                                        std::max(1, threads / world));
+  const int per_rank = std::max(1, threads / world);
+  return MakeCpuTensorParallelStepModel(loaded.shards, loaded.model->config(), layout, ctx.isa, per_rank,
+                                        PlaceRanksOnNodes(DetectNumaNodes(), world, per_rank));
 }
 
 }  // namespace qb

@@ -13,6 +13,7 @@
 #include "kv/kv_storage.h"
 #include "model/loader.h"
 #include "model/qwen2.h"
+#include "util/numa.h"
 
 namespace qb {
 
@@ -36,13 +37,16 @@ std::unique_ptr<StepModel> MakeCpuStepModel(std::shared_ptr<const Qwen2Model> mo
 // The CPU backend over tensor-parallel ranks (model/tensor_parallel.h): rank r runs shards[r]
 // with a KvStorage of its own KV heads (`layout`'s blocks) on `threads_per_rank` threads of its
 // own; the ranks meet through an in-process collective. The calling thread is rank 0's. Logits
-// and config() are the whole model's (`config`).
+// and config() are the whole model's (`config`). With a `placement` (util/numa.h), rank r's
+// threads run on placement[r]'s CPUs and its weight copies and KV cache move to that node.
 std::unique_ptr<StepModel> MakeCpuTensorParallelStepModel(std::vector<std::shared_ptr<const Qwen2Model>> shards,
                                                           const ModelConfig& config, const KvLayout& layout,
-                                                          kernels::Isa isa, int threads_per_rank);
+                                                          kernels::Isa isa, int threads_per_rank,
+                                                          std::vector<NumaNode> placement = {});
 
 // The CPU backend for a loaded model: its ranks when it was loaded split (LoadOptions::
-// tensor_parallel > 1; `ctx`'s threads are divided among them), else the model itself on `ctx`.
+// tensor_parallel > 1; `ctx`'s threads are divided among them, and each rank is placed on a
+// NUMA node of its own when the host has enough), else the model itself on `ctx`.
 std::unique_ptr<StepModel> MakeCpuStepModel(const LoadedModel& loaded, const KvLayout& layout,
                                             const kernels::ExecContext& ctx);
 

@@ -1,10 +1,15 @@
 // MakeCpuTensorParallelStepModel: the ranks are threads of this process, each with its own
 // thread pool and KV storage, stepping together.
+#include <thread>
+
 #include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
 
 #include "kernels/cpu/host_collective.h"
 #include "model/step_model.h"
 #include "util/check.h"
+#include "util/numa.h"
 
 namespace qb {
 
@@ -13,12 +18,15 @@ namespace {
 class CpuTensorParallelStepModel final : public StepModel {
  public:
   CpuTensorParallelStepModel(std::vector<std::shared_ptr<const Qwen2Model>> shards, const ModelConfig& config,
-                             const KvLayout& layout, kernels::Isa isa, int threads_per_rank)
+                             const KvLayout& layout, kernels::Isa isa, int threads_per_rank,
+                             std::vector<NumaNode> placement)
       : shards_(std::move(shards)),
         config_(config),
         group_(static_cast<int>(shards_.size())),
         ranks_(static_cast<int>(shards_.size())),
-        threads_per_rank_(threads_per_rank) {
+        threads_per_rank_(threads_per_rank),
+        placement_(std::move(placement)),
+        pinned_(shards_.size()) {
     QB_CHECK(!shards_.empty() && threads_per_rank >= 1, "{} ranks of {} threads", shards_.size(), threads_per_rank);
     for (size_t r = 0; r < shards_.size(); ++r) {
       const ModelConfig& c = shards_[r]->config();
@@ -30,6 +38,7 @@ class CpuTensorParallelStepModel final : public StepModel {
       ctx.collective = group_.rank(static_cast<int>(r));
       contexts_.push_back(ctx);
     }
+    if (!placement_.empty()) PlaceMemory();
   }
 
   const ModelConfig& config() const override { return config_; }
@@ -40,6 +49,7 @@ class CpuTensorParallelStepModel final : public StepModel {
     std::vector<Result<Tensor>> out(shards_.size(), Result<Tensor>(Tensor()));
     ranks_.Run([&](int r) {
       const auto i = static_cast<size_t>(r);
+      if (!placement_.empty() && pinned_[i] != std::this_thread::get_id()) Pin(i);
       out[i] = shards_[i]->Forward(batch, kv_[i], contexts_[i]);
     });
     for (auto& o : out) QB_RETURN_IF_ERROR(o.status());
@@ -53,15 +63,57 @@ class CpuTensorParallelStepModel final : public StepModel {
   }
   int64_t kv_blocks() const override { return kv_[0].layout().num_blocks; }
   std::string device() const override {
-    return fmt::format("cpu (tensor parallel: {} ranks x {} threads)", shards_.size(), threads_per_rank_);
+    std::vector<int> nodes;
+    for (const NumaNode& n : placement_) nodes.push_back(n.id);
+    return fmt::format("cpu (tensor parallel: {} ranks x {} threads{})", shards_.size(), threads_per_rank_,
+                       nodes.empty() ? std::string() : fmt::format(", on NUMA nodes {}", fmt::join(nodes, ",")));
   }
 
  private:
+  // Rank r's threads (the one running it and its pool's) on node r's CPUs; done on the first
+  // step, from the threads themselves (rank 0's is the caller's).
+  void Pin(size_t r) {
+    const std::vector<int>& cpus = placement_[r].cpus;
+    pools_[r]->Run([&cpus](int) {
+      if (Status s = PinCurrentThread(cpus); !s.ok()) spdlog::warn("tensor parallel: {}", s.message());
+    });
+    pinned_[r] = std::this_thread::get_id();
+  }
+
+  // Rank r's own memory (its weight copies and its KV cache) onto node r. Views of a mapped
+  // checkpoint stay where the page cache has them; small tensors may share pages and stay.
+  void PlaceMemory() {
+    constexpr size_t kMinBytes = 1 << 20;
+    int64_t moved = 0;
+    Status failed = Status::Ok();
+    auto place = [&](const Tensor& t, int node) {
+      if (!t.defined() || !t.writable() || t.nbytes() < kMinBytes || !failed.ok()) return;
+      failed = MoveToNode(t.raw(), t.nbytes(), node);
+      if (failed.ok()) moved += static_cast<int64_t>(t.nbytes());
+    };
+    for (size_t r = 0; r < shards_.size(); ++r) {
+      const int node = placement_[r].id;
+      ForEachWeight(shards_[r]->weights(), [&](const Tensor& t) { place(t, node); });
+      for (int64_t l = 0; l < shards_[r]->config().num_layers; ++l) {
+        place(kv_[r].keys(l), node);
+        place(kv_[r].values(l), node);
+      }
+    }
+    if (!failed.ok())
+      spdlog::warn("tensor parallel: memory stays where it is ({}; in a container, --cap-add SYS_NICE allows it)",
+                   failed.message());
+    else
+      spdlog::debug("tensor parallel: {:.1f} MiB of weights and KV cache on the ranks' NUMA nodes",
+                    static_cast<double>(moved) / 1048576.0);
+  }
+
   std::vector<std::shared_ptr<const Qwen2Model>> shards_;
   ModelConfig config_;
   kernels::HostCollectiveGroup group_;
   ThreadPool ranks_;  // thread r runs rank r (thread 0: the caller)
   int threads_per_rank_;
+  std::vector<NumaNode> placement_;      // rank r on placement_[r]; empty: not placed
+  std::vector<std::thread::id> pinned_;  // the thread each rank's pool was pinned from
   std::vector<KvStorage> kv_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
   std::vector<kernels::ExecContext> contexts_;
@@ -71,8 +123,10 @@ class CpuTensorParallelStepModel final : public StepModel {
 
 std::unique_ptr<StepModel> MakeCpuTensorParallelStepModel(std::vector<std::shared_ptr<const Qwen2Model>> shards,
                                                           const ModelConfig& config, const KvLayout& layout,
-                                                          kernels::Isa isa, int threads_per_rank) {
-  return std::make_unique<CpuTensorParallelStepModel>(std::move(shards), config, layout, isa, threads_per_rank);
+                                                          kernels::Isa isa, int threads_per_rank,
+                                                          std::vector<NumaNode> placement) {
+  return std::make_unique<CpuTensorParallelStepModel>(std::move(shards), config, layout, isa, threads_per_rank,
+                                                      std::move(placement));
 }
 
 }  // namespace qb

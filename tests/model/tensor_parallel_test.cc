@@ -13,6 +13,7 @@
 #include "model/step_model.h"
 #include "model/tensor_parallel.h"
 #include "sampling/sampler.h"
+#include "util/numa.h"
 
 namespace qb {
 namespace {
@@ -164,6 +165,13 @@ TEST_P(UnevenSplitTest, ComputesWhatTheWholeModelDoes) {
   const KvLayout layout{4, 8, DType::kF32};
   auto a = MakeCpuStepModel(one, layout, ctx);
   auto b = MakeCpuStepModel(split, layout, ctx);
+  // The same ranks placed on a NUMA node (all on this machine's first; on a multi-socket host
+  // each would have its own): pinned threads, memory moved, the same results.
+  const std::vector<NumaNode> nodes = DetectNumaNodes();
+  std::unique_ptr<StepModel> placed;
+  if (!nodes.empty())
+    placed = MakeCpuTensorParallelStepModel(split.shards, preset.config, layout, kernels::Isa::kReference, 1,
+                                            std::vector<NumaNode>(3, nodes[0]));
   EXPECT_EQ(b->kv_pool_bytes(), a->kv_pool_bytes());
   EXPECT_NE(b->device().find("3 ranks"), std::string::npos) << b->device();
   const int32_t table0[] = {0}, table1[] = {2, 3};
@@ -193,6 +201,11 @@ TEST_P(UnevenSplitTest, ComputesWhatTheWholeModelDoes) {
     ASSERT_TRUE(want.ok() && got.ok());
     ASSERT_EQ(got->shape(), want->shape());
     EXPECT_LE(test::MaxAbsDiff(got->data<float>(), want->data<float>(), static_cast<size_t>(got->numel())), 1e-4f);
+    if (!placed) continue;
+    EXPECT_NE(placed->device().find("on NUMA nodes"), std::string::npos) << placed->device();
+    auto on_node = placed->Step(*batch);
+    ASSERT_TRUE(on_node.ok());
+    EXPECT_EQ(test::MaxAbsDiff(on_node->data<float>(), got->data<float>(), static_cast<size_t>(got->numel())), 0.f);
   }
   // A bad token is an error on every rank, and the ranks still step together afterwards.
   ForwardBatch bad = decode;
