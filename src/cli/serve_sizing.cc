@@ -82,6 +82,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   step.max_num_seqs = o.max_num_seqs;
   step.max_total_tokens = o.max_total_tokens > 0 ? o.max_total_tokens : mc.max_position_embeddings;
   step.threads = threads;
+  step.tensor_parallel = o.exec.tensor_parallel;
   s->activation_bytes = ActivationBytes(mc, step);
   // Every HTTP thread may hold a connection at once (rejected ones too, while they are answered).
   s->http_threads = HttpThreads(o);

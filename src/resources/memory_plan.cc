@@ -57,10 +57,13 @@ int64_t ActivationBytes(const ModelConfig& c, const StepShape& s) {
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), i = c.intermediate_size;
   // Residual, normed input, attention output, projections and the MLP's gate, up and product,
   // in f32, plus their 8-bit copies for quantized matrices.
-  const int64_t per_token = 4 * (4 * h + 2 * q + 2 * kv + 3 * i) + (h + i + q);
+  // Tensor parallel ranks split q, kv and the intermediate width, but each holds its own residual,
+  // normed input and sublayer output (and 8-bit copy), and its part of the logits until joined.
+  const int64_t ranks = std::max<int64_t>(1, s.tensor_parallel);
+  const int64_t per_token = 4 * (4 * h + 2 * q + 2 * kv + 3 * i) + (h + i + q) + (ranks - 1) * (4 * 3 * h + h);
   const int64_t rows = std::min(s.max_num_seqs, s.max_batch_tokens);
   // Logits (f32) and the sampler's probabilities and candidate indices for each row.
-  const int64_t logits = rows * c.vocab_size * 16;
+  const int64_t logits = rows * c.vocab_size * (ranks > 1 ? 20 : 16);
   const int64_t attention = s.threads * s.max_total_tokens * 4 * 2;
   return s.max_batch_tokens * per_token + logits + attention;
 }

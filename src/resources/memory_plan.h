@@ -29,6 +29,7 @@ struct StepShape {
   int64_t max_num_seqs = 64;        // sequences sampled in one step
   int64_t max_total_tokens = 4096;  // longest sequence (attention scratch)
   int64_t threads = 1;
+  int64_t tensor_parallel = 1;  // CPU ranks (model/tensor_parallel.h), each with its own hidden-size buffers
 };
 
 // Peak transient memory of one engine step: the f32 intermediates of max_batch_tokens tokens,

@@ -106,6 +106,11 @@ TEST(ActivationBytes, GrowsWithTokensAndSequences) {
   EXPECT_GT(ActivationBytes(c, more_seqs), base);
   // At least the f32 logits of every sampled row.
   EXPECT_GE(ActivationBytes(c, small), 8 * c.vocab_size * 4);
+  // Each further tensor-parallel rank holds its own residual stream, normed input and sublayer
+  // output (f32) for every token, and its part of the logits before they are joined.
+  StepShape two_ranks = small;
+  two_ranks.tensor_parallel = 2;
+  EXPECT_GE(ActivationBytes(c, two_ranks) - base, 512 * 3 * c.hidden_size * 4 + 8 * c.vocab_size * 4);
 }
 
 }  // namespace
