@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "util/mapped_file.h"
+
 namespace qb {
 
 namespace {
@@ -130,6 +132,10 @@ Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& c, cons
     }
     shards.push_back(std::move(s));
   }
+  // The column slices are copies: the file's pages they were read from are not read again.
+  for (const LayerWeights& lw : w.layers)
+    for (const Tensor* t : {&lw.wo, &lw.w_down})
+      if (!t->writable()) ReleaseMappedRange(t->raw(), t->nbytes());
   return shards;
 }
 
