@@ -231,6 +231,16 @@ void HttpServer::Routes() {
     std::string id = req.get_header_value("X-Request-Id");
     if (id.empty() || id.size() > 128) id = fmt::format("qb-{:012x}", next_request_.fetch_add(1));
     res.set_header("X-Request-Id", id);
+    // A POST that says neither how long its body is nor that it is chunked: cpp-httplib 0.11
+    // would read until the client closes (the read timeout, 30 s, holding a thread) before
+    // answering 400. Say at once what is missing.
+    if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") && !req.has_header("Content-Length") &&
+        req.get_header_value("Transfer-Encoding").find("chunked") == std::string::npos) {
+      SendError(res, HttpError{411, "invalid_request_error",
+                               "the request has no Content-Length (nor Transfer-Encoding: chunked)", ""});
+      res.set_header("Connection", "close");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     const bool open = req.path == "/health" || req.path == "/ready" || req.path == "/metrics";
     if (!open && !Authorized(req)) {
       SendError(res, HttpError{401, "authentication_error", "missing or wrong API key (Authorization: Bearer ...)", ""});
@@ -443,8 +453,17 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
     --*in_flight;
   };
 
+  // HTTP/1.0 clients (ApacheBench, old probes) cannot read chunked bodies: theirs is written as
+  // it comes and ends when the connection closes.
+  auto provide = [&res, http10 = req.version == "HTTP/1.0"](const char* type, httplib::ContentProviderWithoutLength writer,
+                                                           httplib::ContentProviderResourceReleaser done) {
+    if (http10)
+      res.set_content_provider(type, std::move(writer), std::move(done));
+    else
+      res.set_chunked_content_provider(type, std::move(writer), std::move(done));
+  };
   if (!stream) {
-    res.set_chunked_content_provider(
+    provide(
         "application/json",
         [x, heartbeat, finish_metrics, on_token_metrics, metrics_cancelled](size_t, httplib::DataSink& sink) {
           auto last_beat = Clock::now();
@@ -521,7 +540,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
 
   // Streaming (SSE).
   res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
+  provide(
       "text/event-stream",
       [x, finish_metrics, on_token_metrics, metrics_cancelled, heartbeat](size_t, httplib::DataSink& sink) {
         const api::ParsedRequest& p = x->parsed;

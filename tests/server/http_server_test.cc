@@ -90,6 +90,39 @@ class ServerTest : public ::testing::Test {
     return fd;
   }
 
+  // Sends `request` as it is and returns what the server writes until a response with a
+  // Content-Length is complete or the server closes the connection; "<no answer>" is appended
+  // after 10 s of silence.
+  std::string Exchange(const std::string& request) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(server_->port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    timeval tv{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    std::string out;
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+        ::send(fd, request.data(), request.size(), 0) == static_cast<ssize_t>(request.size())) {
+      char buf[4096];
+      for (;;) {
+        const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n == 0) break;
+        if (n < 0) {
+          out += "<no answer>";
+          break;
+        }
+        out.append(buf, static_cast<size_t>(n));
+        const size_t end = out.find("\r\n\r\n"), length = out.find("Content-Length: ");
+        if (end != std::string::npos && length != std::string::npos && length < end &&
+            out.size() >= end + 4 + std::stoul(out.substr(length + 16)))
+          break;
+      }
+    }
+    ::close(fd);
+    return out;
+  }
+
   httplib::Result Post(const std::string& path, const std::string& body, httplib::Headers h = {}) {
     return client_->Post(path.c_str(), h, body, "application/json");
   }
@@ -505,6 +538,42 @@ TEST_F(ServerTest, ProbePortAnswersWhileEveryConnectionIsBusy) {
   EXPECT_NE(metrics->body.find("qwenbox_requests_running 2"), std::string::npos) << metrics->body.substr(0, 2000);
   EXPECT_EQ(probe.Post("/v1/completions", R"({"prompt": "x"})", "application/json")->status, 404);  // probes only
   for (int fd : fds) ::close(fd);
+}
+
+TEST_F(ServerTest, BodiesWithoutALengthAndHttp10Clients) {
+  Start();
+  const std::string body = R"({"prompt": "The same prompt", "max_tokens": 6, "temperature": 0, "ignore_eos": true})";
+  const std::string want = PostJson("/v1/completions", body)["choices"][0]["text"];
+  // No Content-Length and not chunked: 411 at once (not after the read timeout).
+  const std::string no_length =
+      Exchange("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n" + body);
+  EXPECT_EQ(no_length.rfind("HTTP/1.1 411", 0), 0u) << no_length;
+  EXPECT_NE(no_length.find("no Content-Length"), std::string::npos) << no_length;
+
+  // HTTP/1.0 has no chunked encoding: the body runs to the end of the connection.
+  const std::string head10 = "HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ";
+  for (const bool stream : {false, true}) {
+    OrderedJson b = OrderedJson::parse(body);
+    b["stream"] = stream;
+    const std::string r = Exchange("POST /v1/completions " + head10 + std::to_string(b.dump().size()) + "\r\n\r\n" + b.dump());
+    const size_t split = r.find("\r\n\r\n");
+    ASSERT_NE(split, std::string::npos) << r;
+    const std::string headers = r.substr(0, split), content = r.substr(split + 4);
+    EXPECT_NE(headers.find(" 200 OK"), std::string::npos) << headers;
+    EXPECT_EQ(headers.find("chunked"), std::string::npos) << headers;
+    if (!stream) {
+      const OrderedJson j = OrderedJson::parse(content, nullptr, false);
+      ASSERT_FALSE(j.is_discarded()) << content;
+      EXPECT_EQ(j["choices"][0]["text"], want);
+    } else {
+      bool done = false;
+      std::string text;
+      for (const auto& e : Events(content, &done))
+        if (!e["choices"].empty()) text += e["choices"][0]["text"].get<std::string>();
+      EXPECT_TRUE(done) << content;
+      EXPECT_EQ(text, want);
+    }
+  }
 }
 
 TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
