@@ -169,10 +169,14 @@ int64_t MinimumLimit(const std::vector<std::string>& serve_args) {
   return NumberAfter(r.err, "a memory limit of at least ").value_or(0);
 }
 
-TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
+// The model whole, and split over 2 tensor-parallel ranks (their own buffers and KV storage).
+class CgroupServeLoad : public ::testing::TestWithParam<int> {};
+
+TEST_P(CgroupServeLoad, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
   Cgroup cg;
   REQUIRE_CGROUPS(cg);
-  const std::vector<std::string> args = {"--max-num-seqs", "8", "--max-queue", "8", "--max-total-tokens", "1024"};
+  const std::vector<std::string> args = {"--max-num-seqs", "8", "--max-queue", "8", "--max-total-tokens", "1024",
+                                         "--tensor-parallel-size", std::to_string(GetParam())};
   // 2% above the least limit qwenbox accepts: the resident set it measures varies a little
   // between runs.
   const int64_t minimum = MinimumLimit(args);
@@ -245,6 +249,8 @@ TEST(CgroupServe, FourTimesCapacityUnderAJustFittingLimitIsNeverOomKilled) {
   std::cout << "limit " << limit << " bytes; " << ok.load() << " answered, " << rejected.load()
             << " rejected; peak usage " << Read(cg.memory() / "memory.max_usage_in_bytes");
 }
+
+INSTANTIATE_TEST_SUITE_P(TensorParallel, CgroupServeLoad, ::testing::Values(1, 2));
 
 }  // namespace
 }  // namespace qb
