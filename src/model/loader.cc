@@ -171,6 +171,8 @@ Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& option
   report("weights mapped", 0.1);
   if (!options.quant.empty()) {
     QB_ASSIGN_OR_RETURN(QuantPlan plan, FindQuantPlan(options.quant));
+    if (options.tensor_parallel > 1)
+      QB_RETURN_IF_ERROR(CheckTensorParallel(config, weights, options.tensor_parallel, plan.matrices));
     // Converting reads and rewrites every matrix: most of a load's time.
     QuantizeWeights(weights, config.tie_word_embeddings, plan, options.pool, [&](int64_t done, int64_t total) {
       report("converting to " + options.quant, 0.1 + 0.85 * static_cast<double>(done) / static_cast<double>(total));

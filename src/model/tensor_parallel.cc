@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "model/quantize.h"
 #include "util/mapped_file.h"
 
 namespace qb {
@@ -54,7 +55,7 @@ Tensor Rows(const Tensor& t, Cut cut) { return cut.begin == 0 && cut.end == t.di
 
 }  // namespace
 
-Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int world) {
+Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int world, std::optional<DType> convert_to) {
   if (world < 1) return InvalidArgument(fmt::format("tensor parallel size {}: must be at least 1", world));
   if (world == 1) return Status::Ok();
   const auto prefix = fmt::format("tensor parallel size {}", world);
@@ -71,12 +72,14 @@ Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int worl
       return InvalidArgument(fmt::format("{}: GPTQ act-order (desc_act) reorders o_proj's and down_proj's inputs "
                                          "across the ranks' slices; this checkpoint cannot be split",
                                          prefix));
-    const int64_t wo_block = Info(lw.wo.dtype()).block_size;
+    const DType wo_type = convert_to ? FitType(*convert_to, lw.wo.cols()) : lw.wo.dtype();
+    const DType down_type = convert_to ? FitType(*convert_to, lw.w_down.cols()) : lw.w_down.dtype();
+    const int64_t wo_block = Info(wo_type).block_size;
     if (q_cols % wo_block != 0)
       return InvalidArgument(fmt::format("{}: layer {}'s o_proj is {} (blocks of {} inputs), which do not split at a "
                                          "rank's {} heads ({} inputs); use a smaller size or another --quant",
-                                         prefix, l, Name(lw.wo.dtype()), wo_block, c.num_heads / world, q_cols));
-    const int64_t down_block = Info(lw.w_down.dtype()).block_size;
+                                         prefix, l, Name(wo_type), wo_block, c.num_heads / world, q_cols));
+    const int64_t down_block = Info(down_type).block_size;
     if (c.intermediate_size / down_block < world)
       return InvalidArgument(fmt::format("{}: layer {}'s down_proj has {} blocks of {} inputs, fewer than the ranks",
                                          prefix, l, c.intermediate_size / down_block, down_block));

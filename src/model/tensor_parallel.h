@@ -15,6 +15,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "model/config.h"
@@ -31,7 +32,10 @@ struct TensorParallelShard {
 
 // Why `world` ranks cannot split this model (kv heads not divisible, a column cut inside a
 // quantization block, GPTQ act-order on o_proj/down); OK when they can. Reads shapes only.
-Status CheckTensorParallel(const ModelConfig& config, const Qwen2Weights& weights, int world);
+// `convert_to`: the matrices' type once --quant has converted them (checked before converting,
+// which takes most of a load's time).
+Status CheckTensorParallel(const ModelConfig& config, const Qwen2Weights& weights, int world,
+                           std::optional<DType> convert_to = std::nullopt);
 // The `world` slices of the weights (world >= 1; 1 returns the weights as they are).
 Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& config, const Qwen2Weights& weights,
                                                       int world);

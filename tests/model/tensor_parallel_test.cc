@@ -234,6 +234,20 @@ TEST(TensorParallelTest, SplitsThatCannotBeMadeAreClearErrors) {
   const std::string q4k = message("micro-qwen2/micro-qwen2-q4_k_m.gguf", 2);
   EXPECT_NE(q4k.find("o_proj is q4_k"), std::string::npos) << q4k;
   EXPECT_NE(message("micro-qwen2-gptq-descact", 2).find("act-order"), std::string::npos);
+  {  // With --quant the split is checked for the converted types, before converting.
+    LoadOptions lo;
+    lo.tensor_parallel = 2;
+    lo.quant = "q4_k";
+    bool converted = false;
+    lo.progress = [&converted](const std::string& stage, double) { converted |= stage.find("converting") == 0; };
+    auto loaded = LoadModel(DataPath("micro-qwen2"), lo);
+    ASSERT_FALSE(loaded.ok());
+    EXPECT_NE(loaded.status().message().find("o_proj is q4_k"), std::string::npos) << loaded.status().ToString();
+    EXPECT_FALSE(converted);
+    lo.quant = "q8_0";
+    EXPECT_TRUE(LoadModel(DataPath("micro-qwen2"), lo).ok());
+    EXPECT_TRUE(converted);
+  }
   // A whole model loaded split keeps no weights of its own: running it is an error, not a crash.
   LoadOptions lo;
   lo.tensor_parallel = 2;
