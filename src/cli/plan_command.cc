@@ -14,6 +14,8 @@
 #include "kernels/ops.h"
 #include "model/loader.h"
 #include "model/presets.h"
+#include "model/quantize.h"
+#include "model/tensor_parallel.h"
 #include "resources/deployment.h"
 #include "resources/limits.h"
 #include "resources/memory_plan.h"
@@ -42,6 +44,11 @@ Result<Subject> FindSubject(const PlanOptions& o) {
     LoadOptions lo;
     lo.interleave = false;
     QB_ASSIGN_OR_RETURN(LoadedModel m, LoadModel(o.model, lo));
+    if (o.gpus == 0 && o.tp > 1) {  // CPU ranks: can this checkpoint (converted by --quant) be split?
+      std::optional<DType> convert_to;
+      if (auto q = FindQuantPlan(o.quant); !o.quant.empty() && q.ok()) convert_to = q->matrices;
+      QB_RETURN_IF_ERROR(CheckTensorParallel(m.model->config(), m.model->weights(), static_cast<int>(o.tp), convert_to));
+    }
     s.config = m.model->config();
     s.label = o.model;
     s.model_arg = o.model;
@@ -50,6 +57,17 @@ Result<Subject> FindSubject(const PlanOptions& o) {
     return s;
   }
   QB_ASSIGN_OR_RETURN(ModelPreset p, FindPreset(o.preset));
+  if (o.gpus == 0 && o.tp > 1 && p.config.num_kv_heads % o.tp == 0) {
+    // CPU ranks: o_proj's cut (a rank's heads) must fall on a block boundary of its type.
+    if (auto q = FindQuantPlan(o.quant.empty() ? "bf16" : o.quant); q.ok()) {
+      const DType type = FitType(q->matrices, p.config.q_dim());
+      const int64_t cut = p.config.q_dim() / o.tp;
+      if (cut % Info(type).block_size != 0)
+        return InvalidArgument(fmt::format("--tp {}: o_proj as {} (blocks of {} inputs) does not split at a rank's {} "
+                                           "inputs; use a smaller --tp or another --quant",
+                                           o.tp, Name(type), Info(type).block_size, cut));
+    }
+  }
   s.config = p.config;
   s.label = "preset " + o.preset;
   s.model_arg = "/models/" + o.preset;
@@ -95,8 +113,17 @@ Status RunPlan(const PlanOptions& o) {
     if (tp < 1 || tp * o.instances > o.gpus)
       return InvalidArgument(fmt::format("{} instances of --tp {} need {} GPUs; --gpus is {}", o.instances, tp,
                                          o.instances * std::max<int64_t>(tp, 1), o.gpus));
-  } else if (tp > 1) {
-    return InvalidArgument("--tp needs --gpus (tensor parallelism splits a model across GPUs)");
+  }
+  // Without --gpus, --tp N is CPU tensor parallelism: N ranks, one per NUMA node of a
+  // multi-socket host (docs/TENSOR_PARALLEL.md).
+  const int64_t cpu_tp = o.gpus > 0 ? 1 : std::max<int64_t>(1, tp);
+  if (cpu_tp > 1) {
+    if (subject.config.num_kv_heads % cpu_tp != 0)
+      return InvalidArgument(fmt::format("--tp {}: the model's {} KV heads do not split evenly", cpu_tp,
+                                         subject.config.num_kv_heads));
+    if (cpus_per_instance > 0 && cpus_per_instance < static_cast<double>(cpu_tp))
+      return InvalidArgument(fmt::format("--tp {} needs at least one CPU per rank; an instance has {:g}", cpu_tp,
+                                         cpus_per_instance));
   }
   QB_ASSIGN_OR_RETURN(const int64_t gpu_mem, ParseByteSize(o.gpu_mem));
 
@@ -109,6 +136,7 @@ Status RunPlan(const PlanOptions& o) {
   in.batch = o.batch;
   in.max_batch_tokens = o.max_batch_tokens;
   in.threads = std::max<int64_t>(1, static_cast<int64_t>(cpus_per_instance));
+  in.cpu_tensor_parallel = cpu_tp;
   QB_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(in));
 
   DeploymentInput d;
@@ -119,7 +147,8 @@ Status RunPlan(const PlanOptions& o) {
   d.batch = o.batch;
   d.margin = o.margin;
   d.cpus = o.cpus > 0 ? cpus_per_instance : 0;
-  d.gpus = tp;
+  d.gpus = o.gpus > 0 ? tp : 0;
+  d.cpu_tensor_parallel = cpu_tp;
 
   // Fit: on CPU every instance's total in RAM; on GPUs the per-GPU share, and the host part.
   std::vector<std::string> reasons;
@@ -167,12 +196,13 @@ Status RunPlan(const PlanOptions& o) {
     j["overhead_bytes"] = plan.overhead_bytes;
     j["total_bytes"] = plan.total_bytes;
     j["instances"] = o.instances;
+    j["cpu_tensor_parallel"] = cpu_tp;
     j["memory_limit_bytes"] = memory;
     j["memory_limit_source"] = memory_source;
     j["fits"] = fits;
     j["reasons"] = reasons;
     j["recommended"] = {{"memory_bytes", recommended},
-                        {"shm_bytes", RecommendedShmBytes(tp)},
+                        {"shm_bytes", RecommendedShmBytes(d.gpus)},
                         {"cpus", d.cpus},
                         {"docker", DockerRunCommand(d)}};
     if (o.gpus > 0) {
@@ -202,6 +232,10 @@ Status RunPlan(const PlanOptions& o) {
         HumanBytes(plan.activation_bytes), o.max_batch_tokens, HumanBytes(plan.overhead_bytes),
         HumanBytes(plan.total_bytes), HumanBytes(memory), memory_source, o.instances, fits ? "FITS" : "DOES NOT FIT");
     for (const std::string& r : reasons) t += "              - " + r + "\n";
+    if (cpu_tp > 1)
+      t += fmt::format("CPU ranks:    {} per instance (--tensor-parallel-size {}): one per NUMA node of a multi-socket "
+                       "host, SYS_NICE to move each rank's memory to its node (docs/TENSOR_PARALLEL.md)\n",
+                       cpu_tp, cpu_tp);
     if (o.gpus > 0) {
       t += fmt::format("\nGPU layouts for {} GPUs of {} ({:g}% used):\n", o.gpus, HumanBytes(gpu_mem),
                        kGpuMemoryUtilization * 100);
@@ -212,7 +246,7 @@ Status RunPlan(const PlanOptions& o) {
                          Gb(l.per_gpu_bytes), l.fits ? "yes" : "no", l.kv_tokens_per_instance, l.sequences_at_context);
     }
     t += fmt::format("\nrecommended per instance: --memory={} --shm-size={}{}\n{}\n", DockerSize(recommended),
-                     DockerSize(RecommendedShmBytes(tp)), d.cpus > 0 ? fmt::format(" --cpus={:g}", d.cpus) : "",
+                     DockerSize(RecommendedShmBytes(d.gpus)), d.cpus > 0 ? fmt::format(" --cpus={:g}", d.cpus) : "",
                      DockerRunCommand(d));
     std::fputs(t.c_str(), stdout);
   }
@@ -232,7 +266,9 @@ void AddPlanCommand(CLI::App& app, int* exit_code) {
                   fmt::format("Weights as: {} (default: as stored; bf16 for a preset)", fmt::join(PlanQuantNames(), ", ")));
   cmd->add_option("--ctx", o->ctx, "Tokens per sequence (default: the model's context)");
   cmd->add_option("--batch", o->batch, "Sequences at full context at once")->capture_default_str();
-  cmd->add_option("--tp", o->tp, "GPUs per instance (tensor parallel; default: --gpus / --instances)");
+  cmd->add_option("--tp", o->tp,
+                  "Tensor-parallel ranks per instance: with --gpus, GPUs per instance (default: --gpus / "
+                  "--instances); without, CPU ranks (one per NUMA node of a multi-socket host)");
   cmd->add_option("--instances", o->instances, "Server instances sharing the machine")->capture_default_str();
   cmd->add_option("--memory", o->memory, "Memory for all instances, e.g. 16g (default: this machine's limit)");
   cmd->add_option("--cpus", o->cpus, "CPUs for all instances (default: this machine's quota or cores)");

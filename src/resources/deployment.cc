@@ -29,6 +29,7 @@ std::string ServeArgs(const DeploymentInput& d, const std::string& sep) {
                               d.model_arg);
   if (!d.quant.empty()) s += fmt::format("{}--quant{}{}", sep, sep, d.quant);
   s += fmt::format("{}--max-total-tokens{}{}{}--max-num-seqs{}{}", sep, sep, d.context, sep, sep, d.batch);
+  if (d.cpu_tensor_parallel > 1) s += fmt::format("{}--tensor-parallel-size{}{}", sep, sep, d.cpu_tensor_parallel);
   return s;
 }
 
@@ -61,6 +62,7 @@ std::string DockerRunCommand(const DeploymentInput& d) {
   if (d.cpus > 0) s += fmt::format(" --cpus={}", CpusText(d.cpus));
   s += fmt::format(" --shm-size={}", DockerSize(RecommendedShmBytes(d.gpus)));
   if (d.gpus > 0) s += fmt::format(" --gpus={}", d.gpus);
+  if (d.cpu_tensor_parallel > 1) s += " --cap-add=SYS_NICE";
   s += fmt::format(" -v /models:/models:ro qwenbox:latest {}", ServeArgs(d, " "));
   return s;
 }
@@ -86,13 +88,15 @@ std::string ComposeService(const DeploymentInput& d) {
       "    volumes: [\"/models:/models:ro\"]\n"
       "    shm_size: {}\n"
       "    init: true\n"
+      "{}"
       "    stop_grace_period: {}s\n"
       "    memswap_limit: {}\n"
       "    deploy:\n"
       "      resources:\n"
       "        limits:\n"
       "          memory: {}\n",
-      args, d.port, d.port, DockerSize(RecommendedShmBytes(d.gpus)), kStopTimeoutSeconds, DockerSize(memory),
+      args, d.port, d.port, DockerSize(RecommendedShmBytes(d.gpus)),
+      d.cpu_tensor_parallel > 1 ? "    cap_add: [SYS_NICE]\n" : "", kStopTimeoutSeconds, DockerSize(memory),
       DockerSize(memory));
   if (d.cpus > 0) s += fmt::format("          cpus: \"{}\"\n", CpusText(d.cpus));
   if (d.gpus > 0)
@@ -128,8 +132,14 @@ std::string KubernetesResources(const DeploymentInput& d) {
       "  - name: dshm\n"
       "    emptyDir:\n"
       "      medium: Memory\n"
-      "      sizeLimit: {}\n",
-      KubeQuantity(memory), cpu, gpu, KubeQuantity(memory), cpu, gpu, KubeQuantity(RecommendedShmBytes(d.gpus)));
+      "      sizeLimit: {}\n"
+      "{}",
+      KubeQuantity(memory), cpu, gpu, KubeQuantity(memory), cpu, gpu, KubeQuantity(RecommendedShmBytes(d.gpus)),
+      d.cpu_tensor_parallel > 1 ? "# the container's securityContext (each rank's memory on its NUMA node):\n"
+                                  "securityContext:\n"
+                                  "  capabilities:\n"
+                                  "    add: [SYS_NICE]\n"
+                                : "");
 }
 
 std::vector<GpuLayout> GpuLayouts(const MemoryPlan& plan, int64_t total_gpus, int64_t gpu_mem_bytes) {

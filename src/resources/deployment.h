@@ -28,6 +28,9 @@ struct DeploymentInput {
   double margin = 0.05;
   double cpus = 0;     // per instance; 0: not limited
   int64_t gpus = 0;    // per instance (tensor parallel degree)
+  // CPU tensor-parallel ranks (docs/TENSOR_PARALLEL.md): --tensor-parallel-size, and the
+  // SYS_NICE capability that moving each rank's memory to its NUMA node needs.
+  int64_t cpu_tensor_parallel = 1;
   int64_t port = 8080;
 };
 

@@ -89,6 +89,7 @@ Result<MemoryPlan> PlanMemory(const PlanInput& in) {
   step.max_num_seqs = in.batch;
   step.max_total_tokens = p.context;
   step.threads = in.threads;
+  step.tensor_parallel = in.cpu_tensor_parallel;
   p.activation_bytes = ActivationBytes(in.config, step);
   const int64_t connections = in.connections > 0 ? in.connections : 4 * in.batch;
   p.overhead_bytes = kRuntimeBaseBytes + kTokenizerBytes + connections * kConnectionBytes;

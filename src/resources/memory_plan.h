@@ -56,6 +56,7 @@ struct PlanInput {
   int64_t max_batch_tokens = 2048;
   int64_t threads = 1;
   int64_t connections = 0;  // open connections budgeted (0: 4 per sequence)
+  int64_t cpu_tensor_parallel = 1;  // CPU ranks (docs/TENSOR_PARALLEL.md): their own activation buffers
 };
 
 struct MemoryPlan {

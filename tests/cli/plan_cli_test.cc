@@ -62,6 +62,48 @@ TEST(PlanCli, FromAModelFileAndContainerFormats) {
   EXPECT_NE(compose.out.find("services:"), std::string::npos) << compose.out;
 }
 
+// --tp without --gpus: CPU tensor-parallel ranks (docs/TENSOR_PARALLEL.md).
+TEST(PlanCli, CpuTensorParallelRanks) {
+  const std::vector<std::string> base = {kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q4_k", "--ctx", "8192",
+                                         "--batch", "8", "--cpus", "64", "--memory", "64g"};
+  auto with = [&base](std::vector<std::string> extra) {
+    std::vector<std::string> argv = base;
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return argv;
+  };
+  const Json one = RunJson(with({"--format", "json"}));
+  const Json two = RunJson(with({"--tp", "2", "--format", "json"}));
+  EXPECT_EQ(one["cpu_tensor_parallel"], 1);
+  EXPECT_EQ(two["cpu_tensor_parallel"], 2);
+  // The same weights and KV cache; each further rank adds its own activation buffers.
+  EXPECT_EQ(two["weights_bytes"], one["weights_bytes"]);
+  EXPECT_EQ(two["kv_bytes"], one["kv_bytes"]);
+  EXPECT_GT(two["activation_bytes"].get<int64_t>(), one["activation_bytes"].get<int64_t>());
+  const std::string docker = two["recommended"]["docker"];
+  EXPECT_NE(docker.find("--cap-add=SYS_NICE"), std::string::npos) << docker;
+  EXPECT_NE(docker.find("--tensor-parallel-size 2"), std::string::npos) << docker;
+  EXPECT_EQ(docker.find("--gpus"), std::string::npos) << docker;
+  EXPECT_EQ(two["recommended"]["shm_bytes"], 64 << 20);
+  auto compose = RunCommand(with({"--tp", "2", "--format", "compose"}));
+  EXPECT_NE(compose.out.find("cap_add: [SYS_NICE]"), std::string::npos) << compose.out;
+  auto k8s = RunCommand(with({"--tp", "2", "--format", "k8s"}));
+  EXPECT_NE(k8s.out.find("add: [SYS_NICE]"), std::string::npos) << k8s.out;
+  // --tp 1 is one rank: no GPUs, no capability.
+  const std::string plain = RunJson(with({"--tp", "1", "--format", "json"}))["recommended"]["docker"];
+  EXPECT_EQ(plain.find("--gpus"), std::string::npos) << plain;
+  EXPECT_EQ(plain.find("SYS_NICE"), std::string::npos) << plain;
+  // Splits serve would refuse are refused here: 4 KV heads over 3; Q4_K o_proj cut at 896 inputs.
+  auto three = RunCommand(with({"--tp", "3"}));
+  EXPECT_EQ(three.exit_code, 1);
+  EXPECT_NE(three.err.find("4 KV heads"), std::string::npos) << three.err;
+  auto four = RunCommand(with({"--tp", "4"}));
+  EXPECT_EQ(four.exit_code, 1);
+  EXPECT_NE(four.err.find("does not split"), std::string::npos) << four.err;
+  auto file = RunCommand({kQwenbox, "plan", "--model", DataPath("micro-qwen2/micro-qwen2-q4_k_m.gguf"), "--tp", "2"});
+  EXPECT_EQ(file.exit_code, 1);
+  EXPECT_NE(file.err.find("o_proj is q4_k"), std::string::npos) << file.err;
+}
+
 // A q8_0 KV cache: 34 bytes per 32 values, so the same memory holds 1.88x the tokens of f16.
 TEST(PlanCli, Q8_0KvCacheHalvesTheKvBytes) {
   const Json j = RunJson({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q4_k", "--ctx", "8192", "--batch",
