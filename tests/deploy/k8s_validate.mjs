@@ -137,6 +137,9 @@ function planCheck(where, dir, objs) {
   for (const side of ["requests", "limits"]) for (const [k, v] of Object.entries(planK8s.resources[side]))
     if (qty(c.resources[side]?.[k]) !== qty(v)) fail(where, `${side}.${k} is ${c.resources[side]?.[k]}, plan says ${v}`);
   const shmVol = dep.spec.template.spec.volumes.find((v) => v.name === c.volumeMounts.find((m) => m.mountPath === "/dev/shm").name);
+  // Capabilities the plan asks for (SYS_NICE for CPU tensor-parallel ranks) must be added.
+  for (const cap of planK8s.securityContext?.capabilities?.add ?? [])
+    if (!c.securityContext?.capabilities?.add?.includes(cap)) fail(where, `plan adds capability ${cap}; the container does not`);
   const planShm = planK8s.volumes?.[0]?.emptyDir?.sizeLimit;
   if (planShm && qty(shmVol.emptyDir.sizeLimit) !== qty(planShm)) fail(where, `/dev/shm sizeLimit ${shmVol.emptyDir.sizeLimit}, plan says ${planShm}`);
   // serve flags after the image name in plan's docker command, except the model's path.
