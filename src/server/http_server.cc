@@ -5,7 +5,10 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cctype>
+#include <cstring>
 #include <ctime>
 #include <map>
 #include <optional>
@@ -235,7 +238,7 @@ void HttpServer::Routes() {
     // would read until the client closes (the read timeout, 30 s, holding a thread) before
     // answering 400. Say at once what is missing.
     if ((req.method == "POST" || req.method == "PUT" || req.method == "PATCH") && !req.has_header("Content-Length") &&
-        req.get_header_value("Transfer-Encoding").find("chunked") == std::string::npos) {
+        strcasestr(req.get_header_value("Transfer-Encoding").c_str(), "chunked") == nullptr) {
       SendError(res, HttpError{411, "invalid_request_error",
                                "the request has no Content-Length (nor Transfer-Encoding: chunked)", ""});
       res.set_header("Connection", "close");
@@ -453,14 +456,35 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
     --*in_flight;
   };
 
-  // HTTP/1.0 clients (ApacheBench, old probes) cannot read chunked bodies: theirs is written as
-  // it comes and ends when the connection closes.
-  auto provide = [&res, http10 = req.version == "HTTP/1.0"](const char* type, httplib::ContentProviderWithoutLength writer,
-                                                           httplib::ContentProviderResourceReleaser done) {
-    if (http10)
+  // HTTP/1.0 clients (ApacheBench, old probes) cannot read chunked bodies. A response is sent
+  // whole with a Content-Length when the connection is to stay open (a client asking Keep-Alive
+  // could not tell where a body ends) or is not streamed; a stream to a client that does not keep
+  // the connection is written as it comes and ends when the connection closes.
+  const bool http10 = req.version == "HTTP/1.0";
+  std::string connection = req.get_header_value("Connection");
+  std::transform(connection.begin(), connection.end(), connection.begin(), [](unsigned char ch) { return std::tolower(ch); });
+  const bool whole = http10 && (!stream || connection == "keep-alive");
+  auto provide = [&res, http10, whole](const char* type, httplib::ContentProviderWithoutLength writer,
+                                       httplib::ContentProviderResourceReleaser done) {
+    if (whole) {
+      std::string content;
+      bool finished = false;
+      httplib::DataSink sink;
+      sink.write = [&content](const char* d, size_t n) {
+        content.append(d, n);
+        return true;
+      };
+      sink.is_writable = [] { return true; };
+      sink.done = [&finished] { finished = true; };
+      bool ok = true;
+      while (ok && !finished) ok = writer(content.size(), sink);
+      res.set_content(content, type);
+      done(ok);
+    } else if (http10) {
       res.set_content_provider(type, std::move(writer), std::move(done));
-    else
+    } else {
       res.set_chunked_content_provider(type, std::move(writer), std::move(done));
+    }
   };
   if (!stream) {
     provide(

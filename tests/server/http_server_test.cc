@@ -550,30 +550,45 @@ TEST_F(ServerTest, BodiesWithoutALengthAndHttp10Clients) {
   EXPECT_EQ(no_length.rfind("HTTP/1.1 411", 0), 0u) << no_length;
   EXPECT_NE(no_length.find("no Content-Length"), std::string::npos) << no_length;
 
-  // HTTP/1.0 has no chunked encoding: the body runs to the end of the connection.
-  const std::string head10 = "HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: ";
+  // HTTP/1.0 has no chunked encoding: a body with a Content-Length (not streamed, or the client
+  // keeps the connection: ApacheBench -k sends "Connection: Keep-Alive"), or one that runs to
+  // the end of the connection (a stream to a client that closes).
   for (const bool stream : {false, true}) {
-    OrderedJson b = OrderedJson::parse(body);
-    b["stream"] = stream;
-    const std::string r = Exchange("POST /v1/completions " + head10 + std::to_string(b.dump().size()) + "\r\n\r\n" + b.dump());
-    const size_t split = r.find("\r\n\r\n");
-    ASSERT_NE(split, std::string::npos) << r;
-    const std::string headers = r.substr(0, split), content = r.substr(split + 4);
-    EXPECT_NE(headers.find(" 200 OK"), std::string::npos) << headers;
-    EXPECT_EQ(headers.find("chunked"), std::string::npos) << headers;
-    if (!stream) {
-      const OrderedJson j = OrderedJson::parse(content, nullptr, false);
-      ASSERT_FALSE(j.is_discarded()) << content;
-      EXPECT_EQ(j["choices"][0]["text"], want);
-    } else {
-      bool done = false;
-      std::string text;
-      for (const auto& e : Events(content, &done))
-        if (!e["choices"].empty()) text += e["choices"][0]["text"].get<std::string>();
-      EXPECT_TRUE(done) << content;
-      EXPECT_EQ(text, want);
+    for (const std::string connection : {"", "Connection: Keep-Alive\r\n"}) {
+      OrderedJson b = OrderedJson::parse(body);
+      b["stream"] = stream;
+      const std::string r = Exchange("POST /v1/completions HTTP/1.0\r\n" + connection +
+                                     "Content-Type: application/json\r\nContent-Length: " + std::to_string(b.dump().size()) +
+                                     "\r\n\r\n" + b.dump());
+      const size_t split = r.find("\r\n\r\n");
+      ASSERT_NE(split, std::string::npos) << r;
+      const std::string headers = r.substr(0, split), content = r.substr(split + 4);
+      EXPECT_NE(headers.find(" 200 OK"), std::string::npos) << headers;
+      EXPECT_EQ(headers.find("chunked"), std::string::npos) << headers;
+      EXPECT_EQ(headers.find("Content-Length") != std::string::npos, !stream || !connection.empty()) << headers;
+      EXPECT_EQ(content.find("<no answer>"), std::string::npos) << "stream " << stream << " " << connection;
+      if (!stream) {
+        const OrderedJson j = OrderedJson::parse(content, nullptr, false);
+        ASSERT_FALSE(j.is_discarded()) << content;
+        EXPECT_EQ(j["choices"][0]["text"], want);
+      } else {
+        bool done = false;
+        std::string text;
+        for (const auto& e : Events(content, &done))
+          if (!e["choices"].empty()) text += e["choices"][0]["text"].get<std::string>();
+        EXPECT_TRUE(done) << content;
+        EXPECT_EQ(text, want);
+      }
     }
   }
+  // "chunked" in any case is a length.
+  const std::string chunk = R"({"prompt": "x", "max_tokens": 1})";
+  char size[16];
+  std::snprintf(size, sizeof size, "%zx", chunk.size());
+  const std::string chunked = Exchange("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                       "Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" + std::string(size) + "\r\n" + chunk +
+                                       "\r\n0\r\n\r\n");
+  EXPECT_EQ(chunked.find("411"), std::string::npos) << chunked;
 }
 
 TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
