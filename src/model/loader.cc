@@ -187,15 +187,21 @@ Status FinishLoading(ModelConfig config, Qwen2Weights weights, const LoadOptions
   if (options.tensor_parallel < 1) return InvalidArgument("tensor parallel size must be at least 1");
   out->shards.clear();
   if (options.tensor_parallel > 1) {
-    QB_ASSIGN_OR_RETURN(std::vector<TensorParallelShard> shards, ShardWeights(config, weights, options.tensor_parallel));
-    weights = Qwen2Weights{};  // whole matrices converted at load are freed; the shards hold what they need
-    for (TensorParallelShard& s : shards) {
-      if (options.interleave) {
-        InterleaveWeights(s.weights, config.tie_word_embeddings, options.pool);
+    QB_ASSIGN_OR_RETURN(std::vector<TensorParallelShard> shards,
+                        ShardWeights(config, std::move(weights), options.tensor_parallel));
+    weights = Qwen2Weights{};
+    if (options.interleave) {
+      // Layer by layer across the ranks: a row slice keeps its whole matrix (converted at load)
+      // alive until every rank has repacked its own, so this holds one layer twice at most.
+      for (size_t l = 0; l < shards[0].weights.layers.size(); ++l)
+        for (TensorParallelShard& s : shards) InterleaveLayer(s.weights.layers[l], options.pool);
+      for (TensorParallelShard& s : shards) {
+        InterleaveWeights(s.weights, config.tie_word_embeddings, options.pool);  // lm_head (layers are done)
         FuseProjections(s.weights);
       }
-      out->shards.push_back(std::make_shared<const Qwen2Model>(std::move(s.config), std::move(s.weights)));
     }
+    for (TensorParallelShard& s : shards)
+      out->shards.push_back(std::make_shared<const Qwen2Model>(std::move(s.config), std::move(s.weights)));
   } else if (options.interleave) {  // the CPU kernels' layouts
     InterleaveWeights(weights, config.tie_word_embeddings, options.pool);
     FuseProjections(weights);

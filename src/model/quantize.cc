@@ -64,18 +64,26 @@ void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPo
   }
 }
 
+namespace {
+
+void Repack(Tensor& t, ThreadPool* pool) {
+  if (!CanInterleave(t)) return;
+  Tensor repacked = Interleave(t, pool);
+  // The file's copy is not read again: drop its pages from the resident set (a view of an
+  // mmap'd file is read-only; an owned tensor frees its memory when replaced).
+  if (!t.writable()) ReleaseMappedRange(t.raw(), t.nbytes());
+  t = std::move(repacked);
+}
+
+}  // namespace
+
+void InterleaveLayer(LayerWeights& l, ThreadPool* pool) {
+  for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) Repack(*t, pool);
+}
+
 void InterleaveWeights(Qwen2Weights& w, bool tied, ThreadPool* pool) {
-  auto repack = [&](Tensor& t) {
-    if (!CanInterleave(t)) return;
-    Tensor repacked = Interleave(t, pool);
-    // The file's copy is not read again: drop its pages from the resident set (a view of an
-    // mmap'd file is read-only; an owned tensor frees its memory when replaced).
-    if (!t.writable()) ReleaseMappedRange(t.raw(), t.nbytes());
-    t = std::move(repacked);
-  };
-  for (LayerWeights& l : w.layers)
-    for (Tensor* t : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) repack(*t);
-  repack(w.lm_head);
+  for (LayerWeights& l : w.layers) InterleaveLayer(l, pool);
+  Repack(w.lm_head, pool);
   if (tied) w.token_embedding = w.lm_head;
 }
 

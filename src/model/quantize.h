@@ -35,6 +35,9 @@ void QuantizeWeights(Qwen2Weights& w, bool tied, const QuantPlan& plan, ThreadPo
                      const std::function<void(int64_t, int64_t)>& on_layer = {});
 // Repacks the matrices that have a row-interleaved layout (Q4_0, Q8_0, Q4_K, ... -> *x8; see
 // tensor/interleave.h) for the CPU kernels, on `pool`'s threads when there is one.
+// Matrices already repacked are left as they are.
 void InterleaveWeights(Qwen2Weights& w, bool tied, ThreadPool* pool = nullptr);
+// The same for one layer's matrices.
+void InterleaveLayer(LayerWeights& l, ThreadPool* pool = nullptr);
 
 }  // namespace qb

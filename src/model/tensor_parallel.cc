@@ -27,10 +27,17 @@ Cut Share(int64_t total, int64_t unit, int world, int r) {
   return c;
 }
 
-// The unit the intermediate width is cut in: whole blocks of down's type (its input columns),
-// and whole 8-row groups of gate and up when the width allows (the CPU kernels' repacked layout).
-int64_t IntermediateUnit(const ModelConfig& c, const Qwen2Weights& w, int world) {
-  const int64_t block = w.layers.empty() ? 1 : Info(w.layers[0].w_down.dtype()).block_size;
+// The type of down_proj in layer `l`, once converted to `convert_to` when given.
+DType DownType(const LayerWeights& l, std::optional<DType> convert_to) {
+  return convert_to ? FitType(*convert_to, l.w_down.cols()) : l.w_down.dtype();
+}
+
+// The unit the intermediate width is cut in: whole blocks of every layer's down type (its input
+// columns), and whole 8-row groups of gate and up when the width allows (the CPU kernels'
+// repacked layout).
+int64_t IntermediateUnit(const ModelConfig& c, const Qwen2Weights& w, int world, std::optional<DType> convert_to) {
+  int64_t block = 1;
+  for (const LayerWeights& l : w.layers) block = std::lcm(block, Info(DownType(l, convert_to)).block_size);
   const int64_t grouped = std::lcm(block, int64_t{8});
   return c.intermediate_size % grouped == 0 && c.intermediate_size / grouped >= world ? grouped : block;
 }
@@ -73,72 +80,75 @@ Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int worl
                                          "across the ranks' slices; this checkpoint cannot be split",
                                          prefix));
     const DType wo_type = convert_to ? FitType(*convert_to, lw.wo.cols()) : lw.wo.dtype();
-    const DType down_type = convert_to ? FitType(*convert_to, lw.w_down.cols()) : lw.w_down.dtype();
     const int64_t wo_block = Info(wo_type).block_size;
     if (q_cols % wo_block != 0)
       return InvalidArgument(fmt::format("{}: layer {}'s o_proj is {} (blocks of {} inputs), which do not split at a "
                                          "rank's {} heads ({} inputs); use a smaller size or another --quant",
                                          prefix, l, Name(wo_type), wo_block, c.num_heads / world, q_cols));
-    const int64_t down_block = Info(down_type).block_size;
-    if (c.intermediate_size / down_block < world)
-      return InvalidArgument(fmt::format("{}: layer {}'s down_proj has {} blocks of {} inputs, fewer than the ranks",
-                                         prefix, l, c.intermediate_size / down_block, down_block));
   }
+  const int64_t unit = IntermediateUnit(c, w, world, convert_to);
+  if (c.intermediate_size / unit < world)
+    return InvalidArgument(fmt::format("{}: the intermediate width {} has {} blocks of {} (down_proj's inputs), fewer "
+                                       "than the ranks",
+                                       prefix, c.intermediate_size, c.intermediate_size / unit, unit));
   return Status::Ok();
 }
 
-Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& c, const Qwen2Weights& w, int world) {
+Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& c, Qwen2Weights w, int world) {
   QB_RETURN_IF_ERROR(CheckTensorParallel(c, w, world));
-  if (world == 1) return std::vector<TensorParallelShard>{{c, w}};
+  if (world == 1) return std::vector<TensorParallelShard>{{c, std::move(w)}};
   const int64_t hd = c.head_dim;
   const int64_t kv_heads = c.num_kv_heads / world, q_heads = c.num_heads / world;
-  const int64_t unit = IntermediateUnit(c, w, world);
-  std::vector<TensorParallelShard> shards;
+  const int64_t unit = IntermediateUnit(c, w, world, std::nullopt);
+  std::vector<TensorParallelShard> shards(static_cast<size_t>(world));
+  auto q = [&](int r) { return Cut{r * q_heads * hd, (r + 1) * q_heads * hd}; };
+  auto kv = [&](int r) { return Cut{r * kv_heads * hd, (r + 1) * kv_heads * hd}; };
+  auto inter = [&](int r) { return Share(c.intermediate_size, unit, world, r); };
   for (int r = 0; r < world; ++r) {
-    const Cut q{r * q_heads * hd, (r + 1) * q_heads * hd};
-    const Cut kv{r * kv_heads * hd, (r + 1) * kv_heads * hd};
-    const Cut inter = Share(c.intermediate_size, unit, world, r);
-    const Cut vocab = Share(c.vocab_size, 8, world, r);
-    TensorParallelShard s;
+    TensorParallelShard& s = shards[static_cast<size_t>(r)];
     s.config = c;
     s.config.num_heads = q_heads;
     s.config.num_kv_heads = kv_heads;
-    s.config.intermediate_size = inter.size();
+    s.config.intermediate_size = inter(r).size();
     Qwen2Weights& o = s.weights;
     // The embedding is split by vocabulary like lm_head (the rank holding a token's row looks
     // it up, the others add zeros): with tied embeddings a rank's slice serves both.
+    const Cut vocab = Share(c.vocab_size, 8, world, r);
     o.token_embedding = Rows(w.token_embedding, vocab);
     o.lm_head = w.lm_head.raw() == w.token_embedding.raw() ? o.token_embedding : Rows(w.lm_head, vocab);
     o.vocab_begin = vocab.begin;
     o.final_norm = w.final_norm;
-    for (const LayerWeights& lw : w.layers) {
+  }
+  // Layer by layer, each whole layer dropped once every rank has its slices: a column slice is
+  // a copy, so its whole matrix is freed (converted at load) or its file pages released (mapped)
+  // at once, and the memory held at a time is the model plus one layer.
+  for (LayerWeights& lw : w.layers) {
+    for (int r = 0; r < world; ++r) {
       LayerWeights l;
       l.attn_norm = lw.attn_norm;
       l.ffn_norm = lw.ffn_norm;
-      l.wq = Rows(lw.wq, q);
-      l.bq = Rows(lw.bq, q);
-      l.wk = Rows(lw.wk, kv);
-      l.bk = Rows(lw.bk, kv);
-      l.wv = Rows(lw.wv, kv);
-      l.bv = Rows(lw.bv, kv);
-      l.wo = Columns(lw.wo, q);
-      l.w_gate = Rows(lw.w_gate, inter);
-      l.w_up = Rows(lw.w_up, inter);
-      l.w_down = Columns(lw.w_down, inter);
+      l.wq = Rows(lw.wq, q(r));
+      l.bq = Rows(lw.bq, q(r));
+      l.wk = Rows(lw.wk, kv(r));
+      l.bk = Rows(lw.bk, kv(r));
+      l.wv = Rows(lw.wv, kv(r));
+      l.bv = Rows(lw.bv, kv(r));
+      l.wo = Columns(lw.wo, q(r));
+      l.w_gate = Rows(lw.w_gate, inter(r));
+      l.w_up = Rows(lw.w_up, inter(r));
+      l.w_down = Columns(lw.w_down, inter(r));
       // Act-order permutations of the inputs that every rank reads whole (the hidden state).
       l.wq_perm = lw.wq_perm;
       l.wk_perm = lw.wk_perm;
       l.wv_perm = lw.wv_perm;
       l.gate_perm = lw.gate_perm;
       l.up_perm = lw.up_perm;
-      o.layers.push_back(std::move(l));
+      shards[static_cast<size_t>(r)].weights.layers.push_back(std::move(l));
     }
-    shards.push_back(std::move(s));
-  }
-  // The column slices are copies: the file's pages they were read from are not read again.
-  for (const LayerWeights& lw : w.layers)
     for (const Tensor* t : {&lw.wo, &lw.w_down})
       if (!t->writable()) ReleaseMappedRange(t->raw(), t->nbytes());
+    lw = LayerWeights{};
+  }
   return shards;
 }
 

@@ -36,9 +36,10 @@ struct TensorParallelShard {
 // which takes most of a load's time).
 Status CheckTensorParallel(const ModelConfig& config, const Qwen2Weights& weights, int world,
                            std::optional<DType> convert_to = std::nullopt);
-// The `world` slices of the weights (world >= 1; 1 returns the weights as they are).
-Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& config, const Qwen2Weights& weights,
-                                                      int world);
+// The `world` slices of the weights (world >= 1; 1 returns the weights as they are). Takes the
+// weights and lets go of each layer once it is cut: pass them moved to free what only the whole
+// model held (a copy keeps the caller's).
+Result<std::vector<TensorParallelShard>> ShardWeights(const ModelConfig& config, Qwen2Weights weights, int world);
 
 // The weights of every rank together, what the ranks share (the norms) counted once.
 WeightsSummary SummarizeShards(const std::vector<std::shared_ptr<const Qwen2Model>>& shards);

@@ -1,7 +1,5 @@
 // MakeCpuTensorParallelStepModel: the ranks are threads of this process, each with its own
 // thread pool and KV storage, stepping together.
-#include <thread>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
@@ -26,7 +24,7 @@ class CpuTensorParallelStepModel final : public StepModel {
         ranks_(static_cast<int>(shards_.size())),
         threads_per_rank_(threads_per_rank),
         placement_(std::move(placement)),
-        pinned_(shards_.size()) {
+        pinned_(shards_.size(), 0) {
     QB_CHECK(!shards_.empty() && threads_per_rank >= 1, "{} ranks of {} threads", shards_.size(), threads_per_rank);
     for (size_t r = 0; r < shards_.size(); ++r) {
       const ModelConfig& c = shards_[r]->config();
@@ -44,14 +42,27 @@ class CpuTensorParallelStepModel final : public StepModel {
   const ModelConfig& config() const override { return config_; }
 
   Result<Tensor> Step(const ForwardBatch& batch) override {
+    // Rank 0 runs on the calling thread: on node 0's CPUs for the step only, so the caller (and
+    // the threads it starts later) keeps its own mask.
+    std::vector<int> caller_cpus;
+    if (!placement_.empty()) {
+      caller_cpus = CurrentThreadCpus();
+      if (Status s = PinCurrentThread(placement_[0].cpus); !s.ok()) spdlog::warn("tensor parallel: {}", s.message());
+    }
     // Every rank checks the batch identically before its first collective, so either all of
     // them run the step or all of them return the same error.
     std::vector<Result<Tensor>> out(shards_.size(), Result<Tensor>(Tensor()));
     ranks_.Run([&](int r) {
       const auto i = static_cast<size_t>(r);
-      if (!placement_.empty() && pinned_[i] != std::this_thread::get_id()) Pin(i);
-      out[i] = shards_[i]->Forward(batch, kv_[i], contexts_[i]);
+      if (!placement_.empty() && !pinned_[i]) Pin(i);
+      try {
+        out[i] = shards_[i]->Forward(batch, kv_[i], contexts_[i]);
+      } catch (const std::exception& e) {
+        // The other ranks wait at the next barrier for this one: no way back but to stop.
+        QB_CHECK(false, "tensor parallel rank {}: {}", r, e.what());
+      }
     });
+    if (!caller_cpus.empty()) (void)PinCurrentThread(caller_cpus);
     for (auto& o : out) QB_RETURN_IF_ERROR(o.status());
     return std::move(out[0]);
   }
@@ -70,14 +81,15 @@ class CpuTensorParallelStepModel final : public StepModel {
   }
 
  private:
-  // Rank r's threads (the one running it and its pool's) on node r's CPUs; done on the first
-  // step, from the threads themselves (rank 0's is the caller's).
+  // Rank r's threads on node r's CPUs, once: its pool's workers, and for r > 0 the dispatcher
+  // thread running it (rank 0's is the caller, pinned per step).
   void Pin(size_t r) {
     const std::vector<int>& cpus = placement_[r].cpus;
-    pools_[r]->Run([&cpus](int) {
+    pools_[r]->Run([&cpus, r](int t) {
+      if (r == 0 && t == 0) return;
       if (Status s = PinCurrentThread(cpus); !s.ok()) spdlog::warn("tensor parallel: {}", s.message());
     });
-    pinned_[r] = std::this_thread::get_id();
+    pinned_[r] = 1;
   }
 
   // Rank r's own memory (its weight copies and its KV cache) onto node r. Views of a mapped
@@ -113,7 +125,7 @@ class CpuTensorParallelStepModel final : public StepModel {
   ThreadPool ranks_;  // thread r runs rank r (thread 0: the caller)
   int threads_per_rank_;
   std::vector<NumaNode> placement_;      // rank r on placement_[r]; empty: not placed
-  std::vector<std::thread::id> pinned_;  // the thread each rank's pool was pinned from
+  std::vector<uint8_t> pinned_;  // rank r's threads are on its node (written by rank r only; not vector<bool>)
   std::vector<KvStorage> kv_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
   std::vector<kernels::ExecContext> contexts_;

@@ -89,6 +89,16 @@ Status PinCurrentThread(const std::vector<int>& cpus) {
   return Status::Ok();
 }
 
+std::vector<int> CurrentThreadCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  std::vector<int> cpus;
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c)
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
 Status MoveToNode(const void* data, size_t bytes, int node) {
   if (node < 0 || node >= 1024) return InvalidArgument(fmt::format("NUMA node {}", node));
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));

@@ -31,6 +31,8 @@ std::vector<NumaNode> PlaceRanksOnNodes(const std::vector<NumaNode>& nodes, int 
 
 // Restricts the calling thread to `cpus`.
 Status PinCurrentThread(const std::vector<int>& cpus);
+// The CPUs the calling thread may run on (to restore after pinning it for a while).
+std::vector<int> CurrentThreadCpus();
 
 // Moves the pages of [data, data + bytes) to `node` and keeps them there (mbind with
 // MPOL_PREFERRED and MPOL_MF_MOVE; only whole pages inside the range). Containers without

@@ -9,6 +9,7 @@
 #include "common/test_paths.h"
 #include "model/loader.h"
 #include "model/presets.h"
+#include "model/quantize.h"
 #include "model/random_checkpoint.h"
 #include "model/step_model.h"
 #include "model/tensor_parallel.h"
@@ -167,11 +168,13 @@ TEST_P(UnevenSplitTest, ComputesWhatTheWholeModelDoes) {
   auto b = MakeCpuStepModel(split, layout, ctx);
   // The same ranks placed on a NUMA node (all on this machine's first; on a multi-socket host
   // each would have its own): pinned threads, memory moved, the same results.
+  // Each rank is held to one CPU; the caller (rank 0's thread) gets its own CPUs back after a step.
   const std::vector<NumaNode> nodes = DetectNumaNodes();
+  const std::vector<int> caller_cpus = CurrentThreadCpus();
   std::unique_ptr<StepModel> placed;
   if (!nodes.empty())
     placed = MakeCpuTensorParallelStepModel(split.shards, preset.config, layout, kernels::Isa::kReference, 1,
-                                            std::vector<NumaNode>(3, nodes[0]));
+                                            std::vector<NumaNode>(3, NumaNode{nodes[0].id, {nodes[0].cpus.back()}}));
   EXPECT_EQ(b->kv_pool_bytes(), a->kv_pool_bytes());
   EXPECT_NE(b->device().find("3 ranks"), std::string::npos) << b->device();
   const int32_t table0[] = {0}, table1[] = {2, 3};
@@ -205,6 +208,7 @@ TEST_P(UnevenSplitTest, ComputesWhatTheWholeModelDoes) {
     EXPECT_NE(placed->device().find("on NUMA nodes"), std::string::npos) << placed->device();
     auto on_node = placed->Step(*batch);
     ASSERT_TRUE(on_node.ok());
+    EXPECT_EQ(CurrentThreadCpus(), caller_cpus);
     EXPECT_EQ(test::MaxAbsDiff(on_node->data<float>(), got->data<float>(), static_cast<size_t>(got->numel())), 0.f);
   }
   // A bad token is an error on every rank, and the ranks still step together afterwards.
@@ -220,6 +224,32 @@ TEST_P(UnevenSplitTest, ComputesWhatTheWholeModelDoes) {
 }
 
 INSTANTIATE_TEST_SUITE_P(TiedOrNot, UnevenSplitTest, ::testing::Bool());
+
+// A mixed-type file: down_proj in Q8_0 (blocks of 32) in one layer and Q6_K (256) in the other.
+// The intermediate width (768) is cut on a boundary of both: 256 + 512, not 384 + 384.
+TEST(TensorParallelTest, MixedDownTypesAreCutOnEveryLayersBlocks) {
+  ModelPreset preset = UnevenPreset(false);
+  preset.config.num_heads = 4;
+  preset.config.num_kv_heads = 2;
+  preset.config.intermediate_size = 768;
+  Qwen2Weights whole = RandomWeightsInMemory(preset, DType::kF32, 3);
+  whole.layers[0].w_down = ConvertTensor(whole.layers[0].w_down, DType::kQ8_0);
+  whole.layers[1].w_down = ConvertTensor(whole.layers[1].w_down, DType::kQ6_K);
+  auto shards = ShardWeights(preset.config, whole, 2);
+  ASSERT_TRUE(shards.ok()) << shards.status().ToString();
+  EXPECT_EQ((*shards)[0].config.intermediate_size, 256);
+  EXPECT_EQ((*shards)[1].config.intermediate_size, 512);
+  LoadedModel one, split;
+  one.model = std::make_shared<const Qwen2Model>(preset.config, whole);
+  split.model = std::make_shared<const Qwen2Model>(preset.config, Qwen2Weights{});
+  for (TensorParallelShard& s : *shards) split.shards.push_back(std::make_shared<const Qwen2Model>(s.config, s.weights));
+  const kernels::ExecContext& ctx = kernels::ExecContext::Reference();
+  const std::vector<int32_t> ids = {5, 17, 42, 99};
+  auto a = MakeCpuStepModel(one, KvLayout{1, 4, DType::kF32}, ctx)->Step(SequenceBatch(ids, 0, true));
+  auto b = MakeCpuStepModel(split, KvLayout{1, 4, DType::kF32}, ctx)->Step(SequenceBatch(ids, 0, true));
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_LE(test::MaxAbsDiff(b->data<float>(), a->data<float>(), static_cast<size_t>(a->numel())), 1e-4f);
+}
 
 TEST(TensorParallelTest, SplitsThatCannotBeMadeAreClearErrors) {
   auto message = [](const std::string& model, int world) {
