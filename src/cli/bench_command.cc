@@ -158,9 +158,7 @@ Status RunBench(const BenchOptions& o) {
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt));
   for (auto& t : prompt) t = id(rng);
   QB_ASSIGN_OR_RETURN(const DType kv_dtype, BenchKvDType(o, mc));
-  // One sequence in one block as long as it (ContiguousKvCache's layout), through the CPU
-  // backend: the model, or its tensor-parallel ranks.
-  auto step = MakeCpuStepModel(loaded, KvLayout{1, std::max<int64_t>(total, 1), kv_dtype}, ctx);
+  auto step = MakeCpuSequenceModel(loaded, std::max<int64_t>(total, 1), kv_dtype, ctx);
   auto forward = [&step](const std::vector<int32_t>& tokens, int64_t start) {
     return step->Step(SequenceBatch(tokens, start, false));
   };

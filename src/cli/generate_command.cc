@@ -84,9 +84,7 @@ Status RunGenerate(const GenerateOptions& o) {
     return InvalidArgument(fmt::format("prompt ({}) + max tokens ({}) exceeds the context length {}",
                                        prompt.size(), o.max_tokens, mc.max_position_embeddings));
   Sampler sampler(ResolveSampling(o, loaded.generation), prompt);
-  // One f32 block as long as the sequence (ContiguousKvCache's layout) through the CPU backend:
-  // the model, or its tensor-parallel ranks.
-  auto model = MakeCpuStepModel(loaded, KvLayout{1, total, DType::kF32}, ctx);
+  auto model = MakeCpuSequenceModel(loaded, total, DType::kF32, ctx);
   std::vector<int32_t> generated;
   std::vector<int32_t> step = prompt;
   std::optional<StreamDecoder> stream;

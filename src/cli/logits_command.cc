@@ -29,9 +29,7 @@ Status RunLogits(const LogitsOptions& o) {
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
   QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
   if (ids.empty()) return InvalidArgument("--ids: no token ids");
-  // One block as long as the sequence, f32 (ContiguousKvCache's layout), through the CPU backend
-  // (the model, or its tensor-parallel ranks).
-  auto step = MakeCpuStepModel(loaded, KvLayout{1, static_cast<int64_t>(ids.size()), DType::kF32}, ctx);
+  auto step = MakeCpuSequenceModel(loaded, static_cast<int64_t>(ids.size()), DType::kF32, ctx);
   QB_ASSIGN_OR_RETURN(Tensor logits, step->Step(SequenceBatch(ids, 0, o.all_positions)));
   std::string out = "{\"n_vocab\": " + std::to_string(logits.cols()) + ", \"logits\": [";
   out.reserve(out.size() + static_cast<size_t>(logits.numel()) * 14);

@@ -57,16 +57,11 @@ Result<Subject> FindSubject(const PlanOptions& o) {
     return s;
   }
   QB_ASSIGN_OR_RETURN(ModelPreset p, FindPreset(o.preset));
-  if (o.gpus == 0 && o.tp > 1 && p.config.num_kv_heads % o.tp == 0) {
-    // CPU ranks: o_proj's cut (a rank's heads) must fall on a block boundary of its type.
-    if (auto q = FindQuantPlan(o.quant.empty() ? "bf16" : o.quant); q.ok()) {
-      const DType type = FitType(q->matrices, p.config.q_dim());
-      const int64_t cut = p.config.q_dim() / o.tp;
-      if (cut % Info(type).block_size != 0)
-        return InvalidArgument(fmt::format("--tp {}: o_proj as {} (blocks of {} inputs) does not split at a rank's {} "
-                                           "inputs; use a smaller --tp or another --quant",
-                                           o.tp, Name(type), Info(type).block_size, cut));
-    }
+  if (o.gpus == 0 && o.tp > 1) {  // CPU ranks: o_proj as --quant makes it (GPTQ/AWQ: blocks of 32, any head cut)
+    auto q = FindQuantPlan(o.quant.empty() ? "bf16" : o.quant);
+    QB_RETURN_IF_ERROR(CheckTensorParallelShape(p.config, static_cast<int>(o.tp),
+                                                q.ok() ? std::optional(FitType(q->matrices, p.config.q_dim()))
+                                                       : std::nullopt));
   }
   s.config = p.config;
   s.label = "preset " + o.preset;
@@ -117,14 +112,10 @@ Status RunPlan(const PlanOptions& o) {
   // Without --gpus, --tp N is CPU tensor parallelism: N ranks, one per NUMA node of a
   // multi-socket host (docs/TENSOR_PARALLEL.md).
   const int64_t cpu_tp = o.gpus > 0 ? 1 : std::max<int64_t>(1, tp);
-  if (cpu_tp > 1) {
-    if (subject.config.num_kv_heads % cpu_tp != 0)
-      return InvalidArgument(fmt::format("--tp {}: the model's {} KV heads do not split evenly", cpu_tp,
-                                         subject.config.num_kv_heads));
-    if (cpus_per_instance > 0 && cpus_per_instance < static_cast<double>(cpu_tp))
-      return InvalidArgument(fmt::format("--tp {} needs at least one CPU per rank; an instance has {:g}", cpu_tp,
-                                         cpus_per_instance));
-  }
+  if (cpu_tp > 1 && cpus_per_instance > 0 && cpus_per_instance < static_cast<double>(cpu_tp))
+    return InvalidArgument(fmt::format("--tp {} needs at least one CPU per rank; an instance has {:g}", cpu_tp,
+                                       cpus_per_instance));
+
   QB_ASSIGN_OR_RETURN(const int64_t gpu_mem, ParseByteSize(o.gpu_mem));
 
   PlanInput in;

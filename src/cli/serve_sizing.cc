@@ -5,7 +5,6 @@
 #include "cli/serve_options.h"
 #include "kernels/ops.h"
 #include "kv/kv_storage.h"
-#include "model/kv_cache.h"
 #include "model/step_model.h"
 #include "model/weights.h"
 #include "resources/kv_sizing.h"
@@ -67,7 +66,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   // resident later: an untied embedding still in the mapped file (MappedEmbeddingBytes).
   if (o.device == "cpu") {
     const int32_t token = 0;
-    auto warm = MakeCpuStepModel(loaded, KvLayout{1, 1, DType::kF32}, kernels::ExecContext{});
+    auto warm = MakeCpuSequenceModel(loaded, 1, DType::kF32, kernels::ExecContext{});
     QB_RETURN_IF_ERROR(warm->Step(SequenceBatch(std::span<const int32_t>(&token, 1), 0, false)).status());
   }
   s->weights_bytes = loaded.Summary().bytes;

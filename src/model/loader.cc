@@ -135,7 +135,6 @@ Result<ModelConfig> LoadModelConfig(const std::string& path) {
 }
 
 Result<LoadedModel> LoadModel(const std::string& path, const LoadOptions& options) {
-  if (options.tensor_parallel < 1) return InvalidArgument("tensor parallel size must be at least 1");
   std::error_code ec;
   if (!fs::exists(path, ec)) return NotFound(fmt::format("{}: no such file or directory", path));
   LoadedModel out;

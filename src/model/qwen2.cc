@@ -14,6 +14,34 @@ namespace qb {
 
 namespace k = kernels;
 
+namespace {
+
+// A tensor-parallel rank's embedding lookup: it holds the rows of its slice of the vocabulary,
+// and the sum over the ranks of each one's rows (zeros for the tokens it does not hold) is the
+// lookup.
+void EmbedVocabSlice(std::span<const int32_t> tokens, const Qwen2Weights& w, const kernels::ExecContext& ctx,
+                     Tensor& x) {
+  const int64_t hidden = x.cols(), begin = w.vocab_begin, end = begin + w.token_embedding.dim(0);
+  std::vector<int32_t> local;
+  std::vector<int64_t> at;
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    if (tokens[i] < begin || tokens[i] >= end) continue;
+    local.push_back(static_cast<int32_t>(tokens[i] - begin));
+    at.push_back(static_cast<int64_t>(i));
+  }
+  std::memset(x.mutable_raw(), 0, x.nbytes());
+  if (!local.empty()) {
+    Tensor rows = Tensor::Uninitialized(DType::kF32, {static_cast<int64_t>(local.size()), hidden});
+    k::Embedding(local, w.token_embedding, rows);
+    for (size_t j = 0; j < local.size(); ++j)
+      std::memcpy(x.mutable_data<float>() + at[j] * hidden, rows.data<float>() + static_cast<int64_t>(j) * hidden,
+                  static_cast<size_t>(hidden) * sizeof(float));
+  }
+  ctx.collective->AllReduceSum(x.mutable_data<float>(), x.numel(), ctx.pool);
+}
+
+}  // namespace
+
 Qwen2Model::Qwen2Model(ModelConfig config, Qwen2Weights weights)
     : config_(std::move(config)), weights_(std::move(weights)), rope_(MakeRopeTable(config_)) {}
 
@@ -75,30 +103,10 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   // from qkv to q and the KV cache; separate k and v pass through kk and v).
   Tensor up, qkv, gate_up, kk, v;
 
-  if (ctx.collective == nullptr) {
+  if (ctx.collective == nullptr)
     k::Embedding(batch.tokens, weights_.token_embedding, x);
-  } else {
-    // Tensor parallel: this rank holds the rows of its slice of the vocabulary; the sum over
-    // the ranks of each one's rows (zeros for the tokens it does not hold) is the lookup.
-    std::vector<int32_t> local;
-    std::vector<int64_t> at;
-    const int64_t begin = weights_.vocab_begin, end = begin + weights_.token_embedding.dim(0);
-    for (int64_t i = 0; i < n; ++i) {
-      const int32_t id = batch.tokens[static_cast<size_t>(i)];
-      if (id < begin || id >= end) continue;
-      local.push_back(static_cast<int32_t>(id - begin));
-      at.push_back(i);
-    }
-    std::memset(x.mutable_raw(), 0, x.nbytes());
-    if (!local.empty()) {
-      Tensor rows = Tensor::Uninitialized(DType::kF32, {static_cast<int64_t>(local.size()), c.hidden_size});
-      k::Embedding(local, weights_.token_embedding, rows);
-      for (size_t j = 0; j < local.size(); ++j)
-        std::memcpy(x.mutable_data<float>() + at[j] * c.hidden_size, rows.data<float>() + static_cast<int64_t>(j) * c.hidden_size,
-                    static_cast<size_t>(c.hidden_size) * sizeof(float));
-    }
-    ctx.collective->AllReduceSum(x.mutable_data<float>(), x.numel(), ctx.pool);
-  }
+  else
+    EmbedVocabSlice(batch.tokens, weights_, ctx, x);
   const float eps = static_cast<float>(c.rms_norm_eps);
   k::RmsNorm(ctx, x, weights_.layers[0].attn_norm, eps, h);
   for (int64_t l = 0; l < c.num_layers; ++l) {

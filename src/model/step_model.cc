@@ -39,4 +39,9 @@ std::unique_ptr<StepModel> MakeCpuStepModel(const LoadedModel& loaded, const KvL
                                         PlaceRanksOnNodes(DetectNumaNodes(), world, per_rank));
 }
 
+std::unique_ptr<StepModel> MakeCpuSequenceModel(const LoadedModel& loaded, int64_t capacity, DType kv_dtype,
+                                                const kernels::ExecContext& ctx) {
+  return MakeCpuStepModel(loaded, KvLayout{1, capacity, kv_dtype}, ctx);
+}
+
 }  // namespace qb

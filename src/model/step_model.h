@@ -49,5 +49,9 @@ std::unique_ptr<StepModel> MakeCpuTensorParallelStepModel(std::vector<std::share
 // NUMA node of its own when the host has enough), else the model itself on `ctx`.
 std::unique_ptr<StepModel> MakeCpuStepModel(const LoadedModel& loaded, const KvLayout& layout,
                                             const kernels::ExecContext& ctx);
+// The same for one sequence of up to `capacity` tokens in a pool of a single block
+// (ContiguousKvCache's layout; feed it SequenceBatch): the CLI's logits, generate and bench.
+std::unique_ptr<StepModel> MakeCpuSequenceModel(const LoadedModel& loaded, int64_t capacity, DType kv_dtype,
+                                                const kernels::ExecContext& ctx);
 
 }  // namespace qb

@@ -62,35 +62,40 @@ Tensor Rows(const Tensor& t, Cut cut) { return cut.begin == 0 && cut.end == t.di
 
 }  // namespace
 
-Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int world, std::optional<DType> convert_to) {
+Status CheckTensorParallelShape(const ModelConfig& c, int world, std::optional<DType> o_proj_type) {
   if (world < 1) return InvalidArgument(fmt::format("tensor parallel size {}: must be at least 1", world));
   if (world == 1) return Status::Ok();
-  const auto prefix = fmt::format("tensor parallel size {}", world);
   if (c.num_kv_heads % world != 0)
-    return InvalidArgument(fmt::format("{}: the model's {} KV heads do not split evenly (each rank takes whole KV "
-                                       "heads and their query heads)",
-                                       prefix, c.num_kv_heads));
+    return InvalidArgument(fmt::format("tensor parallel size {}: the model's {} KV heads do not split evenly (each "
+                                       "rank takes whole KV heads and their query heads)",
+                                       world, c.num_kv_heads));
   const int64_t q_cols = c.q_dim() / world;
-  for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& lw = w.layers[l];
+  if (o_proj_type && q_cols % Info(*o_proj_type).block_size != 0)
+    return InvalidArgument(fmt::format("tensor parallel size {}: o_proj is {} (blocks of {} inputs) and does not split "
+                                       "at a rank's {} heads ({} inputs); use a smaller size or another --quant",
+                                       world, Name(*o_proj_type), Info(*o_proj_type).block_size, c.num_heads / world,
+                                       q_cols));
+  return Status::Ok();
+}
+
+Status CheckTensorParallel(const ModelConfig& c, const Qwen2Weights& w, int world, std::optional<DType> convert_to) {
+  QB_RETURN_IF_ERROR(CheckTensorParallelShape(c, world, std::nullopt));
+  if (world == 1) return Status::Ok();
+  for (const LayerWeights& lw : w.layers) {
     QB_CHECK(!lw.wqkv.defined() && !lw.w_gate_up.defined() && Info(lw.wo.dtype()).row_group == 1,
              "ShardWeights runs before the CPU kernels' repacking");
     if (lw.wo_perm.defined() || lw.down_perm.defined())
-      return InvalidArgument(fmt::format("{}: GPTQ act-order (desc_act) reorders o_proj's and down_proj's inputs "
-                                         "across the ranks' slices; this checkpoint cannot be split",
-                                         prefix));
-    const DType wo_type = convert_to ? FitType(*convert_to, lw.wo.cols()) : lw.wo.dtype();
-    const int64_t wo_block = Info(wo_type).block_size;
-    if (q_cols % wo_block != 0)
-      return InvalidArgument(fmt::format("{}: layer {}'s o_proj is {} (blocks of {} inputs), which do not split at a "
-                                         "rank's {} heads ({} inputs); use a smaller size or another --quant",
-                                         prefix, l, Name(wo_type), wo_block, c.num_heads / world, q_cols));
+      return InvalidArgument(fmt::format("tensor parallel size {}: GPTQ act-order (desc_act) reorders o_proj's and "
+                                         "down_proj's inputs across the ranks' slices; this checkpoint cannot be split",
+                                         world));
+    QB_RETURN_IF_ERROR(
+        CheckTensorParallelShape(c, world, convert_to ? FitType(*convert_to, lw.wo.cols()) : lw.wo.dtype()));
   }
   const int64_t unit = IntermediateUnit(c, w, world, convert_to);
   if (c.intermediate_size / unit < world)
-    return InvalidArgument(fmt::format("{}: the intermediate width {} has {} blocks of {} (down_proj's inputs), fewer "
-                                       "than the ranks",
-                                       prefix, c.intermediate_size, c.intermediate_size / unit, unit));
+    return InvalidArgument(fmt::format("tensor parallel size {}: the intermediate width {} has {} blocks of {} "
+                                       "(down_proj's inputs), fewer than the ranks",
+                                       world, c.intermediate_size, c.intermediate_size / unit, unit));
   return Status::Ok();
 }
 

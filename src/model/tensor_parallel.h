@@ -30,6 +30,10 @@ struct TensorParallelShard {
   Qwen2Weights weights;
 };
 
+// The checks that need only the model's shape and o_proj's type (nullopt: not checked): whole
+// KV heads per rank, and o_proj's cut on a block boundary of its type (`qwenbox plan`, for a
+// model it has no weights of).
+Status CheckTensorParallelShape(const ModelConfig& config, int world, std::optional<DType> o_proj_type);
 // Why `world` ranks cannot split this model (kv heads not divisible, a column cut inside a
 // quantization block, GPTQ act-order on o_proj/down); OK when they can. Reads shapes only.
 // `convert_to`: the matrices' type once --quant has converted them (checked before converting,
