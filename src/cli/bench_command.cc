@@ -1,5 +1,5 @@
 // qwenbox bench --model PATH [-p 512] [-n 128] [-t THREADS] [--reps 5] [--concurrency N]
-//   [--kv-dtype f16] [--speculative-tokens K] [--json]
+//   [--kv-dtype f16] [--speculative-tokens K] [--draft-model PATH [--draft-quant Q]] [--json]
 // Prompt processing (one forward pass over p tokens) and generation (n tokens one at a time)
 // in tokens/s, min/median/max over the repetitions, like llama-bench; and peak RSS.
 // With --concurrency N: N sequences of p prompt tokens and n generated tokens run through the
@@ -10,12 +10,14 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <random>
 
 #include <fmt/format.h>
 
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/draft_model.h"
 #include "cli/exec_options.h"
 #include "engine/engine.h"
 #include "kernels/ops.h"
@@ -34,6 +36,7 @@ struct BenchOptions {
   int concurrency = 0;
   std::string kv_dtype = "f16";
   SpeculativeConfig speculative;
+  DraftModelOptions draft;
   bool json = false;
   ExecOptions exec;
 };
@@ -75,11 +78,22 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   QB_RETURN_IF_ERROR(CheckSpeculative(o.speculative));
   ec.speculative = o.speculative;
   ec.speculative.max_seqs = std::max<int64_t>(ec.speculative.max_seqs, o.concurrency);
+  std::optional<LoadedModel> draft;
+  DraftSizing draft_sizing;
+  if (o.draft.enabled()) {
+    QB_ASSIGN_OR_RETURN(draft, LoadDraftModel(o.draft, nullptr, pool));
+    if (ec.speculative.num_tokens == 0) ec.speculative.num_tokens = kDefaultDraftTokens;
+    draft_sizing = SizeDraft(draft->model->config(), o.concurrency, per_seq + ec.speculative.num_tokens,
+                             ec.scheduler.block_size, ec.kv_dtype, pool->size());
+  }
   std::vector<double> agg, decode;
   int64_t drafts = 0, accepted = 0, steps = 0;
   std::mt19937 rng(99);
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(mc.vocab_size, 151643) - 1));
   for (int r = 0; r < o.reps; ++r) {
+    if (draft)
+      ec.drafter = MakeDraftModelDrafter(*draft, draft_sizing, ec.scheduler.block_size, ec.kv_dtype,
+                                         ec.speculative.num_tokens, ctx);
     Engine engine(MakeCpuStepModel(loaded, KvLayout{ec.kv_blocks, ec.scheduler.block_size, ec.kv_dtype}, ctx), nullptr,
                   ec, ctx);
     using Clock = std::chrono::steady_clock;
@@ -118,7 +132,6 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
     steps += st.steps;
     decode.push_back(static_cast<double>(tokens_after) / std::chrono::duration<double>(t1 - last_first).count());
   }
-  (void)pool;
   const Stats a = Summarize(agg), d = Summarize(decode);
   if (o.json) {
     std::printf("{\"concurrency\": %d, \"aggregate_tg_tok_s\": %.2f, \"aggregate_tok_s_with_prefill\": %.2f, "
@@ -133,7 +146,7 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
                 "%.2f tok/s over the whole run incl. prefill\n",
                 o.concurrency, static_cast<long long>(o.prompt), static_cast<long long>(o.gen), d.median, d.min, d.max,
                 a.median);
-    if (o.speculative.enabled())
+    if (ec.speculative.enabled())
       std::printf("speculation: %lld tokens proposed, %lld accepted (%.0f%%), %lld engine steps over %d runs\n",
                   static_cast<long long>(drafts), static_cast<long long>(accepted),
                   drafts > 0 ? 100.0 * static_cast<double>(accepted) / static_cast<double>(drafts) : 0.0,
@@ -226,8 +239,10 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32 or q8_0")
       ->capture_default_str();
   cmd->add_option("--speculative-tokens", o->speculative.num_tokens,
-                  "With --concurrency: n-gram speculative decoding, tokens proposed per step (0: off)")
+                  "With --concurrency: speculative decoding, tokens proposed per step (n-gram without --draft-model, "
+                  "0: off; with it 0: 4)")
       ->capture_default_str();
+  o->draft.Add(cmd);
   cmd->add_option("--speculative-ngram-min", o->speculative.ngram_min, "Shortest suffix looked up")->capture_default_str();
   cmd->add_option("--speculative-ngram-max", o->speculative.ngram_max, "Longest suffix looked up")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -112,9 +113,14 @@ Status RunServe(ServeOptions o) {
     stage("loading the tokenizer", 0.75);
     QB_ASSIGN_OR_RETURN(tok, LoadTokenizer(o.model));
   }
+  std::optional<LoadedModel> draft;
+  if (o.draft.enabled()) {
+    stage("loading the draft model", 0.77);
+    QB_ASSIGN_OR_RETURN(draft, LoadDraftModel(o.draft, tok.get(), pool.get()));
+  }
   const ModelConfig& mc = loaded.model->config();
   stage("sizing the KV cache (first forward pass: reads every weight)", 0.8);
-  QB_RETURN_IF_ERROR(SizeServe(o, loaded, static_cast<int>(pool->size()), &sizing));
+  QB_RETURN_IF_ERROR(SizeServe(o, loaded, draft ? &*draft : nullptr, static_cast<int>(pool->size()), &sizing));
   if (o.device != "cpu") stage("uploading the weights to the GPU", 0.87);
   QB_ASSIGN_OR_RETURN(std::unique_ptr<StepModel> step, MakeServeStepModel(o, loaded, ctx, &sizing));
   if (o.print_config) {
@@ -128,6 +134,8 @@ Status RunServe(ServeOptions o) {
   if (auto im_end = tok->AddedTokenId("<|im_end|>");
       im_end && std::find(ec.eos_token_ids.begin(), ec.eos_token_ids.end(), *im_end) == ec.eos_token_ids.end())
     ec.eos_token_ids.push_back(*im_end);
+  if (draft)
+    ec.drafter = MakeDraftModelDrafter(*draft, sizing.draft, o.block_size, ec.kv_dtype, ec.speculative.num_tokens, ctx);
   Engine engine(std::move(step), tok, ec, ctx);
 
   stage("warming up", 0.95);
@@ -213,8 +221,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--block-size", o->block_size, "Tokens per KV block")->capture_default_str();
   cmd->add_flag("--no-prefix-caching", o->no_prefix_caching, "Do not reuse KV blocks of shared prefixes");
   cmd->add_option("--speculative-tokens", o->speculative.num_tokens,
-                  "N-gram speculative decoding: tokens proposed per step from the request's earlier text, verified "
-                  "in one pass (0: off; 3 suits CPUs; pays where outputs repeat their input: edits, extraction, quotes)")
+                  "Speculative decoding: tokens proposed per step, verified in one pass. Without --draft-model they come "
+                  "from the request's earlier text (n-gram; 0: off; 3 suits CPUs; pays where outputs repeat their "
+                  "input: edits, extraction, quotes); with it, from the draft model (0: 4)")
       ->capture_default_str();
   cmd->add_option("--speculative-ngram-min", o->speculative.ngram_min, "Shortest suffix looked up for a proposal")
       ->capture_default_str();
@@ -223,6 +232,7 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--speculative-max-seqs", o->speculative.max_seqs,
                   "Propose only while at most this many requests run or wait (larger batches are compute-bound)")
       ->capture_default_str();
+  o->draft.Add(cmd);
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
   cmd->add_option("--http-threads", o->server.http_threads,
                   "Connections served at once (default: --max-num-seqs + --max-queue + 64)");

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 
+#include "cli/draft_model.h"
 #include "cli/exec_options.h"
 #include "engine/engine.h"
 #include "model/loader.h"
@@ -40,6 +41,7 @@ struct ServeOptions {
   int64_t block_size = 16;
   bool no_prefix_caching = false;
   SpeculativeConfig speculative;  // --speculative-*
+  DraftModelOptions draft;        // --draft-model, --draft-quant
   double drain_timeout = 30;
   bool print_config = false;
   std::string device = "cpu";           // cpu or cuda
@@ -60,6 +62,7 @@ struct ServeSizing {
   int64_t kv_cache_bytes = 0;
   std::string kv_how;
   int64_t guard_reserve_bytes = 0;
+  DraftSizing draft;          // the draft model's pool and activations (--draft-model)
   EngineConfig engine;
   std::string device = "cpu";  // the backend's description once made
   nlohmann::ordered_json gpu;  // GPU memory and KV sizing (--device cuda)
@@ -70,9 +73,10 @@ struct ServeSizing {
 int HttpThreads(const ServeOptions& o);
 // Reads the limits (detection, or --memory-limit) before anything is loaded.
 Status DetectServeLimits(const ServeOptions& o, ServeSizing* s);
-// After loading and warming up: measures what the model holds and sizes the KV cache and token
-// limits; the error explains what does not fit.
-Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, ServeSizing* s);
+// After loading and warming up: measures what the model (and the draft model, if any) holds and
+// sizes the KV cache and token limits; the error explains what does not fit.
+Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, const LoadedModel* draft, int threads,
+                 ServeSizing* s);
 // Whether --device names a backend this executable has (qwenbox: cpu; qwenbox-cuda: also cuda).
 Status CheckDevice(const ServeOptions& o);
 // The backend for --device: the CPU (a KV pool of the sized blocks in host memory) or the CUDA

@@ -29,6 +29,8 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   // The device and the KV cache type are checked before minutes of loading, not after.
   QB_RETURN_IF_ERROR(CheckDevice(o));
   if (o.exec.tensor_parallel < 1) return InvalidArgument("--tensor-parallel-size must be at least 1");
+  if (o.draft.enabled() && o.device != "cpu")
+    return Unimplemented("--draft-model runs with --device cpu only");
   if (o.exec.tensor_parallel > 1 && o.device != "cpu")
     return Unimplemented("--tensor-parallel-size > 1 runs on --device cpu only (the CUDA backend uses one GPU)");
   const auto kv_dtype = DTypeFromName(o.kv_dtype);
@@ -52,7 +54,8 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   return Status::Ok();
 }
 
-Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, ServeSizing* s) {
+Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, const LoadedModel* draft, int threads,
+                 ServeSizing* s) {
   auto kv_dtype = DTypeFromName(o.kv_dtype);
   if (!kv_dtype) return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");  // checked before loading
   QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, loaded.model->config().head_dim));
@@ -68,6 +71,10 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
     const int32_t token = 0;
     auto warm = MakeCpuSequenceModel(loaded, 1, DType::kF32, kernels::ExecContext{});
     QB_RETURN_IF_ERROR(warm->Step(SequenceBatch(std::span<const int32_t>(&token, 1), 0, false)).status());
+    if (draft) {
+      auto warm_draft = MakeCpuSequenceModel(*draft, 1, DType::kF32, kernels::ExecContext{});
+      QB_RETURN_IF_ERROR(warm_draft->Step(SequenceBatch(std::span<const int32_t>(&token, 1), 0, false)).status());
+    }
   }
   s->weights_bytes = loaded.Summary().bytes;
   // Under a cgroup limit, what the cgroup charges counts: its working set also holds kernel
@@ -75,7 +82,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   int64_t resident = ProcessResidentBytes();
   if (s->limit_from_cgroup)
     if (auto ws = CgroupWorkingSet(s->limits)) resident = std::max(resident, *ws);
-  s->resident_bytes = resident + loaded.MappedEmbeddingBytes();
+  s->resident_bytes = resident + loaded.MappedEmbeddingBytes() + (draft ? draft->MappedEmbeddingBytes() : 0);
   StepShape step;
   step.max_batch_tokens = o.max_batch_tokens;
   step.max_num_seqs = o.max_num_seqs;
@@ -83,6 +90,13 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   step.threads = threads;
   step.tensor_parallel = o.exec.tensor_parallel;
   s->activation_bytes = ActivationBytes(mc, step);
+  SpeculativeConfig speculative = o.speculative;
+  if (draft) {
+    if (speculative.num_tokens == 0) speculative.num_tokens = kDefaultDraftTokens;
+    s->draft = SizeDraft(draft->model->config(), std::min(speculative.max_seqs, o.max_num_seqs), o.max_total_tokens,
+                         o.block_size, *kv_dtype, threads);
+    s->draft.weights_bytes = draft->Summary().bytes;
+  }
   // Every HTTP thread may hold a connection at once (rejected ones too, while they are answered).
   s->http_threads = HttpThreads(o);
   s->connection_bytes = s->http_threads * kConnectionBytes;
@@ -98,6 +112,7 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   in.weights_bytes = s->weights_bytes;
   in.quant = WeightsType(w);
   in.activation_bytes = s->activation_bytes;
+  in.draft_bytes = s->draft.kv_bytes + s->draft.activation_bytes;
   in.connection_bytes = s->connection_bytes;
   in.kv_bytes_per_token = s->kv_bytes_per_token;
   in.block_size = o.block_size;
@@ -126,8 +141,8 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, int threads, 
   ec.scheduler.max_num_seqs = o.max_num_seqs;
   ec.scheduler.max_batch_tokens = o.max_batch_tokens;
   ec.scheduler.prefix_caching = !o.no_prefix_caching;
-  QB_RETURN_IF_ERROR(CheckSpeculative(o.speculative));
-  ec.speculative = o.speculative;
+  QB_RETURN_IF_ERROR(CheckSpeculative(speculative));
+  ec.speculative = speculative;
   ec.kv_dtype = *kv_dtype;
   ec.kv_blocks = kv.blocks;
   ec.max_total_tokens = kv.max_total_tokens;
@@ -178,12 +193,24 @@ nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing&
   j["max_queue"] = s.engine.max_queue;
   j["prefix_caching"] = s.engine.scheduler.prefix_caching;
   const SpeculativeConfig& sp = s.engine.speculative;
-  j["speculative"] = sp.enabled() ? nlohmann::ordered_json{{"method", "ngram"},
-                                                           {"num_tokens", sp.num_tokens},
-                                                           {"ngram_min", sp.ngram_min},
-                                                           {"ngram_max", sp.ngram_max},
-                                                           {"max_seqs", sp.max_seqs}}
-                                  : nlohmann::ordered_json();
+  nlohmann::ordered_json spec;
+  if (sp.enabled() && o.draft.enabled()) {
+    spec = {{"method", "draft_model"},
+            {"draft_model", o.draft.path},
+            {"num_tokens", sp.num_tokens},
+            {"max_seqs", sp.max_seqs},
+            {"draft_weights_bytes", s.draft.weights_bytes},
+            {"draft_kv_blocks", s.draft.kv_blocks},
+            {"draft_kv_bytes", s.draft.kv_bytes},
+            {"draft_activation_bytes", s.draft.activation_bytes}};
+  } else if (sp.enabled()) {
+    spec = {{"method", "ngram"},
+            {"num_tokens", sp.num_tokens},
+            {"ngram_min", sp.ngram_min},
+            {"ngram_max", sp.ngram_max},
+            {"max_seqs", sp.max_seqs}};
+  }
+  j["speculative"] = spec;
   j["memory_guard_reserve_bytes"] = s.memory_limit ? nlohmann::ordered_json(s.guard_reserve_bytes) : nlohmann::ordered_json();
   return j;
 }

@@ -38,4 +38,11 @@ std::vector<int32_t> NgramDraft(std::span<const int32_t> tokens, int64_t ngram_m
   return draft;
 }
 
+std::vector<std::vector<int32_t>> NgramDrafter::Propose(std::span<const DraftQuery> queries) {
+  std::vector<std::vector<int32_t>> out;
+  out.reserve(queries.size());
+  for (const DraftQuery& q : queries) out.push_back(NgramDraft(q.tokens, min_, max_, q.k));
+  return out;
+}
+
 }  // namespace qb

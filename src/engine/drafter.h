@@ -28,12 +28,18 @@ struct SpeculativeConfig {
   bool enabled() const { return num_tokens > 0; }
 };
 
+// One sequence's request for a proposal.
+struct DraftQuery {
+  std::span<const int32_t> tokens;  // the prompt and what was generated
+  int64_t k = 0;                    // the most tokens wanted
+};
+
 class Drafter {
  public:
   virtual ~Drafter() = default;
-  // Up to `k` tokens that may follow `tokens` (the prompt and what was generated). Called on the
-  // engine thread.
-  virtual std::vector<int32_t> Propose(std::span<const int32_t> tokens, int64_t k) const = 0;
+  // Up to queries[i].k tokens that may follow queries[i].tokens, for every i (one call a step
+  // with every proposing sequence, so a draft model can batch them). Engine thread only.
+  virtual std::vector<std::vector<int32_t>> Propose(std::span<const DraftQuery> queries) = 0;
 };
 
 // OK, or what is wrong with the settings (counts out of range).
@@ -48,9 +54,7 @@ std::vector<int32_t> NgramDraft(std::span<const int32_t> tokens, int64_t ngram_m
 class NgramDrafter final : public Drafter {
  public:
   explicit NgramDrafter(const SpeculativeConfig& c) : min_(c.ngram_min), max_(c.ngram_max) {}
-  std::vector<int32_t> Propose(std::span<const int32_t> tokens, int64_t k) const override {
-    return NgramDraft(tokens, min_, max_, k);
-  }
+  std::vector<std::vector<int32_t>> Propose(std::span<const DraftQuery> queries) override;
 
  private:
   int64_t min_, max_;

@@ -76,7 +76,7 @@ Engine::Engine(std::unique_ptr<StepModel> model, std::shared_ptr<const Tokenizer
   if (config_.max_total_tokens <= 0) config_.max_total_tokens = model_->config().max_position_embeddings;
   if (config_.max_input_tokens <= 0) config_.max_input_tokens = config_.max_total_tokens - 1;
   if (config_.speculative.enabled() && !config_.drafter)
-    config_.drafter = std::make_shared<const NgramDrafter>(config_.speculative);
+    config_.drafter = std::make_shared<NgramDrafter>(config_.speculative);
   counters_.kv_blocks_total = stats_.kv_blocks_total = config_.kv_blocks;
   thread_ = std::thread([this] { Loop(); });
 }
@@ -273,6 +273,8 @@ void Engine::ProposeDrafts() {
   const SpeculativeConfig& sp = config_.speculative;
   if (static_cast<int64_t>(scheduler_.num_running() + scheduler_.num_waiting()) > sp.max_seqs) return;
   const auto vocab = static_cast<int32_t>(model_->config().vocab_size);
+  std::vector<Sequence*> proposing;
+  std::vector<DraftQuery> queries;
   for (Sequence* s : scheduler_.Decoding()) {
     Active& a = *active_.at(s->id);
     if (a.draft_skip > 0) {
@@ -284,10 +286,17 @@ void Engine::ProposeDrafts() {
     // The accepted tokens and the one after them stay within max_tokens and max_total_tokens.
     const int64_t k = std::min({a.draft_limit, a.request.max_tokens - a.generated - 1, config_.max_total_tokens - total - 1});
     if (k <= 0) continue;
-    s->draft = config_.drafter->Propose(s->tokens, k);
+    proposing.push_back(s);
+    queries.push_back(DraftQuery{s->tokens, k});
+  }
+  if (queries.empty()) return;
+  std::vector<std::vector<int32_t>> drafts = config_.drafter->Propose(queries);
+  for (size_t i = 0; i < proposing.size() && i < drafts.size(); ++i) {
+    Sequence* s = proposing[i];
+    s->draft = std::move(drafts[i]);
     // (A drafter's proposal is only ever a guess: too many tokens or ids outside the vocabulary
     // are cut off rather than computed.)
-    if (static_cast<int64_t>(s->draft.size()) > k) s->draft.resize(static_cast<size_t>(k));
+    if (static_cast<int64_t>(s->draft.size()) > queries[i].k) s->draft.resize(static_cast<size_t>(queries[i].k));
     s->draft.erase(std::find_if(s->draft.begin(), s->draft.end(), [&](int32_t t) { return t < 0 || t >= vocab; }),
                    s->draft.end());
   }

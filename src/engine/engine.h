@@ -39,7 +39,7 @@ struct EngineConfig {
   int64_t max_queue = 0;              // waiting requests; 0: unbounded
   std::vector<int32_t> eos_token_ids;
   SpeculativeConfig speculative;      // speculative decoding (off by default)
-  std::shared_ptr<const Drafter> drafter;  // its proposals; null: NgramDrafter(speculative)
+  std::shared_ptr<Drafter> drafter;  // its proposals (engine/model_drafter.h: a draft model); null: n-gram
 };
 
 struct EngineStats {

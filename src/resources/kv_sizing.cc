@@ -19,10 +19,11 @@ Status Refuse(const KvSizingInput& in, int64_t usable, int64_t fixed, int64_t to
   const int64_t kv_needed = tokens * in.kv_bytes_per_token;
   std::string msg = fmt::format(
       "the model does not fit the memory limit: it needs {} = resident model and runtime {} (weights {}) + "
-      "one step's activations {} + connections {} + KV cache for one request of {} tokens {}; the limit is {} "
+      "one step's activations {} + connections {}{} + KV cache for one request of {} tokens {}; the limit is {} "
       "({}), {} after the {:g}% margin.",
       Bytes(fixed + kv_needed), Bytes(in.resident_bytes), Gib(in.weights_bytes), Gib(in.activation_bytes),
-      Gib(in.connection_bytes), tokens, Gib(kv_needed), Bytes(*in.memory_limit), in.limit_source, Gib(usable),
+      Gib(in.connection_bytes),
+      in.draft_bytes > 0 ? fmt::format(" + the draft model's KV cache and activations {}", Gib(in.draft_bytes)) : "", tokens, Gib(kv_needed), Bytes(*in.memory_limit), in.limit_source, Gib(usable),
       in.margin * 100);
   std::vector<std::string> fits;
   const int64_t spare = usable - fixed;
@@ -61,7 +62,7 @@ Result<KvSizing> SizeKvCache(const KvSizingInput& in) {
   const bool explicit_tokens = in.max_total_tokens > 0;
   const int64_t wanted_tokens = explicit_tokens ? in.max_total_tokens : context;
   const int64_t required_tokens = explicit_tokens ? in.max_total_tokens : std::min(context, kMinDefaultContext);
-  const int64_t fixed = in.resident_bytes + in.activation_bytes + in.connection_bytes;
+  const int64_t fixed = in.resident_bytes + in.activation_bytes + in.connection_bytes + in.draft_bytes;
   // Enough for max_num_seqs sequences of the longest length: more would never be used.
   const int64_t cap = in.max_num_seqs * ((wanted_tokens + in.block_size - 1) / in.block_size) * block_bytes;
 

@@ -31,6 +31,7 @@ struct KvSizingInput {
   std::string quant;                    // the weights' type now ("bf16", "q8_0", ...)
   int64_t activation_bytes = 0;         // one engine step's peak
   int64_t connection_bytes = 0;         // connections budgeted
+  int64_t draft_bytes = 0;              // a draft model's KV pool and activations (its weights are resident)
   int64_t kv_bytes_per_token = 0;
   int64_t block_size = 16;
   int64_t max_num_seqs = 64;

@@ -1,5 +1,5 @@
-// `qwenbox serve` end to end with its model split over ranks (--tensor-parallel-size): the
-// completions it serves are those of the whole model.
+// `qwenbox serve` end to end with its model split over ranks (--tensor-parallel-size), or with a
+// draft model (--draft-model): the completions it serves are those of the whole model alone.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -22,38 +22,55 @@ using test::DataPath;
 using test::kQwenbox;
 using test::RunCommand;
 
-TEST(ServeCli, TensorParallelServesWhatTheWholeModelGenerates) {
+// The ids of the micro-qwen2 reference prompt, comma-separated.
+std::string ReferenceIds() {
   std::string ids;
   for (int32_t id : test::LoadReference(DataPath("micro-qwen2/reference/f32/en_sentence.json")).token_ids)
     ids += (ids.empty() ? "" : ",") + std::to_string(id);
-  // The whole model, greedy, exact kernels.
+  return ids;
+}
+
+// The whole model's greedy text for `ids` (exact kernels).
+std::string WholeModelText(const std::string& ids) {
   auto whole = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", ids, "--max-tokens", "12",
                            "--temperature", "0", "--ignore-eos", "--kernels", "reference", "--json"});
-  ASSERT_EQ(whole.exit_code, 0) << whole.err;
-  const std::string want = ParseJson(whole.out, "stdout").value()["text"].get<std::string>();
-  ASSERT_FALSE(want.empty());
+  EXPECT_EQ(whole.exit_code, 0) << whole.err;
+  return whole.exit_code == 0 ? ParseJson(whole.out, "stdout").value()["text"].get<std::string>() : "";
+}
 
+struct Served {
+  bool ready = false;
+  std::vector<std::string> texts;  // greedy completions of `ids`: n = 2, then n = 1
+  std::string metrics;
+};
+
+// Starts `qwenbox serve --model micro-qwen2 ... extra` and asks for the completions.
+Served ServeCompletions(const std::string& ids, const std::vector<std::string>& extra) {
+  Served out;
   const int port = test::FreeLoopbackPort();
-  ASSERT_GT(port, 0);
+  EXPECT_GT(port, 0);
+  if (port <= 0) return out;
+  std::vector<std::string> args = {kQwenbox, "--log-level", "warn", "serve", "--model", DataPath("micro-qwen2"),
+                                   "--port", std::to_string(port), "--threads", "2", "--kernels", "reference"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
-  ASSERT_GE(pid, 0);
+  EXPECT_GE(pid, 0);
+  if (pid < 0) return out;
   if (pid == 0) {
-    const std::string port_text = std::to_string(port), model = DataPath("micro-qwen2");
-    ::execl(kQwenbox.c_str(), kQwenbox.c_str(), "--log-level", "warn", "serve", "--model", model.c_str(), "--port",
-            port_text.c_str(), "--threads", "2", "--tensor-parallel-size", "2", "--kernels", "reference",
-            static_cast<char*>(nullptr));
+    ::execv(kQwenbox.c_str(), argv.data());
     ::_exit(127);
   }
   httplib::Client client("127.0.0.1", port);
   client.set_read_timeout(60, 0);
-  bool ready = false;
-  for (int i = 0; i < 150 && !ready; ++i) {
+  for (int i = 0; i < 150 && !out.ready; ++i) {
     auto r = client.Get("/ready");
-    ready = r && r->status == 200;
-    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    out.ready = r && r->status == 200;
+    if (!out.ready) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  std::vector<std::string> texts;
-  if (ready) {
+  if (out.ready) {
     // Two sequences in one batch (n = 2), then one more request after them.
     for (const char* n : {"2", "1"}) {
       auto r = client.Post("/v1/completions",
@@ -64,13 +81,78 @@ TEST(ServeCli, TensorParallelServesWhatTheWholeModelGenerates) {
         break;
       }
       const Json body = ParseJson(r->body, "response").value();
-      for (const auto& choice : body["choices"]) texts.push_back(choice["text"]);
+      for (const auto& choice : body["choices"]) out.texts.push_back(choice["text"]);
     }
+    if (auto m = client.Get("/metrics")) out.metrics = m->body;
   }
   const ChildExit end = StopChild(pid, 60);
   EXPECT_FALSE(end.killed) << "the server did not stop on SIGTERM";
-  ASSERT_TRUE(ready) << "the server did not become ready";
-  EXPECT_EQ(texts, (std::vector<std::string>{want, want, want}));
+  return out;
+}
+
+// A counter's value in Prometheus text (-1 when absent).
+double Counter(const std::string& metrics, const std::string& name) {
+  const auto at = metrics.find("\n" + name + " ");
+  return at == std::string::npos ? -1 : std::stod(metrics.substr(at + name.size() + 2));
+}
+
+TEST(ServeCli, TensorParallelServesWhatTheWholeModelGenerates) {
+  const std::string ids = ReferenceIds();
+  const std::string want = WholeModelText(ids);
+  ASSERT_FALSE(want.empty());
+  const Served got = ServeCompletions(ids, {"--tensor-parallel-size", "2"});
+  ASSERT_TRUE(got.ready) << "the server did not become ready";
+  EXPECT_EQ(got.texts, (std::vector<std::string>{want, want, want}));
+}
+
+// With a draft model (the Q4_0 file of the same weights) the server generates the same text, and
+// the draft's proposals were computed and mostly accepted.
+TEST(ServeCli, DraftModelServesWhatTheModelGenerates) {
+  const std::string ids = ReferenceIds();
+  const std::string want = WholeModelText(ids);
+  ASSERT_FALSE(want.empty());
+  const Served got =
+      ServeCompletions(ids, {"--draft-model", DataPath("micro-qwen2/micro-qwen2-q4_0.gguf"), "--speculative-tokens", "3"});
+  ASSERT_TRUE(got.ready) << "the server did not become ready";
+  EXPECT_EQ(got.texts, (std::vector<std::string>{want, want, want}));
+  const double drafted = Counter(got.metrics, "qwenbox_spec_decode_draft_tokens_total");
+  const double accepted = Counter(got.metrics, "qwenbox_spec_decode_accepted_tokens_total");
+  EXPECT_GT(drafted, 0) << got.metrics;
+  EXPECT_GT(accepted, 0) << got.metrics;
+}
+
+TEST(ServeCli, DraftModelConfigAndRefusals) {
+  auto cfg = RunCommand({kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config", "--threads", "2",
+                         "--draft-model", DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), "--max-total-tokens", "100",
+                         "--speculative-max-seqs", "3"});
+  ASSERT_EQ(cfg.exit_code, 0) << cfg.err;
+  const Json j = ParseJson(cfg.out, "stdout").value();
+  const Json& sp = j["speculative"];
+  EXPECT_EQ(sp["method"], "draft_model");
+  EXPECT_EQ(sp["num_tokens"], 4);
+  // 3 sequences of 100 tokens: 7 blocks of 16 each.
+  EXPECT_EQ(sp["draft_kv_blocks"], 21);
+  EXPECT_EQ(sp["draft_kv_bytes"].get<int64_t>(), 21 * 16 * j["kv_bytes_per_token"].get<int64_t>());
+  EXPECT_GT(sp["draft_activation_bytes"].get<int64_t>(), 0);
+  EXPECT_GT(sp["draft_weights_bytes"].get<int64_t>(), 0);
+  // The draft model's KV pool and activations come out of the memory the KV cache is sized from
+  // (a limit where the KV cache is bounded by memory, not by 256 sequences of 100 tokens).
+  auto plain = RunCommand({kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config", "--threads", "2",
+                           "--max-total-tokens", "100", "--max-num-seqs", "256", "--http-threads", "16", "--memory-limit", "86m"});
+  auto with = RunCommand({kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config", "--threads", "2",
+                          "--max-total-tokens", "100", "--max-num-seqs", "256", "--http-threads", "16", "--memory-limit", "86m", "--draft-model",
+                          DataPath("micro-qwen2/micro-qwen2-q8_0.gguf")});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  ASSERT_EQ(with.exit_code, 0) << with.err;
+  EXPECT_LT(ParseJson(with.out, "stdout").value()["kv_cache_bytes"].get<int64_t>(),
+            ParseJson(plain.out, "stdout").value()["kv_cache_bytes"].get<int64_t>());
+  // Another tokenizer (the demo model's is the real Qwen2.5 one, micro-qwen2's has 1,024 tokens).
+  auto other = RunCommand({kQwenbox, "serve", "--print-config", "--draft-model", DataPath("micro-qwen2")});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("the draft model's tokenizer has 1024 tokens"), std::string::npos) << other.err;
+  auto missing = RunCommand({kQwenbox, "serve", "--print-config", "--draft-model", "/nonexistent/draft.gguf"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.err.find("--draft-model"), std::string::npos) << missing.err;
 }
 
 TEST(ServeCli, TensorParallelConfigAndRefusals) {

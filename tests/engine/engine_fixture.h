@@ -44,9 +44,11 @@ class EngineTest : public ::testing::Test {
 
   static std::unique_ptr<Engine> MakeEngine(int64_t kv_blocks = 256, int64_t max_batch_tokens = 64,
                                             int64_t max_num_seqs = 32, DType kv_dtype = DType::kF16,
-                                            SpeculativeConfig speculative = {}) {
+                                            SpeculativeConfig speculative = {},
+                                            std::shared_ptr<Drafter> drafter = nullptr) {
     EngineConfig c;
     c.speculative = speculative;
+    c.drafter = std::move(drafter);
     c.kv_dtype = kv_dtype;
     c.scheduler.block_size = 16;
     c.scheduler.max_batch_tokens = max_batch_tokens;

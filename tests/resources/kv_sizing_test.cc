@@ -46,6 +46,23 @@ TEST(SizeKvCache, LimitLeavesTheBudget) {
   EXPECT_GT(bigger->kv_cache_bytes, s->kv_cache_bytes + (int64_t{3} << 30));
 }
 
+// A draft model's KV pool and activations (--draft-model) are fixed costs like the activations:
+// the KV cache gets that much less, and a refusal names them.
+TEST(SizeKvCache, ADraftModelsPoolComesOutOfTheBudget) {
+  KvSizingInput in = SevenB();
+  in.memory_limit = int64_t{20} << 30;
+  const auto plain = SizeKvCache(in);
+  in.draft_bytes = 500 * kMiB;
+  const auto with = SizeKvCache(in);
+  ASSERT_TRUE(plain.ok() && with.ok());
+  EXPECT_EQ(with->budget_bytes, plain->budget_bytes - 500 * kMiB);
+  in.memory_limit = in.resident_bytes + in.activation_bytes + in.connection_bytes + 510 * kMiB;
+  const auto refused = SizeKvCache(in);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("the draft model's KV cache and activations 0.49 GiB"), std::string::npos)
+      << refused.status().message();
+}
+
 TEST(SizeKvCache, CappedAtWhatTheSequencesCanUse) {
   KvSizingInput in = SevenB();
   in.memory_limit = int64_t{64} << 30;
