@@ -28,14 +28,17 @@ class OracleDrafter final : public Drafter {
  public:
   OracleDrafter(std::map<int32_t, std::vector<int32_t>> full, int64_t right, int32_t vocab)
       : full_(std::move(full)), right_(right), vocab_(vocab) {}
-  std::vector<int32_t> Propose(std::span<const int32_t> tokens, int64_t k) const override {
-    const std::vector<int32_t>& f = full_.at(tokens[0]);  // prompts differ in their first token
-    std::vector<int32_t> d;
-    for (int64_t j = 0; j < k && tokens.size() + static_cast<size_t>(j) < f.size(); ++j) {
-      const int32_t t = f[tokens.size() + static_cast<size_t>(j)];
-      d.push_back(j < right_ ? t : (t + 1) % vocab_);
+  std::vector<std::vector<int32_t>> Propose(std::span<const DraftQuery> queries) override {
+    std::vector<std::vector<int32_t>> out;
+    for (const DraftQuery& q : queries) {
+      const std::vector<int32_t>& f = full_.at(q.tokens[0]);  // prompts differ in their first token
+      std::vector<int32_t>& d = out.emplace_back();
+      for (int64_t j = 0; j < q.k && q.tokens.size() + static_cast<size_t>(j) < f.size(); ++j) {
+        const int32_t t = f[q.tokens.size() + static_cast<size_t>(j)];
+        d.push_back(j < right_ ? t : (t + 1) % vocab_);
+      }
     }
-    return d;
+    return out;
   }
 
  private:
@@ -51,7 +54,7 @@ struct Run {
 };
 
 Run Generate(std::shared_ptr<const Qwen2Model> model, const kernels::ExecContext& ctx, const std::vector<int32_t>& prompt,
-             int64_t gen, SpeculativeConfig sp, std::shared_ptr<const Drafter> drafter) {
+             int64_t gen, SpeculativeConfig sp, std::shared_ptr<Drafter> drafter) {
   EngineConfig ec;
   ec.kv_blocks = (static_cast<int64_t>(prompt.size()) + gen + 64) / 16 + 2;
   ec.speculative = sp;
@@ -139,8 +142,8 @@ int main(int argc, char** argv) {
   for (const auto& p : prompts) {
     const std::vector<int32_t> want(full[p[0]].begin() + static_cast<std::ptrdiff_t>(p.size()), full[p[0]].end());
     for (Config& c : configs) {
-      std::shared_ptr<const Drafter> drafter;
-      if (c.right >= 0) drafter = std::make_shared<const OracleDrafter>(full, c.right, vocab);
+      std::shared_ptr<Drafter> drafter;
+      if (c.right >= 0) drafter = std::make_shared<OracleDrafter>(full, c.right, vocab);
       c.last = Generate(model, ctx, p, gen, c.right == -1 ? SpeculativeConfig{} : sp, drafter);
       if (c.last.output != want) {
         std::fprintf(stderr, "speculation changed the output (%s, k %lld, right %lld)\n", c.name.c_str(),
