@@ -4,8 +4,11 @@
 // k + 1. Random-weight models repeat nothing a real drafter could find; the oracle measures the
 // mechanism (verification cost and engine overhead) at fixed acceptance. Also runs the n-gram
 // drafter on the same requests (its acceptance on random weights is ~0: the overhead case).
+// With a DRAFT model (--draft-model's ModelDrafter): its own proposals ("draft_model"; random
+// weights agree with the target only by chance), and the oracle's proposals paid for with the
+// draft model's compute ("oracle+draft": what a draft model that is right m of k times gives).
 // Prints one JSON line per configuration with the median decode tokens/s over the repetitions.
-//   speculative_bench MODEL [threads=2] [k=4] [gen=96] [reps=3]
+//   speculative_bench MODEL [threads=2] [k=4] [gen=96] [reps=3] [DRAFT]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -15,6 +18,7 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "engine/model_drafter.h"
 #include "model/loader.h"
 #include "util/thread_pool.h"
 
@@ -45,6 +49,21 @@ class OracleDrafter final : public Drafter {
   std::map<int32_t, std::vector<int32_t>> full_;
   int64_t right_;
   int32_t vocab_;
+};
+
+// The oracle's proposals, after running the draft model as a real drafter would (its proposals
+// discarded): the oracle's acceptance at the draft model's cost.
+class CostedOracleDrafter final : public Drafter {
+ public:
+  CostedOracleDrafter(std::shared_ptr<Drafter> oracle, std::shared_ptr<Drafter> draft)
+      : oracle_(std::move(oracle)), draft_(std::move(draft)) {}
+  std::vector<std::vector<int32_t>> Propose(std::span<const DraftQuery> queries) override {
+    draft_->Propose(queries);
+    return oracle_->Propose(queries);
+  }
+
+ private:
+  std::shared_ptr<Drafter> oracle_, draft_;
 };
 
 struct Run {
@@ -86,7 +105,7 @@ Run Generate(std::shared_ptr<const Qwen2Model> model, const kernels::ExecContext
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: speculative_bench MODEL [threads=2] [k=4] [gen=96] [reps=3]\n");
+    std::fprintf(stderr, "usage: speculative_bench MODEL [threads=2] [k=4] [gen=96] [reps=3] [DRAFT]\n");
     return 2;
   }
   const int threads = argc > 2 ? std::atoi(argv[2]) : 2;
@@ -103,6 +122,22 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto model = loaded->model;
+  std::shared_ptr<const Qwen2Model> draft_model;
+  if (argc > 6) {
+    auto d = LoadModel(argv[6], lo);
+    if (!d.ok()) {
+      std::fprintf(stderr, "%s\n", d.status().ToString().c_str());
+      return 1;
+    }
+    draft_model = d->model;
+  }
+  // A fresh draft model drafter (its own KV pool) for one request.
+  auto make_draft = [&]() -> std::shared_ptr<Drafter> {
+    ModelDrafterConfig dc;
+    dc.max_draft_tokens = k;
+    const int64_t blocks = (64 + gen + k + 15) / 16 + 1;
+    return std::make_shared<ModelDrafter>(MakeCpuStepModel(draft_model, KvLayout{blocks, 16, DType::kF16}, ctx), dc);
+  };
   const auto vocab = static_cast<int32_t>(model->config().vocab_size);
   std::mt19937 rng(5);
   std::vector<std::vector<int32_t>> prompts;
@@ -132,18 +167,25 @@ int main(int argc, char** argv) {
   // Then every configuration on each prompt in turn (the machine's drift spreads over all).
   struct Config {
     std::string name;
-    int64_t right = -1;  // -1: plain; -2: the n-gram drafter
+    int64_t right = -1;  // -1: plain; -2: the n-gram drafter; -3: the draft model
+    bool draft_cost = false;
     std::vector<double> rates;
     Run last;
   };
-  std::vector<Config> configs = {{"plain", -1, {}, {}}};
-  for (int64_t right : rights) configs.push_back({"oracle", right, {}, {}});
-  configs.push_back({"ngram", -2, {}, {}});
+  std::vector<Config> configs = {{"plain", -1, false, {}, {}}};
+  for (int64_t right : rights) configs.push_back({"oracle", right, false, {}, {}});
+  configs.push_back({"ngram", -2, false, {}, {}});
+  if (draft_model) {
+    configs.push_back({"draft_model", -3, false, {}, {}});
+    for (int64_t right : rights) configs.push_back({"oracle+draft", right, true, {}, {}});
+  }
   for (const auto& p : prompts) {
     const std::vector<int32_t> want(full[p[0]].begin() + static_cast<std::ptrdiff_t>(p.size()), full[p[0]].end());
     for (Config& c : configs) {
       std::shared_ptr<Drafter> drafter;
       if (c.right >= 0) drafter = std::make_shared<OracleDrafter>(full, c.right, vocab);
+      if (c.draft_cost) drafter = std::make_shared<CostedOracleDrafter>(drafter, make_draft());
+      if (c.right == -3) drafter = make_draft();
       c.last = Generate(model, ctx, p, gen, c.right == -1 ? SpeculativeConfig{} : sp, drafter);
       if (c.last.output != want) {
         std::fprintf(stderr, "speculation changed the output (%s, k %lld, right %lld)\n", c.name.c_str(),

@@ -133,35 +133,35 @@ std::vector<std::vector<int32_t>> ModelDrafter::Propose(std::span<const DraftQue
     batch.tables.emplace_back(j.slot->blocks);
   };
 
-  // Catch up: every job's tokens from `start`, in passes of at most max_batch_tokens; the last
-  // one's logits give the first proposal.
+  // Catch up: one pass over the jobs' tokens from `start`, at most max_batch_tokens of them, the
+  // shortest first (a continuing sequence has 1 to k + 1 new tokens; a new one its prompt). A
+  // job whose tokens do not all fit keeps what was computed and proposes in a later step, so a
+  // long prompt never stalls the batch for more than one pass. The logits of a job's last
+  // token give its first proposal.
+  std::stable_sort(jobs.begin(), jobs.end(), [](const Job& a, const Job& b) { return a.n - a.start < b.n - b.start; });
   {
     ForwardBatch batch;
     std::vector<size_t> row_job;
-    auto flush = [&]() -> Status {
-      if (batch.tokens.empty()) return Status::Ok();
-      QB_ASSIGN_OR_RETURN(std::vector<int32_t> greedy, Run(batch));
-      for (size_t r = 0; r < greedy.size(); ++r) out[jobs[row_job[r]].query].push_back(greedy[r]);
-      batch = ForwardBatch{};
-      row_job.clear();
-      return Status::Ok();
-    };
     for (size_t ji = 0; ji < jobs.size(); ++ji) {
-      const Job& j = jobs[ji];
+      Job& j = jobs[ji];
       const DraftQuery& q = queries[j.query];
-      for (int64_t p = j.start; p < j.n; ++p) {
-        add(batch, j, q.tokens[static_cast<size_t>(p)], p);
-        if (p == j.n - 1) {
-          batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
-          row_job.push_back(ji);
-        }
-        if (static_cast<int64_t>(batch.tokens.size()) >= config_.max_batch_tokens)
-          if (Status s = flush(); !s.ok()) return fail(s);
+      const int64_t count = std::min(j.n - j.start, config_.max_batch_tokens - static_cast<int64_t>(batch.tokens.size()));
+      for (int64_t p = j.start; p < j.start + count; ++p) add(batch, j, q.tokens[static_cast<size_t>(p)], p);
+      j.slot->tokens.assign(q.tokens.begin(), q.tokens.begin() + static_cast<std::ptrdiff_t>(j.start + count));
+      if (j.start + count < j.n) {
+        j.n = -1;  // (not caught up: no proposal this step)
+        continue;
       }
-      j.slot->tokens.assign(q.tokens.begin(), q.tokens.end());
+      batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+      row_job.push_back(ji);
     }
-    if (Status s = flush(); !s.ok()) return fail(s);
+    if (!batch.tokens.empty()) {
+      auto greedy = Run(batch);
+      if (!greedy.ok()) return fail(greedy.status());
+      for (size_t r = 0; r < greedy->size(); ++r) out[jobs[row_job[r]].query].push_back((*greedy)[r]);
+    }
   }
+  std::erase_if(jobs, [](const Job& j) { return j.n < 0; });
 
   // Then one pass per further proposed token, over the jobs that want it.
   for (int64_t step = 1;; ++step) {

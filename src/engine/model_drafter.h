@@ -7,9 +7,10 @@
 // The draft model keeps its own paged KV pool. Each sequence it has seen keeps a "slot": the
 // tokens whose keys and values are in its blocks. A query continues the slot that holds its own
 // earlier tokens (all but at most the last proposal), so a step computes only the tokens accepted
-// since the last one and the new proposal; another query starts a new slot, taking blocks from
-// the least recently used slots when the pool is full. A query that does not fit even then gets
-// no proposal (its sequence decodes as usual).
+// since the last one and the new proposal; a new prompt is computed at most max_batch_tokens a
+// step. Another query starts a new slot, taking blocks from the least recently used slots when
+// the pool is full; a query that does not fit even then gets no proposal (its sequence decodes
+// as usual).
 #pragma once
 
 #include <cstdint>
@@ -24,7 +25,9 @@ namespace qb {
 
 struct ModelDrafterConfig {
   int64_t block_size = 16;         // of the draft model's KV pool (whose blocks it has)
-  int64_t max_batch_tokens = 512;  // the most tokens one draft forward pass computes (catching up)
+  // The most tokens computed to catch up in one call (one forward pass): a longer prompt is
+  // caught up over several steps, proposing once it is.
+  int64_t max_batch_tokens = 512;
   int64_t max_draft_tokens = 64;   // the longest proposal asked for (SpeculativeConfig::num_tokens)
 };
 

@@ -48,13 +48,22 @@ class ModelDrafterTest : public EngineTest {
 TEST_F(ModelDrafterTest, ProposesTheDraftModelsGreedyContinuation) {
   std::mt19937 rng(31);
   auto drafter = MakeDrafter(model_, 64);
-  std::vector<std::vector<int32_t>> prompts = {RandomPrompt(rng, 5), RandomPrompt(rng, 100), RandomPrompt(rng, 1)};
-  // 100 tokens take two catch-up passes of 64.
-  const auto got = Propose(*drafter, prompts, 5);
+  const std::vector<std::vector<int32_t>> prompts = {RandomPrompt(rng, 100), RandomPrompt(rng, 5), RandomPrompt(rng, 1)};
+  // One catch-up pass of at most 64 tokens a call, the shortest first: the 100-token prompt gets
+  // the 58 left in the first call and proposes in the second.
+  auto got = Propose(*drafter, prompts, 5);
   ASSERT_EQ(got.size(), 3u);
-  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(got[i], GreedyContinuation(prompts[i], 5)) << i;
-  EXPECT_EQ(drafter->stats().computed_tokens, 5 + 100 + 1 + 4 * 3);
-  EXPECT_EQ(drafter->stats().reused_tokens, 0);
+  EXPECT_TRUE(got[0].empty());
+  EXPECT_EQ(got[1], GreedyContinuation(prompts[1], 5));
+  EXPECT_EQ(got[2], GreedyContinuation(prompts[2], 5));
+  EXPECT_EQ(drafter->stats().computed_tokens, 64 + 4 * 2);
+  got = Propose(*drafter, prompts, 5);
+  EXPECT_EQ(got[0], GreedyContinuation(prompts[0], 5));
+  EXPECT_EQ(got[1], GreedyContinuation(prompts[1], 5));
+  EXPECT_EQ(got[2], GreedyContinuation(prompts[2], 5));
+  // Computed: the rest of the long prompt, the last token of each short one, 4 more for each.
+  EXPECT_EQ(drafter->stats().computed_tokens, 64 + 4 * 2 + (42 + 1 + 1) + 4 * 3);
+  EXPECT_EQ(drafter->stats().reused_tokens, 58 + 4 + 0);
 }
 
 TEST_F(ModelDrafterTest, ContinuesASequencesSlotWithOnlyTheNewTokens) {
