@@ -23,6 +23,7 @@
 #include "kernels/ops.h"
 #include "model/loader.h"
 #include "model/step_model.h"
+#include "resources/memory_plan.h"
 
 namespace qb::cli {
 
@@ -79,12 +80,12 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   ec.speculative = o.speculative;
   ec.speculative.max_seqs = std::max<int64_t>(ec.speculative.max_seqs, o.concurrency);
   std::optional<LoadedModel> draft;
-  DraftSizing draft_sizing;
+  DraftMemory draft_sizing;
   if (o.draft.enabled()) {
     QB_ASSIGN_OR_RETURN(draft, LoadDraftModel(o.draft, nullptr, pool));
     if (ec.speculative.num_tokens == 0) ec.speculative.num_tokens = kDefaultDraftTokens;
-    draft_sizing = SizeDraft(draft->model->config(), o.concurrency, per_seq + ec.speculative.num_tokens,
-                             ec.scheduler.block_size, ec.kv_dtype, pool->size());
+    draft_sizing = DraftModelMemory(draft->model->config(), o.concurrency, per_seq + ec.speculative.num_tokens,
+                                    ec.scheduler.block_size, ec.kv_dtype, pool->size());
   }
   std::vector<double> agg, decode;
   int64_t drafts = 0, accepted = 0, steps = 0;
@@ -92,7 +93,7 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(mc.vocab_size, 151643) - 1));
   for (int r = 0; r < o.reps; ++r) {
     if (draft)
-      ec.drafter = MakeDraftModelDrafter(*draft, draft_sizing, ec.scheduler.block_size, ec.kv_dtype,
+      ec.drafter = MakeDraftModelDrafter(*draft, draft_sizing.kv_blocks, ec.scheduler.block_size, ec.kv_dtype,
                                          ec.speculative.num_tokens, ctx);
     Engine engine(MakeCpuStepModel(loaded, KvLayout{ec.kv_blocks, ec.scheduler.block_size, ec.kv_dtype}, ctx), nullptr,
                   ec, ctx);

@@ -20,21 +20,6 @@ void DraftModelOptions::Add(CLI::App* cmd) {
   cmd->add_option("--draft-quant", quant, "Convert the draft model's weights when loading: q8_0, q4_0, q4_k, f16, bf16");
 }
 
-DraftSizing SizeDraft(const ModelConfig& draft, int64_t max_seqs, int64_t max_total_tokens, int64_t block_size,
-                      DType kv_dtype, int64_t threads) {
-  const int64_t per_seq = max_total_tokens > 0 ? std::min(max_total_tokens, kDraftTokensPerSeq) : kDraftTokensPerSeq;
-  DraftSizing s;
-  s.kv_blocks = max_seqs * ((per_seq + block_size - 1) / block_size);
-  s.kv_bytes = s.kv_blocks * block_size * KvLayout::BytesPerToken(draft.num_layers, draft.kv_dim(), kv_dtype);
-  StepShape step;
-  step.max_batch_tokens = kDraftMaxBatchTokens;
-  step.max_num_seqs = max_seqs;
-  step.max_total_tokens = per_seq;
-  step.threads = threads;
-  s.activation_bytes = ActivationBytes(draft, step);
-  return s;
-}
-
 namespace {
 
 Status CheckSameTokenizer(const Tokenizer& target, const Tokenizer& draft) {
@@ -67,13 +52,13 @@ Result<LoadedModel> LoadDraftModel(const DraftModelOptions& o, const Tokenizer* 
   return loaded;
 }
 
-std::shared_ptr<Drafter> MakeDraftModelDrafter(const LoadedModel& draft, const DraftSizing& sizing, int64_t block_size,
+std::shared_ptr<Drafter> MakeDraftModelDrafter(const LoadedModel& draft, int64_t kv_blocks, int64_t block_size,
                                                DType kv_dtype, int64_t num_tokens, const kernels::ExecContext& ctx) {
   ModelDrafterConfig c;
   c.block_size = block_size;
   c.max_batch_tokens = kDraftMaxBatchTokens;
   c.max_draft_tokens = num_tokens;
-  return std::make_shared<ModelDrafter>(MakeCpuStepModel(draft, KvLayout{sizing.kv_blocks, block_size, kv_dtype}, ctx),
+  return std::make_shared<ModelDrafter>(MakeCpuStepModel(draft, KvLayout{kv_blocks, block_size, kv_dtype}, ctx),
                                         c);
 }
 

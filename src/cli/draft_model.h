@@ -17,11 +17,6 @@ namespace qb::cli {
 
 // Proposed tokens per step with a draft model when --speculative-tokens is not given.
 constexpr int64_t kDefaultDraftTokens = 4;
-// The draft model's KV pool holds --speculative-max-seqs sequences of up to this many tokens
-// (or of --max-total-tokens when smaller); longer ones get no proposals.
-constexpr int64_t kDraftTokensPerSeq = 8192;
-// The most tokens one draft forward pass computes while catching up with a prompt.
-constexpr int64_t kDraftMaxBatchTokens = 512;
 
 struct DraftModelOptions {
   std::string path;   // --draft-model
@@ -30,23 +25,14 @@ struct DraftModelOptions {
   void Add(CLI::App* cmd);
 };
 
-// The draft model's KV pool and activations for `max_seqs` proposing sequences.
-struct DraftSizing {
-  int64_t weights_bytes = 0;  // (resident: measured with the model's)
-  int64_t kv_blocks = 0;
-  int64_t kv_bytes = 0;
-  int64_t activation_bytes = 0;
-};
-DraftSizing SizeDraft(const ModelConfig& draft, int64_t max_seqs, int64_t max_total_tokens, int64_t block_size,
-                      DType kv_dtype, int64_t threads);
-
 // Loads the draft model (--draft-quant applied); with a `target` tokenizer, checks that the draft
 // model's is the same (every token's bytes and the special tokens), else proposals would mean
 // other text.
 Result<LoadedModel> LoadDraftModel(const DraftModelOptions& o, const Tokenizer* target, ThreadPool* pool);
 
-// The drafter running `draft` on `ctx`'s threads over a pool of `sizing.kv_blocks` blocks.
-std::shared_ptr<Drafter> MakeDraftModelDrafter(const LoadedModel& draft, const DraftSizing& sizing, int64_t block_size,
+// The drafter running `draft` on `ctx`'s threads over a pool of `kv_blocks` blocks (sized by
+// DraftModelMemory, resources/memory_plan.h).
+std::shared_ptr<Drafter> MakeDraftModelDrafter(const LoadedModel& draft, int64_t kv_blocks, int64_t block_size,
                                                DType kv_dtype, int64_t num_tokens, const kernels::ExecContext& ctx);
 
 }  // namespace qb::cli

@@ -1,10 +1,12 @@
 // qwenbox plan (--model PATH | --preset NAME) [--quant Q] [--ctx N] [--batch N] [--tp N]
+//              [--draft PRESET|PATH [--draft-quant Q] [--speculative-max-seqs 4]]
 //              [--instances N] [--memory SIZE] [--cpus N] [--gpus N] [--gpu-mem SIZE]
 //              [--format table|json|docker|compose|k8s]
 // What serving a model needs (weights, KV cache, activations, runtime), whether it fits the given
 // limits (default: this machine's), and the container settings that give it that.
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -28,7 +30,8 @@ namespace {
 
 struct PlanOptions {
   std::string model, preset, quant, memory, gpu_mem = "80g", kv_dtype = "f16", format = "table";
-  int64_t ctx = 0, batch = 1, tp = 0, instances = 1, gpus = 0, max_batch_tokens = 2048;
+  std::string draft, draft_quant;  // --draft (a preset or a path), --draft-quant
+  int64_t ctx = 0, batch = 1, tp = 0, instances = 1, gpus = 0, max_batch_tokens = 2048, speculative_max_seqs = 4;
   double cpus = 0, margin = 0.05;
 };
 
@@ -70,6 +73,30 @@ Result<Subject> FindSubject(const PlanOptions& o) {
   return s;
 }
 
+// --draft: a preset's shape (served as --draft-quant, bf16 by default) or a checkpoint's.
+Result<Subject> FindDraft(const PlanOptions& o) {
+  Subject s;
+  if (auto p = FindPreset(o.draft); p.ok()) {
+    s.config = p->config;
+    s.label = "preset " + o.draft;
+    s.model_arg = "/models/" + o.draft;
+    s.quant = o.draft_quant.empty() ? "bf16" : o.draft_quant;
+    return s;
+  }
+  LoadOptions lo;
+  lo.interleave = false;
+  auto m = LoadModel(o.draft, lo);
+  if (!m.ok())
+    return InvalidArgument(fmt::format("--draft {}: neither a preset ({}) nor a model: {}", o.draft,
+                                       fmt::join(PresetNames(), ", "), m.status().message()));
+  s.config = m->model->config();
+  s.label = o.draft;
+  s.model_arg = o.draft;
+  s.quant = o.draft_quant;
+  if (o.draft_quant.empty()) s.measured_weights = Summarize(m->model->weights()).bytes;
+  return s;
+}
+
 std::string Gb(int64_t b) { return fmt::format("{:.2f} GB", static_cast<double>(b) / 1e9); }
 
 Status RunPlan(const PlanOptions& o) {
@@ -84,6 +111,12 @@ Status RunPlan(const PlanOptions& o) {
   if (*kv_dtype == DType::kQ8_0 && o.gpus > 0)
     return InvalidArgument("--kv-dtype q8_0 is for CPU deployments (the GPU KV cache is f16, bf16 or f32)");
   QB_ASSIGN_OR_RETURN(Subject subject, FindSubject(o));
+  std::optional<Subject> draft;
+  if (!o.draft.empty()) {
+    if (o.gpus > 0) return InvalidArgument("--draft is for CPU deployments (serve --draft-model runs on the CPU)");
+    if (o.speculative_max_seqs < 1) return InvalidArgument("--speculative-max-seqs must be at least 1");
+    QB_ASSIGN_OR_RETURN(draft, FindDraft(o));
+  }
   QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, subject.config.head_dim));
 
   // The limits to check against: the flags, else this machine's.
@@ -128,6 +161,7 @@ Status RunPlan(const PlanOptions& o) {
   in.max_batch_tokens = o.max_batch_tokens;
   in.threads = std::max<int64_t>(1, static_cast<int64_t>(cpus_per_instance));
   in.cpu_tensor_parallel = cpu_tp;
+  if (draft) in.draft = DraftPlanInput{draft->config, draft->quant, draft->measured_weights, o.speculative_max_seqs};
   QB_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(in));
 
   DeploymentInput d;
@@ -140,6 +174,11 @@ Status RunPlan(const PlanOptions& o) {
   d.cpus = o.cpus > 0 ? cpus_per_instance : 0;
   d.gpus = o.gpus > 0 ? tp : 0;
   d.cpu_tensor_parallel = cpu_tp;
+  if (draft) {
+    d.draft_model_arg = draft->model_arg;
+    d.draft_quant = o.draft_quant;
+    d.speculative_max_seqs = o.speculative_max_seqs;
+  }
 
   // Fit: on CPU every instance's total in RAM; on GPUs the per-GPU share, and the host part.
   std::vector<std::string> reasons;
@@ -185,6 +224,13 @@ Status RunPlan(const PlanOptions& o) {
     j["kv_bytes"] = plan.kv_bytes;
     j["activation_bytes"] = plan.activation_bytes;
     j["overhead_bytes"] = plan.overhead_bytes;
+    if (draft)
+      j["draft"] = {{"model", draft->label},
+                    {"quant", draft->quant.empty() ? "as stored" : draft->quant},
+                    {"weights_bytes", plan.draft_weights_bytes},
+                    {"kv_bytes", plan.draft.kv_bytes},
+                    {"activation_bytes", plan.draft.activation_bytes},
+                    {"speculative_max_seqs", o.speculative_max_seqs}};
     j["total_bytes"] = plan.total_bytes;
     j["instances"] = o.instances;
     j["cpu_tensor_parallel"] = cpu_tp;
@@ -215,12 +261,18 @@ Status RunPlan(const PlanOptions& o) {
         "KV cache:     {} bytes per token ({}); {} per {}-token sequence; {} for {} sequence(s)\n"
         "activations:  {} (one step of {} tokens)\n"
         "runtime:      {} (process, tokenizer, connections)\n"
+        "{}"
         "total:        {} per instance\n"
         "limit:        {} ({}) for {} instance(s): {}\n",
         subject.label, static_cast<double>(c.ParameterCount()) / 1e9, c.num_layers, c.num_kv_heads, c.head_dim,
         subject.quant.empty() ? "as stored" : subject.quant, HumanBytes(plan.weights_bytes), plan.kv_bytes_per_token,
         o.kv_dtype, HumanBytes(plan.kv_bytes_per_sequence), plan.context, HumanBytes(plan.kv_bytes), o.batch,
         HumanBytes(plan.activation_bytes), o.max_batch_tokens, HumanBytes(plan.overhead_bytes),
+        draft ? fmt::format("draft model:  {} ({}): weights {}, KV cache {} for {} sequence(s), activations {}\n",
+                            draft->label, draft->quant.empty() ? "as stored" : draft->quant,
+                            HumanBytes(plan.draft_weights_bytes), HumanBytes(plan.draft.kv_bytes),
+                            std::min(o.speculative_max_seqs, o.batch), HumanBytes(plan.draft.activation_bytes))
+              : "",
         HumanBytes(plan.total_bytes), HumanBytes(memory), memory_source, o.instances, fits ? "FITS" : "DOES NOT FIT");
     for (const std::string& r : reasons) t += "              - " + r + "\n";
     if (cpu_tp > 1)
@@ -268,6 +320,12 @@ void AddPlanCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--kv-dtype", o->kv_dtype, "KV cache type: f16, bf16, f32, or q8_0 (CPU: half of f16's memory)")->capture_default_str();
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step")->capture_default_str();
   cmd->add_option("--memory-margin", o->margin, "Fraction of the limit left free")->capture_default_str();
+  cmd->add_option("--draft", o->draft,
+                  "Speculative decoding with this draft model (serve --draft-model): a preset or a checkpoint; its "
+                  "weights, KV cache and activations are added");
+  cmd->add_option("--draft-quant", o->draft_quant, "The draft model's quantization (default: a preset's bf16, a file as stored)");
+  cmd->add_option("--speculative-max-seqs", o->speculative_max_seqs, "Sequences the draft model proposes for at once")
+      ->capture_default_str();
   cmd->add_option("--format", o->format, "table, json, docker, compose or k8s")->capture_default_str();
   cmd->callback([o, exit_code] {
     Status s = RunPlan(*o);

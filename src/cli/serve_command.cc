@@ -135,7 +135,7 @@ Status RunServe(ServeOptions o) {
       im_end && std::find(ec.eos_token_ids.begin(), ec.eos_token_ids.end(), *im_end) == ec.eos_token_ids.end())
     ec.eos_token_ids.push_back(*im_end);
   if (draft)
-    ec.drafter = MakeDraftModelDrafter(*draft, sizing.draft, o.block_size, ec.kv_dtype, ec.speculative.num_tokens, ctx);
+    ec.drafter = MakeDraftModelDrafter(*draft, sizing.draft.kv_blocks, o.block_size, ec.kv_dtype, ec.speculative.num_tokens, ctx);
   Engine engine(std::move(step), tok, ec, ctx);
 
   stage("warming up", 0.95);

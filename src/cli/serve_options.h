@@ -12,6 +12,7 @@
 #include "model/loader.h"
 #include "model/step_model.h"
 #include "resources/limits.h"
+#include "resources/memory_plan.h"
 #include "server/http_server.h"
 #include "util/json.h"
 
@@ -62,7 +63,8 @@ struct ServeSizing {
   int64_t kv_cache_bytes = 0;
   std::string kv_how;
   int64_t guard_reserve_bytes = 0;
-  DraftSizing draft;          // the draft model's pool and activations (--draft-model)
+  DraftMemory draft;          // the draft model's pool and activations (--draft-model)
+  int64_t draft_weights_bytes = 0;
   EngineConfig engine;
   std::string device = "cpu";  // the backend's description once made
   nlohmann::ordered_json gpu;  // GPU memory and KV sizing (--device cuda)

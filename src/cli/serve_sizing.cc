@@ -93,9 +93,9 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, const LoadedM
   SpeculativeConfig speculative = o.speculative;
   if (draft) {
     if (speculative.num_tokens == 0) speculative.num_tokens = kDefaultDraftTokens;
-    s->draft = SizeDraft(draft->model->config(), std::min(speculative.max_seqs, o.max_num_seqs), o.max_total_tokens,
-                         o.block_size, *kv_dtype, threads);
-    s->draft.weights_bytes = draft->Summary().bytes;
+    s->draft = DraftModelMemory(draft->model->config(), std::min(speculative.max_seqs, o.max_num_seqs),
+                                o.max_total_tokens, o.block_size, *kv_dtype, threads);
+    s->draft_weights_bytes = draft->Summary().bytes;
   }
   // Every HTTP thread may hold a connection at once (rejected ones too, while they are answered).
   s->http_threads = HttpThreads(o);
@@ -199,7 +199,7 @@ nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing&
             {"draft_model", o.draft.path},
             {"num_tokens", sp.num_tokens},
             {"max_seqs", sp.max_seqs},
-            {"draft_weights_bytes", s.draft.weights_bytes},
+            {"draft_weights_bytes", s.draft_weights_bytes},
             {"draft_kv_blocks", s.draft.kv_blocks},
             {"draft_kv_bytes", s.draft.kv_bytes},
             {"draft_activation_bytes", s.draft.activation_bytes}};

@@ -105,8 +105,19 @@ std::vector<std::vector<int32_t>> ModelDrafter::Propose(std::span<const DraftQue
     const DraftQuery& q = queries[i];
     if (q.k <= 0 || q.tokens.empty()) continue;
     const auto n = static_cast<int64_t>(q.tokens.size());
+    if (n + q.k - 1 > model_->config().max_position_embeddings) {  // beyond the draft model's context
+      ++stats_.unfit_queries;
+      continue;
+    }
     int64_t reuse = 0;
     Slot* slot = PickSlot(q.tokens, taken, &reuse);
+    // A token the draft model has no embedding for (the model's vocabulary may be padded further)
+    // ends what it can compute: no proposal.
+    const int64_t vocab = model_->config().vocab_size;
+    if (std::any_of(q.tokens.begin() + reuse, q.tokens.end(), [vocab](int32_t t) { return t < 0 || t >= vocab; })) {
+      ++stats_.unfit_queries;
+      continue;
+    }
     slot->tokens.resize(static_cast<size_t>(reuse));
     slot->last_used = clock_;
     // Positions written: up to the second-to-last proposed token (the last one is not fed back).

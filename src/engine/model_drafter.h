@@ -36,7 +36,7 @@ struct ModelDrafterStats {
   int64_t computed_tokens = 0;  // tokens run through the draft model
   int64_t reused_tokens = 0;    // tokens whose keys and values a slot already had
   int64_t evicted_slots = 0;
-  int64_t unfit_queries = 0;    // queries that got no proposal: the pool could not hold them
+  int64_t unfit_queries = 0;    // queries that got no proposal: beyond the pool, the draft model's context or vocabulary
 };
 
 class ModelDrafter final : public Drafter {

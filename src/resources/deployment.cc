@@ -30,6 +30,11 @@ std::string ServeArgs(const DeploymentInput& d, const std::string& sep) {
   if (!d.quant.empty()) s += fmt::format("{}--quant{}{}", sep, sep, d.quant);
   s += fmt::format("{}--max-total-tokens{}{}{}--max-num-seqs{}{}", sep, sep, d.context, sep, sep, d.batch);
   if (d.cpu_tensor_parallel > 1) s += fmt::format("{}--tensor-parallel-size{}{}", sep, sep, d.cpu_tensor_parallel);
+  if (!d.draft_model_arg.empty()) {
+    s += fmt::format("{}--draft-model{}{}", sep, sep, d.draft_model_arg);
+    if (!d.draft_quant.empty()) s += fmt::format("{}--draft-quant{}{}", sep, sep, d.draft_quant);
+    s += fmt::format("{}--speculative-max-seqs{}{}", sep, sep, d.speculative_max_seqs);
+  }
   return s;
 }
 

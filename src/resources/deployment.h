@@ -31,6 +31,9 @@ struct DeploymentInput {
   // CPU tensor-parallel ranks (docs/TENSOR_PARALLEL.md): --tensor-parallel-size, and the
   // SYS_NICE capability that moving each rank's memory to its NUMA node needs.
   int64_t cpu_tensor_parallel = 1;
+  std::string draft_model_arg;     // --draft-model ("": none)
+  std::string draft_quant;         // --draft-quant
+  int64_t speculative_max_seqs = 4;
   int64_t port = 8080;
 };
 

@@ -68,6 +68,21 @@ int64_t ActivationBytes(const ModelConfig& c, const StepShape& s) {
   return s.max_batch_tokens * per_token + logits + attention;
 }
 
+DraftMemory DraftModelMemory(const ModelConfig& draft, int64_t max_seqs, int64_t max_total_tokens, int64_t block_size,
+                             DType kv_dtype, int64_t threads) {
+  const int64_t per_seq = max_total_tokens > 0 ? std::min(max_total_tokens, kDraftTokensPerSeq) : kDraftTokensPerSeq;
+  DraftMemory m;
+  m.kv_blocks = max_seqs * ((per_seq + block_size - 1) / block_size);
+  m.kv_bytes = m.kv_blocks * block_size * KvBytesPerToken(draft, kv_dtype);
+  StepShape step;
+  step.max_batch_tokens = kDraftMaxBatchTokens;
+  step.max_num_seqs = max_seqs;
+  step.max_total_tokens = per_seq;
+  step.threads = threads;
+  m.activation_bytes = ActivationBytes(draft, step);
+  return m;
+}
+
 Result<MemoryPlan> PlanMemory(const PlanInput& in) {
   if (in.batch < 1 || in.max_batch_tokens < 1 || in.threads < 1)
     return InvalidArgument("batch, max batch tokens and threads must be positive");
@@ -94,6 +109,16 @@ Result<MemoryPlan> PlanMemory(const PlanInput& in) {
   const int64_t connections = in.connections > 0 ? in.connections : 4 * in.batch;
   p.overhead_bytes = kRuntimeBaseBytes + kTokenizerBytes + connections * kConnectionBytes;
   p.total_bytes = p.weights_bytes + p.kv_bytes + p.activation_bytes + p.overhead_bytes;
+  if (in.draft) {
+    if (in.draft->weights_bytes > 0) {
+      p.draft_weights_bytes = in.draft->weights_bytes;
+    } else {
+      QB_ASSIGN_OR_RETURN(p.draft_weights_bytes, WeightBytes(in.draft->config, in.draft->quant));
+    }
+    p.draft = DraftModelMemory(in.draft->config, std::min(in.draft->max_seqs, in.batch), p.context, 16, in.kv_dtype,
+                               in.threads);
+    p.total_bytes += p.draft_weights_bytes + p.draft.kv_bytes + p.draft.activation_bytes;
+  }
   return p;
 }
 

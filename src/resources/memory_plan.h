@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,27 @@ constexpr int64_t kRuntimeBaseBytes = 48 << 20;
 constexpr int64_t kTokenizerBytes = 48 << 20;
 
 // What one instance needs (planning, before anything is loaded).
+// A draft model (--draft-model, engine/model_drafter.h): its KV pool holds `max_seqs`
+// (--speculative-max-seqs) sequences of up to kDraftTokensPerSeq tokens (or of max_total_tokens
+// when shorter); its passes catch up at most kDraftMaxBatchTokens tokens.
+constexpr int64_t kDraftTokensPerSeq = 8192;
+constexpr int64_t kDraftMaxBatchTokens = 512;
+
+struct DraftMemory {
+  int64_t kv_blocks = 0;
+  int64_t kv_bytes = 0;
+  int64_t activation_bytes = 0;
+};
+DraftMemory DraftModelMemory(const ModelConfig& draft, int64_t max_seqs, int64_t max_total_tokens, int64_t block_size,
+                             DType kv_dtype, int64_t threads);
+
+struct DraftPlanInput {
+  ModelConfig config;
+  std::string quant = "bf16";
+  int64_t weights_bytes = 0;  // > 0: measured from a file
+  int64_t max_seqs = 4;       // --speculative-max-seqs
+};
+
 struct PlanInput {
   ModelConfig config;
   std::string quant = "bf16";
@@ -57,6 +79,7 @@ struct PlanInput {
   int64_t threads = 1;
   int64_t connections = 0;  // open connections budgeted (0: 4 per sequence)
   int64_t cpu_tensor_parallel = 1;  // CPU ranks (docs/TENSOR_PARALLEL.md): their own activation buffers
+  std::optional<DraftPlanInput> draft;  // speculative decoding with a draft model
 };
 
 struct MemoryPlan {
@@ -67,7 +90,9 @@ struct MemoryPlan {
   int64_t kv_bytes = 0;  // batch x per sequence
   int64_t activation_bytes = 0;
   int64_t overhead_bytes = 0;  // runtime base + tokenizer + connections
-  int64_t total_bytes = 0;     // weights + KV + activations + overhead
+  int64_t draft_weights_bytes = 0;
+  DraftMemory draft;           // the draft model's KV pool and activations (zero without one)
+  int64_t total_bytes = 0;     // weights + KV + activations + overhead + the draft model's
 };
 
 Result<MemoryPlan> PlanMemory(const PlanInput& in);

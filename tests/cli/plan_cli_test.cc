@@ -123,6 +123,40 @@ TEST(PlanCli, Q8_0KvCacheHalvesTheKvBytes) {
   EXPECT_NE(r.err.find("q8_0"), std::string::npos) << r.err;
 }
 
+// --draft: a draft model's weights, KV cache (--speculative-max-seqs sequences of up to 8,192
+// tokens) and activations are added, and serve gets --draft-model.
+TEST(PlanCli, DraftModel) {
+  const std::vector<std::string> base = {kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q4_0", "--ctx", "16384",
+                                         "--batch", "8", "--cpus", "16", "--memory", "64g", "--format", "json"};
+  const Json plain = RunJson(base);
+  std::vector<std::string> argv = base;
+  for (const char* a : {"--draft", "qwen2.5-0.5b", "--draft-quant", "q8_0"}) argv.push_back(a);
+  const Json j = RunJson(argv);
+  const Json& d = j["draft"];
+  EXPECT_EQ(d["quant"], "q8_0");
+  EXPECT_NEAR(d["weights_bytes"].get<double>(), 0.53e9, 0.03e9);  // as a Q8_0 0.5B GGUF
+  // 4 sequences of 8,192 tokens at 0.5B's 12 KiB a token.
+  EXPECT_EQ(d["kv_bytes"], int64_t{4} * 8192 * 2 * 24 * 2 * 64 * 2);
+  EXPECT_EQ(j["total_bytes"].get<int64_t>(), plain["total_bytes"].get<int64_t>() + d["weights_bytes"].get<int64_t>() +
+                                                 d["kv_bytes"].get<int64_t>() + d["activation_bytes"].get<int64_t>());
+  const std::string docker = j["recommended"]["docker"];
+  EXPECT_NE(docker.find("--draft-model /models/qwen2.5-0.5b --draft-quant q8_0 --speculative-max-seqs 4"),
+            std::string::npos)
+      << docker;
+  // Measured from a file, and refused where serve would refuse it.
+  argv = {kQwenbox, "plan", "--model", DataPath("micro-qwen2"), "--ctx", "512", "--batch", "4", "--draft",
+          DataPath("micro-qwen2/micro-qwen2-q4_0.gguf"), "--speculative-max-seqs", "2", "--format", "json"};
+  const Json file = RunJson(argv);
+  EXPECT_GT(file["draft"]["weights_bytes"].get<int64_t>(), 0);
+  EXPECT_EQ(file["draft"]["kv_bytes"], 2 * 512 * file["kv_bytes_per_token"].get<int64_t>());
+  auto gpu = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--gpus", "1", "--draft", "qwen2.5-0.5b"});
+  EXPECT_EQ(gpu.exit_code, 1);
+  EXPECT_NE(gpu.err.find("--draft is for CPU deployments"), std::string::npos) << gpu.err;
+  auto bad = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--draft", "qwen2.5-0.1b"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("neither a preset"), std::string::npos) << bad.err;
+}
+
 TEST(PlanCli, BadInput) {
   for (const std::vector<std::string>& argv :
        {std::vector<std::string>{kQwenbox, "plan", "--preset", "qwen2.5-9b"},

@@ -112,6 +112,21 @@ TEST_F(ModelDrafterTest, EvictsTheLeastRecentlyUsedSlotAndRefusesWhatCannotFit) 
   EXPECT_EQ(Propose(*drafter, {seqs[2]}, 2)[0], GreedyContinuation(seqs[2], 2));
 }
 
+// The model's vocabulary may be padded beyond the draft model's (Qwen2.5-7B has 152,064 rows,
+// 0.5B 151,936): a sequence holding an id the draft model has no row for gets no proposal, and
+// the others in the step are unaffected.
+TEST_F(ModelDrafterTest, AnIdBeyondTheDraftVocabularyGetsNoProposal) {
+  std::mt19937 rng(36);
+  auto drafter = MakeDrafter(model_, 64);
+  std::vector<int32_t> outside = RandomPrompt(rng, 12);
+  outside[7] = 1024;  // micro-qwen2 has 1,024 rows
+  const std::vector<int32_t> fine = RandomPrompt(rng, 12);
+  const auto got = Propose(*drafter, {outside, fine}, 3);
+  EXPECT_TRUE(got[0].empty());
+  EXPECT_EQ(got[1], GreedyContinuation(fine, 3));
+  EXPECT_EQ(drafter->stats().unfit_queries, 1);
+}
+
 TEST_F(ModelDrafterTest, TheTargetAsItsOwnDraftIsAccepted) {
   std::mt19937 rng(34);
   std::vector<std::vector<int32_t>> prompts;

@@ -94,6 +94,29 @@ TEST(PlanMemory, AddsUpAndScalesWithBatchAndContext) {
   EXPECT_FALSE(PlanMemory(in).ok());
 }
 
+TEST(PlanMemory, ADraftModelAddsItsWeightsPoolAndActivations) {
+  PlanInput in;
+  in.config = Preset("qwen2.5-7b");
+  in.quant = "q4_0";
+  in.context = 4096;
+  in.batch = 2;
+  const auto plain = PlanMemory(in);
+  in.draft = DraftPlanInput{Preset("qwen2.5-0.5b"), "q8_0", 0, 4};
+  const auto with = PlanMemory(in);
+  ASSERT_TRUE(plain.ok() && with.ok());
+  EXPECT_EQ(with->draft_weights_bytes, *WeightBytes(Preset("qwen2.5-0.5b"), "q8_0"));
+  // min(4 proposing, 2 batched) sequences of the 4,096-token context.
+  EXPECT_EQ(with->draft.kv_blocks, 2 * 4096 / 16);
+  EXPECT_EQ(with->draft.kv_bytes, 2 * 4096 * KvBytesPerToken(Preset("qwen2.5-0.5b"), DType::kF16));
+  EXPECT_GT(with->draft.activation_bytes, 0);
+  EXPECT_EQ(with->total_bytes,
+            plain->total_bytes + with->draft_weights_bytes + with->draft.kv_bytes + with->draft.activation_bytes);
+  // Long contexts: a draft slot holds at most kDraftTokensPerSeq tokens.
+  EXPECT_EQ(DraftModelMemory(Preset("qwen2.5-0.5b"), 3, 0, 16, DType::kF16, 2).kv_blocks, 3 * kDraftTokensPerSeq / 16);
+  in.draft->quant = "q1";
+  EXPECT_FALSE(PlanMemory(in).ok());
+}
+
 TEST(ActivationBytes, GrowsWithTokensAndSequences) {
   const ModelConfig c = Preset("qwen2.5-7b");
   StepShape small{.max_batch_tokens = 512, .max_num_seqs = 8, .max_total_tokens = 4096, .threads = 2};
