@@ -1,6 +1,7 @@
 #include "cli/draft_model.h"
 
 #include <algorithm>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -22,11 +23,16 @@ void DraftModelOptions::Add(CLI::App* cmd) {
 
 namespace {
 
+// GGUF files list a token for every embedding row, padding the vocabulary to the model's size
+// (Qwen2.5-0.5B: 151,936; 7B: 152,064; Hugging Face's tokenizer.json: 151,665), so the sizes may
+// differ by the padding; every id both have must be the same token.
+constexpr int32_t kMaxVocabPadding = 1024;
+
 Status CheckSameTokenizer(const Tokenizer& target, const Tokenizer& draft) {
-  if (target.vocab_size() != draft.vocab_size())
+  if (std::abs(target.vocab_size() - draft.vocab_size()) > kMaxVocabPadding)
     return InvalidArgument(fmt::format("the draft model's tokenizer has {} tokens, the model's {}", draft.vocab_size(),
                                        target.vocab_size()));
-  for (int32_t id = 0; id < target.vocab_size(); ++id) {
+  for (int32_t id = 0; id < std::min(target.vocab_size(), draft.vocab_size()); ++id) {
     const std::string* a = target.TokenBytes(id);
     const std::string* b = draft.TokenBytes(id);
     if ((a == nullptr) != (b == nullptr) || (a && *a != *b) || target.IsSpecial(id) != draft.IsSpecial(id))

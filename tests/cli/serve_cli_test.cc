@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
 #include <httplib.h>
@@ -150,6 +151,15 @@ TEST(ServeCli, DraftModelConfigAndRefusals) {
   auto other = RunCommand({kQwenbox, "serve", "--print-config", "--draft-model", DataPath("micro-qwen2")});
   EXPECT_EQ(other.exit_code, 1);
   EXPECT_NE(other.err.find("the draft model's tokenizer has 1024 tokens"), std::string::npos) << other.err;
+  // The same tokenizer with the vocabulary padded to the embedding's rows, as GGUF files have it
+  // (the demo model's is Hugging Face's 151,665 tokens; the tiny GGUF's 151,936): accepted.
+  const std::string padded = ::testing::TempDir() + "/qb-draft-tiny.gguf";
+  auto made = RunCommand({kQwenbox, "make-model", "--preset", "tiny", "--format", "gguf", "--dtype", "f16", "--out", padded});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  auto same = RunCommand({kQwenbox, "serve", "--print-config", "--draft-model", padded});
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(ParseJson(same.out, "stdout").value()["speculative"]["method"], "draft_model") << same.out;
+  std::remove(padded.c_str());
   auto missing = RunCommand({kQwenbox, "serve", "--print-config", "--draft-model", "/nonexistent/draft.gguf"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.err.find("--draft-model"), std::string::npos) << missing.err;
