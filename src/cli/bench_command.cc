@@ -83,6 +83,7 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   DraftMemory draft_sizing;
   if (o.draft.enabled()) {
     QB_ASSIGN_OR_RETURN(draft, LoadDraftModel(o.draft, nullptr, pool));
+    QB_RETURN_IF_ERROR(kernels::CheckKvDType(ec.kv_dtype, draft->model->config().head_dim));
     if (ec.speculative.num_tokens == 0) ec.speculative.num_tokens = kDefaultDraftTokens;
     draft_sizing = DraftModelMemory(draft->model->config(), o.concurrency, per_seq + ec.speculative.num_tokens,
                                     ec.scheduler.block_size, ec.kv_dtype, pool->size());
@@ -158,6 +159,8 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
 
 Status RunBench(const BenchOptions& o) {
   if (o.prompt < 0 || o.gen < 0 || o.reps < 1) return InvalidArgument("-p and -n must be >= 0, --reps >= 1");
+  if (o.concurrency <= 0 && (o.draft.enabled() || o.speculative.enabled()))
+    return InvalidArgument("--draft-model and --speculative-tokens run through the engine: add --concurrency N");
   std::unique_ptr<ThreadPool> pool;
   kernels::ExecContext ctx;
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));

@@ -116,6 +116,7 @@ Status RunPlan(const PlanOptions& o) {
     if (o.gpus > 0) return InvalidArgument("--draft is for CPU deployments (serve --draft-model runs on the CPU)");
     if (o.speculative_max_seqs < 1) return InvalidArgument("--speculative-max-seqs must be at least 1");
     QB_ASSIGN_OR_RETURN(draft, FindDraft(o));
+    QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, draft->config.head_dim));
   }
   QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, subject.config.head_dim));
 

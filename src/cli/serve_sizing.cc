@@ -59,6 +59,9 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, const LoadedM
   auto kv_dtype = DTypeFromName(o.kv_dtype);
   if (!kv_dtype) return InvalidArgument("--kv-dtype must be f16, bf16, f32 or q8_0");  // checked before loading
   QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, loaded.model->config().head_dim));
+  if (draft)  // (the draft model's cache is of the same type)
+    if (Status st = kernels::CheckKvDType(*kv_dtype, draft->model->config().head_dim); !st.ok())
+      return Status(st.code(), "--draft-model: " + st.message());
   if (o.block_size < 1 || o.max_num_seqs < 1 || o.max_batch_tokens < 1 || o.max_queue < 0)
     return InvalidArgument("--block-size, --max-num-seqs and --max-batch-tokens must be positive");
   const ModelConfig& mc = loaded.model->config();

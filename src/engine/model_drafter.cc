@@ -56,14 +56,18 @@ void ModelDrafter::Release(Slot* slot, int64_t keep_tokens) {
 
 bool ModelDrafter::Reserve(Slot* slot, int64_t tokens, const std::vector<Slot*>& keep) {
   const int64_t need = (tokens + config_.block_size - 1) / config_.block_size - static_cast<int64_t>(slot->blocks.size());
-  if (need > model_->kv_blocks()) return false;
+  auto evictable = [&](const Slot* s) {
+    return s != slot && !s->blocks.empty() && std::find(keep.begin(), keep.end(), s) == keep.end();
+  };
+  // Evict nothing unless the eviction makes room.
+  int64_t could_free = static_cast<int64_t>(free_.size());
+  for (const auto& s : slots_)
+    if (evictable(s.get())) could_free += static_cast<int64_t>(s->blocks.size());
+  if (could_free < need) return false;
   while (static_cast<int64_t>(free_.size()) < need) {
     Slot* victim = nullptr;
     for (const auto& s : slots_)
-      if (s.get() != slot && !s->blocks.empty() && std::find(keep.begin(), keep.end(), s.get()) == keep.end() &&
-          (!victim || s->last_used < victim->last_used))
-        victim = s.get();
-    if (!victim) return false;
+      if (evictable(s.get()) && (!victim || s->last_used < victim->last_used)) victim = s.get();
     Release(victim, 0);
     ++stats_.evicted_slots;
   }
@@ -72,6 +76,12 @@ bool ModelDrafter::Reserve(Slot* slot, int64_t tokens, const std::vector<Slot*>&
     free_.pop_back();
   }
   return true;
+}
+
+int64_t ModelDrafter::held_blocks() const {
+  int64_t n = 0;
+  for (const auto& s : slots_) n += static_cast<int64_t>(s->blocks.size());
+  return n;
 }
 
 Result<std::vector<int32_t>> ModelDrafter::Run(const ForwardBatch& batch) {
@@ -100,34 +110,39 @@ std::vector<std::vector<int32_t>> ModelDrafter::Propose(std::span<const DraftQue
     int64_t n;      // the query's tokens
   };
   std::vector<Job> jobs;
+  // Every query's slot first, so that making room for one never evicts another's.
   std::vector<Slot*> taken;
+  std::vector<Slot*> picked(queries.size(), nullptr);
+  std::vector<int64_t> reuse(queries.size(), 0);
   for (size_t i = 0; i < queries.size(); ++i) {
     const DraftQuery& q = queries[i];
     if (q.k <= 0 || q.tokens.empty()) continue;
     const auto n = static_cast<int64_t>(q.tokens.size());
-    if (n + q.k - 1 > model_->config().max_position_embeddings) {  // beyond the draft model's context
-      ++stats_.unfit_queries;
-      continue;
-    }
-    int64_t reuse = 0;
-    Slot* slot = PickSlot(q.tokens, taken, &reuse);
-    // A token the draft model has no embedding for (the model's vocabulary may be padded further)
-    // ends what it can compute: no proposal.
+    // Beyond the draft model's context, or holding a token it has no embedding for (the model's
+    // vocabulary may be padded further): no proposal.
     const int64_t vocab = model_->config().vocab_size;
-    if (std::any_of(q.tokens.begin() + reuse, q.tokens.end(), [vocab](int32_t t) { return t < 0 || t >= vocab; })) {
+    if (n + q.k - 1 > model_->config().max_position_embeddings ||
+        std::any_of(q.tokens.begin(), q.tokens.end(), [vocab](int32_t t) { return t < 0 || t >= vocab; })) {
       ++stats_.unfit_queries;
       continue;
     }
-    slot->tokens.resize(static_cast<size_t>(reuse));
+    picked[i] = PickSlot(q.tokens, taken, &reuse[i]);
+    taken.push_back(picked[i]);
+  }
+  for (size_t i = 0; i < queries.size(); ++i) {
+    Slot* slot = picked[i];
+    if (!slot) continue;
+    const DraftQuery& q = queries[i];
+    const auto n = static_cast<int64_t>(q.tokens.size());
+    slot->tokens.resize(static_cast<size_t>(reuse[i]));
     slot->last_used = clock_;
     // Positions written: up to the second-to-last proposed token (the last one is not fed back).
     if (!Reserve(slot, n + q.k - 1, taken)) {
       ++stats_.unfit_queries;
       continue;
     }
-    taken.push_back(slot);
-    stats_.reused_tokens += reuse;
-    jobs.push_back(Job{i, slot, reuse, n});
+    stats_.reused_tokens += reuse[i];
+    jobs.push_back(Job{i, slot, reuse[i], n});
   }
 
   auto fail = [&](const Status& s) {
@@ -160,7 +175,8 @@ std::vector<std::vector<int32_t>> ModelDrafter::Propose(std::span<const DraftQue
       for (int64_t p = j.start; p < j.start + count; ++p) add(batch, j, q.tokens[static_cast<size_t>(p)], p);
       j.slot->tokens.assign(q.tokens.begin(), q.tokens.begin() + static_cast<std::ptrdiff_t>(j.start + count));
       if (j.start + count < j.n) {
-        j.n = -1;  // (not caught up: no proposal this step)
+        Release(j.slot, j.start + count);  // (its blocks come back when it continues)
+        j.n = -1;                          // (not caught up: no proposal this step)
         continue;
       }
       batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));

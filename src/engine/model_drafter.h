@@ -48,6 +48,7 @@ class ModelDrafter final : public Drafter {
 
   const ModelDrafterStats& stats() const { return stats_; }
   int64_t free_blocks() const { return static_cast<int64_t>(free_.size()); }
+  int64_t held_blocks() const;  // by the slots (with free_blocks(): the whole pool)
 
  private:
   struct Slot {
@@ -58,7 +59,8 @@ class ModelDrafter final : public Drafter {
   // The slot for `tokens` (its own, or a new one), not one of `taken`; sets *reuse to how many
   // of its leading tokens are kept.
   Slot* PickSlot(std::span<const int32_t> tokens, const std::vector<Slot*>& taken, int64_t* reuse);
-  // Gives `slot` blocks for `tokens` positions, evicting least recently used slots not in `keep`.
+  // Gives `slot` blocks for `tokens` positions, evicting least recently used slots not in `keep`
+  // (none when that would not make room); false when they cannot be had.
   bool Reserve(Slot* slot, int64_t tokens, const std::vector<Slot*>& keep);
   void Release(Slot* slot, int64_t keep_tokens);
   // One forward pass; the greedy token of each logit row.

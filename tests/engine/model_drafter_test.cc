@@ -23,10 +23,10 @@ class ModelDrafterTest : public EngineTest {
  protected:
   // A drafter running `model` over a pool of `blocks` blocks of 16 tokens.
   static std::shared_ptr<ModelDrafter> MakeDrafter(std::shared_ptr<const Qwen2Model> model, int64_t blocks,
-                                                   int64_t max_draft_tokens = 8) {
+                                                   int64_t max_draft_tokens = 8, int64_t max_batch_tokens = 64) {
     ModelDrafterConfig c;
     c.block_size = 16;
-    c.max_batch_tokens = 64;
+    c.max_batch_tokens = max_batch_tokens;
     c.max_draft_tokens = max_draft_tokens;
     return std::make_shared<ModelDrafter>(
         MakeCpuStepModel(std::move(model), KvLayout{blocks, 16, DType::kF16},
@@ -37,17 +37,26 @@ class ModelDrafterTest : public EngineTest {
   static std::vector<int32_t> GreedyContinuation(const std::vector<int32_t>& prompt, int64_t n) {
     return Collect(**MakeEngine()->Submit(Greedy(prompt, n))).ids;
   }
+  // Proposes, and checks that every block of the pool is free or held by one slot.
   static std::vector<std::vector<int32_t>> Propose(ModelDrafter& d, const std::vector<std::vector<int32_t>>& tokens,
                                                    int64_t k) {
     std::vector<DraftQuery> q;
     for (const auto& t : tokens) q.push_back(DraftQuery{t, k});
-    return d.Propose(q);
+    auto out = d.Propose(q);
+    EXPECT_EQ(d.free_blocks() + d.held_blocks(), pool_blocks_);
+    return out;
+  }
+  static inline int64_t pool_blocks_ = 0;
+  void SetUp() override { pool_blocks_ = 0; }
+  static std::shared_ptr<ModelDrafter> Pool(std::shared_ptr<ModelDrafter> d) {
+    pool_blocks_ = d->free_blocks();
+    return d;
   }
 };
 
 TEST_F(ModelDrafterTest, ProposesTheDraftModelsGreedyContinuation) {
   std::mt19937 rng(31);
-  auto drafter = MakeDrafter(model_, 64);
+  auto drafter = Pool(MakeDrafter(model_, 64));
   const std::vector<std::vector<int32_t>> prompts = {RandomPrompt(rng, 100), RandomPrompt(rng, 5), RandomPrompt(rng, 1)};
   // One catch-up pass of at most 64 tokens a call, the shortest first: the 100-token prompt gets
   // the 58 left in the first call and proposes in the second.
@@ -68,7 +77,7 @@ TEST_F(ModelDrafterTest, ProposesTheDraftModelsGreedyContinuation) {
 
 TEST_F(ModelDrafterTest, ContinuesASequencesSlotWithOnlyTheNewTokens) {
   std::mt19937 rng(32);
-  auto drafter = MakeDrafter(model_, 64);
+  auto drafter = Pool(MakeDrafter(model_, 64));
   std::vector<int32_t> seq = RandomPrompt(rng, 40);
   auto first = Propose(*drafter, {seq}, 5)[0];
   ASSERT_EQ(first.size(), 5u);
@@ -92,7 +101,7 @@ TEST_F(ModelDrafterTest, ContinuesASequencesSlotWithOnlyTheNewTokens) {
 TEST_F(ModelDrafterTest, EvictsTheLeastRecentlyUsedSlotAndRefusesWhatCannotFit) {
   std::mt19937 rng(33);
   // 6 blocks of 16: two sequences of ~40 tokens fit, a third evicts the older one.
-  auto drafter = MakeDrafter(model_, 6);
+  auto drafter = Pool(MakeDrafter(model_, 6));
   const std::vector<std::vector<int32_t>> seqs = {RandomPrompt(rng, 40), RandomPrompt(rng, 41), RandomPrompt(rng, 42)};
   for (const auto& s : seqs) EXPECT_EQ(Propose(*drafter, {s}, 4)[0], GreedyContinuation(s, 4));
   EXPECT_EQ(drafter->stats().evicted_slots, 1);
@@ -115,9 +124,46 @@ TEST_F(ModelDrafterTest, EvictsTheLeastRecentlyUsedSlotAndRefusesWhatCannotFit) 
 // The model's vocabulary may be padded beyond the draft model's (Qwen2.5-7B has 152,064 rows,
 // 0.5B 151,936): a sequence holding an id the draft model has no row for gets no proposal, and
 // the others in the step are unaffected.
+// Room for one query never costs another query of the same step its slot, and a query that
+// cannot fit evicts nothing.
+TEST_F(ModelDrafterTest, AQueryThatCannotFitEvictsNothing) {
+  std::mt19937 rng(37);
+  auto drafter = Pool(MakeDrafter(model_, 6));
+  const std::vector<int32_t> a = RandomPrompt(rng, 40), b = RandomPrompt(rng, 20), c = RandomPrompt(rng, 5),
+                             longer = RandomPrompt(rng, 60);
+  Propose(*drafter, {a, b}, 4);  // 3 + 2 of the 6 blocks
+  Propose(*drafter, {c}, 4);     // the last one
+  // The 60-token query needs 4 blocks: only C's could be had (A and B are queried with it), which
+  // is not enough, so C keeps its slot too.
+  const auto got = Propose(*drafter, {a, longer, b}, 4);
+  EXPECT_EQ(got[0], GreedyContinuation(a, 4));
+  EXPECT_TRUE(got[1].empty());
+  EXPECT_EQ(got[2], GreedyContinuation(b, 4));
+  EXPECT_EQ(drafter->stats().evicted_slots, 0);
+  EXPECT_EQ(drafter->stats().reused_tokens, 39 + 19);
+  EXPECT_EQ(Propose(*drafter, {c}, 4)[0], GreedyContinuation(c, 4));
+  EXPECT_EQ(drafter->stats().reused_tokens, 39 + 19 + 4);
+}
+
+// A prompt not caught up in a call holds only the blocks of what was computed: the others
+// keep their room.
+TEST_F(ModelDrafterTest, PromptsNotCaughtUpHoldOnlyWhatWasComputed) {
+  std::mt19937 rng(38);
+  auto drafter = Pool(MakeDrafter(model_, 6, 4, 8));  // catch up 8 tokens a call
+  const std::vector<std::vector<int32_t>> prompts = {RandomPrompt(rng, 8), RandomPrompt(rng, 8), RandomPrompt(rng, 8)};
+  auto got = Propose(*drafter, prompts, 4);
+  EXPECT_EQ(got[0], GreedyContinuation(prompts[0], 4));
+  EXPECT_TRUE(got[1].empty() && got[2].empty());
+  EXPECT_EQ(drafter->held_blocks(), 1);
+  // Then 1 + 7, 1 + 1 + 6 and 1 + 1 + 2 tokens: all three propose in the fourth call.
+  for (int call = 0; call < 3; ++call) got = Propose(*drafter, prompts, 4);
+  for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(got[i], GreedyContinuation(prompts[i], 4)) << i;
+  EXPECT_EQ(drafter->stats().evicted_slots, 0);
+}
+
 TEST_F(ModelDrafterTest, AnIdBeyondTheDraftVocabularyGetsNoProposal) {
   std::mt19937 rng(36);
-  auto drafter = MakeDrafter(model_, 64);
+  auto drafter = Pool(MakeDrafter(model_, 64));
   std::vector<int32_t> outside = RandomPrompt(rng, 12);
   outside[7] = 1024;  // micro-qwen2 has 1,024 rows
   const std::vector<int32_t> fine = RandomPrompt(rng, 12);
