@@ -142,11 +142,11 @@ function planCheck(where, dir, objs) {
     if (!c.securityContext?.capabilities?.add?.includes(cap)) fail(where, `plan adds capability ${cap}; the container does not`);
   const planShm = planK8s.volumes?.[0]?.emptyDir?.sizeLimit;
   if (planShm && qty(shmVol.emptyDir.sizeLimit) !== qty(planShm)) fail(where, `/dev/shm sizeLimit ${shmVol.emptyDir.sizeLimit}, plan says ${planShm}`);
-  // serve flags after the image name in plan's docker command, except the model's path.
+  // serve flags after the image name in plan's docker command, except the models' paths.
   const docker = plan.recommended.docker.split(" ");
   const serve = docker.slice(docker.indexOf("serve"));
   for (let i = 1; i < serve.length; i += 2) {
-    if (serve[i] === "--model") continue;
+    if (serve[i] === "--model" || serve[i] === "--draft-model") continue;
     const j = c.args.indexOf(serve[i]);
     if (j < 0 || c.args[j + 1] !== serve[i + 1]) fail(where, `serve ${serve[i]} ${serve[i + 1]} (from plan) missing from args`);
   }
