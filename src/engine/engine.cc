@@ -290,7 +290,9 @@ void Engine::ProposeDrafts() {
     queries.push_back(DraftQuery{s->tokens, k});
   }
   if (queries.empty()) return;
+  const auto t0 = Clock::now();
   std::vector<std::vector<int32_t>> drafts = config_.drafter->Propose(queries);
+  counters_.draft_s += Seconds(Clock::now() - t0);
   for (size_t i = 0; i < proposing.size() && i < drafts.size(); ++i) {
     Sequence* s = proposing[i];
     s->draft = std::move(drafts[i]);

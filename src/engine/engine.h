@@ -54,6 +54,7 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   double forward_s = 0;          // time in forward passes
   double sample_s = 0;           // time sampling and detokenizing
+  double draft_s = 0;            // time proposing (a draft model's passes; n-gram lookups)
   int64_t draft_tokens = 0;      // speculative tokens computed
   int64_t accepted_tokens = 0;   // of which the sampler agreed with (each saved a step)
 };

@@ -13,7 +13,7 @@ ServerMetrics::ServerMetrics() {
   prefix_hits_ = reg_.AddCounter("qwenbox_prefix_cache_hit_blocks_total", "KV blocks served from the prefix cache.");
   preemptions_ = reg_.AddCounter("qwenbox_preemptions_total", "Sequences preempted for lack of KV blocks.");
   draft_tokens_ = reg_.AddCounter("qwenbox_spec_decode_draft_tokens_total",
-                                  "Speculative (n-gram) tokens proposed and computed.");
+                                  "Speculative tokens proposed (n-gram or a draft model's) and computed.");
   accepted_tokens_ = reg_.AddCounter("qwenbox_spec_decode_accepted_tokens_total",
                                      "Speculative tokens the sampler agreed with (each saved a step).");
   ttft_ = reg_.AddHistogram("qwenbox_time_to_first_token_seconds", "Arrival to first generated token.", latency);
@@ -40,6 +40,8 @@ ServerMetrics::ServerMetrics() {
   threads_ = reg_.AddGauge("qwenbox_compute_threads", "Threads computing forward passes.");
   forward_s_ = reg_.AddCounter("qwenbox_engine_forward_seconds_total", "Time in forward passes.");
   sample_s_ = reg_.AddCounter("qwenbox_engine_sampling_seconds_total", "Time sampling and detokenizing.");
+  draft_s_ = reg_.AddCounter("qwenbox_engine_draft_seconds_total",
+                             "Time proposing speculative tokens (the draft model's passes, n-gram lookups).");
 }
 
 void ServerMetrics::RequestDone(int status, const std::string& finish_reason, const StreamEvent* f) {
@@ -72,6 +74,8 @@ std::string ServerMetrics::Render(const Engine* engine, MemoryGuard* guard, int 
     sample_s_->Add(s.sample_s - last_sample_s_);
     last_forward_s_ = s.forward_s;
     last_sample_s_ = s.sample_s;
+    draft_s_->Add(s.draft_s - last_draft_s_);
+    last_draft_s_ = s.draft_s;
     prefix_hits_->Add(static_cast<double>(s.prefix_hit_blocks - last_prefix_hits_));
     preemptions_->Add(static_cast<double>(s.preemptions - last_preemptions_));
     draft_tokens_->Add(static_cast<double>(s.draft_tokens - last_draft_tokens_));

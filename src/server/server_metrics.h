@@ -24,14 +24,14 @@ class ServerMetrics {
  private:
   prom::Registry reg_;
   prom::Counter *requests_, *prompt_tokens_, *generated_tokens_, *prefix_hits_, *preemptions_;
-  prom::Counter *draft_tokens_, *accepted_tokens_, *forward_s_, *sample_s_;
+  prom::Counter *draft_tokens_, *accepted_tokens_, *forward_s_, *sample_s_, *draft_s_;
   prom::Histogram *ttft_, *itl_, *e2e_, *queue_, *prefill_, *decode_, *prompt_len_, *gen_len_;
   prom::Gauge *running_, *waiting_, *kv_used_, *kv_total_, *kv_ratio_, *rss_, *mem_limit_, *threads_;
   prom::Gauge *mem_used_, *mem_headroom_;
   prom::Counter* mem_shed_;
   int64_t last_prefix_hits_ = 0, last_preemptions_ = 0, last_shed_ = 0, last_draft_tokens_ = 0,
           last_accepted_tokens_ = 0;
-  double last_forward_s_ = 0, last_sample_s_ = 0;
+  double last_forward_s_ = 0, last_sample_s_ = 0, last_draft_s_ = 0;
 };
 
 }  // namespace qb

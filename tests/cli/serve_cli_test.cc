@@ -120,6 +120,7 @@ TEST(ServeCli, DraftModelServesWhatTheModelGenerates) {
   const double accepted = Counter(got.metrics, "qwenbox_spec_decode_accepted_tokens_total");
   EXPECT_GT(drafted, 0) << got.metrics;
   EXPECT_GT(accepted, 0) << got.metrics;
+  EXPECT_GT(Counter(got.metrics, "qwenbox_engine_draft_seconds_total"), 0) << got.metrics;
 }
 
 TEST(ServeCli, DraftModelConfigAndRefusals) {
