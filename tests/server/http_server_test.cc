@@ -588,7 +588,8 @@ TEST_F(ServerTest, BodiesWithoutALengthAndHttp10Clients) {
   const std::string chunked = Exchange("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                                        "Transfer-Encoding: Chunked\r\nConnection: close\r\n\r\n" + std::string(size) + "\r\n" + chunk +
                                        "\r\n0\r\n\r\n");
-  EXPECT_EQ(chunked.find("411"), std::string::npos) << chunked;
+  // (The status line: "411" may occur in the body, e.g. in its "created" time.)
+  EXPECT_EQ(chunked.rfind("HTTP/1.1 200", 0), 0u) << chunked;
 }
 
 TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
