@@ -12,6 +12,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/exec_options.h"
+#include "cli/lora_options.h"
 #include "model/loader.h"
 #include "model/step_model.h"
 #include "sampling/sampler.h"
@@ -36,6 +37,7 @@ struct GenerateOptions {
   uint64_t seed = 0;
   bool ignore_eos = false;
   bool json = false;
+  std::string lora;
   ExecOptions exec;
 };
 
@@ -84,6 +86,8 @@ Status RunGenerate(const GenerateOptions& o) {
     return InvalidArgument(fmt::format("prompt ({}) + max tokens ({}) exceeds the context length {}",
                                        prompt.size(), o.max_tokens, mc.max_position_embeddings));
   Sampler sampler(ResolveSampling(o, loaded.generation), prompt);
+  if (!o.lora.empty() && o.exec.tensor_parallel > 1) return Unimplemented("--lora with --tp is not supported");
+  QB_ASSIGN_OR_RETURN(auto lora, LoadOneLora(o.lora, mc));
   auto model = MakeCpuSequenceModel(loaded, total, DType::kF32, ctx);
   std::vector<int32_t> generated;
   std::vector<int32_t> step = prompt;
@@ -93,7 +97,7 @@ Status RunGenerate(const GenerateOptions& o) {
   const auto& eos = loaded.generation.eos_token_ids;
   int64_t pos = 0;
   while (static_cast<int64_t>(generated.size()) < o.max_tokens) {
-    QB_ASSIGN_OR_RETURN(Tensor logits, model->Step(SequenceBatch(step, pos, false)));
+    QB_ASSIGN_OR_RETURN(Tensor logits, model->Step(WithLora(SequenceBatch(step, pos, false), lora.get())));
     pos += static_cast<int64_t>(step.size());
     const int32_t next = sampler.Sample({logits.data<float>(), static_cast<size_t>(logits.cols())}).token;
     generated.push_back(next);
@@ -139,6 +143,7 @@ void AddGenerateCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--prompt", o->prompt, "Prompt as text (added tokens such as <|im_start|> are recognised)");
   cmd->add_option("--chat", o->chat, "A user message, rendered with the model's chat template");
   cmd->add_option("--max-tokens", o->max_tokens, "Tokens to generate")->capture_default_str();
+  cmd->add_option("--lora", o->lora, "A LoRA adapter (PEFT directory) applied to the model");
   cmd->add_option("--temperature", o->temperature,
                   "Sampling temperature; 0 = greedy (default: generation_config.json, else greedy)");
   cmd->add_option("--top-p", o->top_p, "Nucleus sampling threshold in (0, 1]");

@@ -8,6 +8,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/exec_options.h"
+#include "cli/lora_options.h"
 #include "model/loader.h"
 #include "model/step_model.h"
 
@@ -19,6 +20,7 @@ struct LogitsOptions {
   std::string model;
   std::string ids;
   bool all_positions = false;
+  std::string lora;
   ExecOptions exec;
 };
 
@@ -29,8 +31,10 @@ Status RunLogits(const LogitsOptions& o) {
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
   QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
   if (ids.empty()) return InvalidArgument("--ids: no token ids");
+  if (!o.lora.empty() && o.exec.tensor_parallel > 1) return Unimplemented("--lora with --tp is not supported");
+  QB_ASSIGN_OR_RETURN(auto lora, LoadOneLora(o.lora, loaded.model->config()));
   auto step = MakeCpuSequenceModel(loaded, static_cast<int64_t>(ids.size()), DType::kF32, ctx);
-  QB_ASSIGN_OR_RETURN(Tensor logits, step->Step(SequenceBatch(ids, 0, o.all_positions)));
+  QB_ASSIGN_OR_RETURN(Tensor logits, step->Step(WithLora(SequenceBatch(ids, 0, o.all_positions), lora.get())));
   std::string out = "{\"n_vocab\": " + std::to_string(logits.cols()) + ", \"logits\": [";
   out.reserve(out.size() + static_cast<size_t>(logits.numel()) * 14);
   for (int64_t r = 0; r < logits.rows(); ++r) {
@@ -56,6 +60,7 @@ void AddLogitsCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--model", o->model, "Model: a Hugging Face directory or a .gguf file")->required();
   cmd->add_option("--ids", o->ids, "Comma-separated token ids, e.g. 1,2,3")->required();
   cmd->add_flag("--all-positions", o->all_positions, "One row of logits per position (default: last only)");
+  cmd->add_option("--lora", o->lora, "A LoRA adapter (PEFT directory) applied to the model");
   o->exec.Add(cmd, "reference");
   o->exec.AddTensorParallel(cmd);
   cmd->callback([o, exit_code] {

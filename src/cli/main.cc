@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   qb::cli::AddDetokenizeCommand(app, &exit_code);
   qb::cli::AddChatTemplateCommand(app, &exit_code);
   qb::cli::AddMakeModelCommand(app, &exit_code);
+  qb::cli::AddMakeLoraCommand(app, &exit_code);
   qb::cli::AddBenchCommand(app, &exit_code);
   qb::cli::AddQuantizeCommand(app, &exit_code);
   qb::cli::AddPlanCommand(app, &exit_code);

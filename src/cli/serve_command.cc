@@ -15,12 +15,14 @@
 #include <thread>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "assets/assets.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/exec_options.h"
+#include "cli/lora_options.h"
 #include "cli/serve_options.h"
 #include "cli/stop_signals.h"
 #include "engine/engine.h"
@@ -119,6 +121,13 @@ Status RunServe(ServeOptions o) {
     QB_ASSIGN_OR_RETURN(draft, LoadDraftModel(o.draft, tok.get(), pool.get()));
   }
   const ModelConfig& mc = loaded.model->config();
+  if (!o.lora_modules.empty()) {
+    stage("loading the LoRA adapters", 0.78);
+    QB_ASSIGN_OR_RETURN(sizing.engine.lora, LoadLoraModules(o.lora_modules, mc, o.server.served_model_name));
+    for (const auto& a : *sizing.engine.lora)
+      spdlog::info("LoRA adapter \"{}\": {} (rank {}, {}, {})", a->name, a->path, a->rank,
+                   fmt::format("{}", fmt::join(a->targets, ",")), HumanBytes(a->bytes));
+  }
   stage("sizing the KV cache (first forward pass: reads every weight)", 0.8);
   QB_RETURN_IF_ERROR(SizeServe(o, loaded, draft ? &*draft : nullptr, static_cast<int>(pool->size()), &sizing));
   if (o.device != "cpu") stage("uploading the weights to the GPU", 0.87);
@@ -233,6 +242,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "Propose only while at most this many requests run or wait (larger batches are compute-bound)")
       ->capture_default_str();
   o->draft.Add(cmd);
+  cmd->add_option("--lora-modules", o->lora_modules,
+                  "LoRA adapters (PEFT directories with adapter_config.json and adapter_model.safetensors) as "
+                  "NAME=PATH, requests choose one with \"model\": NAME (OpenAI) or \"adapter_id\" (TGI)")
+      ->expected(1, -1);
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
   cmd->add_option("--http-threads", o->server.http_threads,
                   "Connections served at once (default: --max-num-seqs + --max-queue + 64)");

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cli/draft_model.h"
 #include "cli/exec_options.h"
@@ -43,6 +44,7 @@ struct ServeOptions {
   bool no_prefix_caching = false;
   SpeculativeConfig speculative;  // --speculative-*
   DraftModelOptions draft;        // --draft-model, --draft-quant
+  std::vector<std::string> lora_modules;  // --lora-modules NAME=PATH ...
   double drain_timeout = 30;
   bool print_config = false;
   std::string device = "cpu";           // cpu or cuda
@@ -65,7 +67,8 @@ struct ServeSizing {
   int64_t guard_reserve_bytes = 0;
   DraftMemory draft;          // the draft model's pool and activations (--draft-model)
   int64_t draft_weights_bytes = 0;
-  EngineConfig engine;
+  int64_t lora_bytes = 0;      // the LoRA adapters' weights (resident, part of resident_bytes)
+  EngineConfig engine;         // engine.lora: the adapters, set before SizeServe
   std::string device = "cpu";  // the backend's description once made
   nlohmann::ordered_json gpu;  // GPU memory and KV sizing (--device cuda)
 };

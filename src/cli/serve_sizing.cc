@@ -5,6 +5,7 @@
 #include "cli/serve_options.h"
 #include "kernels/ops.h"
 #include "kv/kv_storage.h"
+#include "model/lora_apply.h"
 #include "model/step_model.h"
 #include "model/weights.h"
 #include "resources/kv_sizing.h"
@@ -31,6 +32,10 @@ Status DetectServeLimits(const ServeOptions& o, ServeSizing* s) {
   if (o.exec.tensor_parallel < 1) return InvalidArgument("--tensor-parallel-size must be at least 1");
   if (o.draft.enabled() && o.device != "cpu")
     return Unimplemented("--draft-model runs with --device cpu only");
+  if (!o.lora_modules.empty() && o.device != "cpu")
+    return Unimplemented("--lora-modules runs with --device cpu only");
+  if (!o.lora_modules.empty() && o.exec.tensor_parallel > 1)
+    return Unimplemented("--lora-modules with --tensor-parallel-size > 1 is not supported");
   if (o.exec.tensor_parallel > 1 && o.device != "cpu")
     return Unimplemented("--tensor-parallel-size > 1 runs on --device cpu only (the CUDA backend uses one GPU)");
   const auto kv_dtype = DTypeFromName(o.kv_dtype);
@@ -93,6 +98,14 @@ Status SizeServe(const ServeOptions& o, const LoadedModel& loaded, const LoadedM
   step.threads = threads;
   step.tensor_parallel = o.exec.tensor_parallel;
   s->activation_bytes = ActivationBytes(mc, step);
+  if (const auto& lora = s->engine.lora; lora && !lora->empty()) {
+    int64_t rank = 0;
+    for (const auto& a : *lora) {
+      s->lora_bytes += a->bytes;
+      rank = std::max(rank, a->rank);
+    }
+    s->activation_bytes += LoraScratchBytes(mc, rank);
+  }
   SpeculativeConfig speculative = o.speculative;
   if (draft) {
     if (speculative.num_tokens == 0) speculative.num_tokens = kDefaultDraftTokens;
@@ -214,6 +227,18 @@ nlohmann::ordered_json ServeConfigJson(const ServeOptions& o, const ServeSizing&
             {"max_seqs", sp.max_seqs}};
   }
   j["speculative"] = spec;
+  nlohmann::ordered_json lora = nlohmann::ordered_json::array();
+  if (s.engine.lora)
+    for (const auto& a : *s.engine.lora)
+      lora.push_back({{"name", a->name},
+                      {"path", a->path},
+                      {"rank", a->rank},
+                      {"alpha", a->alpha},
+                      {"rslora", a->rslora},
+                      {"targets", a->targets},
+                      {"bytes", a->bytes}});
+  j["lora_adapters"] = lora;
+  j["lora_bytes"] = s.lora_bytes;
   j["memory_guard_reserve_bytes"] = s.memory_limit ? nlohmann::ordered_json(s.guard_reserve_bytes) : nlohmann::ordered_json();
   return j;
 }

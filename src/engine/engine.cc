@@ -110,6 +110,9 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest r) {
   const int64_t blocks = (prompt + r.max_tokens + config_.scheduler.block_size - 1) / config_.scheduler.block_size;
   if (blocks > config_.kv_blocks)
     return ResourceExhausted(fmt::format("the request needs {} KV blocks, the cache has {}", blocks, config_.kv_blocks));
+  const size_t adapters = config_.lora ? config_.lora->size() : 0;
+  if (r.adapter < 0 || static_cast<size_t>(r.adapter) > adapters)
+    return InvalidArgument(fmt::format("LoRA adapter {} is not loaded ({} are)", r.adapter, adapters));
   if (!r.stop.empty() && !tokenizer_) return InvalidArgument("stop strings need the model's tokenizer");
   if (r.grammar && !tokenizer_) return InvalidArgument("structured output needs the model's tokenizer");
   for (const auto& s : r.stop)
@@ -189,6 +192,8 @@ void Engine::Admit() {
     seq.id = a->seq_id;
     seq.priority = a->request.priority;
     seq.tokens = a->request.prompt;
+    // An adapter's cached blocks are its own: the prefix cache's root differs per adapter.
+    if (a->request.adapter > 0) seq.cache_salt = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(a->request.adapter);
     scheduler_.Add(std::move(seq));
     active_.emplace(a->seq_id, std::move(a));
   }
@@ -316,6 +321,8 @@ void Engine::Step() {
   const int64_t bs = config_.scheduler.block_size;
   ForwardBatch batch;
   batch.tokens.reserve(static_cast<size_t>(plan.num_tokens));
+  const bool lora = config_.lora && !config_.lora->empty();
+  if (lora) batch.lora = config_.lora.get();
   // Per sampled chunk: its sequence, its first logit row and its draft (the tokens to verify).
   std::vector<int64_t> sample_ids;
   std::vector<int64_t> first_row;
@@ -336,6 +343,7 @@ void Engine::Step() {
       batch.positions.push_back(static_cast<int32_t>(p));
       batch.slots.push_back(static_cast<int32_t>(s->blocks[static_cast<size_t>(p / bs)] * bs + p % bs));
       batch.tables.emplace_back(s->blocks);
+      if (lora) batch.adapters.push_back(a.request.adapter);
       if (p < static_cast<int64_t>(a.request.prompt.size())) ++prompt_tokens;
     }
     if (c.sample) {

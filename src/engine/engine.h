@@ -40,6 +40,8 @@ struct EngineConfig {
   std::vector<int32_t> eos_token_ids;
   SpeculativeConfig speculative;      // speculative decoding (off by default)
   std::shared_ptr<Drafter> drafter;  // its proposals (engine/model_drafter.h: a draft model); null: n-gram
+  // LoRA adapters requests may ask for (GenerationRequest::adapter); null or empty: none.
+  std::shared_ptr<const LoraAdapters> lora;
 };
 
 struct EngineStats {

@@ -29,6 +29,7 @@ struct GenerationRequest {
   bool ignore_eos = false;
   bool skip_special_tokens = true;       // leave <|im_end|> and the like out of the text
   int32_t priority = 0;                  // lower runs first
+  int32_t adapter = 0;                   // LoRA adapter: 1-based into EngineConfig::lora; 0: none
   // Structured output: the text must be a sentence of this grammar (JSON, a schema, choices).
   // It may end (end-of-sequence or a stop id) only where the grammar is complete, and it ends
   // there even with ignore_eos.

@@ -15,7 +15,10 @@ class CudaStepModel final : public StepModel {
   CudaStepModel(std::unique_ptr<CudaQwen2Model> model, std::string device)
       : model_(std::move(model)), device_(std::move(device)) {}
   const ModelConfig& config() const override { return model_->config(); }
-  Result<Tensor> Step(const ForwardBatch& batch) override { return model_->Forward(batch); }
+  Result<Tensor> Step(const ForwardBatch& batch) override {
+    if (!batch.adapters.empty()) return Unimplemented("LoRA adapters run on the CPU only (not --device cuda)");
+    return model_->Forward(batch);
+  }
   int64_t kv_pool_bytes() const override { return model_->kv_pool_bytes(); }
   int64_t kv_blocks() const override { return model_->options().num_blocks; }
   std::string device() const override { return device_; }

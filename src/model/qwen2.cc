@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "kernels/collective.h"
+#include "model/lora_apply.h"
 #include "model/rope.h"
 
 namespace qb {
@@ -86,6 +87,16 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
   for (int32_t id : batch.tokens)
     if (id < 0 || id >= c.vocab_size)
       return InvalidArgument(fmt::format("token id {} is outside the vocabulary (0..{})", id, c.vocab_size - 1));
+  if (!batch.adapters.empty()) {
+    if (batch.adapters.size() != batch.tokens.size() || batch.lora == nullptr)
+      return InvalidArgument("ForwardBatch: adapters without one per token, or without the adapters");
+    for (int32_t a : batch.adapters)
+      if (a < 0 || static_cast<size_t>(a) > batch.lora->size())
+        return InvalidArgument(fmt::format("LoRA adapter {} of {}", a, batch.lora->size()));
+  }
+  const LoraBatch lora(batch.adapters, batch.lora);
+  if (!lora.empty() && ctx.collective != nullptr)
+    return Unimplemented("LoRA adapters with tensor parallelism are not supported");
   const std::span<const int32_t> pos(batch.positions);
   const std::span<const int32_t> slots(batch.slots);
   const int64_t block_size = kv.layout().block_size;
@@ -116,6 +127,11 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     if (w.wqkv.defined()) {  // joined at load (model/fuse_projections.h): one Linear, then split
       if (!qkv.defined()) qkv = Tensor::Uninitialized(DType::kF32, {n, w.wqkv.rows()});
       k::Linear(ctx, h, w.wqkv, w.bqkv.defined() ? &w.bqkv : nullptr, qkv);
+      if (!lora.empty()) {
+        lora.Add(ctx, l, LoraTarget::kQ, h, qkv, 0);
+        lora.Add(ctx, l, LoraTarget::kK, h, qkv, c.q_dim());
+        lora.Add(ctx, l, LoraTarget::kV, h, qkv, c.q_dim() + c.kv_dim());
+      }
       k::SplitRopeScatter(ctx, qkv, c.head_dim, block_size, pos, rope_, slots, q, kv.keys(l), kv.values(l));
     } else {
       if (!kk.defined()) {
@@ -125,12 +141,18 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
       k::Linear(ctx, h, w.wq, &w.bq, q, &w.wq_perm);
       k::Linear(ctx, h, w.wk, &w.bk, kk, &w.wk_perm);
       k::Linear(ctx, h, w.wv, &w.bv, v, &w.wv_perm);
+      if (!lora.empty()) {
+        lora.Add(ctx, l, LoraTarget::kQ, h, q);
+        lora.Add(ctx, l, LoraTarget::kK, h, kk);
+        lora.Add(ctx, l, LoraTarget::kV, h, v);
+      }
       k::Rope(ctx, q, kk, c.head_dim, pos, rope_);
       k::ScatterKv(ctx, kk, slots, kv.keys(l), c.head_dim, block_size);
       k::ScatterKv(ctx, v, slots, kv.values(l), c.head_dim, block_size);
     }
     k::Attention(ctx, q, kv.keys(l), kv.values(l), c.head_dim, block_size, pos, batch.tables, scale, attn);
     k::Linear(ctx, attn, w.wo, nullptr, proj, &w.wo_perm);
+    if (!lora.empty()) lora.Add(ctx, l, LoraTarget::kO, attn, proj);
     // Tensor parallel: each rank's o_proj saw only its heads; the sum of the ranks' is the whole.
     if (ctx.collective != nullptr) ctx.collective->AllReduceSum(proj.mutable_data<float>(), proj.numel(), ctx.pool);
     // MLP block: x += down(silu(gate(m)) * up(m)), m = rmsnorm(x).
@@ -138,14 +160,23 @@ Result<Tensor> Qwen2Model::Forward(const ForwardBatch& batch, KvStorage& kv, con
     if (w.w_gate_up.defined()) {
       if (!gate_up.defined()) gate_up = Tensor::Uninitialized(DType::kF32, {n, 2 * c.intermediate_size});
       k::Linear(ctx, h, w.w_gate_up, nullptr, gate_up);
+      if (!lora.empty()) {
+        lora.Add(ctx, l, LoraTarget::kGate, h, gate_up, 0);
+        lora.Add(ctx, l, LoraTarget::kUp, h, gate_up, c.intermediate_size);
+      }
       k::SiluMulJoined(ctx, gate_up, gate);
     } else {
       if (!up.defined()) up = Tensor::Uninitialized(DType::kF32, {n, c.intermediate_size});
       k::Linear(ctx, h, w.w_gate, nullptr, gate, &w.gate_perm);
       k::Linear(ctx, h, w.w_up, nullptr, up, &w.up_perm);
+      if (!lora.empty()) {
+        lora.Add(ctx, l, LoraTarget::kGate, h, gate);
+        lora.Add(ctx, l, LoraTarget::kUp, h, up);
+      }
       k::SiluMul(ctx, gate, up, gate);
     }
     k::Linear(ctx, gate, w.w_down, nullptr, proj, &w.down_perm);
+    if (!lora.empty()) lora.Add(ctx, l, LoraTarget::kDown, gate, proj);
     if (ctx.collective != nullptr) ctx.collective->AllReduceSum(proj.mutable_data<float>(), proj.numel(), ctx.pool);
     // The residual add, with the next layer's attention norm when there is one.
     if (l + 1 < c.num_layers)

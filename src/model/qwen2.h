@@ -9,6 +9,7 @@
 #include "model/config.h"
 #include "kv/kv_storage.h"
 #include "model/kv_cache.h"
+#include "model/lora_adapter.h"
 #include "model/weights.h"
 #include "util/status.h"
 
@@ -22,6 +23,10 @@ struct ForwardBatch {
   std::vector<int32_t> slots;
   std::vector<std::span<const int32_t>> tables;
   std::vector<int32_t> logit_rows;  // the tokens whose logits are returned, in this order
+  // LoRA (model/lora_adapter.h): token i runs with adapter adapters[i] of `lora` (1-based; 0:
+  // the base model). Both empty: every token runs with the base model.
+  std::vector<int32_t> adapters;
+  const LoraAdapters* lora = nullptr;
 };
 
 // One sequence's `tokens` at positions [start_pos, start_pos + n) in a KV pool of a single block

@@ -76,7 +76,7 @@ void Scheduler::MatchPrefix(Sequence& s) {
   if (!config_.prefix_caching) return;
   const int64_t bs = config_.block_size;
   const auto n = static_cast<int64_t>(s.tokens.size());
-  uint64_t parent = 0;
+  uint64_t parent = s.cache_salt;
   for (int64_t b = 0; (b + 1) * bs <= n - 1; ++b) {  // leave at least one token to compute
     std::span<const int32_t> toks(s.tokens.data() + b * bs, static_cast<size_t>(bs));
     const uint64_t h = HashBlock(parent, toks);
@@ -191,7 +191,7 @@ void Scheduler::Publish(Sequence& s) {
   const int64_t bs = config_.block_size;
   while ((static_cast<int64_t>(s.hashes.size()) + 1) * bs <= s.num_computed) {
     const auto b = static_cast<int64_t>(s.hashes.size());
-    const uint64_t parent = b > 0 ? s.hashes.back() : 0;
+    const uint64_t parent = b > 0 ? s.hashes.back() : s.cache_salt;
     std::span<const int32_t> toks(s.tokens.data() + b * bs, static_cast<size_t>(bs));
     const uint64_t h = HashBlock(parent, toks);
     pool_->Publish(s.blocks[static_cast<size_t>(b)], h, parent, toks);

@@ -37,6 +37,9 @@ struct Sequence {
   int64_t num_computed = 0;     // leading tokens whose keys/values are in the cache
   std::vector<int32_t> blocks;  // block table
   std::vector<uint64_t> hashes;  // prefix-cache hashes of the leading full blocks (published or found)
+  // The prefix cache's root: sequences share cached blocks only with the same salt (a LoRA
+  // adapter's keys and values differ from the base model's for the same tokens).
+  uint64_t cache_salt = 0;
   int64_t cached_tokens = 0;    // tokens found in the prefix cache at the last admission
   int64_t preemptions = 0;
   int64_t arrival = 0;          // set by the scheduler

@@ -38,11 +38,32 @@ struct Defaults {
   int64_t max_n = 8;
 };
 
+// The names a request may ask for ("model"; TGI's "adapter_id"): the served model and its LoRA
+// adapters (GenerationRequest::adapter i is adapters[i - 1]).
+struct ServedNames {
+  std::string model;  // empty: any name is the model
+  std::vector<std::string> adapters;
+  // 0 for the model, i for adapters[i - 1]; nullopt for a name not served.
+  std::optional<int32_t> Find(const std::string& name) const {
+    if (model.empty() || name == model) return 0;
+    for (size_t i = 0; i < adapters.size(); ++i)
+      if (adapters[i] == name) return static_cast<int32_t>(i + 1);
+    return std::nullopt;
+  }
+  // "'qwenbox'" or "'qwenbox', 'sql-lora'": for error messages.
+  std::string List() const {
+    std::string out = "'" + model + "'";
+    for (const auto& a : adapters) out += ", '" + a + "'";
+    return out;
+  }
+};
+
 enum class Endpoint { kChat, kCompletion, kTgi };
 
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::kChat;
-  GenerationRequest gen;   // prompt ids, sampling, limits (id filled by the server)
+  GenerationRequest gen;   // prompt ids, sampling, limits, adapter (id filled by the server)
+  std::string model;       // the name asked for (the model's or an adapter's): responses echo it
   int n = 1;
   bool stream = false;
   bool include_usage = false;

@@ -46,6 +46,15 @@ HttpError FromStatus(const Status& s) {
   return HttpError{400, "invalid_request_error", s.message(), ""};
 }
 
+// What requests may name: the served model and the engine's LoRA adapters.
+api::ServedNames Names(const std::string& served, const ServedModel& m) {
+  api::ServedNames n;
+  n.model = served;
+  if (m.engine && m.engine->config().lora)
+    for (const auto& a : *m.engine->config().lora) n.adapters.push_back(a->name);
+  return n;
+}
+
 std::string Dump(const OrderedJson& j) { return j.dump(-1, ' ', false, OrderedJson::error_handler_t::replace); }
 
 // One request's state while its answer is produced (shared with the content provider).
@@ -295,11 +304,22 @@ void HttpServer::Routes() {
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(model_mu_);
     OrderedJson data = OrderedJson::array();
+    const auto created = static_cast<int64_t>(std::time(nullptr));
     data.push_back({{"id", config_.served_model_name},
                     {"object", "model"},
-                    {"created", static_cast<int64_t>(std::time(nullptr))},
+                    {"created", created},
                     {"owned_by", "qwenbox"},
                     {"max_model_len", model_.defaults.max_total_tokens}});
+    // LoRA adapters as vLLM lists them: their own ids, with the model as parent.
+    if (model_.engine && model_.engine->config().lora)
+      for (const auto& a : *model_.engine->config().lora)
+        data.push_back({{"id", a->name},
+                        {"object", "model"},
+                        {"created", created},
+                        {"owned_by", "qwenbox"},
+                        {"root", a->path},
+                        {"parent", config_.served_model_name},
+                        {"max_model_len", model_.defaults.max_total_tokens}});
     SendJson(res, 200, Dump({{"object", "list"}, {"data", data}}));
   });
   s.Get("/info", [this](const httplib::Request&, httplib::Response& res) {
@@ -394,14 +414,15 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   const OrderedJson body = OrderedJson::parse(req.body, nullptr, false);
   if (body.is_discarded()) return fail(HttpError{400, "invalid_request_error", "the body is not valid JSON (or not UTF-8)", ""});
   std::variant<ParsedRequest, HttpError> parsed;
+  const api::ServedNames names = Names(config_.served_model_name, m);
   if (endpoint == api::Endpoint::kChat) {
     if (!m.chat_template)
       return fail(HttpError{400, "invalid_request_error", "this model has no chat template qwenbox can render; use /v1/completions", ""});
-    parsed = api::ParseChatRequest(body, *m.tokenizer, *m.chat_template, m.defaults, config_.served_model_name);
+    parsed = api::ParseChatRequest(body, *m.tokenizer, *m.chat_template, m.defaults, names);
   } else if (endpoint == api::Endpoint::kCompletion) {
-    parsed = api::ParseCompletionRequest(body, *m.tokenizer, m.defaults, config_.served_model_name);
+    parsed = api::ParseCompletionRequest(body, *m.tokenizer, m.defaults, names);
   } else {
-    parsed = api::ParseTgiRequest(body, *m.tokenizer, m.defaults);
+    parsed = api::ParseTgiRequest(body, *m.tokenizer, m.defaults, names);
     if (auto* p = std::get_if<ParsedRequest>(&parsed); p && req.path == "/generate_stream") p->stream = true;
   }
   if (auto* e = std::get_if<HttpError>(&parsed)) return fail(*e);
@@ -410,7 +431,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   x->call_salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
   x->parsed = std::move(std::get<ParsedRequest>(parsed));
   x->tok = m.tokenizer;
-  x->model_name = config_.served_model_name;
+  x->model_name = x->parsed.model;
   x->created = static_cast<int64_t>(std::time(nullptr));
   x->start = Clock::now();
   GenerationRequest& g = x->parsed.gen;

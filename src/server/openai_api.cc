@@ -78,9 +78,16 @@ std::optional<HttpError> CheckFields(const OrderedJson& body, const std::set<std
 }
 
 // The fields chat and completions share: sampling, stop, limits.
-std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const std::string& served_model, ParsedRequest& p) {
-  if (auto model = r.String("model"); model && !served_model.empty() && *model != served_model)
-    return HttpError{404, "not_found_error", fmt::format("The model '{}' does not exist (this server serves '{}')", *model, served_model), "model"};
+std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const ServedNames& names, ParsedRequest& p) {
+  p.model = names.model;
+  if (auto model = r.String("model")) {
+    const auto adapter = names.Find(*model);
+    if (!adapter)
+      return HttpError{404, "not_found_error",
+                       fmt::format("The model '{}' does not exist (this server serves {})", *model, names.List()), "model"};
+    p.gen.adapter = *adapter;
+    if (*adapter > 0) p.model = *model;
+  }
   SamplingParams& s = p.gen.sampling;
   s.temperature = static_cast<float>(r.Number("temperature", 0, 2).value_or(d.temperature));
   s.top_p = static_cast<float>(r.Number("top_p", 1e-9, 1).value_or(d.top_p));
@@ -164,7 +171,7 @@ std::optional<HttpError> FlattenContent(OrderedJson& m, size_t i) {
 }  // namespace
 
 Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTemplateKind tmpl, const Defaults& d,
-                       const std::string& served_model) {
+                       const ServedNames& names) {
   static const std::set<std::string> kKnown = {
       "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "n",
       "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
@@ -175,7 +182,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   ParsedRequest p;
   p.endpoint = Endpoint::kChat;
   Reader r{body, std::nullopt};
-  if (auto e = ReadCommon(r, d, served_model, p)) return *e;
+  if (auto e = ReadCommon(r, d, names, p)) return *e;
   if (auto e = ReadMaxTokens(r, "max_tokens", p, d)) return *e;
   if (auto e = ReadMaxTokens(r, "max_completion_tokens", p, d)) return *e;
   p.want_logprobs = r.Bool("logprobs").value_or(false);
@@ -287,7 +294,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
 }
 
 Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d,
-                             const std::string& served_model) {
+                             const ServedNames& names) {
   static const std::set<std::string> kKnown = {
       "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stream", "stream_options",
       "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
@@ -297,7 +304,7 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   ParsedRequest p;
   p.endpoint = Endpoint::kCompletion;
   Reader r{body, std::nullopt};
-  if (auto e = ReadCommon(r, d, served_model, p)) return *e;
+  if (auto e = ReadCommon(r, d, names, p)) return *e;
   if (auto e = ReadMaxTokens(r, "max_tokens", p, d)) return *e;
   if (!p.max_tokens_given) {
     p.gen.max_tokens = 16;  // OpenAI's default for completions

@@ -15,10 +15,11 @@ namespace qb::api {
 
 using Parse = std::variant<ParsedRequest, HttpError>;
 
+// "model" picks the served model or one of its LoRA adapters (`names`); another name is a 404.
 Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTemplateKind tmpl, const Defaults& d,
-                       const std::string& served_model);
+                       const ServedNames& names);
 Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d,
-                             const std::string& served_model);
+                             const ServedNames& names);
 
 // One generated choice as the handler collected it.
 struct Choice {

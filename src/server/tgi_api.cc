@@ -13,7 +13,8 @@ namespace {
 HttpError Bad(std::string m) { return HttpError{400, "validation", std::move(m), ""}; }
 }  // namespace
 
-std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d) {
+std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d,
+                                                       const ServedNames& names) {
   if (!body.is_object()) return Bad("the request body must be a JSON object");
   for (auto it = body.begin(); it != body.end(); ++it)
     if (it.key() != "inputs" && it.key() != "parameters" && it.key() != "stream")
@@ -21,6 +22,7 @@ std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, 
   if (!body.contains("inputs") || !body["inputs"].is_string()) return Bad("'inputs' must be a string");
   ParsedRequest p;
   p.endpoint = Endpoint::kTgi;
+  p.model = names.model;
   p.prompt_text = body["inputs"].get<std::string>();
   if (p.prompt_text.empty()) return Bad("'inputs' cannot be empty");
   p.gen.prompt = tok.Encode(p.prompt_text);
@@ -94,6 +96,16 @@ std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, 
       if (p.gen.prompt.size() > keep) p.gen.prompt.erase(p.gen.prompt.begin(), p.gen.prompt.end() - static_cast<std::ptrdiff_t>(keep));
     } else if (k == "grammar") {
       if (auto e = ReadTgiGrammar(v, p)) return *e;
+    } else if (k == "adapter_id") {
+      if (!v.is_string()) return Bad("'adapter_id' must be a string");
+      const auto adapter = names.Find(v.get<std::string>());
+      if (!adapter)
+        return HttpError{404, "validation",
+                         fmt::format("adapter_id '{}' is not loaded (this server serves {})", v.get<std::string>(),
+                                     names.List()),
+                         ""};
+      p.gen.adapter = *adapter;
+      if (*adapter > 0) p.model = v.get<std::string>();
     } else if (k == "best_of") {
       if (!v.is_number_integer() || v.get<int64_t>() != 1) return Bad("'best_of' other than 1 is not supported");
     } else {

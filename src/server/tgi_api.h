@@ -8,7 +8,9 @@
 
 namespace qb::api {
 
-std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d);
+// parameters.adapter_id picks one of the LoRA adapters in `names` (or the model, by its name).
+std::variant<ParsedRequest, HttpError> ParseTgiRequest(const OrderedJson& body, const Tokenizer& tok, const Defaults& d,
+                                                       const ServedNames& names);
 // TGI's finish reasons: "length", "eos_token", "stop_sequence".
 std::string TgiFinishReason(FinishReason r, bool by_stop_sequence);
 

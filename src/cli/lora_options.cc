@@ -1,0 +1,61 @@
+#include "cli/lora_options.h"
+
+#include <filesystem>
+#include <set>
+
+#include <fmt/format.h>
+
+namespace qb::cli {
+
+namespace {
+
+std::string DirectoryName(const std::string& path) {
+  std::filesystem::path p(path);
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<const LoraAdapters>> LoadLoraModules(const std::vector<std::string>& specs,
+                                                           const ModelConfig& config, const std::string& served_name) {
+  auto set = std::make_shared<LoraAdapters>();
+  std::set<std::string> names;
+  for (const std::string& spec : specs) {
+    const auto eq = spec.find('=');
+    std::string name = eq == std::string::npos ? DirectoryName(spec) : spec.substr(0, eq);
+    const std::string path = eq == std::string::npos ? spec : spec.substr(eq + 1);
+    if (name.empty() || path.empty())
+      return InvalidArgument(fmt::format("--lora-modules: \"{}\" is not NAME=PATH", spec));
+    if (name == served_name)
+      return InvalidArgument(
+          fmt::format("--lora-modules: the adapter name \"{}\" is the model's own (--served-model-name)", name));
+    if (!names.insert(name).second)
+      return InvalidArgument(fmt::format("--lora-modules: two adapters are named \"{}\"", name));
+    QB_ASSIGN_OR_RETURN(LoraAdapter a, LoadLoraAdapter(path, config, name));
+    set->push_back(std::make_shared<const LoraAdapter>(std::move(a)));
+  }
+  return std::shared_ptr<const LoraAdapters>(std::move(set));
+}
+
+Result<std::shared_ptr<const LoraAdapters>> LoadOneLora(const std::string& path, const ModelConfig& config) {
+  if (path.empty()) return std::shared_ptr<const LoraAdapters>();
+  QB_ASSIGN_OR_RETURN(LoraAdapter a, LoadLoraAdapter(path, config, DirectoryName(path)));
+  return std::make_shared<const LoraAdapters>(LoraAdapters{std::make_shared<const LoraAdapter>(std::move(a))});
+}
+
+ForwardBatch WithLora(ForwardBatch batch, const LoraAdapters* set) {
+  if (set == nullptr || set->empty()) return batch;
+  batch.lora = set;
+  batch.adapters.assign(batch.tokens.size(), 1);
+  return batch;
+}
+
+int64_t LoraBytes(const LoraAdapters* set) {
+  int64_t bytes = 0;
+  if (set != nullptr)
+    for (const auto& a : *set) bytes += a->bytes;
+  return bytes;
+}
+
+}  // namespace qb::cli

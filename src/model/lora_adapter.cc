@@ -1,0 +1,228 @@
+#include "model/lora_adapter.h"
+
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "formats/safetensors.h"
+#include "tensor/dequantize.h"
+#include "util/json.h"
+
+namespace qb {
+
+namespace {
+
+constexpr std::array<std::string_view, kLoraTargets> kNames = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                               "gate_proj", "up_proj", "down_proj"};
+
+struct AdapterConfig {
+  double alpha = 0;
+  int64_t r = 0;
+  bool rslora = false;
+};
+
+// Whether a config value is absent or "empty" (null, false, "", [], {}).
+bool IsUnset(const Json& j, const char* key) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return true;
+  if (it->is_boolean()) return !it->get<bool>();
+  if (it->is_string()) return it->get<std::string>().empty();
+  if (it->is_array() || it->is_object()) return it->empty();
+  return false;
+}
+
+Result<AdapterConfig> ReadAdapterConfig(const std::string& file) {
+  QB_ASSIGN_OR_RETURN(Json j, ReadJsonFile(file));
+  if (!j.is_object()) return InvalidArgument(file + ": not a JSON object");
+  QB_ASSIGN_OR_RETURN(auto type, JsonString(j, "peft_type", file));
+  if (type && *type != "LORA")
+    return Unimplemented(fmt::format("{}: peft_type \"{}\" is not supported (only LORA)", file, *type));
+  if (!IsUnset(j, "use_dora"))
+    return Unimplemented(file + ": DoRA adapters (use_dora) are not supported: merge it into the model instead");
+  if (!IsUnset(j, "fan_in_fan_out"))
+    return Unimplemented(file + ": fan_in_fan_out adapters (GPT-2's Conv1D layout) do not apply to Qwen2");
+  if (auto bias = JsonString(j, "bias", file); !bias.ok()) {
+    return bias.status();
+  } else if (bias->value_or("none") != "none") {
+    return Unimplemented(fmt::format("{}: bias \"{}\": adapters that train biases are not supported", file, **bias));
+  }
+  if (!IsUnset(j, "modules_to_save"))
+    return Unimplemented(file + ": modules_to_save (whole copies of layers such as the embedding or lm_head) "
+                                "is not supported: merge the adapter into the model instead");
+  if (!IsUnset(j, "alpha_pattern"))
+    return Unimplemented(file + ": alpha_pattern (per-module lora_alpha) is not supported");
+  AdapterConfig c;
+  QB_ASSIGN_OR_RETURN(auto r, JsonInt(j, "r", file));
+  QB_ASSIGN_OR_RETURN(auto alpha, JsonNumber(j, "lora_alpha", file));
+  QB_ASSIGN_OR_RETURN(auto rs, JsonBool(j, "use_rslora", file));
+  if (!r || *r < 1) return InvalidArgument(file + ": \"r\" must be a positive integer");
+  c.r = *r;
+  c.alpha = alpha.value_or(8.0);  // PEFT's default
+  if (!(c.alpha > 0) || !std::isfinite(c.alpha)) return InvalidArgument(file + ": \"lora_alpha\" must be positive");
+  c.rslora = rs.value_or(false);
+  return c;
+}
+
+struct TensorRole {
+  int64_t layer = -1;
+  LoraTarget target = LoraTarget::kQ;
+  bool is_b = false;
+};
+
+bool Consume(std::string_view& s, std::string_view prefix) {
+  if (!s.starts_with(prefix)) return false;
+  s.remove_prefix(prefix.size());
+  return true;
+}
+
+// "base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight" (also with ".default" before
+// ".weight") -> layer 3, q, A. Errors name what is not supported.
+Result<TensorRole> ParseTensorName(const std::string& file, const std::string& name) {
+  const auto refuse = [&](std::string_view why) {
+    return Unimplemented(fmt::format("{}: tensor \"{}\": {}", file, name, why));
+  };
+  if (name.find("embed_tokens") != std::string::npos || name.find("lora_embedding") != std::string::npos)
+    return refuse("LoRA on the embedding is not supported");
+  if (name.find("lm_head") != std::string::npos) return refuse("LoRA on lm_head is not supported");
+  if (name.ends_with(".bias")) return refuse("trained biases are not supported");
+  std::string_view s = name;
+  Consume(s, "base_model.model.");
+  TensorRole role;
+  if (!Consume(s, "model.layers.")) return refuse("not a LoRA tensor of a Qwen2 decoder layer");
+  const auto dot = s.find('.');
+  int64_t layer = -1;
+  if (dot == std::string_view::npos || std::from_chars(s.data(), s.data() + dot, layer).ptr != s.data() + dot)
+    return refuse("no layer number");
+  role.layer = layer;
+  s.remove_prefix(dot + 1);
+  if (!Consume(s, "self_attn.") && !Consume(s, "mlp.")) return refuse("not in self_attn or mlp");
+  bool found = false;
+  for (int t = 0; t < kLoraTargets && !found; ++t) {
+    if (Consume(s, kNames[static_cast<size_t>(t)])) {
+      role.target = static_cast<LoraTarget>(t);
+      found = true;
+    }
+  }
+  if (!found) return refuse("not one of q/k/v/o/gate/up/down_proj");
+  if (Consume(s, ".lora_A")) {
+    role.is_b = false;
+  } else if (Consume(s, ".lora_B")) {
+    role.is_b = true;
+  } else {
+    return refuse("neither lora_A nor lora_B");
+  }
+  Consume(s, ".default");
+  if (s != ".weight") return refuse("not a LoRA weight");
+  return role;
+}
+
+// The tensor as f32 [rows, cols], times `scale`.
+Result<Tensor> ToF32(const SafetensorsFile& f, const SafetensorsEntry& e, float scale) {
+  if (e.dtype != DType::kF32 && e.dtype != DType::kF16 && e.dtype != DType::kBF16)
+    return Unimplemented(fmt::format("{}: tensor \"{}\" is {}; LoRA tensors must be F32, F16 or BF16", f.path(),
+                                     e.name, Name(e.dtype)));
+  if (e.shape.size() != 2) return InvalidArgument(fmt::format("{}: tensor \"{}\" is not a matrix", f.path(), e.name));
+  const Tensor src = f.Load(e);
+  Tensor out = Tensor::Empty(DType::kF32, e.shape);
+  for (int64_t r = 0; r < src.rows(); ++r) {
+    float* dst = out.mutable_data<float>() + r * src.cols();
+    DequantizeRow(src.dtype(), src.row(r), dst, src.cols());
+    if (scale != 1.0f)
+      for (int64_t c = 0; c < src.cols(); ++c) dst[c] *= scale;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string_view LoraTargetName(LoraTarget t) { return kNames[static_cast<size_t>(t)]; }
+
+LoraShape LoraTargetShape(const ModelConfig& c, LoraTarget t) {
+  switch (t) {
+    case LoraTarget::kQ: return {c.hidden_size, c.q_dim()};
+    case LoraTarget::kK:
+    case LoraTarget::kV: return {c.hidden_size, c.kv_dim()};
+    case LoraTarget::kO: return {c.q_dim(), c.hidden_size};
+    case LoraTarget::kGate:
+    case LoraTarget::kUp: return {c.hidden_size, c.intermediate_size};
+    case LoraTarget::kDown: return {c.intermediate_size, c.hidden_size};
+  }
+  return {};
+}
+
+Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& config, std::string name) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(path))
+    return NotFound(fmt::format("{}: not a directory (a LoRA adapter is a directory holding adapter_config.json "
+                                "and adapter_model.safetensors)",
+                                path));
+  const std::string config_file = (fs::path(path) / "adapter_config.json").string();
+  const std::string weights_file = (fs::path(path) / "adapter_model.safetensors").string();
+  if (!fs::exists(config_file)) return NotFound(config_file + ": not found");
+  if (!fs::exists(weights_file)) {
+    if (fs::exists(fs::path(path) / "adapter_model.bin"))
+      return Unimplemented(fmt::format("{}: only adapter_model.bin (a PyTorch pickle, which qwenbox does not read) is "
+                                       "there: save the adapter with safe_serialization=True",
+                                       path));
+    return NotFound(weights_file + ": not found");
+  }
+  QB_ASSIGN_OR_RETURN(const AdapterConfig ac, ReadAdapterConfig(config_file));
+  QB_ASSIGN_OR_RETURN(const SafetensorsFile file, SafetensorsFile::Open(weights_file));
+
+  LoraAdapter a;
+  a.name = std::move(name);
+  a.path = path;
+  a.alpha = ac.alpha;
+  a.rslora = ac.rslora;
+  a.layers.resize(static_cast<size_t>(config.num_layers));
+  // Pair each module's A and B first: B's scale depends on its rank (A's rows), which PEFT's
+  // rank_pattern may set per module.
+  struct Found {
+    const SafetensorsEntry* a = nullptr;
+    const SafetensorsEntry* b = nullptr;
+  };
+  std::vector<std::array<Found, kLoraTargets>> found(static_cast<size_t>(config.num_layers));
+  for (const SafetensorsEntry& e : file.entries()) {
+    QB_ASSIGN_OR_RETURN(const TensorRole role, ParseTensorName(weights_file, e.name));
+    if (role.layer < 0 || role.layer >= config.num_layers)
+      return InvalidArgument(fmt::format("{}: tensor \"{}\" is for layer {}, the model has {} layers", weights_file,
+                                         e.name, role.layer, config.num_layers));
+    Found& f = found[static_cast<size_t>(role.layer)][static_cast<size_t>(role.target)];
+    (role.is_b ? f.b : f.a) = &e;
+  }
+  std::array<bool, kLoraTargets> used{};
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const Found& f = found[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      if (f.a == nullptr && f.b == nullptr) continue;
+      const auto target = static_cast<LoraTarget>(t);
+      const std::string where = fmt::format("{}: layer {} {}", weights_file, l, LoraTargetName(target));
+      if (f.a == nullptr || f.b == nullptr)
+        return InvalidArgument(fmt::format("{}: has lora_{} but not lora_{}", where, f.a ? "A" : "B", f.a ? "B" : "A"));
+      const LoraShape want = LoraTargetShape(config, target);
+      const Shape& sa = f.a->shape;
+      const Shape& sb = f.b->shape;
+      if (sa.size() != 2 || sb.size() != 2 || sa[1] != want.in || sb[0] != want.out || sb[1] != sa[0] || sa[0] < 1)
+        return InvalidArgument(fmt::format(
+            "{}: lora_A is {}, lora_B is {}; this model needs [r, {}] and [{}, r] (is the adapter for another model?)",
+            where, ShapeToString(sa), ShapeToString(sb), want.in, want.out));
+      const int64_t r = sa[0];
+      const double scale = ac.rslora ? ac.alpha / std::sqrt(static_cast<double>(r)) : ac.alpha / static_cast<double>(r);
+      LoraPair& p = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      QB_ASSIGN_OR_RETURN(p.a, ToF32(file, *f.a, 1.0f));
+      QB_ASSIGN_OR_RETURN(p.b, ToF32(file, *f.b, static_cast<float>(scale)));
+      a.rank = std::max(a.rank, r);
+      a.parameters += p.a.numel() + p.b.numel();
+      a.bytes += static_cast<int64_t>(p.a.nbytes() + p.b.nbytes());
+      used[static_cast<size_t>(t)] = true;
+    }
+  }
+  if (a.parameters == 0) return InvalidArgument(weights_file + ": holds no LoRA tensors");
+  for (int t = 0; t < kLoraTargets; ++t)
+    if (used[static_cast<size_t>(t)]) a.targets.emplace_back(kNames[static_cast<size_t>(t)]);
+  return a;
+}
+
+}  // namespace qb

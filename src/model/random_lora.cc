@@ -1,0 +1,115 @@
+#include "model/random_lora.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "formats/safetensors_writer.h"
+#include "util/half.h"
+#include "util/json.h"
+
+namespace qb {
+
+namespace {
+
+// A uniform value in [-1, 1) from 53 random bits (the same on every platform, unlike
+// std::uniform_real_distribution).
+double Uniform(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1p-52 - 1.0; }
+
+PendingTensor RandomMatrix(std::string name, DType dtype, int64_t rows, int64_t cols, double bound, uint64_t seed) {
+  PendingTensor t{std::move(name), dtype, {rows, cols}, {}};
+  t.fill = [dtype, n = rows * cols, bound, seed](uint8_t* dst) {
+    std::mt19937_64 rng(seed);
+    for (int64_t i = 0; i < n; ++i) {
+      const auto v = static_cast<float>(bound * Uniform(rng));
+      if (dtype == DType::kF32) {
+        std::memcpy(dst + 4 * i, &v, 4);
+      } else {
+        const uint16_t h = dtype == DType::kF16 ? F32ToF16(v) : F32ToBF16(v);
+        std::memcpy(dst + 2 * i, &h, 2);
+      }
+    }
+  };
+  return t;
+}
+
+}  // namespace
+
+Result<std::vector<LoraTarget>> ParseLoraTargets(const std::string& list) {
+  std::vector<LoraTarget> out;
+  if (list == "all" || list == "all-linear") return RandomLoraOptions{}.targets;
+  size_t pos = 0;
+  while (pos <= list.size()) {
+    const size_t comma = std::min(list.find(',', pos), list.size());
+    const std::string name = list.substr(pos, comma - pos);
+    bool found = false;
+    for (int t = 0; t < kLoraTargets; ++t)
+      if (LoraTargetName(static_cast<LoraTarget>(t)) == name) {
+        out.push_back(static_cast<LoraTarget>(t));
+        found = true;
+      }
+    if (!found)
+      return InvalidArgument(fmt::format("unknown LoRA target \"{}\" (q_proj, k_proj, v_proj, o_proj, gate_proj, "
+                                         "up_proj, down_proj, or all)",
+                                         name));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+Status WriteRandomLora(const ModelConfig& config, const RandomLoraOptions& o) {
+  namespace fs = std::filesystem;
+  if (o.rank < 1) return InvalidArgument("the LoRA rank must be at least 1");
+  if (!(o.alpha > 0)) return InvalidArgument("lora_alpha must be positive");
+  if (o.dtype != DType::kF32 && o.dtype != DType::kF16 && o.dtype != DType::kBF16)
+    return InvalidArgument("a LoRA adapter's type must be f32, f16 or bf16");
+  if (o.targets.empty()) return InvalidArgument("no LoRA targets");
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) return IoError(fmt::format("{}: cannot create the directory: {}", o.out, ec.message()));
+
+  SafetensorsWriter w;
+  w.SetMetadata("format", "pt");
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    for (LoraTarget t : o.targets) {
+      const LoraShape shape = LoraTargetShape(config, t);
+      const bool mlp = t == LoraTarget::kGate || t == LoraTarget::kUp || t == LoraTarget::kDown;
+      const std::string base =
+          fmt::format("base_model.model.model.layers.{}.{}.{}", l, mlp ? "mlp" : "self_attn", LoraTargetName(t));
+      const uint64_t seed = o.seed * 0x100000001b3ull + static_cast<uint64_t>(l * kLoraTargets + static_cast<int>(t));
+      // A x has about the variance of x; B (A x) about a twentieth of it, before the scale.
+      w.AddTensor(RandomMatrix(base + ".lora_A.weight", o.dtype, o.rank, shape.in,
+                               std::sqrt(3.0 / static_cast<double>(shape.in)), 2 * seed + 1));
+      w.AddTensor(RandomMatrix(base + ".lora_B.weight", o.dtype, shape.out, o.rank,
+                               0.05 * std::sqrt(3.0 / static_cast<double>(o.rank)), 2 * seed + 2));
+    }
+  }
+  QB_RETURN_IF_ERROR(w.Write((fs::path(o.out) / "adapter_model.safetensors").string()));
+
+  nlohmann::ordered_json j;
+  j["peft_type"] = "LORA";
+  j["task_type"] = "CAUSAL_LM";
+  j["base_model_name_or_path"] = o.base_model;
+  j["r"] = o.rank;
+  j["lora_alpha"] = o.alpha;
+  j["lora_dropout"] = 0.0;
+  j["use_rslora"] = o.rslora;
+  j["use_dora"] = false;
+  j["fan_in_fan_out"] = false;
+  j["bias"] = "none";
+  std::vector<std::string> names;
+  for (LoraTarget t : o.targets) names.emplace_back(LoraTargetName(t));
+  j["target_modules"] = names;
+  j["modules_to_save"] = nullptr;
+  j["inference_mode"] = true;
+  std::ofstream f(fs::path(o.out) / "adapter_config.json");
+  f << j.dump(2) << "\n";
+  if (!f) return IoError(o.out + "/adapter_config.json: cannot write");
+  return Status::Ok();
+}
+
+}  // namespace qb
