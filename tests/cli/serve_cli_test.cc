@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include <httplib.h>
@@ -31,10 +32,12 @@ std::string ReferenceIds() {
   return ids;
 }
 
-// The whole model's greedy text for `ids` (exact kernels).
-std::string WholeModelText(const std::string& ids) {
-  auto whole = RunCommand({kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", ids, "--max-tokens", "12",
-                           "--temperature", "0", "--ignore-eos", "--kernels", "reference", "--json"});
+// The whole model's greedy text for `ids` (exact kernels), with a LoRA adapter when `lora` is given.
+std::string WholeModelText(const std::string& ids, const std::string& lora = "") {
+  std::vector<std::string> argv = {kQwenbox, "generate", "--model", DataPath("micro-qwen2"), "--ids", ids, "--max-tokens",
+                                   "12", "--temperature", "0", "--ignore-eos", "--kernels", "reference", "--json"};
+  if (!lora.empty()) argv.insert(argv.end(), {"--lora", lora});
+  auto whole = RunCommand(argv);
   EXPECT_EQ(whole.exit_code, 0) << whole.err;
   return whole.exit_code == 0 ? ParseJson(whole.out, "stdout").value()["text"].get<std::string>() : "";
 }
@@ -45,12 +48,12 @@ struct Served {
   std::string metrics;
 };
 
-// Starts `qwenbox serve --model micro-qwen2 ... extra` and asks for the completions.
-Served ServeCompletions(const std::string& ids, const std::vector<std::string>& extra) {
-  Served out;
+// Starts `qwenbox serve --model micro-qwen2 ... extra`, runs `talk` with a client once it is
+// ready, then stops it. False if it never became ready.
+bool WithServer(const std::vector<std::string>& extra, const std::function<void(httplib::Client&)>& talk) {
   const int port = test::FreeLoopbackPort();
   EXPECT_GT(port, 0);
-  if (port <= 0) return out;
+  if (port <= 0) return false;
   std::vector<std::string> args = {kQwenbox, "--log-level", "warn", "serve", "--model", DataPath("micro-qwen2"),
                                    "--port", std::to_string(port), "--threads", "2", "--kernels", "reference"};
   args.insert(args.end(), extra.begin(), extra.end());
@@ -59,35 +62,53 @@ Served ServeCompletions(const std::string& ids, const std::vector<std::string>& 
   argv.push_back(nullptr);
   const pid_t pid = ::fork();
   EXPECT_GE(pid, 0);
-  if (pid < 0) return out;
+  if (pid < 0) return false;
   if (pid == 0) {
     ::execv(kQwenbox.c_str(), argv.data());
     ::_exit(127);
   }
   httplib::Client client("127.0.0.1", port);
   client.set_read_timeout(60, 0);
-  for (int i = 0; i < 150 && !out.ready; ++i) {
+  bool ready = false;
+  for (int i = 0; i < 150 && !ready; ++i) {
     auto r = client.Get("/ready");
-    out.ready = r && r->status == 200;
-    if (!out.ready) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    ready = r && r->status == 200;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
-  if (out.ready) {
-    // Two sequences in one batch (n = 2), then one more request after them.
-    for (const char* n : {"2", "1"}) {
-      auto r = client.Post("/v1/completions",
-                           std::string(R"({"prompt": [)") + ids + R"(], "max_tokens": 12, "temperature": 0, "ignore_eos": true, "n": )" + n + "}",
-                           "application/json");
-      if (!r || r->status != 200) {  // (no ASSERT before the server is stopped)
-        ADD_FAILURE() << (r ? r->body : httplib::to_string(r.error()));
-        break;
-      }
-      const Json body = ParseJson(r->body, "response").value();
-      for (const auto& choice : body["choices"]) out.texts.push_back(choice["text"]);
-    }
-    if (auto m = client.Get("/metrics")) out.metrics = m->body;
-  }
+  if (ready) talk(client);
   const ChildExit end = StopChild(pid, 60);
   EXPECT_FALSE(end.killed) << "the server did not stop on SIGTERM";
+  return ready;
+}
+
+// Greedy completions of `ids` (12 tokens) from a running server, with `"model": model` unless empty.
+std::vector<std::string> Complete(httplib::Client& client, const std::string& ids, const char* n,
+                                  const std::string& model = "") {
+  std::vector<std::string> texts;
+  const std::string field = model.empty() ? "" : R"(, "model": ")" + model + "\"";
+  auto r = client.Post("/v1/completions",
+                       std::string(R"({"prompt": [)") + ids + R"(], "max_tokens": 12, "temperature": 0, "ignore_eos": true, "n": )" +
+                           n + field + "}",
+                       "application/json");
+  if (!r || r->status != 200) {  // (no ASSERT before the server is stopped)
+    ADD_FAILURE() << (r ? r->body : httplib::to_string(r.error()));
+    return texts;
+  }
+  const Json body = ParseJson(r->body, "response").value();
+  EXPECT_EQ(body["model"], model.empty() ? "qwenbox" : model);
+  for (const auto& choice : body["choices"]) texts.push_back(choice["text"]);
+  return texts;
+}
+
+// Starts `qwenbox serve --model micro-qwen2 ... extra` and asks for the completions.
+Served ServeCompletions(const std::string& ids, const std::vector<std::string>& extra) {
+  Served out;
+  out.ready = WithServer(extra, [&](httplib::Client& client) {
+    // Two sequences in one batch (n = 2), then one more request after them.
+    for (const char* n : {"2", "1"})
+      for (auto& t : Complete(client, ids, n)) out.texts.push_back(std::move(t));
+    if (auto m = client.Get("/metrics")) out.metrics = m->body;
+  });
   return out;
 }
 
@@ -121,6 +142,80 @@ TEST(ServeCli, DraftModelServesWhatTheModelGenerates) {
   EXPECT_GT(drafted, 0) << got.metrics;
   EXPECT_GT(accepted, 0) << got.metrics;
   EXPECT_GT(Counter(got.metrics, "qwenbox_engine_draft_seconds_total"), 0) << got.metrics;
+}
+
+TEST(ServeCli, LoraAdaptersServeWhatGenerateGives) {
+  const std::string dir = test::ScratchDir();
+  for (const char* seed : {"1", "2"}) {
+    auto made = RunCommand({kQwenbox, "make-lora", "--model", DataPath("micro-qwen2"), "--out", dir + "/a" + seed,
+                            "--seed", seed, "--alpha", "64"});
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+  }
+  const std::string ids = ReferenceIds();
+  const std::string base = WholeModelText(ids), sql = WholeModelText(ids, dir + "/a1"),
+                    chat = WholeModelText(ids, dir + "/a2");
+  ASSERT_FALSE(base.empty() || sql.empty() || chat.empty());
+  EXPECT_NE(base, sql);
+  EXPECT_NE(sql, chat);
+  const bool ready = WithServer({"--lora-modules", "sql=" + dir + "/a1", "chat=" + dir + "/a2"}, [&](httplib::Client& c) {
+    // vLLM's listing: the model, then each adapter with the model as its parent.
+    if (auto r = c.Get("/v1/models"); r && r->status == 200) {
+      const Json data = ParseJson(r->body, "models").value()["data"];
+      ASSERT_EQ(data.size(), 3u) << r->body;
+      EXPECT_EQ(data[0]["id"], "qwenbox");
+      EXPECT_EQ(data[1]["id"], "sql");
+      EXPECT_EQ(data[1]["parent"], "qwenbox");
+      EXPECT_EQ(data[2]["id"], "chat");
+    } else {
+      ADD_FAILURE() << "/v1/models";
+    }
+    // Each name gets its adapter's text, two sequences of one adapter batched (n = 2).
+    EXPECT_EQ(Complete(c, ids, "2", "sql"), (std::vector<std::string>{sql, sql}));
+    EXPECT_EQ(Complete(c, ids, "1", "chat"), std::vector<std::string>{chat});
+    EXPECT_EQ(Complete(c, ids, "1"), std::vector<std::string>{base});
+    EXPECT_EQ(Complete(c, ids, "1", "qwenbox"), std::vector<std::string>{base});
+    auto unknown = c.Post("/v1/completions", R"({"prompt": "Hi", "model": "nope"})", "application/json");
+    ASSERT_TRUE(unknown);
+    EXPECT_EQ(unknown->status, 404);
+    EXPECT_NE(unknown->body.find("'qwenbox', 'sql', 'chat'"), std::string::npos) << unknown->body;
+    // TGI's adapter_id: the same text as the OpenAI endpoint with that adapter.
+    auto tgi = c.Post("/generate", R"({"inputs": "Hello world", "parameters": {"adapter_id": "chat", "max_new_tokens": 8}})",
+                      "application/json");
+    auto oai = c.Post("/v1/completions",
+                      R"({"prompt": "Hello world", "model": "chat", "max_tokens": 8, "temperature": 0})", "application/json");
+    ASSERT_TRUE(tgi && oai);
+    ASSERT_EQ(tgi->status, 200) << tgi->body;
+    ASSERT_EQ(oai->status, 200) << oai->body;
+    EXPECT_EQ(ParseJson(tgi->body, "tgi").value()["generated_text"],
+              ParseJson(oai->body, "openai").value()["choices"][0]["text"]);
+    auto bad = c.Post("/generate", R"({"inputs": "Hi", "parameters": {"adapter_id": "nope"}})", "application/json");
+    ASSERT_TRUE(bad);
+    EXPECT_EQ(bad->status, 404) << bad->body;
+  });
+  EXPECT_TRUE(ready);
+
+  // --print-config lists the adapters; their bytes are part of what the model holds.
+  auto cfg = RunCommand({kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config", "--threads", "2",
+                         "--lora-modules", "sql=" + dir + "/a1", dir + "/a2"});
+  ASSERT_EQ(cfg.exit_code, 0) << cfg.err;
+  const Json j = ParseJson(cfg.out, "stdout").value();
+  ASSERT_EQ(j["lora_adapters"].size(), 2u);
+  EXPECT_EQ(j["lora_adapters"][0]["name"], "sql");
+  EXPECT_EQ(j["lora_adapters"][1]["name"], "a2");  // a bare PATH is named after its directory
+  EXPECT_EQ(j["lora_adapters"][0]["rank"], 8);
+  EXPECT_EQ(j["lora_bytes"].get<int64_t>(), 2 * j["lora_adapters"][0]["bytes"].get<int64_t>());
+  // Refusals, before anything is served.
+  const auto refused = [&](std::vector<std::string> extra, const std::string& why) {
+    std::vector<std::string> argv = {kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto r = RunCommand(argv);
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.err.find(why), std::string::npos) << r.err;
+  };
+  refused({"--lora-modules", "qwenbox=" + dir + "/a1"}, "the model's own");
+  refused({"--lora-modules", "x=" + dir + "/a1", "x=" + dir + "/a2"}, "two adapters are named \"x\"");
+  refused({"--lora-modules", "x=" + dir + "/missing"}, "not a directory");
+  refused({"--lora-modules", "x=" + dir + "/a1", "--tensor-parallel-size", "2"}, "tensor-parallel-size");
 }
 
 TEST(ServeCli, DraftModelConfigAndRefusals) {
