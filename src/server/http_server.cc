@@ -460,7 +460,8 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   ServerMetrics* metrics = &metrics_;
   auto* in_flight = &in_flight_;
   auto finish_metrics = [metrics](const Exchange& ex, int status) {
-    for (const auto& f : ex.finish) metrics->RequestDone(status, std::string(FinishReasonName(f.reason)), &f);
+    const std::string adapter = ex.parsed.gen.adapter > 0 ? ex.parsed.model : "";
+    for (const auto& f : ex.finish) metrics->RequestDone(status, std::string(FinishReasonName(f.reason)), &f, adapter);
   };
   // A client that went away: its requests are cancelled (status 499, as nginx logs it).
   auto metrics_cancelled = [metrics](const Exchange& ex) {

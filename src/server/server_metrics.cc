@@ -16,6 +16,8 @@ ServerMetrics::ServerMetrics() {
                                   "Speculative tokens proposed (n-gram or a draft model's) and computed.");
   accepted_tokens_ = reg_.AddCounter("qwenbox_spec_decode_accepted_tokens_total",
                                      "Speculative tokens the sampler agreed with (each saved a step).");
+  lora_requests_ = reg_.AddCounter("qwenbox_lora_requests_total", "Requests that ran with a LoRA adapter, by adapter.");
+  lora_tokens_ = reg_.AddCounter("qwenbox_lora_generation_tokens_total", "Tokens generated with a LoRA adapter, by adapter.");
   ttft_ = reg_.AddHistogram("qwenbox_time_to_first_token_seconds", "Arrival to first generated token.", latency);
   itl_ = reg_.AddHistogram("qwenbox_inter_token_latency_seconds", "Time between consecutive tokens of a stream.",
                            prom::ExponentialBuckets(0.001, 2, 14));
@@ -44,9 +46,14 @@ ServerMetrics::ServerMetrics() {
                              "Time proposing speculative tokens (the draft model's passes, n-gram lookups).");
 }
 
-void ServerMetrics::RequestDone(int status, const std::string& finish_reason, const StreamEvent* f) {
+void ServerMetrics::RequestDone(int status, const std::string& finish_reason, const StreamEvent* f,
+                                const std::string& adapter) {
   requests_->Add(1, {{"finish_reason", finish_reason.empty() ? "none" : finish_reason}, {"code", std::to_string(status)}});
   if (f == nullptr) return;
+  if (!adapter.empty()) {
+    lora_requests_->Add(1, {{"adapter", adapter}});
+    lora_tokens_->Add(static_cast<double>(f->generated_tokens), {{"adapter", adapter}});
+  }
   prompt_tokens_->Add(static_cast<double>(f->prompt_tokens));
   generated_tokens_->Add(static_cast<double>(f->generated_tokens));
   prompt_len_->Observe(static_cast<double>(f->prompt_tokens));

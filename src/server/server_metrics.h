@@ -14,8 +14,10 @@ class ServerMetrics {
  public:
   ServerMetrics();
 
-  // A request ended: its HTTP status, finish reason ("" when it never ran) and timings.
-  void RequestDone(int status, const std::string& finish_reason, const StreamEvent* finish);
+  // A request ended: its HTTP status, finish reason ("" when it never ran) and timings; `adapter`:
+  // the LoRA adapter it ran with ("" for the model itself).
+  void RequestDone(int status, const std::string& finish_reason, const StreamEvent* finish,
+                   const std::string& adapter = "");
   void InterTokenLatency(double seconds) { itl_->Observe(seconds); }
   // Renders everything, refreshing the gauges from the engine (may be null while loading).
   // `guard` (may be null) gives the memory limit, the memory in use and the headroom.
@@ -29,6 +31,7 @@ class ServerMetrics {
   prom::Gauge *running_, *waiting_, *kv_used_, *kv_total_, *kv_ratio_, *rss_, *mem_limit_, *threads_;
   prom::Gauge *mem_used_, *mem_headroom_;
   prom::Counter* mem_shed_;
+  prom::Counter *lora_requests_, *lora_tokens_;
   int64_t last_prefix_hits_ = 0, last_preemptions_ = 0, last_shed_ = 0, last_draft_tokens_ = 0,
           last_accepted_tokens_ = 0;
   double last_forward_s_ = 0, last_sample_s_ = 0, last_draft_s_ = 0;

@@ -191,6 +191,13 @@ TEST(ServeCli, LoraAdaptersServeWhatGenerateGives) {
     auto bad = c.Post("/generate", R"({"inputs": "Hi", "parameters": {"adapter_id": "nope"}})", "application/json");
     ASSERT_TRUE(bad);
     EXPECT_EQ(bad->status, 404) << bad->body;
+    // Per adapter, each sequence counted: "sql" ran one request of n = 2 (2 x 12 tokens), "chat"
+    // three requests.
+    if (auto m = c.Get("/metrics")) {
+      EXPECT_NE(m->body.find("qwenbox_lora_requests_total{adapter=\"sql\"} 2"), std::string::npos) << m->body;
+      EXPECT_NE(m->body.find("qwenbox_lora_requests_total{adapter=\"chat\"} 3"), std::string::npos) << m->body;
+      EXPECT_NE(m->body.find("qwenbox_lora_generation_tokens_total{adapter=\"sql\"} 24"), std::string::npos);
+    }
   });
   EXPECT_TRUE(ready);
 
