@@ -1,5 +1,5 @@
 // qwenbox bench --model PATH [-p 512] [-n 128] [-t THREADS] [--reps 5] [--concurrency N]
-//   [--kv-dtype f16] [--speculative-tokens K] [--draft-model PATH [--draft-quant Q]] [--json]
+//   [--kv-dtype f16] [--speculative-tokens K] [--draft-model PATH [--draft-quant Q]] [--lora PATH] [--json]
 // Prompt processing (one forward pass over p tokens) and generation (n tokens one at a time)
 // in tokens/s, min/median/max over the repetitions, like llama-bench; and peak RSS.
 // With --concurrency N: N sequences of p prompt tokens and n generated tokens run through the
@@ -18,6 +18,7 @@
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/draft_model.h"
+#include "cli/lora_options.h"
 #include "cli/exec_options.h"
 #include "engine/engine.h"
 #include "kernels/ops.h"
@@ -38,6 +39,7 @@ struct BenchOptions {
   std::string kv_dtype = "f16";
   SpeculativeConfig speculative;
   DraftModelOptions draft;
+  std::string lora;  // --lora: every token through this adapter
   bool json = false;
   ExecOptions exec;
 };
@@ -67,7 +69,8 @@ Result<DType> BenchKvDType(const BenchOptions& o, const ModelConfig& config) {
 
 // N requests at once through the engine: the decode rate once every request is generating
 // (from the last first token to the last finish), and the rate over the whole run.
-Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const kernels::ExecContext& ctx, ThreadPool* pool) {
+Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const kernels::ExecContext& ctx, ThreadPool* pool,
+                     std::shared_ptr<const LoraAdapters> lora) {
   const ModelConfig& mc = loaded.model->config();
   const int64_t per_seq = o.prompt + o.gen;
   EngineConfig ec;
@@ -79,6 +82,7 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   QB_RETURN_IF_ERROR(CheckSpeculative(o.speculative));
   ec.speculative = o.speculative;
   ec.speculative.max_seqs = std::max<int64_t>(ec.speculative.max_seqs, o.concurrency);
+  ec.lora = lora;
   std::optional<LoadedModel> draft;
   DraftMemory draft_sizing;
   if (o.draft.enabled()) {
@@ -107,6 +111,7 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
       for (auto& t : req.prompt) t = id(rng);  // distinct prompts: no prefix-cache help
       req.max_tokens = o.gen;
       req.ignore_eos = true;
+      req.adapter = lora ? 1 : 0;
       QB_ASSIGN_OR_RETURN(auto s, engine.Submit(std::move(req)));
       streams.push_back(s);
     }
@@ -165,7 +170,9 @@ Status RunBench(const BenchOptions& o) {
   kernels::ExecContext ctx;
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
   QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
-  if (o.concurrency > 0) return RunConcurrent(o, loaded, ctx, pool.get());
+  if (!o.lora.empty() && o.exec.tensor_parallel > 1) return Unimplemented("--lora with --tp is not supported");
+  QB_ASSIGN_OR_RETURN(std::shared_ptr<const LoraAdapters> lora, LoadOneLora(o.lora, loaded.model->config()));
+  if (o.concurrency > 0) return RunConcurrent(o, loaded, ctx, pool.get(), lora);
   const ModelConfig& mc = loaded.model->config();
   const int64_t total = std::max<int64_t>(o.prompt, o.gen);
   if (total > mc.max_position_embeddings)
@@ -176,8 +183,8 @@ Status RunBench(const BenchOptions& o) {
   for (auto& t : prompt) t = id(rng);
   QB_ASSIGN_OR_RETURN(const DType kv_dtype, BenchKvDType(o, mc));
   auto step = MakeCpuSequenceModel(loaded, std::max<int64_t>(total, 1), kv_dtype, ctx);
-  auto forward = [&step](const std::vector<int32_t>& tokens, int64_t start) {
-    return step->Step(SequenceBatch(tokens, start, false));
+  auto forward = [&step, &lora](const std::vector<int32_t>& tokens, int64_t start) {
+    return step->Step(WithLora(SequenceBatch(tokens, start, false), lora.get()));
   };
   using Clock = std::chrono::steady_clock;
   auto seconds = [](Clock::duration d) { return std::chrono::duration<double>(d).count(); };
@@ -247,6 +254,7 @@ void AddBenchCommand(CLI::App& app, int* exit_code) {
                   "0: off; with it 0: 4)")
       ->capture_default_str();
   o->draft.Add(cmd);
+  cmd->add_option("--lora", o->lora, "A LoRA adapter (PEFT directory) applied to every token");
   cmd->add_option("--speculative-ngram-min", o->speculative.ngram_min, "Shortest suffix looked up")->capture_default_str();
   cmd->add_option("--speculative-ngram-max", o->speculative.ngram_max, "Longest suffix looked up")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/low_rank.h"
 #include "kernels/ref/ref_ops.h"
 #include "tensor/dequantize.h"
 
@@ -318,6 +319,32 @@ void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out) {
   for (int32_t id : ids) QB_CHECK(id >= 0 && id < table.dim(0), "Embedding: id {} of {}", id, table.dim(0));
   ref::Embedding(ids.data(), static_cast<int64_t>(ids.size()), table.raw(), table.dtype(), table.dim(1),
                  out.mutable_data<float>());
+}
+
+void AddLowRank(const ExecContext& ctx, const Tensor& low, const Tensor& bt, std::span<const int32_t> rows, Tensor& y,
+                int64_t offset) {
+  CheckF32(low, "AddLowRank", "low");
+  CheckF32(bt, "AddLowRank", "bt");
+  CheckF32(y, "AddLowRank", "y");
+  const int64_t m = low.rows(), r = low.cols(), out = bt.cols(), y_cols = y.cols();
+  QB_CHECK(bt.rows() == r && static_cast<int64_t>(rows.size()) == m && offset >= 0 && offset + out <= y_cols,
+           "AddLowRank: low {} bt {} y {} offset {}", ShapeToString(low.shape()), ShapeToString(bt.shape()),
+           ShapeToString(y.shape()), offset);
+  const bool avx2 = ctx.isa != Isa::kReference && ctx.isa != Isa::kScalar;
+  // About 256 K multiply-adds a share: a decode step's row stays on the calling thread.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, r * out));
+  Split(ctx, m, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int32_t row = rows[static_cast<size_t>(i)];
+      QB_CHECK(row >= 0 && row < y.rows(), "AddLowRank: row {} of {}", row, y.rows());
+      float* dst = y.mutable_data<float>() + int64_t{row} * y_cols + offset;
+      const float* l = low.data<float>() + i * r;
+      if (avx2)
+        cpu::AddLowRankRowAvx2(dst, l, bt.data<float>(), r, out);
+      else
+        ref::AddLowRankRow(dst, l, bt.data<float>(), r, out);
+    }
+  });
 }
 
 void AddInPlace(Tensor& acc, const Tensor& x) { AddInPlace(ExecContext{}, acc, x); }

@@ -94,6 +94,11 @@ void Attention(const ExecContext& ctx, const Tensor& q, const Tensor& k, const T
 void Embedding(std::span<const int32_t> ids, const Tensor& table, Tensor& out);
 
 // acc += x, elementwise (with ctx: split across its threads).
+// A LoRA update's second half: y[rows[i], offset + j] += sum_k low[i, k] * bt[k, j], for each
+// of low's m rows. low f32 [m, r], bt f32 [r, out], y f32 [.., >= offset + out].
+void AddLowRank(const ExecContext& ctx, const Tensor& low, const Tensor& bt, std::span<const int32_t> rows, Tensor& y,
+                int64_t offset);
+
 void AddInPlace(Tensor& acc, const Tensor& x);
 void AddInPlace(const ExecContext& ctx, Tensor& acc, const Tensor& x);
 

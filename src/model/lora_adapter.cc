@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -118,21 +119,29 @@ Result<TensorRole> ParseTensorName(const std::string& file, const std::string& n
   return role;
 }
 
-// The tensor as f32 [rows, cols], times `scale`.
-Result<Tensor> ToF32(const SafetensorsFile& f, const SafetensorsEntry& e, float scale) {
+// The tensor in memory of its own (not a view of the mapped file).
+Result<Tensor> Copy(const SafetensorsFile& f, const SafetensorsEntry& e) {
   if (e.dtype != DType::kF32 && e.dtype != DType::kF16 && e.dtype != DType::kBF16)
     return Unimplemented(fmt::format("{}: tensor \"{}\" is {}; LoRA tensors must be F32, F16 or BF16", f.path(),
                                      e.name, Name(e.dtype)));
   if (e.shape.size() != 2) return InvalidArgument(fmt::format("{}: tensor \"{}\" is not a matrix", f.path(), e.name));
   const Tensor src = f.Load(e);
-  Tensor out = Tensor::Empty(DType::kF32, e.shape);
-  for (int64_t r = 0; r < src.rows(); ++r) {
-    float* dst = out.mutable_data<float>() + r * src.cols();
-    DequantizeRow(src.dtype(), src.row(r), dst, src.cols());
-    if (scale != 1.0f)
-      for (int64_t c = 0; c < src.cols(); ++c) dst[c] *= scale;
-  }
+  Tensor out = Tensor::Empty(e.dtype, e.shape);
+  std::memcpy(out.mutable_raw(), src.raw(), src.nbytes());
   return out;
+}
+
+// B [out, r] as f32 [r, out], times `scale`.
+Result<Tensor> ScaledTranspose(const SafetensorsFile& f, const SafetensorsEntry& e, float scale) {
+  QB_ASSIGN_OR_RETURN(const Tensor b, Copy(f, e));
+  const int64_t out = b.rows(), r = b.cols();
+  std::vector<float> row(static_cast<size_t>(r));
+  Tensor t = Tensor::Empty(DType::kF32, {r, out});
+  for (int64_t o = 0; o < out; ++o) {
+    DequantizeRow(b.dtype(), b.row(o), row.data(), r);
+    for (int64_t k = 0; k < r; ++k) t.mutable_data<float>()[k * out + o] = scale * row[static_cast<size_t>(k)];
+  }
+  return t;
 }
 
 }  // namespace
@@ -211,11 +220,11 @@ Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& 
       const int64_t r = sa[0];
       const double scale = ac.rslora ? ac.alpha / std::sqrt(static_cast<double>(r)) : ac.alpha / static_cast<double>(r);
       LoraPair& p = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
-      QB_ASSIGN_OR_RETURN(p.a, ToF32(file, *f.a, 1.0f));
-      QB_ASSIGN_OR_RETURN(p.b, ToF32(file, *f.b, static_cast<float>(scale)));
+      QB_ASSIGN_OR_RETURN(p.a, Copy(file, *f.a));
+      QB_ASSIGN_OR_RETURN(p.bt, ScaledTranspose(file, *f.b, static_cast<float>(scale)));
       a.rank = std::max(a.rank, r);
-      a.parameters += p.a.numel() + p.b.numel();
-      a.bytes += static_cast<int64_t>(p.a.nbytes() + p.b.nbytes());
+      a.parameters += p.a.numel() + p.bt.numel();
+      a.bytes += static_cast<int64_t>(p.a.nbytes() + p.bt.nbytes());
       used[static_cast<size_t>(t)] = true;
     }
   }

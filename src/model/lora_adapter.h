@@ -21,9 +21,11 @@ inline constexpr int kLoraTargets = 7;
 // PEFT's module names: "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj".
 std::string_view LoraTargetName(LoraTarget t);
 
-// One projection's update: a f32 [r, in], b f32 [out, r] with the scale s folded in.
+// One projection's update s B (A x): `a` is A [r, in] in the file's type (F32, F16 or BF16);
+// `bt` is s B transposed, f32 [r, out], so the update adds r scaled rows of it to each output
+// row (a GEMM whose inner dimension is only r does not suit the dot-product kernels).
 struct LoraPair {
-  Tensor a, b;
+  Tensor a, bt;
   bool defined() const { return a.defined(); }
 };
 
@@ -36,7 +38,7 @@ struct LoraAdapter {
   std::vector<std::array<LoraPair, kLoraTargets>> layers;  // [num_layers], by LoraTarget
   std::vector<std::string> targets;  // the module names it updates, in LoraTarget order
   int64_t parameters = 0;
-  int64_t bytes = 0;  // as held (f32)
+  int64_t bytes = 0;  // as held
 
   const LoraPair& at(int64_t layer, LoraTarget t) const {
     return layers[static_cast<size_t>(layer)][static_cast<size_t>(t)];

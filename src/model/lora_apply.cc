@@ -11,6 +11,10 @@ namespace qb {
 
 namespace {
 
+// Below this many multiply-adds an update runs on the calling thread: a decode step's update
+// of one projection is ~0.1 M, and handing it to the pool costs more than it saves.
+constexpr int64_t kParallelWork = int64_t{1} << 20;
+
 // Runs fn(begin, end) over [0, n) on the context's threads (or the calling one).
 void ForRows(const kernels::ExecContext& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
   if (ctx.pool == nullptr || n < 2)
@@ -43,13 +47,16 @@ void LoraBatch::Add(const kernels::ExecContext& ctx, int64_t layer, LoraTarget t
   for (const Group& g : groups_) {
     const LoraPair& p = g.adapter->at(layer, t);
     if (!p.defined()) continue;
-    const int64_t in = x.cols(), out = p.b.rows(), y_cols = y.cols();
+    const int64_t in = x.cols(), out = p.bt.cols(), y_cols = y.cols();
     QB_CHECK(p.a.cols() == in && offset + out <= y_cols && x.rows() == tokens_ && y.rows() == tokens_,
              "LoRA {}: shapes", LoraTargetName(t));
     // kLoraChunkRows rows at a time, so the update's scratch stays small for long prefills.
     for (size_t c0 = 0; c0 < g.rows.size(); c0 += kLoraChunkRows) {
       const std::span<const int32_t> rows(g.rows.data() + c0, std::min(g.rows.size() - c0, kLoraChunkRows));
       const auto m = static_cast<int64_t>(rows.size());
+      const int64_t r = p.a.rows();
+      kernels::ExecContext run = ctx;
+      if (m * r * (in + out) < kParallelWork) run.pool = nullptr;
       // The rows of x: a view when they are consecutive (a sequence's prefill chunk, or the whole
       // batch), else gathered.
       Tensor xs;
@@ -57,23 +64,15 @@ void LoraBatch::Add(const kernels::ExecContext& ctx, int64_t layer, LoraTarget t
         xs = Tensor::View(DType::kF32, {m, in}, x.data<float>() + int64_t{rows.front()} * in);
       } else {
         xs = Tensor::Uninitialized(DType::kF32, {m, in});
-        ForRows(ctx, m, [&](int64_t b, int64_t e) {
+        ForRows(run, m, [&](int64_t b, int64_t e) {
           for (int64_t i = b; i < e; ++i)
             std::memcpy(xs.mutable_data<float>() + i * in, x.data<float>() + rows[static_cast<size_t>(i)] * in,
                         static_cast<size_t>(in) * sizeof(float));
         });
       }
-      Tensor low = Tensor::Uninitialized(DType::kF32, {m, p.a.rows()});
-      kernels::Linear(ctx, xs, p.a, nullptr, low);
-      Tensor delta = Tensor::Uninitialized(DType::kF32, {m, out});
-      kernels::Linear(ctx, low, p.b, nullptr, delta);
-      ForRows(ctx, m, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          float* dst = y.mutable_data<float>() + rows[static_cast<size_t>(i)] * y_cols + offset;
-          const float* src = delta.data<float>() + i * out;
-          for (int64_t c = 0; c < out; ++c) dst[c] += src[c];
-        }
-      });
+      Tensor low = Tensor::Uninitialized(DType::kF32, {m, r});
+      kernels::Linear(run, xs, p.a, nullptr, low);
+      kernels::AddLowRank(run, low, p.bt, rows, y, offset);
     }
   }
 }
@@ -81,7 +80,7 @@ void LoraBatch::Add(const kernels::ExecContext& ctx, int64_t layer, LoraTarget t
 int64_t LoraScratchBytes(const ModelConfig& c, int64_t max_rank) {
   const auto rows = static_cast<int64_t>(kLoraChunkRows);
   const int64_t widest = std::max({c.hidden_size, c.q_dim(), c.intermediate_size});
-  return rows * (2 * widest + max_rank) * static_cast<int64_t>(sizeof(float));
+  return rows * (widest + max_rank) * static_cast<int64_t>(sizeof(float));
 }
 
 }  // namespace qb

@@ -1,7 +1,7 @@
 // Adds LoRA adapters' updates to a forward pass's projections: each token of a batch belongs to
 // one adapter or to none (ForwardBatch::adapters), and y += s B (A x) is computed for each
-// adapter's tokens together (two small GEMMs through kernels::Linear in f32, whatever the base
-// weights' type), so a batch mixing adapters costs one pair of GEMMs per adapter and projection.
+// adapter's tokens together (A x through kernels::Linear, then r scaled rows of B^T added to
+// each output row), so a batch mixing adapters costs one pass per adapter and projection.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +39,7 @@ class LoraBatch {
 };
 
 // The most scratch memory one update holds for a model of `config` with adapters of rank up
-// to `max_rank`: a chunk's gathered inputs, low-rank values and update.
+// to `max_rank`: a chunk's gathered inputs and low-rank values.
 int64_t LoraScratchBytes(const ModelConfig& config, int64_t max_rank);
 
 }  // namespace qb

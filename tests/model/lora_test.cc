@@ -168,14 +168,17 @@ TEST(LoraTest, LoadsWhatWasWritten) {
   EXPECT_EQ(a->parameters, per_layer * c.num_layers);
   EXPECT_EQ(a->bytes, a->parameters * 4);
   EXPECT_FALSE(a->at(0, LoraTarget::kQ).defined());
-  // B holds the scale alpha / r = 2.
+  // B is held transposed, times the scale alpha / r = 2.
   auto f = *SafetensorsFile::Open(o.out + "/adapter_model.safetensors");
   const auto* e = f.Find("base_model.model.model.layers.1.mlp.down_proj.lora_B.weight");
   ASSERT_NE(e, nullptr);
-  const std::vector<float> raw = RowsF32(f, *e);
-  const Tensor& b = a->at(1, LoraTarget::kDown).b;
-  ASSERT_EQ(b.numel(), static_cast<int64_t>(raw.size()));
-  for (size_t i = 0; i < raw.size(); i += 97) EXPECT_EQ(b.data<float>()[i], 2.0f * raw[i]);
+  const std::vector<float> raw = RowsF32(f, *e);  // [out, 4]
+  const Tensor& bt = a->at(1, LoraTarget::kDown).bt;
+  ASSERT_EQ(bt.rows(), 4);
+  ASSERT_EQ(bt.cols(), c.hidden_size);
+  for (int64_t o2 = 0; o2 < c.hidden_size; o2 += 7)
+    for (int64_t k = 0; k < 4; ++k)
+      EXPECT_EQ(bt.data<float>()[k * c.hidden_size + o2], 2.0f * raw[static_cast<size_t>(o2 * 4 + k)]);
 }
 
 TEST(LoraTest, MixedBatchRowsEqualTheirOwnRuns) {

@@ -28,6 +28,14 @@ void Add(float* acc, const float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) acc[i] += x[i];
 }
 
+void AddLowRankRow(float* y, const float* low, const float* bt, int64_t r, int64_t out) {
+  for (int64_t j = 0; j < out; ++j) {
+    double acc = y[j];
+    for (int64_t k = 0; k < r; ++k) acc += static_cast<double>(low[k]) * bt[k * out + j];
+    y[j] = static_cast<float>(acc);
+  }
+}
+
 void Embedding(const int32_t* ids, int64_t n, const void* table, DType table_type, int64_t d,
                float* out) {
   for (int64_t t = 0; t < n; ++t) DequantizeMatrixRow(table, table_type, d, ids[t], out + t * d);
