@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include "util/json.h"
+
 namespace qb::cli {
 
 namespace {
@@ -18,13 +20,23 @@ std::string DirectoryName(const std::string& path) {
 }  // namespace
 
 Result<std::shared_ptr<const LoraAdapters>> LoadLoraModules(const std::vector<std::string>& specs,
-                                                           const ModelConfig& config, const std::string& served_name) {
+                                                           const ModelConfig& config, const std::string& served_name,
+                                                           int64_t max_rank) {
   auto set = std::make_shared<LoraAdapters>();
   std::set<std::string> names;
   for (const std::string& spec : specs) {
-    const auto eq = spec.find('=');
-    std::string name = eq == std::string::npos ? DirectoryName(spec) : spec.substr(0, eq);
-    const std::string path = eq == std::string::npos ? spec : spec.substr(eq + 1);
+    std::string name, path;
+    if (spec.starts_with("{")) {  // vLLM's JSON form: {"name": ..., "path": ..., "base_model_name": ...}
+      QB_ASSIGN_OR_RETURN(const Json j, ParseJson(spec, "--lora-modules"));
+      QB_ASSIGN_OR_RETURN(auto n, JsonString(j, "name", "--lora-modules"));
+      QB_ASSIGN_OR_RETURN(auto p, JsonString(j, "path", "--lora-modules"));
+      name = n.value_or("");
+      path = p.value_or("");
+    } else {
+      const auto eq = spec.find('=');
+      name = eq == std::string::npos ? DirectoryName(spec) : spec.substr(0, eq);
+      path = eq == std::string::npos ? spec : spec.substr(eq + 1);
+    }
     if (name.empty() || path.empty())
       return InvalidArgument(fmt::format("--lora-modules: \"{}\" is not NAME=PATH", spec));
     if (name == served_name)
@@ -33,6 +45,9 @@ Result<std::shared_ptr<const LoraAdapters>> LoadLoraModules(const std::vector<st
     if (!names.insert(name).second)
       return InvalidArgument(fmt::format("--lora-modules: two adapters are named \"{}\"", name));
     QB_ASSIGN_OR_RETURN(LoraAdapter a, LoadLoraAdapter(path, config, name));
+    if (max_rank > 0 && a.rank > max_rank)
+      return InvalidArgument(
+          fmt::format("--lora-modules: adapter \"{}\" has rank {}, above --max-lora-rank {}", name, a.rank, max_rank));
     set->push_back(std::make_shared<const LoraAdapter>(std::move(a)));
   }
   return std::shared_ptr<const LoraAdapters>(std::move(set));

@@ -13,10 +13,12 @@
 
 namespace qb::cli {
 
-// Loads each "NAME=PATH" (a bare PATH is named after its directory). Names must differ from
-// each other and from `served_name` (the model's own).
+// Loads each "NAME=PATH" (a bare PATH is named after its directory; vLLM's JSON form
+// {"name": ..., "path": ...} works too). Names must differ from each other and from
+// `served_name` (the model's own); ranks above `max_rank` (> 0) are refused.
 Result<std::shared_ptr<const LoraAdapters>> LoadLoraModules(const std::vector<std::string>& specs,
-                                                           const ModelConfig& config, const std::string& served_name);
+                                                           const ModelConfig& config, const std::string& served_name,
+                                                           int64_t max_rank = 0);
 // The adapter at `path` as a set of one (named after its directory); empty `path`: no set (null).
 Result<std::shared_ptr<const LoraAdapters>> LoadOneLora(const std::string& path, const ModelConfig& config);
 // `batch` with every token on the first adapter of `set` (unchanged when `set` is null).

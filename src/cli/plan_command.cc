@@ -1,5 +1,5 @@
 // qwenbox plan (--model PATH | --preset NAME) [--quant Q] [--ctx N] [--batch N] [--tp N]
-//              [--draft PRESET|PATH [--draft-quant Q] [--speculative-max-seqs 4]]
+//              [--draft PRESET|PATH [--draft-quant Q] [--speculative-max-seqs 4]] [--lora N [--lora-rank 16]]
 //              [--instances N] [--memory SIZE] [--cpus N] [--gpus N] [--gpu-mem SIZE]
 //              [--format table|json|docker|compose|k8s]
 // What serving a model needs (weights, KV cache, activations, runtime), whether it fits the given
@@ -31,6 +31,7 @@ namespace {
 struct PlanOptions {
   std::string model, preset, quant, memory, gpu_mem = "80g", kv_dtype = "f16", format = "table";
   std::string draft, draft_quant;  // --draft (a preset or a path), --draft-quant
+  int64_t lora = 0, lora_rank = 16;  // --lora, --lora-rank
   int64_t ctx = 0, batch = 1, tp = 0, instances = 1, gpus = 0, max_batch_tokens = 2048, speculative_max_seqs = 4;
   double cpus = 0, margin = 0.05;
 };
@@ -163,6 +164,9 @@ Status RunPlan(const PlanOptions& o) {
   in.threads = std::max<int64_t>(1, static_cast<int64_t>(cpus_per_instance));
   in.cpu_tensor_parallel = cpu_tp;
   if (draft) in.draft = DraftPlanInput{draft->config, draft->quant, draft->measured_weights, o.speculative_max_seqs};
+  if (o.lora > 0 && o.gpus > 0) return InvalidArgument("--lora is for CPU deployments (serve --lora-modules runs on the CPU)");
+  in.lora_adapters = o.lora;
+  in.lora_rank = o.lora_rank;
   QB_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(in));
 
   DeploymentInput d;
@@ -232,6 +236,7 @@ Status RunPlan(const PlanOptions& o) {
                     {"kv_bytes", plan.draft.kv_bytes},
                     {"activation_bytes", plan.draft.activation_bytes},
                     {"speculative_max_seqs", o.speculative_max_seqs}};
+    if (o.lora > 0) j["lora"] = {{"adapters", o.lora}, {"rank", o.lora_rank}, {"bytes", plan.lora_bytes}};
     j["total_bytes"] = plan.total_bytes;
     j["instances"] = o.instances;
     j["cpu_tensor_parallel"] = cpu_tp;
@@ -262,7 +267,7 @@ Status RunPlan(const PlanOptions& o) {
         "KV cache:     {} bytes per token ({}); {} per {}-token sequence; {} for {} sequence(s)\n"
         "activations:  {} (one step of {} tokens)\n"
         "runtime:      {} (process, tokenizer, connections)\n"
-        "{}"
+        "{}{}"
         "total:        {} per instance\n"
         "limit:        {} ({}) for {} instance(s): {}\n",
         subject.label, static_cast<double>(c.ParameterCount()) / 1e9, c.num_layers, c.num_kv_heads, c.head_dim,
@@ -274,6 +279,9 @@ Status RunPlan(const PlanOptions& o) {
                             HumanBytes(plan.draft_weights_bytes), HumanBytes(plan.draft.kv_bytes),
                             std::min(o.speculative_max_seqs, o.batch), HumanBytes(plan.draft.activation_bytes))
               : "",
+        o.lora > 0 ? fmt::format("LoRA:         {} adapter(s) of rank {} on all projections: {}\n", o.lora, o.lora_rank,
+                                 HumanBytes(plan.lora_bytes))
+                   : "",
         HumanBytes(plan.total_bytes), HumanBytes(memory), memory_source, o.instances, fits ? "FITS" : "DOES NOT FIT");
     for (const std::string& r : reasons) t += "              - " + r + "\n";
     if (cpu_tp > 1)
@@ -325,6 +333,9 @@ void AddPlanCommand(CLI::App& app, int* exit_code) {
                   "Speculative decoding with this draft model (serve --draft-model): a preset or a checkpoint; its "
                   "weights, KV cache and activations are added");
   cmd->add_option("--draft-quant", o->draft_quant, "The draft model's quantization (default: a preset's bf16, a file as stored)");
+  cmd->add_option("--lora", o->lora, "LoRA adapters served beside the model (serve --lora-modules)")
+      ->capture_default_str();
+  cmd->add_option("--lora-rank", o->lora_rank, "Their rank (on all seven projections)")->capture_default_str();
   cmd->add_option("--speculative-max-seqs", o->speculative_max_seqs, "Sequences the draft model proposes for at once")
       ->capture_default_str();
   cmd->add_option("--format", o->format, "table, json, docker, compose or k8s")->capture_default_str();

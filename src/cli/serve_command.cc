@@ -123,7 +123,8 @@ Status RunServe(ServeOptions o) {
   const ModelConfig& mc = loaded.model->config();
   if (!o.lora_modules.empty()) {
     stage("loading the LoRA adapters", 0.78);
-    QB_ASSIGN_OR_RETURN(sizing.engine.lora, LoadLoraModules(o.lora_modules, mc, o.server.served_model_name));
+    QB_ASSIGN_OR_RETURN(sizing.engine.lora, LoadLoraModules(o.lora_modules, mc, o.server.served_model_name,
+                                                                  o.max_lora_rank));
     for (const auto& a : *sizing.engine.lora)
       spdlog::info("LoRA adapter \"{}\": {} (rank {}, {}, {})", a->name, a->path, a->rank,
                    fmt::format("{}", fmt::join(a->targets, ",")), HumanBytes(a->bytes));
@@ -246,6 +247,10 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
                   "LoRA adapters (PEFT directories with adapter_config.json and adapter_model.safetensors) as "
                   "NAME=PATH, requests choose one with \"model\": NAME (OpenAI) or \"adapter_id\" (TGI)")
       ->expected(1, -1);
+  cmd->add_flag("--enable-lora", o->enable_lora,
+                "Accepted for vLLM's command lines (adapters are on when --lora-modules names some)");
+  cmd->add_option("--max-lora-rank", o->max_lora_rank, "Refuse adapters of a higher rank (0: any)")
+      ->capture_default_str();
   cmd->add_option("--max-body-bytes", o->server.max_body_bytes, "Largest request body (413 above)")->capture_default_str();
   cmd->add_option("--http-threads", o->server.http_threads,
                   "Connections served at once (default: --max-num-seqs + --max-queue + 64)");

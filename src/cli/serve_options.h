@@ -45,6 +45,8 @@ struct ServeOptions {
   SpeculativeConfig speculative;  // --speculative-*
   DraftModelOptions draft;        // --draft-model, --draft-quant
   std::vector<std::string> lora_modules;  // --lora-modules NAME=PATH ...
+  int64_t max_lora_rank = 0;              // --max-lora-rank (0: any)
+  bool enable_lora = false;               // --enable-lora: vLLM's; no effect here
   double drain_timeout = 30;
   bool print_config = false;
   std::string device = "cpu";           // cpu or cuda

@@ -161,6 +161,16 @@ LoraShape LoraTargetShape(const ModelConfig& c, LoraTarget t) {
   return {};
 }
 
+int64_t LoraAdapterBytes(const ModelConfig& config, int64_t rank, DType a_type) {
+  int64_t in = 0, out = 0;
+  for (int t = 0; t < kLoraTargets; ++t) {
+    const LoraShape s = LoraTargetShape(config, static_cast<LoraTarget>(t));
+    in += s.in;
+    out += s.out;
+  }
+  return config.num_layers * (RowBytes(a_type, rank * in) + rank * out * static_cast<int64_t>(sizeof(float)));
+}
+
 Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& config, std::string name) {
   namespace fs = std::filesystem;
   if (!fs::is_directory(path))

@@ -59,5 +59,8 @@ struct LoraShape {
   int64_t in = 0, out = 0;
 };
 LoraShape LoraTargetShape(const ModelConfig& config, LoraTarget t);
+// The bytes an adapter of `rank` on all seven projections holds for a model of `config`, as
+// LoadLoraAdapter keeps it: A in `a_type` (PEFT saves BF16 or F32), B transposed in f32.
+int64_t LoraAdapterBytes(const ModelConfig& config, int64_t rank, DType a_type = DType::kBF16);
 
 }  // namespace qb

@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "model/lora_adapter.h"
+#include "model/lora_apply.h"
 #include "model/quantize.h"
 
 namespace qb {
@@ -118,6 +120,11 @@ Result<MemoryPlan> PlanMemory(const PlanInput& in) {
     p.draft = DraftModelMemory(in.draft->config, std::min(in.draft->max_seqs, in.batch), p.context, 16, in.kv_dtype,
                                in.threads);
     p.total_bytes += p.draft_weights_bytes + p.draft.kv_bytes + p.draft.activation_bytes;
+  }
+  if (in.lora_adapters < 0 || in.lora_rank < 1) return InvalidArgument("--lora must be >= 0 and --lora-rank >= 1");
+  if (in.lora_adapters > 0) {
+    p.lora_bytes = in.lora_adapters * LoraAdapterBytes(in.config, in.lora_rank) + LoraScratchBytes(in.config, in.lora_rank);
+    p.total_bytes += p.lora_bytes;
   }
   return p;
 }

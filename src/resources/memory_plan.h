@@ -80,6 +80,8 @@ struct PlanInput {
   int64_t connections = 0;  // open connections budgeted (0: 4 per sequence)
   int64_t cpu_tensor_parallel = 1;  // CPU ranks (docs/TENSOR_PARALLEL.md): their own activation buffers
   std::optional<DraftPlanInput> draft;  // speculative decoding with a draft model
+  int64_t lora_adapters = 0;  // LoRA adapters served beside the model (serve --lora-modules)
+  int64_t lora_rank = 16;     // their rank, on all seven projections
 };
 
 struct MemoryPlan {
@@ -92,7 +94,8 @@ struct MemoryPlan {
   int64_t overhead_bytes = 0;  // runtime base + tokenizer + connections
   int64_t draft_weights_bytes = 0;
   DraftMemory draft;           // the draft model's KV pool and activations (zero without one)
-  int64_t total_bytes = 0;     // weights + KV + activations + overhead + the draft model's
+  int64_t lora_bytes = 0;      // the LoRA adapters (and one update's scratch)
+  int64_t total_bytes = 0;     // weights + KV + activations + overhead + the draft model's + LoRA
 };
 
 Result<MemoryPlan> PlanMemory(const PlanInput& in);

@@ -125,6 +125,23 @@ TEST(PlanCli, Q8_0KvCacheHalvesTheKvBytes) {
 
 // --draft: a draft model's weights, KV cache (--speculative-max-seqs sequences of up to 8,192
 // tokens) and activations are added, and serve gets --draft-model.
+TEST(PlanCli, LoraAdapters) {
+  const std::vector<std::string> base = {kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q4_k", "--ctx", "8192",
+                                         "--batch", "4", "--cpus", "8", "--memory", "16g", "--format", "json"};
+  const Json plain = RunJson(base);
+  std::vector<std::string> argv = base;
+  for (const char* a : {"--lora", "3", "--lora-rank", "16"}) argv.push_back(a);
+  const Json j = RunJson(argv);
+  // Per 7B layer, rank 16: A (BF16) 16 x (6 x 3584 + 18944) inputs, B^T (f32) 16 x (3 x 3584 + 2 x 512 +
+  // 2 x 18944) outputs; 28 layers; then one update's scratch (256 rows of 18944 + 16 floats).
+  const int64_t adapter = 28 * (16 * (6 * 3584 + 18944) * 2 + 16 * (3 * 3584 + 2 * 512 + 2 * 18944) * 4);
+  EXPECT_EQ(j["lora"]["bytes"].get<int64_t>(), 3 * adapter + 256 * (18944 + 16) * 4);
+  EXPECT_EQ(j["total_bytes"].get<int64_t>(), plain["total_bytes"].get<int64_t>() + j["lora"]["bytes"].get<int64_t>());
+  auto gpu = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--gpus", "1", "--lora", "1"});
+  EXPECT_EQ(gpu.exit_code, 1);
+  EXPECT_NE(gpu.err.find("--lora is for CPU deployments"), std::string::npos) << gpu.err;
+}
+
 TEST(PlanCli, DraftModel) {
   const std::vector<std::string> base = {kQwenbox, "plan", "--preset", "qwen2.5-7b", "--quant", "q4_0", "--ctx", "16384",
                                          "--batch", "8", "--cpus", "16", "--memory", "64g", "--format", "json"};

@@ -203,14 +203,19 @@ TEST(ServeCli, LoraAdaptersServeWhatGenerateGives) {
 
   // --print-config lists the adapters; their bytes are part of what the model holds.
   auto cfg = RunCommand({kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config", "--threads", "2",
-                         "--lora-modules", "sql=" + dir + "/a1", dir + "/a2"});
+                         "--enable-lora", "--lora-modules", "sql=" + dir + "/a1", dir + "/a2",
+                         R"({"name": "js", "path": ")" + dir + R"(/a1", "base_model_name": "x"})"});
   ASSERT_EQ(cfg.exit_code, 0) << cfg.err;
   const Json j = ParseJson(cfg.out, "stdout").value();
-  ASSERT_EQ(j["lora_adapters"].size(), 2u);
+  ASSERT_EQ(j["lora_adapters"].size(), 3u);
   EXPECT_EQ(j["lora_adapters"][0]["name"], "sql");
   EXPECT_EQ(j["lora_adapters"][1]["name"], "a2");  // a bare PATH is named after its directory
+  EXPECT_EQ(j["lora_adapters"][2]["name"], "js");  // vLLM's JSON form
   EXPECT_EQ(j["lora_adapters"][0]["rank"], 8);
-  EXPECT_EQ(j["lora_bytes"].get<int64_t>(), 2 * j["lora_adapters"][0]["bytes"].get<int64_t>());
+  EXPECT_EQ(j["lora_bytes"].get<int64_t>(), 3 * j["lora_adapters"][0]["bytes"].get<int64_t>());
+  // What `plan --lora` counts per adapter: micro-qwen2 (2 layers, hidden 256, kv 128, intermediate
+  // 768), rank 8: A in BF16 8 x (6 x 256 + 768), B^T in f32 8 x (3 x 256 + 2 x 128 + 2 x 768).
+  EXPECT_EQ(j["lora_adapters"][0]["bytes"], 2 * (8 * (6 * 256 + 768) * 2 + 8 * (3 * 256 + 2 * 128 + 2 * 768) * 4));
   // Refusals, before anything is served.
   const auto refused = [&](std::vector<std::string> extra, const std::string& why) {
     std::vector<std::string> argv = {kQwenbox, "serve", "--model", DataPath("micro-qwen2"), "--print-config"};
@@ -222,6 +227,7 @@ TEST(ServeCli, LoraAdaptersServeWhatGenerateGives) {
   refused({"--lora-modules", "qwenbox=" + dir + "/a1"}, "the model's own");
   refused({"--lora-modules", "x=" + dir + "/a1", "x=" + dir + "/a2"}, "two adapters are named \"x\"");
   refused({"--lora-modules", "x=" + dir + "/missing"}, "not a directory");
+  refused({"--lora-modules", "x=" + dir + "/a1", "--max-lora-rank", "4"}, "has rank 8, above --max-lora-rank 4");
   refused({"--lora-modules", "x=" + dir + "/a1", "--tensor-parallel-size", "2"}, "tensor-parallel-size");
 }
 
