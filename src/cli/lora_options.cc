@@ -39,6 +39,8 @@ Result<std::shared_ptr<const LoraAdapters>> LoadLoraModules(const std::vector<st
     }
     if (name.empty() || path.empty())
       return InvalidArgument(fmt::format("--lora-modules: \"{}\" is not NAME=PATH", spec));
+    if (served_name.empty())
+      return InvalidArgument("--lora-modules needs a --served-model-name (with none, every name is the model)");
     if (name == served_name)
       return InvalidArgument(
           fmt::format("--lora-modules: the adapter name \"{}\" is the model's own (--served-model-name)", name));

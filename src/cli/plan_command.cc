@@ -32,6 +32,7 @@ struct PlanOptions {
   std::string model, preset, quant, memory, gpu_mem = "80g", kv_dtype = "f16", format = "table";
   std::string draft, draft_quant;  // --draft (a preset or a path), --draft-quant
   int64_t lora = 0, lora_rank = 16;  // --lora, --lora-rank
+  std::string lora_dtype = "f32";    // --lora-dtype: the adapters' files' type
   int64_t ctx = 0, batch = 1, tp = 0, instances = 1, gpus = 0, max_batch_tokens = 2048, speculative_max_seqs = 4;
   double cpus = 0, margin = 0.05;
 };
@@ -165,8 +166,13 @@ Status RunPlan(const PlanOptions& o) {
   in.cpu_tensor_parallel = cpu_tp;
   if (draft) in.draft = DraftPlanInput{draft->config, draft->quant, draft->measured_weights, o.speculative_max_seqs};
   if (o.lora > 0 && o.gpus > 0) return InvalidArgument("--lora is for CPU deployments (serve --lora-modules runs on the CPU)");
+  if (o.lora > 0 && cpu_tp > 1) return InvalidArgument("--lora with --tp > 1 is not supported (serve refuses it)");
+  const auto lora_dtype = DTypeFromName(o.lora_dtype);
+  if (!lora_dtype || (*lora_dtype != DType::kF32 && *lora_dtype != DType::kBF16 && *lora_dtype != DType::kF16))
+    return InvalidArgument("--lora-dtype must be f32, bf16 or f16");
   in.lora_adapters = o.lora;
   in.lora_rank = o.lora_rank;
+  in.lora_dtype = *lora_dtype;
   QB_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(in));
 
   DeploymentInput d;
@@ -236,7 +242,8 @@ Status RunPlan(const PlanOptions& o) {
                     {"kv_bytes", plan.draft.kv_bytes},
                     {"activation_bytes", plan.draft.activation_bytes},
                     {"speculative_max_seqs", o.speculative_max_seqs}};
-    if (o.lora > 0) j["lora"] = {{"adapters", o.lora}, {"rank", o.lora_rank}, {"bytes", plan.lora_bytes}};
+    if (o.lora > 0)
+      j["lora"] = {{"adapters", o.lora}, {"rank", o.lora_rank}, {"dtype", o.lora_dtype}, {"bytes", plan.lora_bytes}};
     j["total_bytes"] = plan.total_bytes;
     j["instances"] = o.instances;
     j["cpu_tensor_parallel"] = cpu_tp;
@@ -279,8 +286,8 @@ Status RunPlan(const PlanOptions& o) {
                             HumanBytes(plan.draft_weights_bytes), HumanBytes(plan.draft.kv_bytes),
                             std::min(o.speculative_max_seqs, o.batch), HumanBytes(plan.draft.activation_bytes))
               : "",
-        o.lora > 0 ? fmt::format("LoRA:         {} adapter(s) of rank {} on all projections: {}\n", o.lora, o.lora_rank,
-                                 HumanBytes(plan.lora_bytes))
+        o.lora > 0 ? fmt::format("LoRA:         {} adapter(s) of rank {} ({}) on all projections: {}\n", o.lora,
+                                 o.lora_rank, o.lora_dtype, HumanBytes(plan.lora_bytes))
                    : "",
         HumanBytes(plan.total_bytes), HumanBytes(memory), memory_source, o.instances, fits ? "FITS" : "DOES NOT FIT");
     for (const std::string& r : reasons) t += "              - " + r + "\n";
@@ -336,6 +343,9 @@ void AddPlanCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--lora", o->lora, "LoRA adapters served beside the model (serve --lora-modules)")
       ->capture_default_str();
   cmd->add_option("--lora-rank", o->lora_rank, "Their rank (on all seven projections)")->capture_default_str();
+  cmd->add_option("--lora-dtype", o->lora_dtype,
+                  "Their files' type: f32 (PEFT's default for adapters trained on a BF16 model), bf16 or f16")
+      ->capture_default_str();
   cmd->add_option("--speculative-max-seqs", o->speculative_max_seqs, "Sequences the draft model proposes for at once")
       ->capture_default_str();
   cmd->add_option("--format", o->format, "table, json, docker, compose or k8s")->capture_default_str();

@@ -330,19 +330,22 @@ void AddLowRank(const ExecContext& ctx, const Tensor& low, const Tensor& bt, std
   QB_CHECK(bt.rows() == r && static_cast<int64_t>(rows.size()) == m && offset >= 0 && offset + out <= y_cols,
            "AddLowRank: low {} bt {} y {} offset {}", ShapeToString(low.shape()), ShapeToString(bt.shape()),
            ShapeToString(y.shape()), offset);
+  for (const int32_t row : rows) QB_CHECK(row >= 0 && row < y.rows(), "AddLowRank: row {} of {}", row, y.rows());
   const bool avx2 = ctx.isa != Isa::kReference && ctx.isa != Isa::kScalar;
-  // About 256 K multiply-adds a share: a decode step's row stays on the calling thread.
-  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(1, r * out));
-  Split(ctx, m, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int32_t row = rows[static_cast<size_t>(i)];
-      QB_CHECK(row >= 0 && row < y.rows(), "AddLowRank: row {} of {}", row, y.rows());
-      float* dst = y.mutable_data<float>() + int64_t{row} * y_cols + offset;
+  // Spans of 512 columns of each row are the units of work, so one row (a decode step) spreads
+  // over the threads too; a share is about 64 K multiply-adds at least.
+  constexpr int64_t kSpan = 512;
+  const int64_t spans = (out + kSpan - 1) / kSpan;
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 16) / std::max<int64_t>(1, r * std::min(out, kSpan)));
+  Split(ctx, m * spans, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t i = u / spans, j0 = u % spans * kSpan, width = std::min(kSpan, out - j0);
+      float* dst = y.mutable_data<float>() + int64_t{rows[static_cast<size_t>(i)]} * y_cols + offset + j0;
       const float* l = low.data<float>() + i * r;
       if (avx2)
-        cpu::AddLowRankRowAvx2(dst, l, bt.data<float>(), r, out);
+        cpu::AddLowRankRowAvx2(dst, l, bt.data<float>() + j0, r, width, out);
       else
-        ref::AddLowRankRow(dst, l, bt.data<float>(), r, out);
+        ref::AddLowRankRow(dst, l, bt.data<float>() + j0, r, width, out);
     }
   });
 }

@@ -16,7 +16,8 @@ class CudaStepModel final : public StepModel {
       : model_(std::move(model)), device_(std::move(device)) {}
   const ModelConfig& config() const override { return model_->config(); }
   Result<Tensor> Step(const ForwardBatch& batch) override {
-    if (!batch.adapters.empty()) return Unimplemented("LoRA adapters run on the CPU only (not --device cuda)");
+    for (int32_t a : batch.adapters)
+      if (a != 0) return Unimplemented("LoRA adapters run on the CPU only (not --device cuda)");
     return model_->Forward(batch);
   }
   int64_t kv_pool_bytes() const override { return model_->kv_pool_bytes(); }

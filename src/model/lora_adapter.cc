@@ -91,16 +91,19 @@ Result<TensorRole> ParseTensorName(const std::string& file, const std::string& n
   std::string_view s = name;
   Consume(s, "base_model.model.");
   TensorRole role;
-  if (!Consume(s, "model.layers.")) return refuse("not a LoRA tensor of a Qwen2 decoder layer");
+  Consume(s, "model.");  // (absent when the adapter was made on a bare Qwen2Model)
+  if (!Consume(s, "layers.")) return refuse("not a LoRA tensor of a Qwen2 decoder layer");
   const auto dot = s.find('.');
   int64_t layer = -1;
   if (dot == std::string_view::npos || std::from_chars(s.data(), s.data() + dot, layer).ptr != s.data() + dot)
     return refuse("no layer number");
   role.layer = layer;
   s.remove_prefix(dot + 1);
-  if (!Consume(s, "self_attn.") && !Consume(s, "mlp.")) return refuse("not in self_attn or mlp");
+  const bool attention = Consume(s, "self_attn.");
+  if (!attention && !Consume(s, "mlp.")) return refuse("not in self_attn or mlp");
   bool found = false;
-  for (int t = 0; t < kLoraTargets && !found; ++t) {
+  // q, k, v and o are self_attn's; gate, up and down the mlp's.
+  for (int t = attention ? 0 : 4; t < (attention ? 4 : kLoraTargets) && !found; ++t) {
     if (Consume(s, kNames[static_cast<size_t>(t)])) {
       role.target = static_cast<LoraTarget>(t);
       found = true;
@@ -209,7 +212,11 @@ Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& 
       return InvalidArgument(fmt::format("{}: tensor \"{}\" is for layer {}, the model has {} layers", weights_file,
                                          e.name, role.layer, config.num_layers));
     Found& f = found[static_cast<size_t>(role.layer)][static_cast<size_t>(role.target)];
-    (role.is_b ? f.b : f.a) = &e;
+    const SafetensorsEntry*& slot = role.is_b ? f.b : f.a;
+    if (slot != nullptr)
+      return InvalidArgument(fmt::format("{}: tensors \"{}\" and \"{}\" are the same matrix", weights_file, slot->name,
+                                         e.name));
+    slot = &e;
   }
   std::array<bool, kLoraTargets> used{};
   for (int64_t l = 0; l < config.num_layers; ++l) {

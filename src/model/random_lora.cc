@@ -1,5 +1,6 @@
 #include "model/random_lora.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -49,7 +50,8 @@ Result<std::vector<LoraTarget>> ParseLoraTargets(const std::string& list) {
     bool found = false;
     for (int t = 0; t < kLoraTargets; ++t)
       if (LoraTargetName(static_cast<LoraTarget>(t)) == name) {
-        out.push_back(static_cast<LoraTarget>(t));
+        if (std::find(out.begin(), out.end(), static_cast<LoraTarget>(t)) == out.end())
+          out.push_back(static_cast<LoraTarget>(t));
         found = true;
       }
     if (!found)

@@ -123,7 +123,7 @@ Result<MemoryPlan> PlanMemory(const PlanInput& in) {
   }
   if (in.lora_adapters < 0 || in.lora_rank < 1) return InvalidArgument("--lora must be >= 0 and --lora-rank >= 1");
   if (in.lora_adapters > 0) {
-    p.lora_bytes = in.lora_adapters * LoraAdapterBytes(in.config, in.lora_rank) + LoraScratchBytes(in.config, in.lora_rank);
+    p.lora_bytes = in.lora_adapters * LoraAdapterBytes(in.config, in.lora_rank, in.lora_dtype) + LoraScratchBytes(in.config, in.lora_rank);
     p.total_bytes += p.lora_bytes;
   }
   return p;

@@ -82,6 +82,7 @@ struct PlanInput {
   std::optional<DraftPlanInput> draft;  // speculative decoding with a draft model
   int64_t lora_adapters = 0;  // LoRA adapters served beside the model (serve --lora-modules)
   int64_t lora_rank = 16;     // their rank, on all seven projections
+  DType lora_dtype = DType::kF32;  // their files' type (A is held in it)
 };
 
 struct MemoryPlan {

@@ -45,9 +45,9 @@ struct ServedNames {
   std::vector<std::string> adapters;
   // 0 for the model, i for adapters[i - 1]; nullopt for a name not served.
   std::optional<int32_t> Find(const std::string& name) const {
-    if (model.empty() || name == model) return 0;
     for (size_t i = 0; i < adapters.size(); ++i)
       if (adapters[i] == name) return static_cast<int32_t>(i + 1);
+    if (model.empty() || name == model) return 0;
     return std::nullopt;
   }
   // "'qwenbox'" or "'qwenbox', 'sql-lora'": for error messages.

@@ -465,7 +465,8 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   };
   // A client that went away: its requests are cancelled (status 499, as nginx logs it).
   auto metrics_cancelled = [metrics](const Exchange& ex) {
-    for (size_t i = 0; i < ex.streams.size(); ++i) metrics->RequestDone(499, "cancelled", nullptr);
+    const std::string adapter = ex.parsed.gen.adapter > 0 ? ex.parsed.model : "";
+    for (size_t i = 0; i < ex.streams.size(); ++i) metrics->RequestDone(499, "cancelled", nullptr, adapter);
   };
   auto on_token_metrics = [metrics](Exchange& ex, size_t i, const StreamEvent& ev) {
     if (ev.kind != StreamEvent::Kind::kToken) return;

@@ -49,11 +49,9 @@ ServerMetrics::ServerMetrics() {
 void ServerMetrics::RequestDone(int status, const std::string& finish_reason, const StreamEvent* f,
                                 const std::string& adapter) {
   requests_->Add(1, {{"finish_reason", finish_reason.empty() ? "none" : finish_reason}, {"code", std::to_string(status)}});
+  if (!adapter.empty()) lora_requests_->Add(1, {{"adapter", adapter}});
   if (f == nullptr) return;
-  if (!adapter.empty()) {
-    lora_requests_->Add(1, {{"adapter", adapter}});
-    lora_tokens_->Add(static_cast<double>(f->generated_tokens), {{"adapter", adapter}});
-  }
+  if (!adapter.empty()) lora_tokens_->Add(static_cast<double>(f->generated_tokens), {{"adapter", adapter}});
   prompt_tokens_->Add(static_cast<double>(f->prompt_tokens));
   generated_tokens_->Add(static_cast<double>(f->generated_tokens));
   prompt_len_->Observe(static_cast<double>(f->prompt_tokens));

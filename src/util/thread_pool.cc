@@ -61,6 +61,10 @@ void ThreadPool::Run(const std::function<void(int)>& fn) {
     return;
   }
   std::lock_guard<std::mutex> run_lock(run_mu_);
+  RunLocked(fn);
+}
+
+void ThreadPool::RunLocked(const std::function<void(int)>& fn) {
   job_ = &fn;
   pending_.store(n_threads_ - 1, std::memory_order_release);
   {
@@ -131,12 +135,14 @@ void ThreadPool::ParallelForStealing(int64_t n, const std::function<void(int64_t
   }
   if (n >= (int64_t{1} << 32)) return ParallelForDynamic(n, fn);  // beyond 32-bit shares
   const int threads = n_threads_;
+  // The shares belong to this job: another caller's job must not set them while it runs.
+  std::lock_guard<std::mutex> run_lock(run_mu_);
   for (int t = 0; t < threads; ++t)
     shares_[static_cast<size_t>(t)].range.store(Pack(static_cast<uint64_t>(n * t / threads),
                                                      static_cast<uint64_t>(n * (t + 1) / threads)),
                                                 std::memory_order_relaxed);
-  // Run's release of the job publishes the shares to the workers.
-  Run([&](int self) {
+  // The job's release publishes the shares to the workers.
+  RunLocked([&](int self) {
     int64_t i;
     while (Take(shares_[static_cast<size_t>(self)].range, false, i)) fn(i);
     for (int k = 1; k < threads; ++k) {

@@ -40,6 +40,8 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int index);
+  // Run with run_mu_ held by the caller.
+  void RunLocked(const std::function<void(int)>& fn);
 
   const int n_threads_;
   std::vector<std::thread> workers_;
@@ -49,7 +51,7 @@ class ThreadPool {
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::condition_variable wake_;
-  std::mutex run_mu_;  // one job at a time
+  std::mutex run_mu_;  // one job at a time (callers on several threads wait their turn)
   // ParallelForStealing's shares, one per thread on its own cache line: the next index at the
   // front (low 32 bits) and the end (high 32 bits), both moved by compare-and-swap.
   struct alignas(64) Share {

@@ -132,11 +132,19 @@ TEST(PlanCli, LoraAdapters) {
   std::vector<std::string> argv = base;
   for (const char* a : {"--lora", "3", "--lora-rank", "16"}) argv.push_back(a);
   const Json j = RunJson(argv);
-  // Per 7B layer, rank 16: A (BF16) 16 x (6 x 3584 + 18944) inputs, B^T (f32) 16 x (3 x 3584 + 2 x 512 +
-  // 2 x 18944) outputs; 28 layers; then one update's scratch (256 rows of 18944 + 16 floats).
-  const int64_t adapter = 28 * (16 * (6 * 3584 + 18944) * 2 + 16 * (3 * 3584 + 2 * 512 + 2 * 18944) * 4);
-  EXPECT_EQ(j["lora"]["bytes"].get<int64_t>(), 3 * adapter + 256 * (18944 + 16) * 4);
+  // Per 7B layer, rank 16: A 16 x (6 x 3584 + 18944) inputs (in the file's type: f32 unless
+  // --lora-dtype says otherwise), B^T (f32) 16 x (3 x 3584 + 2 x 512 + 2 x 18944) outputs; 28
+  // layers; then one update's scratch (256 rows of 18944 + 16 floats).
+  const int64_t a_values = 16 * (6 * 3584 + 18944), b_bytes = 16 * (3 * 3584 + 2 * 512 + 2 * 18944) * 4;
+  const int64_t scratch = 256 * (18944 + 16) * 4;
+  EXPECT_EQ(j["lora"]["bytes"].get<int64_t>(), 3 * 28 * (a_values * 4 + b_bytes) + scratch);
   EXPECT_EQ(j["total_bytes"].get<int64_t>(), plain["total_bytes"].get<int64_t>() + j["lora"]["bytes"].get<int64_t>());
+  argv.push_back("--lora-dtype");
+  argv.push_back("bf16");
+  EXPECT_EQ(RunJson(argv)["lora"]["bytes"].get<int64_t>(), 3 * 28 * (a_values * 2 + b_bytes) + scratch);
+  auto tp = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--cpus", "4", "--tp", "2", "--lora", "1"});
+  EXPECT_EQ(tp.exit_code, 1);
+  EXPECT_NE(tp.err.find("--lora with --tp"), std::string::npos) << tp.err;
   auto gpu = RunCommand({kQwenbox, "plan", "--preset", "qwen2.5-7b", "--gpus", "1", "--lora", "1"});
   EXPECT_EQ(gpu.exit_code, 1);
   EXPECT_NE(gpu.err.find("--lora is for CPU deployments"), std::string::npos) << gpu.err;

@@ -88,6 +88,42 @@ TEST_F(EngineLoraTest, PrefixCacheIsPerAdapter) {
   EXPECT_EQ(Collect(**engine->Submit(With(prompt, 0))).finish.cached_tokens, 48);
 }
 
+TEST_F(EngineLoraTest, SpeculationAndPreemptionKeepEachAdaptersOutput) {
+  // N-gram proposals (verified with the request's adapter) and a KV pool small enough that
+  // sequences are preempted and recomputed: every request still gets its adapter's greedy output.
+  const auto lora = TwoAdapters();
+  EngineConfig c;
+  c.kv_dtype = DType::kF32;
+  c.scheduler.block_size = 16;
+  c.scheduler.max_batch_tokens = 32;
+  c.kv_blocks = 8;  // 128 tokens for six requests of up to 60
+  c.eos_token_ids = {1023};
+  c.lora = lora;
+  c.speculative.num_tokens = 3;
+  c.speculative.max_seqs = 8;
+  Engine engine(model_, tokenizer_, c, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+  std::mt19937 rng(9);
+  const kernels::ExecContext ctx{pool_.get(), kernels::DetectIsa()};
+  // Every reference first: the engine and the references share the thread pool, which runs
+  // one caller's jobs at a time.
+  std::vector<std::vector<int32_t>> prompts, want;
+  for (int i = 0; i < 6; ++i) {
+    // (micro-qwen2's greedy text soon repeats itself: the n-gram drafter finds proposals there.)
+    prompts.push_back(RandomPrompt(rng, 30));
+    want.push_back(test::Greedy(*model_, prompts.back(), 30, ctx, i % 3 > 0 ? lora.get() : nullptr, i % 3));
+  }
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r = Greedy(prompts[static_cast<size_t>(i)], 30);
+    r.adapter = i % 3;
+    streams.push_back(*engine.Submit(std::move(r)));
+  }
+  for (size_t i = 0; i < streams.size(); ++i) EXPECT_EQ(Collect(*streams[i]).ids, want[i]) << "request " << i;
+  const EngineStats st = engine.Stats();
+  EXPECT_GT(st.preemptions, 0);
+  EXPECT_GT(st.draft_tokens, 0);
+}
+
 TEST_F(EngineLoraTest, UnknownAdapterIsRefused) {
   auto engine = LoraEngine(TwoAdapters());
   auto s = engine->Submit(With({1, 2, 3}, 3));

@@ -693,7 +693,7 @@ TEST(AddLowRankTest, MatchesTheSumOnEveryPath) {
   std::uniform_real_distribution<float> u(-1, 1);
   ThreadPool pool(2);
   for (const int64_t m : {1, 5, 300}) {
-    for (const int64_t out : {8, 37, 96}) {
+    for (const int64_t out : {8, 37, 96, 1100}) {  // 1100: spans of 512 columns and a partial one
       const int64_t r = 6, y_cols = out + 11, offset = 3;
       Tensor low = Tensor::Empty(DType::kF32, {m, r}), bt = Tensor::Empty(DType::kF32, {r, out});
       for (int64_t i = 0; i < low.numel(); ++i) low.mutable_data<float>()[i] = u(rng);

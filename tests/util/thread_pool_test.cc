@@ -82,3 +82,34 @@ TEST(ThreadPoolTest, StealingTakesTheBackOfASlowThreadsShare) {
 
 }  // namespace
 }  // namespace qb
+
+namespace qb {
+namespace {
+
+// Two threads sharing one pool (a test's reference pass beside a running engine did): each
+// ParallelForStealing visits every one of its own indices exactly once.
+TEST(ThreadPoolTest, CallersOnTwoThreadsEachGetTheirWholeJob) {
+  ThreadPool pool(2);
+  auto hammer = [&pool](int64_t n, bool* ok) {
+    for (int rep = 0; rep < 300; ++rep) {
+      std::vector<std::atomic<int>> seen(static_cast<size_t>(n));
+      pool.ParallelForStealing(n, [&](int64_t i) {
+        seen[static_cast<size_t>(i)].fetch_add(1);
+        std::atomic<int> spin{0};
+        while (spin.fetch_add(1, std::memory_order_relaxed) < 200) {
+        }
+      });
+      for (auto& s : seen)
+        if (s.load() != 1) *ok = false;
+    }
+  };
+  bool ok_a = true, ok_b = true;
+  std::thread a(hammer, 37, &ok_a), b(hammer, 300, &ok_b);
+  a.join();
+  b.join();
+  EXPECT_TRUE(ok_a);
+  EXPECT_TRUE(ok_b);
+}
+
+}  // namespace
+}  // namespace qb

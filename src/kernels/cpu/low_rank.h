@@ -6,6 +6,7 @@
 
 namespace qb::kernels::cpu {
 
-void AddLowRankRowAvx2(float* y, const float* low, const float* bt, int64_t r, int64_t out);
+// y[j] += sum_k low[k] * bt[k * stride + j] for j < width.
+void AddLowRankRowAvx2(float* y, const float* low, const float* bt, int64_t r, int64_t width, int64_t stride);
 
 }  // namespace qb::kernels::cpu

@@ -28,10 +28,10 @@ void Add(float* acc, const float* x, int64_t count) {
   for (int64_t i = 0; i < count; ++i) acc[i] += x[i];
 }
 
-void AddLowRankRow(float* y, const float* low, const float* bt, int64_t r, int64_t out) {
-  for (int64_t j = 0; j < out; ++j) {
+void AddLowRankRow(float* y, const float* low, const float* bt, int64_t r, int64_t width, int64_t stride) {
+  for (int64_t j = 0; j < width; ++j) {
     double acc = y[j];
-    for (int64_t k = 0; k < r; ++k) acc += static_cast<double>(low[k]) * bt[k * out + j];
+    for (int64_t k = 0; k < r; ++k) acc += static_cast<double>(low[k]) * bt[k * stride + j];
     y[j] = static_cast<float>(acc);
   }
 }

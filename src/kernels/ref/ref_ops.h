@@ -23,7 +23,8 @@ void Attention(const float* q, int64_t n, int64_t n_heads, int64_t n_kv_heads, i
 void Embedding(const int32_t* ids, int64_t n, const void* table, DType table_type, int64_t d,
                float* out);
 void Add(float* acc, const float* x, int64_t count);
-// y[j] += sum_k low[k] * bt[k * out + j] for j < out (a LoRA update's second half, one row).
-void AddLowRankRow(float* y, const float* low, const float* bt, int64_t r, int64_t out);
+// y[j] += sum_k low[k] * bt[k * stride + j] for j < width (a LoRA update's second half, one
+// row or a span of it).
+void AddLowRankRow(float* y, const float* low, const float* bt, int64_t r, int64_t width, int64_t stride);
 
 }  // namespace qb::kernels::ref
