@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 
 #include "formats/safetensors_writer.h"
-#include "util/half.h"
+#include "tensor/dequantize.h"
 #include "util/json.h"
 
 namespace qb {
@@ -25,15 +25,9 @@ PendingTensor RandomMatrix(std::string name, DType dtype, int64_t rows, int64_t 
   PendingTensor t{std::move(name), dtype, {rows, cols}, {}};
   t.fill = [dtype, n = rows * cols, bound, seed](uint8_t* dst) {
     std::mt19937_64 rng(seed);
-    for (int64_t i = 0; i < n; ++i) {
-      const auto v = static_cast<float>(bound * Uniform(rng));
-      if (dtype == DType::kF32) {
-        std::memcpy(dst + 4 * i, &v, 4);
-      } else {
-        const uint16_t h = dtype == DType::kF16 ? F32ToF16(v) : F32ToBF16(v);
-        std::memcpy(dst + 2 * i, &h, 2);
-      }
-    }
+    std::vector<float> v(static_cast<size_t>(n));
+    for (float& x : v) x = static_cast<float>(bound * Uniform(rng));
+    QuantizeRow(dtype, v.data(), dst, n);  // f32 as is, f16/bf16 rounded
   };
   return t;
 }

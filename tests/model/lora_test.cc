@@ -18,8 +18,6 @@
 #include "tensor/dequantize.h"
 #include "util/json.h"
 #include "util/thread_pool.h"
-#include "model/kv_cache.h"
-#include <random>
 
 namespace qb {
 namespace {
@@ -148,28 +146,6 @@ INSTANTIATE_TEST_SUITE_P(Adapters, LoraMergeTest,
                                            MergeCase{"MlpOnlyF16", "gate_proj,up_proj,down_proj", 16, false,
                                                      DType::kF16}),
                          [](const auto& p) { return std::string(p.param.name); });
-
-TEST(ChunkDebug, PrefillSplitIsBitExact) {
-  auto m = LoadModel(DataPath("micro-qwen2"));
-  ASSERT_TRUE(m.ok());
-  const auto& model = *m->model;
-  ThreadPool pool(2);
-  const kernels::ExecContext ctx{&pool, kernels::DetectIsa()};
-  std::mt19937 rng(5);
-  std::vector<int32_t> p(36);
-  for (auto& t : p) t = std::uniform_int_distribution<int32_t>(0, 1022)(rng);
-  ContiguousKvCache whole(model.config(), 64);
-  auto a = model.Forward(p, 0, whole, false, ctx);
-  for (int split : {1, 4, 16, 20, 32, 35}) {
-    ContiguousKvCache c(model.config(), 64);
-    std::vector<int32_t> p1(p.begin(), p.begin() + split), p2(p.begin() + split, p.end());
-    ASSERT_TRUE(model.Forward(p1, 0, c, false, ctx).ok());
-    auto b = model.Forward(p2, split, c, false, ctx);
-    float diff = 0;
-    for (int64_t v = 0; v < a->cols(); ++v) diff = std::max(diff, std::abs(a->data<float>()[v] - b->data<float>()[v]));
-    EXPECT_EQ(diff, 0.0f) << "split " << split;
-  }
-}
 
 TEST(LoraTest, LoadsWhatWasWritten) {
   const std::string base = DataPath("micro-qwen2");
