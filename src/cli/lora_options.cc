@@ -68,11 +68,4 @@ ForwardBatch WithLora(ForwardBatch batch, const LoraAdapters* set) {
   return batch;
 }
 
-int64_t LoraBytes(const LoraAdapters* set) {
-  int64_t bytes = 0;
-  if (set != nullptr)
-    for (const auto& a : *set) bytes += a->bytes;
-  return bytes;
-}
-
 }  // namespace qb::cli

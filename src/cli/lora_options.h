@@ -23,7 +23,5 @@ Result<std::shared_ptr<const LoraAdapters>> LoadLoraModules(const std::vector<st
 Result<std::shared_ptr<const LoraAdapters>> LoadOneLora(const std::string& path, const ModelConfig& config);
 // `batch` with every token on the first adapter of `set` (unchanged when `set` is null).
 ForwardBatch WithLora(ForwardBatch batch, const LoraAdapters* set);
-// The adapters' bytes together.
-int64_t LoraBytes(const LoraAdapters* set);
 
 }  // namespace qb::cli

@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstring>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -122,21 +121,18 @@ Result<TensorRole> ParseTensorName(const std::string& file, const std::string& n
   return role;
 }
 
-// The tensor in memory of its own (not a view of the mapped file).
-Result<Tensor> Copy(const SafetensorsFile& f, const SafetensorsEntry& e) {
+// A view of a LoRA matrix in the mapped file, its type and rank checked.
+Result<Tensor> LoraMatrix(const SafetensorsFile& f, const SafetensorsEntry& e) {
   if (e.dtype != DType::kF32 && e.dtype != DType::kF16 && e.dtype != DType::kBF16)
     return Unimplemented(fmt::format("{}: tensor \"{}\" is {}; LoRA tensors must be F32, F16 or BF16", f.path(),
                                      e.name, Name(e.dtype)));
   if (e.shape.size() != 2) return InvalidArgument(fmt::format("{}: tensor \"{}\" is not a matrix", f.path(), e.name));
-  const Tensor src = f.Load(e);
-  Tensor out = Tensor::Empty(e.dtype, e.shape);
-  std::memcpy(out.mutable_raw(), src.raw(), src.nbytes());
-  return out;
+  return f.Load(e);
 }
 
 // B [out, r] as f32 [r, out], times `scale`.
 Result<Tensor> ScaledTranspose(const SafetensorsFile& f, const SafetensorsEntry& e, float scale) {
-  QB_ASSIGN_OR_RETURN(const Tensor b, Copy(f, e));
+  QB_ASSIGN_OR_RETURN(const Tensor b, LoraMatrix(f, e));
   const int64_t out = b.rows(), r = b.cols();
   std::vector<float> row(static_cast<size_t>(r));
   Tensor t = Tensor::Empty(DType::kF32, {r, out});
@@ -237,7 +233,8 @@ Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& 
       const int64_t r = sa[0];
       const double scale = ac.rslora ? ac.alpha / std::sqrt(static_cast<double>(r)) : ac.alpha / static_cast<double>(r);
       LoraPair& p = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
-      QB_ASSIGN_OR_RETURN(p.a, Copy(file, *f.a));
+      QB_ASSIGN_OR_RETURN(const Tensor a_view, LoraMatrix(file, *f.a));
+      p.a = a_view.Copy();  // memory of its own, not the mapped file's
       QB_ASSIGN_OR_RETURN(p.bt, ScaledTranspose(file, *f.b, static_cast<float>(scale)));
       a.rank = std::max(a.rank, r);
       a.parameters += p.a.numel() + p.bt.numel();

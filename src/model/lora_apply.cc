@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <functional>
 
 #include "kernels/ops.h"
 #include "util/check.h"
@@ -15,14 +14,6 @@ namespace {
 // would cost more than it saves): a 0.5B decode step's update of a projection is ~0.1 M, a 7B's
 // ~0.4 M.
 constexpr int64_t kParallelWork = int64_t{1} << 18;
-
-// Runs fn(begin, end) over [0, n) on the context's threads (or the calling one).
-void ForRows(const kernels::ExecContext& ctx, int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
-  if (ctx.pool == nullptr || n < 2)
-    fn(0, n);
-  else
-    ctx.pool->ParallelFor(n, fn);
-}
 
 }  // namespace
 
@@ -65,11 +56,9 @@ void LoraBatch::Add(const kernels::ExecContext& ctx, int64_t layer, LoraTarget t
         xs = Tensor::View(DType::kF32, {m, in}, x.data<float>() + int64_t{rows.front()} * in);
       } else {
         xs = Tensor::Uninitialized(DType::kF32, {m, in});
-        ForRows(run, m, [&](int64_t b, int64_t e) {
-          for (int64_t i = b; i < e; ++i)
-            std::memcpy(xs.mutable_data<float>() + i * in, x.data<float>() + rows[static_cast<size_t>(i)] * in,
-                        static_cast<size_t>(in) * sizeof(float));
-        });
+        for (int64_t i = 0; i < m; ++i)
+          std::memcpy(xs.mutable_data<float>() + i * in, x.data<float>() + rows[static_cast<size_t>(i)] * in,
+                      static_cast<size_t>(in) * sizeof(float));
       }
       Tensor low = Tensor::Uninitialized(DType::kF32, {m, r});
       kernels::Linear(run, xs, p.a, nullptr, low);
