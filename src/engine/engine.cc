@@ -30,6 +30,7 @@ struct Engine::Active {
   Sampler sampler;
   std::unique_ptr<GrammarConstraint> constraint;  // structured output
   std::unique_ptr<StreamDecoder> decoder;
+  std::vector<int32_t> min_tokens_ban;  // the ids that end it, banned for its first min_tokens tokens
   std::string text;          // generated text so far (stop strings not yet excluded)
   size_t emitted = 0;        // bytes of `text` already sent
   size_t hold = 0;           // bytes held back: the longest stop string minus one
@@ -103,6 +104,11 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest r) {
     return InvalidArgument(fmt::format("the prompt has {} tokens, more than the limit of {} (--max-input-tokens)",
                                        prompt, config_.max_input_tokens));
   if (r.max_tokens < 1) return InvalidArgument("max_tokens must be at least 1");
+  for (const auto& [id, bias] : r.sampling.logit_bias)
+    if (id < 0 || id >= model_->config().vocab_size)
+      return InvalidArgument(fmt::format("logit_bias: token id {} is outside the vocabulary", id));
+  if (r.min_tokens < 0 || r.min_tokens > r.max_tokens)
+    return InvalidArgument(fmt::format("min_tokens ({}) must be between 0 and max_tokens ({})", r.min_tokens, r.max_tokens));
   if (prompt + r.max_tokens > config_.max_total_tokens)
     return InvalidArgument(fmt::format(
         "the prompt ({} tokens) plus max_tokens ({}) exceeds the limit of {} tokens (--max-total-tokens)", prompt,
@@ -180,6 +186,10 @@ void Engine::Admit() {
     a->seq_id = next_id_++;
     if (tokenizer_) a->decoder = std::make_unique<StreamDecoder>(*tokenizer_, a->request.skip_special_tokens);
     for (const auto& s : a->request.stop) a->hold = std::max(a->hold, s.size() - 1);
+    if (a->request.min_tokens > 0) {
+      if (!a->request.ignore_eos) a->min_tokens_ban = config_.eos_token_ids;
+      a->min_tokens_ban.insert(a->min_tokens_ban.end(), a->request.stop_token_ids.begin(), a->request.stop_token_ids.end());
+    }
     if (a->request.grammar) {
       if (!token_bytes_) token_bytes_ = std::make_shared<const TokenBytesIndex>(tokenizer_);
       if (!token_sets_) token_sets_ = std::make_shared<TokenSetCaches>();
@@ -243,10 +253,12 @@ bool Engine::Emit(Active& a, const SampleResult& s) {
     const size_t before = a.text.size();
     auto piece = a.decoder->Push(s.token);
     if (piece.ok()) a.text += *piece;
-    // A stop string can only end in the new text: search from where it could start.
+    // A stop string can only end in the new text: search from where it could start (and not
+    // before min_tokens tokens).
     size_t cut = std::string::npos;
     const size_t from = before > a.hold ? before - a.hold : 0;
-    for (const auto& stop : a.request.stop) cut = std::min(cut, a.text.find(stop, from));
+    if (a.generated >= a.request.min_tokens)
+      for (const auto& stop : a.request.stop) cut = std::min(cut, a.text.find(stop, from));
     size_t ready;
     if (cut != std::string::npos) {
       a.text.resize(cut);  // the stop string and anything after it are not output
@@ -374,7 +386,9 @@ void Engine::Step() {
       const std::vector<int32_t>& draft = drafts[static_cast<size_t>(i)];
       for (size_t j = 0; j <= draft.size(); ++j) {
         const float* row = logits->data<float>() + (first_row[static_cast<size_t>(i)] + static_cast<int64_t>(j)) * logits->cols();
-        SampleResult s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())}, a.constraint.get());
+        const bool early = a.generated + static_cast<int64_t>(j) < a.request.min_tokens;
+        SampleResult s = a.sampler.Sample({row, static_cast<size_t>(logits->cols())}, a.constraint.get(),
+                                          early ? std::span<const int32_t>(a.min_tokens_ban) : std::span<const int32_t>());
         // (A token the grammar refuses here would be a bug; the request ends with an error rather
         // than the server.)
         if (a.constraint && s.token >= 0 && !a.constraint->Accept(s.token)) s.token = -1;

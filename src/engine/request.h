@@ -27,6 +27,9 @@ struct GenerationRequest {
   std::vector<std::string> stop;         // stop strings: matched on the text, not included in it
   std::vector<int32_t> stop_token_ids;   // besides the model's end-of-sequence ids
   bool ignore_eos = false;
+  // vLLM's min_tokens: the first this many tokens are never an end-of-sequence or stop id, and
+  // stop strings only end the output after them (a grammar that is complete still ends it).
+  int64_t min_tokens = 0;
   bool skip_special_tokens = true;       // leave <|im_end|> and the like out of the text
   int32_t priority = 0;                  // lower runs first
   int32_t adapter = 0;                   // LoRA adapter: 1-based into EngineConfig::lora; 0: none

@@ -45,7 +45,7 @@ Sampler::Sampler(const SamplingParams& params, std::span<const int32_t> prompt)
   if (params_.repetition_penalty != 1.0f) seen_.insert(prompt.begin(), prompt.end());
 }
 
-void Sampler::Penalize(std::vector<float>& logits) const {
+void Sampler::Adjust(std::vector<float>& logits, std::span<const int32_t> banned) const {
   const auto vocab = static_cast<int32_t>(logits.size());
   if (params_.repetition_penalty != 1.0f)
     for (int32_t id : seen_) {
@@ -58,6 +58,10 @@ void Sampler::Penalize(std::vector<float>& logits) const {
       if (id < 0 || id >= vocab) continue;
       logits[static_cast<size_t>(id)] -= params_.presence_penalty + params_.frequency_penalty * static_cast<float>(count);
     }
+  for (const auto& [id, bias] : params_.logit_bias)
+    if (id >= 0 && id < vocab) logits[static_cast<size_t>(id)] += bias;
+  for (int32_t id : banned)
+    if (id >= 0 && id < vocab) logits[static_cast<size_t>(id)] = -INFINITY;
 }
 
 void Sampler::TakeBest(std::span<const float> logits, size_t keep) {
@@ -105,20 +109,20 @@ void Sampler::TakeBest(std::span<const float> logits, size_t keep) {
   for (size_t i = 0; i < candidates_.size(); ++i) ids_[i] = candidates_[i].id;
 }
 
-SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter) {
+SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter, std::span<const int32_t> banned) {
   SampleResult r;
-  const bool penalties = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
-                         params_.frequency_penalty != 0.0f;
+  const bool adjusted = params_.repetition_penalty != 1.0f || params_.presence_penalty != 0.0f ||
+                        params_.frequency_penalty != 0.0f || !params_.logit_bias.empty() || !banned.empty();
   std::span<const float> logits = raw;
-  if (penalties) {
+  if (adjusted) {
     work_.assign(raw.begin(), raw.end());
-    Penalize(work_);
+    Adjust(work_, banned);
     logits = work_;
   }
   const bool greedy = params_.temperature <= 0.0f || params_.top_k == 1;
   // Removes the tokens the filter refuses (-inf); false when it allows none.
   auto restrict = [&] {
-    if (!penalties) work_.assign(raw.begin(), raw.end());
+    if (!adjusted) work_.assign(raw.begin(), raw.end());
     if (filter->Allowed(allowed_) == 0) return false;
     // (The model's rows may be wider than the tokenizer's vocabulary: padding ids are refused.)
     for (size_t i = 0; i < work_.size(); ++i)

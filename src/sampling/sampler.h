@@ -1,5 +1,6 @@
 // Picks the next token of one sequence from its logits: penalties (repetition over prompt and
-// output, as Hugging Face; presence and frequency over the output, as OpenAI), temperature,
+// output, as Hugging Face; presence and frequency over the output, as OpenAI), a logit bias (as
+// OpenAI's) and banned ids (vLLM's min_tokens keeps the end ids out for a while), temperature,
 // top-k, top-p, min-p, then a draw from the sequence's own seeded generator, so a request's
 // output depends only on its seed and prompt, never on what else is in the batch. Temperature 0
 // is greedy (lowest id on ties). Optionally reports log-probabilities (of the model's raw
@@ -26,6 +27,8 @@ struct SamplingParams {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
   uint64_t seed = 0;
+  // Added to these ids' logits after the penalties (OpenAI's logit_bias: -100 bans, +100 forces).
+  std::vector<std::pair<int32_t, float>> logit_bias;
   bool logprobs = false;  // report the chosen token's log-probability
   int32_t top_logprobs = 0;  // and this many alternatives
 };
@@ -51,10 +54,12 @@ class Sampler {
   // allows: greedy picks the best allowed token (the filter is asked about the best one first,
   // and for the whole set only when it is refused); sampling draws from the distribution with
   // the refused tokens removed before temperature, top-k, top-p and min-p.
-  SampleResult Sample(std::span<const float> logits, TokenFilter* filter = nullptr);
+  // `banned` ids are never picked (unless a filter allows nothing else).
+  SampleResult Sample(std::span<const float> logits, TokenFilter* filter = nullptr, std::span<const int32_t> banned = {});
 
  private:
-  void Penalize(std::vector<float>& logits) const;
+  // Penalties, the logit bias and the bans applied to a copy of the logits.
+  void Adjust(std::vector<float>& logits, std::span<const int32_t> banned) const;
   // Sets ids_ to the `keep` best ids (logit descending, lower id first on ties), best first.
   void TakeBest(std::span<const float> logits, size_t keep);
 

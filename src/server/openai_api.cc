@@ -1,5 +1,6 @@
 #include "server/openai_api.h"
 
+#include <charconv>
 #include <set>
 
 #include <fmt/format.h>
@@ -141,9 +142,23 @@ std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const ServedNa
       p.gen.stop_token_ids.push_back(static_cast<int32_t>(x.get<uint64_t>()));
     }
   }
-  if (r.Has("logit_bias") && !(r.body["logit_bias"].is_object() && r.body["logit_bias"].empty()))
-    return Bad("'logit_bias' is not supported", "logit_bias");
-  return std::nullopt;
+  if (r.Has("logit_bias")) {
+    // {"token id": bias in [-100, 100]}, as OpenAI (ids outside the vocabulary: the engine says so).
+    const OrderedJson& lb = r.body["logit_bias"];
+    if (!lb.is_object()) return Bad("'logit_bias' must be an object of token ids to biases", "logit_bias");
+    for (auto it = lb.begin(); it != lb.end(); ++it) {
+      const std::string& key = it.key();
+      int64_t id = -1;
+      const auto [end, ec] = std::from_chars(key.data(), key.data() + key.size(), id);
+      if (ec != std::errc() || end != key.data() + key.size() || id < 0 || id > INT32_MAX)
+        return Bad(fmt::format("'logit_bias' keys must be token ids, got '{}'", key), "logit_bias");
+      if (!it.value().is_number() || !(it.value().get<double>() >= -100 && it.value().get<double>() <= 100))
+        return Bad(fmt::format("'logit_bias' values must be numbers between -100 and 100 (token {})", key), "logit_bias");
+      s.logit_bias.emplace_back(static_cast<int32_t>(id), it.value().get<float>());
+    }
+  }
+  if (auto m = r.Int("min_tokens", 0, d.max_total_tokens)) p.gen.min_tokens = *m;
+  return r.error;
 }
 
 std::optional<HttpError> ReadMaxTokens(Reader& r, const char* key, ParsedRequest& p, const Defaults& d) {
@@ -176,7 +191,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
       "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "n",
       "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "user",
-      "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "response_format", "guided_json",
+      "ignore_eos", "skip_special_tokens", "logit_bias", "min_tokens", "priority", "response_format", "guided_json",
       "guided_choice", "guided_regex"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
@@ -298,7 +313,7 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   static const std::set<std::string> kKnown = {
       "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stream", "stream_options",
       "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
-      "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "priority", "best_of", "suffix",
+      "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "min_tokens", "priority", "best_of", "suffix",
       "response_format", "guided_json", "guided_choice", "guided_regex"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;

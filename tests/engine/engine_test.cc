@@ -174,6 +174,59 @@ TEST_F(EngineTest, StopConditions) {
   EXPECT_TRUE(eos.finish.reason == FinishReason::kLength || eos.ids.back() == 1023);
 }
 
+// logit_bias reaches the sampler; min_tokens keeps the end ids out (eos and stop ids) and stop
+// strings from ending the output before that many tokens.
+TEST_F(EngineTest, LogitBiasAndMinTokens) {
+  auto engine = MakeEngine();
+  std::mt19937 rng(16);
+  const auto prompt = RandomPrompt(rng, 10);
+  const Output full = Collect(**engine->Submit(Greedy(prompt, 24)));
+  ASSERT_EQ(full.ids.size(), 24u);
+  GenerationRequest forced = Greedy(prompt, 24);
+  forced.ignore_eos = false;
+  forced.sampling.logit_bias = {{1023, 100.f}};  // the end id, forced
+  const Output at_once = Collect(**engine->Submit(forced));
+  EXPECT_EQ(at_once.ids, std::vector<int32_t>{1023});
+  forced.min_tokens = 5;
+  const Output late = Collect(**engine->Submit(forced));
+  ASSERT_EQ(late.ids.size(), 6u);
+  EXPECT_EQ(late.ids.back(), 1023);
+  EXPECT_EQ(late.finish.reason, FinishReason::kStop);
+  for (size_t i = 0; i < 5; ++i) EXPECT_NE(late.ids[i], 1023) << i;
+  // A bias of -100 on the greedy first token: another one comes first.
+  GenerationRequest banned = Greedy(prompt, 4);
+  banned.sampling.logit_bias = {{full.ids[0], -100.f}};
+  EXPECT_NE(Collect(**engine->Submit(banned)).ids[0], full.ids[0]);
+  // A stop id that greedy decoding meets at token 3: not among the first 8 with min_tokens 8.
+  GenerationRequest stop_id = Greedy(prompt, 24);
+  stop_id.stop_token_ids = {full.ids[2]};
+  stop_id.min_tokens = 8;
+  const Output by_id = Collect(**engine->Submit(stop_id));
+  ASSERT_GE(by_id.ids.size(), 8u);
+  for (size_t i = 0; i < 8; ++i) EXPECT_NE(by_id.ids[i], full.ids[2]) << i;
+  if (by_id.finish.reason == FinishReason::kStop) {
+    EXPECT_EQ(by_id.ids.back(), full.ids[2]);
+  }
+  // A stop string in the first token's text: the output still has min_tokens tokens, those of
+  // the greedy run (stop strings never change what is sampled).
+  ASSERT_FALSE(full.text.empty());
+  GenerationRequest stop_str = Greedy(prompt, 24);
+  stop_str.stop = {full.text.substr(0, 1)};
+  const Output early = Collect(**engine->Submit(stop_str));
+  EXPECT_LT(early.ids.size(), 3u);
+  stop_str.min_tokens = 6;
+  const Output kept = Collect(**engine->Submit(stop_str));
+  ASSERT_GE(kept.ids.size(), 6u);
+  EXPECT_TRUE(std::equal(kept.ids.begin(), kept.ids.end(), full.ids.begin()));
+  // Refused on submit: min_tokens above max_tokens, a bias for an id outside the vocabulary.
+  GenerationRequest bad = Greedy(prompt, 4);
+  bad.min_tokens = 5;
+  EXPECT_FALSE(engine->Submit(bad).ok());
+  bad.min_tokens = 0;
+  bad.sampling.logit_bias = {{1024, 1.f}};
+  EXPECT_FALSE(engine->Submit(bad).ok());
+}
+
 TEST_F(EngineTest, LimitsAreCheckedOnSubmit) {
   EngineConfig c;
   c.kv_blocks = 8;

@@ -29,6 +29,22 @@ std::map<int32_t, int> Histogram(SamplingParams p, const std::vector<float>& log
   return h;
 }
 
+// A filter that allows a fixed set of ids.
+class SetFilter : public TokenFilter {
+ public:
+  SetFilter(std::vector<int32_t> ids, size_t vocab) : ids_(std::move(ids)), vocab_(vocab) {}
+  bool Allows(int32_t id) override { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
+  int64_t Allowed(std::vector<uint8_t>& allowed) override {
+    allowed.assign(vocab_, 0);
+    for (int32_t id : ids_) allowed[static_cast<size_t>(id)] = 1;
+    return static_cast<int64_t>(ids_.size());
+  }
+
+ private:
+  std::vector<int32_t> ids_;
+  size_t vocab_;
+};
+
 TEST(ArgmaxTest, LargestFirstIndexOnTiesAnyLength) {
   for (size_t n : {1u, 7u, 8u, 9u, 100u, 151936u}) {
     std::vector<float> l(n);
@@ -141,6 +157,42 @@ TEST(SamplerTest, PenaltiesLowerSeenAndGeneratedTokens) {
   EXPECT_EQ(s.Sample(l).token, 1);
 }
 
+TEST(SamplerTest, LogitBiasShiftsTheDistributionButNotTheReportedLogprobs) {
+  // p = 0.5, 0.3, 0.2. A bias of ln 3 on token 2 makes its weight 0.6: p' = 0.5, 0.3, 0.6 / 1.4.
+  const std::vector<float> l = LogitsOf({0.5, 0.3, 0.2});
+  SamplingParams p;
+  p.temperature = 1.f;
+  p.logit_bias = {{2, static_cast<float>(std::log(3.0))}};
+  const auto h = Histogram(p, l, 4000);
+  EXPECT_NEAR(h.at(2) / 4000.0, 0.6 / 1.4, 0.03);
+  EXPECT_NEAR(h.at(0) / 4000.0, 0.5 / 1.4, 0.03);
+  // -100 bans (as OpenAI documents), +100 forces, greedy or not.
+  p.logit_bias = {{0, -100.f}, {1, -100.f}};
+  EXPECT_EQ(Histogram(p, l, 200).size(), 1u);
+  SamplingParams g;
+  g.logit_bias = {{1, 100.f}};
+  g.logprobs = true;
+  const SampleResult r = Sampler(g).Sample(l);
+  EXPECT_EQ(r.token, 1);
+  EXPECT_NEAR(r.logprob, std::log(0.3), 1e-6);  // the model's own probability of the token
+}
+
+TEST(SamplerTest, BannedIdsAreNeverPickedUnlessAFilterAllowsNothingElse) {
+  const std::vector<float> l = LogitsOf({0.6, 0.3, 0.1});
+  const std::vector<int32_t> banned = {0};
+  EXPECT_EQ(Sampler(SamplingParams{}).Sample(l, nullptr, banned).token, 1);
+  SamplingParams p;
+  p.temperature = 1.f;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    p.seed = seed;
+    EXPECT_NE(Sampler(p).Sample(l, nullptr, banned).token, 0);
+  }
+  // A grammar that allows only the banned id (it must end here) wins.
+  SetFilter only_end({0}, l.size());
+  EXPECT_EQ(Sampler(SamplingParams{}).Sample(l, &only_end, banned).token, 0);
+  EXPECT_EQ(Sampler(p).Sample(l, &only_end, banned).token, 0);
+}
+
 TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
   const std::vector<double> probs = {0.5, 0.25, 0.125, 0.125};
   SamplingParams p;
@@ -161,22 +213,6 @@ TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
 
 namespace qb {
 namespace {
-
-// A filter that allows a fixed set of ids.
-class SetFilter : public TokenFilter {
- public:
-  SetFilter(std::vector<int32_t> ids, size_t vocab) : ids_(std::move(ids)), vocab_(vocab) {}
-  bool Allows(int32_t id) override { return std::find(ids_.begin(), ids_.end(), id) != ids_.end(); }
-  int64_t Allowed(std::vector<uint8_t>& allowed) override {
-    allowed.assign(vocab_, 0);
-    for (int32_t id : ids_) allowed[static_cast<size_t>(id)] = 1;
-    return static_cast<int64_t>(ids_.size());
-  }
-
- private:
-  std::vector<int32_t> ids_;
-  size_t vocab_;
-};
 
 TEST(SamplerFilterTest, OnlyAllowedTokensEvenWhenTheirLogitsAreNanOrInfinite) {
   for (float bad : {NAN, -INFINITY}) {

@@ -301,6 +301,23 @@ TEST_F(ServerTest, CompletionsTgiTokenize) {
   EXPECT_EQ(d["prompt"], "Hello world");
 }
 
+// logit_bias as OpenAI's (a map of token ids to biases) and vLLM's min_tokens, on both APIs.
+TEST_F(ServerTest, LogitBiasAndMinTokens) {
+  Start();
+  const OrderedJson forced = PostJson("/v1/completions", R"({"prompt": "Hi", "max_tokens": 3, "temperature": 0.9,
+                                                            "logit_bias": {"9707": 100}})");
+  EXPECT_EQ(forced["choices"][0]["text"], "HelloHelloHello");
+  // The end id forced, but not before 3 tokens: 3 tokens and the end (which has no text).
+  const OrderedJson late = PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}],
+      "max_tokens": 8, "min_tokens": 3, "logit_bias": {"151645": 100}})");
+  EXPECT_EQ(late["usage"]["completion_tokens"], 4);
+  EXPECT_EQ(late["choices"][0]["finish_reason"], "stop");
+  const OrderedJson at_once = PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}],
+      "max_tokens": 8, "logit_bias": {"151645": 100}})");
+  EXPECT_EQ(at_once["usage"]["completion_tokens"], 1);
+  EXPECT_EQ(at_once["choices"][0]["message"]["content"], "");
+}
+
 TEST_F(ServerTest, BadRequestsGetClearErrors) {
   Start();
   struct Case {
@@ -339,6 +356,12 @@ TEST_F(ServerTest, BadRequestsGetClearErrors) {
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 18446744073709551615})", 400, "18446744073709551615"},
       {"/v1/completions", R"({"prompt": "x", "guided_regex": "a{1000000}"})", 400, "repeat counts"},
       {"/detokenize", R"({"tokens": [4294967296]})", 400, "token ids"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": {"abc": 1}})", 400, "'logit_bias' keys must be token ids"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": {"5": 101}})", 400, "between -100 and 100"},
+      {"/v1/completions", R"({"prompt": "x", "logit_bias": [1]})", 400, "'logit_bias' must be an object"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "logit_bias": {"999999": 1}})", 400,
+       "outside the vocabulary"},
+      {"/v1/completions", R"({"prompt": "x", "max_tokens": 2, "min_tokens": 3})", 400, "min_tokens"},
       {"/nowhere", "{}", 404, "no route"},
       {"/health", "{}", 405, "this route takes GET"},
   };
