@@ -31,6 +31,7 @@ struct Engine::Active {
   std::unique_ptr<GrammarConstraint> constraint;  // structured output
   std::unique_ptr<StreamDecoder> decoder;
   std::vector<int32_t> min_tokens_ban;  // the ids that end it, banned for its first min_tokens tokens
+  std::vector<TokenLogprobs> prompt_logprobs;  // computed so far (GenerationRequest::prompt_logprobs)
   std::string text;          // generated text so far (stop strings not yet excluded)
   size_t emitted = 0;        // bytes of `text` already sent
   size_t hold = 0;           // bytes held back: the longest stop string minus one
@@ -107,6 +108,7 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest r) {
   for (const auto& [id, bias] : r.sampling.logit_bias)
     if (id < 0 || id >= model_->config().vocab_size)
       return InvalidArgument(fmt::format("logit_bias: token id {} is outside the vocabulary", id));
+  if (r.prompt_logprobs < -1) return InvalidArgument("prompt_logprobs must be -1 (off) or at least 0");
   if (r.min_tokens < 0 || r.min_tokens > r.max_tokens)
     return InvalidArgument(fmt::format("min_tokens ({}) must be between 0 and max_tokens ({})", r.min_tokens, r.max_tokens));
   if (prompt + r.max_tokens > config_.max_total_tokens)
@@ -202,6 +204,7 @@ void Engine::Admit() {
     seq.id = a->seq_id;
     seq.priority = a->request.priority;
     seq.tokens = a->request.prompt;
+    if (a->request.prompt_logprobs >= 0) seq.logits_until = static_cast<int64_t>(a->request.prompt.size()) - 1;
     // An adapter's cached blocks are its own: the prefix cache's root differs per adapter.
     if (a->request.adapter > 0) seq.cache_salt = 0x9e3779b97f4a7c15ull * static_cast<uint64_t>(a->request.adapter);
     scheduler_.Add(std::move(seq));
@@ -243,11 +246,17 @@ void Engine::FinishRequest(int64_t id, FinishReason reason, const std::string& e
   active_.erase(it);
 }
 
-bool Engine::Emit(Active& a, const SampleResult& s) {
+StreamEvent Engine::TokenEvent(Active& a, const SampleResult& s) {
   StreamEvent ev;
   ev.token = s.token;
   ev.logprob = s.logprob;
   ev.top_logprobs = s.top;
+  if (a.generated == 1 && a.request.prompt_logprobs >= 0) ev.prompt_logprobs = std::move(a.prompt_logprobs);
+  return ev;
+}
+
+bool Engine::Emit(Active& a, const SampleResult& s) {
+  StreamEvent ev = TokenEvent(a, s);
   bool stopped = false;
   if (a.decoder) {
     const size_t before = a.text.size();
@@ -321,6 +330,22 @@ void Engine::ProposeDrafts() {
   }
 }
 
+void Engine::ScorePrompts(const std::vector<PromptRow>& rows, const Tensor& logits) {
+  std::vector<TokenLogprobs> scored(rows.size());
+  auto score = [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const PromptRow& r = rows[static_cast<size_t>(i)];
+      const GenerationRequest& g = r.active->request;
+      const float* row = logits.data<float>() + r.row * logits.cols();
+      scored[static_cast<size_t>(i)] = LogprobsOf({row, static_cast<size_t>(logits.cols())},
+                                                  g.prompt[static_cast<size_t>(r.position + 1)], g.prompt_logprobs, true);
+    }
+  };
+  if (ctx_.pool != nullptr) ctx_.pool->ParallelFor(static_cast<int64_t>(rows.size()), score);
+  else score(0, static_cast<int64_t>(rows.size()));
+  for (size_t i = 0; i < rows.size(); ++i) rows[i].active->prompt_logprobs.push_back(std::move(scored[i]));
+}
+
 void Engine::Step() {
   if (scheduler_.num_running() == 0 && scheduler_.num_waiting() == 0) return;
   if (config_.speculative.enabled()) ProposeDrafts();
@@ -339,6 +364,7 @@ void Engine::Step() {
   std::vector<int64_t> sample_ids;
   std::vector<int64_t> first_row;
   std::vector<std::vector<int32_t>> drafts;
+  std::vector<PromptRow> prompt_rows;
   const auto now = Clock::now();
   int64_t prompt_tokens = 0;
   for (const ScheduledChunk& c : plan.chunks) {
@@ -357,6 +383,11 @@ void Engine::Step() {
       batch.tables.emplace_back(s->blocks);
       if (lora) batch.adapters.push_back(a.request.adapter);
       if (p < static_cast<int64_t>(a.request.prompt.size())) ++prompt_tokens;
+      // (After a preemption the prompt is computed again: its rows are not asked twice.)
+      if (p < s->logits_until && p >= static_cast<int64_t>(a.prompt_logprobs.size())) {
+        prompt_rows.push_back({&a, p, static_cast<int64_t>(batch.logit_rows.size())});
+        batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+      }
     }
     if (c.sample) {
       // The last known token's row, then one row per draft token.
@@ -374,6 +405,7 @@ void Engine::Step() {
     for (int64_t id : sample_ids) FinishRequest(id, FinishReason::kError, logits.status().message());
     return;
   }
+  if (!prompt_rows.empty()) ScorePrompts(prompt_rows, *logits);
   // Sampling is independent per sequence (each has its own sampler): spread it over the pool.
   // A sequence with a draft samples row after row while its sampler picks the draft's tokens:
   // exactly the tokens, and the random draws, of sampling one step at a time.
@@ -414,14 +446,13 @@ void Engine::Step() {
         break;
       }
       add.push_back(s.token);
-      if (a.generated == 0) a.first_token = Clock::now();
+      if (a.generated == 0) {
+        a.first_token = Clock::now();
+        if (Sequence* seq = scheduler_.Find(sample_ids[i])) seq->logits_until = 0;  // the prompt is scored
+      }
       ++a.generated;
       if (EndsRequest(a, s.token)) {
-        StreamEvent ev;  // the stop token itself carries no text
-        ev.token = s.token;
-        ev.logprob = s.logprob;
-        ev.top_logprobs = s.top;
-        a.stream->Push(std::move(ev));
+        a.stream->Push(TokenEvent(a, s));  // the stop token itself carries no text
         finished.emplace_back(sample_ids[i], FinishReason::kStop);
         break;
       }

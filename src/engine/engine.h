@@ -92,6 +92,15 @@ class Engine {
   // True when `token` ends the request (end of sequence unless ignored, a stop id, the end of
   // its grammar).
   bool EndsRequest(const Active& a, int32_t token) const;
+  struct PromptRow {  // a logit row that scores a prompt token
+    Active* active;
+    int64_t position;  // the row's position: it scores the token after it
+    int64_t row;       // in the step's logits
+  };
+  // Appends each row's log-probabilities to its request's (spread over the pool).
+  void ScorePrompts(const std::vector<PromptRow>& rows, const Tensor& logits);
+  // A token's event (the first one also carries the prompt's log-probabilities).
+  static StreamEvent TokenEvent(Active& a, const SampleResult& s);
   // Sends one token with the text that became final; true when a stop string ended the output.
   bool Emit(Active& a, const SampleResult& s);
   void FinishRequest(int64_t id, FinishReason reason, const std::string& error = "");

@@ -33,6 +33,10 @@ struct GenerationRequest {
   bool skip_special_tokens = true;       // leave <|im_end|> and the like out of the text
   int32_t priority = 0;                  // lower runs first
   int32_t adapter = 0;                   // LoRA adapter: 1-based into EngineConfig::lora; 0: none
+  // -1: off. Else the log-probability (and rank) of each prompt token after the first, and this
+  // many alternatives, sent with the first token. Costs a logit row per prompt token, and the
+  // prompt is computed even when the prefix cache holds it.
+  int32_t prompt_logprobs = -1;
   // Structured output: the text must be a sentence of this grammar (JSON, a schema, choices).
   // It may end (end-of-sequence or a stop id) only where the grammar is complete, and it ends
   // there even with ignore_eos.
@@ -57,6 +61,9 @@ struct StreamEvent {
   std::string text;
   float logprob = 0.0f;
   std::vector<TokenLogprob> top_logprobs;
+  // The first token's event, when asked (GenerationRequest::prompt_logprobs): entry i scores
+  // prompt token i + 1.
+  std::vector<TokenLogprobs> prompt_logprobs;
   // kFinished: why, and the totals.
   FinishReason reason = FinishReason::kStop;
   std::string error;

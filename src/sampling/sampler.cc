@@ -217,22 +217,9 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter, st
     if (filter != nullptr && refused(r.token)) r.token = refused(ids_[0]) ? first_allowed() : ids_[0];
   }
   if (params_.logprobs || params_.top_logprobs > 0) {
-    double max_l = -INFINITY;
-    for (float l : raw) max_l = std::max(max_l, static_cast<double>(l));
-    double sum = 0.0;
-    for (float l : raw) sum += std::exp(l - max_l);
-    const double lse = max_l + std::log(sum);
-    r.logprob = static_cast<float>(raw[static_cast<size_t>(r.token)] - lse);
-    if (params_.top_logprobs > 0) {
-      std::vector<int32_t> ids(raw.size());
-      std::iota(ids.begin(), ids.end(), 0);
-      const size_t n = std::min(ids.size(), static_cast<size_t>(params_.top_logprobs));
-      std::partial_sort(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), ids.end(), [&](int32_t a, int32_t b) {
-        return raw[static_cast<size_t>(a)] > raw[static_cast<size_t>(b)] ||
-               (raw[static_cast<size_t>(a)] == raw[static_cast<size_t>(b)] && a < b);
-      });
-      for (size_t i = 0; i < n; ++i) r.top.push_back({ids[i], static_cast<float>(raw[static_cast<size_t>(ids[i])] - lse)});
-    }
+    TokenLogprobs lp = LogprobsOf(raw, r.token, params_.top_logprobs);
+    r.logprob = lp.logprob;
+    r.top = std::move(lp.top);
   }
   if (params_.repetition_penalty != 1.0f) seen_.insert(r.token);
   ++generated_[r.token];

@@ -14,6 +14,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "sampling/logprobs.h"
 #include "sampling/token_filter.h"
 
 namespace qb {
@@ -35,11 +36,6 @@ struct SamplingParams {
 
 // The index of the largest logit; the lowest index on ties.
 int32_t Argmax(std::span<const float> logits);
-
-struct TokenLogprob {
-  int32_t id;
-  float logprob;
-};
 
 struct SampleResult {
   int32_t token = 0;               // -1: the filter allowed no token at all

@@ -73,7 +73,7 @@ void Scheduler::Preempt(size_t i) {
 
 void Scheduler::MatchPrefix(Sequence& s) {
   s.cached_tokens = 0;
-  if (!config_.prefix_caching) return;
+  if (!config_.prefix_caching || s.logits_until > 0) return;
   const int64_t bs = config_.block_size;
   const auto n = static_cast<int64_t>(s.tokens.size());
   uint64_t parent = s.cache_salt;
@@ -93,11 +93,15 @@ void Scheduler::MatchPrefix(Sequence& s) {
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
   int64_t budget = config_.max_batch_tokens;
+  int64_t rows = 0;  // logit rows taken
   // 1. Running sequences, oldest first.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Sequence& s = running_[i];
     const int64_t need = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
-    const int64_t chunk = std::min(need, budget);
+    int64_t chunk = std::min(need, budget);
+    // (A row is left for each running sequence after this one.)
+    if (s.logits_until > s.num_computed)
+      chunk = std::min(chunk, std::max<int64_t>(1, config_.RowCap() - rows - static_cast<int64_t>(running_.size() - i - 1)));
     int64_t blocks_needed = BlocksFor(s.num_computed + chunk) - static_cast<int64_t>(s.blocks.size());
     // Free blocks by preempting the newest running sequences (not yet given a chunk).
     bool self_preempted = false;
@@ -121,6 +125,7 @@ StepPlan Scheduler::Schedule() {
     const bool sample = s.num_computed + chunk == static_cast<int64_t>(s.tokens.size());
     plan.chunks.push_back({s.id, s.num_computed, chunk, sample, 0});
     budget -= chunk;
+    rows += RowsOf(s, s.num_computed, chunk, sample);
     ++i;
   }
   // 2. Admit waiting sequences (not in a step that had to preempt: they would thrash).
@@ -130,7 +135,11 @@ StepPlan Scheduler::Schedule() {
     s.draft.clear();  // drafts are for decoding sequences
     MatchPrefix(s);
     const int64_t need = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
-    const int64_t chunk = std::min(need, budget);
+    int64_t chunk = std::min(need, budget);
+    if (s.logits_until > s.num_computed) {
+      if (rows >= config_.RowCap()) break;  // its rows next step
+      chunk = std::min(chunk, config_.RowCap() - rows);
+    }
     const int64_t blocks_needed = BlocksFor(s.num_computed + chunk) - static_cast<int64_t>(s.blocks.size());
     if (blocks_needed > pool_->num_free()) {
       ReleaseBlocks(s);  // give back the prefix blocks just taken
@@ -140,11 +149,12 @@ StepPlan Scheduler::Schedule() {
     const bool sample = s.num_computed + chunk == static_cast<int64_t>(s.tokens.size());
     plan.chunks.push_back({s.id, s.num_computed, chunk, sample});
     budget -= chunk;
+    rows += RowsOf(s, s.num_computed, chunk, sample);
     running_.push_back(std::move(s));
     waiting_.pop_front();
   }
   // 3. Drafts, last: only what the step's budget, logit rows and free blocks have left.
-  AddDrafts(plan, budget);
+  AddDrafts(plan, budget, rows);
   plan.num_tokens = config_.max_batch_tokens - budget;
   // A draft is for this step only: those not scheduled are dropped.
   for (Sequence& s : running_)
@@ -154,10 +164,8 @@ StepPlan Scheduler::Schedule() {
   return plan;
 }
 
-void Scheduler::AddDrafts(StepPlan& plan, int64_t& budget) {
+void Scheduler::AddDrafts(StepPlan& plan, int64_t& budget, int64_t rows) {
   if (std::none_of(running_.begin(), running_.end(), [](const Sequence& s) { return !s.draft.empty(); })) return;
-  int64_t rows = 0;
-  for (const ScheduledChunk& c : plan.chunks) rows += c.sample ? 1 : 0;
   for (ScheduledChunk& c : plan.chunks) {
     if (!c.sample || budget <= 0) continue;
     Sequence* s = Find(c.seq_id);

@@ -13,6 +13,7 @@
 // checked separately.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <vector>
@@ -28,6 +29,10 @@ struct SchedulerConfig {
   int64_t max_batch_tokens = 2048;  // tokens per step (prefill chunks + decodes)
   bool prefix_caching = true;
   int64_t max_logit_rows = 0;       // logit rows per step (sampled chunks + draft tokens); 0: no limit
+  // Prompt log-probabilities (Sequence::logits_until) take rows up to max_logit_rows, or
+  // max_num_seqs when that is 0 (what the activations are sized for), less one row kept for
+  // each other running sequence; such a sequence's prompt chunks are as long as its rows.
+  int64_t RowCap() const { return max_logit_rows > 0 ? max_logit_rows : max_num_seqs; }
 };
 
 struct Sequence {
@@ -41,6 +46,10 @@ struct Sequence {
   // adapter's keys and values differ from the base model's for the same tokens).
   uint64_t cache_salt = 0;
   int64_t cached_tokens = 0;    // tokens found in the prefix cache at the last admission
+  // Positions below this return a logit row each when computed (the engine's prompt
+  // log-probabilities: the row of position p scores token p + 1). While it is set the prefix
+  // cache is not read: a cached position would have no row. The engine clears it once done.
+  int64_t logits_until = 0;
   int64_t preemptions = 0;
   int64_t arrival = 0;          // set by the scheduler
   // Speculative decoding: tokens proposed to follow `tokens`, set by the engine before a step
@@ -100,8 +109,13 @@ class Scheduler {
   void Publish(Sequence& s);
   // Reuses cached blocks for the longest cached prefix (keeping at least one token to compute).
   void MatchPrefix(Sequence& s);
+  // Logit rows a chunk of `s` from `start` takes: one per position below s.logits_until, and
+  // the sampled row.
+  static int64_t RowsOf(const Sequence& s, int64_t start, int64_t count, bool sample) {
+    return std::clamp<int64_t>(s.logits_until - start, 0, count) + (sample ? 1 : 0);
+  }
   // Extends the plan's sampled chunks with their sequences' drafts, within what is left.
-  void AddDrafts(StepPlan& plan, int64_t& budget);
+  void AddDrafts(StepPlan& plan, int64_t& budget, int64_t rows);
   // Keeps as much of s.draft as `budget` tokens and the free blocks allow (allocating the
   // blocks); returns its length.
   int64_t TakeDraft(Sequence& s, int64_t budget);

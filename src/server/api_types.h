@@ -76,6 +76,9 @@ struct ParsedRequest {
   // counts as part of the reply's text when the calls are parsed.
   std::string assistant_prefix;
   std::string prompt_text;   // the rendered prompt (TGI return_full_text, completions echo)
+  bool echo = false;         // completions: the prompt comes first in the text (and logprobs)
+  bool echo_only = false;    // echo with max_tokens 0: the engine makes one token, not shown
+  int prompt_logprobs = -1;  // vLLM's prompt_logprobs: -1 off, else alternatives per prompt token
   // TGI
   bool details = false;
   bool decoder_input_details = false;

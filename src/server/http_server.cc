@@ -73,6 +73,7 @@ struct Exchange {
   bool role_sent = false;
   std::vector<bool> in_tool_call;  // streaming with tools: a <tool_call> began, hold the text
   std::vector<size_t> streamed;    // bytes of each choice's text already streamed
+  std::vector<bool> echoed;        // streaming completions with echo: the prompt went out
   uint64_t call_salt = 0;          // random: makes tool call ids unique across requests and restarts
 };
 
@@ -89,6 +90,7 @@ bool Pump(Exchange& x, std::chrono::milliseconds wait, F on_event) {
       any = true;
       Choice& c = x.choices[i];
       if (ev.kind == StreamEvent::Kind::kToken) {
+        if (!ev.prompt_logprobs.empty()) c.prompt = std::move(ev.prompt_logprobs);
         c.ids.push_back(ev.token);
         c.logprobs.push_back(ev.logprob);
         c.top.push_back(ev.top_logprobs);
@@ -115,6 +117,7 @@ OrderedJson Usage(const Exchange& x) {
     cached = std::max(cached, x.finish[i].cached_tokens);
   }
   if (prompt == 0) prompt = static_cast<int64_t>(x.parsed.gen.prompt.size());
+  if (x.parsed.echo_only) completion = 0;  // (its one token is not shown)
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
           {"total_tokens", prompt + completion},
@@ -426,6 +429,12 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
     if (auto* p = std::get_if<ParsedRequest>(&parsed); p && req.path == "/generate_stream") p->stream = true;
   }
   if (auto* e = std::get_if<HttpError>(&parsed)) return fail(*e);
+  if (auto* p = std::get_if<ParsedRequest>(&parsed); p && p->decoder_input_details) {
+    // As TGI: the prompt's logprobs only in a whole answer with details.
+    if (p->stream)
+      return fail(HttpError{400, "invalid_request_error", "decoder_input_details == true is not supported when streaming tokens", "decoder_input_details"});
+    if (p->details) p->gen.prompt_logprobs = std::max(p->gen.prompt_logprobs, 0);
+  }
   auto x = std::make_shared<Exchange>();
   x->id = id;
   x->call_salt = (static_cast<uint64_t>(std::random_device{}()) << 32) ^ std::random_device{}();
@@ -454,6 +463,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   x->last_token.assign(x->streams.size(), x->start);
   x->in_tool_call.assign(x->streams.size(), false);
   x->streamed.assign(x->streams.size(), 0);
+  x->echoed.assign(x->streams.size(), false);
   ++in_flight_;
   const bool stream = x->parsed.stream;
   const double heartbeat = config_.heartbeat_s;
@@ -542,7 +552,10 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                                   {"special", x->tok->IsSpecial(c.ids[t])}});
               OrderedJson prefill = OrderedJson::array();
               if (p.decoder_input_details)
-                for (int32_t t : p.gen.prompt) prefill.push_back({{"id", t}, {"text", api::TokenText(*x->tok, t)}, {"logprob", nullptr}});
+                for (size_t t = 0; t < p.gen.prompt.size(); ++t)
+                  prefill.push_back({{"id", p.gen.prompt[t]},
+                                     {"text", api::TokenText(*x->tok, p.gen.prompt[t])},
+                                     {"logprob", t > 0 && t - 1 < c.prompt.size() ? OrderedJson(c.prompt[t - 1].logprob) : OrderedJson()}});
               const bool by_stop = f.reason == FinishReason::kStop && !c.ids.empty() && !x->tok->IsSpecial(c.ids.back());
               out["details"] = {{"finish_reason", api::TgiFinishReason(f.reason, by_stop)},
                                 {"generated_tokens", f.generated_tokens},
@@ -566,13 +579,18 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                 ch["message"] = api::ChatMessage(c, p.tools, &tool_calls, fmt::format("{:016x}{}_", x->call_salt, i));
                 ch["logprobs"] = p.want_logprobs ? api::ChatLogprobs(*x->tok, c) : OrderedJson();
               } else {
-                ch["text"] = c.text;
-                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0) : OrderedJson();
+                ch["text"] = (p.echo ? p.prompt_text : "") + (p.echo_only ? "" : c.text);
+                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, p.echo ? p.gen.prompt : std::vector<int32_t>(),
+                                                                           !p.echo_only)
+                                                 : OrderedJson();
+                if (p.prompt_logprobs >= 0) ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, p.gen.prompt, c.prompt);
               }
               ch["finish_reason"] = c.reason == FinishReason::kError ? "error" : api::FinishReasonText(c.reason, tool_calls);
+              if (p.echo_only && c.reason != FinishReason::kError) ch["finish_reason"] = "length";
               choices.push_back(ch);
             }
             out["choices"] = choices;
+            if (chat && p.prompt_logprobs >= 0) out["prompt_logprobs"] = api::PromptLogprobs(*x->tok, p.gen.prompt, x->choices[0].prompt);
             out["usage"] = Usage(*x);
           }
           const std::string text = Dump(out);
@@ -674,7 +692,12 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               return sink.write(out.data(), out.size());
             }
             // OpenAI: stream the text; with tools, hold everything from a "<tool_call>" on and
-            // send the parsed calls at the end.
+            // send the parsed calls at the end. With echo the prompt comes first, in a chunk of its own.
+            if (p.echo && !x->echoed[i]) {
+              x->echoed[i] = true;
+              out += chunk(i, OrderedJson(p.prompt_text), OrderedJson(),
+                           p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, p.gen.prompt, false) : OrderedJson());
+            }
             std::string text;
             if (p.tools) {
               if (!x->in_tool_call[i]) {
@@ -692,18 +715,18 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                 x->streamed[i] = std::max(x->streamed[i], ready);
                 if (at != std::string::npos) x->in_tool_call[i] = true;
               }
-            } else {
+            } else if (!p.echo_only) {
               text = ev.text;
             }
             OrderedJson lp;
-            if (p.want_logprobs && ev.kind == StreamEvent::Kind::kToken) {
+            if (p.want_logprobs && ev.kind == StreamEvent::Kind::kToken && !p.echo_only) {
               Choice one;
               one.ids = {ev.token};
               one.logprobs = {ev.logprob};
               one.top = {ev.top_logprobs};
               lp = chat ? api::ChatLogprobs(*x->tok, one) : api::CompletionLogprobs(*x->tok, one, 0);
             }
-            if (!text.empty() || (p.want_logprobs && ev.kind == StreamEvent::Kind::kToken))
+            if (!text.empty() || !lp.is_null())
               out += chunk(i, chat ? OrderedJson{{"content", text}} : OrderedJson(text), OrderedJson(), lp);
             if (ev.kind == StreamEvent::Kind::kFinished) {
               bool tool_calls = false;
@@ -716,7 +739,8 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                   delta["tool_calls"] = calls;
                 }
               }
-              const std::string reason = ev.reason == FinishReason::kError ? "error" : api::FinishReasonText(ev.reason, tool_calls);
+              std::string reason = ev.reason == FinishReason::kError ? "error" : api::FinishReasonText(ev.reason, tool_calls);
+              if (p.echo_only && ev.reason != FinishReason::kError) reason = "length";
               out += chunk(i, chat ? delta : OrderedJson(""), reason, OrderedJson());
             }
             if (out.empty()) return true;  // (text held back: the heartbeat still runs)

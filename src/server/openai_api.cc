@@ -102,6 +102,7 @@ std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const ServedNa
   else s.seed = std::random_device{}();
   p.n = static_cast<int>(r.Int("n", 1, d.max_n).value_or(1));
   p.stream = r.Bool("stream").value_or(false);
+  if (p.stream && r.Has("prompt_logprobs")) return Bad("'prompt_logprobs' is not supported with stream: true", "prompt_logprobs");
   p.gen.ignore_eos = r.Bool("ignore_eos").value_or(false);
   p.gen.skip_special_tokens = r.Bool("skip_special_tokens").value_or(true);
   if (auto prio = r.Int("priority", -1000000, 1000000)) p.gen.priority = static_cast<int32_t>(*prio);
@@ -158,11 +159,12 @@ std::optional<HttpError> ReadCommon(Reader& r, const Defaults& d, const ServedNa
     }
   }
   if (auto m = r.Int("min_tokens", 0, d.max_total_tokens)) p.gen.min_tokens = *m;
+  if (auto k = r.Int("prompt_logprobs", 0, 20)) p.prompt_logprobs = p.gen.prompt_logprobs = static_cast<int32_t>(*k);
   return r.error;
 }
 
-std::optional<HttpError> ReadMaxTokens(Reader& r, const char* key, ParsedRequest& p, const Defaults& d) {
-  if (auto m = r.Int(key, 1, d.max_total_tokens)) {
+std::optional<HttpError> ReadMaxTokens(Reader& r, const char* key, ParsedRequest& p, const Defaults& d, int64_t lo = 1) {
+  if (auto m = r.Int(key, lo, d.max_total_tokens)) {
     p.gen.max_tokens = *m;
     p.max_tokens_given = true;
   }
@@ -192,7 +194,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
       "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "user",
       "ignore_eos", "skip_special_tokens", "logit_bias", "min_tokens", "priority", "response_format", "guided_json",
-      "guided_choice", "guided_regex"};
+      "guided_choice", "guided_regex", "prompt_logprobs"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kChat;
@@ -314,22 +316,30 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
       "model", "prompt", "max_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stream", "stream_options",
       "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty", "repetition_penalty", "logprobs",
       "echo", "user", "ignore_eos", "skip_special_tokens", "logit_bias", "min_tokens", "priority", "best_of", "suffix",
-      "response_format", "guided_json", "guided_choice", "guided_regex"};
+      "response_format", "guided_json", "guided_choice", "guided_regex", "prompt_logprobs"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kCompletion;
   Reader r{body, std::nullopt};
   if (auto e = ReadCommon(r, d, names, p)) return *e;
-  if (auto e = ReadMaxTokens(r, "max_tokens", p, d)) return *e;
+  p.echo = r.Bool("echo").value_or(false);
+  if (auto e = ReadMaxTokens(r, "max_tokens", p, d, 0)) return *e;
   if (!p.max_tokens_given) {
     p.gen.max_tokens = 16;  // OpenAI's default for completions
     p.max_tokens_given = true;
   }
+  if (p.gen.max_tokens == 0) {
+    // Scoring a text (lm-evaluation-harness): the prompt back with its logprobs, nothing after.
+    if (!p.echo) return Bad("'max_tokens' must be at least 1 (0 only with echo)", "max_tokens");
+    p.echo_only = true;
+    p.gen.max_tokens = 1;
+    p.gen.min_tokens = 0;
+  }
   if (auto lp = r.Int("logprobs", 0, 20)) {
     p.want_logprobs = true;
     p.top_logprobs = static_cast<int>(*lp);
+    if (p.echo) p.gen.prompt_logprobs = std::max(p.gen.prompt_logprobs, static_cast<int32_t>(p.top_logprobs));
   }
-  if (r.Bool("echo").value_or(false)) return Bad("'echo' is not supported", "echo");
   if (r.Int("best_of", 1, 1)) {}
   if (r.String("suffix")) return Bad("'suffix' is not supported", "suffix");
   r.String("user");
@@ -340,11 +350,18 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   if (pr.is_string()) {
     p.prompt_text = pr.get<std::string>();
     p.gen.prompt = tok.Encode(p.prompt_text);
-  } else if (pr.is_array() && !pr.empty() && pr[0].is_number_integer()) {
-    for (const auto& x : pr) {
+  } else if (const OrderedJson& ids = pr.is_array() && pr.size() == 1 && pr[0].is_array() ? pr[0] : pr;
+             ids.is_array() && !ids.empty() && ids[0].is_number_integer()) {
+    // Token ids, or one list of them (as lm-evaluation-harness sends a batch of one).
+    for (const auto& x : ids) {
       if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.vocab_size())
         return Bad("'prompt' token ids must be integers in the vocabulary", "prompt");
       p.gen.prompt.push_back(x.get<int32_t>());
+    }
+    if (p.echo) {
+      auto text = tok.Decode(p.gen.prompt);
+      if (!text.ok()) return Bad(text.status().message(), "prompt");
+      p.prompt_text = *text;
     }
   } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
     p.prompt_text = pr[0].get<std::string>();
@@ -391,11 +408,24 @@ OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c) {
   return {{"content", content}};
 }
 
-OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset) {
+OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset,
+                               std::span<const int32_t> echo_prompt, bool generated) {
   OrderedJson tokens = OrderedJson::array(), lps = OrderedJson::array(), tops = OrderedJson::array(),
               offsets = OrderedJson::array();
   size_t off = text_offset;
-  for (size_t i = 0; i < c.ids.size() && i < c.logprobs.size(); ++i) {
+  for (size_t i = 0; i < echo_prompt.size(); ++i) {
+    const std::string t = TokenText(tok, echo_prompt[i]);
+    tokens.push_back(t);
+    const TokenLogprobs* scored = i > 0 && i - 1 < c.prompt.size() ? &c.prompt[i - 1] : nullptr;
+    lps.push_back(scored ? OrderedJson(scored->logprob) : OrderedJson());
+    OrderedJson top = scored ? OrderedJson::object() : OrderedJson();
+    if (scored)
+      for (const auto& x : scored->top) top[TokenText(tok, x.id)] = x.logprob;
+    tops.push_back(top);
+    offsets.push_back(off);
+    off += t.size();
+  }
+  for (size_t i = 0; generated && i < c.ids.size() && i < c.logprobs.size(); ++i) {
     const std::string t = TokenText(tok, c.ids[i]);
     tokens.push_back(t);
     lps.push_back(c.logprobs[i]);
@@ -407,6 +437,24 @@ OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t tex
     off += t.size();
   }
   return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
+}
+
+OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, const std::vector<TokenLogprobs>& scored) {
+  OrderedJson out = OrderedJson::array();
+  if (prompt.empty()) return out;
+  out.push_back(nullptr);
+  for (size_t i = 0; i + 1 < prompt.size() && i < scored.size(); ++i) {
+    const TokenLogprobs& s = scored[i];
+    const int32_t id = prompt[i + 1];
+    OrderedJson entry = OrderedJson::object();
+    entry[std::to_string(id)] = {{"logprob", s.logprob}, {"rank", s.rank}, {"decoded_token", TokenText(tok, id)}};
+    for (size_t k = 0; k < s.top.size(); ++k)
+      if (s.top[k].id != id)
+        entry[std::to_string(s.top[k].id)] = {
+            {"logprob", s.top[k].logprob}, {"rank", k + 1}, {"decoded_token", TokenText(tok, s.top[k].id)}};
+    out.push_back(entry);
+  }
+  return out;
 }
 
 std::string FinishReasonText(FinishReason r, bool tool_calls) {

@@ -3,6 +3,7 @@
 // range are 400s that name the field.
 #pragma once
 
+#include <span>
 #include <string_view>
 #include <variant>
 
@@ -26,6 +27,7 @@ struct Choice {
   std::vector<int32_t> ids;
   std::vector<float> logprobs;
   std::vector<std::vector<TokenLogprob>> top;
+  std::vector<TokenLogprobs> prompt;  // entry i scores prompt token i + 1 (when asked)
   std::string text;
   FinishReason reason = FinishReason::kStop;
 };
@@ -34,7 +36,13 @@ std::string ErrorJson(const HttpError& e);
 // A token's text for logprob entries (its raw bytes, lossily decoded).
 std::string TokenText(const Tokenizer& tok, int32_t id);
 OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c);
-OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset);
+// OpenAI completions' logprobs; with `echo_prompt`, its tokens come first (the first one
+// without a logprob, as OpenAI's echo), and `generated` false leaves the choice's own out.
+OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset,
+                               std::span<const int32_t> echo_prompt = {}, bool generated = true);
+// vLLM's prompt_logprobs: null for the first token, then per token {id: {logprob, rank,
+// decoded_token}} for the token itself and its best alternatives.
+OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, const std::vector<TokenLogprobs>& scored);
 std::string FinishReasonText(FinishReason r, bool tool_calls);
 // The assistant message of a chat choice, with tool calls parsed out when tools were given;
 // their ids are "call_<call_id_prefix><k>" (the prefix unique per request and choice, as

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "engine/engine_fixture.h"
+#include "common/model_runner.h"
 #include "grammar/json_grammar.h"
 
 namespace qb {
@@ -225,6 +226,72 @@ TEST_F(EngineTest, LogitBiasAndMinTokens) {
   bad.min_tokens = 0;
   bad.sampling.logit_bias = {{1024, 1.f}};
   EXPECT_FALSE(engine->Submit(bad).ok());
+}
+
+// Prompt log-probabilities: each prompt token after the first scored by the row before it, as
+// the log-softmax of the model's logits over the whole prompt; in chunks no longer than the
+// logit rows, never from the prefix cache, and once only when preemption computes the prompt again.
+TEST_F(EngineTest, PromptLogprobsAreTheModelsScoresOfEachPromptToken) {
+  EngineConfig c;
+  c.kv_blocks = 12;  // four requests of 70 tokens need 20 blocks of 16: preemption
+  c.kv_dtype = DType::kF32;
+  c.scheduler.max_batch_tokens = 64;
+  c.scheduler.max_num_seqs = 8;  // 8 logit rows a step: prompts in chunks of at most 8
+  c.eos_token_ids = {1023};
+  const kernels::ExecContext ctx{pool_.get(), kernels::DetectIsa()};
+  std::mt19937 rng(21);
+  std::vector<std::vector<int32_t>> prompts;
+  std::vector<std::vector<std::vector<float>>> want;  // all computed before the engine runs
+  for (int i = 0; i < 4; ++i) {
+    prompts.push_back(RandomPrompt(rng, 40));
+    want.push_back(test::AllPositionLogits(*model_, prompts.back(), ctx));
+  }
+  Engine engine(model_, tokenizer_, c, ctx);
+  auto check = [&](size_t i, const Output& o, const std::vector<TokenLogprobs>& got) {
+    ASSERT_EQ(got.size(), prompts[i].size() - 1) << i;
+    for (size_t p = 0; p + 1 < prompts[i].size(); ++p) {
+      const std::vector<float>& row = want[i][p];
+      const TokenLogprobs ref = LogprobsOf(row, prompts[i][p + 1], 3, true);
+      EXPECT_NEAR(got[p].logprob, ref.logprob, 2e-3) << i << " " << p;
+      EXPECT_NEAR(static_cast<double>(got[p].rank), static_cast<double>(ref.rank), 1.0) << i << " " << p;
+      ASSERT_EQ(got[p].top.size(), 3u);
+      EXPECT_EQ(got[p].top[0].id, ref.top[0].id) << i << " " << p;
+      EXPECT_NEAR(got[p].top[0].logprob, ref.top[0].logprob, 2e-3);
+    }
+    EXPECT_EQ(o.ids.size(), 30u);
+  };
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const auto& p : prompts) {
+    GenerationRequest r = Greedy(p, 30);
+    r.prompt_logprobs = 3;
+    streams.push_back(*engine.Submit(r));
+  }
+  for (size_t i = 0; i < streams.size(); ++i) {
+    std::vector<TokenLogprobs> got;
+    Output o;
+    StreamEvent ev;
+    while (streams[i]->Next(&ev)) {
+      if (ev.kind == StreamEvent::Kind::kFinished) break;
+      if (o.ids.empty()) got = ev.prompt_logprobs;
+      else EXPECT_TRUE(ev.prompt_logprobs.empty());
+      o.ids.push_back(ev.token);
+    }
+    check(i, o, got);
+  }
+  EXPECT_GT(engine.Stats().preemptions, 0);
+  // The same prompt again: its blocks are cached, but scores need the prompt computed.
+  GenerationRequest again = Greedy(prompts[0], 30);
+  again.prompt_logprobs = 3;
+  auto s = *engine.Submit(again);
+  StreamEvent ev;
+  ASSERT_TRUE(s->Next(&ev));
+  Output o{{ev.token}, "", {}};
+  const std::vector<TokenLogprobs> got = ev.prompt_logprobs;
+  while (s->Next(&ev) && ev.kind == StreamEvent::Kind::kToken) o.ids.push_back(ev.token);
+  EXPECT_EQ(ev.cached_tokens, 0);
+  check(0, o, got);
+  GenerationRequest plain = Greedy(prompts[0], 2);  // (without scores the cache serves it)
+  EXPECT_GT(Collect(**engine.Submit(plain)).finish.cached_tokens, 0);
 }
 
 TEST_F(EngineTest, LimitsAreCheckedOnSubmit) {

@@ -327,6 +327,52 @@ TEST(SchedulerTest, DraftsComeLastForBlocksAndLogitRows) {
   EXPECT_TRUE(rows.Find(2)->draft.empty());  // dropped: not scheduled
 }
 
+// A sequence whose prompt positions return logit rows (prompt log-probabilities) takes what the
+// step's rows leave (max_num_seqs when max_logit_rows is 0), a row kept for each other running
+// sequence, and never reads the prefix cache.
+TEST(SchedulerTest, PromptLogitRowsBoundItsChunksAndSkipThePrefixCache) {
+  BlockPool pool(32);
+  Scheduler sched({16, 8, 64, true}, &pool);
+  sched.Add(Seq(1, Prompt(40)));  // published to the prefix cache
+  sched.Add(Seq(2, Prompt(4, 100)));
+  sched.Add(Seq(3, Prompt(4, 200)));
+  RunStep(sched);
+  Sequence scored = Seq(4, Prompt(40));
+  scored.logits_until = 39;
+  sched.Add(scored);
+  auto rows_of = [&](const StepPlan& plan) {
+    int64_t rows = 0;
+    for (const auto& c : plan.chunks) {
+      const Sequence* s = sched.Find(c.seq_id);
+      rows += std::clamp<int64_t>(s->logits_until - c.start, 0, c.count) + (c.sample ? 1 : 0);
+    }
+    return rows;
+  };
+  StepPlan plan = sched.Schedule();
+  ASSERT_EQ(plan.chunks.size(), 4u);
+  EXPECT_EQ(plan.chunks[3].seq_id, 4);
+  EXPECT_EQ(plan.chunks[3].start, 0);  // not from the cache
+  EXPECT_EQ(plan.chunks[3].count, 5);  // 8 rows less the three decodes'
+  EXPECT_EQ(sched.Find(4)->cached_tokens, 0);
+  EXPECT_EQ(rows_of(plan), 8);
+  std::vector<int32_t> next = {1, 2, 3};
+  sched.Complete(plan, next);
+  // Running now: a row kept for each of the three others, wherever they come.
+  for (int step = 0; step < 7; ++step) {
+    plan = sched.Schedule();
+    EXPECT_LE(rows_of(plan), 8) << step;
+    next.clear();
+    for (const auto& c : plan.chunks)
+      if (c.sample) next.push_back(5);
+    sched.Complete(plan, next);
+  }
+  EXPECT_EQ(sched.Find(4)->num_computed, 40);
+  // Without rows to score, the same prompt comes from the cache.
+  sched.Add(Seq(5, Prompt(40)));
+  plan = sched.Schedule();
+  EXPECT_EQ(sched.Find(5)->cached_tokens, 32);
+}
+
 // Random drafts (some right, most wrong somewhere) under preemption and prefix caching: every
 // sequence still produces exactly its expected tokens, the keys/values behind every computed
 // position are that position's token (a rejected draft's never leak, into the prefix cache

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "assets/assets.h"
+#include "common/model_runner.h"
 #include "common/run_command.h"
 #include "common/test_paths.h"
 #include "model/presets.h"
@@ -318,6 +319,91 @@ TEST_F(ServerTest, LogitBiasAndMinTokens) {
   EXPECT_EQ(at_once["choices"][0]["message"]["content"], "");
 }
 
+// Scoring a text through the API (what lm-evaluation-harness does with echo, logprobs and
+// max_tokens 0): each prompt token's logprob is the model's, the same that generation reports
+// for that token; vLLM's prompt_logprobs and TGI's decoder_input_details give the same numbers.
+TEST_F(ServerTest, EchoAndPromptLogprobsScoreThePrompt) {
+  Start();
+  const std::string prompt = "The capital of France is Paris, and";
+  const std::vector<int32_t> ids = tok_->Encode(prompt);
+  ASSERT_GT(ids.size(), 5u);
+  const OrderedJson e = PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 0, "echo": true, "logprobs": 2})");
+  const OrderedJson& ch = e["choices"][0];
+  EXPECT_EQ(ch["text"], prompt);
+  EXPECT_EQ(ch["finish_reason"], "length");
+  EXPECT_EQ(e["usage"]["completion_tokens"], 0);
+  EXPECT_EQ(e["usage"]["prompt_tokens"], ids.size());
+  const OrderedJson& lp = ch["logprobs"];
+  ASSERT_EQ(lp["tokens"].size(), ids.size());
+  EXPECT_TRUE(lp["token_logprobs"][0].is_null());
+  EXPECT_TRUE(lp["top_logprobs"][0].is_null());
+  EXPECT_EQ(lp["text_offset"][1], lp["tokens"][0].get<std::string>().size());
+  const auto want = test::AllPositionLogits(*model_, ids, kernels::ExecContext{pool_.get(), kernels::DetectIsa()});
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const TokenLogprobs ref = LogprobsOf(want[i - 1], ids[i], 2, true);
+    EXPECT_NEAR(lp["token_logprobs"][i].get<double>(), ref.logprob, 2e-2) << i;
+    EXPECT_EQ(lp["top_logprobs"][i].size(), 2u) << i;
+  }
+  // Generation's logprobs of two greedy tokens = their scores once they are part of the prompt.
+  const OrderedJson g = PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 2, "logprobs": 0, "temperature": 0})");
+  std::vector<int32_t> longer = ids;
+  OrderedJson body = {{"prompt", OrderedJson::array()}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 0}};
+  for (int32_t t : ids) body["prompt"].push_back(t);
+  for (const auto& t : g["choices"][0]["logprobs"]["tokens"]) {
+    const std::vector<int32_t> one = tok_->Encode(t.get<std::string>());
+    ASSERT_EQ(one.size(), 1u);
+    body["prompt"].push_back(one[0]);
+  }
+  body["prompt"] = OrderedJson::array({body["prompt"]});  // as lm-evaluation-harness: a batch of one
+  const OrderedJson s = PostJson("/v1/completions", body.dump());
+  const OrderedJson& slp = s["choices"][0]["logprobs"]["token_logprobs"];
+  ASSERT_EQ(slp.size(), ids.size() + 2);
+  for (size_t k = 0; k < 2; ++k)
+    EXPECT_NEAR(slp[ids.size() + k].get<double>(), g["choices"][0]["logprobs"]["token_logprobs"][k].get<double>(), 1e-3) << k;
+  EXPECT_EQ(s["choices"][0]["text"], prompt + g["choices"][0]["text"].get<std::string>());
+  // echo with tokens after the prompt: the prompt, then what a plain request makes.
+  const OrderedJson more = PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 2, "echo": true, "temperature": 0})");
+  EXPECT_EQ(more["choices"][0]["text"], prompt + g["choices"][0]["text"].get<std::string>());
+  EXPECT_EQ(more["usage"]["completion_tokens"], 2);
+  // vLLM's prompt_logprobs (completions: per choice; chat: beside the choices) and TGI's prefill.
+  const OrderedJson v = PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 1, "prompt_logprobs": 1})");
+  const OrderedJson& pl = v["choices"][0]["prompt_logprobs"];
+  ASSERT_EQ(pl.size(), ids.size());
+  EXPECT_TRUE(pl[0].is_null());
+  for (size_t i = 1; i < ids.size(); ++i) {
+    const OrderedJson& mine = pl[i][std::to_string(ids[i])];
+    EXPECT_NEAR(mine["logprob"].get<double>(), lp["token_logprobs"][i].get<double>(), 1e-5) << i;
+    EXPECT_GE(mine["rank"].get<int>(), 1);
+    EXPECT_GE(pl[i].size(), 1u);
+    EXPECT_LE(pl[i].size(), 2u);
+  }
+  const OrderedJson c = PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1, "prompt_logprobs": 0})");
+  EXPECT_TRUE(c["prompt_logprobs"][0].is_null());
+  EXPECT_EQ(c["prompt_logprobs"].size(), c["usage"]["prompt_tokens"]);
+  const OrderedJson t = PostJson("/generate", R"({"inputs": ")" + prompt + R"(", "parameters": {"max_new_tokens": 1, "details": true, "decoder_input_details": true}})");
+  const OrderedJson& prefill = t["details"]["prefill"];
+  ASSERT_EQ(prefill.size(), ids.size());
+  EXPECT_TRUE(prefill[0]["logprob"].is_null());
+  for (size_t i = 1; i < ids.size(); ++i)
+    EXPECT_NEAR(prefill[i]["logprob"].get<double>(), lp["token_logprobs"][i].get<double>(), 1e-5) << i;
+  // Streamed: the prompt (and its logprobs) in a first chunk of its own.
+  auto st = Post("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 2, "echo": true, "logprobs": 1, "stream": true, "temperature": 0})");
+  ASSERT_TRUE(st);
+  bool done = false;
+  const auto events = Events(st->body, &done);
+  ASSERT_GE(events.size(), 2u);
+  EXPECT_EQ(events[0]["choices"][0]["text"], prompt);
+  EXPECT_EQ(events[0]["choices"][0]["logprobs"]["tokens"].size(), ids.size());
+  std::string streamed;
+  for (const auto& ev : events) streamed += ev["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(streamed, more["choices"][0]["text"]);
+  auto st0 = Post("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 0, "echo": true, "stream": true})");
+  ASSERT_TRUE(st0);
+  std::string only;
+  for (const auto& ev : Events(st0->body, &done)) only += ev["choices"][0]["text"].get<std::string>();
+  EXPECT_EQ(only, prompt);
+}
+
 TEST_F(ServerTest, BadRequestsGetClearErrors) {
   Start();
   struct Case {
@@ -362,6 +448,9 @@ TEST_F(ServerTest, BadRequestsGetClearErrors) {
       {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "logit_bias": {"999999": 1}})", 400,
        "outside the vocabulary"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 2, "min_tokens": 3})", 400, "min_tokens"},
+      {"/v1/completions", R"({"prompt": "x", "max_tokens": 0})", 400, "0 only with echo"},
+      {"/v1/completions", R"({"prompt": "x", "prompt_logprobs": 1, "stream": true})", 400, "not supported with stream"},
+      {"/generate_stream", R"({"inputs": "x", "parameters": {"decoder_input_details": true}})", 400, "decoder_input_details"},
       {"/nowhere", "{}", 404, "no route"},
       {"/health", "{}", 405, "this route takes GET"},
   };
