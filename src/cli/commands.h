@@ -19,5 +19,6 @@ void AddServeCommand(CLI::App& app, int* exit_code);
 void AddPlanCommand(CLI::App& app, int* exit_code);
 void AddLoadtestCommand(CLI::App& app, int* exit_code);
 void AddTuneCommand(CLI::App& app, int* exit_code);
+void AddPerplexityCommand(CLI::App& app, int* exit_code);
 
 }  // namespace qb::cli

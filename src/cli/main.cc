@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   qb::cli::AddPlanCommand(app, &exit_code);
   qb::cli::AddLoadtestCommand(app, &exit_code);
   qb::cli::AddTuneCommand(app, &exit_code);
+  qb::cli::AddPerplexityCommand(app, &exit_code);
 
   CLI11_PARSE(app, argc, argv);
   return exit_code;

@@ -12,12 +12,16 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/model_runner.h"
 #include "common/reference.h"
 #include "cli/cli_test_util.h"
 #include "common/run_command.h"
 #include "util/child_process.h"
 #include "common/test_paths.h"
 #include "kernels/exec_context.h"
+#include "model/loader.h"
+#include "sampling/logprobs.h"
+#include "tokenizer/tokenizer.h"
 #include "util/json.h"
 
 namespace qb {
@@ -204,6 +208,44 @@ TEST(CliTest, BadInputFailsCleanly) {
   EXPECT_TRUE(usage.exited);
   EXPECT_NE(usage.exit_code, 0);
   EXPECT_NE(usage.err.find("--model"), std::string::npos) << usage.err;
+}
+
+// perplexity: llama-perplexity's definition (chunks of --ctx from an empty cache, the second half
+// of each scored) against the model's own logits over each chunk, computed here.
+TEST(CliTest, PerplexityScoresTheSecondHalfOfEachChunk) {
+  const std::string dir = test::ScratchDir();
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "Qwen2 reads text; 模型 scores it " + std::to_string(i * 7919 % 1000) + ". ";
+  test::WriteBytes(dir + "/text.txt", text);
+  auto r = RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/text.txt", "--ctx",
+                       "32", "--chunks", "3", "--batch", "5", "--kv-dtype", "f32", "--kernels", "reference", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = ParseJson(r.out, "stdout");
+  ASSERT_TRUE(j.ok()) << r.out;
+  auto model = LoadModel(DataPath("micro-qwen2"));
+  auto tok = LoadTokenizer(DataPath("micro-qwen2"));
+  ASSERT_TRUE(model.ok() && tok.ok());
+  const std::vector<int32_t> ids = (*tok)->Encode(text);
+  ASSERT_GE(ids.size(), 96u);
+  double nll = 0;
+  int count = 0;
+  for (size_t c = 0; c < 3; ++c) {
+    const std::vector<int32_t> chunk(ids.begin() + static_cast<std::ptrdiff_t>(c * 32),
+                                     ids.begin() + static_cast<std::ptrdiff_t>(c * 32 + 32));
+    const auto logits = test::AllPositionLogits(*model->model, chunk);
+    for (size_t p = 16; p + 1 < 32; ++p, ++count) nll -= LogprobsOf(logits[p], chunk[p + 1], 0).logprob;
+  }
+  EXPECT_EQ((*j)["scored_tokens"], count);
+  EXPECT_EQ((*j)["text_tokens"], ids.size());
+  EXPECT_NEAR((*j)["nll"].get<double>(), nll / count, 1e-5);
+  EXPECT_NEAR((*j)["ppl"].get<double>(), std::exp(nll / count), std::exp(nll / count) * 1e-5);
+  EXPECT_GT((*j)["ppl_stderr"].get<double>(), 0.0);
+  EXPECT_NE(r.err.find("[3]"), std::string::npos) << r.err;  // the running estimate per chunk
+  ExpectCleanFailure(RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/text.txt",
+                                 "--ctx", "100000"}),
+                     "fewer than one chunk");
+  ExpectCleanFailure(RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/none.txt"}),
+                     "none.txt");
 }
 
 // SIGTERM while `serve` is still starting (here: blocked opening an API key file that is a FIFO
