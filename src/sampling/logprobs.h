@@ -22,4 +22,11 @@ struct TokenLogprobs {
 
 TokenLogprobs LogprobsOf(std::span<const float> logits, int32_t token, int32_t top, bool want_rank = false);
 
+// log(sum(exp(logits))), in double.
+double LogSumExp(std::span<const float> logits);
+
+// KL(P || Q) of the distributions softmax(p_logits) and softmax(q_logits), in nats (rows of the
+// same length): what a quantized model (Q) loses against the exact one (P).
+double KlDivergence(std::span<const float> p_logits, std::span<const float> q_logits);
+
 }  // namespace qb

@@ -21,6 +21,7 @@
 #include "kernels/exec_context.h"
 #include "model/loader.h"
 #include "sampling/logprobs.h"
+#include "sampling/sampler.h"
 #include "tokenizer/tokenizer.h"
 #include "util/json.h"
 
@@ -241,6 +242,33 @@ TEST(CliTest, PerplexityScoresTheSecondHalfOfEachChunk) {
   EXPECT_NEAR((*j)["ppl"].get<double>(), std::exp(nll / count), std::exp(nll / count) * 1e-5);
   EXPECT_GT((*j)["ppl_stderr"].get<double>(), 0.0);
   EXPECT_NE(r.err.find("[3]"), std::string::npos) << r.err;  // the running estimate per chunk
+  // Against a reference: the Q8_0 file's distributions against the F32 checkpoint's, per token.
+  const std::string q8 = DataPath("micro-qwen2/micro-qwen2-q8_0.gguf");
+  auto kl = RunCommand({kQwenbox, "perplexity", "--model", q8, "--kl-reference", DataPath("micro-qwen2"), "--file",
+                        dir + "/text.txt", "--ctx", "32", "--chunks", "3", "--kv-dtype", "f32", "--kernels", "reference", "--json"});
+  ASSERT_EQ(kl.exit_code, 0) << kl.err;
+  auto k = ParseJson(kl.out, "stdout");
+  ASSERT_TRUE(k.ok()) << kl.out;
+  auto quantized = LoadModel(q8);
+  ASSERT_TRUE(quantized.ok());
+  double kld = 0, top = 0;
+  for (size_t c = 0; c < 3; ++c) {
+    const std::vector<int32_t> chunk(ids.begin() + static_cast<std::ptrdiff_t>(c * 32),
+                                     ids.begin() + static_cast<std::ptrdiff_t>(c * 32 + 32));
+    const auto p = test::AllPositionLogits(*model->model, chunk);
+    const auto q = test::AllPositionLogits(*quantized->model, chunk);
+    for (size_t i = 16; i + 1 < 32; ++i) {
+      kld += KlDivergence(p[i], q[i]);
+      top += Argmax(p[i]) == Argmax(q[i]) ? 1 : 0;
+    }
+  }
+  const auto& ref = (*k)["reference"];
+  EXPECT_NEAR(ref["ppl"].get<double>(), (*j)["ppl"].get<double>(), (*j)["ppl"].get<double>() * 1e-5);
+  EXPECT_NEAR(ref["kld_mean"].get<double>(), kld / count, 1e-6);
+  EXPECT_GT(ref["kld_mean"].get<double>(), 0.0);
+  EXPECT_NEAR(ref["same_top"].get<double>(), top / count, 1e-9);
+  EXPECT_LE(ref["kld_median"].get<double>(), ref["kld_p99"].get<double>());
+  EXPECT_LE(ref["kld_p99"].get<double>(), ref["kld_max"].get<double>());
   ExpectCleanFailure(RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/text.txt",
                                  "--ctx", "100000"}),
                      "fewer than one chunk");

@@ -193,6 +193,15 @@ TEST(SamplerTest, BannedIdsAreNeverPickedUnlessAFilterAllowsNothingElse) {
   EXPECT_EQ(Sampler(p).Sample(l, &only_end, banned).token, 0);
 }
 
+TEST(LogprobsTest, KlDivergenceOfKnownDistributions) {
+  // KL((0.5, 0.5) || (0.25, 0.75)) = 0.5 ln 2 + 0.5 ln(2/3); logits shifted by any constant alike.
+  const std::vector<float> p = {3.0f, 3.0f};
+  const std::vector<float> q = LogitsOf({0.25, 0.75});
+  EXPECT_NEAR(KlDivergence(p, q), 0.5 * std::log(2.0) + 0.5 * std::log(2.0 / 3.0), 1e-7);
+  EXPECT_NEAR(KlDivergence(q, q), 0.0, 1e-12);
+  EXPECT_NEAR(LogSumExp(LogitsOf({0.2, 0.3, 0.5})), 0.0, 1e-7);
+}
+
 TEST(SamplerTest, LogprobsAreLogSoftmaxOfTheRawLogits) {
   const std::vector<double> probs = {0.5, 0.25, 0.125, 0.125};
   SamplingParams p;
