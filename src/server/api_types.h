@@ -14,6 +14,14 @@ namespace qb::api {
 
 // Stop sequences a request may give (both APIs; /info reports it as max_stop_sequences).
 inline constexpr size_t kMaxStopSequences = 16;
+// Prompts in one completions request (a batch; each is a request of its own to the engine).
+inline constexpr size_t kMaxPrompts = 256;
+
+// One prompt of a request: its ids and its text (when given as text, or decoded for echo).
+struct PromptPart {
+  std::vector<int32_t> ids;
+  std::string text;
+};
 
 // A JSON value that can be a token id: a non-negative integer within int32 (larger unsigned
 // values would wrap when read as int32).
@@ -76,6 +84,9 @@ struct ParsedRequest {
   // counts as part of the reply's text when the calls are parsed.
   std::string assistant_prefix;
   std::string prompt_text;   // the rendered prompt (TGI return_full_text, completions echo)
+  // Completions: every prompt of the request (gen.prompt and prompt_text are the first's); the
+  // choices are n for each prompt, in order. Empty for chat and TGI (one prompt: gen.prompt).
+  std::vector<PromptPart> prompts;
   bool echo = false;         // completions: the prompt comes first in the text (and logprobs)
   bool echo_only = false;    // echo with max_tokens 0: the engine makes one token, not shown
   int prompt_logprobs = -1;  // vLLM's prompt_logprobs: -1 off, else alternatives per prompt token

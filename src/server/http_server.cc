@@ -74,6 +74,8 @@ struct Exchange {
   std::vector<bool> in_tool_call;  // streaming with tools: a <tool_call> began, hold the text
   std::vector<size_t> streamed;    // bytes of each choice's text already streamed
   std::vector<bool> echoed;        // streaming completions with echo: the prompt went out
+  std::vector<api::PromptPart> prompts;  // the request's prompts (completions may send several)
+  std::vector<size_t> prompt_of;         // each choice's prompt
   uint64_t call_salt = 0;          // random: makes tool call ids unique across requests and restarts
 };
 
@@ -110,13 +112,16 @@ bool Pump(Exchange& x, std::chrono::milliseconds wait, F on_event) {
 }
 
 OrderedJson Usage(const Exchange& x) {
+  // Each prompt counts once however many choices it has (n), its cached tokens as its best choice's.
   int64_t prompt = 0, completion = 0, cached = 0;
+  for (const auto& part : x.prompts) prompt += static_cast<int64_t>(part.ids.size());
+  std::vector<int64_t> cached_of(x.prompts.size(), 0);
   for (size_t i = 0; i < x.finish.size(); ++i) {
-    prompt = x.finish[i].prompt_tokens;
     completion += x.finish[i].generated_tokens;
-    cached = std::max(cached, x.finish[i].cached_tokens);
+    int64_t& c = cached_of[x.prompt_of[i]];
+    c = std::max(c, x.finish[i].cached_tokens);
   }
-  if (prompt == 0) prompt = static_cast<int64_t>(x.parsed.gen.prompt.size());
+  for (int64_t c : cached_of) cached += c;
   if (x.parsed.echo_only) completion = 0;  // (its one token is not shown)
   return {{"prompt_tokens", prompt},
           {"completion_tokens", completion},
@@ -447,16 +452,21 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   g.id = id;
   const auto prompt = static_cast<int64_t>(g.prompt.size());
   if (!x->parsed.max_tokens_given) g.max_tokens = std::max<int64_t>(1, m.defaults.max_total_tokens - prompt);
-  for (int i = 0; i < x->parsed.n; ++i) {
-    GenerationRequest gi = g;
-    gi.sampling.seed = g.sampling.seed + static_cast<uint64_t>(i);
-    auto stream = m.engine->Submit(std::move(gi));
-    if (!stream.ok()) {
-      for (auto& s : x->streams) s->Cancel();
-      return fail(FromStatus(stream.status()));
+  x->prompts = x->parsed.prompts;
+  if (x->prompts.empty()) x->prompts.push_back({g.prompt, x->parsed.prompt_text});
+  for (size_t k = 0; k < x->prompts.size(); ++k)
+    for (int i = 0; i < x->parsed.n; ++i) {
+      GenerationRequest gi = g;
+      gi.prompt = x->prompts[k].ids;
+      gi.sampling.seed = g.sampling.seed + static_cast<uint64_t>(i);
+      auto stream = m.engine->Submit(std::move(gi));
+      if (!stream.ok()) {
+        for (auto& s : x->streams) s->Cancel();
+        return fail(FromStatus(stream.status()));
+      }
+      x->streams.push_back(*stream);
+      x->prompt_of.push_back(k);
     }
-    x->streams.push_back(*stream);
-  }
   x->choices.resize(x->streams.size());
   for (Choice& c : x->choices) c.text = x->parsed.assistant_prefix;  // a forced tool call's beginning
   x->finish.resize(x->streams.size());
@@ -579,11 +589,12 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                 ch["message"] = api::ChatMessage(c, p.tools, &tool_calls, fmt::format("{:016x}{}_", x->call_salt, i));
                 ch["logprobs"] = p.want_logprobs ? api::ChatLogprobs(*x->tok, c) : OrderedJson();
               } else {
-                ch["text"] = (p.echo ? p.prompt_text : "") + (p.echo_only ? "" : c.text);
-                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, p.echo ? p.gen.prompt : std::vector<int32_t>(),
+                const api::PromptPart& part = x->prompts[x->prompt_of[i]];
+                ch["text"] = (p.echo ? part.text : "") + (p.echo_only ? "" : c.text);
+                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, p.echo ? part.ids : std::vector<int32_t>(),
                                                                            !p.echo_only)
                                                  : OrderedJson();
-                if (p.prompt_logprobs >= 0) ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, p.gen.prompt, c.prompt);
+                if (p.prompt_logprobs >= 0) ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, part.ids, c.prompt);
               }
               ch["finish_reason"] = c.reason == FinishReason::kError ? "error" : api::FinishReasonText(c.reason, tool_calls);
               if (p.echo_only && c.reason != FinishReason::kError) ch["finish_reason"] = "length";
@@ -695,8 +706,9 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
             // send the parsed calls at the end. With echo the prompt comes first, in a chunk of its own.
             if (p.echo && !x->echoed[i]) {
               x->echoed[i] = true;
-              out += chunk(i, OrderedJson(p.prompt_text), OrderedJson(),
-                           p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, p.gen.prompt, false) : OrderedJson());
+              const api::PromptPart& part = x->prompts[x->prompt_of[i]];
+              out += chunk(i, OrderedJson(part.text), OrderedJson(),
+                           p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, part.ids, false) : OrderedJson());
             }
             std::string text;
             if (p.tools) {

@@ -1,5 +1,6 @@
 #include "server/openai_api.h"
 
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -346,29 +347,39 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   if (r.error) return *r.error;
   if (auto e = ReadStructuredOutput(body, p)) return *e;
   if (!body.contains("prompt")) return Bad("'prompt' is required", "prompt");
+  // A string, token ids, or a batch of either (each prompt gets n choices, in order).
   const OrderedJson& pr = body["prompt"];
-  if (pr.is_string()) {
-    p.prompt_text = pr.get<std::string>();
-    p.gen.prompt = tok.Encode(p.prompt_text);
-  } else if (const OrderedJson& ids = pr.is_array() && pr.size() == 1 && pr[0].is_array() ? pr[0] : pr;
-             ids.is_array() && !ids.empty() && ids[0].is_number_integer()) {
-    // Token ids, or one list of them (as lm-evaluation-harness sends a batch of one).
-    for (const auto& x : ids) {
-      if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() >= tok.vocab_size())
-        return Bad("'prompt' token ids must be integers in the vocabulary", "prompt");
-      p.gen.prompt.push_back(x.get<int32_t>());
-    }
-    if (p.echo) {
-      auto text = tok.Decode(p.gen.prompt);
-      if (!text.ok()) return Bad(text.status().message(), "prompt");
-      p.prompt_text = *text;
-    }
-  } else if (pr.is_array() && pr.size() == 1 && pr[0].is_string()) {
-    p.prompt_text = pr[0].get<std::string>();
-    p.gen.prompt = tok.Encode(p.prompt_text);
-  } else {
-    return Bad("'prompt' must be a string or an array of token ids (batches of prompts are not supported)", "prompt");
+  auto is_ids = [](const OrderedJson& v) { return v.is_array() && !v.empty() && v[0].is_number_integer(); };
+  std::vector<const OrderedJson*> items;
+  if (pr.is_string() || is_ids(pr)) {
+    items.push_back(&pr);
+  } else if (pr.is_array() && !pr.empty()) {
+    for (const auto& x : pr) items.push_back(&x);
   }
+  if (items.empty() || !std::all_of(items.begin(), items.end(), [&](const OrderedJson* x) { return x->is_string() || is_ids(*x); }))
+    return Bad("'prompt' must be a string, an array of token ids, or a non-empty array of either", "prompt");
+  if (items.size() > kMaxPrompts) return Bad(fmt::format("at most {} prompts in one request", kMaxPrompts), "prompt");
+  for (const OrderedJson* x : items) {
+    PromptPart part;
+    if (x->is_string()) {
+      part.text = x->get<std::string>();
+      part.ids = tok.Encode(part.text);
+    } else {
+      for (const auto& id : *x) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= tok.vocab_size())
+          return Bad("'prompt' token ids must be integers in the vocabulary", "prompt");
+        part.ids.push_back(id.get<int32_t>());
+      }
+      if (p.echo) {
+        auto text = tok.Decode(part.ids);
+        if (!text.ok()) return Bad(text.status().message(), "prompt");
+        part.text = *text;
+      }
+    }
+    p.prompts.push_back(std::move(part));
+  }
+  p.gen.prompt = p.prompts[0].ids;
+  p.prompt_text = p.prompts[0].text;
   p.gen.sampling.logprobs = p.want_logprobs;
   p.gen.sampling.top_logprobs = p.top_logprobs;
   return p;

@@ -404,6 +404,48 @@ TEST_F(ServerTest, EchoAndPromptLogprobsScoreThePrompt) {
   EXPECT_EQ(only, prompt);
 }
 
+// A batch of prompts (OpenAI's array form; lm-evaluation-harness sends one): n choices per
+// prompt in order, each what the prompt alone gives; usage counts each prompt once.
+TEST_F(ServerTest, CompletionsTakeABatchOfPrompts) {
+  Start();
+  auto single = [&](const std::string& prompt) {
+    return PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 3, "temperature": 0})")["choices"][0]["text"];
+  };
+  const OrderedJson b = PostJson("/v1/completions", R"({"prompt": ["Hello", "The sky is"], "max_tokens": 3, "temperature": 0, "n": 2})");
+  ASSERT_EQ(b["choices"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_EQ(b["choices"][i]["index"], i);
+  EXPECT_EQ(b["choices"][0]["text"], single("Hello"));
+  EXPECT_EQ(b["choices"][1]["text"], single("Hello"));
+  EXPECT_EQ(b["choices"][2]["text"], single("The sky is"));
+  EXPECT_EQ(b["choices"][3]["text"], single("The sky is"));
+  EXPECT_EQ(b["usage"]["prompt_tokens"], tok_->Encode("Hello").size() + tok_->Encode("The sky is").size());
+  EXPECT_EQ(b["usage"]["completion_tokens"], 12);
+  // Token-id prompts, scored: each choice echoes its own prompt.
+  const auto a = tok_->Encode("one two three"), c = tok_->Encode("four five");
+  OrderedJson body = {{"prompt", {a, c}}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}};
+  const OrderedJson e = PostJson("/v1/completions", body.dump());
+  ASSERT_EQ(e["choices"].size(), 2u);
+  EXPECT_EQ(e["choices"][0]["text"], "one two three");
+  EXPECT_EQ(e["choices"][1]["text"], "four five");
+  EXPECT_EQ(e["choices"][1]["logprobs"]["tokens"].size(), c.size());
+  // Streamed: chunks of both choices, each adding up to its text.
+  auto st = Post("/v1/completions", R"({"prompt": ["Hello", "The sky is"], "max_tokens": 3, "temperature": 0, "stream": true})");
+  ASSERT_TRUE(st);
+  bool done = false;
+  std::string texts[2];
+  for (const auto& ev : Events(st->body, &done)) {
+    const size_t i = ev["choices"][0]["index"].get<size_t>();
+    ASSERT_LT(i, 2u);
+    texts[i] += ev["choices"][0]["text"].get<std::string>();
+  }
+  EXPECT_TRUE(done);
+  EXPECT_EQ(texts[0], single("Hello"));
+  EXPECT_EQ(texts[1], single("The sky is"));
+  OrderedJson many = {{"prompt", std::vector<std::string>(257, "x")}, {"max_tokens", 1}};
+  const OrderedJson too_many = PostJson("/v1/completions", many.dump(), 400);
+  EXPECT_NE(too_many["error"]["message"].get<std::string>().find("at most 256"), std::string::npos);
+}
+
 TEST_F(ServerTest, BadRequestsGetClearErrors) {
   Start();
   struct Case {
@@ -449,6 +491,8 @@ TEST_F(ServerTest, BadRequestsGetClearErrors) {
        "outside the vocabulary"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 2, "min_tokens": 3})", 400, "min_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 0})", 400, "0 only with echo"},
+      {"/v1/completions", R"({"prompt": []})", 400, "'prompt' must be"},
+      {"/v1/completions", R"({"prompt": ["a", 1]})", 400, "'prompt' must be"},
       {"/v1/completions", R"({"prompt": "x", "prompt_logprobs": 1, "stream": true})", 400, "not supported with stream"},
       {"/generate_stream", R"({"inputs": "x", "parameters": {"decoder_input_details": true}})", 400, "decoder_input_details"},
       {"/nowhere", "{}", 404, "no route"},
@@ -713,7 +757,7 @@ TEST_F(ServerTest, HostileRequestsDoNotDisturbGoodStreams) {
                                   "{\"prompt\": \"x\", \"max_tokens\": -5}", "{\"prompt\": \"x\", \"stop\": 7}",
                                   "{\"prompt\": \"x\", \"stream\": \"yes\"}", "{\"prompt\": \"x\", \"n\": 0}",
                                   "{\"prompt\": \"x\", \"seed\": \"s\"}", "{\"prompt\": \"x\", \"logprobs\": 50}",
-                                  "{\"prompt\": [\"a\", \"b\"]}", "{\"prompt\": \"\\ud800\"}"};
+                                  "{\"prompt\": [\"a\", [1, \"b\"]]}", "{\"prompt\": \"\\ud800\"}"};
   for (int i = 0; bad.size() < 110; ++i) {  // random bytes and truncations
     std::string b = good.substr(0, rng() % good.size());
     for (int k = 0; k < 3; ++k) b[rng() % (b.size() + 1 > 1 ? b.size() : 1)] = static_cast<char>(rng());
