@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <sstream>
 #include <optional>
 #include <thread>
 
@@ -70,6 +71,14 @@ Status RunServe(ServeOptions o) {
     while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) key.pop_back();
     if (key.empty()) return InvalidArgument(o.api_key_file + ": the API key file is empty");
     o.server.api_key = key;
+  }
+  // "a,b", ["a", "b"] (vLLM's form) or repeated flags: one origin each, without quotes or brackets.
+  for (const std::string& value : o.allowed_origins) {
+    std::istringstream list(value);
+    for (std::string origin; std::getline(list, origin, ',');) {
+      std::erase_if(origin, [](char ch) { return ch == '[' || ch == ']' || ch == '"' || ch == '\'' || ch == ' '; });
+      if (!origin.empty()) o.server.allowed_origins.push_back(origin);
+    }
   }
   ServeSizing sizing;
   QB_RETURN_IF_ERROR(DetectServeLimits(o, &sizing));
@@ -210,6 +219,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
   auto* key = cmd->add_option("--api-key", o->server.api_key, "Require 'Authorization: Bearer KEY'");
   cmd->add_option("--api-key-file", o->api_key_file, "Read the API key from this file")->excludes(key);
   cmd->add_option("--served-model-name", o->server.served_model_name, "The model name clients use")->capture_default_str();
+  cmd->add_option("--allowed-origins,--cors-allow-origin", o->allowed_origins,
+                  "CORS: origins whose web pages may call the API, e.g. https://ui.example.com, or * for any "
+                  "(comma-separated or repeated; vLLM's JSON list works too; default: none)");
   cmd->add_option("--max-num-seqs", o->max_num_seqs, "Sequences batched at once")->capture_default_str();
   cmd->add_option("--max-batch-tokens", o->max_batch_tokens, "Tokens per engine step (prefill chunks + decodes)")
       ->capture_default_str();

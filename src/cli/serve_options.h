@@ -30,6 +30,7 @@ struct ServeOptions {
     return c;
   }();
   std::string api_key_file;
+  std::vector<std::string> allowed_origins;  // --allowed-origins, as given
   ExecOptions exec;
   int64_t max_num_seqs = 64;
   int64_t max_batch_tokens = 2048;

@@ -225,6 +225,18 @@ bool HttpServer::Authorized(const httplib::Request& req) const {
   return bearer || req.get_header_value("x-api-key") == config_.api_key;
 }
 
+bool HttpServer::AllowOrigin(const httplib::Request& req, httplib::Response& res) const {
+  const std::string origin = req.get_header_value("Origin");
+  if (origin.empty() || config_.allowed_origins.empty()) return false;
+  const auto& allowed = config_.allowed_origins;
+  const bool any = std::find(allowed.begin(), allowed.end(), "*") != allowed.end();
+  if (!any && std::find(allowed.begin(), allowed.end(), origin) == allowed.end()) return false;
+  res.set_header("Access-Control-Allow-Origin", any ? "*" : origin);
+  if (!any) res.set_header("Vary", "Origin");
+  res.set_header("Access-Control-Expose-Headers", "X-Request-Id");
+  return true;
+}
+
 void HttpServer::ProbeRoutes(httplib::Server& s) {
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) { SendJson(res, 200, R"({"status":"ok"})"); });
   s.Get("/ready", [this](const httplib::Request&, httplib::Response& res) {
@@ -251,6 +263,16 @@ void HttpServer::Routes() {
     std::string id = req.get_header_value("X-Request-Id");
     if (id.empty() || id.size() > 128) id = fmt::format("qb-{:012x}", next_request_.fetch_add(1));
     res.set_header("X-Request-Id", id);
+    // CORS: a browser's preflight (never with credentials) is answered here, before the API key.
+    const bool cors = AllowOrigin(req, res);
+    if (req.method == "OPTIONS" && cors) {
+      res.status = 204;
+      res.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+      const std::string asked = req.get_header_value("Access-Control-Request-Headers");
+      res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type, X-Api-Key, X-Request-Id" : asked);
+      res.set_header("Access-Control-Max-Age", "600");
+      return httplib::Server::HandlerResponse::Handled;
+    }
     // A POST that says neither how long its body is nor that it is chunked: cpp-httplib 0.11
     // would read until the client closes (the read timeout, 30 s, holding a thread) before
     // answering 400. Say at once what is missing.

@@ -35,6 +35,8 @@ struct ServerConfig {
   int http_threads = 1024;  // connections served at once (streams hold one each)
   double heartbeat_s = 1.0;  // a space is sent this often while a non-streamed answer is computed
   int probe_port = -1;  // >= 0: /health, /ready and /metrics also here, on threads of their own (0: any)
+  // CORS: origins whose browser pages may call the API ("*": any); empty: no CORS headers.
+  std::vector<std::string> allowed_origins;
 };
 
 // What the generation endpoints need; set once the model is loaded.
@@ -71,6 +73,8 @@ class HttpServer {
   void ProbeRoutes(httplib::Server& s);  // /health, /ready, /metrics
   void HandleGeneration(const httplib::Request& req, httplib::Response& res, api::Endpoint endpoint);
   bool Authorized(const httplib::Request& req) const;
+  // Sets the CORS headers for a request from an allowed origin; false when it is not one.
+  bool AllowOrigin(const httplib::Request& req, httplib::Response& res) const;
 
   ServerConfig config_;
   std::unique_ptr<httplib::Server> http_, probe_;

@@ -594,6 +594,44 @@ TEST_F(ServerTest, StructuredOutputOnEveryApi) {
   }
 }
 
+// CORS: only the allowed origins get the headers; a browser's preflight is answered without the
+// API key (browsers never send it there); without --allowed-origins no CORS header at all.
+TEST_F(ServerTest, CorsForAllowedOriginsOnly) {
+  ServerConfig sc;
+  sc.api_key = "sekret";
+  sc.allowed_origins = {"https://ui.example"};
+  Start(sc);
+  const httplib::Headers preflight = {{"Origin", "https://ui.example"},
+                                      {"Access-Control-Request-Method", "POST"},
+                                      {"Access-Control-Request-Headers", "authorization, content-type"}};
+  auto pre = client_->Options("/v1/chat/completions", preflight);
+  ASSERT_TRUE(pre);
+  EXPECT_EQ(pre->status, 204);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Origin"), "https://ui.example");
+  EXPECT_NE(pre->get_header_value("Access-Control-Allow-Methods").find("POST"), std::string::npos);
+  EXPECT_EQ(pre->get_header_value("Access-Control-Allow-Headers"), "authorization, content-type");
+  auto post = Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})",
+                   {{"Origin", "https://ui.example"}, {"Authorization", "Bearer sekret"}});
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 200);
+  EXPECT_EQ(post->get_header_value("Access-Control-Allow-Origin"), "https://ui.example");
+  auto denied = Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Origin", "https://ui.example"}});
+  EXPECT_EQ(denied->status, 401);  // the key is still needed, and the browser may read why
+  EXPECT_EQ(denied->get_header_value("Access-Control-Allow-Origin"), "https://ui.example");
+  auto other = client_->Options("/v1/chat/completions", {{"Origin", "https://evil.example"}, {"Access-Control-Request-Method", "POST"}});
+  ASSERT_TRUE(other);
+  EXPECT_FALSE(other->has_header("Access-Control-Allow-Origin"));
+  EXPECT_NE(other->status, 204);
+}
+
+TEST_F(ServerTest, NoCorsHeadersByDefault) {
+  Start();
+  auto r = Post("/v1/completions", R"({"prompt": "x", "max_tokens": 1})", {{"Origin", "https://ui.example"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_FALSE(r->has_header("Access-Control-Allow-Origin"));
+}
+
 TEST_F(ServerTest, ApiKey) {
   ServerConfig sc;
   sc.api_key = "sekret";
