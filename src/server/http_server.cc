@@ -257,6 +257,28 @@ void HttpServer::ProbeRoutes(httplib::Server& s) {
   });
 }
 
+OrderedJson HttpServer::ModelList() const {
+  std::lock_guard<std::mutex> lock(model_mu_);
+  OrderedJson data = OrderedJson::array();
+  const auto created = static_cast<int64_t>(std::time(nullptr));
+  data.push_back({{"id", config_.served_model_name},
+                  {"object", "model"},
+                  {"created", created},
+                  {"owned_by", "qwenbox"},
+                  {"max_model_len", model_.defaults.max_total_tokens}});
+  // LoRA adapters as vLLM lists them: their own ids, with the model as parent.
+  if (model_.engine && model_.engine->config().lora)
+    for (const auto& a : *model_.engine->config().lora)
+      data.push_back({{"id", a->name},
+                      {"object", "model"},
+                      {"created", created},
+                      {"owned_by", "qwenbox"},
+                      {"root", a->path},
+                      {"parent", config_.served_model_name},
+                      {"max_model_len", model_.defaults.max_total_tokens}});
+  return data;
+}
+
 void HttpServer::Routes() {
   httplib::Server& s = *http_;
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
@@ -332,25 +354,14 @@ void HttpServer::Routes() {
 
   ProbeRoutes(s);
   s.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-    std::lock_guard<std::mutex> lock(model_mu_);
-    OrderedJson data = OrderedJson::array();
-    const auto created = static_cast<int64_t>(std::time(nullptr));
-    data.push_back({{"id", config_.served_model_name},
-                    {"object", "model"},
-                    {"created", created},
-                    {"owned_by", "qwenbox"},
-                    {"max_model_len", model_.defaults.max_total_tokens}});
-    // LoRA adapters as vLLM lists them: their own ids, with the model as parent.
-    if (model_.engine && model_.engine->config().lora)
-      for (const auto& a : *model_.engine->config().lora)
-        data.push_back({{"id", a->name},
-                        {"object", "model"},
-                        {"created", created},
-                        {"owned_by", "qwenbox"},
-                        {"root", a->path},
-                        {"parent", config_.served_model_name},
-                        {"max_model_len", model_.defaults.max_total_tokens}});
-    SendJson(res, 200, Dump({{"object", "list"}, {"data", data}}));
+    SendJson(res, 200, Dump({{"object", "list"}, {"data", ModelList()}}));
+  });
+  // OpenAI's "retrieve model": one entry of the list, or 404.
+  s.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {
+    const std::string id = req.matches[1];
+    for (const auto& m : ModelList())
+      if (m["id"] == id) return SendJson(res, 200, Dump(m));
+    SendError(res, HttpError{404, "not_found_error", fmt::format("The model '{}' does not exist", id), "model"});
   });
   s.Get("/info", [this](const httplib::Request&, httplib::Response& res) {
     std::lock_guard<std::mutex> lock(model_mu_);

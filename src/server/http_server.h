@@ -73,6 +73,8 @@ class HttpServer {
   void ProbeRoutes(httplib::Server& s);  // /health, /ready, /metrics
   void HandleGeneration(const httplib::Request& req, httplib::Response& res, api::Endpoint endpoint);
   bool Authorized(const httplib::Request& req) const;
+  // /v1/models' entries: the served model, then its LoRA adapters.
+  OrderedJson ModelList() const;
   // Sets the CORS headers for a request from an allowed origin; false when it is not one.
   bool AllowOrigin(const httplib::Request& req, httplib::Response& res) const;
 

@@ -195,7 +195,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
       "stream", "stream_options", "stop", "stop_token_ids", "seed", "presence_penalty", "frequency_penalty",
       "repetition_penalty", "logprobs", "top_logprobs", "tools", "tool_choice", "parallel_tool_calls", "user",
       "ignore_eos", "skip_special_tokens", "logit_bias", "min_tokens", "priority", "response_format", "guided_json",
-      "guided_choice", "guided_regex", "prompt_logprobs"};
+      "guided_choice", "guided_regex", "prompt_logprobs", "add_generation_prompt", "continue_final_message"};
   if (auto e = CheckFields(body, kKnown)) return *e;
   ParsedRequest p;
   p.endpoint = Endpoint::kChat;
@@ -207,7 +207,13 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   p.top_logprobs = static_cast<int>(r.Int("top_logprobs", 0, 20).value_or(0));
   r.String("user");
   const bool parallel_calls = r.Bool("parallel_tool_calls").value_or(true);
+  // vLLM's: continue_final_message makes the model go on with the last (assistant) message
+  // instead of starting a new turn ("prefilling" the reply).
+  const bool continue_final = r.Bool("continue_final_message").value_or(false);
+  const bool generation_prompt = r.Bool("add_generation_prompt").value_or(!continue_final);
   if (r.error) return *r.error;
+  if (continue_final && generation_prompt)
+    return Bad("'continue_final_message' and 'add_generation_prompt' cannot both be true", "continue_final_message");
   if (p.top_logprobs > 0 && !p.want_logprobs) return Bad("'top_logprobs' needs 'logprobs': true", "top_logprobs");
   if (auto e = ReadStructuredOutput(body, p)) return *e;
   if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
@@ -302,8 +308,21 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
     if (g.ok()) p.gen.grammar = *g;
     else spdlog::warn("forced tool call left unconstrained: {}", g.status().message());
   }
-  auto rendered = RenderChat(tmpl, messages, tools, true);
+  if (continue_final) {
+    if (messages.back()["role"] != "assistant")
+      return Bad("'continue_final_message' needs the last message to be the assistant's", "continue_final_message");
+    if (!p.assistant_prefix.empty())
+      return Bad("'continue_final_message' cannot be combined with a forced tool call", "continue_final_message");
+  }
+  auto rendered = RenderChat(tmpl, messages, tools, generation_prompt);
   if (!rendered.ok()) return Bad(rendered.status().message(), "messages");
+  if (continue_final) {
+    // The last message is left open: its end of turn is taken off.
+    constexpr std::string_view kEndOfTurn = "<|im_end|>\n";
+    if (!rendered->ends_with(kEndOfTurn))
+      return Bad("this chat template cannot continue the final message", "continue_final_message");
+    rendered->resize(rendered->size() - kEndOfTurn.size());
+  }
   p.prompt_text = *rendered + p.assistant_prefix;
   p.gen.prompt = tok.Encode(p.prompt_text);
   p.gen.sampling.logprobs = p.want_logprobs;

@@ -171,6 +171,11 @@ TEST_F(ServerTest, HealthReadyModelsInfo) {
   EXPECT_EQ(client_->Get("/ready")->status, 200);
   const OrderedJson models = OrderedJson::parse(client_->Get("/v1/models")->body);
   EXPECT_EQ(models["data"][0]["id"], "qwenbox");
+  auto one = client_->Get("/v1/models/qwenbox");
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->status, 200);
+  EXPECT_EQ(OrderedJson::parse(one->body), models["data"][0]);
+  EXPECT_EQ(client_->Get("/v1/models/nope")->status, 404);
   const OrderedJson info = OrderedJson::parse(client_->Get("/info")->body);
   EXPECT_EQ(info["max_total_tokens"], 1024);
   EXPECT_FALSE(client_->Get("/v1/models")->get_header_value("X-Request-Id").empty());
@@ -444,6 +449,29 @@ TEST_F(ServerTest, CompletionsTakeABatchOfPrompts) {
   OrderedJson many = {{"prompt", std::vector<std::string>(257, "x")}, {"max_tokens", 1}};
   const OrderedJson too_many = PostJson("/v1/completions", many.dump(), 400);
   EXPECT_NE(too_many["error"]["message"].get<std::string>().find("at most 256"), std::string::npos);
+}
+
+// vLLM's continue_final_message: the reply goes on from the last assistant message, exactly as
+// a completion of the rendered conversation cut before that message's end of turn.
+TEST_F(ServerTest, ContinueFinalMessage) {
+  Start();
+  const OrderedJson chat = PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Write"},
+      {"role": "assistant", "content": "Once upon"}], "continue_final_message": true, "add_generation_prompt": false,
+      "max_tokens": 5, "temperature": 0})");
+  const std::string rendered =
+      "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+      "<|im_start|>user\nWrite<|im_end|>\n<|im_start|>assistant\nOnce upon";
+  OrderedJson body = {{"prompt", rendered}, {"max_tokens", 5}, {"temperature", 0}};
+  const OrderedJson completion = PostJson("/v1/completions", body.dump());
+  EXPECT_EQ(chat["choices"][0]["message"]["content"], completion["choices"][0]["text"]);
+  EXPECT_EQ(chat["usage"]["prompt_tokens"], tok_->Encode(rendered).size());
+  // Without a generation prompt, the conversation just ends where its last message does.
+  const OrderedJson plain = PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Write"}],
+      "add_generation_prompt": false, "max_tokens": 1})");
+  EXPECT_EQ(plain["usage"]["prompt_tokens"], tok_->Encode(rendered.substr(0, rendered.find("<|im_start|>assistant"))).size());
+  PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Write"}], "continue_final_message": true})", 400);
+  PostJson("/v1/chat/completions", R"({"messages": [{"role": "assistant", "content": "x"}], "continue_final_message": true,
+      "add_generation_prompt": true})", 400);
 }
 
 TEST_F(ServerTest, BadRequestsGetClearErrors) {
