@@ -9,7 +9,8 @@
 // same positions also run through a reference model (say the BF16 checkpoint the quantized one
 // came from, with an f32 KV cache): the KL divergence of --model's next-token distribution from
 // the reference's (mean, median, P99, max) and how often both rank the same token first, which
-// shows a quantization's cost even on random weights, where perplexity means little.
+// shows a quantization's cost even on random weights, where perplexity means little. (The
+// reference runs without --lora: with one, the divergence is the adapter's and the quantization's.)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -70,6 +71,9 @@ Status RunPerplexity(const PerplexityOptions& o) {
   QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, loaded.model->config().head_dim));
   if (!o.lora.empty() && o.exec.tensor_parallel > 1) return Unimplemented("--lora with --tp is not supported");
   QB_ASSIGN_OR_RETURN(auto lora, LoadOneLora(o.lora, loaded.model->config()));
+  if (o.ctx > loaded.model->config().max_position_embeddings)
+    return InvalidArgument(fmt::format("--ctx {} is longer than the model's context ({} tokens)", o.ctx,
+                                       loaded.model->config().max_position_embeddings));
   const std::vector<int32_t> tokens = tok->Encode(text);
   const auto whole = static_cast<int64_t>(tokens.size()) / o.ctx;
   if (whole == 0)
@@ -151,7 +155,7 @@ Status RunPerplexity(const PerplexityOptions& o) {
   const double ppl = std::exp(mean);
   const double var = nll2 / static_cast<double>(count) - mean * mean;
   const double err = count > 1 && var > 0 ? std::sqrt(var / static_cast<double>(count - 1)) * ppl : 0.0;
-  const int64_t evaluated = chunks * o.ctx;
+  const int64_t evaluated = chunks * (o.ctx - 1);  // (each chunk's last token is only scored)
   double kld_mean = 0;
   for (double k : klds) kld_mean += k;
   if (!klds.empty()) kld_mean /= static_cast<double>(klds.size());

@@ -77,6 +77,7 @@ Status RunServe(ServeOptions o) {
     std::istringstream list(value);
     for (std::string origin; std::getline(list, origin, ',');) {
       std::erase_if(origin, [](char ch) { return ch == '[' || ch == ']' || ch == '"' || ch == '\'' || ch == ' '; });
+      while (origin.size() > 1 && origin.back() == '/') origin.pop_back();  // browsers send no path
       if (!origin.empty()) o.server.allowed_origins.push_back(origin);
     }
   }

@@ -155,6 +155,11 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter, st
     const float inv_t = 1.0f / params_.temperature;
     size_t keep = params_.top_k > 0 ? static_cast<size_t>(params_.top_k) : 1024;
     TakeBest(logits, keep);
+    if (ids_.empty() || !(logits[static_cast<size_t>(ids_[0])] > -INFINITY)) {
+      // Nothing with any weight (every allowed token banned or -inf): the first allowed one.
+      r.token = filter != nullptr ? first_allowed() : Argmax(logits);
+      return Finish(r, raw);
+    }
     const float max_l = logits[static_cast<size_t>(ids_[0])];
     // Softmax mass of the whole vocabulary (for top-p and min-p relative to all tokens), in
     // float: it only decides where the nucleus ends. Terms below e^-40 of the best cannot move
@@ -216,6 +221,10 @@ SampleResult Sampler::Sample(std::span<const float> raw, TokenFilter* filter, st
     // (Refused tokens weigh 0, so a draw never lands on one; the best token is allowed.)
     if (filter != nullptr && refused(r.token)) r.token = refused(ids_[0]) ? first_allowed() : ids_[0];
   }
+  return Finish(r, raw);
+}
+
+SampleResult Sampler::Finish(SampleResult r, std::span<const float> raw) {
   if (params_.logprobs || params_.top_logprobs > 0) {
     TokenLogprobs lp = LogprobsOf(raw, r.token, params_.top_logprobs);
     r.logprob = lp.logprob;

@@ -56,6 +56,8 @@ class Sampler {
  private:
   // Penalties, the logit bias and the bans applied to a copy of the logits.
   void Adjust(std::vector<float>& logits, std::span<const int32_t> banned) const;
+  // The chosen token's log-probabilities (when asked), remembered for the penalties.
+  SampleResult Finish(SampleResult r, std::span<const float> raw);
   // Sets ids_ to the `keep` best ids (logit descending, lower id first on ties), best first.
   void TakeBest(std::span<const float> logits, size_t keep);
 

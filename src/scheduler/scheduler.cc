@@ -139,6 +139,10 @@ StepPlan Scheduler::Schedule() {
     if (s.logits_until > s.num_computed) {
       if (rows >= config_.RowCap()) break;  // its rows next step
       chunk = std::min(chunk, config_.RowCap() - rows);
+    } else if (chunk == need && rows >= config_.RowCap()) {
+      // (Prompt scores took the step's rows:) all of the prompt but the token that samples.
+      if (need == 1) break;
+      chunk = need - 1;
     }
     const int64_t blocks_needed = BlocksFor(s.num_computed + chunk) - static_cast<int64_t>(s.blocks.size());
     if (blocks_needed > pool_->num_free()) {

@@ -76,6 +76,10 @@ struct Exchange {
   std::vector<bool> echoed;        // streaming completions with echo: the prompt went out
   std::vector<api::PromptPart> prompts;  // the request's prompts (completions may send several)
   std::vector<size_t> prompt_of;         // each choice's prompt
+  // Choice i's prompt scores: its own, or those of its prompt's first choice.
+  const std::vector<TokenLogprobs>& PromptScores(size_t i) const {
+    return choices[i].prompt.empty() ? choices[prompt_of[i] * static_cast<size_t>(parsed.n)].prompt : choices[i].prompt;
+  }
   uint64_t call_salt = 0;          // random: makes tool call ids unique across requests and restarts
 };
 
@@ -293,6 +297,7 @@ void HttpServer::Routes() {
       const std::string asked = req.get_header_value("Access-Control-Request-Headers");
       res.set_header("Access-Control-Allow-Headers", asked.empty() ? "Authorization, Content-Type, X-Api-Key, X-Request-Id" : asked);
       res.set_header("Access-Control-Max-Age", "600");
+      res.set_header("Vary", "Origin, Access-Control-Request-Headers");
       return httplib::Server::HandlerResponse::Handled;
     }
     // A POST that says neither how long its body is nor that it is chunked: cpp-httplib 0.11
@@ -491,6 +496,9 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
     for (int i = 0; i < x->parsed.n; ++i) {
       GenerationRequest gi = g;
       gi.prompt = x->prompts[k].ids;
+      // A prompt's scores are the same for each of its choices: computed once (a streamed
+      // choice sends them with its first token, so there each computes its own).
+      if (i > 0 && !x->parsed.stream) gi.prompt_logprobs = -1;
       gi.sampling.seed = g.sampling.seed + static_cast<uint64_t>(i);
       auto stream = m.engine->Submit(std::move(gi));
       if (!stream.ok()) {
@@ -624,10 +632,10 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               } else {
                 const api::PromptPart& part = x->prompts[x->prompt_of[i]];
                 ch["text"] = (p.echo ? part.text : "") + (p.echo_only ? "" : c.text);
-                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, p.echo ? part.ids : std::vector<int32_t>(),
-                                                                           !p.echo_only)
+                ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, p.echo ? part.ids : std::vector<int32_t>(),
+                                                                           x->PromptScores(i), p.top_logprobs, !p.echo_only)
                                                  : OrderedJson();
-                if (p.prompt_logprobs >= 0) ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, part.ids, c.prompt);
+                if (p.prompt_logprobs >= 0) ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, part.ids, x->PromptScores(i));
               }
               ch["finish_reason"] = c.reason == FinishReason::kError ? "error" : api::FinishReasonText(c.reason, tool_calls);
               if (p.echo_only && c.reason != FinishReason::kError) ch["finish_reason"] = "length";
@@ -741,7 +749,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               x->echoed[i] = true;
               const api::PromptPart& part = x->prompts[x->prompt_of[i]];
               out += chunk(i, OrderedJson(part.text), OrderedJson(),
-                           p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, 0, part.ids, false) : OrderedJson());
+                           p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, part.ids, c.prompt, p.top_logprobs, false) : OrderedJson());
             }
             std::string text;
             if (p.tools) {
@@ -769,7 +777,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
               one.ids = {ev.token};
               one.logprobs = {ev.logprob};
               one.top = {ev.top_logprobs};
-              lp = chat ? api::ChatLogprobs(*x->tok, one) : api::CompletionLogprobs(*x->tok, one, 0);
+              lp = chat ? api::ChatLogprobs(*x->tok, one) : api::CompletionLogprobs(*x->tok, one);
             }
             if (!text.empty() || !lp.is_null())
               out += chunk(i, chat ? OrderedJson{{"content", text}} : OrderedJson(text), OrderedJson(), lp);

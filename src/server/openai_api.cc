@@ -313,6 +313,8 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
       return Bad("'continue_final_message' needs the last message to be the assistant's", "continue_final_message");
     if (!p.assistant_prefix.empty())
       return Bad("'continue_final_message' cannot be combined with a forced tool call", "continue_final_message");
+    if (messages.back().contains("tool_calls") && !messages.back()["tool_calls"].empty())
+      return Bad("'continue_final_message' cannot continue a message with tool calls", "continue_final_message");
   }
   auto rendered = RenderChat(tmpl, messages, tools, generation_prompt);
   if (!rendered.ok()) return Bad(rendered.status().message(), "messages");
@@ -399,6 +401,7 @@ Parse ParseCompletionRequest(const OrderedJson& body, const Tokenizer& tok, cons
   }
   p.gen.prompt = p.prompts[0].ids;
   p.prompt_text = p.prompts[0].text;
+  if (p.echo_only) p.gen.grammar = nullptr;  // (its one token is not shown: nothing to constrain)
   p.gen.sampling.logprobs = p.want_logprobs;
   p.gen.sampling.top_logprobs = p.top_logprobs;
   return p;
@@ -438,19 +441,20 @@ OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c) {
   return {{"content", content}};
 }
 
-OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset,
-                               std::span<const int32_t> echo_prompt, bool generated) {
+OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, std::span<const int32_t> echo_prompt,
+                               std::span<const TokenLogprobs> scores, int top_n, bool generated) {
   OrderedJson tokens = OrderedJson::array(), lps = OrderedJson::array(), tops = OrderedJson::array(),
               offsets = OrderedJson::array();
-  size_t off = text_offset;
+  size_t off = 0;
   for (size_t i = 0; i < echo_prompt.size(); ++i) {
     const std::string t = TokenText(tok, echo_prompt[i]);
     tokens.push_back(t);
-    const TokenLogprobs* scored = i > 0 && i - 1 < c.prompt.size() ? &c.prompt[i - 1] : nullptr;
+    const TokenLogprobs* scored = i > 0 && i - 1 < scores.size() ? &scores[i - 1] : nullptr;
     lps.push_back(scored ? OrderedJson(scored->logprob) : OrderedJson());
     OrderedJson top = scored ? OrderedJson::object() : OrderedJson();
     if (scored)
-      for (const auto& x : scored->top) top[TokenText(tok, x.id)] = x.logprob;
+      for (size_t k = 0; k < scored->top.size() && k < static_cast<size_t>(std::max(top_n, 0)); ++k)
+        top[TokenText(tok, scored->top[k].id)] = scored->top[k].logprob;
     tops.push_back(top);
     offsets.push_back(off);
     off += t.size();

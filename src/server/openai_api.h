@@ -36,10 +36,11 @@ std::string ErrorJson(const HttpError& e);
 // A token's text for logprob entries (its raw bytes, lossily decoded).
 std::string TokenText(const Tokenizer& tok, int32_t id);
 OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c);
-// OpenAI completions' logprobs; with `echo_prompt`, its tokens come first (the first one
-// without a logprob, as OpenAI's echo), and `generated` false leaves the choice's own out.
-OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, size_t text_offset,
-                               std::span<const int32_t> echo_prompt = {}, bool generated = true);
+// OpenAI completions' logprobs; with `echo_prompt`, its tokens come first with their `scores`
+// (the first one without a logprob, as OpenAI's echo; at most `top` alternatives each), and
+// `generated` false leaves the choice's own tokens out.
+OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, std::span<const int32_t> echo_prompt = {},
+                               std::span<const TokenLogprobs> scores = {}, int top = 0, bool generated = true);
 // vLLM's prompt_logprobs: null for the first token, then per token {id: {logprob, rank,
 // decoded_token}} for the token itself and its best alternatives.
 OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, const std::vector<TokenLogprobs>& scored);

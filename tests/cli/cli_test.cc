@@ -270,8 +270,11 @@ TEST(CliTest, PerplexityScoresTheSecondHalfOfEachChunk) {
   EXPECT_LE(ref["kld_median"].get<double>(), ref["kld_p99"].get<double>());
   EXPECT_LE(ref["kld_p99"].get<double>(), ref["kld_max"].get<double>());
   ExpectCleanFailure(RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/text.txt",
-                                 "--ctx", "100000"}),
+                                 "--ctx", "4096"}),
                      "fewer than one chunk");
+  ExpectCleanFailure(RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/text.txt",
+                                 "--ctx", "100000"}),
+                     "longer than the model's context");
   ExpectCleanFailure(RunCommand({kQwenbox, "perplexity", "--model", DataPath("micro-qwen2"), "--file", dir + "/none.txt"}),
                      "none.txt");
 }

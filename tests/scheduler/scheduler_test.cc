@@ -340,6 +340,7 @@ TEST(SchedulerTest, PromptLogitRowsBoundItsChunksAndSkipThePrefixCache) {
   Sequence scored = Seq(4, Prompt(40));
   scored.logits_until = 39;
   sched.Add(scored);
+  sched.Add(Seq(6, Prompt(4, 300)));  // admitted in the same step: no row is left for its sample
   auto rows_of = [&](const StepPlan& plan) {
     int64_t rows = 0;
     for (const auto& c : plan.chunks) {
@@ -349,16 +350,19 @@ TEST(SchedulerTest, PromptLogitRowsBoundItsChunksAndSkipThePrefixCache) {
     return rows;
   };
   StepPlan plan = sched.Schedule();
-  ASSERT_EQ(plan.chunks.size(), 4u);
+  ASSERT_EQ(plan.chunks.size(), 5u);
   EXPECT_EQ(plan.chunks[3].seq_id, 4);
   EXPECT_EQ(plan.chunks[3].start, 0);  // not from the cache
   EXPECT_EQ(plan.chunks[3].count, 5);  // 8 rows less the three decodes'
   EXPECT_EQ(sched.Find(4)->cached_tokens, 0);
+  EXPECT_EQ(plan.chunks[4].seq_id, 6);
+  EXPECT_EQ(plan.chunks[4].count, 3);  // its prompt but the last token: its sample waits a step
+  EXPECT_FALSE(plan.chunks[4].sample);
   EXPECT_EQ(rows_of(plan), 8);
   std::vector<int32_t> next = {1, 2, 3};
   sched.Complete(plan, next);
   // Running now: a row kept for each of the three others, wherever they come.
-  for (int step = 0; step < 7; ++step) {
+  for (int step = 0; step < 20 && sched.Find(4)->num_computed < 40; ++step) {
     plan = sched.Schedule();
     EXPECT_LE(rows_of(plan), 8) << step;
     next.clear();

@@ -324,8 +324,8 @@ TEST_F(ServerTest, LogitBiasAndMinTokens) {
   EXPECT_EQ(at_once["choices"][0]["message"]["content"], "");
 }
 
-// Scoring a text through the API (what lm-evaluation-harness does with echo, logprobs and
-// max_tokens 0): each prompt token's logprob is the model's, the same that generation reports
+// Scoring a text through the API (lm-evaluation-harness sends echo, logprobs 1 and max_tokens 1;
+// OpenAI's max_tokens 0 only scores): each prompt token's logprob is the model's, the same that generation reports
 // for that token; vLLM's prompt_logprobs and TGI's decoder_input_details give the same numbers.
 TEST_F(ServerTest, EchoAndPromptLogprobsScoreThePrompt) {
   Start();
@@ -366,6 +366,21 @@ TEST_F(ServerTest, EchoAndPromptLogprobsScoreThePrompt) {
   for (size_t k = 0; k < 2; ++k)
     EXPECT_NEAR(slp[ids.size() + k].get<double>(), g["choices"][0]["logprobs"]["token_logprobs"][k].get<double>(), 1e-3) << k;
   EXPECT_EQ(s["choices"][0]["text"], prompt + g["choices"][0]["text"].get<std::string>());
+  // lm-evaluation-harness's own request: a batch of token-id lists, max_tokens 1, and it reads
+  // token_logprobs[ctxlen:-1] (the generated token is last); n = 2 shares the prompt's scores.
+  OrderedJson harness = {{"prompt", OrderedJson::array({ids, ids})}, {"max_tokens", 1}, {"echo", true}, {"logprobs", 1},
+                         {"temperature", 0}, {"n", 2}, {"prompt_logprobs", 3}};
+  const OrderedJson h = PostJson("/v1/completions", harness.dump());
+  ASSERT_EQ(h["choices"].size(), 4u);
+  for (size_t c = 0; c < 4; ++c) {
+    const OrderedJson& hl = h["choices"][c]["logprobs"];
+    ASSERT_EQ(hl["token_logprobs"].size(), ids.size() + 1) << c;
+    for (size_t i = 1; i < ids.size(); ++i) {
+      EXPECT_NEAR(hl["token_logprobs"][i].get<double>(), lp["token_logprobs"][i].get<double>(), 1e-5) << c << " " << i;
+      EXPECT_EQ(hl["top_logprobs"][i].size(), 1u);  // logprobs 1, though prompt_logprobs asked 3
+    }
+    EXPECT_EQ(h["choices"][c]["prompt_logprobs"].size(), ids.size());
+  }
   // echo with tokens after the prompt: the prompt, then what a plain request makes.
   const OrderedJson more = PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 2, "echo": true, "temperature": 0})");
   EXPECT_EQ(more["choices"][0]["text"], prompt + g["choices"][0]["text"].get<std::string>());
@@ -470,6 +485,8 @@ TEST_F(ServerTest, ContinueFinalMessage) {
       "add_generation_prompt": false, "max_tokens": 1})");
   EXPECT_EQ(plain["usage"]["prompt_tokens"], tok_->Encode(rendered.substr(0, rendered.find("<|im_start|>assistant"))).size());
   PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Write"}], "continue_final_message": true})", 400);
+  PostJson("/v1/chat/completions", R"({"messages": [{"role": "user", "content": "Write"}, {"role": "assistant", "content": "",
+      "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}], "continue_final_message": true})", 400);
   PostJson("/v1/chat/completions", R"({"messages": [{"role": "assistant", "content": "x"}], "continue_final_message": true,
       "add_generation_prompt": true})", 400);
 }
