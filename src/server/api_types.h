@@ -66,7 +66,7 @@ struct ServedNames {
   }
 };
 
-enum class Endpoint { kChat, kCompletion, kTgi };
+enum class Endpoint { kChat, kCompletion, kTgi, kResponses };
 
 struct ParsedRequest {
   Endpoint endpoint = Endpoint::kChat;
@@ -90,6 +90,7 @@ struct ParsedRequest {
   bool echo = false;         // completions: the prompt comes first in the text (and logprobs)
   bool echo_only = false;    // echo with max_tokens 0: the engine makes one token, not shown
   int prompt_logprobs = -1;  // vLLM's prompt_logprobs: -1 off, else alternatives per prompt token
+  OrderedJson responses_request;  // /v1/responses: the request's settings, echoed in the Response
   // TGI
   bool details = false;
   bool decoder_input_details = false;

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "server/openai_api.h"
+#include "server/responses_api.h"
 #include "server/tgi_api.h"
 
 namespace qb {
@@ -70,7 +71,8 @@ struct Exchange {
   int64_t created = 0;
   Clock::time_point start;
   size_t finished = 0;
-  bool role_sent = false;
+  bool role_sent = false;  // (streamed /v1/responses: the opening events went out)
+  std::unique_ptr<api::ResponseEvents> response_events;  // streamed /v1/responses
   std::vector<bool> in_tool_call;  // streaming with tools: a <tool_call> began, hold the text
   std::vector<size_t> streamed;    // bytes of each choice's text already streamed
   std::vector<bool> echoed;        // streaming completions with echo: the prompt went out
@@ -113,6 +115,10 @@ bool Pump(Exchange& x, std::chrono::milliseconds wait, F on_event) {
   }
   if (!any && x.streams.size() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   return true;
+}
+
+api::ResponseHeader ResponseHeaderOf(const Exchange& x) {
+  return {"resp_" + x.id, x.created, x.model_name, x.parsed.responses_request};
 }
 
 OrderedJson Usage(const Exchange& x) {
@@ -322,7 +328,7 @@ void HttpServer::Routes() {
     // A route that exists with another method: 405 and the Allow header.
     static const std::map<std::string, std::string, std::less<>> kAllowed = {
         {"/health", "GET"}, {"/ready", "GET"}, {"/metrics", "GET"}, {"/v1/models", "GET"}, {"/info", "GET"},
-        {"/tokenize", "POST"}, {"/detokenize", "POST"}, {"/v1/chat/completions", "POST"}, {"/v1/completions", "POST"},
+        {"/tokenize", "POST"}, {"/detokenize", "POST"}, {"/v1/chat/completions", "POST"}, {"/v1/completions", "POST"}, {"/v1/responses", "POST"},
         {"/generate", "POST"}, {"/generate_stream", "POST"}};
     const auto route = kAllowed.find(req.path);
     if (res.status == 404 && route != kAllowed.end() && req.method != route->second) {
@@ -431,6 +437,7 @@ void HttpServer::Routes() {
   });
   s.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kChat); });
   s.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kCompletion); });
+  s.Post("/v1/responses", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kResponses); });
   s.Post("/generate", [this](const httplib::Request& q, httplib::Response& r) { HandleGeneration(q, r, api::Endpoint::kTgi); });
   s.Post("/generate_stream", [this](const httplib::Request& q, httplib::Response& r) {
     HandleGeneration(q, r, api::Endpoint::kTgi);
@@ -461,10 +468,12 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
   if (body.is_discarded()) return fail(HttpError{400, "invalid_request_error", "the body is not valid JSON (or not UTF-8)", ""});
   std::variant<ParsedRequest, HttpError> parsed;
   const api::ServedNames names = Names(config_.served_model_name, m);
-  if (endpoint == api::Endpoint::kChat) {
+  if (endpoint == api::Endpoint::kChat || endpoint == api::Endpoint::kResponses) {
     if (!m.chat_template)
       return fail(HttpError{400, "invalid_request_error", "this model has no chat template qwenbox can render; use /v1/completions", ""});
-    parsed = api::ParseChatRequest(body, *m.tokenizer, *m.chat_template, m.defaults, names);
+    parsed = endpoint == api::Endpoint::kChat
+                 ? api::ParseChatRequest(body, *m.tokenizer, *m.chat_template, m.defaults, names)
+                 : api::ParseResponsesRequest(body, *m.tokenizer, *m.chat_template, m.defaults, names);
   } else if (endpoint == api::Endpoint::kCompletion) {
     parsed = api::ParseCompletionRequest(body, *m.tokenizer, m.defaults, names);
   } else {
@@ -614,6 +623,9 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                                 {"prefill", prefill},
                                 {"tokens", tokens}};
             }
+          } else if (p.endpoint == api::Endpoint::kResponses) {
+            out = api::ResponseObject(ResponseHeaderOf(*x), x->choices[0], p.tools, fmt::format("{:016x}0_", x->call_salt),
+                                      Usage(*x));
           } else {
             const bool chat = p.endpoint == api::Endpoint::kChat;
             out["id"] = (chat ? "chatcmpl-" : "cmpl-") + x->id;
@@ -679,6 +691,13 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
           return Sse(j);
         };
         bool ok = true;
+        const bool responses = p.endpoint == api::Endpoint::kResponses;
+        if (responses && !x->role_sent) {
+          x->response_events = std::make_unique<api::ResponseEvents>(ResponseHeaderOf(*x));
+          const std::string begin = x->response_events->Begin();
+          ok = sink.write(begin.data(), begin.size());
+          x->role_sent = true;
+        }
         if (chat && !x->role_sent) {
           for (size_t i = 0; i < x->streams.size() && ok; ++i) {
             const std::string c = chunk(i, {{"role", "assistant"}, {"content", ""}}, OrderedJson(), OrderedJson());
@@ -771,6 +790,14 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
             } else if (!p.echo_only) {
               text = ev.text;
             }
+            if (responses) {
+              out += x->response_events->Text(text);
+              if (ev.kind == StreamEvent::Kind::kFinished)
+                out += x->response_events->Finish(c, p.tools, fmt::format("{:016x}{}_", x->call_salt, i), Usage(*x));
+              if (out.empty()) return true;
+              last_write = Clock::now();
+              return sink.write(out.data(), out.size());
+            }
             OrderedJson lp;
             if (p.want_logprobs && ev.kind == StreamEvent::Kind::kToken && !p.echo_only) {
               Choice one;
@@ -802,7 +829,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
           });
           if (ok && !tgi_pending_last) ok = send_tgi_pending();
         }
-        if (ok && !tgi) {
+        if (ok && !tgi && !responses) {
           std::string tail;
           if (p.include_usage) {
             OrderedJson j;

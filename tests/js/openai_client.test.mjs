@@ -1,5 +1,6 @@
 // qwenbox's OpenAI API driven by the official `openai` npm client: chat, streaming chat,
-// completions, tool definitions, structured output, errors. Usage: node openai_client.test.mjs QWENBOX_BINARY
+// completions, tool definitions, structured output, the Responses API (plain, streamed through
+// the client's ResponseStream, function calls), errors. Usage: node openai_client.test.mjs QWENBOX_BINARY
 // Starts `qwenbox serve` (demo model) on a free port, runs the checks, stops it with SIGTERM.
 import { spawn } from "node:child_process";
 import assert from "node:assert/strict";
@@ -122,6 +123,46 @@ await check("structured output (response_format json_schema)", async () => {
   assert.deepEqual(Object.keys(user), ["name", "admin", "age"]);
   assert.equal(typeof user.admin, "boolean");
   assert.ok(Number.isInteger(user.age));
+});
+
+await check("responses (Responses API)", async () => {
+  const r = await client.responses.create({
+    model: "qwenbox", instructions: "Be brief.", input: "Hello!", max_output_tokens: 10, temperature: 0,
+  });
+  assert.equal(r.object, "response");
+  assert.equal(r.output_text, text);  // the same generation as the chat request
+  assert.equal(r.usage.output_tokens, 10);
+  assert.equal(r.status, "incomplete");
+});
+
+await check("streaming responses (ResponseStream)", async () => {
+  const stream = client.responses.stream({
+    model: "qwenbox", instructions: "Be brief.", input: "Hello!", max_output_tokens: 10, temperature: 0,
+  });
+  let deltas = "";
+  stream.on("response.output_text.delta", (e) => { deltas += e.delta; });
+  const final = await stream.finalResponse();
+  assert.equal(deltas, text);
+  assert.equal(final.output[0].content[0].text, text);  // (this client sets output_text only when not streaming)
+});
+
+await check("responses with a function call", async () => {
+  const tools = [{ type: "function", name: "get_weather", strict: true,
+                   parameters: { type: "object", properties: { city: { type: "string", maxLength: 8 } },
+                                 required: ["city"], additionalProperties: false } }];
+  const r = await client.responses.create({
+    model: "qwenbox", input: "Weather in Rome?", tools, tool_choice: { type: "function", name: "get_weather" },
+    max_output_tokens: 60,
+  });
+  const call = r.output.find((o) => o.type === "function_call");
+  assert.ok(call, JSON.stringify(r.output));
+  assert.equal(typeof JSON.parse(call.arguments).city, "string");
+  const next = await client.responses.create({
+    model: "qwenbox", tools, max_output_tokens: 3,
+    input: [{ role: "user", content: "Weather in Rome?" }, call,
+            { type: "function_call_output", call_id: call.call_id, output: "sunny" }],
+  });
+  assert.equal(next.usage.output_tokens, 3);
 });
 
 await check("errors", async () => {

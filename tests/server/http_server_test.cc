@@ -491,6 +491,101 @@ TEST_F(ServerTest, ContinueFinalMessage) {
       "add_generation_prompt": true})", 400);
 }
 
+// OpenAI's Responses API: the same generation as the chat request it stands for (instructions as
+// the system message), a Response object, and typed stream events in order that add up to it;
+// function tools in both directions; text.format for structured output; clear 400s.
+TEST_F(ServerTest, ResponsesApi) {
+  Start();
+  const OrderedJson chat = PostJson("/v1/chat/completions", R"({"messages": [{"role": "system", "content": "Be brief."},
+      {"role": "user", "content": "Hello!"}], "max_tokens": 6, "temperature": 0})");
+  const OrderedJson r = PostJson("/v1/responses", R"({"model": "qwenbox", "instructions": "Be brief.", "input": "Hello!",
+      "max_output_tokens": 6, "temperature": 0})");
+  EXPECT_EQ(r["object"], "response");
+  EXPECT_TRUE(r["id"].get<std::string>().starts_with("resp_"));
+  EXPECT_EQ(r["status"], "incomplete");
+  EXPECT_EQ(r["incomplete_details"]["reason"], "max_output_tokens");
+  EXPECT_EQ(r["instructions"], "Be brief.");
+  ASSERT_EQ(r["output"].size(), 1u);
+  EXPECT_EQ(r["output"][0]["type"], "message");
+  EXPECT_EQ(r["output"][0]["content"][0]["type"], "output_text");
+  EXPECT_EQ(r["output"][0]["content"][0]["text"], chat["choices"][0]["message"]["content"]);
+  EXPECT_EQ(r["usage"]["input_tokens"], chat["usage"]["prompt_tokens"]);
+  EXPECT_EQ(r["usage"]["output_tokens"], 6);
+  // Message items with text parts, and a developer message, work as the chat roles do.
+  const OrderedJson parts = PostJson("/v1/responses", R"({"input": [{"role": "developer", "content": "Be brief."},
+      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Hel"}, {"type": "input_text", "text": "lo!"}]}],
+      "max_output_tokens": 6, "temperature": 0})");
+  EXPECT_EQ(parts["output"][0]["content"][0]["text"], r["output"][0]["content"][0]["text"]);
+  // Streamed: numbered events, in the API's order, whose deltas add up to the final text.
+  auto st = Post("/v1/responses", R"({"instructions": "Be brief.", "input": "Hello!", "max_output_tokens": 6,
+      "temperature": 0, "stream": true})");
+  ASSERT_TRUE(st);
+  bool done = false;
+  const auto events = Events(st->body, &done);
+  ASSERT_GE(events.size(), 9u) << st->body;
+  std::vector<std::string> types;
+  std::string deltas;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i]["sequence_number"], i);
+    types.push_back(events[i]["type"].get<std::string>());
+    if (types.back() == "response.output_text.delta") deltas += events[i]["delta"].get<std::string>();
+  }
+  EXPECT_EQ(types[0], "response.created");
+  EXPECT_EQ(types[1], "response.in_progress");
+  EXPECT_EQ(types[2], "response.output_item.added");
+  EXPECT_EQ(types[3], "response.content_part.added");
+  EXPECT_EQ(types[types.size() - 4], "response.output_text.done");
+  EXPECT_EQ(types[types.size() - 3], "response.content_part.done");
+  EXPECT_EQ(types[types.size() - 2], "response.output_item.done");
+  EXPECT_EQ(types.back(), "response.incomplete");
+  EXPECT_EQ(deltas, r["output"][0]["content"][0]["text"]);
+  EXPECT_EQ(events.back()["response"]["output"][0]["content"][0]["text"], deltas);
+  EXPECT_NE(st->body.find("event: response.output_text.delta\n"), std::string::npos);
+  EXPECT_EQ(st->body.find("[DONE]"), std::string::npos);
+  // A forced function call, then its output sent back as input items.
+  const std::string tools = R"("tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object",
+      "properties": {"city": {"type": "string", "maxLength": 8}}, "required": ["city"], "additionalProperties": false}}])";
+  const OrderedJson call = PostJson("/v1/responses", R"({"input": "Weather in Paris?", "max_output_tokens": 60, )" + tools +
+                                                         R"(, "tool_choice": {"type": "function", "name": "get_weather"}})");
+  ASSERT_EQ(call["output"].size(), 1u) << call.dump();
+  const OrderedJson& fc = call["output"][0];
+  EXPECT_EQ(fc["type"], "function_call");
+  EXPECT_EQ(fc["name"], "get_weather");
+  EXPECT_TRUE(fc["call_id"].get<std::string>().starts_with("call_"));
+  EXPECT_TRUE(OrderedJson::parse(fc["arguments"].get<std::string>())["city"].is_string()) << fc.dump();
+  OrderedJson follow = {{"input", OrderedJson::array({{{"role", "user"}, {"content", "Weather in Paris?"}},
+                                                      {{"type", "function_call"}, {"call_id", fc["call_id"]}, {"name", "get_weather"},
+                                                       {"arguments", fc["arguments"]}},
+                                                      {{"type", "function_call_output"}, {"call_id", fc["call_id"]}, {"output", "sunny"}}})},
+                        {"max_output_tokens", 3}};
+  follow["tools"] = OrderedJson::parse("{" + tools + "}")["tools"];
+  const OrderedJson answer = PostJson("/v1/responses", follow.dump());
+  EXPECT_EQ(answer["usage"]["output_tokens"], 3);
+  auto fst = Post("/v1/responses", R"({"input": "Weather?", "max_output_tokens": 60, "stream": true, )" + tools +
+                                       R"(, "tool_choice": "required"})");
+  ASSERT_TRUE(fst);
+  const auto fevents = Events(fst->body, &done);
+  ASSERT_FALSE(fevents.empty());
+  bool args_done = false;
+  for (const auto& e : fevents) args_done |= e["type"] == "response.function_call_arguments.done";
+  EXPECT_TRUE(args_done) << fst->body;
+  EXPECT_EQ(fevents.back()["type"], "response.completed");
+  // Structured output through text.format.
+  const OrderedJson js = PostJson("/v1/responses", R"({"input": "x", "max_output_tokens": 60, "text": {"format": {"type":
+      "json_schema", "name": "pick", "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+      "additionalProperties": false}, "strict": true}}})");
+  EXPECT_EQ(js["status"], "completed") << js.dump();
+  EXPECT_TRUE(OrderedJson::parse(js["output"][0]["content"][0]["text"].get<std::string>())["ok"].is_boolean()) << js.dump();
+  for (const char* bad : {R"({"input": "x", "previous_response_id": "resp_1"})", R"({"input": "x", "bogus": 1})",
+                          R"({"input": "x", "tools": [{"type": "web_search"}]})",
+                          R"({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]})",
+                          R"({"input": [], "max_output_tokens": 2})", R"({"max_output_tokens": 2})",
+                          R"({"input": "x", "max_output_tokens": 0})"}) {
+    const OrderedJson e = PostJson("/v1/responses", bad, 400);
+    EXPECT_TRUE(e["error"]["message"].is_string()) << bad;
+  }
+}
+
 TEST_F(ServerTest, BadRequestsGetClearErrors) {
   Start();
   struct Case {
