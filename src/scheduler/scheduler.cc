@@ -72,6 +72,7 @@ void Scheduler::Preempt(size_t i) {
 }
 
 void Scheduler::MatchPrefix(Sequence& s) {
+  QB_CHECK(s.blocks.empty(), "sequence {} is matched against the prefix cache holding {} blocks", s.id, s.blocks.size());
   s.cached_tokens = 0;
   if (!config_.prefix_caching || s.logits_until > 0) return;
   const int64_t bs = config_.block_size;
@@ -137,11 +138,17 @@ StepPlan Scheduler::Schedule() {
     const int64_t need = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     int64_t chunk = std::min(need, budget);
     if (s.logits_until > s.num_computed) {
-      if (rows >= config_.RowCap()) break;  // its rows next step
+      if (rows >= config_.RowCap()) {  // its rows next step
+        ReleaseBlocks(s);
+        break;
+      }
       chunk = std::min(chunk, config_.RowCap() - rows);
     } else if (chunk == need && rows >= config_.RowCap()) {
       // (Prompt scores took the step's rows:) all of the prompt but the token that samples.
-      if (need == 1) break;
+      if (need == 1) {
+        ReleaseBlocks(s);  // give back the prefix blocks just taken
+        break;
+      }
       chunk = need - 1;
     }
     const int64_t blocks_needed = BlocksFor(s.num_computed + chunk) - static_cast<int64_t>(s.blocks.size());

@@ -29,6 +29,14 @@ inline bool IsTokenIdValue(const OrderedJson& v) {
   return v.is_number_unsigned() && v.get<uint64_t>() <= uint64_t{INT32_MAX};
 }
 
+// The string at `key` of an object: `fallback` when it is absent or null, nullopt when it holds
+// another type (for the caller's 400; nlohmann's value() would throw instead).
+inline std::optional<std::string> StringField(const OrderedJson& o, const char* key, std::string fallback = "") {
+  if (!o.is_object() || !o.contains(key) || o[key].is_null()) return fallback;
+  if (!o[key].is_string()) return std::nullopt;
+  return o[key].get<std::string>();
+}
+
 struct HttpError {
   int status = 400;
   std::string type = "invalid_request_error";

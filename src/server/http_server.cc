@@ -625,7 +625,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
             }
           } else if (p.endpoint == api::Endpoint::kResponses) {
             out = api::ResponseObject(ResponseHeaderOf(*x), x->choices[0], p.tools, fmt::format("{:016x}0_", x->call_salt),
-                                      Usage(*x));
+                                      Usage(*x), x->finish[0].error);
           } else {
             const bool chat = p.endpoint == api::Endpoint::kChat;
             out["id"] = (chat ? "chatcmpl-" : "cmpl-") + x->id;
@@ -647,14 +647,15 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
                 ch["logprobs"] = p.want_logprobs ? api::CompletionLogprobs(*x->tok, c, p.echo ? part.ids : std::vector<int32_t>(),
                                                                            x->PromptScores(i), p.top_logprobs, !p.echo_only)
                                                  : OrderedJson();
-                if (p.prompt_logprobs >= 0) ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, part.ids, x->PromptScores(i));
+                if (p.prompt_logprobs >= 0)
+                  ch["prompt_logprobs"] = api::PromptLogprobs(*x->tok, part.ids, x->PromptScores(i), p.prompt_logprobs);
               }
               ch["finish_reason"] = c.reason == FinishReason::kError ? "error" : api::FinishReasonText(c.reason, tool_calls);
               if (p.echo_only && c.reason != FinishReason::kError) ch["finish_reason"] = "length";
               choices.push_back(ch);
             }
             out["choices"] = choices;
-            if (chat && p.prompt_logprobs >= 0) out["prompt_logprobs"] = api::PromptLogprobs(*x->tok, p.gen.prompt, x->choices[0].prompt);
+            if (chat && p.prompt_logprobs >= 0) out["prompt_logprobs"] = api::PromptLogprobs(*x->tok, p.gen.prompt, x->choices[0].prompt, p.prompt_logprobs);
             out["usage"] = Usage(*x);
           }
           const std::string text = Dump(out);
@@ -793,7 +794,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
             if (responses) {
               out += x->response_events->Text(text);
               if (ev.kind == StreamEvent::Kind::kFinished)
-                out += x->response_events->Finish(c, p.tools, fmt::format("{:016x}{}_", x->call_salt, i), Usage(*x));
+                out += x->response_events->Finish(c, p.tools, fmt::format("{:016x}{}_", x->call_salt, i), Usage(*x), ev.error);
               if (out.empty()) return true;
               last_write = Clock::now();
               return sink.write(out.data(), out.size());

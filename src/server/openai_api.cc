@@ -178,7 +178,7 @@ std::optional<HttpError> FlattenContent(OrderedJson& m, size_t i) {
   if (!m["content"].is_array()) return Bad(fmt::format("messages[{}].content must be a string or an array of parts", i));
   std::string text;
   for (const auto& part : m["content"]) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+    if (!part.is_object() || StringField(part, "type") != "text" || !part.contains("text") || !part["text"].is_string())
       return Bad(fmt::format("messages[{}].content: only text parts are supported", i));
     text += part["text"].get<std::string>();
   }
@@ -260,7 +260,7 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
     const OrderedJson& tc = body["tool_choice"];
     if (tc.is_object()) {
       // {"type": "function", "function": {"name": "..."}}: that function must be called.
-      if (tc.value("type", "") != "function" || !tc.contains("function") || !tc["function"].is_object() ||
+      if (StringField(tc, "type") != "function" || !tc.contains("function") || !tc["function"].is_object() ||
           !tc["function"].contains("name") || !tc["function"]["name"].is_string())
         return Bad("'tool_choice' as an object must be {\"type\": \"function\", \"function\": {\"name\": ...}}", "tool_choice");
       forced_name = tc["function"]["name"].get<std::string>();
@@ -473,7 +473,7 @@ OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, std::span<
   return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
 }
 
-OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, const std::vector<TokenLogprobs>& scored) {
+OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, std::span<const TokenLogprobs> scored, int top) {
   OrderedJson out = OrderedJson::array();
   if (prompt.empty()) return out;
   out.push_back(nullptr);
@@ -482,7 +482,7 @@ OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt
     const int32_t id = prompt[i + 1];
     OrderedJson entry = OrderedJson::object();
     entry[std::to_string(id)] = {{"logprob", s.logprob}, {"rank", s.rank}, {"decoded_token", TokenText(tok, id)}};
-    for (size_t k = 0; k < s.top.size(); ++k)
+    for (size_t k = 0; k < s.top.size() && k < static_cast<size_t>(std::max(top, 0)); ++k)
       if (s.top[k].id != id)
         entry[std::to_string(s.top[k].id)] = {
             {"logprob", s.top[k].logprob}, {"rank", k + 1}, {"decoded_token", TokenText(tok, s.top[k].id)}};

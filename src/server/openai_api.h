@@ -42,8 +42,8 @@ OrderedJson ChatLogprobs(const Tokenizer& tok, const Choice& c);
 OrderedJson CompletionLogprobs(const Tokenizer& tok, const Choice& c, std::span<const int32_t> echo_prompt = {},
                                std::span<const TokenLogprobs> scores = {}, int top = 0, bool generated = true);
 // vLLM's prompt_logprobs: null for the first token, then per token {id: {logprob, rank,
-// decoded_token}} for the token itself and its best alternatives.
-OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, const std::vector<TokenLogprobs>& scored);
+// decoded_token}} for the token itself and its `top` best alternatives.
+OrderedJson PromptLogprobs(const Tokenizer& tok, std::span<const int32_t> prompt, std::span<const TokenLogprobs> scored, int top);
 std::string FinishReasonText(FinishReason r, bool tool_calls);
 // The assistant message of a chat choice, with tool calls parsed out when tools were given;
 // their ids are "call_<call_id_prefix><k>" (the prefix unique per request and choice, as

@@ -21,7 +21,7 @@ std::optional<std::string> ContentText(const OrderedJson& content) {
   std::string text;
   for (const auto& part : content) {
     if (!part.is_object() || !part.contains("text") || !part["text"].is_string()) return std::nullopt;
-    const std::string type = part.value("type", "input_text");
+    const auto type = StringField(part, "type", "input_text");
     if (type != "input_text" && type != "output_text" && type != "text") return std::nullopt;
     text += part["text"].get<std::string>();
   }
@@ -38,7 +38,9 @@ std::optional<HttpError> AppendInput(const OrderedJson& input, OrderedJson& mess
   for (size_t i = 0; i < input.size(); ++i) {
     const OrderedJson& item = input[i];
     if (!item.is_object()) return Bad(fmt::format("input[{}] must be an object", i), "input");
-    const std::string type = item.value("type", "message");
+    const auto type_field = StringField(item, "type", "message");
+    if (!type_field) return Bad(fmt::format("input[{}].type must be a string", i), "input");
+    const std::string& type = *type_field;
     if (type == "message") {
       static const std::set<std::string> kRoles = {"user", "system", "developer", "assistant"};
       const std::string role = item.contains("role") && item["role"].is_string() ? item["role"].get<std::string>() : "";
@@ -54,10 +56,15 @@ std::optional<HttpError> AppendInput(const OrderedJson& input, OrderedJson& mess
       const OrderedJson call = {{"id", item["call_id"]},
                                 {"type", "function"},
                                 {"function", {{"name", item["name"]}, {"arguments", item["arguments"]}}}};
-      // Calls that follow one another are one assistant turn.
+      // Calls that follow an assistant message, or one another, are one assistant turn (as the
+      // model wrote them: text, then its calls).
       OrderedJson* last = messages.empty() ? nullptr : &messages.back();
-      if (last != nullptr && (*last)["role"] == "assistant" && last->contains("tool_calls")) (*last)["tool_calls"].push_back(call);
-      else messages.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", OrderedJson::array({call})}});
+      if (last != nullptr && (*last)["role"] == "assistant") {
+        if (!last->contains("tool_calls")) (*last)["tool_calls"] = OrderedJson::array();
+        (*last)["tool_calls"].push_back(call);
+      } else {
+        messages.push_back({{"role", "assistant"}, {"content", ""}, {"tool_calls", OrderedJson::array({call})}});
+      }
     } else if (type == "function_call_output") {
       if (!item.contains("call_id") || !item["call_id"].is_string() || !item.contains("output"))
         return Bad(fmt::format("input[{}]: a function_call_output needs call_id and output", i), "input");
@@ -85,7 +92,7 @@ std::string MessageId(const ResponseHeader& h) { return "msg_" + h.id.substr(h.i
 
 OrderedJson MessageItem(const ResponseHeader& h, const std::string& text, const char* status) {
   OrderedJson content = OrderedJson::array();
-  if (std::string_view(status) == "completed")
+  if (std::string_view(status) != "in_progress")
     content.push_back({{"type", "output_text"}, {"text", text}, {"annotations", OrderedJson::array()}});
   return {{"type", "message"}, {"id", MessageId(h)}, {"status", status}, {"role", "assistant"}, {"content", content}};
 }
@@ -127,7 +134,8 @@ OrderedJson OutputItems(const ResponseHeader& h, const Choice& c, bool tools, st
   const OrderedJson msg = ChatMessage(c, tools, &has_calls, call_id_prefix);
   const std::string text = msg["content"].is_string() ? msg["content"].get<std::string>() : "";
   OrderedJson output = OrderedJson::array();
-  if (!has_calls || !text.empty()) output.push_back(MessageItem(h, text, "completed"));
+  const char* status = c.reason == FinishReason::kLength ? "incomplete" : "completed";
+  if (!has_calls || !text.empty()) output.push_back(MessageItem(h, text, status));
   if (has_calls)
     for (const auto& call : msg["tool_calls"]) {
       const std::string call_id = call["id"].get<std::string>();
@@ -159,8 +167,8 @@ Parse ParseResponsesRequest(const OrderedJson& body, const Tokenizer& tok, ChatT
     return Bad("background responses are not supported", "background");
   if (Present(body, "truncation") && body["truncation"] != "disabled")
     return Bad("only truncation 'disabled' is supported (a prompt too long for the context is a 400)", "truncation");
-  if (Present(body, "reasoning") && !(body["reasoning"].is_object() && (body["reasoning"].empty() ||
-                                                                         body["reasoning"].value("effort", OrderedJson()).is_null())))
+  if (Present(body, "reasoning") && !(body["reasoning"].is_object() &&
+                                      (!body["reasoning"].contains("effort") || body["reasoning"]["effort"].is_null())))
     return Bad("this model does not reason: 'reasoning' is not supported", "reasoning");
   if (Present(body, "include") && !(body["include"].is_array() && body["include"].empty()))
     return Bad("'include' is not supported", "include");
@@ -182,10 +190,11 @@ Parse ParseResponsesRequest(const OrderedJson& body, const Tokenizer& tok, ChatT
     if (!text.is_object()) return Bad("'text' must be an object", "text");
     if (text.contains("format") && !text["format"].is_null()) {
       const OrderedJson& f = text["format"];
-      const std::string type = f.is_object() ? f.value("type", "") : "";
+      const auto type = StringField(f, "type");
       if (type == "json_schema") {
-        if (!f.contains("schema")) return Bad("text.format json_schema needs a 'schema'", "text");
-        OrderedJson js = {{"name", f.value("name", "response")}, {"schema", f["schema"]}};
+        const auto name = StringField(f, "name", "response");
+        if (!f.contains("schema") || !name) return Bad("text.format json_schema needs a 'schema' (and a string 'name')", "text");
+        OrderedJson js = {{"name", *name}, {"schema", f["schema"]}};
         if (f.contains("strict")) js["strict"] = f["strict"];
         chat["response_format"] = {{"type", "json_schema"}, {"json_schema", js}};
       } else if (type == "json_object") {
@@ -199,9 +208,9 @@ Parse ParseResponsesRequest(const OrderedJson& body, const Tokenizer& tok, ChatT
     if (!body["tools"].is_array()) return Bad("'tools' must be an array", "tools");
     OrderedJson tools = OrderedJson::array();
     for (const auto& t : body["tools"]) {
-      if (!t.is_object() || t.value("type", "") != "function")
+      if (!t.is_object() || StringField(t, "type") != "function")
         return Bad("only function tools are supported ({\"type\": \"function\", \"name\": ...})", "tools");
-      OrderedJson f = {{"name", t.value("name", OrderedJson())}};
+      OrderedJson f = {{"name", t.contains("name") ? t["name"] : OrderedJson()}};
       if (t.contains("description")) f["description"] = t["description"];
       if (t.contains("parameters")) f["parameters"] = t["parameters"];
       tools.push_back({{"type", "function"}, {"function", f}});
@@ -211,7 +220,7 @@ Parse ParseResponsesRequest(const OrderedJson& body, const Tokenizer& tok, ChatT
   if (Present(body, "tool_choice")) {
     const OrderedJson& tc = body["tool_choice"];
     if (tc.is_object()) {
-      if (tc.value("type", "") != "function" || !tc.contains("name"))
+      if (StringField(tc, "type") != "function" || !tc.contains("name"))
         return Bad("'tool_choice' as an object must be {\"type\": \"function\", \"name\": ...}", "tool_choice");
       chat["tool_choice"] = {{"type", "function"}, {"function", {{"name", tc["name"]}}}};
     } else {
@@ -229,15 +238,21 @@ Parse ParseResponsesRequest(const OrderedJson& body, const Tokenizer& tok, ChatT
   p.endpoint = Endpoint::kResponses;
   p.responses_request = body;
   p.responses_request.erase("input");  // (a Response echoes its settings, not its input)
+  if (!Present(body, "temperature")) p.responses_request["temperature"] = p.gen.sampling.temperature;
+  if (!Present(body, "top_p")) p.responses_request["top_p"] = p.gen.sampling.top_p;
   return parsed;
 }
 
 OrderedJson ResponseObject(const ResponseHeader& h, const Choice& c, bool tools, std::string_view call_id_prefix,
-                           const OrderedJson& usage) {
+                           const OrderedJson& usage, std::string_view error) {
   OrderedJson output = OutputItems(h, c, tools, call_id_prefix);
-  if (c.reason == FinishReason::kError)
+  if (c.reason == FinishReason::kError || c.reason == FinishReason::kCancelled) {
+    const std::string message = !error.empty() ? std::string(error)
+                                : c.reason == FinishReason::kCancelled ? "the request was cancelled (the server is shutting down)"
+                                                                       : "the generation failed";
     return Response(h, "failed", std::move(output), ResponsesUsage(usage), nullptr,
-                    {{"code", "server_error"}, {"message", "the generation failed"}});
+                    {{"code", "server_error"}, {"message", message}});
+  }
   if (c.reason == FinishReason::kLength)
     return Response(h, "incomplete", std::move(output), ResponsesUsage(usage), {{"reason", "max_output_tokens"}});
   return Response(h, "completed", std::move(output), ResponsesUsage(usage));
@@ -268,9 +283,20 @@ std::string ResponseEvents::Open() {
   return out;
 }
 
-std::string ResponseEvents::Text(std::string_view delta) {
-  if (delta.empty()) return "";
-  std::string out = Open();
+std::string ResponseEvents::Text(std::string_view piece) {
+  if (piece.empty()) return "";
+  std::string out;
+  std::string held;
+  if (!text_open_) {
+    // Leading white space is held until there is text: a reply that is only tool calls has no
+    // message item at all.
+    pending_ += piece;
+    if (pending_.find_first_not_of(" \t\r\n") == std::string::npos) return "";
+    out = Open();
+    held.swap(pending_);
+    piece = held;
+  }
+  const std::string_view delta = piece;
   text_ += delta;
   out += Event("response.output_text.delta", {{"item_id", MessageId(h_)},
                                               {"output_index", 0},
@@ -280,16 +306,26 @@ std::string ResponseEvents::Text(std::string_view delta) {
   return out;
 }
 
-std::string ResponseEvents::Finish(const Choice& c, bool tools, std::string_view call_id_prefix, const OrderedJson& usage) {
-  const OrderedJson final = ResponseObject(h_, c, tools, call_id_prefix, usage);
-  const OrderedJson& output = final["output"];
+std::string ResponseEvents::Finish(const Choice& c, bool tools, std::string_view call_id_prefix, const OrderedJson& usage,
+                                   std::string_view error) {
+  OrderedJson final = ResponseObject(h_, c, tools, call_id_prefix, usage, error);
+  OrderedJson& output = final["output"];
   std::string out;
   size_t index = 0;
-  if (!output.empty() && output[0]["type"] == "message") {
-    const std::string text = output[0]["content"][0]["text"].get<std::string>();
-    // (Text held back until the end, such as all of it with tools, goes out as one delta.)
+  const bool message = !output.empty() && output[0]["type"] == "message";
+  if (message || text_open_) {
+    // The message's text is what was sent, and what the final text adds to it (text held back
+    // until the end, such as all of it with tools, goes out as one delta). The text of a reply
+    // with tool calls is trimmed; what was streamed stays the message's text, so that the events
+    // and the final response agree.
+    const std::string final_text = message ? output[0]["content"][0]["text"].get<std::string>() : "";
+    const char* status = c.reason == FinishReason::kLength ? "incomplete" : "completed";
     out += Open();
-    if (text.size() > text_.size()) out += Text(std::string_view(text).substr(text_.size()));
+    if (final_text.size() > text_.size() && final_text.starts_with(text_))
+      out += Text(std::string_view(final_text).substr(text_.size()));
+    if (message) output[0] = MessageItem(h_, text_, status);
+    else output.insert(output.begin(), MessageItem(h_, text_, status));
+    const std::string text = text_;
     {
       const OrderedJson part = output[0]["content"][0];
       out += Event("response.output_text.done",

@@ -27,8 +27,10 @@ struct ResponseHeader {
 };
 
 // The finished Response object of one choice; `usage` is the chat usage object.
+// A choice that ended in an error or was cancelled is a "failed" response with `error` (or a
+// generic message).
 OrderedJson ResponseObject(const ResponseHeader& h, const Choice& c, bool tools, std::string_view call_id_prefix,
-                           const OrderedJson& usage);
+                           const OrderedJson& usage, std::string_view error = {});
 
 // The streamed events of one response, as SSE text ("event: TYPE\ndata: {...}\n\n"), numbered
 // in order. Begin, then Text for each piece of the reply as it becomes final, then Finish.
@@ -39,7 +41,8 @@ class ResponseEvents {
   std::string Text(std::string_view delta);
   // The text item's closing events (if one was opened), one item per tool call, and the final
   // response.completed (or response.incomplete at the token limit).
-  std::string Finish(const Choice& c, bool tools, std::string_view call_id_prefix, const OrderedJson& usage);
+  std::string Finish(const Choice& c, bool tools, std::string_view call_id_prefix, const OrderedJson& usage,
+                     std::string_view error = {});
 
  private:
   std::string Event(const char* type, OrderedJson fields);
@@ -47,7 +50,8 @@ class ResponseEvents {
   ResponseHeader h_;
   int64_t sequence_ = 0;
   bool text_open_ = false;
-  std::string text_;  // the text sent so far
+  std::string text_;     // the text sent so far
+  std::string pending_;  // leading white space not sent yet
 };
 
 }  // namespace qb::api

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
 #include <numeric>
 #include <random>
@@ -375,6 +376,38 @@ TEST(SchedulerTest, PromptLogitRowsBoundItsChunksAndSkipThePrefixCache) {
   sched.Add(Seq(5, Prompt(40)));
   plan = sched.Schedule();
   EXPECT_EQ(sched.Find(5)->cached_tokens, 32);
+}
+
+// A waiting sequence whose prompt is cached but for its last token, admitted while prompt scores
+// hold every row: it waits, giving back the cached blocks it took, and runs once rows are free.
+TEST(SchedulerTest, AWaitingSequenceGivesBackItsPrefixBlocksWhenNoRowIsLeft) {
+  BlockPool pool(32);
+  Scheduler sched({16, 2, 64, true}, &pool);  // 2 logit rows a step
+  sched.Add(Seq(1, Prompt(17)));
+  RunStep(sched);  // its first block is published
+  sched.Finish(1);
+  Sequence scored = Seq(2, Prompt(40, 500));
+  scored.logits_until = 39;
+  sched.Add(scored);
+  sched.Add(Seq(3, Prompt(17)));  // 16 tokens cached, 1 to compute: its chunk is its sample
+  for (int step = 0; step < 40 && sched.Find(3)->num_computed < 17; ++step) {
+    const StepPlan plan = sched.Schedule();
+    const Sequence* waiting = sched.Find(3);
+    const bool scheduled = std::any_of(plan.chunks.begin(), plan.chunks.end(), [](const ScheduledChunk& c) { return c.seq_id == 3; });
+    if (!scheduled) {
+      EXPECT_TRUE(waiting->blocks.empty()) << step;
+      EXPECT_EQ(waiting->num_computed, 0) << step;
+    }
+    std::vector<int32_t> next;
+    for (const auto& c : plan.chunks)
+      if (c.sample) next.push_back(7);
+    sched.Complete(plan, next);
+  }
+  EXPECT_EQ(sched.Find(3)->num_computed, 17);
+  EXPECT_EQ(sched.Find(3)->cached_tokens, 16);
+  sched.Finish(2);
+  sched.Finish(3);
+  EXPECT_EQ(pool.num_used(), 0);
 }
 
 // Random drafts (some right, most wrong somewhere) under preemption and prefix caching: every

@@ -380,6 +380,7 @@ TEST_F(ServerTest, EchoAndPromptLogprobsScoreThePrompt) {
       EXPECT_EQ(hl["top_logprobs"][i].size(), 1u);  // logprobs 1, though prompt_logprobs asked 3
     }
     EXPECT_EQ(h["choices"][c]["prompt_logprobs"].size(), ids.size());
+    EXPECT_LE(h["choices"][c]["prompt_logprobs"][1].size(), 4u);  // the token and at most 3 others
   }
   // echo with tokens after the prompt: the prompt, then what a plain request makes.
   const OrderedJson more = PostJson("/v1/completions", R"({"prompt": ")" + prompt + R"(", "max_tokens": 2, "echo": true, "temperature": 0})");
@@ -570,6 +571,19 @@ TEST_F(ServerTest, ResponsesApi) {
   for (const auto& e : fevents) args_done |= e["type"] == "response.function_call_arguments.done";
   EXPECT_TRUE(args_done) << fst->body;
   EXPECT_EQ(fevents.back()["type"], "response.completed");
+  // Every item streamed is the final response's item at that index.
+  for (const auto* evs : {&events, &fevents})
+    for (const auto& e : *evs)
+      if (e["type"] == "response.output_item.done") {
+        const OrderedJson& final_output = evs->back()["response"]["output"];
+        ASSERT_LT(e["output_index"].get<size_t>(), final_output.size());
+        EXPECT_EQ(final_output[e["output_index"].get<size_t>()], e["item"]);
+      }
+  // History as agents send it back: the assistant's text, then its call, then the call's output.
+  OrderedJson replay = follow;
+  const OrderedJson said = OrderedJson::object({{"type", "message"}, {"role", "assistant"}, {"content", "Let me look."}});
+  replay["input"].insert(replay["input"].begin() + 1, said);
+  EXPECT_EQ(PostJson("/v1/responses", replay.dump())["usage"]["output_tokens"], 3);
   // Structured output through text.format.
   const OrderedJson js = PostJson("/v1/responses", R"({"input": "x", "max_output_tokens": 60, "text": {"format": {"type":
       "json_schema", "name": "pick", "schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
@@ -580,7 +594,11 @@ TEST_F(ServerTest, ResponsesApi) {
                           R"({"input": "x", "tools": [{"type": "web_search"}]})",
                           R"({"input": [{"role": "user", "content": [{"type": "input_image", "image_url": "x"}]}]})",
                           R"({"input": [], "max_output_tokens": 2})", R"({"max_output_tokens": 2})",
-                          R"({"input": "x", "max_output_tokens": 0})"}) {
+                          R"({"input": "x", "max_output_tokens": 0})", R"({"input": [{"type": 1, "role": "user", "content": "x"}]})",
+                          R"({"input": [{"role": "user", "content": [{"type": 5, "text": "x"}]}]})",
+                          R"({"input": "x", "text": {"format": {"type": "json_schema", "name": 3, "schema": {}}}})",
+                          R"({"input": "x", "text": {"format": {"type": 7}}})", R"({"input": "x", "tools": [{"type": 1}]})",
+                          R"({"input": "x", "tool_choice": {"type": 2, "name": "f"}})"}) {
     const OrderedJson e = PostJson("/v1/responses", bad, 400);
     EXPECT_TRUE(e["error"]["message"].is_string()) << bad;
   }
@@ -632,6 +650,8 @@ TEST_F(ServerTest, BadRequestsGetClearErrors) {
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 2, "min_tokens": 3})", 400, "min_tokens"},
       {"/v1/completions", R"({"prompt": "x", "max_tokens": 0})", 400, "0 only with echo"},
       {"/v1/completions", R"({"prompt": []})", 400, "'prompt' must be"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": [{"type": 1, "text": "x"}]}]})", 400, "only text parts"},
+      {"/v1/chat/completions", R"({"messages": [{"role": "user", "content": "x"}], "tool_choice": {"type": 1}})", 400, "tool_choice"},
       {"/v1/completions", R"({"prompt": ["a", 1]})", 400, "'prompt' must be"},
       {"/v1/completions", R"({"prompt": "x", "prompt_logprobs": 1, "stream": true})", 400, "not supported with stream"},
       {"/generate_stream", R"({"inputs": "x", "parameters": {"decoder_input_details": true}})", 400, "decoder_input_details"},
