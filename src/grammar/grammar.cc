@@ -61,6 +61,34 @@ GrammarElement GrammarBuilder::Repeat(const Sequence& s, int64_t min, int64_t ma
   return AnyOf({std::move(all)});
 }
 
+GrammarElement GrammarBuilder::Include(const Grammar& g) {
+  const auto offset = static_cast<uint32_t>(rules_.size());
+  for (size_t r = 0; r < g.rule_count(); ++r) NewRule();
+  for (size_t r = 0; r < g.rule_count(); ++r) {
+    std::vector<Sequence> alternatives;
+    for (uint32_t pos : g.alternatives(static_cast<uint32_t>(r))) {
+      Sequence seq;
+      for (; g.element(pos).kind != GrammarElement::Kind::kEnd; ++pos) {
+        const GrammarElement& e = g.element(pos);
+        seq.push_back(e.kind == GrammarElement::Kind::kRule ? Rule(offset + e.index) : Bytes(g.byte_set(e.index)));
+      }
+      alternatives.push_back(std::move(seq));
+    }
+    Define(offset + static_cast<uint32_t>(r), std::move(alternatives));
+  }
+  return Rule(offset + g.root());
+}
+
+Result<std::shared_ptr<const Grammar>> UnionGrammar(const Grammar& a, const Grammar& b, std::string_view b_prefix) {
+  GrammarBuilder gb;
+  const GrammarElement ea = gb.Include(a), eb = gb.Include(b);
+  GrammarBuilder::Sequence second = gb.Literal(b_prefix);
+  second.push_back(eb);
+  const uint32_t root = gb.NewRule();
+  gb.Define(root, {{ea}, second});
+  return gb.Build(root);
+}
+
 Result<std::shared_ptr<const Grammar>> GrammarBuilder::Build(uint32_t root) {
   const size_t n = rules_.size();
   if (root >= n) return InvalidArgument("grammar: the root rule does not exist");

@@ -79,6 +79,9 @@ class GrammarBuilder {
   // s repeated min..max times (max < 0: without bound). A bounded repeat costs max rules.
   GrammarElement Repeat(const Sequence& s, int64_t min, int64_t max);
 
+  // Copies every rule of `g` into this builder; returns an element that matches what `g` does.
+  GrammarElement Include(const Grammar& g);
+
   size_t size() const { return rules_.size(); }  // rules so far
 
   // Checks that every rule is defined and none is left-recursive (directly or through rules
@@ -90,5 +93,9 @@ class GrammarBuilder {
   std::vector<bool> defined_;
   std::vector<ByteSet> byte_sets_;
 };
+
+// What `a` matches, or `b_prefix` followed by what `b` matches (structured output beside tools:
+// the document, or "<tool_call>\n" and the calls).
+Result<std::shared_ptr<const Grammar>> UnionGrammar(const Grammar& a, const Grammar& b, std::string_view b_prefix = "");
 
 }  // namespace qb

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "grammar/grammar.h"
 #include "grammar/json_grammar.h"
 #include "server/structured_output.h"
 #include "tokenizer/unicode.h"
@@ -289,24 +290,39 @@ Parse ParseChatRequest(const OrderedJson& body, const Tokenizer& tok, ChatTempla
   }
   if (tool_choice == "none") tools = OrderedJson();
   p.tools = tools.is_array() && !tools.empty();
-  if (p.gen.grammar && p.tools)
-    return Bad("structured output (response_format, guided_json, guided_choice, guided_regex) cannot be combined with tools; "
-               "set tool_choice to \"none\" or leave one out",
-               "response_format");
-  if (tool_choice == "named" || tool_choice == "required") {
-    // The forced call is also held to its function's parameters schema (a schema the grammar
-    // cannot express leaves the call unconstrained, as before).
+  // The tools' parameter schemas (all of them, or the named one).
+  auto tool_schemas = [&](bool only_forced) -> std::variant<std::vector<ToolSchema>, HttpError> {
     std::vector<ToolSchema> schemas;
     for (const auto& t : tools) {
       const OrderedJson& f = t["function"];
       if (!f["name"].is_string()) return Bad("a tool's function name must be a string", "tools");
-      if (tool_choice == "named" && f["name"] != forced_name) continue;
+      if (only_forced && f["name"] != forced_name) continue;
       const bool has_params = f.contains("parameters") && !f["parameters"].is_null();
       schemas.push_back({f["name"].get<std::string>(), has_params ? f["parameters"] : OrderedJson{{"type", "object"}}});
     }
-    auto g = ToolCallGrammar(schemas, tool_choice == "named", parallel_calls);
-    if (g.ok()) p.gen.grammar = *g;
-    else spdlog::warn("forced tool call left unconstrained: {}", g.status().message());
+    return schemas;
+  };
+  if (p.gen.grammar && p.tools && tool_choice == "auto") {
+    // Structured output beside tools (an agent with an output type): the reply is the document,
+    // or tool calls that follow their functions' schemas.
+    auto schemas = tool_schemas(false);
+    if (auto* e = std::get_if<HttpError>(&schemas)) return *e;
+    auto calls = ToolCallGrammar(std::get<std::vector<ToolSchema>>(schemas), false, parallel_calls);
+    if (!calls.ok())
+      return Bad(fmt::format("structured output with tools needs grammars for both: {}", calls.status().message()), "tools");
+    auto both = UnionGrammar(*p.gen.grammar, **calls, "<tool_call>\n");
+    if (!both.ok()) return Bad(both.status().message(), "response_format");
+    p.gen.grammar = *both;
+  }
+  if (tool_choice == "named" || tool_choice == "required") {
+    // The forced call is also held to its function's parameters schema (a schema the grammar
+    // cannot express leaves the call unconstrained, as before; a response_format waits for the
+    // turn after the call).
+    auto schemas = tool_schemas(tool_choice == "named");
+    if (auto* e = std::get_if<HttpError>(&schemas)) return *e;
+    auto g = ToolCallGrammar(std::get<std::vector<ToolSchema>>(schemas), tool_choice == "named", parallel_calls);
+    p.gen.grammar = g.ok() ? *g : nullptr;
+    if (!g.ok()) spdlog::warn("forced tool call left unconstrained: {}", g.status().message());
   }
   if (continue_final) {
     if (messages.back()["role"] != "assistant")

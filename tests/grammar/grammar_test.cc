@@ -276,6 +276,18 @@ TEST(JsonGrammarTest, ForcedToolCalls) {
   EXPECT_TRUE(Accepts(*many, add + "\n<tool_call>\n" + now));
   EXPECT_FALSE(Accepts(*many, "{\"name\": \"sub\", \"arguments\": {}}\n</tool_call>"));
   EXPECT_FALSE(ToolCallGrammar({{"bad", OJson::parse(R"({"type": "string", "pattern": "(x"})")}}, true, true).ok());
+  // Beside a document's schema (structured output with tools): the document, or the calls after
+  // their opening tag.
+  auto doc = Schema(R"({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                        "additionalProperties": false})");
+  auto both = UnionGrammar(*doc, **many, "<tool_call>\n");
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_TRUE(Accepts(*both, "{\"ok\": true}"));
+  EXPECT_TRUE(Accepts(*both, "<tool_call>\n" + add));
+  EXPECT_TRUE(Accepts(*both, "<tool_call>\n" + add + "\n<tool_call>\n" + now));
+  EXPECT_FALSE(Accepts(*both, add));
+  EXPECT_FALSE(Accepts(*both, "<tool_call>\n{\"ok\": true}"));
+  EXPECT_FALSE(Accepts(*both, "{\"ok\": 1}"));
 }
 
 // Integer bounds: every integer in a window around the bounds is accepted exactly when it is

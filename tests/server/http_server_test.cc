@@ -604,6 +604,46 @@ TEST_F(ServerTest, ResponsesApi) {
   }
 }
 
+// Structured output beside tools (tool_choice auto, as an agent with an output type asks): the
+// reply is either calls that follow the tools' schemas or the document, on both APIs.
+TEST_F(ServerTest, StructuredOutputBesideTools) {
+  Start();
+  const std::string schema = R"({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                                 "additionalProperties": false})";
+  const std::string tool = R"({"type": "function", "function": {"name": "lookup", "parameters": {"type": "object",
+      "properties": {"q": {"type": "string", "maxLength": 6}}, "required": ["q"], "additionalProperties": false}}})";
+  auto valid = [&](const OrderedJson& msg, const std::string& finish) {
+    if (finish == "tool_calls") {
+      ASSERT_FALSE(msg["tool_calls"].empty()) << msg.dump();
+      for (const auto& call : msg["tool_calls"]) {
+        EXPECT_EQ(call["function"]["name"], "lookup");
+        EXPECT_TRUE(OrderedJson::parse(call["function"]["arguments"].get<std::string>())["q"].is_string()) << msg.dump();
+      }
+    } else {
+      EXPECT_EQ(finish, "stop") << msg.dump();
+      EXPECT_TRUE(OrderedJson::parse(msg["content"].get<std::string>())["ok"].is_boolean()) << msg.dump();
+    }
+  };
+  for (const char* seed : {"1", "2", "3", "4"}) {
+    const OrderedJson r = PostJson("/v1/chat/completions",
+                                   std::string(R"({"messages": [{"role": "user", "content": "x"}], "max_tokens": 80, "temperature": 1, "seed": )") +
+                                       seed + R"(, "tools": [)" + tool + R"(], "response_format": {"type": "json_schema",
+                                       "json_schema": {"name": "out", "schema": )" + schema + "}}}");
+    valid(r["choices"][0]["message"], r["choices"][0]["finish_reason"].get<std::string>());
+  }
+  const OrderedJson resp = PostJson("/v1/responses", R"({"input": "x", "max_output_tokens": 80, "tools": [{"type": "function",
+      "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string", "maxLength": 6}},
+      "required": ["q"], "additionalProperties": false}}], "text": {"format": {"type": "json_schema", "name": "out",
+      "schema": )" + schema + "}}}");
+  EXPECT_EQ(resp["status"], "completed") << resp.dump();
+  const OrderedJson& item = resp["output"][0];
+  if (item["type"] == "function_call") {
+    EXPECT_TRUE(OrderedJson::parse(item["arguments"].get<std::string>())["q"].is_string());
+  } else {
+    EXPECT_TRUE(OrderedJson::parse(item["content"][0]["text"].get<std::string>())["ok"].is_boolean()) << resp.dump();
+  }
+}
+
 TEST_F(ServerTest, BadRequestsGetClearErrors) {
   Start();
   struct Case {
@@ -740,7 +780,7 @@ TEST_F(ServerTest, StructuredOutputOnEveryApi) {
       {"/v1/chat/completions", "{" + messages + R"(, "guided_json": "{not json"})", "not JSON"},
       {"/v1/chat/completions", "{" + messages + R"(, "guided_choice": "yes"})", "array of strings"},
       {"/v1/chat/completions", "{" + messages + R"(, "guided_choice": ["a"], "response_format": {"type": "json_object"}})", "one of"},
-      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f"}}]})", "cannot be combined with tools"},
+      {"/v1/chat/completions", "{" + messages + R"(, "response_format": {"type": "json_object"}, "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "number", "multipleOf": 2}}}}}]})", "needs grammars for both"},
       {"/v1/completions", R"({"prompt": "x", "guided_choice": []})", "empty"},
       {"/generate", R"({"inputs": "x", "parameters": {"grammar": {"type": "regex", "value": "(a"}}})", "missing ')'"},
       {"/v1/completions", R"x({"prompt": "x", "guided_regex": "a(?=b)"})x", "lookaround"},
