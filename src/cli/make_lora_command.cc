@@ -1,6 +1,6 @@
-// qwenbox make-lora (--model PATH | --preset NAME) --out DIR [--rank 8] [--alpha 16]
+// qwenbox make-lora (--model PATH | --preset NAME) --out DIR|FILE.gguf [--rank 8] [--alpha 16]
 //                   [--targets all|q_proj,v_proj,...] [--dtype bf16] [--rslora] [--seed N]:
-// a random LoRA adapter in PEFT's layout for that model (to try --lora-modules on the demo
+// a random LoRA adapter in PEFT's layout (or, to a .gguf file, llama.cpp's) for that model (to try --lora-modules on the demo
 // model, whose preset is `tiny`, or to test a deployment's memory with an adapter's size).
 #include <memory>
 
@@ -62,7 +62,7 @@ void AddMakeLoraCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("make-lora", "Write a random LoRA adapter (PEFT layout) for a model");
   cmd->add_option("--model", o->model, "The model it adapts (a Hugging Face directory or a .gguf file)");
   cmd->add_option("--preset", o->preset, "Or a preset's shape (tiny is the demo model's)");
-  cmd->add_option("--out", o->out, "The adapter's directory")->required();
+  cmd->add_option("--out", o->out, "The adapter's directory (PEFT's layout), or a .gguf file (llama.cpp's)")->required();
   cmd->add_option("--rank", o->rank, "r: the rank of the updates")->capture_default_str();
   cmd->add_option("--alpha", o->alpha, "lora_alpha (the updates are scaled by alpha / r)")->capture_default_str();
   cmd->add_option("--targets", o->targets, "Comma-separated projections (q_proj ... down_proj), or all")

@@ -1,11 +1,13 @@
 #include "model/lora_adapter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "tensor/dequantize.h"
 #include "util/json.h"
@@ -121,18 +123,17 @@ Result<TensorRole> ParseTensorName(const std::string& file, const std::string& n
   return role;
 }
 
-// A view of a LoRA matrix in the mapped file, its type and rank checked.
-Result<Tensor> LoraMatrix(const SafetensorsFile& f, const SafetensorsEntry& e) {
-  if (e.dtype != DType::kF32 && e.dtype != DType::kF16 && e.dtype != DType::kBF16)
-    return Unimplemented(fmt::format("{}: tensor \"{}\" is {}; LoRA tensors must be F32, F16 or BF16", f.path(),
-                                     e.name, Name(e.dtype)));
-  if (e.shape.size() != 2) return InvalidArgument(fmt::format("{}: tensor \"{}\" is not a matrix", f.path(), e.name));
-  return f.Load(e);
+// A LoRA matrix's type and rank checked (`where`: the file and tensor, for the message).
+Status CheckLoraMatrix(const Tensor& m, const std::string& where) {
+  const DType t = m.dtype();
+  if (t != DType::kF32 && t != DType::kF16 && t != DType::kBF16 && t != DType::kQ8_0)
+    return Unimplemented(fmt::format("{} is {}; LoRA tensors must be F32, F16, BF16 or Q8_0", where, Name(t)));
+  if (m.shape().size() != 2) return InvalidArgument(fmt::format("{} is not a matrix", where));
+  return Status::Ok();
 }
 
 // B [out, r] as f32 [r, out], times `scale`.
-Result<Tensor> ScaledTranspose(const SafetensorsFile& f, const SafetensorsEntry& e, float scale) {
-  QB_ASSIGN_OR_RETURN(const Tensor b, LoraMatrix(f, e));
+Tensor ScaledTranspose(const Tensor& b, float scale) {
   const int64_t out = b.rows(), r = b.cols();
   std::vector<float> row(static_cast<size_t>(r));
   Tensor t = Tensor::Empty(DType::kF32, {r, out});
@@ -141,6 +142,110 @@ Result<Tensor> ScaledTranspose(const SafetensorsFile& f, const SafetensorsEntry&
     for (int64_t k = 0; k < r; ++k) t.mutable_data<float>()[k * out + o] = scale * row[static_cast<size_t>(k)];
   }
   return t;
+}
+
+// One module's A and B as found in a file (views into it), with their names for messages.
+struct FoundPair {
+  Tensor a, b;
+  std::string a_name, b_name;
+};
+using FoundLayers = std::vector<std::array<FoundPair, kLoraTargets>>;
+
+// Puts a matrix in its slot; an error when the slot is taken (two tensors for one matrix).
+Status Place(FoundLayers& found, const std::string& file, int64_t layer, LoraTarget target, bool is_b, Tensor m,
+             const std::string& name, int64_t num_layers) {
+  if (layer < 0 || layer >= num_layers)
+    return InvalidArgument(
+        fmt::format("{}: tensor \"{}\" is for layer {}, the model has {} layers", file, name, layer, num_layers));
+  QB_RETURN_IF_ERROR(CheckLoraMatrix(m, fmt::format("{}: tensor \"{}\"", file, name)));
+  FoundPair& f = found[static_cast<size_t>(layer)][static_cast<size_t>(target)];
+  std::string& slot_name = is_b ? f.b_name : f.a_name;
+  if (!slot_name.empty())
+    return InvalidArgument(fmt::format("{}: tensors \"{}\" and \"{}\" are the same matrix", file, slot_name, name));
+  slot_name = name;
+  (is_b ? f.b : f.a) = std::move(m);
+  return Status::Ok();
+}
+
+// The adapter from its matrices: each module's shapes checked against the model, A copied out of
+// the file, B transposed and scaled by `scale_of(r)`.
+template <typename ScaleOf>
+Status BuildPairs(const FoundLayers& found, const ModelConfig& config, const std::string& file, ScaleOf scale_of,
+                  LoraAdapter& a) {
+  a.layers.resize(static_cast<size_t>(config.num_layers));
+  std::array<bool, kLoraTargets> used{};
+  for (int64_t l = 0; l < config.num_layers; ++l) {
+    for (int t = 0; t < kLoraTargets; ++t) {
+      const FoundPair& f = found[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      if (!f.a.defined() && !f.b.defined()) continue;
+      const auto target = static_cast<LoraTarget>(t);
+      const std::string where = fmt::format("{}: layer {} {}", file, l, LoraTargetName(target));
+      if (!f.a.defined() || !f.b.defined())
+        return InvalidArgument(fmt::format("{}: has lora_{} but not lora_{}", where, f.a.defined() ? "A" : "B",
+                                           f.a.defined() ? "B" : "A"));
+      const LoraShape want = LoraTargetShape(config, target);
+      const Shape& sa = f.a.shape();
+      const Shape& sb = f.b.shape();
+      if (sa[1] != want.in || sb[0] != want.out || sb[1] != sa[0] || sa[0] < 1)
+        return InvalidArgument(fmt::format(
+            "{}: lora_A is {}, lora_B is {}; this model needs [r, {}] and [{}, r] (is the adapter for another model?)",
+            where, ShapeToString(sa), ShapeToString(sb), want.in, want.out));
+      const int64_t r = sa[0];
+      LoraPair& p = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
+      p.a = f.a.Copy();  // memory of its own, not the mapped file's
+      p.bt = ScaledTranspose(f.b, static_cast<float>(scale_of(r)));
+      a.rank = std::max(a.rank, r);
+      a.parameters += p.a.numel() + p.bt.numel();
+      a.bytes += static_cast<int64_t>(p.a.nbytes() + p.bt.nbytes());
+      used[static_cast<size_t>(t)] = true;
+    }
+  }
+  if (a.parameters == 0) return InvalidArgument(file + ": holds no LoRA tensors");
+  for (int t = 0; t < kLoraTargets; ++t)
+    if (used[static_cast<size_t>(t)]) a.targets.emplace_back(kNames[static_cast<size_t>(t)]);
+  return Status::Ok();
+}
+
+// An adapter converted by llama.cpp (convert_lora_to_gguf.py): "blk.N.<proj>.weight.lora_a"
+// [r, in] and ".lora_b" [out, r], scaled by adapter.lora.alpha / r as llama.cpp does.
+Result<LoraAdapter> LoadGgufLora(const std::string& path, const ModelConfig& config, std::string name) {
+  QB_ASSIGN_OR_RETURN(const GgufFile file, GgufFile::Open(path));
+  const auto type = file.GetString("general.type");
+  if (type != "adapter" || file.GetString("adapter.type") != "lora")
+    return InvalidArgument(fmt::format("{}: not a LoRA adapter (general.type \"{}\", adapter.type \"{}\"; a model "
+                                       "file goes in --model)",
+                                       path, type.value_or(""), file.GetString("adapter.type").value_or("")));
+  if (const auto arch = file.GetString("general.architecture"); arch && *arch != "qwen2")
+    return InvalidArgument(fmt::format("{}: an adapter for a {} model, not a qwen2 one", path, *arch));
+  const double alpha = file.GetNumber("adapter.lora.alpha").value_or(0.0);
+  FoundLayers found(static_cast<size_t>(config.num_layers));
+  for (const GgufTensorInfo& info : file.tensors()) {
+    std::string_view n = info.name;
+    const bool is_a = n.ends_with(".weight.lora_a"), is_b = n.ends_with(".weight.lora_b");
+    auto refuse = [&](std::string_view why) {
+      return InvalidArgument(fmt::format("{}: tensor \"{}\": {}", path, info.name, why));
+    };
+    if (!is_a && !is_b) return refuse("not a LoRA matrix (blk.N.<projection>.weight.lora_a or .lora_b)");
+    n.remove_suffix(std::string_view(".weight.lora_a").size());
+    if (!Consume(n, "blk.")) return refuse("LoRA on the embedding or lm_head is not supported");
+    const size_t dot = n.find('.');
+    int64_t layer = -1;
+    const auto [end, ec] = std::from_chars(n.data(), n.data() + std::min(dot, n.size()), layer);
+    if (dot == std::string_view::npos || ec != std::errc() || end != n.data() + dot) return refuse("no layer number");
+    const std::string_view proj = n.substr(dot + 1);
+    const auto it = std::find(kGgufLoraNames.begin(), kGgufLoraNames.end(), proj);
+    if (it == kGgufLoraNames.end()) return refuse("not one of the seven projections LoRA can update");
+    QB_ASSIGN_OR_RETURN(Tensor m, file.Load(info));
+    QB_RETURN_IF_ERROR(Place(found, path, layer, static_cast<LoraTarget>(it - kGgufLoraNames.begin()), is_b, std::move(m),
+                             info.name, config.num_layers));
+  }
+  LoraAdapter a;
+  a.name = std::move(name);
+  a.path = path;
+  a.alpha = alpha;
+  // (llama.cpp: alpha 0 means a scale of 1.)
+  QB_RETURN_IF_ERROR(BuildPairs(found, config, path, [alpha](int64_t r) { return alpha != 0 ? alpha / static_cast<double>(r) : 1.0; }, a));
+  return a;
 }
 
 }  // namespace
@@ -172,9 +277,10 @@ int64_t LoraAdapterBytes(const ModelConfig& config, int64_t rank, DType a_type) 
 
 Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& config, std::string name) {
   namespace fs = std::filesystem;
+  if (fs::is_regular_file(path) && path.ends_with(".gguf")) return LoadGgufLora(path, config, std::move(name));
   if (!fs::is_directory(path))
     return NotFound(fmt::format("{}: not a directory (a LoRA adapter is a directory holding adapter_config.json "
-                                "and adapter_model.safetensors)",
+                                "and adapter_model.safetensors, or llama.cpp's .gguf)",
                                 path));
   const std::string config_file = (fs::path(path) / "adapter_config.json").string();
   const std::string weights_file = (fs::path(path) / "adapter_model.safetensors").string();
@@ -189,62 +295,21 @@ Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& 
   QB_ASSIGN_OR_RETURN(const AdapterConfig ac, ReadAdapterConfig(config_file));
   QB_ASSIGN_OR_RETURN(const SafetensorsFile file, SafetensorsFile::Open(weights_file));
 
+  FoundLayers found(static_cast<size_t>(config.num_layers));
+  for (const SafetensorsEntry& e : file.entries()) {
+    QB_ASSIGN_OR_RETURN(const TensorRole role, ParseTensorName(weights_file, e.name));
+    Tensor m = file.Load(e);
+    QB_RETURN_IF_ERROR(Place(found, weights_file, role.layer, role.target, role.is_b, std::move(m), e.name, config.num_layers));
+  }
   LoraAdapter a;
   a.name = std::move(name);
   a.path = path;
   a.alpha = ac.alpha;
   a.rslora = ac.rslora;
-  a.layers.resize(static_cast<size_t>(config.num_layers));
-  // Pair each module's A and B first: B's scale depends on its rank (A's rows), which PEFT's
-  // rank_pattern may set per module.
-  struct Found {
-    const SafetensorsEntry* a = nullptr;
-    const SafetensorsEntry* b = nullptr;
-  };
-  std::vector<std::array<Found, kLoraTargets>> found(static_cast<size_t>(config.num_layers));
-  for (const SafetensorsEntry& e : file.entries()) {
-    QB_ASSIGN_OR_RETURN(const TensorRole role, ParseTensorName(weights_file, e.name));
-    if (role.layer < 0 || role.layer >= config.num_layers)
-      return InvalidArgument(fmt::format("{}: tensor \"{}\" is for layer {}, the model has {} layers", weights_file,
-                                         e.name, role.layer, config.num_layers));
-    Found& f = found[static_cast<size_t>(role.layer)][static_cast<size_t>(role.target)];
-    const SafetensorsEntry*& slot = role.is_b ? f.b : f.a;
-    if (slot != nullptr)
-      return InvalidArgument(fmt::format("{}: tensors \"{}\" and \"{}\" are the same matrix", weights_file, slot->name,
-                                         e.name));
-    slot = &e;
-  }
-  std::array<bool, kLoraTargets> used{};
-  for (int64_t l = 0; l < config.num_layers; ++l) {
-    for (int t = 0; t < kLoraTargets; ++t) {
-      const Found& f = found[static_cast<size_t>(l)][static_cast<size_t>(t)];
-      if (f.a == nullptr && f.b == nullptr) continue;
-      const auto target = static_cast<LoraTarget>(t);
-      const std::string where = fmt::format("{}: layer {} {}", weights_file, l, LoraTargetName(target));
-      if (f.a == nullptr || f.b == nullptr)
-        return InvalidArgument(fmt::format("{}: has lora_{} but not lora_{}", where, f.a ? "A" : "B", f.a ? "B" : "A"));
-      const LoraShape want = LoraTargetShape(config, target);
-      const Shape& sa = f.a->shape;
-      const Shape& sb = f.b->shape;
-      if (sa.size() != 2 || sb.size() != 2 || sa[1] != want.in || sb[0] != want.out || sb[1] != sa[0] || sa[0] < 1)
-        return InvalidArgument(fmt::format(
-            "{}: lora_A is {}, lora_B is {}; this model needs [r, {}] and [{}, r] (is the adapter for another model?)",
-            where, ShapeToString(sa), ShapeToString(sb), want.in, want.out));
-      const int64_t r = sa[0];
-      const double scale = ac.rslora ? ac.alpha / std::sqrt(static_cast<double>(r)) : ac.alpha / static_cast<double>(r);
-      LoraPair& p = a.layers[static_cast<size_t>(l)][static_cast<size_t>(t)];
-      QB_ASSIGN_OR_RETURN(const Tensor a_view, LoraMatrix(file, *f.a));
-      p.a = a_view.Copy();  // memory of its own, not the mapped file's
-      QB_ASSIGN_OR_RETURN(p.bt, ScaledTranspose(file, *f.b, static_cast<float>(scale)));
-      a.rank = std::max(a.rank, r);
-      a.parameters += p.a.numel() + p.bt.numel();
-      a.bytes += static_cast<int64_t>(p.a.nbytes() + p.bt.nbytes());
-      used[static_cast<size_t>(t)] = true;
-    }
-  }
-  if (a.parameters == 0) return InvalidArgument(weights_file + ": holds no LoRA tensors");
-  for (int t = 0; t < kLoraTargets; ++t)
-    if (used[static_cast<size_t>(t)]) a.targets.emplace_back(kNames[static_cast<size_t>(t)]);
+  // B's scale depends on its module's rank (A's rows), which PEFT's rank_pattern may set.
+  QB_RETURN_IF_ERROR(BuildPairs(found, config, weights_file, [&ac](int64_t r) {
+    return ac.rslora ? ac.alpha / std::sqrt(static_cast<double>(r)) : ac.alpha / static_cast<double>(r);
+  }, a));
   return a;
 }
 

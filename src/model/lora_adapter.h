@@ -7,6 +7,7 @@
 
 #include <array>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -20,6 +21,9 @@ enum class LoraTarget { kQ, kK, kV, kO, kGate, kUp, kDown };
 inline constexpr int kLoraTargets = 7;
 // PEFT's module names: "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj".
 std::string_view LoraTargetName(LoraTarget t);
+// llama.cpp's names of the same projections in GGUF ("blk.N.attn_q.weight.lora_a").
+inline constexpr std::array<std::string_view, kLoraTargets> kGgufLoraNames = {
+    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
 // One projection's update s B (A x): `a` is A [r, in] in the file's type (F32, F16 or BF16);
 // `bt` is s B transposed, f32 [r, out], so the update adds r scaled rows of it to each output
@@ -48,7 +52,9 @@ struct LoraAdapter {
 // A server's adapters; ForwardBatch::adapters numbers them from 1 (0: the base model).
 using LoraAdapters = std::vector<std::shared_ptr<const LoraAdapter>>;
 
-// Reads the adapter at `path` (a PEFT directory) for a model of `config`. Refused with a message:
+// Reads the adapter at `path` (a PEFT directory, or a GGUF adapter converted by llama.cpp's
+// convert_lora_to_gguf.py: scale adapter.lora.alpha / r as llama.cpp applies it) for a model of
+// `config`. Refused with a message:
 // DoRA, fan_in_fan_out, trained biases, modules_to_save (a changed embedding or lm_head),
 // alpha_pattern, LoRA on the embedding or lm_head, shapes that do not match the model, and
 // PyTorch pickles (adapter_model.bin: convert to safetensors).

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "formats/gguf_writer.h"
 #include "formats/safetensors_writer.h"
 #include "tensor/dequantize.h"
 #include "util/json.h"
@@ -64,26 +65,41 @@ Status WriteRandomLora(const ModelConfig& config, const RandomLoraOptions& o) {
   if (o.dtype != DType::kF32 && o.dtype != DType::kF16 && o.dtype != DType::kBF16)
     return InvalidArgument("a LoRA adapter's type must be f32, f16 or bf16");
   if (o.targets.empty()) return InvalidArgument("no LoRA targets");
-  std::error_code ec;
-  fs::create_directories(o.out, ec);
-  if (ec) return IoError(fmt::format("{}: cannot create the directory: {}", o.out, ec.message()));
-
-  SafetensorsWriter w;
-  w.SetMetadata("format", "pt");
+  // The same matrices either way: by layer and target, A then B.
+  const bool gguf = o.out.ends_with(".gguf");
+  std::vector<PendingTensor> tensors;
   for (int64_t l = 0; l < config.num_layers; ++l) {
     for (LoraTarget t : o.targets) {
       const LoraShape shape = LoraTargetShape(config, t);
       const bool mlp = t == LoraTarget::kGate || t == LoraTarget::kUp || t == LoraTarget::kDown;
-      const std::string base =
+      const std::string peft =
           fmt::format("base_model.model.model.layers.{}.{}.{}", l, mlp ? "mlp" : "self_attn", LoraTargetName(t));
+      const std::string ggml = fmt::format("blk.{}.{}.weight", l, kGgufLoraNames[static_cast<size_t>(t)]);
       const uint64_t seed = o.seed * 0x100000001b3ull + static_cast<uint64_t>(l * kLoraTargets + static_cast<int>(t));
       // A x has about the variance of x; B (A x) about a twentieth of it, before the scale.
-      w.AddTensor(RandomMatrix(base + ".lora_A.weight", o.dtype, o.rank, shape.in,
-                               std::sqrt(3.0 / static_cast<double>(shape.in)), 2 * seed + 1));
-      w.AddTensor(RandomMatrix(base + ".lora_B.weight", o.dtype, shape.out, o.rank,
-                               0.05 * std::sqrt(3.0 / static_cast<double>(o.rank)), 2 * seed + 2));
+      tensors.push_back(RandomMatrix(gguf ? ggml + ".lora_a" : peft + ".lora_A.weight", o.dtype, o.rank, shape.in,
+                                     std::sqrt(3.0 / static_cast<double>(shape.in)), 2 * seed + 1));
+      tensors.push_back(RandomMatrix(gguf ? ggml + ".lora_b" : peft + ".lora_B.weight", o.dtype, shape.out, o.rank,
+                                     0.05 * std::sqrt(3.0 / static_cast<double>(o.rank)), 2 * seed + 2));
     }
   }
+  if (gguf) {
+    // As llama.cpp's convert_lora_to_gguf.py writes it (rsLoRA's scale folded into alpha).
+    GgufWriter w;
+    w.Add("general.architecture", GgufString("qwen2"));
+    w.Add("general.type", GgufString("adapter"));
+    w.Add("adapter.type", GgufString("lora"));
+    const double alpha = o.rslora ? o.alpha * std::sqrt(static_cast<double>(o.rank)) : o.alpha;
+    w.Add("adapter.lora.alpha", GgufF32(static_cast<float>(alpha)));
+    for (auto& t : tensors) w.AddTensor(std::move(t));
+    return w.Write(o.out);
+  }
+  std::error_code ec;
+  fs::create_directories(o.out, ec);
+  if (ec) return IoError(fmt::format("{}: cannot create the directory: {}", o.out, ec.message()));
+  SafetensorsWriter w;
+  w.SetMetadata("format", "pt");
+  for (auto& t : tensors) w.AddTensor(std::move(t));
   QB_RETURN_IF_ERROR(w.Write((fs::path(o.out) / "adapter_model.safetensors").string()));
 
   nlohmann::ordered_json j;

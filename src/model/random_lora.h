@@ -1,5 +1,5 @@
 // Writes a random LoRA adapter in PEFT's layout (adapter_config.json + adapter_model.safetensors)
-// for a model of a given config: `qwenbox make-lora`, and the tests' adapters. Unlike a freshly
+// or as llama.cpp's GGUF adapter (the same matrices), for a model of a given config: `qwenbox make-lora`, and the tests' adapters. Unlike a freshly
 // initialised PEFT adapter (B = 0, no effect) both matrices are random, so the adapter changes
 // the logits by about a tenth of a projection's output.
 #pragma once
@@ -16,7 +16,7 @@
 namespace qb {
 
 struct RandomLoraOptions {
-  std::string out;  // the adapter's directory (made if missing)
+  std::string out;  // the adapter's directory (made if missing), or a .gguf file (llama.cpp's form)
   int64_t rank = 8;
   double alpha = 16;
   bool rslora = false;

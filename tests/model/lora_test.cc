@@ -10,6 +10,7 @@
 
 #include "common/model_runner.h"
 #include "common/test_paths.h"
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "formats/safetensors_writer.h"
 #include "model/loader.h"
@@ -179,6 +180,49 @@ TEST(LoraTest, LoadsWhatWasWritten) {
   for (int64_t o2 = 0; o2 < c.hidden_size; o2 += 7)
     for (int64_t k = 0; k < 4; ++k)
       EXPECT_EQ(bt.data<float>()[k * c.hidden_size + o2], 2.0f * raw[static_cast<size_t>(o2 * 4 + k)]);
+}
+
+// llama.cpp's GGUF adapters (convert_lora_to_gguf.py's layout: blk.N.attn_q.weight.lora_a with
+// ggml dims [in, r], lora_b [r, out], adapter.lora.alpha): the same matrices as a PEFT directory
+// give the same logits.
+TEST(LoraTest, GgufAdaptersMatchTheirPeftTwins) {
+  const std::string base = DataPath("micro-qwen2");
+  auto config = LoadModelConfig(base);
+  ASSERT_TRUE(config.ok());
+  const auto model = Load(base);
+  ASSERT_TRUE(model);
+  const std::string dir = ScratchDir();
+  for (bool rslora : {false, true}) {
+    RandomLoraOptions o;
+    o.rank = 8;
+    o.alpha = 16;
+    o.rslora = rslora;
+    o.dtype = DType::kF16;
+    o.seed = 11;
+    o.out = dir + (rslora ? "/peft-rs" : "/peft");
+    ASSERT_TRUE(WriteRandomLora(*config, o).ok());
+    const std::string peft = o.out;
+    o.out = dir + (rslora ? "/adapter-rs.gguf" : "/adapter.gguf");
+    ASSERT_TRUE(WriteRandomLora(*config, o).ok());
+    auto g = GgufFile::Open(o.out);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    EXPECT_EQ(g->GetString("general.type"), "adapter");
+    EXPECT_EQ(g->GetString("adapter.type"), "lora");
+    const GgufTensorInfo* a = g->FindTensor("blk.1.ffn_down.weight.lora_a");
+    const GgufTensorInfo* b = g->FindTensor("blk.1.ffn_down.weight.lora_b");
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->ne, (std::vector<uint64_t>{static_cast<uint64_t>(config->intermediate_size), 8}));
+    EXPECT_EQ(b->ne, (std::vector<uint64_t>{8, static_cast<uint64_t>(config->hidden_size)}));
+    const LoraAdapters from_peft = One(peft, *config), from_gguf = One(o.out, *config);
+    EXPECT_EQ(from_gguf[0]->targets, from_peft[0]->targets);
+    const auto want = test::AllPositionLogits(*model, kPrompt, kernels::ExecContext::Reference(), &from_peft);
+    EXPECT_LT(MaxDiff(test::AllPositionLogits(*model, kPrompt, kernels::ExecContext::Reference(), &from_gguf), want), 1e-5f)
+        << rslora;
+  }
+  // A model file is not an adapter.
+  auto wrong = LoadLoraAdapter(DataPath("micro-qwen2/micro-qwen2-q8_0.gguf"), *config, "x");
+  ASSERT_FALSE(wrong.ok());
+  EXPECT_NE(wrong.status().message().find("not a LoRA adapter"), std::string::npos) << wrong.status().message();
 }
 
 TEST(LoraTest, MixedBatchRowsEqualTheirOwnRuns) {
