@@ -67,7 +67,7 @@ void AddMakeLoraCommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--alpha", o->alpha, "lora_alpha (the updates are scaled by alpha / r)")->capture_default_str();
   cmd->add_option("--targets", o->targets, "Comma-separated projections (q_proj ... down_proj), or all")
       ->capture_default_str();
-  cmd->add_option("--dtype", o->dtype, "f32, f16 or bf16")->capture_default_str();
+  cmd->add_option("--dtype", o->dtype, "f32, f16 or bf16 (or q8_0 in a .gguf with a rank that is a multiple of 32)")->capture_default_str();
   cmd->add_flag("--rslora", o->rslora, "Scale by alpha / sqrt(r) (use_rslora)");
   cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
   cmd->callback([o, exit_code] {

@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
@@ -96,8 +97,9 @@ Result<TensorRole> ParseTensorName(const std::string& file, const std::string& n
   if (!Consume(s, "layers.")) return refuse("not a LoRA tensor of a Qwen2 decoder layer");
   const auto dot = s.find('.');
   int64_t layer = -1;
-  if (dot == std::string_view::npos || std::from_chars(s.data(), s.data() + dot, layer).ptr != s.data() + dot)
-    return refuse("no layer number");
+  if (dot == std::string_view::npos) return refuse("no layer number");
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + dot, layer);
+  if (ec != std::errc() || end != s.data() + dot) return refuse("no layer number");
   role.layer = layer;
   s.remove_prefix(dot + 1);
   const bool attention = Consume(s, "self_attn.");
@@ -217,10 +219,25 @@ Result<LoraAdapter> LoadGgufLora(const std::string& path, const ModelConfig& con
                                        path, type.value_or(""), file.GetString("adapter.type").value_or("")));
   if (const auto arch = file.GetString("general.architecture"); arch && *arch != "qwen2")
     return InvalidArgument(fmt::format("{}: an adapter for a {} model, not a qwen2 one", path, *arch));
-  const double alpha = file.GetNumber("adapter.lora.alpha").value_or(0.0);
+  if (file.Find("adapter.alora.invocation_tokens") != nullptr)
+    return Unimplemented(fmt::format("{}: an activated LoRA (aLoRA, applied only after its invocation tokens) is not "
+                                     "supported",
+                                     path));
+  // (Absent: 0, which llama.cpp takes as a scale of 1.)
+  double alpha = 0.0;
+  if (file.Find("adapter.lora.alpha") != nullptr) {
+    const auto a = file.GetNumber("adapter.lora.alpha");
+    if (!a || !std::isfinite(*a)) return InvalidArgument(fmt::format("{}: adapter.lora.alpha is not a finite number", path));
+    alpha = *a;
+  }
   FoundLayers found(static_cast<size_t>(config.num_layers));
   for (const GgufTensorInfo& info : file.tensors()) {
     std::string_view n = info.name;
+    // Norm weights that mergekit's extracted adapters carry: llama.cpp skips them, and so does this.
+    if (n.ends_with("_norm.weight")) {
+      spdlog::warn("{}: tensor \"{}\" is not a LoRA matrix: skipped, as llama.cpp does", path, info.name);
+      continue;
+    }
     const bool is_a = n.ends_with(".weight.lora_a"), is_b = n.ends_with(".weight.lora_b");
     auto refuse = [&](std::string_view why) {
       return InvalidArgument(fmt::format("{}: tensor \"{}\": {}", path, info.name, why));
@@ -277,8 +294,9 @@ int64_t LoraAdapterBytes(const ModelConfig& config, int64_t rank, DType a_type) 
 
 Result<LoraAdapter> LoadLoraAdapter(const std::string& path, const ModelConfig& config, std::string name) {
   namespace fs = std::filesystem;
-  if (fs::is_regular_file(path) && path.ends_with(".gguf")) return LoadGgufLora(path, config, std::move(name));
-  if (!fs::is_directory(path))
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec) && path.ends_with(".gguf")) return LoadGgufLora(path, config, std::move(name));
+  if (!fs::is_directory(path, ec))
     return NotFound(fmt::format("{}: not a directory (a LoRA adapter is a directory holding adapter_config.json "
                                 "and adapter_model.safetensors, or llama.cpp's .gguf)",
                                 path));

@@ -25,7 +25,8 @@ std::string_view LoraTargetName(LoraTarget t);
 inline constexpr std::array<std::string_view, kLoraTargets> kGgufLoraNames = {
     "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
 
-// One projection's update s B (A x): `a` is A [r, in] in the file's type (F32, F16 or BF16);
+// One projection's update s B (A x): `a` is A [r, in] in the file's type (F32, F16, BF16, or
+// Q8_0 from a GGUF adapter);
 // `bt` is s B transposed, f32 [r, out], so the update adds r scaled rows of it to each output
 // row (a GEMM whose inner dimension is only r does not suit the dot-product kernels).
 struct LoraPair {

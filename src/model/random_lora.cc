@@ -62,11 +62,15 @@ Status WriteRandomLora(const ModelConfig& config, const RandomLoraOptions& o) {
   namespace fs = std::filesystem;
   if (o.rank < 1) return InvalidArgument("the LoRA rank must be at least 1");
   if (!(o.alpha > 0)) return InvalidArgument("lora_alpha must be positive");
-  if (o.dtype != DType::kF32 && o.dtype != DType::kF16 && o.dtype != DType::kBF16)
-    return InvalidArgument("a LoRA adapter's type must be f32, f16 or bf16");
+  const bool gguf = o.out.ends_with(".gguf");
+  if (o.dtype != DType::kF32 && o.dtype != DType::kF16 && o.dtype != DType::kBF16 &&
+      !(gguf && o.dtype == DType::kQ8_0 && o.rank % 32 == 0))
+    return InvalidArgument("a LoRA adapter's type must be f32, f16 or bf16 (or q8_0 in a .gguf, with a rank that is a "
+                           "multiple of 32)");
+  if (gguf && o.rslora)
+    return InvalidArgument("llama.cpp's GGUF adapters have no rsLoRA (its converter writes lora_alpha unchanged)");
   if (o.targets.empty()) return InvalidArgument("no LoRA targets");
   // The same matrices either way: by layer and target, A then B.
-  const bool gguf = o.out.ends_with(".gguf");
   std::vector<PendingTensor> tensors;
   for (int64_t l = 0; l < config.num_layers; ++l) {
     for (LoraTarget t : o.targets) {
@@ -84,13 +88,12 @@ Status WriteRandomLora(const ModelConfig& config, const RandomLoraOptions& o) {
     }
   }
   if (gguf) {
-    // As llama.cpp's convert_lora_to_gguf.py writes it (rsLoRA's scale folded into alpha).
+    // As llama.cpp's convert_lora_to_gguf.py writes it.
     GgufWriter w;
     w.Add("general.architecture", GgufString("qwen2"));
     w.Add("general.type", GgufString("adapter"));
     w.Add("adapter.type", GgufString("lora"));
-    const double alpha = o.rslora ? o.alpha * std::sqrt(static_cast<double>(o.rank)) : o.alpha;
-    w.Add("adapter.lora.alpha", GgufF32(static_cast<float>(alpha)));
+    w.Add("adapter.lora.alpha", GgufF32(static_cast<float>(o.alpha)));
     for (auto& t : tensors) w.AddTensor(std::move(t));
     return w.Write(o.out);
   }

@@ -134,7 +134,7 @@ OrderedJson OutputItems(const ResponseHeader& h, const Choice& c, bool tools, st
   const OrderedJson msg = ChatMessage(c, tools, &has_calls, call_id_prefix);
   const std::string text = msg["content"].is_string() ? msg["content"].get<std::string>() : "";
   OrderedJson output = OrderedJson::array();
-  const char* status = c.reason == FinishReason::kLength ? "incomplete" : "completed";
+  const char* status = c.reason == FinishReason::kStop ? "completed" : "incomplete";
   if (!has_calls || !text.empty()) output.push_back(MessageItem(h, text, status));
   if (has_calls)
     for (const auto& call : msg["tool_calls"]) {
@@ -319,7 +319,7 @@ std::string ResponseEvents::Finish(const Choice& c, bool tools, std::string_view
     // with tool calls is trimmed; what was streamed stays the message's text, so that the events
     // and the final response agree.
     const std::string final_text = message ? output[0]["content"][0]["text"].get<std::string>() : "";
-    const char* status = c.reason == FinishReason::kLength ? "incomplete" : "completed";
+    const char* status = c.reason == FinishReason::kStop ? "completed" : "incomplete";
     out += Open();
     if (final_text.size() > text_.size() && final_text.starts_with(text_))
       out += Text(std::string_view(final_text).substr(text_.size()));

@@ -619,9 +619,10 @@ TEST_F(ServerTest, StructuredOutputBesideTools) {
         EXPECT_EQ(call["function"]["name"], "lookup");
         EXPECT_TRUE(OrderedJson::parse(call["function"]["arguments"].get<std::string>())["q"].is_string()) << msg.dump();
       }
-    } else {
-      EXPECT_EQ(finish, "stop") << msg.dump();
+    } else if (finish == "stop") {
       EXPECT_TRUE(OrderedJson::parse(msg["content"].get<std::string>())["ok"].is_boolean()) << msg.dump();
+    } else {  // (white space between a random model's JSON tokens can run to the limit)
+      EXPECT_EQ(finish, "length") << msg.dump();
     }
   };
   for (const char* seed : {"1", "2", "3", "4"}) {
@@ -635,9 +636,10 @@ TEST_F(ServerTest, StructuredOutputBesideTools) {
       "name": "lookup", "parameters": {"type": "object", "properties": {"q": {"type": "string", "maxLength": 6}},
       "required": ["q"], "additionalProperties": false}}], "text": {"format": {"type": "json_schema", "name": "out",
       "schema": )" + schema + "}}}");
-  EXPECT_EQ(resp["status"], "completed") << resp.dump();
   const OrderedJson& item = resp["output"][0];
-  if (item["type"] == "function_call") {
+  if (resp["status"] != "completed") {
+    EXPECT_EQ(resp["status"], "incomplete") << resp.dump();
+  } else if (item["type"] == "function_call") {
     EXPECT_TRUE(OrderedJson::parse(item["arguments"].get<std::string>())["q"].is_string());
   } else {
     EXPECT_TRUE(OrderedJson::parse(item["content"][0]["text"].get<std::string>())["ok"].is_boolean()) << resp.dump();
