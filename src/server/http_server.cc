@@ -659,9 +659,10 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
             out["usage"] = Usage(*x);
           }
           const std::string text = Dump(out);
+          // Counted before the answer goes out: a client that reads /metrics after it sees it.
+          finish_metrics(*x, 200);
           const bool ok = sink.write(text.data(), text.size());
           if (ok) sink.done();
-          finish_metrics(*x, 200);
           return ok;
         },
         released);
@@ -830,6 +831,9 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
           });
           if (ok && !tgi_pending_last) ok = send_tgi_pending();
         }
+        // Every event is out: counted before the stream's last bytes (see above).
+        if (ok) finish_metrics(*x, 200);
+        else metrics_cancelled(*x);
         if (ok && !tgi && !responses) {
           std::string tail;
           if (p.include_usage) {
@@ -845,12 +849,7 @@ void HttpServer::HandleGeneration(const httplib::Request& req, httplib::Response
           tail += "data: [DONE]\n\n";
           ok = sink.write(tail.data(), tail.size());
         }
-        if (ok) {
-          sink.done();
-          finish_metrics(*x, 200);
-        } else {
-          metrics_cancelled(*x);
-        }
+        if (ok) sink.done();
         return ok;
       },
       released);
