@@ -60,13 +60,6 @@ int64_t PeakRssBytes() {
   return static_cast<int64_t>(ru.ru_maxrss) * 1024;
 }
 
-Result<DType> BenchKvDType(const BenchOptions& o, const ModelConfig& config) {
-  const auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype) return InvalidArgument(fmt::format("--kv-dtype {} is not one of f16, bf16, f32, q8_0", o.kv_dtype));
-  QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, config.head_dim));
-  return *kv_dtype;
-}
-
 // N requests at once through the engine: the decode rate once every request is generating
 // (from the last first token to the last finish), and the rate over the whole run.
 Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const kernels::ExecContext& ctx, ThreadPool* pool,
@@ -74,7 +67,7 @@ Status RunConcurrent(const BenchOptions& o, const LoadedModel& loaded, const ker
   const ModelConfig& mc = loaded.model->config();
   const int64_t per_seq = o.prompt + o.gen;
   EngineConfig ec;
-  QB_ASSIGN_OR_RETURN(ec.kv_dtype, BenchKvDType(o, mc));
+  QB_ASSIGN_OR_RETURN(ec.kv_dtype, ParseKvDType(o.kv_dtype, mc.head_dim));
   ec.scheduler.block_size = 16;
   ec.scheduler.max_num_seqs = std::max(o.concurrency, 1);
   ec.scheduler.max_batch_tokens = std::max<int64_t>(512, o.concurrency);
@@ -181,7 +174,7 @@ Status RunBench(const BenchOptions& o) {
   std::uniform_int_distribution<int32_t> id(0, static_cast<int32_t>(std::min<int64_t>(mc.vocab_size, 151643) - 1));
   std::vector<int32_t> prompt(static_cast<size_t>(o.prompt));
   for (auto& t : prompt) t = id(rng);
-  QB_ASSIGN_OR_RETURN(const DType kv_dtype, BenchKvDType(o, mc));
+  QB_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(o.kv_dtype, mc.head_dim));
   auto step = MakeCpuSequenceModel(loaded, std::max<int64_t>(total, 1), kv_dtype, ctx);
   auto forward = [&step, &lora](const std::vector<int32_t>& tokens, int64_t start) {
     return step->Step(WithLora(SequenceBatch(tokens, start, false), lora.get()));

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "kernels/ops.h"
+
 namespace qb::cli {
 
 Result<std::vector<int32_t>> ParseIds(const std::string& text) {
@@ -43,6 +45,13 @@ void AppendJsonFloat(std::string& out, float v) {
   char buf[32];
   const int n = std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(v));
   out.append(buf, static_cast<size_t>(n));
+}
+
+Result<DType> ParseKvDType(const std::string& name, int64_t head_dim) {
+  const auto kv_dtype = DTypeFromName(name);
+  if (!kv_dtype) return InvalidArgument(fmt::format("--kv-dtype {} is not one of f16, bf16, f32, q8_0", name));
+  QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, head_dim));
+  return *kv_dtype;
 }
 
 }  // namespace qb::cli

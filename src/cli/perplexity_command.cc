@@ -23,7 +23,6 @@
 #include "cli/commands.h"
 #include "cli/exec_options.h"
 #include "cli/lora_options.h"
-#include "kernels/ops.h"
 #include "model/loader.h"
 #include "model/step_model.h"
 #include "sampling/logprobs.h"
@@ -66,9 +65,7 @@ Status RunPerplexity(const PerplexityOptions& o) {
   QB_RETURN_IF_ERROR(o.exec.Make(&pool, &ctx));
   QB_ASSIGN_OR_RETURN(auto tok, LoadTokenizer(o.model));
   QB_ASSIGN_OR_RETURN(LoadedModel loaded, o.exec.Load(o.model, pool.get()));
-  const auto kv_dtype = DTypeFromName(o.kv_dtype);
-  if (!kv_dtype) return InvalidArgument(fmt::format("--kv-dtype {} is not one of f16, bf16, f32, q8_0", o.kv_dtype));
-  QB_RETURN_IF_ERROR(kernels::CheckKvDType(*kv_dtype, loaded.model->config().head_dim));
+  QB_ASSIGN_OR_RETURN(const DType kv_dtype, ParseKvDType(o.kv_dtype, loaded.model->config().head_dim));
   if (!o.lora.empty() && o.exec.tensor_parallel > 1) return Unimplemented("--lora with --tp is not supported");
   QB_ASSIGN_OR_RETURN(auto lora, LoadOneLora(o.lora, loaded.model->config()));
   if (o.ctx > loaded.model->config().max_position_embeddings)
@@ -79,7 +76,7 @@ Status RunPerplexity(const PerplexityOptions& o) {
   if (whole == 0)
     return InvalidArgument(fmt::format("{} has {} tokens, fewer than one chunk of --ctx {}", o.file, tokens.size(), o.ctx));
   const int64_t chunks = o.chunks > 0 ? std::min(o.chunks, whole) : whole;
-  auto step = MakeCpuSequenceModel(loaded, o.ctx, *kv_dtype, ctx);
+  auto step = MakeCpuSequenceModel(loaded, o.ctx, kv_dtype, ctx);
   // The reference, as it is (no --quant), with an f32 KV cache.
   std::unique_ptr<StepModel> ref;
   LoadedModel ref_loaded;
